@@ -1,0 +1,116 @@
+//! The command line: parses arguments, calls the library, renders results.
+//! Thin on purpose — no planning or restart logic lives here — and it owns
+//! the one table of exit codes (see [`exit_code`]).
+
+mod render;
+
+use crate::config::Playbook;
+use crate::inventory::{InventoryError, InventorySource};
+use crate::plan::{Plan, PlanError};
+use crate::source::SourceError;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "rekindle", version, about = "Bring a fleet of database containers back after a network failure: planned, paced, health-gated restarts.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a recovery would do: waves, order, DNS cost, estimated time. Changes nothing.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InventoryArgs {
+    /// Take the fleet from a reference scenario file (simulated fleet) instead of Docker.
+    #[arg(long, value_name = "FILE", conflicts_with = "inventory")]
+    pub scenario: Option<PathBuf>,
+    /// Take the fleet from a static inventory file (JSON) instead of Docker.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+impl InventoryArgs {
+    pub fn source(&self) -> InventorySource {
+        match (&self.scenario, &self.inventory) {
+            (Some(s), _) => InventorySource::Scenario(s.clone()),
+            (_, Some(i)) => InventorySource::File(i.clone()),
+            _ => InventorySource::Docker,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The playbook (TOML).
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// List every wave in the table (default: the first 40).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or input error,
+/// 3 halted by policy, 4 aborted.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<SourceError>() || cause.is::<PlanError>() {
+            return 2;
+        }
+        if let Some(InventoryError::Source(_)) = cause.downcast_ref::<InventoryError>() {
+            return 2;
+        }
+    }
+    1
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("REKINDLE_LOG").unwrap_or_else(|_| EnvFilter::new("warn,rekindle=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Plan(args) => plan(args).await,
+    }
+}
+
+async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let playbook = Playbook::load(&args.playbook)?;
+    let inventory = args.inventory.source().load(&playbook).await?;
+    let plan = Plan::build(&inventory, &playbook)?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => render::plan_json(&mut out, &playbook, &inventory, &plan)?,
+        Output::Table => render::plan_table(&mut out, &playbook, &inventory, &plan, args.all)?,
+    }
+    Ok(())
+}

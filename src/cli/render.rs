@@ -1,0 +1,123 @@
+//! Rendering plans for people (tables) and machines (JSON).
+
+use crate::config::Playbook;
+use crate::duration::human;
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use serde_json::json;
+use std::io::Write;
+
+const TABLE_ROWS: usize = 40;
+
+pub fn plan_json(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Plan) -> std::io::Result<()> {
+    let name = |i: &u32| inv.containers[*i as usize].name.as_str();
+    let waves: Vec<_> = plan
+        .waves
+        .iter()
+        .map(|w| {
+            json!({
+                "index": w.index,
+                "role": pb.roles[w.role].name,
+                "group": w.group,
+                "canary": w.canary,
+                "after": w.after,
+                "containers": w.containers.iter().map(name).collect::<Vec<_>>(),
+                "hosts": w.hosts,
+                "dns_lookups": w.dns_lookups,
+                "estimate_s": secs(w.estimate),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "playbook": pb.name,
+        "containers": plan.containers,
+        "unmatched": plan.unmatched.iter().map(name).collect::<Vec<_>>(),
+        "empty_roles": plan.empty_roles,
+        "unreachable_hosts": inv.unreachable_hosts().map(|h| json!({"host": h.name, "error": h.error})).collect::<Vec<_>>(),
+        "dns_lookups": plan.dns_lookups,
+        "dns_budget_qps": pb.dns.budget_qps(),
+        "critical_path_s": secs(plan.critical_path),
+        "dns_bound_s": secs(plan.dns_bound),
+        "estimate_s": secs(plan.estimate),
+        "waves": waves,
+    });
+    serde_json::to_writer(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Plan, all: bool) -> std::io::Result<()> {
+    writeln!(out, "Plan for playbook {:?} ({})", pb.name, pb.source.display())?;
+    let reachable = inv.hosts.iter().filter(|h| h.reachable).count();
+    writeln!(
+        out,
+        "  {} containers on {} hosts in {} waves; {} not matched by any role",
+        plan.containers,
+        reachable,
+        plan.waves.len(),
+        plan.unmatched.len()
+    )?;
+    for h in inv.unreachable_hosts() {
+        writeln!(out, "  WARNING: host {} unreachable: {} — its containers are not in this plan", h.name, h.error.as_deref().unwrap_or("no answer"))?;
+    }
+    for r in &plan.empty_roles {
+        writeln!(out, "  WARNING: role {r:?} matches no container")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "By role (dependency order):")?;
+    writeln!(out, "  {:<14} {:>8} {:>7} {:>11} {:>10}", "ROLE", "WAVES", "CONTAINERS", "DNS LOOKUPS", "AFTER")?;
+    for (r, role) in pb.roles.iter().enumerate() {
+        let waves: Vec<_> = plan.waves.iter().filter(|w| w.role == r).collect();
+        let n: usize = waves.iter().map(|w| w.containers.len()).sum();
+        let dns: u64 = waves.iter().map(|w| w.dns_lookups).sum();
+        let after: Vec<&str> = role.after.iter().map(|&d| pb.roles[d].name.as_str()).collect();
+        writeln!(out, "  {:<14} {:>8} {:>7} {:>11} {:>10}", role.name, waves.len(), n, dns, if after.is_empty() { "-".to_string() } else { after.join(",") })?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Waves:")?;
+    writeln!(out, "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  {}", "WAVE", "ROLE", "GROUP", "COUNT", "HOSTS", "DNS", "EST", "AFTER")?;
+    let shown = if all { plan.waves.len() } else { plan.waves.len().min(TABLE_ROWS) };
+    for w in &plan.waves[..shown] {
+        let after = match w.after.len() {
+            0 => "-".to_string(),
+            1..=4 => w.after.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+            n => format!("{n} waves"),
+        };
+        let role = if w.canary { format!("{} (canary)", pb.roles[w.role].name) } else { pb.roles[w.role].name.clone() };
+        writeln!(
+            out,
+            "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  {}",
+            w.index,
+            role,
+            if w.group.is_empty() { "-" } else { &w.group },
+            w.containers.len(),
+            w.hosts,
+            w.dns_lookups,
+            human(w.estimate),
+            after
+        )?;
+    }
+    if shown < plan.waves.len() {
+        writeln!(out, "  … {} more waves (--all lists them, --output json gives everything)", plan.waves.len() - shown)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "DNS: {} startup lookups under a budget of {:.0} q/s ({:.0} q/s capacity × {:.0}% headroom)",
+        plan.dns_lookups,
+        pb.dns.budget_qps(),
+        pb.dns.capacity_qps,
+        pb.dns.headroom * 100.0
+    )?;
+    writeln!(
+        out,
+        "Estimated time: {} (critical path {}, DNS bound {})",
+        human(plan.estimate),
+        human(plan.critical_path),
+        human(plan.dns_bound)
+    )?;
+    Ok(())
+}

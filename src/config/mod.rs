@@ -1,0 +1,529 @@
+//! The playbook: what to restart, in which order, under which limits. This
+//! module owns the schema ([`raw`]) and its validation into a resolved
+//! [`Playbook`]; it must never touch the network or a container. Every
+//! error names the file, line, column and field (see [`SourceError`]).
+
+pub mod raw;
+
+use crate::duration::parse_duration;
+use crate::plan::dag::{topo_order, Cycle};
+use crate::source::{SourceError, SourceText};
+use raw::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated playbook, ready for planning.
+#[derive(Debug, Clone, Serialize)]
+pub struct Playbook {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: PathBuf,
+    /// Label key whose value names a container's group (e.g. `db.cluster`):
+    /// dependencies between roles are evaluated within one group.
+    pub cluster_label: String,
+    /// Label key naming a container's replica set, if any.
+    pub replset_label: Option<String>,
+    /// Roles in a valid topological order (dependencies first).
+    pub roles: Vec<Role>,
+    pub limits: Limits,
+    pub canary: Option<Canary>,
+    pub dns: DnsBudgetConfig,
+    pub policy: Policy,
+    pub estimates: Estimates,
+    pub discovery: Discovery,
+    /// Docker hosts; empty means `DOCKER_HOST` or the local socket.
+    pub hosts: Vec<HostSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    pub name: String,
+    /// Labels a container must carry (all of them) to have this role.
+    pub selector: BTreeMap<String, String>,
+    /// Indexes (into `Playbook::roles`) of the roles this one waits for.
+    pub after: Vec<usize>,
+    pub startup_lookups: u32,
+    pub ready_estimate: Duration,
+    pub health: HealthCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum HealthKind {
+    /// The container is running (and healthy, if it has a HEALTHCHECK).
+    Docker,
+    /// A TCP connect to the container's DNS name on a port succeeds.
+    Tcp { port: u16 },
+    /// A command run in the container exits with 0.
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    pub kind: HealthKind,
+    /// Timeout of one probe.
+    pub timeout: Duration,
+    /// Pause between probes of one container.
+    pub interval: Duration,
+    /// How long after its restart a container may take to pass.
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unavailable {
+    Count(u32),
+    All,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// Max containers of one host in one wave.
+    pub max_per_host: u32,
+    /// Max members of one replica set in one wave.
+    pub max_unavailable_per_replset: Unavailable,
+    pub max_wave_size: u32,
+    /// Restarts per second across the fleet (0 = unlimited).
+    pub restart_rate: f64,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Canary {
+    pub containers: u32,
+    pub soak: Duration,
+    pub confirm: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsBudgetConfig {
+    pub capacity_qps: f64,
+    /// Fraction of the capacity rekindle's restarts may use, in (0, 1].
+    pub headroom: f64,
+}
+
+impl DnsBudgetConfig {
+    /// The query rate restarts may cause.
+    pub fn budget_qps(&self) -> f64 {
+        self.capacity_qps * self.headroom
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    pub retries: u32,
+    pub max_failed_fraction: f64,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub stuck_rerestarts: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimates {
+    /// Expected time of one Docker restart call.
+    pub restart: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnreachable {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// Labels every container must carry (ANDed with each role's selector).
+    pub labels: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub on_unreachable: OnUnreachable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSpec {
+    pub name: String,
+    pub url: String,
+    pub tls: Option<TlsPaths>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsPaths {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Playbook {
+    /// Reads and validates a playbook file.
+    pub fn load(path: &Path) -> Result<Self, SourceError> {
+        let src = SourceText::read(path)?;
+        Self::parse(&src)
+    }
+
+    /// Validates a playbook held in memory.
+    pub fn parse(src: &SourceText) -> Result<Self, SourceError> {
+        let raw: RawPlaybook = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
+        Resolver { src }.resolve(raw)
+    }
+
+    pub fn role_index(&self, name: &str) -> Option<usize> {
+        self.roles.iter().position(|r| r.name == name)
+    }
+}
+
+struct Resolver<'a> {
+    src: &'a SourceText,
+}
+
+impl Resolver<'_> {
+    fn err<T>(&self, spanned: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) -> SourceError {
+        self.src.error(spanned.span(), field, msg)
+    }
+
+    fn duration(&self, s: &Spanned<String>, field: &str) -> Result<Duration, SourceError> {
+        parse_duration(s.get_ref()).map_err(|m| self.err(s, field, m))
+    }
+
+    fn opt_duration(&self, s: &Option<Spanned<String>>, field: &str, default: Duration) -> Result<Duration, SourceError> {
+        s.as_ref().map(|s| self.duration(s, field)).transpose().map(|d| d.unwrap_or(default))
+    }
+
+    fn count(&self, v: &Spanned<i64>, field: &str, min: i64, max: i64) -> Result<i64, SourceError> {
+        let x = *v.get_ref();
+        if x < min || x > max {
+            return Err(self.err(v, field, format!("expected an integer from {min} to {max}, found {x}")));
+        }
+        Ok(x)
+    }
+
+    fn opt_count(&self, v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64) -> Result<i64, SourceError> {
+        v.as_ref().map(|v| self.count(v, field, min, max)).transpose().map(|x| x.unwrap_or(default))
+    }
+
+    fn fraction(&self, v: &Spanned<f64>, field: &str, min_exclusive: bool) -> Result<f64, SourceError> {
+        let x = *v.get_ref();
+        let ok = x.is_finite() && x <= 1.0 && if min_exclusive { x > 0.0 } else { x >= 0.0 };
+        if !ok {
+            let range = if min_exclusive { "greater than 0 and at most 1" } else { "from 0 to 1" };
+            return Err(self.err(v, field, format!("expected a fraction {range}, found {x}")));
+        }
+        Ok(x)
+    }
+
+    fn non_empty(&self, s: &Spanned<String>, field: &str) -> Result<String, SourceError> {
+        let v = s.get_ref().trim();
+        if v.is_empty() {
+            return Err(self.err(s, field, "must not be empty"));
+        }
+        Ok(v.to_string())
+    }
+
+    fn resolve(&self, raw: RawPlaybook) -> Result<Playbook, SourceError> {
+        let name = self.non_empty(&raw.name, "name")?;
+        let groups = raw.groups.get_ref();
+        let cluster_label = self.non_empty(&groups.cluster, "groups.cluster")?;
+        let replset_label = groups.replset.as_ref().map(|r| self.non_empty(r, "groups.replset")).transpose()?;
+
+        let roles = self.roles(&raw.roles)?;
+        let limits = self.limits(raw.limits.as_ref())?;
+        let canary = raw
+            .canary
+            .as_ref()
+            .map(|c| {
+                let c = c.get_ref();
+                Ok::<_, SourceError>(Canary {
+                    containers: self.count(&c.containers, "canary.containers", 1, 1_000_000)? as u32,
+                    soak: self.opt_duration(&c.soak, "canary.soak", Duration::ZERO)?,
+                    confirm: c.confirm.unwrap_or(false),
+                })
+            })
+            .transpose()?;
+        let dns = {
+            let d = raw.dns.get_ref();
+            let cap = *d.capacity_qps.get_ref();
+            if !(cap.is_finite() && cap > 0.0) {
+                return Err(self.err(&d.capacity_qps, "dns.capacity_qps", format!("expected a positive number of queries per second, found {cap}")));
+            }
+            let headroom = d.headroom.as_ref().map(|h| self.fraction(h, "dns.headroom", true)).transpose()?.unwrap_or(0.8);
+            DnsBudgetConfig { capacity_qps: cap, headroom }
+        };
+        let policy = match raw.policy.as_ref().map(|p| p.get_ref()) {
+            None => Policy::default(),
+            Some(p) => {
+                let d = Policy::default();
+                let policy = Policy {
+                    retries: self.opt_count(&p.retries, "policy.retries", 0, 100, d.retries as i64)? as u32,
+                    max_failed_fraction: p
+                        .max_failed_fraction
+                        .as_ref()
+                        .map(|f| self.fraction(f, "policy.max_failed_fraction", false))
+                        .transpose()?
+                        .unwrap_or(d.max_failed_fraction),
+                    backoff_initial: self.opt_duration(&p.backoff_initial, "policy.backoff_initial", d.backoff_initial)?,
+                    backoff_max: self.opt_duration(&p.backoff_max, "policy.backoff_max", d.backoff_max)?,
+                    stuck_rerestarts: self.opt_count(&p.stuck_rerestarts, "policy.stuck_rerestarts", 0, 100, d.stuck_rerestarts as i64)? as u32,
+                };
+                if policy.backoff_max < policy.backoff_initial {
+                    let span = p.backoff_max.as_ref().expect("set when smaller than a set initial");
+                    return Err(self.err(span, "policy.backoff_max", "must be at least policy.backoff_initial"));
+                }
+                policy
+            }
+        };
+        let estimates = Estimates {
+            restart: self.opt_duration(
+                &raw.estimates.as_ref().and_then(|e| e.get_ref().restart.clone()),
+                "estimates.restart",
+                Duration::from_secs(2),
+            )?,
+        };
+        let discovery = match raw.discovery.as_ref().map(|d| d.get_ref()) {
+            None => Discovery { labels: BTreeMap::new(), timeout: Duration::from_secs(10), on_unreachable: OnUnreachable::Warn },
+            Some(d) => Discovery {
+                labels: d.labels.clone().unwrap_or_default(),
+                timeout: self.opt_duration(&d.timeout, "discovery.timeout", Duration::from_secs(10))?,
+                on_unreachable: match d.on_unreachable.as_ref() {
+                    None => OnUnreachable::Warn,
+                    Some(s) => match s.get_ref().as_str() {
+                        "warn" => OnUnreachable::Warn,
+                        "fail" => OnUnreachable::Fail,
+                        other => return Err(self.err(s, "discovery.on_unreachable", format!("expected \"warn\" or \"fail\", found {other:?}"))),
+                    },
+                },
+            },
+        };
+        let hosts = self.hosts(raw.hosts.as_deref().unwrap_or(&[]))?;
+        Ok(Playbook {
+            name,
+            description: raw.description,
+            source: self.src.file.clone(),
+            cluster_label,
+            replset_label,
+            roles,
+            limits,
+            canary,
+            dns,
+            policy,
+            estimates,
+            discovery,
+            hosts,
+        })
+    }
+
+    fn roles(&self, raw: &Spanned<Vec<Spanned<RawRole>>>) -> Result<Vec<Role>, SourceError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.err(raw, "roles", "a playbook needs at least one [[roles]] entry"));
+        }
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, r) in raw.get_ref().iter().enumerate() {
+            let name = self.non_empty(&r.get_ref().name, &format!("roles[{i}].name"))?;
+            if index.insert(name.clone(), i).is_some() {
+                return Err(self.err(&r.get_ref().name, format!("roles[{i}].name"), format!("role {name:?} is declared twice")));
+            }
+        }
+        let mut roles = Vec::new();
+        let mut after_spans: Vec<Vec<&Spanned<String>>> = Vec::new();
+        for (i, r) in raw.get_ref().iter().enumerate() {
+            let r = r.get_ref();
+            let field = |f: &str| format!("roles[{i}].{f}");
+            let selector = r.selector.get_ref();
+            if selector.is_empty() {
+                return Err(self.err(&r.selector, field("selector"), "a role needs at least one label, e.g. selector = { \"db.role\" = \"shard\" }"));
+            }
+            for (k, v) in selector {
+                if k.trim().is_empty() {
+                    return Err(self.err(&r.selector, field("selector"), "label keys must not be empty"));
+                }
+                if v.get_ref().trim().is_empty() {
+                    return Err(self.err(v, field(&format!("selector.{k}")), "label values must not be empty"));
+                }
+            }
+            let mut after = Vec::new();
+            let mut spans = Vec::new();
+            for dep in r.after.as_ref().map(|a| a.get_ref().as_slice()).unwrap_or(&[]) {
+                let Some(&j) = index.get(dep.get_ref().as_str()) else {
+                    let known: Vec<&str> = raw.get_ref().iter().map(|r| r.get_ref().name.get_ref().as_str()).collect();
+                    return Err(self.err(dep, field("after"), format!("unknown role {:?}; roles declared: {}", dep.get_ref(), known.join(", "))));
+                };
+                if j == i {
+                    return Err(self.err(dep, field("after"), format!("role {:?} cannot wait for itself", dep.get_ref())));
+                }
+                if !after.contains(&j) {
+                    after.push(j);
+                    spans.push(dep);
+                }
+            }
+            after_spans.push(spans);
+            let health = self.health(r.health.as_ref(), i)?;
+            roles.push(Role {
+                name: r.name.get_ref().trim().to_string(),
+                selector: selector.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+                after,
+                startup_lookups: self.count(&r.startup_lookups, &field("startup_lookups"), 0, 100_000)? as u32,
+                ready_estimate: self.opt_duration(&r.ready_estimate, &field("ready_estimate"), Duration::from_secs(5))?,
+                health,
+            });
+        }
+        let deps: Vec<Vec<usize>> = roles.iter().map(|r| r.after.clone()).collect();
+        let order = topo_order(&deps).map_err(|Cycle(cycle)| {
+            // Point at the `after` entry that closes the cycle.
+            let (from, to) = (cycle[cycle.len() - 1], cycle[0]);
+            let k = roles[from].after.iter().position(|&d| d == to).expect("edge of the cycle");
+            let names: Vec<&str> = cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| roles[i].name.as_str()).collect();
+            self.err(after_spans[from][k], format!("roles[{from}].after"), format!("dependency cycle: {}", names.join(" -> ")))
+        })?;
+        // Reorder roles topologically and remap `after`.
+        let mut new_index = vec![0; roles.len()];
+        for (pos, &old) in order.iter().enumerate() {
+            new_index[old] = pos;
+        }
+        let mut sorted: Vec<Option<Role>> = roles.into_iter().map(Some).collect();
+        Ok(order
+            .iter()
+            .map(|&old| {
+                let mut r = sorted[old].take().expect("each role once");
+                r.after = r.after.iter().map(|&d| new_index[d]).collect();
+                r
+            })
+            .collect())
+    }
+
+    fn health(&self, raw: Option<&Spanned<RawHealth>>, i: usize) -> Result<HealthCheck, SourceError> {
+        let field = |f: &str| format!("roles[{i}].health.{f}");
+        let Some(h) = raw else {
+            return Ok(HealthCheck { kind: HealthKind::Docker, ..HealthCheck::default() });
+        };
+        let h = h.get_ref();
+        let kind = match h.kind.get_ref().as_str() {
+            "docker" => HealthKind::Docker,
+            "tcp" => {
+                let Some(p) = &h.port else {
+                    return Err(self.err(&h.kind, field("port"), "kind \"tcp\" needs a port, e.g. port = 27017"));
+                };
+                HealthKind::Tcp { port: self.count(p, &field("port"), 1, 65535)? as u16 }
+            }
+            "exec" => {
+                let Some(c) = &h.command else {
+                    return Err(self.err(&h.kind, field("command"), "kind \"exec\" needs a command, e.g. command = [\"mongosh\", \"--eval\", \"db.hello()\"]"));
+                };
+                if c.get_ref().is_empty() {
+                    return Err(self.err(c, field("command"), "command must not be empty"));
+                }
+                HealthKind::Exec { command: c.get_ref().clone() }
+            }
+            other => return Err(self.err(&h.kind, field("kind"), format!("expected \"docker\", \"tcp\" or \"exec\", found {other:?}"))),
+        };
+        if h.port.is_some() && !matches!(kind, HealthKind::Tcp { .. }) {
+            return Err(self.err(h.port.as_ref().unwrap(), field("port"), "port applies only to kind \"tcp\""));
+        }
+        if h.command.is_some() && !matches!(kind, HealthKind::Exec { .. }) {
+            return Err(self.err(h.command.as_ref().unwrap(), field("command"), "command applies only to kind \"exec\""));
+        }
+        let d = HealthCheck::default();
+        Ok(HealthCheck {
+            kind,
+            timeout: self.opt_duration(&h.timeout, &field("timeout"), d.timeout)?,
+            interval: self.opt_duration(&h.interval, &field("interval"), d.interval)?,
+            deadline: self.opt_duration(&h.deadline, &field("deadline"), d.deadline)?,
+        })
+    }
+
+    fn limits(&self, raw: Option<&Spanned<RawLimits>>) -> Result<Limits, SourceError> {
+        let d = Limits::default();
+        let Some(l) = raw.map(|l| l.get_ref()) else { return Ok(d) };
+        let unavailable = match &l.max_unavailable_per_replset {
+            None => d.max_unavailable_per_replset,
+            Some(s) => match s.get_ref() {
+                RawUnavailable::Count(n) if (1..=1000).contains(n) => Unavailable::Count(*n as u32),
+                RawUnavailable::Word(w) if w == "all" => Unavailable::All,
+                RawUnavailable::Count(n) => {
+                    return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {n}")))
+                }
+                RawUnavailable::Word(w) => {
+                    return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {w:?}")))
+                }
+            },
+        };
+        let restart_rate = match &l.restart_rate {
+            None => d.restart_rate,
+            Some(r) => {
+                let x = *r.get_ref();
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(self.err(r, "limits.restart_rate", format!("expected restarts per second ≥ 0 (0 = unlimited), found {x}")));
+                }
+                x
+            }
+        };
+        Ok(Limits {
+            max_per_host: self.opt_count(&l.max_per_host, "limits.max_per_host", 1, 100_000, d.max_per_host as i64)? as u32,
+            max_unavailable_per_replset: unavailable,
+            max_wave_size: self.opt_count(&l.max_wave_size, "limits.max_wave_size", 1, 10_000_000, d.max_wave_size as i64)? as u32,
+            restart_rate,
+            stop_timeout: self.opt_duration(&l.stop_timeout, "limits.stop_timeout", d.stop_timeout)?,
+        })
+    }
+
+    fn hosts(&self, raw: &[Spanned<RawHost>]) -> Result<Vec<HostSpec>, SourceError> {
+        let mut seen = HashMap::new();
+        let mut hosts = Vec::new();
+        for (i, h) in raw.iter().enumerate() {
+            let h = h.get_ref();
+            let name = self.non_empty(&h.name, &format!("hosts[{i}].name"))?;
+            if seen.insert(name.clone(), i).is_some() {
+                return Err(self.err(&h.name, format!("hosts[{i}].name"), format!("host {name:?} is listed twice")));
+            }
+            let url = self.non_empty(&h.url, &format!("hosts[{i}].url"))?;
+            let scheme_ok = ["unix://", "tcp://", "http://", "https://"].iter().any(|s| url.starts_with(s));
+            if !scheme_ok {
+                return Err(self.err(&h.url, format!("hosts[{i}].url"), format!("expected unix:///path, tcp://host:port, http:// or https://, found {url:?}")));
+            }
+            hosts.push(HostSpec {
+                name,
+                url,
+                tls: h.tls.as_ref().map(|t| {
+                    let t = t.get_ref();
+                    TlsPaths { ca: t.ca.clone().into(), cert: t.cert.clone().into(), key: t.key.clone().into() }
+                }),
+            });
+        }
+        Ok(hosts)
+    }
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: HealthKind::Docker,
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(1),
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_per_host: 4,
+            max_unavailable_per_replset: Unavailable::Count(1),
+            max_wave_size: 500,
+            restart_rate: 0.0,
+            stop_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            retries: 3,
+            max_failed_fraction: 0.0,
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            stuck_rerestarts: 2,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The playbook exactly as written (stage one of two): serde structures with
+//! spans, unknown keys rejected. No validation beyond types lives here.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlaybook {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub groups: Spanned<RawGroups>,
+    pub roles: Spanned<Vec<Spanned<RawRole>>>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub canary: Option<Spanned<RawCanary>>,
+    pub dns: Spanned<RawDns>,
+    #[serde(default)]
+    pub policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub estimates: Option<Spanned<RawEstimates>>,
+    #[serde(default)]
+    pub discovery: Option<Spanned<RawDiscovery>>,
+    #[serde(default)]
+    pub hosts: Option<Vec<Spanned<RawHost>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroups {
+    pub cluster: Spanned<String>,
+    #[serde(default)]
+    pub replset: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub name: Spanned<String>,
+    pub selector: Spanned<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    pub after: Option<Spanned<Vec<Spanned<String>>>>,
+    pub startup_lookups: Spanned<i64>,
+    #[serde(default)]
+    pub ready_estimate: Option<Spanned<String>>,
+    #[serde(default)]
+    pub health: Option<Spanned<RawHealth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub deadline: Option<Spanned<String>>,
+}
+
+/// `max_unavailable_per_replset`: a count or `"all"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUnavailable {
+    Count(i64),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_per_host: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_unavailable_per_replset: Option<Spanned<RawUnavailable>>,
+    #[serde(default)]
+    pub max_wave_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub restart_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub stop_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub containers: Spanned<i64>,
+    #[serde(default)]
+    pub soak: Option<Spanned<String>>,
+    #[serde(default)]
+    pub confirm: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub capacity_qps: Spanned<f64>,
+    #[serde(default)]
+    pub headroom: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    #[serde(default)]
+    pub retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_failed_fraction: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub backoff_initial: Option<Spanned<String>>,
+    #[serde(default)]
+    pub backoff_max: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stuck_rerestarts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEstimates {
+    #[serde(default)]
+    pub restart: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_unreachable: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}

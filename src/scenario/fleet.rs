@@ -1,0 +1,177 @@
+//! Deterministic fleet generation from a scenario's seed: names, replica
+//! sets, and placement (members of a replica set on distinct hosts, all
+//! containers spread evenly over the hosts).
+
+use super::{Scenario, SimRole};
+use crate::inventory::{Container, ContainerState, HostReport, Inventory, Labels};
+use crate::rng::SplitMix64;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// What the simulator needs to know of each container, beside the
+/// inventory record at the same index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimContainer {
+    pub role: SimRole,
+    pub cluster: u32,
+    pub host: u32,
+}
+
+/// A generated fleet: every container (also those on down hosts), and the
+/// inventory discovery would return (without the down hosts' containers).
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub all: Vec<Container>,
+    pub sim: Vec<SimContainer>,
+    pub host_names: Vec<String>,
+    pub down: Vec<bool>,
+    pub inventory: Inventory,
+}
+
+struct Placer {
+    heap: BinaryHeap<Reverse<(u32, u64, u32)>>,
+    rng: SplitMix64,
+}
+
+impl Placer {
+    fn new(hosts: u32, rng: SplitMix64) -> Self {
+        let mut p = Placer { heap: BinaryHeap::new(), rng };
+        for h in 0..hosts {
+            let t = p.rng.next_u64();
+            p.heap.push(Reverse((0, t, h)));
+        }
+        p
+    }
+
+    /// `n` distinct hosts, least loaded first (ties broken by the seed).
+    fn take(&mut self, n: usize) -> Vec<u32> {
+        let picked: Vec<(u32, u32)> = (0..n).map(|_| {
+            let Reverse((load, _, h)) = self.heap.pop().expect("members <= hosts was validated");
+            (load, h)
+        }).collect();
+        for &(load, h) in &picked {
+            let t = self.rng.next_u64();
+            self.heap.push(Reverse((load + 1, t, h)));
+        }
+        picked.into_iter().map(|(_, h)| h).collect()
+    }
+}
+
+impl Scenario {
+    /// Generates the fleet. Same scenario, same fleet, byte for byte.
+    pub fn fleet(&self) -> Fleet {
+        let mut rng = SplitMix64::new(self.seed);
+        let mut placer = Placer::new(self.hosts, SplitMix64::new(rng.next_u64()));
+        let hw = digits(self.hosts as u64 - 1);
+        let host_names: Vec<String> = (0..self.hosts).map(|h| format!("h{h:0hw$}")).collect();
+        let total_clusters: u64 = self.clusters.iter().map(|c| c.count as u64).sum();
+        let cw = digits(total_clusters.saturating_sub(1)).max(3);
+        let mut all = Vec::with_capacity(self.total_containers() as usize);
+        let mut sim = Vec::with_capacity(all.capacity());
+        let mut k = 0u32;
+        for shape in &self.clusters {
+            for _ in 0..shape.count {
+                let cluster = format!("c{k:0cw$}");
+                let mut add = |name: String, role: SimRole, replset: Option<String>, host: u32| {
+                    let mut labels = vec![
+                        (self.labels.role.clone(), role.label().to_string()),
+                        (self.labels.cluster.clone(), cluster.clone()),
+                    ];
+                    if let Some(rs) = replset {
+                        labels.push((self.labels.replset.clone(), rs));
+                    }
+                    let port = match role {
+                        SimRole::Configsvr => 27019,
+                        SimRole::Shard => 27018,
+                        SimRole::Router => 27017,
+                    };
+                    all.push(Container {
+                        id: format!("{:016x}", rng.next_u64()),
+                        dns_name: Some(format!("{name}.{}", self.domain)),
+                        name,
+                        host: host_names[host as usize].clone(),
+                        labels: labels.into_iter().collect::<Labels>(),
+                        ports: vec![port],
+                        state: ContainerState::Running,
+                    });
+                    sim.push(SimContainer { role, cluster: k, host });
+                };
+                let rs = format!("{cluster}-cfg");
+                for (i, h) in placer.take(shape.config_members as usize).into_iter().enumerate() {
+                    add(format!("{cluster}-cfg-{i}"), SimRole::Configsvr, Some(rs.clone()), h);
+                }
+                for s in 0..shape.shards {
+                    let rs = format!("{cluster}-rs{s:02}");
+                    for (i, h) in placer.take(shape.members_per_shard as usize).into_iter().enumerate() {
+                        add(format!("{rs}-{i}"), SimRole::Shard, Some(rs.clone()), h);
+                    }
+                }
+                for i in 0..shape.routers {
+                    let h = placer.take(1)[0];
+                    add(format!("{cluster}-mongos-{i}"), SimRole::Router, None, h);
+                }
+                k += 1;
+            }
+        }
+        // Down hosts: drawn from the seed after placement.
+        let mut down = vec![false; self.hosts as usize];
+        let mut left = self.down_hosts;
+        while left > 0 {
+            let h = rng.below(self.hosts as u64) as usize;
+            if !down[h] {
+                down[h] = true;
+                left -= 1;
+            }
+        }
+        let mut per_host = vec![0usize; self.hosts as usize];
+        for s in &sim {
+            per_host[s.host as usize] += 1;
+        }
+        let inventory = Inventory {
+            containers: all.iter().zip(&sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c.clone()).collect(),
+            hosts: host_names
+                .iter()
+                .enumerate()
+                .map(|(h, name)| HostReport {
+                    name: name.clone(),
+                    reachable: !down[h],
+                    error: down[h].then(|| "simulated: host does not answer the Docker API".to_string()),
+                    containers: if down[h] { 0 } else { per_host[h] },
+                })
+                .collect(),
+        };
+        Fleet { all, sim, host_names, down, inventory }
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.to_string().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
+
+    #[test]
+    fn placement_is_deterministic_distinct_and_even() {
+        let s = Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))).unwrap();
+        let a = s.fleet();
+        let b = s.fleet();
+        assert_eq!(a.all, b.all);
+        assert_eq!(a.all.len(), 22);
+        let mut by_rs: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for c in &a.all {
+            if let Some(rs) = c.labels.get("db.replset") {
+                assert!(by_rs.entry(rs).or_default().insert(c.host.as_str()), "two members of {rs} on {}", c.host);
+            }
+        }
+        let mut per_host: HashMap<&str, usize> = HashMap::new();
+        for c in &a.all {
+            *per_host.entry(c.host.as_str()).or_default() += 1;
+        }
+        let (min, max) = (per_host.values().min().unwrap(), per_host.values().max().unwrap());
+        assert!(max - min <= 1, "uneven placement: {per_host:?}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Reference scenarios: a simulated fleet and its failure mechanics in one
+//! TOML file (format in `shared/scenarios/README.md`, copied to
+//! `config/scenarios/README.md`). This module parses and validates the file
+//! and generates the fleet deterministically from its seed; it knows nothing
+//! of playbooks, so baselines and rekindle face the very same world.
+
+mod fleet;
+
+use crate::source::{SourceError, SourceText};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
+
+pub use fleet::{Fleet, SimContainer};
+
+/// The three process kinds of a sharded MongoDB cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimRole {
+    Configsvr,
+    Shard,
+    Router,
+}
+
+impl SimRole {
+    pub const ALL: [SimRole; 3] = [SimRole::Configsvr, SimRole::Shard, SimRole::Router];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SimRole::Configsvr => "configsvr",
+            SimRole::Shard => "shard",
+            SimRole::Router => "router",
+        }
+    }
+
+    pub fn is_data(self) -> bool {
+        !matches!(self, SimRole::Router)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.label() == s)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    seed: u64,
+    fleet: RawFleet,
+    labels: Labels,
+    dns: RawDns,
+    startup_lookups: Spanned<BTreeMap<String, Spanned<i64>>>,
+    timing: RawTiming,
+    faults: RawFaults,
+    docker: RawDocker,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    hosts: Spanned<i64>,
+    domain: Spanned<String>,
+    clusters: Spanned<Vec<RawClusters>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusters {
+    count: Spanned<i64>,
+    config_members: Spanned<i64>,
+    shards: Spanned<i64>,
+    members_per_shard: Spanned<i64>,
+    routers: Spanned<i64>,
+}
+
+/// Label keys every simulated container carries.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    pub role: String,
+    pub cluster: String,
+    pub replset: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    capacity_qps: Spanned<f64>,
+    queue: Spanned<i64>,
+    timeout_ms: Spanned<i64>,
+    attempts: Spanned<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    restart: Spanned<[f64; 2]>,
+    ready: Spanned<BTreeMap<String, Spanned<[f64; 2]>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFaults {
+    restart_failure_rate: Spanned<f64>,
+    #[serde(default)]
+    stuck_if_started_before_deps: Vec<Spanned<String>>,
+    #[serde(default)]
+    down_hosts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    api_concurrency_per_host: Spanned<i64>,
+}
+
+/// A group of identical clusters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterShape {
+    pub count: u32,
+    pub config_members: u32,
+    pub shards: u32,
+    pub members_per_shard: u32,
+    pub routers: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResolverModel {
+    pub capacity_qps: f64,
+    pub queue: u32,
+    pub timeout_ms: u64,
+    pub attempts: u32,
+}
+
+/// A uniform `[min, max]` in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Span {
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub seed: u64,
+    pub hosts: u32,
+    pub domain: String,
+    pub clusters: Vec<ClusterShape>,
+    pub labels: Labels,
+    pub dns: ResolverModel,
+    /// Startup lookups per role, indexed like [`SimRole::ALL`].
+    pub startup_lookups: [u32; 3],
+    pub restart: Span,
+    /// Ready delay per role, indexed like [`SimRole::ALL`].
+    pub ready: [Span; 3],
+    pub restart_failure_rate: f64,
+    pub stuck_if_started_before_deps: Vec<SimRole>,
+    pub down_hosts: u32,
+    pub api_concurrency_per_host: u32,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Self, SourceError> {
+        Self::parse(&SourceText::read(path)?)
+    }
+
+    pub fn parse(src: &SourceText) -> Result<Self, SourceError> {
+        let raw: RawScenario = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
+        let err = |span: std::ops::Range<usize>, field: &str, msg: String| src.error(span, field, msg);
+        let int = |v: &Spanned<i64>, field: &str, min: i64, max: i64| -> Result<u32, SourceError> {
+            let x = *v.get_ref();
+            if x < min || x > max {
+                return Err(err(v.span(), field, format!("expected an integer from {min} to {max}, found {x}")));
+            }
+            Ok(x as u32)
+        };
+        let role_key = |k: &str, span: std::ops::Range<usize>, field: &str| {
+            SimRole::parse(k).ok_or_else(|| err(span, field, format!("unknown role {k:?}: expected configsvr, shard or router")))
+        };
+        let span_of = |v: &Spanned<[f64; 2]>, field: &str| -> Result<Span, SourceError> {
+            let [min, max] = *v.get_ref();
+            if !(min.is_finite() && max.is_finite() && min >= 0.0 && max >= min) {
+                return Err(err(v.span(), field, format!("expected [min, max] seconds with 0 <= min <= max, found [{min}, {max}]")));
+            }
+            Ok(Span { min, max })
+        };
+
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(err(raw.name.span(), "name", "must not be empty".into()));
+        }
+        let hosts = int(&raw.fleet.hosts, "fleet.hosts", 1, 100_000)?;
+        let domain = raw.fleet.domain.get_ref().trim().trim_end_matches('.').to_string();
+        if domain.is_empty() {
+            return Err(err(raw.fleet.domain.span(), "fleet.domain", "must not be empty".into()));
+        }
+        if raw.fleet.clusters.get_ref().is_empty() {
+            return Err(err(raw.fleet.clusters.span(), "fleet.clusters", "at least one [[fleet.clusters]] group is needed".into()));
+        }
+        let mut clusters = Vec::new();
+        for (i, c) in raw.fleet.clusters.get_ref().iter().enumerate() {
+            let f = |n: &str| format!("fleet.clusters[{i}].{n}");
+            let shape = ClusterShape {
+                count: int(&c.count, &f("count"), 1, 1_000_000)?,
+                config_members: int(&c.config_members, &f("config_members"), 0, 50)?,
+                shards: int(&c.shards, &f("shards"), 0, 10_000)?,
+                members_per_shard: int(&c.members_per_shard, &f("members_per_shard"), 1, 50)?,
+                routers: int(&c.routers, &f("routers"), 0, 100_000)?,
+            };
+            for (n, members, span) in [
+                ("config_members", shape.config_members, c.config_members.span()),
+                ("members_per_shard", shape.members_per_shard, c.members_per_shard.span()),
+            ] {
+                if members > hosts {
+                    return Err(err(span, &f(n), format!("a replica set of {members} members needs at least {members} hosts, the fleet has {hosts}")));
+                }
+            }
+            clusters.push(shape);
+        }
+        let dns = ResolverModel {
+            capacity_qps: {
+                let c = *raw.dns.capacity_qps.get_ref();
+                if !(c.is_finite() && c > 0.0) {
+                    return Err(err(raw.dns.capacity_qps.span(), "dns.capacity_qps", format!("expected a positive number, found {c}")));
+                }
+                c
+            },
+            queue: int(&raw.dns.queue, "dns.queue", 0, 100_000_000)?,
+            timeout_ms: int(&raw.dns.timeout_ms, "dns.timeout_ms", 1, 600_000)? as u64,
+            attempts: int(&raw.dns.attempts, "dns.attempts", 1, 100)?,
+        };
+        let mut startup_lookups = [None; 3];
+        for (k, v) in raw.startup_lookups.get_ref() {
+            let field = format!("startup_lookups.{k}");
+            let r = role_key(k, v.span(), &field)?;
+            startup_lookups[r as usize] = Some(int(v, &field, 0, 100_000)?);
+        }
+        let mut ready = [None; 3];
+        for (k, v) in raw.timing.ready.get_ref() {
+            let field = format!("timing.ready.{k}");
+            let r = role_key(k, v.span(), &field)?;
+            ready[r as usize] = Some(span_of(v, &field)?);
+        }
+        for r in SimRole::ALL {
+            if startup_lookups[r as usize].is_none() {
+                return Err(err(raw.startup_lookups.span(), "startup_lookups", format!("missing role {:?}", r.label())));
+            }
+            if ready[r as usize].is_none() {
+                return Err(err(raw.timing.ready.span(), "timing.ready", format!("missing role {:?}", r.label())));
+            }
+        }
+        let rate = *raw.faults.restart_failure_rate.get_ref();
+        if !(0.0..1.0).contains(&rate) {
+            return Err(err(raw.faults.restart_failure_rate.span(), "faults.restart_failure_rate", format!("expected a fraction from 0 up to (not including) 1, found {rate}")));
+        }
+        let stuck = raw
+            .faults
+            .stuck_if_started_before_deps
+            .iter()
+            .map(|s| role_key(s.get_ref(), s.span(), "faults.stuck_if_started_before_deps"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let down_hosts = match &raw.faults.down_hosts {
+            Some(d) => int(d, "faults.down_hosts", 0, hosts as i64 - 1)?,
+            None => 0,
+        };
+        Ok(Scenario {
+            name,
+            seed: raw.seed,
+            hosts,
+            domain,
+            clusters,
+            labels: raw.labels,
+            dns,
+            startup_lookups: startup_lookups.map(|x| x.unwrap()),
+            restart: span_of(&raw.timing.restart, "timing.restart")?,
+            ready: ready.map(|x| x.unwrap()),
+            restart_failure_rate: rate,
+            stuck_if_started_before_deps: stuck,
+            down_hosts,
+            api_concurrency_per_host: int(&raw.docker.api_concurrency_per_host, "docker.api_concurrency_per_host", 1, 10_000)?,
+        })
+    }
+
+    /// Containers of each role across the fleet.
+    pub fn role_counts(&self) -> [u64; 3] {
+        let mut n = [0u64; 3];
+        for c in &self.clusters {
+            let k = c.count as u64;
+            n[0] += k * c.config_members as u64;
+            n[1] += k * (c.shards as u64) * (c.members_per_shard as u64);
+            n[2] += k * c.routers as u64;
+        }
+        n
+    }
+
+    pub fn total_containers(&self) -> u64 {
+        self.role_counts().iter().sum()
+    }
+
+    /// Every startup lookup of the fleet (one restart each).
+    pub fn total_startup_lookups(&self) -> u64 {
+        let n = self.role_counts();
+        (0..3).map(|i| n[i] * self.startup_lookups[i] as u64).sum()
+    }
+
+    /// The lower bound on recovery time (scenarios README): the resolver
+    /// term, or one cluster's dependency chain at minimal delays.
+    pub fn lower_bound_s(&self) -> f64 {
+        let n = self.role_counts();
+        let present: Vec<SimRole> = SimRole::ALL.into_iter().filter(|r| n[*r as usize] > 0).collect();
+        let min_ready = present.iter().map(|r| self.ready[*r as usize].min).fold(f64::INFINITY, f64::min);
+        let dns = self.restart.min + self.total_startup_lookups() as f64 / self.dns.capacity_qps + min_ready.min(f64::MAX);
+        let data_ready = present.iter().filter(|r| r.is_data()).map(|r| self.ready[*r as usize].min).fold(0.0, f64::max);
+        let mut chain = self.restart.min + data_ready;
+        let dependents: Vec<&SimRole> = present.iter().filter(|r| self.stuck_if_started_before_deps.contains(r) && !r.is_data()).collect();
+        if !dependents.is_empty() && present.iter().any(|r| r.is_data()) {
+            chain += self.restart.min + dependents.iter().map(|r| self.ready[**r as usize].min).fold(f64::INFINITY, f64::min);
+        }
+        dns.max(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smoke() -> Scenario {
+        Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))).unwrap()
+    }
+
+    #[test]
+    fn braze_lower_bound_is_about_116s() {
+        let s = Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/braze-us01.toml"))).unwrap();
+        assert_eq!(s.total_containers(), 22_200);
+        let lb = s.lower_bound_s();
+        assert!((lb - 116.4).abs() < 1e-9, "{lb}");
+    }
+
+    #[test]
+    fn smoke_counts() {
+        let s = smoke();
+        assert_eq!(s.role_counts(), [6, 12, 4]);
+    }
+
+    #[test]
+    fn rejects_unknown_role_in_lookups() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))
+            .unwrap()
+            .replace("router = 9", "arbiter = 9");
+        let e = Scenario::parse(&SourceText::new("s.toml", text)).unwrap_err();
+        assert_eq!(e.field, "startup_lookups.arbiter");
+    }
+}
