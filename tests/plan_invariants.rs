@@ -130,7 +130,7 @@ fn check_cli(playbook: &str) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let inv = Scenario::load(&scenario).unwrap().fleet().inventory;
+    let inv = Scenario::load(&scenario).unwrap().fleet().into_inventory();
     let pb = Playbook::load(&pb_path).unwrap();
     let index: HashMap<&str, usize> = inv.containers.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let waves: Vec<W> = doc["waves"]
@@ -173,7 +173,7 @@ fn braze_rolling_plan_holds_every_invariant() {
 fn plan_is_deterministic() {
     let s = Scenario::load(&root().join("config/scenarios/smoke.toml")).unwrap();
     let pb = Playbook::load(&root().join("config/mongo-rolling.toml")).unwrap();
-    let inv = s.fleet().inventory;
+    let inv = s.fleet().into_inventory();
     assert_eq!(Plan::build(&inv, &pb).unwrap().waves, Plan::build(&inv, &pb).unwrap().waves);
 }
 

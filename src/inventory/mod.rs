@@ -149,7 +149,7 @@ impl InventorySource {
         match self {
             InventorySource::Docker => Ok(docker::discover(playbook).await?),
             InventorySource::File(path) => Ok(file::load(path)?),
-            InventorySource::Scenario(path) => Ok(Scenario::load(path)?.fleet().inventory),
+            InventorySource::Scenario(path) => Ok(Scenario::load(path)?.fleet().into_inventory()),
         }
     }
 }

@@ -17,15 +17,34 @@ pub struct SimContainer {
     pub host: u32,
 }
 
-/// A generated fleet: every container (also those on down hosts), and the
-/// inventory discovery would return (without the down hosts' containers).
+/// A generated fleet: every container (also those on down hosts) with its
+/// simulation facts at the same index, and how each host answers.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     pub all: Vec<Container>,
     pub sim: Vec<SimContainer>,
     pub host_names: Vec<String>,
     pub down: Vec<bool>,
-    pub inventory: Inventory,
+    pub hosts: Vec<HostReport>,
+}
+
+impl Fleet {
+    /// What discovery would return: the containers of hosts that answer.
+    pub fn inventory(&self) -> Inventory {
+        Inventory {
+            containers: self.all.iter().zip(&self.sim).filter(|(_, s)| !self.down[s.host as usize]).map(|(c, _)| c.clone()).collect(),
+            hosts: self.hosts.clone(),
+        }
+    }
+
+    /// Like [`Fleet::inventory`], without copying the containers.
+    pub fn into_inventory(self) -> Inventory {
+        let down = self.down;
+        Inventory {
+            containers: self.all.into_iter().zip(self.sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c).collect(),
+            hosts: self.hosts,
+        }
+    }
 }
 
 struct Placer {
@@ -127,9 +146,7 @@ impl Scenario {
         for s in &sim {
             per_host[s.host as usize] += 1;
         }
-        let inventory = Inventory {
-            containers: all.iter().zip(&sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c.clone()).collect(),
-            hosts: host_names
+        let hosts = host_names
                 .iter()
                 .enumerate()
                 .map(|(h, name)| HostReport {
@@ -138,9 +155,8 @@ impl Scenario {
                     error: down[h].then(|| "simulated: host does not answer the Docker API".to_string()),
                     containers: if down[h] { 0 } else { per_host[h] },
                 })
-                .collect(),
-        };
-        Fleet { all, sim, host_names, down, inventory }
+                .collect();
+        Fleet { all, sim, host_names, down, hosts }
     }
 }
 

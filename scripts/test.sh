@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need on a
+# fresh machine, then runs every test. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use (installed only when missing).
+PACKAGES=()
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The Docker tests' image (FROM scratch, built here: the engine cannot pull).
+if docker info >/dev/null 2>&1; then
+  echo "== building the test image"
+  scripts/build-test-image.sh
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI=true but no Docker Engine answers: the Docker tests cannot run" >&2
+  exit 1
+else
+  echo "== no Docker Engine: the Docker tests will skip"
+fi
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi
