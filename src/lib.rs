@@ -25,8 +25,13 @@
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod engine;
 pub mod inventory;
+pub mod journal;
 pub mod plan;
+pub mod rehearse;
 pub mod rng;
+pub mod runtime;
+pub mod sim;
 pub mod scenario;
 pub mod source;

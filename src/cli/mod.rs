@@ -37,6 +37,29 @@ pub enum Output {
 pub enum Command {
     /// Show what a recovery would do: waves, order, DNS cost, estimated time. Changes nothing.
     Plan(PlanArgs),
+    /// Run the real planner and engine against a simulated fleet on a virtual clock.
+    Rehearse(RehearseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RehearseArgs {
+    /// The playbook (TOML).
+    pub playbook: PathBuf,
+    /// The simulated fleet (a scenario file, see config/scenarios/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// Also run the baselines (all-at-once, fixed batches) on the same world.
+    #[arg(long)]
+    pub compare: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Write the run's timeline (JSON and Markdown) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Where the journal goes (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +100,12 @@ pub struct PlanArgs {
 /// 3 halted by policy, 4 aborted.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.is::<Halted>() {
+            return 3;
+        }
+        if cause.is::<Aborted>() {
+            return 4;
+        }
         if cause.is::<SourceError>() || cause.is::<PlanError>() {
             return 2;
         }
@@ -100,8 +129,50 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan(args).await,
+        // The simulation runs on runtimes of its own (paused clocks): off this one.
+        Command::Rehearse(args) => std::thread::spawn(move || rehearse(args)).join().expect("rehearsal thread"),
     }
 }
+
+fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
+    let playbook = Playbook::load(&args.playbook)?;
+    let scenario = crate::scenario::Scenario::load(&args.scenario)?;
+    let opts = crate::rehearse::Options { compare: args.compare, state_dir: args.state_dir.clone() };
+    let wall = std::time::Instant::now();
+    let mut progress = render::Progress::new(scenario.total_containers());
+    let report = crate::rehearse::rehearse(&playbook, &scenario, &opts, |e, at| progress.on_event(e, at))?;
+    progress.finish();
+    let wall_s = wall.elapsed().as_secs_f64();
+    if let Some(dir) = &args.report {
+        render::write_report(dir, &report)?;
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            let mut v = serde_json::to_value(&report)?;
+            v["wall_s"] = serde_json::json!(wall_s);
+            serde_json::to_writer(&mut out, &v)?;
+            use std::io::Write;
+            writeln!(out)?;
+        }
+        Output::Table => render::rehearsal_table(&mut out, &report, wall_s)?,
+    }
+    match report.state {
+        crate::engine::RunState::Halted => Err(anyhow::anyhow!(Halted(report.reason.unwrap_or_default()))),
+        crate::engine::RunState::Aborted => Err(anyhow::anyhow!(Aborted)),
+        _ => Ok(()),
+    }
+}
+
+/// A run halted by policy (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("halted: {0}")]
+pub struct Halted(pub String);
+
+/// A run aborted (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("aborted")]
+pub struct Aborted;
 
 async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;

@@ -121,3 +121,124 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
     )?;
     Ok(())
 }
+
+/// Progress of a run: an indicatif bar on a terminal (hidden otherwise),
+/// and a plain line per tenth of the waves when stderr is not a terminal.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    tty: bool,
+    waves_passed: usize,
+    waves_total: usize,
+    next_line: usize,
+}
+
+impl Progress {
+    pub fn new(total: u64) -> Self {
+        use std::io::IsTerminal;
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} healthy  {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        Progress { bar, tty: std::io::stderr().is_terminal(), waves_passed: 0, waves_total: 0, next_line: 0 }
+    }
+
+    pub fn on_event(&mut self, e: &crate::engine::Event, at_s: f64) {
+        use crate::engine::Event;
+        match e {
+            Event::Healthy { .. } => self.bar.inc(1),
+            Event::WaveStarted { wave, .. } => self.waves_total = self.waves_total.max(*wave + 1),
+            Event::WavePassed { .. } => {
+                self.waves_passed += 1;
+                self.bar.set_message(format!("{} waves passed, t={at_s:.0}s", self.waves_passed));
+                if !self.tty && self.waves_passed >= self.next_line {
+                    eprintln!("t={at_s:>7.1}s  {} waves passed, {} containers healthy", self.waves_passed, self.bar.position());
+                    self.next_line = self.waves_passed + self.waves_total.max(10) / 10;
+                }
+            }
+            Event::WaveHalted { wave, failed, .. } => {
+                self.bar.println(format!("wave {wave} halted: {}", failed.join("; ")));
+                if !self.tty {
+                    eprintln!("t={at_s:>7.1}s  wave {wave} halted: {}", failed.join("; "));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn opt_s(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "not converged".into())
+}
+
+pub fn rehearsal_table(out: &mut impl Write, r: &crate::rehearse::Report, wall_s: f64) -> std::io::Result<()> {
+    writeln!(out, "Rehearsal of playbook {:?} on scenario {:?}: {:?}", r.playbook, r.scenario, r.state)?;
+    if let Some(reason) = &r.reason {
+        writeln!(out, "  {reason}")?;
+    }
+    writeln!(out, "  healthy            {}/{} ({} on unreachable hosts)", r.healthy, r.total, r.unreachable)?;
+    writeln!(out, "  makespan           {}", opt_s(r.makespan_s))?;
+    writeln!(out, "  lower bound        {:.1}s", r.lower_bound_s)?;
+    writeln!(out, "  ratio              {}", r.ratio.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()))?;
+    writeln!(out, "  DNS peak           {} q/s (capacity {:.0}, budget {:.0})", r.dns_peak_qps, r.dns_capacity_qps, r.dns_budget_qps)?;
+    writeln!(out, "  DNS queries        {} ({} dropped)", r.dns_queries, r.dns_dropped)?;
+    writeln!(out, "  stuck              {} at the end ({} stuck events)", r.stuck, r.stuck_events)?;
+    writeln!(out, "  re-restarts        {} ({} restart failures)", r.rerestarts, r.restart_failures)?;
+    writeln!(out, "  failed             {}", r.failed.len())?;
+    writeln!(out, "  waves              {}", r.waves)?;
+    writeln!(out, "  wall time          {wall_s:.1}s")?;
+    if !r.baselines.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}", "POLICY", "MAKESPAN", "DNS PEAK", "DROPPED", "STUCK EV", "RE-RST", "STILL DOWN", "vs ours")?;
+        writeln!(
+            out,
+            "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}",
+            "rekindle",
+            opt_s(r.makespan_s),
+            r.dns_peak_qps,
+            r.dns_dropped,
+            r.stuck_events,
+            r.rerestarts,
+            r.total - r.unreachable - r.healthy,
+            "1.0x"
+        )?;
+        for b in &r.baselines {
+            let vs = match (b.makespan_s, r.makespan_s) {
+                (Some(x), Some(m)) => format!("{:.1}x", x / m),
+                (None, Some(m)) => format!(">{:.1}x", crate::rehearse::BASELINE_CAP.as_secs_f64() / m),
+                _ => "-".into(),
+            };
+            writeln!(
+                out,
+                "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}",
+                b.policy,
+                opt_s(b.makespan_s),
+                b.dns_peak_qps,
+                b.dns_dropped,
+                b.stuck_events,
+                b.rerestarts,
+                b.still_down,
+                vs
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `timeline.json` and `timeline.md` into `dir`.
+pub fn write_report(dir: &std::path::Path, r: &crate::rehearse::Report) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(r)?)?;
+    let mut md = Vec::new();
+    rehearsal_table(&mut md, r, 0.0)?;
+    let mut text = format!("# Rehearsal: {} on {}\n\n```\n{}```\n\n## DNS queries per second\n\n| second | queries | capacity |\n|---:|---:|---:|\n", r.playbook, r.scenario, String::from_utf8_lossy(&md));
+    for (s, q) in r.dns_per_second.iter().enumerate() {
+        text += &format!("| {s} | {q} | {:.0} |\n", r.dns_capacity_qps);
+    }
+    std::fs::write(dir.join("timeline.md"), text)
+}

@@ -1,0 +1,480 @@
+//! The engine: executes a [`Plan`] through a [`ContainerRuntime`]. Waves
+//! start as soon as the waves they wait for have passed their gate, so
+//! clusters pipeline. Each restart first takes its DNS cost from the
+//! [`Pacer`]; each container is then watched until healthy, retried with
+//! backoff and jitter up to the playbook's limit; a wave whose failed
+//! fraction exceeds the policy halts the run. Every action is journaled
+//! before and after. Time is tokio's clock only (virtual in rehearsals); the
+//! engine never reads the wall clock.
+
+pub mod pacer;
+
+use crate::config::Playbook;
+use crate::inventory::{Container, Inventory};
+use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::plan::Plan;
+use crate::rng::SplitMix64;
+use crate::runtime::{ContainerRuntime, Health};
+use pacer::{Flow, PaceStatus, Pacer};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+/// One thing that happened, for every sink (journal, progress, API).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    WaveStarted { wave: usize, role: String, group: String, containers: usize, at_s: f64 },
+    WavePassed { wave: usize, healthy: usize, failed: usize, at_s: f64 },
+    WaveHalted { wave: usize, failed: Vec<String>, at_s: f64 },
+    Restarting { container: String, host: String, wave: usize, attempt: u32 },
+    Healthy { container: String, wave: usize },
+    ContainerFailed { container: String, wave: usize, reason: String },
+    Paused,
+    Resumed,
+    Retuned { dns_budget_qps: f64, restart_rate: f64 },
+    Finished { state: RunState, at_s: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Paused,
+    Succeeded,
+    Halted,
+    Aborted,
+}
+
+/// A point-in-time view of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state: RunState,
+    pub waves_total: usize,
+    pub waves_passed: usize,
+    pub waves_running: Vec<usize>,
+    pub containers_total: usize,
+    pub healthy: usize,
+    pub failed: usize,
+    pub restarts: u64,
+    pub pace: Option<PaceStatus>,
+    pub elapsed_s: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub state: RunState,
+    /// Why it halted, naming the wave and the containers.
+    pub reason: Option<String>,
+    pub failed: Vec<String>,
+    pub healthy: usize,
+    pub restarts: u64,
+    pub elapsed_s: f64,
+}
+
+/// Controls a running engine from elsewhere (CLI, API, tests).
+#[derive(Clone)]
+pub struct Handle {
+    pacer: Arc<Pacer>,
+    events: broadcast::Sender<Event>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl Handle {
+    pub fn pause(&self) {
+        self.pacer.set_flow(Flow::Paused);
+        self.status.lock().unwrap().state = RunState::Paused;
+        let _ = self.events.send(Event::Paused);
+    }
+
+    pub fn resume(&self) {
+        if self.pacer.flow() == Flow::Paused {
+            self.pacer.set_flow(Flow::Open);
+            self.status.lock().unwrap().state = RunState::Running;
+            let _ = self.events.send(Event::Resumed);
+        }
+    }
+
+    /// Stops granting restarts; restarts already issued finish and are
+    /// watched to their outcome, so nothing is left stopped unreported.
+    pub fn abort(&self) {
+        self.pacer.set_flow(Flow::Closed);
+    }
+
+    pub fn retune(&self, dns_budget_qps: Option<f64>, restart_rate: Option<f64>) {
+        self.pacer.retune(dns_budget_qps, restart_rate);
+        let s = self.pacer.status();
+        let _ = self.events.send(Event::Retuned { dns_budget_qps: s.dns_budget_qps, restart_rate: s.restart_rate });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = self.status.lock().unwrap().clone();
+        s.pace = Some(self.pacer.status());
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+enum Result1 {
+    Healthy,
+    Failed(String),
+    Cancelled,
+}
+
+struct Shared<R> {
+    rt: Arc<R>,
+    pb: Arc<Playbook>,
+    inv: Arc<Inventory>,
+    plan: Arc<Plan>,
+    pacer: Arc<Pacer>,
+    journal: Mutex<Journal>,
+    events: broadcast::Sender<Event>,
+    status: Arc<Mutex<Status>>,
+    replay: Replay,
+    start: tokio::time::Instant,
+    jitter: Mutex<SplitMix64>,
+    /// Scheduling priority per role: its depth in the role graph.
+    depth: Vec<u32>,
+}
+
+impl<R> Shared<R> {
+    fn at_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn record(&self, r: Record) -> Result<(), JournalError> {
+        self.journal.lock().unwrap().append(&r)
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+}
+
+/// A run being prepared: build it, take its [`Handle`], then [`Engine::run`].
+pub struct Engine<R> {
+    shared: Arc<Shared<R>>,
+}
+
+/// The journal fingerprint of a plan: playbook name and the containers.
+pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
+    let mut ids: Vec<&str> = plan.waves.iter().flat_map(|w| w.containers.iter().map(|&c| inv.containers[c as usize].id.as_str())).collect();
+    ids.sort_unstable();
+    let mut h = crc32c::crc32c(pb.name.as_bytes());
+    for id in ids {
+        h = crc32c::crc32c_append(h, id.as_bytes());
+    }
+    format!("{h:08x}")
+}
+
+impl<R: ContainerRuntime> Engine<R> {
+    /// `journal` is a fresh or resumed journal; `replay` what it held.
+    pub fn new(rt: Arc<R>, pb: Arc<Playbook>, inv: Arc<Inventory>, plan: Arc<Plan>, journal: Journal, replay: Replay) -> Engine<R> {
+        let max_cost = pb.roles.iter().map(|r| r.startup_lookups).max().unwrap_or(1);
+        let pacer = Pacer::new(pb.dns.budget_qps(), pb.limits.restart_rate, max_cost);
+        let mut depth = vec![0u32; pb.roles.len()];
+        for (i, r) in pb.roles.iter().enumerate() {
+            depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
+        }
+        let status = Status {
+            state: RunState::Running,
+            waves_total: plan.waves.len(),
+            waves_passed: 0,
+            waves_running: vec![],
+            containers_total: plan.containers,
+            healthy: 0,
+            failed: 0,
+            restarts: 0,
+            pace: None,
+            elapsed_s: 0.0,
+        };
+        let seed = crc32c::crc32c(pb.name.as_bytes()) as u64;
+        Engine {
+            shared: Arc::new(Shared {
+                rt,
+                pb,
+                inv,
+                plan,
+                pacer,
+                journal: Mutex::new(journal),
+                events: broadcast::channel(4096).0,
+                status: Arc::new(Mutex::new(status)),
+                replay,
+                start: tokio::time::Instant::now(),
+                jitter: Mutex::new(SplitMix64::new(seed)),
+                depth,
+            }),
+        }
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle { pacer: self.shared.pacer.clone(), events: self.shared.events.clone(), status: self.shared.status.clone() }
+    }
+
+    /// Runs the plan to its end (success, halt or abort).
+    pub async fn run(self) -> Result<Outcome, EngineError> {
+        let s = self.shared;
+        let plan = s.plan.clone();
+        let n = plan.waves.len();
+        let mut waiting: Vec<usize> = plan.waves.iter().map(|w| w.after.len()).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for w in &plan.waves {
+            for &a in &w.after {
+                dependents[a].push(w.index);
+            }
+        }
+        let mut tasks: JoinSet<(usize, Vec<String>, usize)> = JoinSet::new();
+        let mut passed = 0usize;
+        let mut halted: Option<(usize, Vec<String>)> = None;
+        let start_wave = |w: usize, tasks: &mut JoinSet<(usize, Vec<String>, usize)>| {
+            let s = s.clone();
+            tasks.spawn(async move {
+                let (failed, healthy) = run_wave(&s, w).await;
+                (w, failed, healthy)
+            });
+        };
+        // Waves already passed (resume) release their dependents at once.
+        let mut ready: Vec<usize> = (0..n).filter(|&w| waiting[w] == 0).collect();
+        while let Some(w) = ready.pop() {
+            if s.replay.waves_passed.contains(&w) {
+                passed += 1;
+                for &d in &dependents[w] {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        ready.push(d);
+                    }
+                }
+            } else {
+                start_wave(w, &mut tasks);
+                s.status.lock().unwrap().waves_running.push(w);
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (w, failed, healthy) = joined.expect("wave tasks do not panic");
+            s.status.lock().unwrap().waves_running.retain(|&x| x != w);
+            let allowed = (s.pb.policy.max_failed_fraction * plan.waves[w].containers.len() as f64).floor() as usize;
+            let stopping = s.pacer.flow() == Flow::Closed;
+            if failed.len() > allowed || (stopping && healthy + failed.len() < plan.waves[w].containers.len()) {
+                if failed.len() > allowed && halted.is_none() {
+                    s.emit(Event::WaveHalted { wave: w, failed: failed.clone(), at_s: s.at_s() });
+                    halted = Some((w, failed));
+                    s.pacer.set_flow(Flow::Closed);
+                }
+                continue;
+            }
+            s.record(Record::WavePassed { wave: w })?;
+            passed += 1;
+            s.status.lock().unwrap().waves_passed = passed;
+            s.emit(Event::WavePassed { wave: w, healthy, failed: failed.len(), at_s: s.at_s() });
+            if s.pacer.flow() == Flow::Closed {
+                continue;
+            }
+            for &d in &dependents[w] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    start_wave(d, &mut tasks);
+                    s.status.lock().unwrap().waves_running.push(d);
+                }
+            }
+        }
+        let state = if halted.is_some() {
+            RunState::Halted
+        } else if passed == n {
+            RunState::Succeeded
+        } else {
+            RunState::Aborted
+        };
+        s.record(Record::End { state: format!("{state:?}").to_lowercase() })?;
+        let st = {
+            let mut st = s.status.lock().unwrap();
+            st.state = state;
+            st.elapsed_s = s.at_s();
+            st.clone()
+        };
+        s.emit(Event::Finished { state, at_s: s.at_s() });
+        let failed_all: Vec<String> = halted.as_ref().map(|h| h.1.clone()).unwrap_or_default();
+        Ok(Outcome {
+            state,
+            reason: halted.map(|(w, failed)| {
+                let wave = &plan.waves[w];
+                format!(
+                    "wave {w} ({} of group {:?}) halted: {} of {} containers failed, policy allows {:.0}%: {}",
+                    s.pb.roles[wave.role].name,
+                    wave.group,
+                    failed.len(),
+                    wave.containers.len(),
+                    s.pb.policy.max_failed_fraction * 100.0,
+                    failed.join("; ")
+                )
+            }),
+            failed: failed_all,
+            healthy: st.healthy,
+            restarts: st.restarts,
+            elapsed_s: st.elapsed_s,
+        })
+    }
+}
+
+/// One wave: restarts its containers as the pacer grants them, then waits
+/// for each to pass or fail. Returns (failed descriptions, healthy count).
+async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<String>, usize) {
+    let wave = &s.plan.waves[w];
+    s.emit(Event::WaveStarted {
+        wave: w,
+        role: s.pb.roles[wave.role].name.clone(),
+        group: wave.group.clone(),
+        containers: wave.containers.len(),
+        at_s: s.at_s(),
+    });
+    let mut jobs = JoinSet::new();
+    for &c in &wave.containers {
+        let s = s.clone();
+        jobs.spawn(async move { (c, restart_container(&s, w, c).await) });
+    }
+    let mut failed = Vec::new();
+    let mut healthy = 0;
+    while let Some(j) = jobs.join_next().await {
+        let (c, r) = j.expect("container tasks do not panic");
+        let name = &s.inv.containers[c as usize].name;
+        match r {
+            Result1::Healthy => healthy += 1,
+            Result1::Failed(reason) => failed.push(format!("{name}: {reason}")),
+            Result1::Cancelled => {}
+        }
+    }
+    failed.sort();
+    (failed, healthy)
+}
+
+/// One container: restart, watch, retry. Journaled before and after.
+async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci: u32) -> Result1 {
+    let c: &Container = &s.inv.containers[ci as usize];
+    let role = &s.pb.roles[s.plan.waves[w].role];
+    if s.replay.healthy.contains(&c.id) {
+        s.status.lock().unwrap().healthy += 1;
+        return Result1::Healthy;
+    }
+    let priority = (s.depth[s.plan.waves[w].role], w as u32);
+    let mut attempt = s.replay.attempts.get(&c.id).copied().unwrap_or(0);
+    let mut failures = 0u32;
+    let mut stuck = 0u32;
+    // A restart journaled without an outcome: did it happen?
+    let mut skip_restart = false;
+    if let Some(before) = s.replay.in_doubt.get(&c.id) {
+        if let Ok(now) = s.rt.inspect(c).await {
+            skip_restart = now.started_at != *before;
+        }
+    }
+    let mut last_reason: String;
+    loop {
+        if !skip_restart {
+            if s.pacer.acquire(priority, role.startup_lookups).await.is_none() {
+                return Result1::Cancelled;
+            }
+            let before = match s.rt.inspect(c).await {
+                Ok(st) => st.started_at,
+                Err(e) => {
+                    last_reason = e.to_string();
+                    failures += 1;
+                    if failures > s.pb.policy.retries {
+                        break;
+                    }
+                    backoff(s, failures).await;
+                    continue;
+                }
+            };
+            if let Err(e) = s.record(Record::Intent { id: c.id.clone(), wave: w, attempt, before }) {
+                return Result1::Failed(format!("journal: {e}"));
+            }
+            attempt += 1;
+            s.status.lock().unwrap().restarts += 1;
+            s.emit(Event::Restarting { container: c.name.clone(), host: c.host.clone(), wave: w, attempt });
+            let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
+            let result = match tokio::time::timeout(limit, s.rt.restart(c)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("restart timed out after {}s", limit.as_secs())),
+            };
+            if let Err(e) = result {
+                last_reason = e;
+                failures += 1;
+                if failures > s.pb.policy.retries {
+                    break;
+                }
+                backoff(s, failures).await;
+                continue;
+            }
+        }
+        skip_restart = false;
+        match watch_health(s, c, &role.health).await {
+            Health::Healthy => {
+                let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: true, reason: None });
+                s.status.lock().unwrap().healthy += 1;
+                s.emit(Event::Healthy { container: c.name.clone(), wave: w });
+                return Result1::Healthy;
+            }
+            Health::Unhealthy if stuck < s.pb.policy.stuck_rerestarts => {
+                // Up but failing its check: stuck; restart again (bounded).
+                stuck += 1;
+                last_reason = "up but unhealthy (stuck)".into();
+            }
+            h => {
+                last_reason = match h {
+                    Health::Down => "not running after restart".into(),
+                    Health::Unhealthy => "still unhealthy after re-restarts".into(),
+                    _ => format!("not healthy within {}s", role.health.deadline.as_secs()),
+                };
+                failures += 1;
+                if failures > s.pb.policy.retries {
+                    break;
+                }
+                backoff(s, failures).await;
+            }
+        }
+        if s.pacer.flow() == Flow::Closed {
+            break;
+        }
+    }
+    let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: false, reason: Some(last_reason.clone()) });
+    s.status.lock().unwrap().failed += 1;
+    s.emit(Event::ContainerFailed { container: c.name.clone(), wave: w, reason: last_reason.clone() });
+    Result1::Failed(last_reason)
+}
+
+/// Exponential backoff with full jitter, capped.
+async fn backoff<R>(s: &Shared<R>, failures: u32) {
+    let p = &s.pb.policy;
+    let exp = p.backoff_initial.as_secs_f64() * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
+    let cap = exp.min(p.backoff_max.as_secs_f64());
+    let j = s.jitter.lock().unwrap().uniform(cap / 2.0, cap);
+    tokio::time::sleep(Duration::from_secs_f64(j)).await;
+}
+
+/// Polls a container's health until it is decided or the deadline passes.
+async fn watch_health<R: ContainerRuntime>(s: &Shared<R>, c: &Container, check: &crate::config::HealthCheck) -> Health {
+    let deadline = tokio::time::Instant::now() + check.deadline;
+    loop {
+        let h = match tokio::time::timeout(check.timeout, s.rt.health(c, check)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(_)) | Err(_) => Health::Starting,
+        };
+        if matches!(h, Health::Healthy | Health::Unhealthy | Health::Down) {
+            return h;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Health::Starting;
+        }
+        tokio::time::sleep(check.interval).await;
+    }
+}

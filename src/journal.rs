@@ -1,0 +1,240 @@
+//! The run journal: an append-only file of `[len u32][crc32c u32][json]`
+//! records, one per intent and per outcome, written before and after every
+//! action. Replay stops at the first short or corrupt record, says so, and
+//! truncates there so appends continue cleanly. `run` syncs every record to
+//! disk; a rehearsal (nothing real to protect) only writes them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Record {
+    Start { playbook: String, fingerprint: String, containers: usize },
+    /// About to restart `id`; `before` is its start marker before the call.
+    Intent { id: String, wave: usize, attempt: u32, before: String },
+    Outcome { id: String, healthy: bool, reason: Option<String> },
+    WavePassed { wave: usize },
+    End { state: String },
+}
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("journal {path} belongs to playbook {found:?} (fingerprint {found_fp}), not {want:?} (fingerprint {want_fp}): use another --state-dir or start without --resume")]
+    Mismatch { path: PathBuf, found: String, found_fp: String, want: String, want_fp: String },
+    #[error("journal {path} already holds a run of playbook {playbook:?}: pass --resume to continue it, or remove the file to start over")]
+    Exists { path: PathBuf, playbook: String },
+    #[error("journal {path} does not exist: nothing to resume")]
+    Missing { path: PathBuf },
+}
+
+/// What a journal says about a run so far.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    /// Containers whose last outcome is healthy.
+    pub healthy: HashSet<String>,
+    /// Containers with an intent and no outcome after it: in doubt.
+    pub in_doubt: HashMap<String, String>,
+    pub attempts: HashMap<String, u32>,
+    pub waves_passed: HashSet<usize>,
+    /// Set when the file ended in a torn or corrupt record (bytes dropped).
+    pub torn: Option<String>,
+    pub ended: Option<String>,
+}
+
+impl Replay {
+    fn apply(&mut self, r: &Record) {
+        match r {
+            Record::Intent { id, attempt, before, .. } => {
+                self.in_doubt.insert(id.clone(), before.clone());
+                self.healthy.remove(id);
+                self.attempts.insert(id.clone(), *attempt + 1);
+            }
+            Record::Outcome { id, healthy, .. } => {
+                self.in_doubt.remove(id);
+                if *healthy {
+                    self.healthy.insert(id.clone());
+                }
+            }
+            Record::WavePassed { wave } => {
+                self.waves_passed.insert(*wave);
+            }
+            Record::End { state } => self.ended = Some(state.clone()),
+            Record::Start { .. } => {}
+        }
+    }
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    durable: bool,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.to_path_buf(), source }
+}
+
+impl Journal {
+    /// Starts a new journal; refuses to overwrite one that holds a run.
+    pub fn create(path: &Path, start: Record, durable: bool) -> Result<Journal, JournalError> {
+        if path.exists() {
+            let (replay, _) = read(path)?;
+            if let Some(Record::Start { playbook, .. }) = replay.records.first() {
+                return Err(JournalError::Exists { path: path.to_path_buf(), playbook: playbook.clone() });
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(path))?;
+        }
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io(path))?;
+        if durable {
+            if let Some(dir) = path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io(path))?;
+            }
+        }
+        let mut j = Journal { path: path.to_path_buf(), file, durable };
+        j.append(&start)?;
+        Ok(j)
+    }
+
+    /// Reopens a journal to continue its run: checks it belongs to this
+    /// playbook and plan, truncates a torn tail, and returns what it holds.
+    pub fn resume(path: &Path, playbook: &str, fingerprint: &str, durable: bool) -> Result<(Journal, Replay), JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Missing { path: path.to_path_buf() });
+        }
+        let (replay, valid_len) = read(path)?;
+        match replay.records.first() {
+            Some(Record::Start { playbook: p, fingerprint: f, .. }) if p == playbook && f == fingerprint => {}
+            Some(Record::Start { playbook: p, fingerprint: f, .. }) => {
+                return Err(JournalError::Mismatch {
+                    path: path.to_path_buf(),
+                    found: p.clone(),
+                    found_fp: f.clone(),
+                    want: playbook.to_string(),
+                    want_fp: fingerprint.to_string(),
+                })
+            }
+            _ => return Err(JournalError::Missing { path: path.to_path_buf() }),
+        }
+        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        file.set_len(valid_len).map_err(io(path))?;
+        let mut j = Journal { path: path.to_path_buf(), file, durable };
+        j.file.seek(SeekFrom::End(0)).map_err(io(path))?;
+        Ok((j, replay))
+    }
+
+    pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
+        let payload = serde_json::to_vec(r).expect("records serialize");
+        let mut buf = Vec::with_capacity(payload.len() + 8);
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        self.file.write_all(&buf).map_err(io(&self.path))?;
+        if self.durable {
+            self.file.sync_data().map_err(io(&self.path))?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads every valid record; returns the replay and the valid length.
+pub fn read(path: &Path) -> Result<(Replay, u64), JournalError> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io(path))?;
+    let mut replay = Replay::default();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < 8 {
+            replay.torn = Some(format!("{} stray bytes at offset {pos}", rest.len()));
+            break;
+        }
+        let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+        if rest.len() < 8 + len {
+            replay.torn = Some(format!("record at offset {pos} cut short ({} of {} bytes)", rest.len() - 8, len));
+            break;
+        }
+        let payload = &rest[8..8 + len];
+        if crc32c::crc32c(payload) != crc {
+            replay.torn = Some(format!("record at offset {pos} fails its checksum"));
+            break;
+        }
+        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
+            replay.torn = Some(format!("record at offset {pos} is not a journal record"));
+            break;
+        };
+        replay.apply(&record);
+        replay.records.push(record);
+        pos += 8 + len;
+    }
+    if let Some(t) = &replay.torn {
+        tracing::warn!(journal = %path.display(), "journal ends in a damaged record, ignored: {t}");
+    }
+    Ok((replay, pos as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> Record {
+        Record::Start { playbook: "p".into(), fingerprint: "f".into(), containers: 2 }
+    }
+
+    #[test]
+    fn replays_intents_and_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, start(), true).unwrap();
+        j.append(&Record::Intent { id: "a".into(), wave: 0, attempt: 0, before: "1".into() }).unwrap();
+        j.append(&Record::Outcome { id: "a".into(), healthy: true, reason: None }).unwrap();
+        j.append(&Record::Intent { id: "b".into(), wave: 0, attempt: 0, before: "2".into() }).unwrap();
+        let (r, _) = read(&path).unwrap();
+        assert!(r.healthy.contains("a"));
+        assert_eq!(r.in_doubt.get("b").map(String::as_str), Some("2"));
+        assert!(r.torn.is_none());
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_and_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, start(), false).unwrap();
+        j.append(&Record::Intent { id: "a".into(), wave: 0, attempt: 0, before: "1".into() }).unwrap();
+        drop(j);
+        let good = std::fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
+        drop(f);
+        let (mut j, r) = Journal::resume(&path, "p", "f", false).unwrap();
+        assert!(r.torn.as_deref().unwrap().contains("cut short"));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        j.append(&Record::WavePassed { wave: 0 }).unwrap();
+        let (r, _) = read(&path).unwrap();
+        assert!(r.torn.is_none());
+        assert!(r.waves_passed.contains(&0));
+    }
+
+    #[test]
+    fn refuses_another_playbooks_journal_and_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        Journal::create(&path, start(), false).unwrap();
+        assert!(matches!(Journal::resume(&path, "other", "f", false), Err(JournalError::Mismatch { .. })));
+        assert!(matches!(Journal::create(&path, start(), false), Err(JournalError::Exists { .. })));
+    }
+}

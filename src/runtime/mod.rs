@@ -1,0 +1,58 @@
+//! The boundary between rekindle and containers: the [`ContainerRuntime`]
+//! trait (list, inspect, restart, exec, health). The engine touches
+//! containers only through it; the simulator ([`crate::sim`]) implements it
+//! for rehearsals, Docker (bollard) for real runs. Nothing above this line
+//! knows which one it has.
+
+use crate::config::HealthCheck;
+use crate::inventory::{Container, ContainerState};
+use std::future::Future;
+use thiserror::Error;
+
+/// A container's health as its check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not decided yet (starting, within its start period).
+    Starting,
+    Healthy,
+    /// Up but failing its check (e.g. disconnected from its peers).
+    Unhealthy,
+    /// Not running at all.
+    Down,
+}
+
+/// What an inspect returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    pub state: ContainerState,
+    /// When the current process started, as the runtime reports it (an
+    /// opaque, comparable marker: RFC 3339 from Docker, virtual nanoseconds
+    /// from the simulator). A restart changes it.
+    pub started_at: String,
+}
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum RuntimeError {
+    #[error("host {host}: unreachable: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("container {container} on host {host}: not found")]
+    NotFound { host: String, container: String },
+    #[error("container {container} on host {host}: {op} timed out after {secs:.1}s")]
+    Timeout { host: String, container: String, op: &'static str, secs: f64 },
+    #[error("container {container} on host {host}: {op} failed: {reason}")]
+    Api { host: String, container: String, op: &'static str, reason: String },
+}
+
+/// The one way rekindle acts on containers.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Every container the runtime can see.
+    fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
+    fn inspect(&self, c: &Container) -> impl Future<Output = Result<ContainerStatus, RuntimeError>> + Send;
+    /// Restarts and returns once the runtime reports the process started.
+    fn restart(&self, c: &Container) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Runs a command in the container; returns its exit code.
+    fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
+    /// Probes the container with its role's health check.
+    fn health(&self, c: &Container, check: &HealthCheck) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
+}

@@ -1,0 +1,363 @@
+//! The simulated fleet: a [`ContainerRuntime`] whose containers live on
+//! tokio's clock (paused in rehearsals, so hours pass in seconds). It models
+//! the world, not rekindle: restarts through a per-host Docker API limit,
+//! startup DNS lookups against a capacity-limited resolver with client
+//! timeouts and retries, ready delays, restart failures, down hosts, and
+//! routers left stuck when they start before their cluster's data nodes are
+//! healthy or when their lookups fail. Baselines face the very same model.
+
+pub mod resolver;
+
+use crate::config::HealthCheck;
+use crate::inventory::{Container, ContainerState};
+use crate::rng::SplitMix64;
+use crate::runtime::{ContainerRuntime, ContainerStatus, Health, RuntimeError};
+use crate::scenario::{Fleet, Scenario, SimContainer, SimRole};
+use resolver::{QueryFate, SimResolver};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Where a simulated process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Up since before the incident, disconnected: the state to recover from.
+    Disconnected,
+    Restarting,
+    /// Started; resolving its peers or waiting to be ready.
+    Starting,
+    Healthy,
+    /// Up but disconnected (started too early, or its lookups failed).
+    Stuck,
+    /// The restart failed: the container exited.
+    Exited,
+}
+
+#[derive(Debug, Clone)]
+struct Proc {
+    phase: Phase,
+    /// Bumped by every restart; late events of an older process are ignored.
+    generation: u64,
+    started_at: f64,
+    restarts: u32,
+}
+
+/// Totals a rehearsal reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SimStats {
+    pub total: usize,
+    pub healthy: usize,
+    pub stuck: usize,
+    pub exited: usize,
+    pub disconnected: usize,
+    pub restarts: u64,
+    /// Restarts beyond one per container.
+    pub rerestarts: u64,
+    pub restart_failures: u64,
+    pub stuck_events: u64,
+    pub dns_queries: u64,
+    pub dns_dropped: u64,
+    pub dns_peak_qps: u64,
+    /// Time (s) the last container became healthy, if all are.
+    pub all_healthy_at: Option<f64>,
+    /// Containers on hosts that do not answer (never restartable).
+    pub unreachable: usize,
+}
+
+struct World {
+    procs: Vec<Proc>,
+    resolver: SimResolver,
+    rng: SplitMix64,
+    /// Data nodes per cluster that are not healthy.
+    data_unhealthy: Vec<u32>,
+    unhealthy_total: usize,
+    last_healthy_at: f64,
+    restart_failures: u64,
+    stuck_events: u64,
+}
+
+/// A simulated fleet on tokio's clock.
+pub struct SimFleet {
+    scenario: Scenario,
+    fleet: Fleet,
+    index: HashMap<String, usize>,
+    hosts: Vec<Arc<Semaphore>>,
+    epoch: Instant,
+    world: Mutex<World>,
+}
+
+impl SimFleet {
+    /// Builds the world at the current (tokio) time: every process up and
+    /// disconnected.
+    pub fn new(scenario: &Scenario) -> Arc<Self> {
+        let fleet = scenario.fleet();
+        let n = fleet.all.len();
+        let clusters = fleet.sim.iter().map(|s| s.cluster + 1).max().unwrap_or(0) as usize;
+        let mut data_unhealthy = vec![0u32; clusters];
+        for s in &fleet.sim {
+            if s.role.is_data() {
+                data_unhealthy[s.cluster as usize] += 1;
+            }
+        }
+        let reachable = fleet.sim.iter().filter(|s| !fleet.down[s.host as usize]).count();
+        let index = fleet.all.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        let hosts = (0..scenario.hosts).map(|_| Arc::new(Semaphore::new(scenario.api_concurrency_per_host as usize))).collect();
+        Arc::new(SimFleet {
+            world: Mutex::new(World {
+                procs: vec![Proc { phase: Phase::Disconnected, generation: 0, started_at: 0.0, restarts: 0 }; n],
+                resolver: SimResolver::new(scenario.dns.clone()),
+                rng: SplitMix64::new(scenario.seed ^ 0x5eed_f1ee7),
+                data_unhealthy,
+                unhealthy_total: reachable,
+                last_healthy_at: 0.0,
+                restart_failures: 0,
+                stuck_events: 0,
+            }),
+            scenario: scenario.clone(),
+            fleet,
+            index,
+            hosts,
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// Seconds since the world began.
+    pub fn now_s(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    fn find(&self, c: &Container) -> Result<usize, RuntimeError> {
+        let i = *self.index.get(&c.id).ok_or_else(|| RuntimeError::NotFound { host: c.host.clone(), container: c.name.clone() })?;
+        if self.fleet.down[self.fleet.sim[i].host as usize] {
+            return Err(RuntimeError::Unreachable { host: c.host.clone(), reason: "simulated: host does not answer the Docker API".into() });
+        }
+        Ok(i)
+    }
+
+    pub fn phase(&self, i: usize) -> Phase {
+        self.world.lock().unwrap().procs[i].phase
+    }
+
+    /// How many times each container was restarted (by fleet index).
+    pub fn restart_counts(&self) -> Vec<u32> {
+        self.world.lock().unwrap().procs.iter().map(|p| p.restarts).collect()
+    }
+
+    pub fn all_healthy(&self) -> bool {
+        self.world.lock().unwrap().unhealthy_total == 0
+    }
+
+    /// Indexes (into `fleet().all`) of containers not healthy now.
+    pub fn not_healthy(&self) -> Vec<usize> {
+        let w = self.world.lock().unwrap();
+        (0..w.procs.len())
+            .filter(|&i| w.procs[i].phase != Phase::Healthy && !self.fleet.down[self.fleet.sim[i].host as usize])
+            .collect()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let w = self.world.lock().unwrap();
+        let mut s = SimStats { total: w.procs.len(), ..Default::default() };
+        for p in &w.procs {
+            match p.phase {
+                Phase::Healthy => s.healthy += 1,
+                Phase::Stuck => s.stuck += 1,
+                Phase::Exited => s.exited += 1,
+                Phase::Disconnected => s.disconnected += 1,
+                _ => {}
+            }
+            s.restarts += p.restarts as u64;
+            s.rerestarts += p.restarts.saturating_sub(1) as u64;
+        }
+        s.restart_failures = w.restart_failures;
+        s.stuck_events = w.stuck_events;
+        s.dns_queries = w.resolver.received;
+        s.dns_dropped = w.resolver.dropped();
+        s.dns_peak_qps = w.resolver.peak_qps();
+        s.all_healthy_at = (w.unhealthy_total == 0).then_some(w.last_healthy_at);
+        s.unreachable = self.fleet.sim.iter().filter(|x| self.fleet.down[x.host as usize]).count();
+        s.disconnected -= s.unreachable;
+        s
+    }
+
+    /// Queries the resolver received in each second of the run.
+    pub fn dns_per_second(&self) -> Vec<u64> {
+        self.world.lock().unwrap().resolver.per_second()
+    }
+
+    fn set_phase(&self, w: &mut World, i: usize, phase: Phase) {
+        let sim = self.fleet.sim[i];
+        let was_healthy = w.procs[i].phase == Phase::Healthy;
+        let healthy = phase == Phase::Healthy;
+        w.procs[i].phase = phase;
+        if was_healthy != healthy {
+            if healthy {
+                w.unhealthy_total -= 1;
+                w.last_healthy_at = self.now_s();
+            } else {
+                w.unhealthy_total += 1;
+            }
+            if sim.role.is_data() {
+                let d = &mut w.data_unhealthy[sim.cluster as usize];
+                if healthy {
+                    *d -= 1
+                } else {
+                    *d += 1
+                }
+            }
+        }
+    }
+
+    /// The restart itself, as the host performs it: it runs to the end even
+    /// if the caller goes away (as a Docker restart does).
+    async fn perform_restart(self: Arc<Self>, i: usize) {
+        let sim: SimContainer = self.fleet.sim[i];
+        let _permit = self.hosts[sim.host as usize].clone().acquire_owned().await.expect("never closed");
+        let (generation, delay) = {
+            let mut w = self.world.lock().unwrap();
+            self.set_phase(&mut w, i, Phase::Restarting);
+            w.procs[i].generation += 1;
+            let r = self.scenario.restart;
+            let d = w.rng.uniform(r.min, r.max);
+            (w.procs[i].generation, d)
+        };
+        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+        drop(_permit);
+        let stuck_on_start = {
+            let mut w = self.world.lock().unwrap();
+            w.procs[i].restarts += 1;
+            w.procs[i].started_at = self.now_s();
+            if w.rng.next_f64() < self.scenario.restart_failure_rate {
+                w.restart_failures += 1;
+                self.set_phase(&mut w, i, Phase::Exited);
+                return;
+            }
+            self.set_phase(&mut w, i, Phase::Starting);
+            self.scenario.stuck_if_started_before_deps.contains(&sim.role) && w.data_unhealthy[sim.cluster as usize] > 0
+        };
+        tokio::spawn(self.clone().start_process(i, generation, sim.role, stuck_on_start));
+    }
+
+    /// A started process: its startup lookups (with client retries), then
+    /// its ready delay.
+    async fn start_process(self: Arc<Self>, i: usize, generation: u64, role: SimRole, stuck_on_start: bool) {
+        let model = self.scenario.dns.clone();
+        let timeout = Duration::from_millis(model.timeout_ms);
+        let mut pending = self.scenario.startup_lookups[role as usize];
+        let mut last_answer = self.now_s();
+        let mut attempt = 1;
+        let mut lookups_failed = false;
+        while pending > 0 {
+            let lost = {
+                let mut w = self.world.lock().unwrap();
+                if w.procs[i].generation != generation {
+                    return;
+                }
+                let now = self.now_s();
+                let mut lost = 0;
+                for _ in 0..pending {
+                    match w.resolver.query(now) {
+                        QueryFate::Answered(at) => last_answer = last_answer.max(at),
+                        QueryFate::Lost => lost += 1,
+                    }
+                }
+                lost
+            };
+            if lost == 0 {
+                break;
+            }
+            if attempt >= model.attempts {
+                lookups_failed = true;
+                break;
+            }
+            attempt += 1;
+            pending = lost;
+            tokio::time::sleep(timeout).await;
+        }
+        let ready = {
+            let mut w = self.world.lock().unwrap();
+            let span = self.scenario.ready[role as usize];
+            w.rng.uniform(span.min, span.max)
+        };
+        let wait = (last_answer - self.now_s()).max(0.0) + ready;
+        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        let mut w = self.world.lock().unwrap();
+        if w.procs[i].generation != generation || w.procs[i].phase != Phase::Starting {
+            return;
+        }
+        if stuck_on_start || lookups_failed {
+            w.stuck_events += 1;
+            self.set_phase(&mut w, i, Phase::Stuck);
+        } else {
+            self.set_phase(&mut w, i, Phase::Healthy);
+        }
+    }
+
+    /// Restarts by fleet index (for baselines, which have no inventory view).
+    pub async fn restart_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
+        let c = &self.fleet.all[i];
+        self.find(c)?;
+        tokio::spawn(self.clone().perform_restart(i)).await.map_err(|e| RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op: "restart",
+            reason: e.to_string(),
+        })
+    }
+
+    fn status_of(&self, i: usize) -> (ContainerState, Health, String) {
+        let w = self.world.lock().unwrap();
+        let p = &w.procs[i];
+        let (state, health) = match p.phase {
+            Phase::Disconnected | Phase::Stuck => (ContainerState::Running, Health::Unhealthy),
+            Phase::Restarting => (ContainerState::Restarting, Health::Down),
+            Phase::Starting => (ContainerState::Running, Health::Starting),
+            Phase::Healthy => (ContainerState::Running, Health::Healthy),
+            Phase::Exited => (ContainerState::Exited, Health::Down),
+        };
+        (state, health, format!("{:.9}", p.started_at))
+    }
+}
+
+/// The simulator seen through the runtime trait.
+#[derive(Clone)]
+pub struct SimRuntime(pub Arc<SimFleet>);
+
+impl ContainerRuntime for SimRuntime {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        Ok(self.0.fleet.inventory().containers)
+    }
+
+    async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
+        let i = self.0.find(c)?;
+        let (state, _, started_at) = self.0.status_of(i);
+        Ok(ContainerStatus { state, started_at })
+    }
+
+    async fn restart(&self, c: &Container) -> Result<(), RuntimeError> {
+        let i = self.0.find(c)?;
+        self.0.restart_index(i).await
+    }
+
+    async fn exec(&self, c: &Container, _cmd: &[String]) -> Result<i64, RuntimeError> {
+        let i = self.0.find(c)?;
+        Ok(if self.0.status_of(i).1 == Health::Healthy { 0 } else { 1 })
+    }
+
+    /// The simulator answers every kind of check with the truth a correct
+    /// check would see (a stuck router fails its check).
+    async fn health(&self, c: &Container, _check: &HealthCheck) -> Result<Health, RuntimeError> {
+        let i = self.0.find(c)?;
+        Ok(self.0.status_of(i).1)
+    }
+}
