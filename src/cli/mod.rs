@@ -112,6 +112,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(InventoryError::Source(_)) = cause.downcast_ref::<InventoryError>() {
             return 2;
         }
+        if let Some(crate::rehearse::RehearseError::Plan(_)) = cause.downcast_ref::<crate::rehearse::RehearseError>() {
+            return 2;
+        }
     }
     1
 }

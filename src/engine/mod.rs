@@ -373,8 +373,17 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     // A restart journaled without an outcome: did it happen?
     let mut skip_restart = false;
     if let Some(before) = s.replay.in_doubt.get(&c.id) {
-        if let Ok(now) = s.rt.inspect(c).await {
-            skip_restart = now.started_at != *before;
+        // Wait out a restart still in progress, then compare start markers.
+        let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + Duration::from_secs(60);
+        while let Ok(now) = s.rt.inspect(c).await {
+            if now.state != crate::inventory::ContainerState::Restarting || tokio::time::Instant::now() >= give_up {
+                skip_restart = now.started_at != *before;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if skip_restart {
+            tracing::info!(container = %c.name, "restarted before the crash: not restarting again");
         }
     }
     let mut last_reason: String;

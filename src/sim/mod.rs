@@ -307,6 +307,11 @@ impl SimFleet {
     pub async fn restart_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
         let c = &self.fleet.all[i];
         self.find(c)?;
+        // The host has the request from here on: it shows as restarting.
+        {
+            let mut w = self.world.lock().unwrap();
+            self.set_phase(&mut w, i, Phase::Restarting);
+        }
         tokio::spawn(self.clone().perform_restart(i)).await.map_err(|e| RuntimeError::Api {
             host: c.host.clone(),
             container: c.name.clone(),

@@ -1,0 +1,285 @@
+//! The engine against the simulated fleet on a virtual clock: dependency
+//! order, gates, halt policy, pause/resume/abort/retune, crash safety
+//! (the engine dropped at many points, sometimes with a torn journal tail,
+//! then resumed: every container restarted exactly once), random fleets.
+
+use proptest::prelude::*;
+use rekindle::config::Playbook;
+use rekindle::engine::{fingerprint, Engine, Event, RunState};
+use rekindle::inventory::Inventory;
+use rekindle::journal::{Journal, Record, Replay};
+use rekindle::plan::Plan;
+use rekindle::scenario::Scenario;
+use rekindle::sim::{SimFleet, SimRuntime};
+use rekindle::source::SourceText;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn root(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// The smoke scenario, edited.
+fn smoke(edit: impl Fn(String) -> String) -> Scenario {
+    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap();
+    Scenario::parse(&SourceText::new("smoke.toml", edit(text))).unwrap()
+}
+
+/// The shipped recovery playbook, fitted to a resolver of `capacity` q/s.
+fn playbook(capacity: f64, edit: impl Fn(String) -> String) -> Playbook {
+    let text = std::fs::read_to_string(root("config/mongo-sharded.toml"))
+        .unwrap()
+        .replace("capacity_qps = 5000", &format!("capacity_qps = {capacity}"))
+        .replace("headroom = 0.98", "headroom = 0.8")
+        .replace("startup_lookups = 81", "startup_lookups = 9");
+    Playbook::parse(&SourceText::new("pb.toml", edit(text))).unwrap()
+}
+
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+}
+
+struct Setup {
+    sim: Arc<SimFleet>,
+    inv: Arc<Inventory>,
+    plan: Arc<Plan>,
+    pb: Arc<Playbook>,
+}
+
+fn setup(scenario: &Scenario, pb: Playbook) -> Setup {
+    let sim = SimFleet::new(scenario);
+    let inv = Arc::new(sim.fleet().inventory());
+    let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
+    Setup { sim, inv, plan, pb: Arc::new(pb) }
+}
+
+fn new_journal(s: &Setup, path: &Path) -> Journal {
+    Journal::create(path, Record::Start { playbook: s.pb.name.clone(), fingerprint: fingerprint(&s.pb, &s.inv, &s.plan), containers: s.plan.containers }, false).unwrap()
+}
+
+fn engine(s: &Setup, journal: Journal, replay: Replay) -> Engine<SimRuntime> {
+    Engine::new(Arc::new(SimRuntime(s.sim.clone())), s.pb.clone(), s.inv.clone(), s.plan.clone(), journal, replay)
+}
+
+/// Runs to the end, collecting (virtual time, event).
+async fn run_collect(e: Engine<SimRuntime>) -> (rekindle::engine::Outcome, Vec<(f64, Event)>) {
+    let mut rx = e.handle().subscribe();
+    let start = tokio::time::Instant::now();
+    let run = tokio::spawn(e.run());
+    let mut events = Vec::new();
+    while let Ok(ev) = rx.recv().await {
+        let done = matches!(ev, Event::Finished { .. });
+        events.push((start.elapsed().as_secs_f64(), ev));
+        if done {
+            break;
+        }
+    }
+    (run.await.unwrap().unwrap(), events)
+}
+
+/// Routers restart only after every data node of their cluster was
+/// reported healthy, in the event log.
+fn check_dependency_order(events: &[(f64, Event)]) {
+    let cluster = |name: &str| name.split('-').next().unwrap().to_string();
+    let mut healthy: HashMap<String, usize> = HashMap::new();
+    let mut data_total: HashMap<String, usize> = HashMap::new();
+    for (_, e) in events {
+        if let Event::Restarting { container, .. } = e {
+            if !container.contains("mongos") {
+                *data_total.entry(cluster(container)).or_default() += 0;
+            }
+        }
+    }
+    for (_, e) in events {
+        match e {
+            Event::Healthy { container, .. } if !container.contains("mongos") => *healthy.entry(cluster(container)).or_default() += 1,
+            Event::Restarting { container, .. } if container.contains("mongos") => {
+                let c = cluster(container);
+                // 3 config servers + 2 shards x 3 members in the smoke clusters.
+                assert_eq!(healthy.get(&c).copied().unwrap_or(0), 9, "{container} restarted before its cluster's data nodes were healthy");
+            }
+            _ => {}
+        }
+    }
+    let _ = data_total;
+}
+
+#[test]
+fn smoke_recovers_in_dependency_order_with_every_container_once() {
+    paused().block_on(async {
+        let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+        let dir = tempfile::tempdir().unwrap();
+        let (out, events) = run_collect(engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default())).await;
+        assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
+        assert!(s.sim.all_healthy());
+        assert!(s.sim.restart_counts().iter().all(|&n| n == 1), "{:?}", s.sim.restart_counts());
+        check_dependency_order(&events);
+        let st = s.sim.stats();
+        assert_eq!(st.stuck_events, 0);
+        assert_eq!(st.dns_dropped, 0, "the budget kept the resolver within capacity");
+        // No wave passes before all its containers were healthy.
+        let mut healthy_per_wave: HashMap<usize, usize> = HashMap::new();
+        for (_, e) in &events {
+            match e {
+                Event::Healthy { wave, .. } => *healthy_per_wave.entry(*wave).or_default() += 1,
+                Event::WavePassed { wave, failed, .. } => {
+                    assert_eq!(*failed, 0);
+                    assert_eq!(healthy_per_wave.get(wave).copied().unwrap_or(0), s.plan.waves[*wave].containers.len(), "wave {wave} passed early");
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+#[test]
+fn halt_policy_halts_and_names_the_failed_containers() {
+    paused().block_on(async {
+        // Every restart fails: the first wave cannot pass.
+        let scenario = smoke(|t| t.replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99"));
+        let s = setup(&scenario, playbook(40.0, |t| t.replace("retries = 3", "retries = 1")));
+        let dir = tempfile::tempdir().unwrap();
+        let (out, events) = run_collect(engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default())).await;
+        assert_eq!(out.state, RunState::Halted);
+        let reason = out.reason.unwrap();
+        assert!(reason.contains("halted") && reason.contains("not running after restart"), "{reason}");
+        assert!(!out.failed.is_empty());
+        assert!(reason.contains(out.failed[0].split(':').next().unwrap()), "{reason}");
+        assert!(events.iter().any(|(_, e)| matches!(e, Event::WaveHalted { .. })));
+        assert!(!events.iter().any(|(_, e)| matches!(e, Event::Restarting { container, .. } if container.contains("mongos"))), "no router wave after a halt");
+    });
+}
+
+#[test]
+fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
+    paused().block_on(async {
+        let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default());
+        let h = e.handle();
+        let mut rx = h.subscribe();
+        let run = tokio::spawn(e.run());
+        // Pause right after the first restart is issued.
+        loop {
+            if let Event::Restarting { .. } = rx.recv().await.unwrap() {
+                break;
+            }
+        }
+        h.pause();
+        let before = s.sim.restart_counts().iter().sum::<u32>();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let issued_during_pause = h.status().restarts;
+        assert_eq!(h.status().state, RunState::Paused);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(h.status().restarts, issued_during_pause, "restarts issued while paused");
+        assert!(s.sim.restart_counts().iter().sum::<u32>() <= before + issued_during_pause as u32);
+        // Retune to 2 lookups/s: the router waves (9 lookups each) now crawl.
+        h.retune(Some(2.0), None);
+        h.resume();
+        let t0 = tokio::time::Instant::now();
+        let out = run.await.unwrap().unwrap();
+        assert_eq!(out.state, RunState::Succeeded);
+        let took = t0.elapsed().as_secs_f64();
+        // At least the router lookups (4 × 9) at 2/s after the burst.
+        assert!(took > 10.0, "retuned run finished in {took}s");
+        assert_eq!(h.status().pace.unwrap().dns_budget_qps, 2.0);
+    });
+}
+
+#[test]
+fn abort_stops_new_restarts_and_leaves_nothing_restarting() {
+    paused().block_on(async {
+        let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default());
+        let h = e.handle();
+        let run = tokio::spawn(e.run());
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        h.abort();
+        let out = run.await.unwrap().unwrap();
+        assert_eq!(out.state, RunState::Aborted);
+        let counts = s.sim.restart_counts();
+        assert!(counts.iter().any(|&n| n == 0), "abort came too late to test anything");
+        for i in 0..counts.len() {
+            assert!(!matches!(s.sim.phase(i), rekindle::sim::Phase::Restarting), "container {i} left restarting");
+        }
+    });
+}
+
+#[test]
+fn crashed_engine_resumes_without_restarting_anything_twice() {
+    // Twelve crash points over the run; every third with a torn journal tail.
+    for k in 0..12u64 {
+        paused().block_on(async {
+            let scenario = smoke(|t| t);
+            let s = setup(&scenario, playbook(40.0, |t| t));
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j");
+            let crash_at = Duration::from_millis(300 + k * 700);
+            let first = engine(&s, new_journal(&s, &path), Replay::default());
+            let crashed = tokio::time::timeout(crash_at, first.run()).await.is_err();
+            assert!(crashed, "crash point {k} came after the end");
+            if k % 3 == 0 {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                f.write_all(&[200, 0, 0, 0, 9, 9, 9, 9, b'{', b'"']).unwrap();
+            }
+            let (journal, replay) = Journal::resume(&path, &s.pb.name, &fingerprint(&s.pb, &s.inv, &s.plan), false).unwrap();
+            assert_eq!(replay.torn.is_some(), k % 3 == 0);
+            let (out, _) = run_collect(engine(&s, journal, replay)).await;
+            assert_eq!(out.state, RunState::Succeeded, "crash point {k}: {:?}", out.reason);
+            let counts = s.sim.restart_counts();
+            assert!(counts.iter().all(|&n| n == 1), "crash point {k} ({crash_at:?}): restart counts {counts:?}");
+            assert!(s.sim.all_healthy());
+        });
+    }
+}
+
+#[test]
+fn a_journal_of_another_playbook_is_refused_before_anything_restarts() {
+    let s = paused().block_on(async { setup(&smoke(|t| t), playbook(40.0, |t| t)) });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    Journal::create(&path, Record::Start { playbook: "other".into(), fingerprint: "0".into(), containers: 1 }, false).unwrap();
+    let err = Journal::resume(&path, &s.pb.name, &fingerprint(&s.pb, &s.inv, &s.plan), false).err().unwrap();
+    assert!(err.to_string().contains("belongs to playbook \"other\""), "{err}");
+    assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Random small fleets: the run succeeds, every container restarted
+    /// once, routers after their cluster's data nodes, nothing stuck.
+    #[test]
+    fn random_small_fleets_recover(count in 1u32..4, shards in 0u32..3, members in 1u32..4, routers in 0u32..4, hosts in 3u32..7, seed in 0u64..1000) {
+        let scenario = smoke(|t| t
+            .replace("count = 2", &format!("count = {count}"))
+            .replace("shards = 2", &format!("shards = {shards}"))
+            .replace("members_per_shard = 3", &format!("members_per_shard = {members}"))
+            .replace("routers = 2", &format!("routers = {routers}"))
+            .replace("hosts = 4", &format!("hosts = {hosts}"))
+            .replace("seed = 7", &format!("seed = {seed}")));
+        paused().block_on(async {
+            let s = setup(&scenario, playbook(40.0, |t| t));
+            let dir = tempfile::tempdir().unwrap();
+            let (out, events) = run_collect(engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default())).await;
+            assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
+            assert!(s.sim.restart_counts().iter().all(|&n| n == 1));
+            assert_eq!(s.sim.stats().stuck_events, 0);
+            let mut healthy_data: HashMap<String, u32> = HashMap::new();
+            let per_cluster = 3 + shards * members;
+            for (_, e) in &events {
+                match e {
+                    Event::Healthy { container, .. } if !container.contains("mongos") => *healthy_data.entry(container.split('-').next().unwrap().into()).or_default() += 1,
+                    Event::Restarting { container, .. } if container.contains("mongos") => {
+                        assert_eq!(healthy_data.get(container.split('-').next().unwrap()).copied().unwrap_or(0), per_cluster);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
