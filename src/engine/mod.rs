@@ -392,10 +392,14 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             if s.pacer.acquire(priority, role.startup_lookups).await.is_none() {
                 return Result1::Cancelled;
             }
-            let before = match s.rt.inspect(c).await {
-                Ok(st) => st.started_at,
-                Err(e) => {
-                    last_reason = e.to_string();
+            let inspected = tokio::time::timeout(role.health.timeout, s.rt.inspect(c)).await;
+            let before = match inspected {
+                Ok(Ok(st)) => st.started_at,
+                failed => {
+                    last_reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("inspect timed out after {}s", role.health.timeout.as_secs_f64()),
+                    };
                     failures += 1;
                     if failures > s.pb.policy.retries {
                         break;

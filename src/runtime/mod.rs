@@ -10,7 +10,7 @@ use std::future::Future;
 use thiserror::Error;
 
 /// A container's health as its check sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Not decided yet (starting, within its start period).
@@ -44,6 +44,21 @@ pub enum RuntimeError {
     Api { host: String, container: String, op: &'static str, reason: String },
 }
 
+/// A change the runtime reports on its own (Docker's `start`, `die` and
+/// `health_status` events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub container_id: String,
+    pub kind: RuntimeEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeEventKind {
+    Start,
+    Die,
+    Health(Health),
+}
+
 /// The one way rekindle acts on containers.
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container the runtime can see.
@@ -55,4 +70,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
     /// Probes the container with its role's health check.
     fn health(&self, c: &Container, check: &HealthCheck) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
+    /// Subscribes to container events from now on (a slow reader loses the
+    /// oldest ones: events are hints, inspect and health are the truth).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
 }

@@ -11,7 +11,7 @@ pub mod resolver;
 use crate::config::HealthCheck;
 use crate::inventory::{Container, ContainerState};
 use crate::rng::SplitMix64;
-use crate::runtime::{ContainerRuntime, ContainerStatus, Health, RuntimeError};
+use crate::runtime::{ContainerRuntime, ContainerStatus, Health, RuntimeError, RuntimeEvent, RuntimeEventKind};
 use crate::scenario::{Fleet, Scenario, SimContainer, SimRole};
 use resolver::{QueryFate, SimResolver};
 use std::collections::HashMap;
@@ -86,6 +86,7 @@ pub struct SimFleet {
     hosts: Vec<Arc<Semaphore>>,
     epoch: Instant,
     world: Mutex<World>,
+    events: tokio::sync::broadcast::Sender<RuntimeEvent>,
 }
 
 impl SimFleet {
@@ -120,6 +121,7 @@ impl SimFleet {
             index,
             hosts,
             epoch: Instant::now(),
+            events: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
@@ -200,6 +202,18 @@ impl SimFleet {
         let was_healthy = w.procs[i].phase == Phase::Healthy;
         let healthy = phase == Phase::Healthy;
         w.procs[i].phase = phase;
+        let kind = match phase {
+            Phase::Starting => Some(RuntimeEventKind::Start),
+            Phase::Exited => Some(RuntimeEventKind::Die),
+            Phase::Healthy => Some(RuntimeEventKind::Health(Health::Healthy)),
+            Phase::Stuck => Some(RuntimeEventKind::Health(Health::Unhealthy)),
+            Phase::Restarting | Phase::Disconnected => None,
+        };
+        if let Some(kind) = kind {
+            if self.events.receiver_count() > 0 {
+                let _ = self.events.send(RuntimeEvent { container_id: self.fleet.all[i].id.clone(), kind });
+            }
+        }
         if was_healthy != healthy {
             if healthy {
                 w.unhealthy_total -= 1;
@@ -357,6 +371,10 @@ impl ContainerRuntime for SimRuntime {
     async fn exec(&self, c: &Container, _cmd: &[String]) -> Result<i64, RuntimeError> {
         let i = self.0.find(c)?;
         Ok(if self.0.status_of(i).1 == Health::Healthy { 0 } else { 1 })
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent> {
+        self.0.events.subscribe()
     }
 
     /// The simulator answers every kind of check with the truth a correct
