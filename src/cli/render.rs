@@ -128,6 +128,7 @@ pub struct Progress {
     bar: indicatif::ProgressBar,
     tty: bool,
     waves_passed: usize,
+    waves_running: usize,
     waves_total: usize,
     next_line: usize,
 }
@@ -141,17 +142,21 @@ impl Progress {
                 .unwrap()
                 .progress_chars("=> "),
         );
-        Progress { bar, tty: std::io::stderr().is_terminal(), waves_passed: 0, waves_total: 0, next_line: 0 }
+        Progress { bar, tty: std::io::stderr().is_terminal(), waves_passed: 0, waves_running: 0, waves_total: 0, next_line: 0 }
     }
 
     pub fn on_event(&mut self, e: &crate::engine::Event, at_s: f64) {
         use crate::engine::Event;
         match e {
             Event::Healthy { .. } => self.bar.inc(1),
-            Event::WaveStarted { wave, .. } => self.waves_total = self.waves_total.max(*wave + 1),
+            Event::WaveStarted { wave, .. } => {
+                self.waves_total = self.waves_total.max(*wave + 1);
+                self.waves_running += 1;
+            }
             Event::WavePassed { .. } => {
                 self.waves_passed += 1;
-                self.bar.set_message(format!("{} waves passed, t={at_s:.0}s", self.waves_passed));
+                self.waves_running = self.waves_running.saturating_sub(1);
+                self.bar.set_message(format!("{} waves running, {} passed, t={at_s:.0}s", self.waves_running, self.waves_passed));
                 if !self.tty && self.waves_passed >= self.next_line {
                     eprintln!("t={at_s:>7.1}s  {} waves passed, {} containers healthy", self.waves_passed, self.bar.position());
                     self.next_line = self.waves_passed + self.waves_total.max(10) / 10;
