@@ -127,7 +127,7 @@ pub enum EngineError {
     Journal(#[from] JournalError),
 }
 
-enum Result1 {
+enum ContainerResult {
     Healthy,
     Failed(String),
     Cancelled,
@@ -349,9 +349,9 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
         let (c, r) = j.expect("container tasks do not panic");
         let name = &s.inv.containers[c as usize].name;
         match r {
-            Result1::Healthy => healthy += 1,
-            Result1::Failed(reason) => failed.push(format!("{name}: {reason}")),
-            Result1::Cancelled => {}
+            ContainerResult::Healthy => healthy += 1,
+            ContainerResult::Failed(reason) => failed.push(format!("{name}: {reason}")),
+            ContainerResult::Cancelled => {}
         }
     }
     failed.sort();
@@ -359,12 +359,12 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
 }
 
 /// One container: restart, watch, retry. Journaled before and after.
-async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci: u32) -> Result1 {
+async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci: u32) -> ContainerResult {
     let c: &Container = &s.inv.containers[ci as usize];
     let role = &s.pb.roles[s.plan.waves[w].role];
     if s.replay.healthy.contains(&c.id) {
         s.status.lock().unwrap().healthy += 1;
-        return Result1::Healthy;
+        return ContainerResult::Healthy;
     }
     let priority = (s.depth[s.plan.waves[w].role], w as u32);
     let mut attempt = s.replay.attempts.get(&c.id).copied().unwrap_or(0);
@@ -390,7 +390,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     loop {
         if !skip_restart {
             if s.pacer.acquire(priority, role.startup_lookups).await.is_none() {
-                return Result1::Cancelled;
+                return ContainerResult::Cancelled;
             }
             let inspected = tokio::time::timeout(role.health.timeout, s.rt.inspect(c)).await;
             let before = match inspected {
@@ -409,7 +409,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                 }
             };
             if let Err(e) = s.record(Record::Intent { id: c.id.clone(), wave: w, attempt, before }) {
-                return Result1::Failed(format!("journal: {e}"));
+                return ContainerResult::Failed(format!("journal: {e}"));
             }
             attempt += 1;
             s.status.lock().unwrap().restarts += 1;
@@ -435,7 +435,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                 let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: true, reason: None });
                 s.status.lock().unwrap().healthy += 1;
                 s.emit(Event::Healthy { container: c.name.clone(), wave: w });
-                return Result1::Healthy;
+                return ContainerResult::Healthy;
             }
             Health::Unhealthy if stuck < s.pb.policy.stuck_rerestarts => {
                 // Up but failing its check: stuck; restart again (bounded).
@@ -462,7 +462,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: false, reason: Some(last_reason.clone()) });
     s.status.lock().unwrap().failed += 1;
     s.emit(Event::ContainerFailed { container: c.name.clone(), wave: w, reason: last_reason.clone() });
-    Result1::Failed(last_reason)
+    ContainerResult::Failed(last_reason)
 }
 
 /// Exponential backoff with full jitter, capped.
