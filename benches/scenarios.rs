@@ -48,7 +48,7 @@ fn main() {
         }
         let pb = Playbook::parse(&SourceText::new("config/mongo-sharded.toml", text)).unwrap();
         let wall = std::time::Instant::now();
-        let r = rehearse(&pb, &scenario, &Options { compare: true, state_dir: None }, |_, _| {}).unwrap();
+        let r = rehearse(&pb, &scenario, &Options { compare: true, static_budget: false, handle_tx: None, state_dir: None }, |_, _| {}).unwrap();
         let wall = wall.elapsed().as_secs_f64();
         let ms = |x: Option<f64>| x.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "no conv.".into());
         let aao = r.baselines.iter().find(|b| b.policy == "all-at-once").unwrap();

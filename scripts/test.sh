@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use (installed only when missing).
-PACKAGES=()
+# Debian packages the tests use (installed only when missing): unbound (the
+# real DNS server), bsdutils (`script`: a terminal for the Ctrl-C test),
+# openssl and python3 (a CA and an HTTPS webhook receiver).
+PACKAGES=(unbound bsdutils openssl python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

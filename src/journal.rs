@@ -30,6 +30,8 @@ pub enum JournalError {
     Mismatch { path: PathBuf, found: String, found_fp: String, want: String, want_fp: String },
     #[error("journal {path} already holds a run of playbook {playbook:?}: pass --resume to continue it, or remove the file to start over")]
     Exists { path: PathBuf, playbook: String },
+    #[error("journal {path} is in use by another rekindle process (a run or a daemon): let it finish or stop it first")]
+    Busy { path: PathBuf },
     #[error("journal {path} does not exist: nothing to resume")]
     Missing { path: PathBuf },
 }
@@ -95,6 +97,7 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(io(path))?;
         }
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io(path))?;
+        lock(&file, path)?;
         if durable {
             if let Some(dir) = path.parent() {
                 File::open(dir).and_then(|d| d.sync_all()).map_err(io(path))?;
@@ -111,6 +114,9 @@ impl Journal {
         if !path.exists() {
             return Err(JournalError::Missing { path: path.to_path_buf() });
         }
+        // Lock before reading: a live run appends to this file.
+        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        lock(&file, path)?;
         let (replay, valid_len) = read(path)?;
         match replay.records.first() {
             Some(Record::Start { playbook: p, fingerprint: f, .. }) if p == playbook && f == fingerprint => {}
@@ -125,7 +131,6 @@ impl Journal {
             }
             _ => return Err(JournalError::Missing { path: path.to_path_buf() }),
         }
-        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
         file.set_len(valid_len).map_err(io(path))?;
         let mut j = Journal { path: path.to_path_buf(), file, durable };
         j.file.seek(SeekFrom::End(0)).map_err(io(path))?;
@@ -147,6 +152,15 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// One process drives a journal at a time (the lock goes with the file).
+fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy { path: path.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(JournalError::Io { path: path.to_path_buf(), source: e }),
     }
 }
 

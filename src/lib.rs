@@ -20,16 +20,27 @@
 //! - [`inventory`]: the containers to act on, from Docker hosts, a static
 //!   JSON file or a scenario.
 //! - [`plan`]: pure functions from inventory + playbook to a wave DAG.
+//! - [`engine`] over [`runtime`] (Docker via bollard, or [`sim`]): waves,
+//!   pacing, health gates, journal ([`journal`]), pause/resume/abort.
+//! - [`dns`]: the cached resolver and the adaptive DNS budget.
+//! - [`rehearse`] and [`report`]: rehearsals on a virtual clock and their
+//!   timeline files; [`recovery`]: what a real run needs around the engine.
+//! - [`api`]: the daemon's HTTP API; [`http`]: the client it and the CLI use.
 //! - [`cli`]: the command-line front end (parsing and rendering only).
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod duration;
 pub mod engine;
+pub mod http;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
+pub mod recovery;
 pub mod rehearse;
+pub mod report;
 pub mod rng;
 pub mod runtime;
 pub mod sim;

@@ -58,10 +58,23 @@ fn braze_rehearsal_meets_its_figures_and_beats_the_baselines() {
     assert_eq!(baselines.len(), 7);
     // The timeline files.
     let md = std::fs::read_to_string(report.join("timeline.md")).unwrap();
-    assert!(md.contains("DNS queries per second"));
+    assert!(md.contains("## DNS per second") && md.contains("budget q/s"), "{md}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("timeline.json")).unwrap()).unwrap();
     let per_second: u64 = json["dns_per_second"].as_array().unwrap().iter().map(|q| q.as_u64().unwrap()).sum();
     assert_eq!(per_second, r["dns_queries"].as_u64().unwrap());
+    // Healthy over time ends at the fleet; every wave has a span that ends.
+    let healthy = json["healthy_per_second"].as_array().unwrap();
+    assert_eq!(healthy.last().unwrap(), &r["total"], "the curve ends with every container healthy");
+    assert!(healthy.windows(2).all(|w| w[0].as_u64() <= w[1].as_u64()), "healthy never goes down");
+    let spans = json["wave_spans"].as_array().unwrap();
+    assert_eq!(spans.len() as u64, r["waves"].as_u64().unwrap());
+    assert!(spans.iter().all(|w| w["end_s"].as_f64().unwrap() >= w["start_s"].as_f64().unwrap()), "every wave passed after it started");
+    // The page: self-contained, three charts, a bar per wave, the capacity line.
+    let html = std::fs::read_to_string(report.join("timeline.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert_eq!(html.matches("<rect").count(), spans.len());
+    assert!(html.contains("capacity 5000 q/s"), "the capacity is drawn and named");
+    assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"), "no script, nothing fetched");
 }
 
 #[test]
@@ -98,4 +111,35 @@ fn a_halted_rehearsal_exits_3_naming_the_containers() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("halted") && stderr.contains("c00"), "{stderr}");
+}
+
+/// A resolver with half the capacity the playbook claims: the adaptive DNS
+/// budget brings the fleet back with drops under 1% and no stuck router;
+/// the same run at the static budget fails.
+#[test]
+fn half_capacity_resolver_adaptive_budget_recovers_where_static_fails() {
+    let scenario = root("config/scenarios/braze-us01-half-dns.toml");
+    let pb = root("config/mongo-sharded.toml");
+    let out = rekindle(&["rehearse", &pb, "--scenario", &scenario, "--output", "json"]);
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["dns_capacity_qps"], 2500.0);
+    assert_eq!(r["dns_budget_qps"], 4900.0, "the playbook claims 5,000 q/s");
+    assert_eq!(r["healthy"], 22_200);
+    assert_eq!(r["stuck"], 0);
+    let (queries, dropped) = (r["dns_queries"].as_f64().unwrap(), r["dns_dropped"].as_f64().unwrap());
+    println!("adaptive: {dropped} of {queries} queries dropped ({:.2}%), makespan {}", 100.0 * dropped / queries, r["makespan_s"]);
+    assert!(dropped / queries < 0.01, "drops {:.2}%", 100.0 * dropped / queries);
+    let budget: Vec<(f64, f64)> = serde_json::from_value(r["dns_budget"].clone()).unwrap();
+    assert!(budget.len() > 10, "the budget over time is reported");
+    assert!(budget.iter().all(|&(_, q)| q <= 4900.0));
+    assert!(budget.iter().any(|&(_, q)| q < 2500.0), "the budget went below the real capacity");
+
+    let out = rekindle(&["rehearse", &pb, "--scenario", &scenario, "--output", "json", "--static-budget"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (queries, dropped) = (s["dns_queries"].as_f64().unwrap(), s["dns_dropped"].as_f64().unwrap());
+    println!("static: {dropped} of {queries} dropped, {} stuck, state {}", s["stuck"], s["state"]);
+    assert!(dropped / queries > 0.10, "static pacing at twice the capacity must show the failure");
+    assert!(s["stuck"].as_u64().unwrap() > 0 || s["state"] != "succeeded");
+    assert!(s["dns_budget"].as_array().unwrap().is_empty());
 }

@@ -2,7 +2,11 @@
 //! Thin on purpose — no planning or restart logic lives here — and it owns
 //! the one table of exit codes (see [`exit_code`]).
 
+mod client;
+mod daemon;
+mod progress;
 mod render;
+pub mod run;
 
 use crate::config::Playbook;
 use crate::inventory::{InventoryError, InventorySource};
@@ -37,8 +41,14 @@ pub enum Output {
 pub enum Command {
     /// Show what a recovery would do: waves, order, DNS cost, estimated time. Changes nothing.
     Plan(PlanArgs),
+    /// Restart the fleet for real, wave by wave, through the Docker hosts.
+    Run(run::RunArgs),
     /// Run the real planner and engine against a simulated fleet on a virtual clock.
     Rehearse(RehearseArgs),
+    /// Serve the HTTP API: start, watch, pause, resume and abort runs.
+    Daemon(daemon::DaemonArgs),
+    /// Talk to a daemon: start, status, watch, pause, resume, abort, tune.
+    Runs(client::RunsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +70,10 @@ pub struct RehearseArgs {
     /// Where the journal goes (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Pace at the playbook's static DNS budget: no adaptation to the
+    /// resolver's strain (to see what adapting buys).
+    #[arg(long)]
+    pub static_budget: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,8 +120,13 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<Aborted>() {
             return 4;
         }
-        if cause.is::<SourceError>() || cause.is::<PlanError>() {
+        if cause.is::<SourceError>() || cause.is::<PlanError>() || cause.is::<Usage>() {
             return 2;
+        }
+        if let Some(j) = cause.downcast_ref::<crate::journal::JournalError>() {
+            if !matches!(j, crate::journal::JournalError::Io { .. }) {
+                return 2;
+            }
         }
         if let Some(InventoryError::Source(_)) = cause.downcast_ref::<InventoryError>() {
             return 2;
@@ -122,7 +141,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("REKINDLE_LOG").unwrap_or_else(|_| EnvFilter::new("warn,rekindle=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::log_writer).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -132,6 +151,9 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Daemon(args) => daemon::daemon(args).await,
+        Command::Runs(args) => client::runs(args).await,
         // The simulation runs on runtimes of its own (paused clocks): off this one.
         Command::Rehearse(args) => std::thread::spawn(move || rehearse(args)).join().expect("rehearsal thread"),
     }
@@ -140,14 +162,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     let scenario = crate::scenario::Scenario::load(&args.scenario)?;
-    let opts = crate::rehearse::Options { compare: args.compare, state_dir: args.state_dir.clone() };
+    let opts = crate::rehearse::Options { compare: args.compare, static_budget: args.static_budget, handle_tx: None, state_dir: args.state_dir.clone() };
     let wall = std::time::Instant::now();
-    let mut progress = render::Progress::new(scenario.total_containers());
+    let mut progress = progress::Progress::new(scenario.total_containers(), 0, false);
     let report = crate::rehearse::rehearse(&playbook, &scenario, &opts, |e, at| progress.on_event(e, at))?;
     progress.finish();
     let wall_s = wall.elapsed().as_secs_f64();
     if let Some(dir) = &args.report {
-        render::write_report(dir, &report)?;
+        let mut summary = Vec::new();
+        render::rehearsal_table(&mut summary, &report, 0.0)?;
+        crate::report::write(dir, &report, &String::from_utf8_lossy(&summary))?;
     }
     let mut out = std::io::stdout().lock();
     match args.output {
@@ -171,6 +195,11 @@ fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("halted: {0}")]
 pub struct Halted(pub String);
+
+/// Wrong use: a missing flag, a refused unattended run (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 /// A run aborted (exit code 4).
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub fn plan_json(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Pl
                 "containers": w.containers.iter().map(name).collect::<Vec<_>>(),
                 "hosts": w.hosts,
                 "dns_lookups": w.dns_lookups,
+                "dns_queries": w.dns_queries,
                 "estimate_s": secs(w.estimate),
             })
         })
@@ -35,6 +36,8 @@ pub fn plan_json(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Pl
         "empty_roles": plan.empty_roles,
         "unreachable_hosts": inv.unreachable_hosts().map(|h| json!({"host": h.name, "error": h.error})).collect::<Vec<_>>(),
         "dns_lookups": plan.dns_lookups,
+        "dns_queries": plan.dns_queries,
+        "dns_queries_per_lookup": pb.dns.fleet.queries_per_lookup(),
         "dns_budget_qps": pb.dns.budget_qps(),
         "critical_path_s": secs(plan.critical_path),
         "dns_bound_s": secs(plan.dns_bound),
@@ -78,7 +81,7 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
     }
     writeln!(out)?;
     writeln!(out, "Waves:")?;
-    writeln!(out, "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  {}", "WAVE", "ROLE", "GROUP", "COUNT", "HOSTS", "DNS", "EST", "AFTER")?;
+    writeln!(out, "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  AFTER", "WAVE", "ROLE", "GROUP", "COUNT", "HOSTS", "DNS Q", "EST")?;
     let shown = if all { plan.waves.len() } else { plan.waves.len().min(TABLE_ROWS) };
     for w in &plan.waves[..shown] {
         let after = match w.after.len() {
@@ -95,7 +98,7 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
             if w.group.is_empty() { "-" } else { &w.group },
             w.containers.len(),
             w.hosts,
-            w.dns_lookups,
+            w.dns_queries,
             human(w.estimate),
             after
         )?;
@@ -106,8 +109,15 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
     writeln!(out)?;
     writeln!(
         out,
-        "DNS: {} startup lookups under a budget of {:.0} q/s ({:.0} q/s capacity × {:.0}% headroom)",
+        "DNS: {} startup lookups × {} quer{} each ({} address famil{} × {} name{} tried) = {} queries under a budget of {:.0} q/s ({:.0} q/s capacity × {:.0}% headroom)",
         plan.dns_lookups,
+        pb.dns.fleet.queries_per_lookup(),
+        if pb.dns.fleet.queries_per_lookup() == 1 { "y" } else { "ies" },
+        pb.dns.fleet.families,
+        if pb.dns.fleet.families == 1 { "y" } else { "ies" },
+        pb.dns.fleet.names_tried(),
+        if pb.dns.fleet.names_tried() == 1 { "" } else { "s" },
+        plan.dns_queries,
         pb.dns.budget_qps(),
         pb.dns.capacity_qps,
         pb.dns.headroom * 100.0
@@ -120,61 +130,6 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
         human(plan.dns_bound)
     )?;
     Ok(())
-}
-
-/// Progress of a run: an indicatif bar on a terminal (hidden otherwise),
-/// and a plain line per tenth of the waves when stderr is not a terminal.
-pub struct Progress {
-    bar: indicatif::ProgressBar,
-    tty: bool,
-    waves_passed: usize,
-    waves_running: usize,
-    waves_total: usize,
-    next_line: usize,
-}
-
-impl Progress {
-    pub fn new(total: u64) -> Self {
-        use std::io::IsTerminal;
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} healthy  {msg}")
-                .unwrap()
-                .progress_chars("=> "),
-        );
-        Progress { bar, tty: std::io::stderr().is_terminal(), waves_passed: 0, waves_running: 0, waves_total: 0, next_line: 0 }
-    }
-
-    pub fn on_event(&mut self, e: &crate::engine::Event, at_s: f64) {
-        use crate::engine::Event;
-        match e {
-            Event::Healthy { .. } => self.bar.inc(1),
-            Event::WaveStarted { wave, .. } => {
-                self.waves_total = self.waves_total.max(*wave + 1);
-                self.waves_running += 1;
-            }
-            Event::WavePassed { .. } => {
-                self.waves_passed += 1;
-                self.waves_running = self.waves_running.saturating_sub(1);
-                self.bar.set_message(format!("{} waves running, {} passed, t={at_s:.0}s", self.waves_running, self.waves_passed));
-                if !self.tty && self.waves_passed >= self.next_line {
-                    eprintln!("t={at_s:>7.1}s  {} waves passed, {} containers healthy", self.waves_passed, self.bar.position());
-                    self.next_line = self.waves_passed + self.waves_total.max(10) / 10;
-                }
-            }
-            Event::WaveHalted { wave, failed, .. } => {
-                self.bar.println(format!("wave {wave} halted: {}", failed.join("; ")));
-                if !self.tty {
-                    eprintln!("t={at_s:>7.1}s  wave {wave} halted: {}", failed.join("; "));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 fn opt_s(x: Option<f64>) -> String {
@@ -235,15 +190,3 @@ pub fn rehearsal_table(out: &mut impl Write, r: &crate::rehearse::Report, wall_s
     Ok(())
 }
 
-/// Writes `timeline.json` and `timeline.md` into `dir`.
-pub fn write_report(dir: &std::path::Path, r: &crate::rehearse::Report) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(r)?)?;
-    let mut md = Vec::new();
-    rehearsal_table(&mut md, r, 0.0)?;
-    let mut text = format!("# Rehearsal: {} on {}\n\n```\n{}```\n\n## DNS queries per second\n\n| second | queries | capacity |\n|---:|---:|---:|\n", r.playbook, r.scenario, String::from_utf8_lossy(&md));
-    for (s, q) in r.dns_per_second.iter().enumerate() {
-        text += &format!("| {s} | {q} | {:.0} |\n", r.dns_capacity_qps);
-    }
-    std::fs::write(dir.join("timeline.md"), text)
-}

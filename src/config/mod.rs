@@ -36,6 +36,8 @@ pub struct Playbook {
     pub discovery: Discovery,
     /// Docker hosts; empty means `DOCKER_HOST` or the local socket.
     pub hosts: Vec<HostSpec>,
+    /// rekindle's own resolver.
+    pub resolver: ResolverSettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +91,9 @@ pub struct Limits {
     /// Restarts per second across the fleet (0 = unlimited).
     pub restart_rate: f64,
     pub stop_timeout: Duration,
+    /// Concurrent Docker API calls per host (the engine's API is the
+    /// bottleneck of a busy host; bollard itself sets no cap).
+    pub api_calls_per_host: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,11 +103,121 @@ pub struct Canary {
     pub confirm: bool,
 }
 
+/// rekindle's own resolver: where it asks and how long it keeps answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolverSettings {
+    /// `ip:port` of the nameservers; empty = those of `resolv_conf`.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    pub resolv_conf: PathBuf,
+    pub timeout: Duration,
+    pub attempts: u32,
+    /// Names kept (least recently used evicted first).
+    pub cache_size: usize,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// Cap on how long a "no such name" is believed.
+    pub negative_max_ttl: Duration,
+    /// How long past its TTL an answer is served when the upstream fails.
+    pub serve_stale: Duration,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            nameservers: vec![],
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            cache_size: 10_000,
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+            negative_max_ttl: Duration::from_secs(30),
+            serve_stale: Duration::from_secs(300),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsBudgetConfig {
     pub capacity_qps: f64,
     /// Fraction of the capacity rekindle's restarts may use, in (0, 1].
     pub headroom: f64,
+    /// Move the budget with the resolver's strain (never above the static one).
+    pub adaptive: bool,
+    /// A probe slower than this is strain.
+    pub latency_threshold: Duration,
+    /// How often the resolver is probed.
+    pub adapt_interval: Duration,
+    /// The name probed in real runs (fully qualified, resolvable); without
+    /// it a real run paces statically.
+    pub probe_name: Option<String>,
+    /// How the fleet's resolver library turns a lookup into queries.
+    pub fleet: FleetResolver,
+    /// The resolver's own query counter (source, key), if readable.
+    pub counter: Option<(crate::dns::counter::CounterSource, String)>,
+}
+
+/// What one lookup by a fleet process costs the resolver, from the
+/// settings of the fleet's resolver library (glibc semantics).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FleetResolver {
+    /// 1 = A only (e.g. mongod with net.ipv6 off), 2 = A and AAAA (getaddrinfo AF_UNSPEC).
+    pub families: u32,
+    /// The fleet's resolv.conf search list.
+    pub search: Vec<String>,
+    /// The fleet's resolv.conf ndots.
+    pub ndots: u32,
+    /// Dots in the names the fleet looks up ("mongo-0.rs0.dc1.example.com" has 4).
+    pub name_dots: u32,
+    /// Where names resolve: as written (`absolute`), or under the first
+    /// search domain (`search`).
+    pub names: FleetNames,
+    /// A trailing dot on the names: search never applies.
+    pub trailing_dot: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetNames {
+    Absolute,
+    Search,
+}
+
+impl Default for FleetResolver {
+    fn default() -> Self {
+        FleetResolver { families: 2, search: vec![], ndots: 1, name_dots: 3, names: FleetNames::Absolute, trailing_dot: false }
+    }
+}
+
+impl FleetResolver {
+    /// Names tried per lookup: glibc tries the name as written first when it
+    /// has at least `ndots` dots, else the search list first.
+    pub fn names_tried(&self) -> u32 {
+        let search = self.search.len() as u32;
+        if self.trailing_dot || search == 0 {
+            return 1;
+        }
+        let as_is_first = self.name_dots >= self.ndots;
+        match (self.names, as_is_first) {
+            (FleetNames::Absolute, true) => 1,
+            (FleetNames::Absolute, false) => search + 1,
+            (FleetNames::Search, true) => 2,
+            (FleetNames::Search, false) => 1,
+        }
+    }
+
+    /// Queries the resolver receives per lookup.
+    pub fn queries_per_lookup(&self) -> u32 {
+        self.families * self.names_tried()
+    }
+}
+
+impl Playbook {
+    /// What restarting one container of `role` costs the resolver: its
+    /// startup lookups × the queries each lookup sends.
+    pub fn restart_queries(&self, role: usize) -> u32 {
+        self.roles[role].startup_lookups.saturating_mul(self.dns.fleet.queries_per_lookup())
+    }
 }
 
 impl DnsBudgetConfig {
@@ -147,6 +262,9 @@ pub struct HostSpec {
     pub name: String,
     pub url: String,
     pub tls: Option<TlsPaths>,
+    /// Only containers carrying these labels belong to this host entry
+    /// (lets several entries share one engine, e.g. a node's slice of it).
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,7 +366,58 @@ impl Resolver<'_> {
                 return Err(self.err(&d.capacity_qps, "dns.capacity_qps", format!("expected a positive number of queries per second, found {cap}")));
             }
             let headroom = d.headroom.as_ref().map(|h| self.fraction(h, "dns.headroom", true)).transpose()?.unwrap_or(0.8);
-            DnsBudgetConfig { capacity_qps: cap, headroom }
+            let probe_name = match &d.probe_name {
+                Some(n) if n.get_ref().trim().is_empty() => return Err(self.err(n, "dns.probe_name", "expected a resolvable name, found an empty string")),
+                Some(n) => Some(n.get_ref().clone()),
+                None => None,
+            };
+            let fleet = match d.fleet.as_ref().map(|f| f.get_ref()) {
+                None => FleetResolver::default(),
+                Some(f) => {
+                    let dflt = FleetResolver::default();
+                    let names = match f.names.as_ref() {
+                        None => dflt.names,
+                        Some(n) => match n.get_ref().as_str() {
+                            "absolute" => FleetNames::Absolute,
+                            "search" => FleetNames::Search,
+                            other => return Err(self.err(n, "dns.fleet.names", format!("expected \"absolute\" or \"search\", found {other:?}"))),
+                        },
+                    };
+                    FleetResolver {
+                        families: self.opt_count(&f.families, "dns.fleet.families", 1, 2, dflt.families as i64)? as u32,
+                        search: f.search.clone().unwrap_or_default(),
+                        ndots: self.opt_count(&f.ndots, "dns.fleet.ndots", 0, 15, dflt.ndots as i64)? as u32,
+                        name_dots: self.opt_count(&f.name_dots, "dns.fleet.name_dots", 0, 127, dflt.name_dots as i64)? as u32,
+                        names,
+                        trailing_dot: false,
+                    }
+                }
+            };
+            let counter = match d.counter.as_ref() {
+                None => None,
+                Some(c) => {
+                    let cr = c.get_ref();
+                    let source = match (&cr.command, &cr.url) {
+                        (Some(cmd), None) if !cmd.is_empty() => crate::dns::counter::CounterSource::Command(cmd.clone()),
+                        (None, Some(u)) if ["http://", "https://"].iter().any(|p| u.get_ref().starts_with(p)) && crate::http::Url::parse(u.get_ref()).is_ok() => {
+                            crate::dns::counter::CounterSource::Url(u.get_ref().clone())
+                        }
+                        (None, Some(u)) => return Err(self.err(u, "dns.counter.url", format!("expected an http:// or https:// URL, found {:?}", u.get_ref()))),
+                        _ => return Err(self.err(c, "dns.counter", "expected exactly one of `command` (a non-empty list) or `url`")),
+                    };
+                    Some((source, self.non_empty(&cr.key, "dns.counter.key")?))
+                }
+            };
+            DnsBudgetConfig {
+                counter,
+                fleet,
+                capacity_qps: cap,
+                headroom,
+                adaptive: d.adaptive.unwrap_or(true),
+                latency_threshold: self.opt_duration(&d.latency_threshold, "dns.latency_threshold", Duration::from_millis(500))?,
+                adapt_interval: self.opt_duration(&d.adapt_interval, "dns.adapt_interval", Duration::from_secs(1))?,
+                probe_name,
+            }
         };
         let policy = match raw.policy.as_ref().map(|p| p.get_ref()) {
             None => Policy::default(),
@@ -296,6 +465,38 @@ impl Resolver<'_> {
             },
         };
         let hosts = self.hosts(raw.hosts.as_deref().unwrap_or(&[]))?;
+        let resolver = match raw.resolver.as_ref().map(|r| r.get_ref()) {
+            None => ResolverSettings::default(),
+            Some(r) => {
+                let d = ResolverSettings::default();
+                let mut nameservers = Vec::new();
+                for (i, ns) in r.nameservers.iter().flatten().enumerate() {
+                    let text = ns.get_ref();
+                    let addr = text
+                        .parse::<std::net::SocketAddr>()
+                        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                        .map_err(|_| self.err(ns, format!("resolver.nameservers[{i}]"), format!("expected an IP address with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\"), found {text:?}")))?;
+                    nameservers.push(addr);
+                }
+                let settings = ResolverSettings {
+                    nameservers,
+                    resolv_conf: r.resolv_conf.clone().map(PathBuf::from).unwrap_or(d.resolv_conf.clone()),
+                    timeout: self.opt_duration(&r.timeout, "resolver.timeout", d.timeout)?,
+                    attempts: self.opt_count(&r.attempts, "resolver.attempts", 1, 10, d.attempts as i64)? as u32,
+                    cache_size: self.opt_count(&r.cache_size, "resolver.cache_size", 1, 10_000_000, d.cache_size as i64)? as usize,
+                    min_ttl: self.opt_duration(&r.min_ttl, "resolver.min_ttl", d.min_ttl)?,
+                    max_ttl: self.opt_duration(&r.max_ttl, "resolver.max_ttl", d.max_ttl)?,
+                    negative_max_ttl: self.opt_duration(&r.negative_max_ttl, "resolver.negative_max_ttl", d.negative_max_ttl)?,
+                    serve_stale: self.opt_duration(&r.serve_stale, "resolver.serve_stale", d.serve_stale)?,
+                };
+                if settings.max_ttl < settings.min_ttl {
+                    if let Some(m) = &r.max_ttl {
+                        return Err(self.err(m, "resolver.max_ttl", "must not be below resolver.min_ttl"));
+                    }
+                }
+                settings
+            }
+        };
         Ok(Playbook {
             name,
             description: raw.description,
@@ -310,6 +511,7 @@ impl Resolver<'_> {
             estimates,
             discovery,
             hosts,
+            resolver,
         })
     }
 
@@ -416,11 +618,11 @@ impl Resolver<'_> {
             }
             other => return Err(self.err(&h.kind, field("kind"), format!("expected \"docker\", \"tcp\" or \"exec\", found {other:?}"))),
         };
-        if h.port.is_some() && !matches!(kind, HealthKind::Tcp { .. }) {
-            return Err(self.err(h.port.as_ref().unwrap(), field("port"), "port applies only to kind \"tcp\""));
+        if let Some(port) = h.port.as_ref().filter(|_| !matches!(kind, HealthKind::Tcp { .. })) {
+            return Err(self.err(port, field("port"), "port applies only to kind \"tcp\""));
         }
-        if h.command.is_some() && !matches!(kind, HealthKind::Exec { .. }) {
-            return Err(self.err(h.command.as_ref().unwrap(), field("command"), "command applies only to kind \"exec\""));
+        if let Some(command) = h.command.as_ref().filter(|_| !matches!(kind, HealthKind::Exec { .. })) {
+            return Err(self.err(command, field("command"), "command applies only to kind \"exec\""));
         }
         let d = HealthCheck::default();
         Ok(HealthCheck {
@@ -463,6 +665,7 @@ impl Resolver<'_> {
             max_wave_size: self.opt_count(&l.max_wave_size, "limits.max_wave_size", 1, 10_000_000, d.max_wave_size as i64)? as u32,
             restart_rate,
             stop_timeout: self.opt_duration(&l.stop_timeout, "limits.stop_timeout", d.stop_timeout)?,
+            api_calls_per_host: self.opt_count(&l.api_calls_per_host, "limits.api_calls_per_host", 1, 1024, d.api_calls_per_host as i64)? as u32,
         })
     }
 
@@ -487,6 +690,7 @@ impl Resolver<'_> {
                     let t = t.get_ref();
                     TlsPaths { ca: t.ca.clone().into(), cert: t.cert.clone().into(), key: t.key.clone().into() }
                 }),
+                labels: h.labels.clone().unwrap_or_default(),
             });
         }
         Ok(hosts)
@@ -512,6 +716,7 @@ impl Default for Limits {
             max_wave_size: 500,
             restart_rate: 0.0,
             stop_timeout: Duration::from_secs(30),
+            api_calls_per_host: 16,
         }
     }
 }
@@ -525,5 +730,30 @@ impl Default for Policy {
             backoff_max: Duration::from_secs(60),
             stuck_rerestarts: 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod fleet_cost_tests {
+    use super::*;
+
+    fn fleet(families: u32, search: usize, ndots: u32, name_dots: u32, names: FleetNames) -> FleetResolver {
+        FleetResolver { families, search: (0..search).map(|i| format!("s{i}.example")).collect(), ndots, name_dots, names, trailing_dot: false }
+    }
+
+    #[test]
+    fn queries_per_lookup_follow_glibc() {
+        // FQDN-looking names, ndots 1: as written, one query per family.
+        assert_eq!(fleet(1, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(), 1);
+        assert_eq!(fleet(2, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(), 2);
+        // Kubernetes-style ndots 5 with 3 search domains: an absolute name
+        // with 2 dots walks the whole search list first: (3 + 1) × 2 = 8.
+        assert_eq!(fleet(2, 3, 5, 2, FleetNames::Absolute).queries_per_lookup(), 8);
+        // Short names found under the first search domain.
+        assert_eq!(fleet(2, 3, 5, 0, FleetNames::Search).queries_per_lookup(), 2);
+        // Enough dots to be tried as written first, but found under search.
+        assert_eq!(fleet(1, 2, 1, 1, FleetNames::Search).queries_per_lookup(), 2);
+        // No search list: one name.
+        assert_eq!(fleet(2, 0, 5, 0, FleetNames::Absolute).queries_per_lookup(), 2);
     }
 }

@@ -26,6 +26,32 @@ pub struct RawPlaybook {
     pub discovery: Option<Spanned<RawDiscovery>>,
     #[serde(default)]
     pub hosts: Option<Vec<Spanned<RawHost>>>,
+    #[serde(default)]
+    pub resolver: Option<Spanned<RawResolver>>,
+}
+
+/// rekindle's own resolver (health probes, host names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    #[serde(default)]
+    pub nameservers: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub attempts: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub cache_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub min_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub negative_max_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub serve_stale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +113,8 @@ pub struct RawLimits {
     pub restart_rate: Option<Spanned<f64>>,
     #[serde(default)]
     pub stop_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_calls_per_host: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +133,45 @@ pub struct RawDns {
     pub capacity_qps: Spanned<f64>,
     #[serde(default)]
     pub headroom: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub adaptive: Option<bool>,
+    #[serde(default)]
+    pub latency_threshold: Option<Spanned<String>>,
+    #[serde(default)]
+    pub adapt_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub probe_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fleet: Option<Spanned<RawFleetResolver>>,
+    #[serde(default)]
+    pub counter: Option<Spanned<RawCounter>>,
+}
+
+/// The resolver's own query counter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCounter {
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    pub key: Spanned<String>,
+}
+
+/// How the fleet's own resolver library turns one lookup into queries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleetResolver {
+    #[serde(default)]
+    pub families: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub search: Option<Vec<String>>,
+    #[serde(default)]
+    pub ndots: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub name_dots: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub names: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +214,8 @@ pub struct RawHost {
     pub url: Spanned<String>,
     #[serde(default)]
     pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@
 pub mod pacer;
 
 use crate::config::Playbook;
+use crate::dns::budget::{BudgetController, DnsProbe};
 use crate::inventory::{Container, Inventory};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::Plan;
@@ -23,7 +24,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 /// One thing that happened, for every sink (journal, progress, API).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     WaveStarted { wave: usize, role: String, group: String, containers: usize, at_s: f64 },
@@ -35,10 +36,12 @@ pub enum Event {
     Paused,
     Resumed,
     Retuned { dns_budget_qps: f64, restart_rate: f64 },
+    /// The adaptive budget moved (see [`crate::dns::budget`]).
+    BudgetAdapted { dns_budget_qps: f64, probe_latency_ms: Option<f64>, at_s: f64 },
     Finished { state: RunState, at_s: f64 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     Running,
@@ -49,7 +52,7 @@ pub enum RunState {
 }
 
 /// A point-in-time view of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Status {
     pub state: RunState,
     pub waves_total: usize,
@@ -73,6 +76,9 @@ pub struct Outcome {
     pub healthy: usize,
     pub restarts: u64,
     pub elapsed_s: f64,
+    /// The DNS budget over time when it adapted: (seconds, q/s), starting
+    /// at the static budget.
+    pub dns_budget: Vec<(f64, f64)>,
 }
 
 /// Controls a running engine from elsewhere (CLI, API, tests).
@@ -147,6 +153,9 @@ struct Shared<R> {
     jitter: Mutex<SplitMix64>,
     /// Scheduling priority per role: its depth in the role graph.
     depth: Vec<u32>,
+    /// Measures the resolver for the adaptive budget.
+    probe: Option<Arc<dyn DnsProbe>>,
+    budget_log: Mutex<Vec<(f64, f64)>>,
 }
 
 impl<R> Shared<R> {
@@ -159,6 +168,7 @@ impl<R> Shared<R> {
     }
 
     fn emit(&self, e: Event) {
+        log(&e);
         let _ = self.events.send(e);
     }
 }
@@ -182,19 +192,21 @@ pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
 impl<R: ContainerRuntime> Engine<R> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
     pub fn new(rt: Arc<R>, pb: Arc<Playbook>, inv: Arc<Inventory>, plan: Arc<Plan>, journal: Journal, replay: Replay) -> Engine<R> {
-        let max_cost = pb.roles.iter().map(|r| r.startup_lookups).max().unwrap_or(1);
+        let max_cost = (0..pb.roles.len()).map(|r| pb.restart_queries(r)).max().unwrap_or(1);
         let pacer = Pacer::new(pb.dns.budget_qps(), pb.limits.restart_rate, max_cost);
         let mut depth = vec![0u32; pb.roles.len()];
         for (i, r) in pb.roles.iter().enumerate() {
             depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
         }
+        // A resumed run starts with what its journal says passed.
+        let replayed: Vec<usize> = plan.waves.iter().filter(|w| replay.waves_passed.contains(&w.index)).map(|w| w.containers.len()).collect();
         let status = Status {
             state: RunState::Running,
             waves_total: plan.waves.len(),
-            waves_passed: 0,
+            waves_passed: replayed.len(),
             waves_running: vec![],
             containers_total: plan.containers,
-            healthy: 0,
+            healthy: replayed.iter().sum(),
             failed: 0,
             restarts: 0,
             pace: None,
@@ -215,8 +227,17 @@ impl<R: ContainerRuntime> Engine<R> {
                 start: tokio::time::Instant::now(),
                 jitter: Mutex::new(SplitMix64::new(seed)),
                 depth,
+                probe: None,
+                budget_log: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Adapts the DNS budget to what `probe` measures (when the playbook's
+    /// `dns.adaptive` is on). Call before [`Engine::run`].
+    pub fn with_dns_probe(mut self, probe: Arc<dyn DnsProbe>) -> Self {
+        Arc::get_mut(&mut self.shared).expect("the engine is not shared before it runs").probe = Some(probe);
+        self
     }
 
     pub fn handle(&self) -> Handle {
@@ -235,9 +256,14 @@ impl<R: ContainerRuntime> Engine<R> {
                 dependents[a].push(w.index);
             }
         }
+        let adapter = match (&s.probe, s.pb.dns.adaptive) {
+            (Some(p), true) => Some(tokio::spawn(adapt_budget(s.clone(), p.clone()))),
+            _ => None,
+        };
         let mut tasks: JoinSet<(usize, Vec<String>, usize)> = JoinSet::new();
         let mut passed = 0usize;
         let mut halted: Option<(usize, Vec<String>)> = None;
+        let mut failed_seen: Vec<String> = Vec::new();
         let start_wave = |w: usize, tasks: &mut JoinSet<(usize, Vec<String>, usize)>| {
             let s = s.clone();
             tasks.spawn(async move {
@@ -266,8 +292,12 @@ impl<R: ContainerRuntime> Engine<R> {
             s.status.lock().unwrap().waves_running.retain(|&x| x != w);
             let allowed = (s.pb.policy.max_failed_fraction * plan.waves[w].containers.len() as f64).floor() as usize;
             let stopping = s.pacer.flow() == Flow::Closed;
+            // Closed without a halt: an operator's abort. Failures seen while
+            // aborting (retries refused) are reported, not a policy halt.
+            let aborting = stopping && halted.is_none();
+            failed_seen.extend(failed.iter().cloned());
             if failed.len() > allowed || (stopping && healthy + failed.len() < plan.waves[w].containers.len()) {
-                if failed.len() > allowed && halted.is_none() {
+                if failed.len() > allowed && halted.is_none() && !aborting {
                     s.emit(Event::WaveHalted { wave: w, failed: failed.clone(), at_s: s.at_s() });
                     halted = Some((w, failed));
                     s.pacer.set_flow(Flow::Closed);
@@ -289,6 +319,9 @@ impl<R: ContainerRuntime> Engine<R> {
                 }
             }
         }
+        if let Some(a) = adapter {
+            a.abort();
+        }
         let state = if halted.is_some() {
             RunState::Halted
         } else if passed == n {
@@ -304,7 +337,9 @@ impl<R: ContainerRuntime> Engine<R> {
             st.clone()
         };
         s.emit(Event::Finished { state, at_s: s.at_s() });
-        let failed_all: Vec<String> = halted.as_ref().map(|h| h.1.clone()).unwrap_or_default();
+        // Every container that ended failed, in any wave: nothing left down unreported.
+        let failed_all: Vec<String> = failed_seen;
+        let dns_budget = std::mem::take(&mut *s.budget_log.lock().unwrap());
         Ok(Outcome {
             state,
             reason: halted.map(|(w, failed)| {
@@ -323,6 +358,7 @@ impl<R: ContainerRuntime> Engine<R> {
             healthy: st.healthy,
             restarts: st.restarts,
             elapsed_s: st.elapsed_s,
+            dns_budget,
         })
     }
 }
@@ -373,26 +409,61 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     // A restart journaled without an outcome: did it happen?
     let mut skip_restart = false;
     if let Some(before) = s.replay.in_doubt.get(&c.id) {
-        // Wait out a restart still in progress, then compare start markers.
-        let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + Duration::from_secs(60);
-        while let Ok(now) = s.rt.inspect(c).await {
-            if now.state != crate::inventory::ContainerState::Restarting || tokio::time::Instant::now() >= give_up {
-                skip_restart = now.started_at != *before;
-                break;
+        // A restart outlives the client that asked for it: it may have been
+        // issued and still be stopping the old process. Watch the start
+        // marker for as long as a restart can take before concluding that
+        // the call never reached the host.
+        let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + IN_DOUBT_GRACE;
+        loop {
+            match s.rt.inspect(c).await {
+                Ok(now) if now.started_at != *before && now.state != crate::inventory::ContainerState::Restarting => {
+                    skip_restart = true;
+                    break;
+                }
+                _ if tokio::time::Instant::now() >= give_up => break,
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         if skip_restart {
             tracing::info!(container = %c.name, "restarted before the crash: not restarting again");
+        } else {
+            tracing::info!(container = %c.name, "restart journaled but never done: restarting");
         }
     }
-    let mut last_reason: String;
+    let mut last_reason = String::new();
+    // Stopping before a container's first attempt leaves it untouched
+    // (cancelled); after a failed attempt, it is reported failed.
+    let untouched = |failures: u32, stuck: u32| failures + stuck == 0;
     loop {
         if !skip_restart {
-            if s.pacer.acquire(priority, role.startup_lookups).await.is_none() {
-                return ContainerResult::Cancelled;
+            if s.pacer.acquire(priority, s.pb.restart_queries(s.plan.waves[w].role)).await.is_none() {
+                if untouched(failures, stuck) {
+                    return ContainerResult::Cancelled;
+                }
+                break;
             }
-            let inspected = tokio::time::timeout(role.health.timeout, s.rt.inspect(c)).await;
+            // Granted just before a pause or an abort, but not issued yet: a
+            // pause holds it (nothing new starts while paused; only restarts
+            // already sent to a host finish), an abort cancels it. A pause
+            // that comes while inspecting means inspecting again after it.
+            let inspected = loop {
+                if s.pacer.flow() == Flow::Paused {
+                    s.pacer.while_paused().await;
+                }
+                if s.pacer.flow() == Flow::Closed {
+                    break None;
+                }
+                let inspected = tokio::time::timeout(role.health.timeout, s.rt.inspect(c)).await;
+                if s.pacer.flow() == Flow::Open {
+                    break Some(inspected);
+                }
+            };
+            let Some(inspected) = inspected else {
+                if untouched(failures, stuck) {
+                    return ContainerResult::Cancelled;
+                }
+                break;
+            };
             let before = match inspected {
                 Ok(Ok(st)) => st.started_at,
                 failed => {
@@ -408,14 +479,14 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                     continue;
                 }
             };
-            if let Err(e) = s.record(Record::Intent { id: c.id.clone(), wave: w, attempt, before }) {
+            if let Err(e) = s.record(Record::Intent { id: c.id.clone(), wave: w, attempt, before: before.clone() }) {
                 return ContainerResult::Failed(format!("journal: {e}"));
             }
             attempt += 1;
             s.status.lock().unwrap().restarts += 1;
             s.emit(Event::Restarting { container: c.name.clone(), host: c.host.clone(), wave: w, attempt });
             let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
-            let result = match tokio::time::timeout(limit, s.rt.restart(c)).await {
+            let result = match tokio::time::timeout(limit, s.rt.restart(c, &before)).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("restart timed out after {}s", limit.as_secs())),
             };
@@ -445,7 +516,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             h => {
                 last_reason = match h {
                     Health::Down => "not running after restart".into(),
-                    Health::Unhealthy => "still unhealthy after re-restarts".into(),
+                    Health::Unhealthy => format!("unhealthy (its health check fails) after restart {attempt}"),
                     _ => format!("not healthy within {}s", role.health.deadline.as_secs()),
                 };
                 failures += 1;
@@ -464,6 +535,53 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     s.emit(Event::ContainerFailed { container: c.name.clone(), wave: w, reason: last_reason.clone() });
     ContainerResult::Failed(last_reason)
 }
+
+/// Every event as a structured log line: waves and controls at info
+/// (debug would hide them; a rehearsal's thousands of waves log at debug),
+/// containers at debug, failures at warn.
+fn log(e: &Event) {
+    match e {
+        Event::WaveStarted { wave, role, group, containers, .. } => tracing::debug!(wave, role, group, containers, "wave started"),
+        Event::WavePassed { wave, healthy, failed, .. } => tracing::debug!(wave, healthy, failed, "wave passed"),
+        Event::WaveHalted { wave, failed, .. } => tracing::error!(wave, failed = failed.join("; "), "wave halted"),
+        Event::Restarting { container, host, wave, attempt } => tracing::debug!(container, host, wave, attempt, "restarting"),
+        Event::Healthy { container, wave } => tracing::debug!(container, wave, "healthy"),
+        Event::ContainerFailed { container, wave, reason } => tracing::warn!(container, wave, reason, "container failed"),
+        Event::Paused => tracing::info!("paused"),
+        Event::Resumed => tracing::info!("resumed"),
+        Event::Retuned { dns_budget_qps, restart_rate } => tracing::info!(dns_budget_qps, restart_rate, "retuned"),
+        Event::BudgetAdapted { dns_budget_qps, probe_latency_ms, .. } => tracing::debug!(dns_budget_qps, probe_latency_ms, "DNS budget adapted"),
+        Event::Finished { state, at_s } => tracing::info!(state = ?state, at_s, "finished"),
+    }
+}
+
+/// Probes the resolver every `adapt_interval` and moves the DNS budget by
+/// the control law of [`BudgetController`].
+async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
+    let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
+    c.capacity = Some(s.pb.dns.capacity_qps);
+    s.budget_log.lock().unwrap().push((0.0, c.rate));
+    loop {
+        tokio::time::sleep(s.pb.dns.adapt_interval).await;
+        // Nothing is granted while paused: nothing to adapt (and a paused
+        // rehearsal's virtual clock must not spin on this loop).
+        s.pacer.while_paused().await;
+        if s.pacer.flow() == Flow::Closed {
+            return;
+        }
+        let sample = probe.probe().await;
+        let before = c.rate;
+        let rate = c.on_sample(sample);
+        if rate != before {
+            s.pacer.retune(Some(rate), None);
+            s.budget_log.lock().unwrap().push((s.at_s(), rate));
+            s.emit(Event::BudgetAdapted { dns_budget_qps: rate, probe_latency_ms: sample.latency.map(|l| l.as_secs_f64() * 1000.0), at_s: s.at_s() });
+        }
+    }
+}
+
+/// How long past the stop timeout a restart in doubt is watched for.
+const IN_DOUBT_GRACE: Duration = Duration::from_secs(5);
 
 /// Exponential backoff with full jitter, capped.
 async fn backoff<R>(s: &Shared<R>, failures: u32) {

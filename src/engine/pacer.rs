@@ -99,7 +99,7 @@ impl Ord for Request {
 }
 
 /// Current pacing, for status snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaceStatus {
     pub dns_budget_qps: f64,
     pub restart_rate: f64,
@@ -162,6 +162,12 @@ impl Pacer {
 
     pub fn flow(&self) -> Flow {
         *self.flow.borrow()
+    }
+
+    /// Waits while the flow is paused.
+    pub async fn while_paused(&self) {
+        let mut rx = self.flow.subscribe();
+        let _ = rx.wait_for(|f| *f != Flow::Paused).await;
     }
 
     /// Changes the DNS budget and/or the restart rate of a running run.

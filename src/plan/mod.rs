@@ -29,7 +29,10 @@ pub struct Wave {
     pub containers: Vec<u32>,
     /// Waves that must have passed their health gate before this one starts.
     pub after: Vec<usize>,
+    /// Startup lookups of its containers, and the queries they send
+    /// (lookups × the fleet's queries per lookup).
     pub dns_lookups: u64,
+    pub dns_queries: u64,
     pub hosts: u32,
     /// Estimated duration if the wave ran alone under the DNS budget.
     #[serde(with = "secs")]
@@ -48,6 +51,7 @@ pub struct Plan {
     /// Roles that matched no container (a warning, unless none matched).
     pub empty_roles: Vec<String>,
     pub dns_lookups: u64,
+    pub dns_queries: u64,
     #[serde(with = "secs")]
     pub critical_path: Duration,
     #[serde(with = "secs")]
@@ -181,13 +185,14 @@ impl Plan {
 
         let waves = builder.waves;
         let dns_lookups: u64 = waves.iter().map(|w| w.dns_lookups).sum();
+        let dns_queries: u64 = waves.iter().map(|w| w.dns_queries).sum();
         let critical_path = critical_path(&waves, pb);
         let min_ready = waves
             .iter()
             .map(|w| pb.roles[w.role].ready_estimate)
             .min()
             .unwrap_or_default();
-        let dns_bound = pb.estimates.restart + Duration::from_secs_f64(dns_lookups as f64 / budget) + min_ready;
+        let dns_bound = pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
         let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
         empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
         Ok(Plan {
@@ -195,6 +200,7 @@ impl Plan {
             unmatched: (0..inv.containers.len() as u32).filter(|&i| role_of[i as usize].is_none()).collect(),
             empty_roles,
             dns_lookups,
+            dns_queries,
             critical_path,
             dns_bound,
             estimate: critical_path.max(dns_bound),
@@ -215,10 +221,11 @@ impl PlanBuilder<'_> {
     fn push(&mut self, role: usize, group: &str, containers: Vec<u32>, after: Vec<usize>, canary: bool) -> usize {
         let r = &self.pb.roles[role];
         let dns_lookups = containers.len() as u64 * r.startup_lookups as u64;
+        let dns_queries = containers.len() as u64 * self.pb.restart_queries(role) as u64;
         let mut hosts: Vec<&str> = containers.iter().map(|&c| self.inv.containers[c as usize].host.as_str()).collect();
         hosts.sort_unstable();
         hosts.dedup();
-        let estimate = self.pb.estimates.restart + Duration::from_secs_f64(dns_lookups as f64 / self.budget) + r.ready_estimate;
+        let estimate = self.pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / self.budget) + r.ready_estimate;
         let index = self.waves.len();
         self.waves.push(Wave {
             index,
@@ -227,6 +234,7 @@ impl PlanBuilder<'_> {
             containers,
             after,
             dns_lookups,
+            dns_queries,
             hosts: hosts.len() as u32,
             estimate,
             canary,

@@ -11,7 +11,7 @@ use crate::inventory::Inventory;
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::{Plan, PlanError};
 use crate::scenario::Scenario;
-use crate::sim::{SimFleet, SimRuntime, SimStats};
+use crate::sim::{SimDnsProbe, SimFleet, SimRuntime, SimStats};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +37,11 @@ pub enum RehearseError {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub compare: bool,
+    /// Pace at the playbook's static budget even when it says adaptive.
+    pub static_budget: bool,
+    /// Receives the engine's control handle once the run starts (the daemon
+    /// pauses, resumes and aborts rehearsals through it).
+    pub handle_tx: Option<std::sync::mpsc::Sender<crate::engine::Handle>>,
     /// Where the journal goes; a temporary directory when unset.
     pub state_dir: Option<PathBuf>,
 }
@@ -102,7 +107,68 @@ pub struct Report {
     pub journal: PathBuf,
     /// Queries the resolver received in each second.
     pub dns_per_second: Vec<u64>,
+    /// The adaptive DNS budget over time: (seconds, q/s); empty when static.
+    pub dns_budget: Vec<(f64, f64)>,
+    /// Containers the engine saw healthy by the end of each second.
+    pub healthy_per_second: Vec<u64>,
+    /// Each wave's span on the virtual clock.
+    pub wave_spans: Vec<WaveSpan>,
     pub baselines: Vec<PolicyFigures>,
+}
+
+/// When a wave ran: from its start to its gate passing (or halting).
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveSpan {
+    pub wave: usize,
+    pub role: String,
+    pub group: String,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
+    pub halted: bool,
+}
+
+/// Collects the timeline a report draws from the engine's events.
+#[derive(Default)]
+struct Timeline {
+    healthy_at: Vec<f64>,
+    spans: Vec<WaveSpan>,
+    index: std::collections::HashMap<usize, usize>,
+}
+
+impl Timeline {
+    fn on(&mut self, e: &Event, at: f64) {
+        match e {
+            Event::Healthy { .. } => self.healthy_at.push(at),
+            Event::WaveStarted { wave, role, group, .. } => {
+                self.index.insert(*wave, self.spans.len());
+                self.spans.push(WaveSpan { wave: *wave, role: role.clone(), group: group.clone(), start_s: at, end_s: None, halted: false });
+            }
+            Event::WavePassed { wave, .. } | Event::WaveHalted { wave, .. } => {
+                if let Some(&i) = self.index.get(wave) {
+                    self.spans[i].end_s = Some(at);
+                    self.spans[i].halted = matches!(e, Event::WaveHalted { .. });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Healthy containers by the end of each of `seconds` seconds.
+    fn healthy_per_second(&self, seconds: usize) -> Vec<u64> {
+        let mut per = vec![0u64; seconds];
+        for &t in &self.healthy_at {
+            let s = (t.floor() as usize).min(seconds.saturating_sub(1));
+            if let Some(x) = per.get_mut(s) {
+                *x += 1;
+            }
+        }
+        let mut total = 0;
+        per.iter_mut().for_each(|x| {
+            total += *x;
+            *x = total;
+        });
+        per
+    }
 }
 
 /// Runs one closure on its own paused-clock runtime.
@@ -117,9 +183,10 @@ pub fn rehearse(
     playbook: &Playbook,
     scenario: &Scenario,
     opts: &Options,
-    on_event: impl FnMut(&Event, f64) + Send,
+    mut on_event: impl FnMut(&Event, f64) + Send,
 ) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
+    let mut timeline = Timeline::default();
     let baseline_thread = opts.compare.then(|| {
         let scenario = scenario.clone();
         std::thread::spawn(move || run_baselines(&scenario))
@@ -145,7 +212,12 @@ pub fn rehearse(
             Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers },
             false,
         )?;
-        let outcome = run_engine(SimRuntime(sim.clone()), pb.clone(), inv, plan.clone(), journal, Replay::default(), on_event).await?;
+        let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> = (!opts.static_budget).then(|| Arc::new(SimDnsProbe(sim.clone())) as _);
+        let events = |e: &Event, at: f64| {
+            timeline.on(e, at);
+            on_event(e, at);
+        };
+        let outcome = run_engine(SimRuntime(sim.clone()), probe, opts.handle_tx.clone(), pb.clone(), inv, plan.clone(), journal, Replay::default(), events).await?;
         Ok::<_, RehearseError>((outcome, sim.stats(), sim.dns_per_second(), plan.waves.len()))
     })??;
     let baselines = match baseline_thread {
@@ -153,6 +225,7 @@ pub fn rehearse(
         None => vec![],
     };
     let lb = scenario.lower_bound_s();
+    let healthy_per_second = timeline.healthy_per_second(dns_per_second.len().max(outcome.elapsed_s.ceil() as usize));
     Ok(Report {
         scenario: scenario.name.clone(),
         playbook: pb.name.clone(),
@@ -178,13 +251,19 @@ pub fn rehearse(
         waves,
         journal: journal_path,
         dns_per_second,
+        dns_budget: outcome.dns_budget.clone(),
+        healthy_per_second,
+        wave_spans: timeline.spans,
         baselines,
     })
 }
 
 /// Runs an engine to its end, forwarding events.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_engine(
     rt: SimRuntime,
+    probe: Option<Arc<dyn crate::dns::budget::DnsProbe>>,
+    handle_tx: Option<std::sync::mpsc::Sender<crate::engine::Handle>>,
     pb: Arc<Playbook>,
     inv: Arc<Inventory>,
     plan: Arc<Plan>,
@@ -192,8 +271,14 @@ pub async fn run_engine(
     replay: Replay,
     mut on_event: impl FnMut(&Event, f64) + Send,
 ) -> Result<Outcome, RehearseError> {
-    let engine = Engine::new(Arc::new(rt), pb, inv, plan, journal, replay);
+    let mut engine = Engine::new(Arc::new(rt), pb, inv, plan, journal, replay);
+    if let Some(p) = probe {
+        engine = engine.with_dns_probe(p);
+    }
     let mut events = engine.handle().subscribe();
+    if let Some(tx) = handle_tx {
+        let _ = tx.send(engine.handle());
+    }
     let start = tokio::time::Instant::now();
     let run = tokio::spawn(engine.run());
     loop {

@@ -4,6 +4,8 @@
 //! for rehearsals, Docker (bollard) for real runs. Nothing above this line
 //! knows which one it has.
 
+pub mod docker;
+
 use crate::config::HealthCheck;
 use crate::inventory::{Container, ContainerState};
 use std::future::Future;
@@ -64,8 +66,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container the runtime can see.
     fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
     fn inspect(&self, c: &Container) -> impl Future<Output = Result<ContainerStatus, RuntimeError>> + Send;
-    /// Restarts and returns once the runtime reports the process started.
-    fn restart(&self, c: &Container) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Restarts and returns once the process started anew: its start
+    /// marker moved from `started_before` (what inspect said before).
+    fn restart(&self, c: &Container, started_before: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Runs a command in the container; returns its exit code.
     fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
     /// Probes the container with its role's health check.

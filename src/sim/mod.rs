@@ -134,6 +134,20 @@ impl SimFleet {
     }
 
     /// Seconds since the world began.
+    /// One probe query to the simulated resolver, as a real probe would
+    /// see it: the wait for its answer, or lost.
+    pub fn probe_dns(&self) -> crate::dns::budget::DnsSample {
+        let now = self.now_s();
+        let fate = self.world.lock().unwrap().resolver.query(now);
+        crate::dns::budget::DnsSample {
+            latency: match fate {
+                QueryFate::Answered(at) => Some(std::time::Duration::from_secs_f64((at - now).max(0.0))),
+                QueryFate::Lost => None,
+            },
+            load_qps: None,
+        }
+    }
+
     pub fn now_s(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64()
     }
@@ -352,6 +366,15 @@ impl SimFleet {
 #[derive(Clone)]
 pub struct SimRuntime(pub Arc<SimFleet>);
 
+/// The simulated resolver as a [`crate::dns::budget::DnsProbe`].
+pub struct SimDnsProbe(pub Arc<SimFleet>);
+
+impl crate::dns::budget::DnsProbe for SimDnsProbe {
+    fn probe(&self) -> futures_util::future::BoxFuture<'_, crate::dns::budget::DnsSample> {
+        Box::pin(std::future::ready(self.0.probe_dns()))
+    }
+}
+
 impl ContainerRuntime for SimRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
         Ok(self.0.fleet.inventory().containers)
@@ -363,7 +386,7 @@ impl ContainerRuntime for SimRuntime {
         Ok(ContainerStatus { state, started_at })
     }
 
-    async fn restart(&self, c: &Container) -> Result<(), RuntimeError> {
+    async fn restart(&self, c: &Container, _started_before: &str) -> Result<(), RuntimeError> {
         let i = self.0.find(c)?;
         self.0.restart_index(i).await
     }

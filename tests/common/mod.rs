@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod unbound;
+
 use std::process::Command;
 
 pub const IMAGE: &str = "rekindle-dbnode:test";
@@ -125,4 +128,158 @@ pub fn sharded_specs(id: &str, clusters: usize, shards: usize, routers: usize) -
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Wall-clock now as Docker's `--since`/`--until` take it (seconds.nanos).
+pub fn docker_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// A container event as the engine itself recorded it.
+#[derive(Debug, Clone)]
+pub struct DockerEvent {
+    pub name: String,
+    pub action: String,
+    pub time_nano: i64,
+}
+
+/// Docker's own record of the test fleet's container events (start, die,
+/// health), followed live from before an action until after it — the
+/// engine keeps only its last 256 events for replay, and health checks fill
+/// that in seconds. An independent witness: the docker CLI, not bollard.
+pub struct EventLog {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<Vec<DockerEvent>>>,
+}
+
+impl EventLog {
+    pub fn follow(test_id: &str) -> EventLog {
+        let since = docker_now();
+        let mut child = Command::new("docker")
+            .args(["events", "--since", &since, "--filter", &format!("label=rekindle.test={test_id}"), "--filter", "type=container"])
+            .args(["--filter", "event=start", "--filter", "event=die", "--filter", "event=health_status", "--format", "{{json .}}"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker events");
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stdout).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).map(|l| parse_event(&l)).collect()
+        });
+        // The subscription is live once the CLI has connected.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        EventLog { child, reader: Some(reader) }
+    }
+
+    /// Stops following (after a moment for the last events) and returns them.
+    pub fn stop(mut self) -> Vec<DockerEvent> {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_event(l: &str) -> DockerEvent {
+    let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("docker events line {l:?}: {e}"));
+    DockerEvent {
+        name: v["Actor"]["Attributes"]["name"].as_str().unwrap_or_default().to_string(),
+        action: v["Action"].as_str().or(v["status"].as_str()).unwrap_or_default().to_string(),
+        time_nano: v["timeNano"].as_i64().unwrap_or_default(),
+    }
+}
+
+/// How many times each container started in the window.
+pub fn starts(events: &[DockerEvent]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e.action == "start") {
+        *m.entry(e.name.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Spreads specs over two host entries (`rekindle.host` = a | b), alternating.
+pub fn on_two_hosts(mut specs: Vec<Spec>) -> Vec<Spec> {
+    for (i, s) in specs.iter_mut().enumerate() {
+        s.labels.push(("rekindle.host".to_string(), if i % 2 == 0 { "a" } else { "b" }.to_string()));
+    }
+    specs
+}
+
+/// A recovery playbook for a test fleet: config servers and shards first,
+/// routers after; two host entries sharing the local engine (selected by
+/// the `rekindle.host` label) plus `extra_hosts` (TOML text).
+pub fn run_playbook(test_id: &str, extra_hosts: &str, on_unreachable: &str) -> String {
+    format!(
+        r#"name = "run-test-{test_id}"
+[groups]
+cluster = "db.cluster"
+replset = "db.replset"
+[[roles]]
+name = "configsvr"
+selector = {{ "db.role" = "configsvr" }}
+startup_lookups = 5
+health = {{ kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }}
+[[roles]]
+name = "shard"
+selector = {{ "db.role" = "shard" }}
+startup_lookups = 5
+health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
+[[roles]]
+name = "router"
+selector = {{ "db.role" = "router" }}
+after = ["configsvr", "shard"]
+startup_lookups = 81
+health = {{ kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }}
+[limits]
+max_per_host = 50
+max_unavailable_per_replset = 1
+stop_timeout = "2s"
+[dns]
+capacity_qps = 2000
+[policy]
+retries = 1
+backoff_initial = "200ms"
+backoff_max = "1s"
+stuck_rerestarts = 0
+[discovery]
+labels = {{ "rekindle.test" = "{test_id}" }}
+timeout = "3s"
+on_unreachable = "{on_unreachable}"
+[[hosts]]
+name = "a"
+url = "unix:///var/run/docker.sock"
+labels = {{ "rekindle.host" = "a" }}
+[[hosts]]
+name = "b"
+url = "unix:///var/run/docker.sock"
+labels = {{ "rekindle.host" = "b" }}
+{extra_hosts}"#
+    )
+}
+
+/// A command's output, printed whole when an assertion about it fails.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn rekindle(args: &[&str]) -> Ran {
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(args).output().expect("run rekindle");
+    Ran { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
 }

@@ -1,0 +1,188 @@
+//! How the daemon drives a run: rehearsals and plans on a thread of their
+//! own (a paused-clock runtime, like `rekindle rehearse`), real runs as a
+//! task over the Docker runtime with a durable journal (like `rekindle
+//! run`). Every engine event goes through [`Daemon::on_event`]; every end
+//! goes through [`Run::end`], so the record on disk always says where a
+//! run stands.
+
+use super::{ApiState, Daemon, Mode, Run};
+use crate::config::Playbook;
+use crate::engine::{Engine, Handle, RunState};
+use crate::inventory::InventorySource;
+use crate::plan::Plan;
+use crate::recovery::{archive, dns_probe, journal_path, open_journal, JournalMode};
+use crate::runtime::docker::DockerRuntime;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Where the daemon keeps real runs' journals.
+pub(super) fn journal_dir(d: &Daemon) -> PathBuf {
+    d.state_dir.join("journals")
+}
+
+fn api_state(s: RunState) -> ApiState {
+    match s {
+        RunState::Succeeded => ApiState::Succeeded,
+        RunState::Halted => ApiState::Halted,
+        RunState::Aborted => ApiState::Aborted,
+        RunState::Running | RunState::Paused => ApiState::Failed,
+    }
+}
+
+/// Rehearsals and plans run on a thread of their own (a paused-clock runtime).
+pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scenario: PathBuf, mode: Mode) {
+    std::thread::spawn(move || {
+        let end = |state: ApiState, result: Option<serde_json::Value>, error: Option<String>| {
+            // A daemon shutting down has already said "interrupted".
+            if run.ended() {
+                return;
+            }
+            run.end(state, result, error);
+            d.note_finished(&run);
+        };
+        let scenario = match crate::scenario::Scenario::load(&scenario) {
+            Ok(s) => s,
+            Err(e) => return end(ApiState::Failed, None, Some(e.to_string())),
+        };
+        if mode == Mode::Plan {
+            let inv = scenario.fleet().into_inventory();
+            return match Plan::build(&inv, &pb) {
+                Ok(p) => end(ApiState::Succeeded, Some(json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() })), None),
+                Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Handle>();
+        let journals = d.state_dir.join("rehearsals");
+        let opts = crate::rehearse::Options { compare: false, static_budget: false, state_dir: Some(journals), handle_tx: Some(tx) };
+        set_running(&run);
+        let (d2, run2) = (d.clone(), run.clone());
+        let result = crate::rehearse::rehearse(&pb, &scenario, &opts, move |e, _| {
+            if let Ok(h) = rx.try_recv() {
+                run2.attach(h);
+            }
+            d2.on_event(&run2, e);
+        });
+        match result {
+            Ok(report) => end(
+                api_state(report.state),
+                Some(json!({
+                    "healthy": report.healthy, "total": report.total, "makespan_s": report.makespan_s,
+                    "dns_queries": report.dns_queries, "dns_dropped": report.dns_dropped, "stuck": report.stuck, "reason": report.reason,
+                })),
+                None,
+            ),
+            Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
+        }
+    });
+}
+
+fn set_running(run: &Run) {
+    {
+        let mut v = run.view.lock().unwrap();
+        if v.state == ApiState::Pending {
+            v.state = ApiState::Running;
+        }
+        v.note = None;
+    }
+    run.persist();
+}
+
+impl Daemon {
+    /// A real run on the playbook's Docker hosts, as a task the daemon
+    /// awaits on shutdown.
+    pub(super) fn spawn_real(self: &Arc<Self>, run: Arc<Run>, pb: Playbook, journal: JournalMode) {
+        let d = self.clone();
+        let task = tokio::spawn(async move { real_run(&d, &run, pb, journal).await });
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+}
+
+async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: JournalMode) {
+    let fail = |error: String| {
+        tracing::error!(run = %run.id(), %error, "run failed");
+        run.end(ApiState::Failed, None, Some(error));
+        d.note_finished(run);
+    };
+    let inventory = match InventorySource::Docker.load(&pb).await {
+        Ok(i) => i,
+        Err(e) => return fail(e.to_string()),
+    };
+    let plan = match Plan::build(&inventory, &pb) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    if d.stopping() {
+        // Nothing restarted yet; the record stays active and resumes.
+        return;
+    }
+    let path = journal_path(&journal_dir(d), &pb.name);
+    let (journal, replay) = match open_journal(&path, &pb, &inventory, &plan, journal) {
+        Ok(x) => x,
+        Err(e) => return fail(e.to_string()),
+    };
+    let unreachable: Vec<_> = inventory.unreachable_hosts().map(|h| json!({ "host": h.name, "error": h.error })).collect();
+    let total = plan.containers;
+    let runtime = DockerRuntime::connect(&pb).await;
+    *run.resolver.lock().unwrap() = runtime.resolver().cloned();
+    let mut engine = Engine::new(Arc::new(runtime), Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan), journal, replay);
+    if let Some(p) = dns_probe(&pb, false) {
+        engine = engine.with_dns_probe(p);
+    }
+    let handle = engine.handle();
+    let mut events = handle.subscribe();
+    run.attach(handle);
+    set_running(run);
+    let task = tokio::spawn(engine.run());
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                let done = matches!(e, crate::engine::Event::Finished { .. });
+                d.on_event(run, &e);
+                if done {
+                    break;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(run = %run.id(), skipped = n, "the daemon fell behind the run's events"),
+            Err(_) => break,
+        }
+    }
+    let outcome = match task.await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return fail(e.to_string()),
+        Err(e) => return fail(format!("the run's task ended: {e}")),
+    };
+    if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst) {
+        // Stopped by the daemon's shutdown, not by anyone's decision: the
+        // record stays active and the next daemon resumes it.
+        {
+            let mut v = run.view.lock().unwrap();
+            v.state = ApiState::Running;
+            v.note = Some(format!("the daemon stopped: {} of {total} healthy; this run resumes from {} when a daemon starts again", outcome.healthy, path.display()));
+        }
+        run.persist();
+        run.push(json!({ "event": "daemon_stopping", "healthy": outcome.healthy }));
+        return;
+    }
+    let kept = journal_note(&path, outcome.state);
+    let result = json!({
+        "healthy": outcome.healthy, "total": total, "failed": outcome.failed, "restarts": outcome.restarts,
+        "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
+    });
+    run.end(api_state(outcome.state), Some(result), None);
+    d.note_finished(run);
+}
+
+/// Archives a succeeded run's journal; says where the journal is.
+fn journal_note(path: &Path, state: RunState) -> String {
+    match state {
+        RunState::Succeeded => match archive(path) {
+            Ok(done) => format!("archived as {}", done.display()),
+            Err(e) => format!("{} (could not archive it: {e})", path.display()),
+        },
+        _ => format!("kept at {}: start the run again with \"resume\": true to continue it", path.display()),
+    }
+}

@@ -1,0 +1,257 @@
+//! `rekindle run`: the real thing. Discovers, plans, shows the plan, asks
+//! (or takes `--yes`), then drives the engine over the Docker runtime with a
+//! durable journal, progress, and Ctrl-C as "pause and ask". It holds no
+//! restart logic of its own: that is the engine's.
+
+use super::{progress, render, Aborted, Halted, Output, Usage};
+use crate::config::Playbook;
+use crate::engine::{Engine, Outcome, RunState};
+use crate::inventory::{Inventory, InventorySource};
+use crate::journal::{Journal, Replay};
+use crate::plan::Plan;
+use crate::recovery::{archive, default_state_dir, dns_probe, journal_path, open_journal, JournalMode};
+use crate::runtime::docker::DockerRuntime;
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The playbook (TOML).
+    pub playbook: PathBuf,
+    /// Take the fleet from a static inventory file (JSON) instead of discovering it.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Show the plan and stop: nothing is restarted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue the run recorded in the journal (after a crash, halt or abort):
+    /// nothing already restarted is restarted again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where the journal lives (default: $XDG_STATE_HOME/rekindle or ~/.local/state/rekindle).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Restart as fast as the hosts allow: no restart rate, no DNS budget
+    /// (health gates, host and replica-set limits still hold). For benchmarks
+    /// and fleets whose resolvers are not at risk.
+    #[arg(long)]
+    pub no_pacing: bool,
+    /// Output format of the plan and the final summary.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let playbook = Playbook::load(&args.playbook)?;
+    let source = match &args.inventory {
+        Some(f) => InventorySource::File(f.clone()),
+        None => InventorySource::Docker,
+    };
+    let inventory = source.load(&playbook).await?;
+    let plan = Plan::build(&inventory, &playbook)?;
+    {
+        // The plan goes where the summary goes; with --output json, stdout
+        // carries the JSON summary only and the plan table goes to stderr.
+        let mut plan_out: Box<dyn Write> = match args.output {
+            Output::Table => Box::new(std::io::stdout().lock()),
+            Output::Json => Box::new(std::io::stderr().lock()),
+        };
+        render::plan_table(&mut plan_out, &playbook, &inventory, &plan, false)?;
+    }
+    if args.dry_run {
+        if args.output == Output::Json {
+            render::plan_json(&mut std::io::stdout().lock(), &playbook, &inventory, &plan)?;
+        }
+        return Ok(());
+    }
+
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let path = journal_path(&state_dir, &playbook.name);
+    if !args.resume && path.exists() {
+        // Refuse before asking anything (Journal::create says the same).
+        open_journal(&path, &playbook, &inventory, &plan, JournalMode::New)?;
+    }
+    if !args.yes {
+        confirm(&playbook, &inventory, &plan, args.resume).await?;
+    }
+    let mode = if args.resume { JournalMode::Resume } else { JournalMode::New };
+    let (journal, replay) = open_journal(&path, &playbook, &inventory, &plan, mode)?;
+
+    let runtime = DockerRuntime::connect(&playbook).await;
+    let outcome = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, args.no_pacing).await?;
+    let kept = match outcome.state {
+        RunState::Succeeded => {
+            let done = archive(&path)?;
+            format!("journal archived as {}", done.display())
+        }
+        _ => format!("journal kept at {}: fix the cause, then `rekindle run --resume` continues without restarting anything twice", path.display()),
+    };
+    summary(args.output, &playbook, &inventory, &outcome, &kept)?;
+    match outcome.state {
+        RunState::Halted => Err(anyhow::anyhow!(Halted(outcome.reason.unwrap_or_default()))),
+        RunState::Aborted => Err(anyhow::anyhow!(Aborted)),
+        _ => Ok(()),
+    }
+}
+
+/// Asks on the terminal; refuses to go on unattended.
+async fn confirm(pb: &Playbook, inv: &Inventory, plan: &Plan, resume: bool) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Usage(format!(
+            "refusing to restart {} containers without confirmation: stdin is not a terminal; pass --yes to run unattended",
+            plan.containers
+        ))
+        .into());
+    }
+    let hosts = inv.hosts.iter().filter(|h| h.reachable).count();
+    let verb = if resume { "Resume the run of" } else { "Restart" };
+    eprint!("{verb} {} containers on {hosts} hosts in {} waves (playbook {:?})? Type yes to go on: ", plan.containers, plan.waves.len(), pb.name);
+    let _ = std::io::stderr().flush();
+    let line = read_line().await.unwrap_or_default();
+    if matches!(line.trim().to_ascii_lowercase().as_str(), "yes" | "y") {
+        Ok(())
+    } else {
+        Err(Aborted.into())
+    }
+}
+
+/// Runs the engine with progress and Ctrl-C handling to its outcome.
+async fn execute(
+    runtime: DockerRuntime,
+    pb: Playbook,
+    inv: Inventory,
+    plan: Plan,
+    journal: Journal,
+    replay: Replay,
+    no_pacing: bool,
+) -> anyhow::Result<Outcome> {
+    let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
+    let probe = dns_probe(&pb, no_pacing);
+    let mut engine = Engine::new(Arc::new(runtime), Arc::new(pb), Arc::new(inv), Arc::new(plan), journal, replay);
+    if let Some(p) = probe {
+        engine = engine.with_dns_probe(p);
+    }
+    let handle = engine.handle();
+    let st = handle.status();
+    progress.resume_from(st.waves_passed, st.healthy);
+    if no_pacing {
+        handle.retune(Some(0.0), Some(0.0));
+    }
+    let mut events = handle.subscribe();
+    let start = tokio::time::Instant::now();
+    let run = tokio::spawn(engine.run());
+    let signals = tokio::spawn(steer(handle.clone()));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => {
+                    let done = matches!(e, crate::engine::Event::Finished { .. });
+                    progress.on_event(&e, start.elapsed().as_secs_f64());
+                    if done { break; }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "progress fell behind"),
+                Err(_) => break,
+            },
+            _ = tick.tick() => {
+                if let Some(p) = handle.status().pace { progress.on_pace(&p); }
+            }
+        }
+    }
+    progress.finish();
+    signals.abort();
+    Ok(run.await??)
+}
+
+/// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C
+/// without a terminal, or SIGTERM, aborts: restarts in flight finish and
+/// are watched, nothing new starts.
+async fn steer(handle: crate::engine::Handle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let interactive = std::io::stdin().is_terminal();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {
+                progress::println("SIGTERM: aborting (restarts in flight finish and are watched)");
+                handle.abort();
+                return;
+            }
+        }
+        if !interactive {
+            progress::println("interrupted: aborting (restarts in flight finish and are watched)");
+            handle.abort();
+            return;
+        }
+        handle.pause();
+        progress::println("paused: restarts in flight finish and are watched, nothing new starts. Type r + Enter to resume, a + Enter to abort (Ctrl-C again aborts).");
+        tokio::select! {
+            line = read_line() => {
+                if line.unwrap_or_default().trim().starts_with('r') {
+                    handle.resume();
+                    continue;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        progress::println("aborting (restarts in flight finish and are watched)");
+        handle.abort();
+        return;
+    }
+}
+
+fn summary(output: Output, pb: &Playbook, inv: &Inventory, o: &Outcome, journal: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let unreachable: Vec<_> = inv.unreachable_hosts().map(|h| json!({"host": h.name, "error": h.error})).collect();
+    match output {
+        Output::Json => {
+            let doc = json!({
+                "playbook": pb.name,
+                "state": o.state,
+                "reason": o.reason,
+                "healthy": o.healthy,
+                "failed": o.failed,
+                "restarts": o.restarts,
+                "elapsed_s": (o.elapsed_s * 1000.0).round() / 1000.0,
+                "unreachable_hosts": unreachable,
+                "journal": journal,
+            });
+            serde_json::to_writer(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+        Output::Table => {
+            writeln!(out, "Run of playbook {:?}: {:?}", pb.name, o.state)?;
+            if let Some(r) = &o.reason {
+                writeln!(out, "  {r}")?;
+            }
+            writeln!(out, "  healthy     {}", o.healthy)?;
+            writeln!(out, "  failed      {}", o.failed.len())?;
+            writeln!(out, "  restarts    {}", o.restarts)?;
+            writeln!(out, "  elapsed     {:.1}s", o.elapsed_s)?;
+            for h in inv.unreachable_hosts() {
+                writeln!(out, "  NOT RESTARTED: host {} unreachable ({})", h.name, h.error.as_deref().unwrap_or("no answer"))?;
+            }
+            writeln!(out, "  {journal}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A line from stdin, read on a thread of its own: an unanswered question
+/// must not keep the process alive once the run has ended (the runtime
+/// waits for its blocking tasks on the way out, not for this thread).
+async fn read_line() -> Option<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = tx.send(std::io::stdin().read_line(&mut s).map(|_| s));
+    });
+    rx.await.ok().and_then(Result::ok)
+}

@@ -1,0 +1,113 @@
+//! The resolver's own query counter, read from a command (e.g.
+//! `unbound-control stats_noreset`) or a Prometheus text endpoint, turned
+//! into a rate: the load the resolver really sees, other clients included.
+//! A reading that cannot be parsed is an error naming what was read; the
+//! caller degrades to the latency probe alone and says so once.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum CounterSource {
+    /// argv of a command that prints `key=value` or `key value` lines.
+    Command(Vec<String>),
+    /// `http://` or `https://host:port/path` serving Prometheus text.
+    Url(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CounterError {
+    #[error("resolver counter {from}: {reason}")]
+    Read { from: String, reason: String },
+    #[error("resolver counter {from}: no `{key}` with a number in its output (first line: {first:?})")]
+    Garbage { from: String, key: String, first: String },
+}
+
+/// Finds `key` in `key=value`, `key value` or `key{labels} value` lines.
+pub fn parse_counter(text: &str, key: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(key)?;
+        let rest = match rest.chars().next()? {
+            '=' | ' ' | '\t' => rest,
+            '{' => &rest[rest.find('}')? + 1..],
+            _ => return None,
+        };
+        rest.trim_start_matches(['=', ' ', '\t']).split_whitespace().next()?.parse::<f64>().ok().filter(|v| v.is_finite())
+    })
+}
+
+pub struct ResolverCounter {
+    pub source: CounterSource,
+    pub key: String,
+    pub timeout: Duration,
+    last: Option<(Instant, f64)>,
+}
+
+impl ResolverCounter {
+    pub fn new(source: CounterSource, key: String, timeout: Duration) -> Self {
+        ResolverCounter { source, key, timeout, last: None }
+    }
+
+    fn name(&self) -> String {
+        match &self.source {
+            CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
+            CounterSource::Url(u) => u.clone(),
+        }
+    }
+
+    async fn fetch(&self) -> Result<String, String> {
+        match &self.source {
+            CounterSource::Command(argv) => {
+                let (prog, args) = argv.split_first().ok_or("empty command")?;
+                let out = tokio::time::timeout(self.timeout, tokio::process::Command::new(prog).args(args).kill_on_drop(true).output())
+                    .await
+                    .map_err(|_| format!("no answer within {:?}", self.timeout))?
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!("exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+                }
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+            CounterSource::Url(url) => http_get(url, self.timeout).await,
+        }
+    }
+
+    /// Reads the counter; returns its rate since the last reading (q/s),
+    /// `None` on the first reading.
+    pub async fn rate(&mut self) -> Result<Option<f64>, CounterError> {
+        let text = self.fetch().await.map_err(|reason| CounterError::Read { from: self.name(), reason })?;
+        let value = parse_counter(&text, &self.key).ok_or_else(|| CounterError::Garbage {
+            from: self.name(),
+            key: self.key.clone(),
+            first: text.lines().next().unwrap_or("").chars().take(80).collect(),
+        })?;
+        let now = Instant::now();
+        let rate = self.last.map(|(t, v)| (value - v).max(0.0) / now.duration_since(t).as_secs_f64().max(1e-3));
+        self.last = Some((now, value));
+        Ok(rate)
+    }
+}
+
+/// A GET of a Prometheus endpoint, through rekindle's HTTP client.
+async fn http_get(url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let u = crate::http::Url::parse(url).map_err(|e| e.to_string())?;
+    let r = crate::http::send(&u, crate::http::Request::new("GET", ""), timeout).await.map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("HTTP status {}", r.status));
+    }
+    Ok(String::from_utf8_lossy(&r.body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_unbound_and_prometheus_lines() {
+        assert_eq!(parse_counter("total.num.queries=1234\ntotal.num.cachehits=3\n", "total.num.queries"), Some(1234.0));
+        assert_eq!(parse_counter("# HELP x\ncoredns_dns_requests_total{server=\"dns://:53\"} 5e3\n", "coredns_dns_requests_total"), Some(5000.0));
+        assert_eq!(parse_counter("q 7\n", "q"), Some(7.0));
+        assert_eq!(parse_counter("total.num.queries_ip_ratelimited=9\n", "total.num.queries"), None, "a longer key is another key");
+        assert_eq!(parse_counter("<html>oops</html>", "q"), None);
+        assert_eq!(parse_counter("q=NaN", "q"), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! A real recovery's preparation, shared by `rekindle run` and the daemon:
+//! where a playbook's journal lives, opening a new journal or resuming an
+//! unfinished one, the adaptive budget's probe, and archiving a finished
+//! journal. It never restarts anything itself: that is the engine's.
+
+use crate::config::Playbook;
+use crate::dns::budget::DnsProbe;
+use crate::engine::fingerprint;
+use crate::inventory::Inventory;
+use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::plan::Plan;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `$XDG_STATE_HOME/rekindle`, `~/.local/state/rekindle`, or `./.rekindle`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("rekindle");
+    }
+    match std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/state/rekindle"),
+        None => PathBuf::from(".rekindle"),
+    }
+}
+
+/// The journal of a playbook's run in `dir`.
+pub fn journal_path(dir: &Path, playbook: &str) -> PathBuf {
+    let safe: String = playbook.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    dir.join(format!("{safe}.journal"))
+}
+
+/// How to open a run's journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// A new run: refuses an unfinished journal.
+    New,
+    /// Continue the journal's run: it must exist.
+    Resume,
+    /// Continue if a journal exists, else start one (a daemon picking up a
+    /// run it had accepted: a journal is written before any restart, so
+    /// without one nothing was restarted yet).
+    ResumeOrNew,
+}
+
+/// Opens the journal at `path` for this playbook, fleet and plan.
+pub fn open_journal(path: &Path, pb: &Playbook, inv: &Inventory, plan: &Plan, mode: JournalMode) -> Result<(Journal, Replay), JournalError> {
+    let fp = fingerprint(pb, inv, plan);
+    let resume = match mode {
+        JournalMode::New => false,
+        JournalMode::Resume => true,
+        JournalMode::ResumeOrNew => path.exists(),
+    };
+    if resume {
+        let (j, r) = Journal::resume(path, &pb.name, &fp, true)?;
+        if let Some(t) = &r.torn {
+            tracing::warn!(journal = %path.display(), "journal ended in a torn record (dropped): {t}");
+        }
+        tracing::info!(journal = %path.display(), healthy = r.healthy.len(), in_doubt = r.in_doubt.len(), "resuming");
+        Ok((j, r))
+    } else {
+        let j = Journal::create(path, Record::Start { playbook: pb.name.clone(), fingerprint: fp, containers: plan.containers }, true)?;
+        Ok((j, Replay::default()))
+    }
+}
+
+/// Moves a finished run's journal aside (`<name>.<unix seconds>.done`).
+pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let done = path.with_extension(format!("{secs}.done"));
+    std::fs::rename(path, &done)?;
+    Ok(done)
+}
+
+/// The adaptive budget's probe: the playbook's `dns.probe_name` through
+/// rekindle's resolver. Without one (or without a resolver), pacing is
+/// static, and the log says so once.
+pub fn dns_probe(pb: &Playbook, no_pacing: bool) -> Option<Arc<dyn DnsProbe>> {
+    if no_pacing || !pb.dns.adaptive {
+        return None;
+    }
+    let Some(name) = pb.dns.probe_name.clone() else {
+        tracing::info!("dns.probe_name is not set: the DNS budget stays at its static {:.0} q/s", pb.dns.budget_qps());
+        return None;
+    };
+    match crate::dns::CachedResolver::new(&pb.resolver) {
+        Ok(resolver) => {
+            let counter = pb.dns.counter.clone().map(|(source, key)| crate::dns::counter::ResolverCounter::new(source, key, pb.resolver.timeout));
+            Some(Arc::new(crate::dns::ResolverProbe::new(resolver, name, counter)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no resolver to probe: the DNS budget stays static");
+            None
+        }
+    }
+}

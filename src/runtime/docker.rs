@@ -1,0 +1,504 @@
+//! The Docker side of [`ContainerRuntime`], through bollard: one client per
+//! host entry, every host at once. Each host gets a cap on concurrent API
+//! calls (bollard keeps no connection pool and sets no limit), every call a
+//! timeout, and only calls that are safe to repeat (inspect, list) are
+//! retried here. A restart is confirmed by the container's start time
+//! moving, never by the call returning. This module never decides what to
+//! restart or when: that is the engine's.
+
+use super::{ContainerRuntime, ContainerStatus, Health, RuntimeError, RuntimeEvent, RuntimeEventKind};
+use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
+use crate::dns::CachedResolver;
+use crate::inventory::{Container, ContainerState, Labels};
+use crate::rng::SplitMix64;
+use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions, RestartContainerOptions};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Semaphore};
+
+/// The hosts to talk to: the playbook's, or the one `DOCKER_HOST` names
+/// (TLS from `DOCKER_CERT_PATH` when `DOCKER_TLS_VERIFY` is set, as the
+/// docker CLI does), or the local socket.
+pub fn hosts_of(playbook: &Playbook) -> Vec<HostSpec> {
+    if !playbook.hosts.is_empty() {
+        return playbook.hosts.clone();
+    }
+    let url = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+    let tls = match (std::env::var_os("DOCKER_TLS_VERIFY"), std::env::var_os("DOCKER_CERT_PATH")) {
+        (Some(v), path) if !v.is_empty() && v != "0" => {
+            let dir = path.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"));
+            Some(TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") })
+        }
+        _ => None,
+    };
+    vec![HostSpec { name: "local".to_string(), url, tls, labels: BTreeMap::new() }]
+}
+
+/// A client for one host. `timeout` bounds the wait for each response's
+/// headers (bollard counts it in whole seconds; at least 1).
+pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, String> {
+    let secs = timeout.as_secs().max(1);
+    let url = spec.url.as_str();
+    let result = if let Some(path) = url.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION)
+    } else if let Some(tls) = &spec.tls {
+        Docker::connect_with_ssl(url, &tls.key, &tls.cert, &tls.ca, secs, API_DEFAULT_VERSION)
+    } else if url.starts_with("https://") {
+        return Err(format!("host {:?} uses https:// but has no tls = {{ ca, cert, key }}", spec.name));
+    } else {
+        Docker::connect_with_http(url, secs, API_DEFAULT_VERSION)
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Connects and agrees on an API version with the engine (older engines
+/// reject the newest client version). `timeout` bounds the handshake;
+/// `call_timeout` is the client's own ceiling for any later call.
+pub async fn connect_negotiated(spec: &HostSpec, timeout: Duration, call_timeout: Duration, resolver: Option<&CachedResolver>) -> Result<Docker, String> {
+    let spec = match resolver {
+        Some(r) => resolve_host(spec, r).await?,
+        None => spec.clone(),
+    };
+    let docker = connect(&spec, call_timeout.max(timeout))?;
+    match tokio::time::timeout(timeout, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
+    }
+}
+
+/// A plain-TCP host's name resolved through rekindle's resolver (cached,
+/// collapsed, stale-tolerant) rather than the system's. TLS hosts keep
+/// their name: certificate verification needs it.
+pub async fn resolve_host(spec: &HostSpec, resolver: &CachedResolver) -> Result<HostSpec, String> {
+    let Some(rest) = spec.url.strip_prefix("tcp://").or_else(|| spec.url.strip_prefix("http://")) else { return Ok(spec.clone()) };
+    if spec.tls.is_some() {
+        return Ok(spec.clone());
+    }
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "2375"));
+    if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
+        return Ok(spec.clone());
+    }
+    let ips = resolver.lookup(host).await.map_err(|e| e.to_string())?;
+    let ip = ips.first().ok_or_else(|| format!("{host}: no address"))?;
+    Ok(HostSpec { url: format!("tcp://{ip}:{port}"), ..spec.clone() })
+}
+
+/// The label filters that select a host entry's share of an engine.
+pub fn host_label_filters(spec: &HostSpec) -> Vec<String> {
+    spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+struct HostClient {
+    docker: Docker,
+    calls: Arc<Semaphore>,
+}
+
+/// Timeouts of the calls the runtime makes.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimeouts {
+    /// inspect, list, exec create/start/inspect.
+    pub api: Duration,
+    /// The restart call: stop timeout plus time to start.
+    pub restart: Duration,
+    /// The stop timeout passed to the engine (`t`).
+    pub stop: Duration,
+}
+
+impl CallTimeouts {
+    pub fn of(pb: &Playbook) -> CallTimeouts {
+        CallTimeouts { api: Duration::from_secs(10), restart: pb.limits.stop_timeout + Duration::from_secs(60), stop: pb.limits.stop_timeout }
+    }
+}
+
+/// Docker hosts as a [`ContainerRuntime`].
+pub struct DockerRuntime {
+    hosts: HashMap<String, HostClient>,
+    /// Hosts that did not answer when connecting, with the reason.
+    unreachable: BTreeMap<String, String>,
+    specs: Vec<HostSpec>,
+    selector: Vec<(String, String)>,
+    timeouts: CallTimeouts,
+    events: broadcast::Sender<RuntimeEvent>,
+    watchers: Vec<tokio::task::AbortHandle>,
+    jitter: Mutex<SplitMix64>,
+    /// Names in TCP probes go through rekindle's cached resolver.
+    resolver: Option<CachedResolver>,
+}
+
+impl Drop for DockerRuntime {
+    fn drop(&mut self) {
+        for w in &self.watchers {
+            w.abort();
+        }
+    }
+}
+
+impl DockerRuntime {
+    /// The cached resolver its TCP probes and host names go through, if the
+    /// playbook needs one (for its metrics).
+    pub fn resolver(&self) -> Option<&CachedResolver> {
+        self.resolver.as_ref()
+    }
+
+    /// Connects to every host of the playbook at once (the handshake bounded
+    /// by the discovery timeout). A host that does not answer is recorded,
+    /// not fatal: its containers' calls fail with [`RuntimeError::Unreachable`].
+    /// Must be called inside a tokio runtime (it starts the event watchers).
+    pub async fn connect(pb: &Playbook) -> DockerRuntime {
+        let specs = hosts_of(pb);
+        let timeouts = CallTimeouts::of(pb);
+        let handshake = pb.discovery.timeout;
+        // One resolver (one cache) for host names and TCP probes alike.
+        let probes_names = pb.roles.iter().any(|r| matches!(r.health.kind, HealthKind::Tcp { .. }));
+        let resolver = resolver_for(pb, probes_names);
+        let clients = futures_util::future::join_all(specs.iter().map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref()))).await;
+        let (events, _) = broadcast::channel(4096);
+        let mut rt = DockerRuntime {
+            hosts: HashMap::new(),
+            unreachable: BTreeMap::new(),
+            specs: specs.clone(),
+            selector: pb.discovery.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            timeouts,
+            events,
+            watchers: Vec::new(),
+            jitter: Mutex::new(SplitMix64::new(0x5eed)),
+            resolver,
+        };
+        for (spec, client) in specs.iter().zip(clients) {
+            match client {
+                Ok(docker) => {
+                    let calls = Arc::new(Semaphore::new(pb.limits.api_calls_per_host as usize));
+                    let task = tokio::spawn(watch_events(docker.clone(), spec.clone(), rt.selector.clone(), rt.events.clone()));
+                    rt.watchers.push(task.abort_handle());
+                    rt.hosts.insert(spec.name.clone(), HostClient { docker, calls });
+                }
+                Err(e) => {
+                    tracing::warn!(host = %spec.name, url = %spec.url, error = %e, "Docker host unreachable");
+                    rt.unreachable.insert(spec.name.clone(), e);
+                }
+            }
+        }
+        rt
+    }
+
+    /// Hosts that did not answer, with the reason.
+    pub fn unreachable(&self) -> &BTreeMap<String, String> {
+        &self.unreachable
+    }
+
+    fn host(&self, host: &str) -> Result<&HostClient, RuntimeError> {
+        self.hosts.get(host).ok_or_else(|| RuntimeError::Unreachable {
+            host: host.to_string(),
+            reason: self.unreachable.get(host).cloned().unwrap_or_else(|| "not a host of this playbook".into()),
+        })
+    }
+
+    /// One API call on `c`'s host: under the host's concurrency cap, within
+    /// `limit`; retried with backoff and jitter when `idempotent` and the
+    /// failure is transient (a timeout or a lost connection).
+    async fn call<T, F, Fut>(&self, c: &Container, op: &'static str, limit: Duration, idempotent: bool, f: F) -> Result<T, RuntimeError>
+    where
+        F: Fn(Docker) -> Fut,
+        Fut: Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        let host = self.host(&c.host)?;
+        let attempts = if idempotent { 3 } else { 1 };
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                let cap = 0.1 * 2f64.powi(attempt - 1);
+                let d = self.jitter.lock().unwrap().uniform(cap / 2.0, cap);
+                tokio::time::sleep(Duration::from_secs_f64(d)).await;
+            }
+            let _permit = host.calls.acquire().await.expect("semaphore never closed");
+            let err = match tokio::time::timeout(limit, f(host.docker.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => classify(c, op, e),
+                Err(_) => RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op, secs: limit.as_secs_f64() },
+            };
+            let transient = matches!(err, RuntimeError::Timeout { .. } | RuntimeError::Unreachable { .. });
+            last = Some(err);
+            if !transient {
+                break;
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn inspect_full(&self, c: &Container) -> Result<ContainerInspectResponse, RuntimeError> {
+        self.call(c, "inspect", self.timeouts.api, true, |d| {
+            let id = c.id.clone();
+            async move { d.inspect_container(&id, None).await }
+        })
+        .await
+    }
+
+    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
+        let ip: IpAddr = match &c.dns_name {
+            Some(name) => {
+                let Some(r) = &self.resolver else { return Health::Starting };
+                match r.lookup(name).await {
+                    Ok(ips) if !ips.is_empty() => ips[0],
+                    Ok(_) => return Health::Starting,
+                    Err(e) => {
+                        tracing::debug!(container = %c.name, error = %e, "probe: name does not resolve");
+                        return Health::Starting;
+                    }
+                }
+            }
+            None => match container_ip(inspected).and_then(|ip| ip.parse().ok()) {
+                Some(ip) => ip,
+                None => return Health::Starting,
+            },
+        };
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
+            Ok(Ok(_)) => Health::Healthy,
+            _ => Health::Starting,
+        }
+    }
+}
+
+/// rekindle's resolver for host names, when any host is named by DNS name.
+pub fn host_resolver(pb: &Playbook) -> Option<CachedResolver> {
+    resolver_for(pb, false)
+}
+
+/// rekindle's resolver, built when a host is named by DNS name or `probes`
+/// needs one. Without a usable resolver, host names go to the system's and
+/// TCP probes by DNS name fail (saying why); probes by container IP work.
+fn resolver_for(pb: &Playbook, probes: bool) -> Option<CachedResolver> {
+    let named = hosts_of(pb).iter().any(|h| {
+        let rest = h.url.strip_prefix("tcp://").or_else(|| h.url.strip_prefix("http://"));
+        rest.is_some_and(|r| r.rsplit_once(':').map(|x| x.0).unwrap_or(r).parse::<IpAddr>().is_err())
+    });
+    if !named && !probes {
+        return None;
+    }
+    match CachedResolver::new(&pb.resolver) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "no resolver of rekindle's own: host names go to the system's, TCP probes by DNS name fail");
+            None
+        }
+    }
+}
+
+/// Maps a bollard error to ours, naming the container.
+fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> RuntimeError {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError { status_code: 404, .. } => RuntimeError::NotFound { host: c.host.clone(), container: c.name.clone() },
+        E::DockerResponseServerError { status_code, message } => {
+            RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: format!("{status_code}: {message}") }
+        }
+        E::RequestTimeoutError => RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op, secs: 0.0 },
+        E::IOError { .. } | E::HyperResponseError { .. } | E::HyperLegacyError { .. } => {
+            RuntimeError::Unreachable { host: c.host.clone(), reason: format!("{op} {}: {e}", c.name) }
+        }
+        other => RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: other.to_string() },
+    }
+}
+
+fn status_of(r: &ContainerInspectResponse) -> ContainerStatus {
+    let st = r.state.as_ref();
+    let state = match st {
+        Some(s) if s.restarting == Some(true) => ContainerState::Restarting,
+        Some(s) => s.status.map(|x| ContainerState::parse(x.as_ref())).unwrap_or_default(),
+        None => ContainerState::default(),
+    };
+    ContainerStatus { state, started_at: st.and_then(|s| s.started_at.clone()).unwrap_or_default() }
+}
+
+fn container_ip(r: &ContainerInspectResponse) -> Option<String> {
+    let nets = r.network_settings.as_ref()?.networks.as_ref()?;
+    let mut names: Vec<&String> = nets.keys().collect();
+    names.sort();
+    names.into_iter().filter_map(|n| nets[n].ip_address.clone()).find(|ip| !ip.is_empty())
+}
+
+/// Health as Docker reports it: the container's HEALTHCHECK status, or
+/// "running" when the image defines none.
+fn docker_health(r: &ContainerInspectResponse) -> Health {
+    let Some(st) = r.state.as_ref() else { return Health::Starting };
+    if st.restarting == Some(true) {
+        return Health::Starting;
+    }
+    if st.running != Some(true) {
+        return Health::Down;
+    }
+    match st.health.as_ref().and_then(|h| h.status) {
+        None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) => Health::Healthy,
+        Some(HealthStatusEnum::STARTING) => Health::Starting,
+        Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        let mut out = Vec::new();
+        for spec in &self.specs {
+            let Ok(host) = self.host(&spec.name) else { continue };
+            let mut labels = host_label_filters(spec);
+            labels.extend(self.selector.iter().map(|(k, v)| format!("{k}={v}")));
+            let opts = ListContainersOptions { all: true, filters: Some(HashMap::from([("label".to_string(), labels)])), ..Default::default() };
+            let _permit = host.calls.acquire().await.expect("semaphore never closed");
+            let list = tokio::time::timeout(self.timeouts.api, host.docker.list_containers(Some(opts)))
+                .await
+                .map_err(|_| RuntimeError::Unreachable { host: spec.name.clone(), reason: "list timed out".into() })?
+                .map_err(|e| RuntimeError::Unreachable { host: spec.name.clone(), reason: e.to_string() })?;
+            out.extend(list.into_iter().filter_map(|s| summary_to_container(spec, s)));
+        }
+        Ok(out)
+    }
+
+    async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
+        Ok(status_of(&self.inspect_full(c).await?))
+    }
+
+    async fn restart(&self, c: &Container, started_before: &str) -> Result<(), RuntimeError> {
+        let t = self.timeouts.stop.as_secs().min(i32::MAX as u64) as i32;
+        self.call(c, "restart", self.timeouts.restart, false, |d| {
+            let id = c.id.clone();
+            async move { d.restart_container(&id, Some(RestartContainerOptions { t: Some(t), signal: None })).await }
+        })
+        .await?;
+        // The call returned; confirm the process really started anew.
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.inspect(c).await?;
+            if now.started_at != started_before && !now.started_at.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(RuntimeError::Api {
+                    host: c.host.clone(),
+                    container: c.name.clone(),
+                    op: "restart",
+                    reason: format!("the engine answered, but the container's start time did not move from {started_before:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn exec(&self, c: &Container, cmd: &[String]) -> Result<i64, RuntimeError> {
+        let config = ExecConfig { cmd: Some(cmd.to_vec()), attach_stdout: Some(false), attach_stderr: Some(false), ..Default::default() };
+        let exec = self
+            .call(c, "exec", self.timeouts.api, false, |d| {
+                let (id, config) = (c.id.clone(), config.clone());
+                async move { d.create_exec(&id, config).await }
+            })
+            .await?;
+        self.call(c, "exec", self.timeouts.api, false, |d| {
+            let id = exec.id.clone();
+            async move { d.start_exec(&id, Some(bollard::exec::StartExecOptions { detach: true, ..Default::default() })).await.map(|_| ()) }
+        })
+        .await?;
+        let give_up = tokio::time::Instant::now() + self.timeouts.api;
+        loop {
+            let r = self
+                .call(c, "exec", self.timeouts.api, true, |d| {
+                    let id = exec.id.clone();
+                    async move { d.inspect_exec(&id).await }
+                })
+                .await?;
+            if r.running != Some(true) {
+                if let Some(code) = r.exit_code {
+                    return Ok(code);
+                }
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op: "exec", secs: self.timeouts.api.as_secs_f64() });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
+        let inspected = self.inspect_full(c).await?;
+        let base = docker_health(&inspected);
+        match &check.kind {
+            HealthKind::Docker => Ok(base),
+            // Probes of our own: only a running container is probed, and a
+            // failing probe means "not yet" — the deadline decides.
+            _ if base == Health::Down => Ok(Health::Down),
+            HealthKind::Tcp { port } => Ok(self.probe_tcp(c, *port, &inspected, check.timeout).await),
+            HealthKind::Exec { command } => match self.exec(c, command).await {
+                Ok(0) => Ok(Health::Healthy),
+                Ok(_) => Ok(Health::Starting),
+                Err(RuntimeError::Api { .. }) => Ok(Health::Starting),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// A container as a list call reports it, or `None` without an id.
+pub fn summary_to_container(spec: &HostSpec, s: bollard::models::ContainerSummary) -> Option<Container> {
+    let id = s.id.clone()?;
+    let name = s.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| id.chars().take(12).collect());
+    let labels: Labels = s.labels.unwrap_or_default().into_iter().collect();
+    let dns_name = labels.get("rekindle.dns_name").map(str::to_string);
+    let mut ports: Vec<u16> = s.ports.unwrap_or_default().iter().map(|p| p.private_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    Some(Container {
+        id,
+        name,
+        host: spec.name.clone(),
+        labels,
+        dns_name,
+        ports,
+        state: s.state.map(|st| ContainerState::parse(st.as_ref())).unwrap_or_default(),
+    })
+}
+
+/// Follows one host's container events (start, die, health) and forwards
+/// them; reconnects with backoff when the stream breaks.
+async fn watch_events(docker: Docker, spec: HostSpec, selector: Vec<(String, String)>, tx: broadcast::Sender<RuntimeEvent>) {
+    let mut labels = host_label_filters(&spec);
+    labels.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut filters: HashMap<String, Vec<String>> = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["start".into(), "die".into(), "health_status".into()]),
+    ]);
+    if !labels.is_empty() {
+        filters.insert("label".to_string(), labels);
+    }
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        while let Some(item) = stream.next().await {
+            let Ok(msg) = item else { break };
+            delay = Duration::from_millis(200);
+            let (Some(action), Some(id)) = (msg.action.as_deref(), msg.actor.as_ref().and_then(|a| a.id.clone())) else { continue };
+            let kind = match action {
+                "start" => RuntimeEventKind::Start,
+                "die" => RuntimeEventKind::Die,
+                a if a.starts_with("health_status") => match a.rsplit(' ').next() {
+                    Some("healthy") => RuntimeEventKind::Health(Health::Healthy),
+                    Some("unhealthy") => RuntimeEventKind::Health(Health::Unhealthy),
+                    _ => RuntimeEventKind::Health(Health::Starting),
+                },
+                _ => continue,
+            };
+            let _ = tx.send(RuntimeEvent { container_id: id, kind });
+        }
+        tracing::debug!(host = %spec.name, "event stream ended; reconnecting");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}

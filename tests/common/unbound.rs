@@ -1,0 +1,138 @@
+//! A real DNS server for tests: unbound on a loopback port, serving the
+//! zone `fleet.test.` (5,000 A records `node-N.fleet.test.`, TTL 300; one
+//! short-lived name; negative TTL 2 s from the SOA), with its own counters
+//! read through `unbound-control`. Stopped (killed) on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub const ZONE_RECORDS: usize = 5000;
+
+pub struct Unbound {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    conf: PathBuf,
+}
+
+/// Whether unbound is installed; under CI it must be.
+pub fn unbound_available(test: &str) -> bool {
+    let ok = Command::new("unbound").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: unbound is not installed, and CI=true requires it (scripts/test.sh installs it)");
+        }
+        eprintln!("SKIPPED {test}: unbound is not installed (scripts/test.sh installs it)");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    // A port free for both UDP and TCP on loopback.
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Unbound {
+    /// Starts unbound; `extra` is added to its `server:` section.
+    pub fn start(extra: &str) -> Unbound {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let control = free_port();
+        let mut zone = String::new();
+        for i in 0..ZONE_RECORDS {
+            zone += &format!("local-data: \"node-{i}.fleet.test. 300 IN A 10.{}.{}.{}\"\n", i / 65536, (i / 256) % 256, i % 256);
+        }
+        std::fs::write(dir.path().join("zone.conf"), zone).unwrap();
+        let d = dir.path().display();
+        let conf = dir.path().join("unbound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: "{d}/unbound.log"
+    verbosity: 1
+    access-control: 127.0.0.0/8 allow
+    statistics-cumulative: yes
+    extended-statistics: yes
+    num-threads: 1
+    local-zone: "fleet.test." static
+    local-data: "fleet.test. 3600 IN SOA ns.fleet.test. admin.fleet.test. 1 3600 600 86400 2"
+    local-data: "short.fleet.test. 1 IN A 10.255.0.1"
+    include: "{d}/zone.conf"
+{extra}
+remote-control:
+    control-enable: yes
+    control-interface: 127.0.0.1
+    control-port: {control}
+    control-use-cert: no
+"#
+            ),
+        )
+        .unwrap();
+        let child = Command::new("unbound").args(["-d", "-c"]).arg(&conf).spawn().expect("start unbound");
+        let u = Unbound { port, dir, child: Some(child), conf };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while u.control(&["status"]).is_none() {
+            assert!(Instant::now() < deadline, "unbound did not come up: {}", u.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        u
+    }
+
+    fn control(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("unbound-control").arg("-c").arg(&self.conf).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// One of unbound's own counters (`total.num.queries`, …).
+    pub fn stat(&self, key: &str) -> u64 {
+        let text = self.control(&["stats_noreset"]).expect("unbound-control stats_noreset");
+        text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    }
+
+    /// The argv that prints unbound's counters (for rekindle's counter signal).
+    pub fn stats_command(&self) -> Vec<String> {
+        vec!["unbound-control".into(), "-c".into(), self.conf.display().to_string(), "stats_noreset".into()]
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.stat("total.num.queries")
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,206 @@
+//! `rekindle daemon` through its HTTP API on an ephemeral loopback port:
+//! rehearsals started, followed, paused, resumed and aborted; bad requests
+//! refused without changing anything; every mutating call audited.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::daemon::{call, control, get_text, start_body, wait_for, wait_state, DaemonProc, TOKEN};
+
+fn start() -> DaemonProc {
+    DaemonProc::start(&format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR")), None)
+}
+
+#[test]
+fn daemon_refuses_bad_requests_without_changing_anything() {
+    let d = start();
+    let body = start_body("mongo-sharded", "smoke");
+    assert_eq!(call(&d.addr, "POST", "/v1/runs", None, Some(&body)).0, 401);
+    assert_eq!(call(&d.addr, "POST", "/v1/runs", Some("wrong-token"), Some(&body)).0, 401);
+    let huge = vec![b' '; 64 * 1024];
+    assert_eq!(call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&huge)).0, 413);
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(b"{\"playbook\": "));
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("no-such-playbook", "smoke")));
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no-such-playbook"), "{v}");
+    assert_eq!(call(&d.addr, "POST", "/v1/runs/r1/pause", None, None).0, 401);
+    let (code, v) = call(&d.addr, "GET", "/v1/runs", None, None);
+    assert_eq!(code, 200);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 0, "nothing may have started: {v}");
+    let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap_or_default();
+    assert!(audit.is_empty(), "refused calls are not actions: {audit}");
+    assert_eq!(call(&d.addr, "GET", "/healthz", None, None).0, 200);
+}
+
+#[test]
+fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
+    let d = start();
+    let (code, v) = call(&d.addr, "GET", "/v1/playbooks", None, None);
+    assert_eq!(code, 200);
+    assert!(v["playbooks"].as_array().unwrap().iter().any(|p| p["name"] == "mongo-sharded"), "{v}");
+
+    // The smoke scenario, to its end.
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["healthy"], done["result"]["total"], "{done}");
+
+    // braze-us01: pause, a second start refused, resume, to the end.
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let paused = control(&d.addr, &id, "pause");
+    assert_ne!(paused["state"], "succeeded", "{paused}");
+    wait_state(&d.addr, &id, &["paused"]);
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    assert_eq!(code, 409, "one active run per playbook: {v}");
+    assert_eq!(call(&d.addr, "POST", &format!("/v1/runs/{id}/resume"), Some(TOKEN), None).0, 200);
+    let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["healthy"], 22_200);
+
+    // Another, aborted.
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    control(&d.addr, &id, "abort");
+    let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
+    assert_eq!(done["state"], "aborted", "{done}");
+
+    let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap();
+    for what in ["start r1", "start r2", "pause r2", "resume r2", "abort r3"] {
+        assert!(audit.contains(what), "audit log lacks {what:?}:\n{audit}");
+    }
+    assert!(audit.contains("game day"));
+}
+
+#[test]
+fn daemon_refuses_to_start_without_a_token() {
+    let state = tempfile::tempdir().unwrap();
+    let config = format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["daemon", "--config", &config, "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state.path())
+        .env_remove("REKINDLE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REKINDLE_TOKEN"));
+}
+
+#[test]
+fn daemon_config_errors_name_the_file_and_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = format!("{}/config/mongo-sharded.toml", env!("CARGO_MANIFEST_DIR"));
+    let cases = [
+        (format!("[playbooks]\nx = {pb:?}\n[[webhooks]]\nurl = \"http://127.0.0.1:9/\"\nevents = [\"run_strated\"]\n"), "webhooks[0].events: unknown \"run_strated\""),
+        (format!("[playbooks]\nx = {pb:?}\n[[webhooks]]\nurl = \"ftp://h/\"\n"), "webhooks[0].url"),
+        ("[playbooks]\nrecovery = \"missing.toml\"\n".to_string(), "playbooks.recovery"),
+        (format!("[playbooks]\nx = {pb:?}\n[scenarios]\ngame = \"gone.toml\"\n"), "scenario \"game\""),
+        (format!("lisen = \"127.0.0.1:1\"\n[playbooks]\nx = {pb:?}\n"), "unknown field `lisen`"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("d{i}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+            .args(["daemon", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .env("REKINDLE_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
+        assert!(stderr.contains(config.to_str().unwrap()) && stderr.contains(want), "case {i}: expected the file and {want:?}: {stderr}");
+    }
+}
+
+/// Reads a whole SSE stream (HTTP/1.0: no chunking; the stream ends after
+/// `run_ended`); returns (id, event name, data) triples.
+fn sse(addr: &str, path: &str, last_event_id: Option<u64>) -> Vec<(u64, String, serde_json::Value)> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = last_event_id {
+        req += &format!("Last-Event-ID: {id}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        let (mut id, mut ev, mut data) = (None, String::new(), String::new());
+        for line in block.lines() {
+            if let Some(x) = line.strip_prefix("id:") {
+                id = x.trim().parse().ok();
+            } else if let Some(x) = line.strip_prefix("event:") {
+                ev = x.trim().to_string();
+            } else if let Some(x) = line.strip_prefix("data:") {
+                data += x.trim();
+            }
+        }
+        if let Some(id) = id {
+            out.push((id, ev, serde_json::from_str(&data).unwrap_or(serde_json::Value::Null)));
+        }
+    }
+    out
+}
+
+#[test]
+fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
+    let d = start();
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    // Followed over SSE to the end.
+    let all = sse(&d.addr, &format!("/v1/runs/{id}/events"), None);
+    let last = all.last().expect("events");
+    assert_eq!(last.1, "run_ended", "{last:?}");
+    assert_eq!(last.2["state"], "succeeded");
+    assert!(all.iter().any(|e| e.1 == "wave_started") && all.iter().any(|e| e.1 == "healthy"));
+    let ids: Vec<u64> = all.iter().map(|e| e.0).collect();
+    assert_eq!(ids, (1..=all.len() as u64).collect::<Vec<_>>(), "ids count up from 1");
+    // Resumed after event 10: exactly the rest.
+    let rest = sse(&d.addr, &format!("/v1/runs/{id}/events"), Some(10));
+    assert_eq!(rest.len(), all.len() - 10);
+    assert_eq!(rest[0].0, 11);
+    assert_eq!(rest.iter().map(|e| &e.2).collect::<Vec<_>>(), all[10..].iter().map(|e| &e.2).collect::<Vec<_>>());
+
+    // Retune a running braze rehearsal; bad values refused.
+    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    control(&d.addr, &id, "pause");
+    wait_for(&d.addr, &id, Duration::from_secs(60), "the engine's start", |v| v["status"].is_object());
+    let (code, v) = call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), Some(TOKEN), Some(b"{\"dns_budget_qps\": -5}"));
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), None, Some(b"{\"dns_budget_qps\": 1000}")).0, 401);
+    let (code, v) = call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), Some(TOKEN), Some(b"{\"dns_budget_qps\": 1000, \"reason\": \"resolver busy\"}"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["pace"]["dns_budget_qps"], 1000.0, "{v}");
+
+    // Metrics while one run is paused and one succeeded.
+    let text = get_text(&d.addr, "/metrics");
+    assert!(text.contains("rekindle_runs{state=\"succeeded\"} 1"), "{text}");
+    assert!(text.contains("rekindle_runs{state=\"paused\"} 1"), "{text}");
+    assert!(text.contains(&format!("rekindle_run_dns_budget_qps{{run=\"{id}\",playbook=\"mongo-sharded\"}} 1000")), "{text}");
+    assert!(text.contains("rekindle_run_restarts_total{"), "{text}");
+    // Restarts by role and outcome, and wave durations, from the smoke run.
+    let smoke_routers = text.lines().find(|l| l.starts_with("rekindle_restarts_total{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"router\",outcome=\"healthy\"}")).unwrap_or_else(|| panic!("{text}"));
+    assert!(smoke_routers.ends_with(" 4"), "smoke has 2 clusters × 2 routers: {smoke_routers}");
+    assert!(text.contains("rekindle_wave_duration_seconds_count{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"configsvr\"}"), "{text}");
+    assert!(text.contains("# TYPE rekindle_wave_duration_seconds histogram"), "{text}");
+    call(&d.addr, "POST", &format!("/v1/runs/{id}/abort"), Some(TOKEN), None);
+
+    // The OpenAPI document served is the one in the repo.
+    let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", None, None);
+    assert_eq!(code, 200);
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
+    assert_eq!(v, file);
+}
