@@ -22,7 +22,8 @@
 //! - [`plan`]: pure functions from inventory + playbook to a wave DAG.
 //! - [`engine`] over [`runtime`] (Docker via bollard, or [`sim`]): waves,
 //!   pacing, health gates, journal ([`journal`]), pause/resume/abort.
-//! - [`dns`]: the cached resolver and the adaptive DNS budget.
+//! - [`dns`]: the cached resolver and the adaptive DNS budget; [`health`]:
+//!   probes in a database's own protocol (MongoDB `hello`).
 //! - [`rehearse`] and [`report`]: rehearsals on a virtual clock and their
 //!   timeline files; [`recovery`]: what a real run needs around the engine.
 //! - [`api`]: the daemon's HTTP API; [`http`]: the client it and the CLI use.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod dns;
 pub mod duration;
 pub mod engine;
+pub mod health;
 pub mod http;
 pub mod inventory;
 pub mod journal;

@@ -203,20 +203,6 @@ fn kind_of(v: &serde_json::Value) -> String {
     }
 }
 
-/// A CA and a `localhost` certificate it signed (openssl CLI), in `dir`.
-fn tls_files(dir: &std::path::Path) -> (String, String, String) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    std::fs::write(p("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2", "-subj", "/CN=rekindle test CA"]);
-    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &p("leaf.key"), "-out", &p("leaf.csr"), "-subj", "/CN=localhost"]);
-    openssl(&["x509", "-req", "-in", &p("leaf.csr"), "-CA", &p("ca.pem"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-out", &p("leaf.pem"), "-days", "2", "-extfile", &p("leaf.ext")]);
-    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
-}
-
 /// An HTTPS webhook receiver (Python's http.server behind ssl): prints
 /// its port, then each POST body on a line.
 const HTTPS_HOOK: &str = r#"
@@ -238,7 +224,9 @@ s.serve_forever()
 fn daemon_webhooks_reach_an_https_hook_verified_against_the_trusted_roots() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(dir.path());
+    let authority = common::tls::Ca::new(dir.path(), "hooks");
+    let server = authority.server("hook");
+    let (ca, cert, key) = (authority.cert.clone(), server.cert.clone(), server.key.clone());
     let mut hook = Killed(Command::new("python3").args(["-c", HTTPS_HOOK, &cert, &key]).stdout(std::process::Stdio::piped()).spawn().expect("python3"));
     let mut lines = std::io::BufReader::new(hook.0.stdout.take().unwrap()).lines();
     let port = lines.next().unwrap().unwrap();

@@ -414,3 +414,59 @@ fn docker_run_on_a_terminal_ctrl_c_pauses_and_asks_then_resumes_or_aborts() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true", "{name} left stopped");
     }
 }
+
+#[test]
+fn docker_run_mongo_hello_gates_routers_on_secondaries_and_halts_on_a_recovering_member() {
+    if !docker_available("docker_run_mongo_hello_gates_routers_on_secondaries_and_halts_on_a_recovering_member") {
+        return;
+    }
+    let id = TestFleet::id_for("hello");
+    // 1 cluster: 3 config servers, 2 shards × 3, 1 router. Shard members
+    // answer hello in STARTUP2 for 3 s after each start (a TCP connect
+    // succeeds at once), then as SECONDARY.
+    const STARTUP_MS: i64 = 3000;
+    let mut specs = on_two_hosts(sharded_specs(&id, 1, 2, 1));
+    for s in specs.iter_mut().filter(|s| s.name.contains("-rs")) {
+        s.env.push(("DBNODE_STARTUP_MS".to_string(), STARTUP_MS.to_string()));
+    }
+    let fleet = TestFleet::start(&id, specs);
+    let dir = tempfile::tempdir().unwrap();
+    let with_mongo = run_playbook(&id, "", "warn")
+        .replace(r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#, r#"health = { kind = "mongo", port = 27018, interval = "250ms", deadline = "30s" }"#)
+        .replace(r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#, r#"health = { kind = "mongo", interval = "250ms", deadline = "30s" }"#);
+    assert!(with_mongo.matches("kind = \"mongo\"").count() == 2, "{with_mongo}");
+    let pb = write_playbook(&dir, &with_mongo);
+    let state = dir.path().join("state");
+
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let events = log.stop();
+    let starts_of = |part: &str| events.iter().filter(|e| e.action == "start" && e.name.contains(part)).map(|e| e.time_nano).collect::<Vec<_>>();
+    let (shards, routers) = (starts_of("-rs"), starts_of("-mongos-"));
+    assert_eq!((shards.len(), routers.len()), (6, 1), "{events:?}");
+    // A member is SECONDARY no sooner than STARTUP_MS after its process
+    // starts (after Docker's start event): the router waits for that.
+    let last_shard = *shards.iter().max().unwrap();
+    let gap_ms = (routers[0] - last_shard) / 1_000_000;
+    assert!(gap_ms >= STARTUP_MS, "router started {gap_ms} ms after the last shard member: before hello said SECONDARY\n{ran}");
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+
+    // A member stuck RECOVERING (the marker survives its restart): hello
+    // never says SECONDARY, the gate's deadline passes, it is retried, then
+    // the wave halts naming it (exit 3); the router is not restarted.
+    let sick = fleet.names.iter().find(|n| n.ends_with("-rs01-1")).unwrap().clone();
+    let out = std::process::Command::new("docker").args(["exec", &sick, "/dbnode", "sick"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pb = write_playbook(&dir, &with_mongo.replace(r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "30s""#, r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "6s""#));
+    let state = dir.path().join("state-sick");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(3), "{ran}");
+    assert!(ran.stdout.contains(&sick) || ran.stderr.contains(&sick), "the halt must name {sick}\n{ran}");
+    let starts = starts(&log.stop());
+    assert_eq!(starts.get(&sick).copied(), Some(2), "restarted, then retried once: {starts:?}");
+    assert!(!starts.keys().any(|n| n.contains("-mongos-")), "the router must wait: {starts:?}");
+}

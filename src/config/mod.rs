@@ -61,6 +61,9 @@ pub enum HealthKind {
     Tcp { port: u16 },
     /// A command run in the container exits with 0.
     Exec { command: Vec<String> },
+    /// MongoDB's `hello` on a port: a mongos or standalone that answers, or
+    /// a replica-set member that is primary, secondary or arbiter.
+    Mongo { port: u16 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -607,6 +610,7 @@ impl Resolver<'_> {
                 };
                 HealthKind::Tcp { port: self.count(p, &field("port"), 1, 65535)? as u16 }
             }
+            "mongo" => HealthKind::Mongo { port: h.port.as_ref().map(|p| self.count(p, &field("port"), 1, 65535)).transpose()?.unwrap_or(27017) as u16 },
             "exec" => {
                 let Some(c) = &h.command else {
                     return Err(self.err(&h.kind, field("command"), "kind \"exec\" needs a command, e.g. command = [\"mongosh\", \"--eval\", \"db.hello()\"]"));
@@ -616,10 +620,10 @@ impl Resolver<'_> {
                 }
                 HealthKind::Exec { command: c.get_ref().clone() }
             }
-            other => return Err(self.err(&h.kind, field("kind"), format!("expected \"docker\", \"tcp\" or \"exec\", found {other:?}"))),
+            other => return Err(self.err(&h.kind, field("kind"), format!("expected \"docker\", \"tcp\", \"exec\" or \"mongo\", found {other:?}"))),
         };
-        if let Some(port) = h.port.as_ref().filter(|_| !matches!(kind, HealthKind::Tcp { .. })) {
-            return Err(self.err(port, field("port"), "port applies only to kind \"tcp\""));
+        if let Some(port) = h.port.as_ref().filter(|_| !matches!(kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. })) {
+            return Err(self.err(port, field("port"), "port applies only to kinds \"tcp\" and \"mongo\""));
         }
         if let Some(command) = h.command.as_ref().filter(|_| !matches!(kind, HealthKind::Exec { .. })) {
             return Err(self.err(command, field("command"), "command applies only to kind \"exec\""));

@@ -71,7 +71,7 @@ async fn list_host(spec: &HostSpec, playbook: &Playbook, timeout: Duration, reso
                 .collect();
             let filters = HashMap::from([("label".to_string(), labels)]);
             let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-            let list = docker.list_containers(Some(opts)).await.map_err(|e| e.to_string())?;
+            let list = docker.list_containers(Some(opts)).await.map_err(|e| crate::runtime::docker::with_causes(&e))?;
             for s in list {
                 let Some(c) = summary_to_container(spec, s) else { continue };
                 if seen.insert(c.id.clone()) {

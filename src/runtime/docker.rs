@@ -49,13 +49,44 @@ pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, String> {
     let result = if let Some(path) = url.strip_prefix("unix://") {
         Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION)
     } else if let Some(tls) = &spec.tls {
+        check_tls_files(tls)?;
         Docker::connect_with_ssl(url, &tls.key, &tls.cert, &tls.ca, secs, API_DEFAULT_VERSION)
     } else if url.starts_with("https://") {
         return Err(format!("host {:?} uses https:// but has no tls = {{ ca, cert, key }}", spec.name));
     } else {
         Docker::connect_with_http(url, secs, API_DEFAULT_VERSION)
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| with_causes(&e))
+}
+
+/// An error with its causes: bollard's own text hides them ("client error
+/// (Connect)"), and the cause is what says which certificate was refused.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The TLS files must be there and hold PEM of the right kind: bollard
+/// reads them only at the first call, and reports a missing file as a
+/// cancelled request.
+fn check_tls_files(tls: &TlsPaths) -> Result<(), String> {
+    for (field, path, want) in [("ca", &tls.ca, "CERTIFICATE"), ("cert", &tls.cert, "CERTIFICATE"), ("key", &tls.key, "PRIVATE KEY")] {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("tls.{field} {}: {e}", path.display()))?;
+        let pem = text.lines().any(|l| l.starts_with("-----BEGIN ") && l.contains(want));
+        if !pem {
+            return Err(format!("tls.{field} {}: no PEM {want} in it", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Connects and agrees on an API version with the engine (older engines
@@ -69,7 +100,7 @@ pub async fn connect_negotiated(spec: &HostSpec, timeout: Duration, call_timeout
     let docker = connect(&spec, call_timeout.max(timeout))?;
     match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(with_causes(&e)),
         Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
     }
 }
@@ -157,7 +188,7 @@ impl DockerRuntime {
         let timeouts = CallTimeouts::of(pb);
         let handshake = pb.discovery.timeout;
         // One resolver (one cache) for host names and TCP probes alike.
-        let probes_names = pb.roles.iter().any(|r| matches!(r.health.kind, HealthKind::Tcp { .. }));
+        let probes_names = pb.roles.iter().any(|r| matches!(r.health.kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. }));
         let resolver = resolver_for(pb, probes_names);
         let clients = futures_util::future::join_all(specs.iter().map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref()))).await;
         let (events, _) = broadcast::channel(4096);
@@ -241,27 +272,46 @@ impl DockerRuntime {
         .await
     }
 
-    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
-        let ip: IpAddr = match &c.dns_name {
+    /// The address a probe connects to: the container's DNS name label
+    /// through rekindle's resolver, else its network IP. `None`: not yet.
+    async fn probe_ip(&self, c: &Container, inspected: &ContainerInspectResponse) -> Option<IpAddr> {
+        match &c.dns_name {
             Some(name) => {
-                let Some(r) = &self.resolver else { return Health::Starting };
+                let r = self.resolver.as_ref()?;
                 match r.lookup(name).await {
-                    Ok(ips) if !ips.is_empty() => ips[0],
-                    Ok(_) => return Health::Starting,
+                    Ok(ips) => ips.first().copied(),
                     Err(e) => {
                         tracing::debug!(container = %c.name, error = %e, "probe: name does not resolve");
-                        return Health::Starting;
+                        None
                     }
                 }
             }
-            None => match container_ip(inspected).and_then(|ip| ip.parse().ok()) {
-                Some(ip) => ip,
-                None => return Health::Starting,
-            },
-        };
+            None => container_ip(inspected).and_then(|ip| ip.parse().ok()),
+        }
+    }
+
+    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
+        let Some(ip) = self.probe_ip(c, inspected).await else { return Health::Starting };
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
             Ok(Ok(_)) => Health::Healthy,
             _ => Health::Starting,
+        }
+    }
+
+    async fn probe_mongo(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
+        let Some(ip) = self.probe_ip(c, inspected).await else { return Health::Starting };
+        match crate::health::mongo::hello((ip, port).into(), timeout).await {
+            Ok(h) => {
+                let health = h.health();
+                if health != Health::Healthy {
+                    tracing::debug!(container = %c.name, set = ?h.set_name, errmsg = ?h.errmsg, "probe: hello says not primary/secondary yet");
+                }
+                health
+            }
+            Err(e) => {
+                tracing::debug!(container = %c.name, error = %e, "probe: hello failed");
+                Health::Starting
+            }
         }
     }
 }
@@ -301,7 +351,7 @@ fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> Runti
         }
         E::RequestTimeoutError => RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op, secs: 0.0 },
         E::IOError { .. } | E::HyperResponseError { .. } | E::HyperLegacyError { .. } => {
-            RuntimeError::Unreachable { host: c.host.clone(), reason: format!("{op} {}: {e}", c.name) }
+            RuntimeError::Unreachable { host: c.host.clone(), reason: format!("{op} {}: {}", c.name, with_causes(&e)) }
         }
         other => RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: other.to_string() },
     }
@@ -354,7 +404,7 @@ impl ContainerRuntime for DockerRuntime {
             let list = tokio::time::timeout(self.timeouts.api, host.docker.list_containers(Some(opts)))
                 .await
                 .map_err(|_| RuntimeError::Unreachable { host: spec.name.clone(), reason: "list timed out".into() })?
-                .map_err(|e| RuntimeError::Unreachable { host: spec.name.clone(), reason: e.to_string() })?;
+                .map_err(|e| RuntimeError::Unreachable { host: spec.name.clone(), reason: with_causes(&e) })?;
             out.extend(list.into_iter().filter_map(|s| summary_to_container(spec, s)));
         }
         Ok(out)
@@ -432,6 +482,7 @@ impl ContainerRuntime for DockerRuntime {
             // failing probe means "not yet" — the deadline decides.
             _ if base == Health::Down => Ok(Health::Down),
             HealthKind::Tcp { port } => Ok(self.probe_tcp(c, *port, &inspected, check.timeout).await),
+            HealthKind::Mongo { port } => Ok(self.probe_mongo(c, *port, &inspected, check.timeout).await),
             HealthKind::Exec { command } => match self.exec(c, command).await {
                 Ok(0) => Ok(Health::Healthy),
                 Ok(_) => Ok(Health::Starting),

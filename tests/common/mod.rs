@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tls;
 pub mod unbound;
 
 use std::process::Command;
@@ -104,10 +105,15 @@ pub fn sharded_specs(id: &str, clusters: usize, shards: usize, routers: usize) -
         let cluster = format!("{id}-c{c}");
         let mut add = |name: String, role: &str, rs: Option<String>, port: u16| {
             let mut labels = vec![("db.role".to_string(), role.to_string()), ("db.cluster".to_string(), cluster.clone())];
+            // dbnode answers hello as a member of its replica set, or as a mongos.
+            let hello = match &rs {
+                Some(rs) => ("DBNODE_SET".to_string(), rs.clone()),
+                None => ("DBNODE_MONGOS".to_string(), "1".to_string()),
+            };
             if let Some(rs) = rs {
                 labels.push(("db.replset".to_string(), rs));
             }
-            specs.push(Spec { name, labels, env: vec![("DBNODE_PORT".to_string(), port.to_string())] });
+            specs.push(Spec { name, labels, env: vec![("DBNODE_PORT".to_string(), port.to_string()), hello] });
         };
         for i in 0..3 {
             add(format!("{cluster}-cfg-{i}"), "configsvr", Some(format!("{cluster}-cfg")), 27019);
