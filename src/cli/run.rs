@@ -45,6 +45,12 @@ pub struct RunArgs {
     /// Output format of the plan and the final summary.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// When the run ends (any outcome), write its timeline into DIR:
+    /// timeline.json, timeline.md and timeline.html (DNS queries the
+    /// restarts were budgeted for, per second, against capacity and budget;
+    /// containers healthy over time; every wave's span).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -84,7 +90,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (journal, replay) = open_journal(&path, &playbook, &inventory, &plan, mode)?;
 
     let runtime = DockerRuntime::connect(&playbook).await;
-    let outcome = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, args.no_pacing).await?;
+    let resumed = args.resume;
+    let total = plan.containers;
+    let (outcome, timeline) = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, args.no_pacing).await?;
     let kept = match outcome.state {
         RunState::Succeeded => {
             let done = archive(&path)?;
@@ -92,7 +100,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         _ => format!("journal kept at {}: fix the cause, then `rekindle run --resume` continues without restarting anything twice", path.display()),
     };
-    summary(args.output, &playbook, &inventory, &outcome, &kept)?;
+    summary(&mut std::io::stdout().lock(), args.output, &playbook, &inventory, &outcome, &kept)?;
+    if let Some(dir) = &args.report {
+        let mut text = Vec::new();
+        summary(&mut text, Output::Table, &playbook, &inventory, &outcome, &kept)?;
+        let report = RunReport::new(&playbook, &inventory, &outcome, &timeline, total, resumed, args.no_pacing);
+        crate::report::write_chart(dir, &report, &report.chart(), &String::from_utf8_lossy(&text))
+            .map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
+        eprintln!("report written to {}", dir.join("timeline.html").display());
+    }
     match outcome.state {
         RunState::Halted => Err(anyhow::anyhow!(Halted(outcome.reason.unwrap_or_default()))),
         RunState::Aborted => Err(anyhow::anyhow!(Aborted)),
@@ -130,10 +146,12 @@ async fn execute(
     journal: Journal,
     replay: Replay,
     no_pacing: bool,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<(Outcome, crate::report::Collector)> {
     let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
     let probe = dns_probe(&pb, no_pacing);
-    let mut engine = Engine::new(Arc::new(runtime), Arc::new(pb), Arc::new(inv), Arc::new(plan), journal, replay);
+    let (pb, plan) = (Arc::new(pb), Arc::new(plan));
+    let mut timeline = crate::report::Collector::default();
+    let mut engine = Engine::new(Arc::new(runtime), pb.clone(), Arc::new(inv), plan.clone(), journal, replay);
     if let Some(p) = probe {
         engine = engine.with_dns_probe(p);
     }
@@ -153,7 +171,12 @@ async fn execute(
             e = events.recv() => match e {
                 Ok(e) => {
                     let done = matches!(e, crate::engine::Event::Finished { .. });
-                    progress.on_event(&e, start.elapsed().as_secs_f64());
+                    let at = start.elapsed().as_secs_f64();
+                    progress.on_event(&e, at);
+                    timeline.on(&e, at);
+                    if let crate::engine::Event::Restarting { wave, .. } = &e {
+                        timeline.on_dns(at, pb.restart_queries(plan.waves[*wave].role) as u64);
+                    }
                     if done { break; }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "progress fell behind"),
@@ -166,7 +189,7 @@ async fn execute(
     }
     progress.finish();
     signals.abort();
-    Ok(run.await??)
+    Ok((run.await??, timeline))
 }
 
 /// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C
@@ -207,8 +230,7 @@ async fn steer(handle: crate::engine::Handle) {
     }
 }
 
-fn summary(output: Output, pb: &Playbook, inv: &Inventory, o: &Outcome, journal: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+fn summary(out: &mut impl Write, output: Output, pb: &Playbook, inv: &Inventory, o: &Outcome, journal: &str) -> anyhow::Result<()> {
     let unreachable: Vec<_> = inv.unreachable_hosts().map(|h| json!({"host": h.name, "error": h.error})).collect();
     match output {
         Output::Json => {
@@ -223,7 +245,7 @@ fn summary(output: Output, pb: &Playbook, inv: &Inventory, o: &Outcome, journal:
                 "unreachable_hosts": unreachable,
                 "journal": journal,
             });
-            serde_json::to_writer(&mut out, &doc)?;
+            serde_json::to_writer(&mut *out, &doc)?;
             writeln!(out)?;
         }
         Output::Table => {
@@ -254,4 +276,74 @@ async fn read_line() -> Option<String> {
         let _ = tx.send(std::io::stdin().read_line(&mut s).map(|_| s));
     });
     rx.await.ok().and_then(Result::ok)
+}
+
+/// A real run's timeline file (`--report`). DNS figures are what rekindle
+/// budgeted its restarts for (the role's lookups × the queries each sends),
+/// counted in the second each restart was sent: the resolver's own count is
+/// not rekindle's to know.
+#[derive(Debug, serde::Serialize)]
+pub struct RunReport {
+    pub playbook: String,
+    pub state: RunState,
+    pub reason: Option<String>,
+    /// Whether this process continued a journaled run (its figures cover this part).
+    pub resumed: bool,
+    pub total: usize,
+    pub healthy: usize,
+    pub failed: Vec<String>,
+    pub restarts: u64,
+    pub elapsed_s: f64,
+    pub unreachable_hosts: Vec<String>,
+    pub pacing: bool,
+    pub dns_capacity_qps: f64,
+    pub dns_budget_qps: f64,
+    pub dns_budget: Vec<(f64, f64)>,
+    pub dns_queries_budgeted: u64,
+    pub dns_per_second: Vec<u64>,
+    pub healthy_per_second: Vec<u64>,
+    pub wave_spans: Vec<crate::report::WaveSpan>,
+}
+
+impl RunReport {
+    fn new(pb: &Playbook, inv: &Inventory, o: &Outcome, t: &crate::report::Collector, total: usize, resumed: bool, no_pacing: bool) -> RunReport {
+        let seconds = o.elapsed_s.ceil() as usize;
+        let dns_per_second = t.dns_per_second(seconds);
+        RunReport {
+            playbook: pb.name.clone(),
+            state: o.state,
+            reason: o.reason.clone(),
+            resumed,
+            total,
+            healthy: o.healthy,
+            failed: o.failed.clone(),
+            restarts: o.restarts as u64,
+            elapsed_s: o.elapsed_s,
+            unreachable_hosts: inv.unreachable_hosts().map(|h| h.name.clone()).collect(),
+            pacing: !no_pacing,
+            dns_capacity_qps: pb.dns.capacity_qps,
+            dns_budget_qps: pb.dns.budget_qps(),
+            dns_budget: o.dns_budget.clone(),
+            dns_queries_budgeted: dns_per_second.iter().sum(),
+            healthy_per_second: t.healthy_per_second(dns_per_second.len().max(seconds)),
+            dns_per_second,
+            wave_spans: t.spans.clone(),
+        }
+    }
+
+    fn chart(&self) -> crate::report::Chart<'_> {
+        let peak = self.dns_per_second.iter().copied().max().unwrap_or(0);
+        crate::report::Chart {
+            title: format!("Run: {}{}", self.playbook, if self.resumed { " (resumed)" } else { "" }),
+            total: self.total,
+            dns_per_second: &self.dns_per_second,
+            dns_series: "DNS queries budgeted to the restarts sent",
+            dns_capacity_qps: self.dns_capacity_qps,
+            dns_budget_qps: if self.pacing { self.dns_budget_qps } else { 0.0 },
+            dns_budget: &self.dns_budget,
+            dns_totals: format!("{} queries budgeted, peak {peak} q/s{}", self.dns_queries_budgeted, if self.pacing { "" } else { " (pacing off)" }),
+            healthy_per_second: &self.healthy_per_second,
+            wave_spans: &self.wave_spans,
+        }
+    }
 }

@@ -116,60 +116,7 @@ pub struct Report {
     pub baselines: Vec<PolicyFigures>,
 }
 
-/// When a wave ran: from its start to its gate passing (or halting).
-#[derive(Debug, Clone, Serialize)]
-pub struct WaveSpan {
-    pub wave: usize,
-    pub role: String,
-    pub group: String,
-    pub start_s: f64,
-    pub end_s: Option<f64>,
-    pub halted: bool,
-}
-
-/// Collects the timeline a report draws from the engine's events.
-#[derive(Default)]
-struct Timeline {
-    healthy_at: Vec<f64>,
-    spans: Vec<WaveSpan>,
-    index: std::collections::HashMap<usize, usize>,
-}
-
-impl Timeline {
-    fn on(&mut self, e: &Event, at: f64) {
-        match e {
-            Event::Healthy { .. } => self.healthy_at.push(at),
-            Event::WaveStarted { wave, role, group, .. } => {
-                self.index.insert(*wave, self.spans.len());
-                self.spans.push(WaveSpan { wave: *wave, role: role.clone(), group: group.clone(), start_s: at, end_s: None, halted: false });
-            }
-            Event::WavePassed { wave, .. } | Event::WaveHalted { wave, .. } => {
-                if let Some(&i) = self.index.get(wave) {
-                    self.spans[i].end_s = Some(at);
-                    self.spans[i].halted = matches!(e, Event::WaveHalted { .. });
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Healthy containers by the end of each of `seconds` seconds.
-    fn healthy_per_second(&self, seconds: usize) -> Vec<u64> {
-        let mut per = vec![0u64; seconds];
-        for &t in &self.healthy_at {
-            let s = (t.floor() as usize).min(seconds.saturating_sub(1));
-            if let Some(x) = per.get_mut(s) {
-                *x += 1;
-            }
-        }
-        let mut total = 0;
-        per.iter_mut().for_each(|x| {
-            total += *x;
-            *x = total;
-        });
-        per
-    }
-}
+pub use crate::report::WaveSpan;
 
 /// Runs one closure on its own paused-clock runtime.
 fn on_virtual_clock<T>(f: impl std::future::Future<Output = T>) -> Result<T, RehearseError> {
@@ -186,7 +133,7 @@ pub fn rehearse(
     mut on_event: impl FnMut(&Event, f64) + Send,
 ) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
-    let mut timeline = Timeline::default();
+    let mut timeline = crate::report::Collector::default();
     let baseline_thread = opts.compare.then(|| {
         let scenario = scenario.clone();
         std::thread::spawn(move || run_baselines(&scenario))

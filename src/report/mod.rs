@@ -1,31 +1,156 @@
-//! A rehearsal's report on disk: `timeline.json` (the whole report),
-//! `timeline.md` (summary and DNS per second) and `timeline.html`, one
-//! self-contained page (inline SVG, no script, no external file) with the
-//! DNS load against capacity and budget, containers healthy over time and
-//! every wave's span. It only renders: the figures come from the rehearsal.
+//! Timelines on disk, for a rehearsal or a real run: `timeline.json` (the
+//! whole report), `timeline.md` (summary and DNS per second) and
+//! `timeline.html`, one self-contained page (inline SVG, no script, no
+//! external file) with the DNS load against capacity and budget,
+//! containers healthy over time and every wave's span. It collects the
+//! timeline from engine events and renders it; the figures come from the
+//! rehearsal or the run.
 
+use crate::engine::Event;
 use crate::rehearse::Report;
+use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The DNS budget in force at `t` seconds.
-pub fn budget_at(r: &Report, t: f64) -> f64 {
-    r.dns_budget.iter().take_while(|(at, _)| *at < t).last().map(|&(_, q)| q).unwrap_or(r.dns_budget_qps)
+/// When a wave ran: from its start to its gate passing (or halting).
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveSpan {
+    pub wave: usize,
+    pub role: String,
+    pub group: String,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
+    pub halted: bool,
 }
 
-/// Writes the three files into `dir`; `summary` is the rehearsal's table.
+/// Collects a timeline from the engine's events (seconds since the start).
+#[derive(Default)]
+pub struct Collector {
+    healthy_at: Vec<f64>,
+    pub spans: Vec<WaveSpan>,
+    index: std::collections::HashMap<usize, usize>,
+    dns: Vec<u64>,
+}
+
+impl Collector {
+    pub fn on(&mut self, e: &Event, at: f64) {
+        match e {
+            Event::Healthy { .. } => self.healthy_at.push(at),
+            Event::WaveStarted { wave, role, group, .. } => {
+                self.index.insert(*wave, self.spans.len());
+                self.spans.push(WaveSpan { wave: *wave, role: role.clone(), group: group.clone(), start_s: at, end_s: None, halted: false });
+            }
+            Event::WavePassed { wave, .. } | Event::WaveHalted { wave, .. } => {
+                if let Some(&i) = self.index.get(wave) {
+                    self.spans[i].end_s = Some(at);
+                    self.spans[i].halted = matches!(e, Event::WaveHalted { .. });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts `queries` DNS queries in the second `at` falls in.
+    pub fn on_dns(&mut self, at: f64, queries: u64) {
+        let s = at.max(0.0).floor() as usize;
+        if self.dns.len() <= s {
+            self.dns.resize(s + 1, 0);
+        }
+        self.dns[s] += queries;
+    }
+
+    /// DNS queries counted per second, over `seconds` seconds at least.
+    pub fn dns_per_second(&self, seconds: usize) -> Vec<u64> {
+        let mut v = self.dns.clone();
+        if v.len() < seconds {
+            v.resize(seconds, 0);
+        }
+        v
+    }
+
+    /// Healthy containers by the end of each of `seconds` seconds.
+    pub fn healthy_per_second(&self, seconds: usize) -> Vec<u64> {
+        let mut per = vec![0u64; seconds];
+        for &t in &self.healthy_at {
+            let s = (t.floor() as usize).min(seconds.saturating_sub(1));
+            if let Some(x) = per.get_mut(s) {
+                *x += 1;
+            }
+        }
+        let mut total = 0;
+        per.iter_mut().for_each(|x| {
+            total += *x;
+            *x = total;
+        });
+        per
+    }
+}
+
+/// What the page and the Markdown draw, from a rehearsal or a run.
+pub struct Chart<'a> {
+    /// "Rehearsal: PLAYBOOK on SCENARIO", "Run: PLAYBOOK".
+    pub title: String,
+    pub total: usize,
+    pub dns_per_second: &'a [u64],
+    /// What `dns_per_second` counts (the legend and the table say it).
+    pub dns_series: &'a str,
+    pub dns_capacity_qps: f64,
+    pub dns_budget_qps: f64,
+    pub dns_budget: &'a [(f64, f64)],
+    /// DNS totals for the legend.
+    pub dns_totals: String,
+    pub healthy_per_second: &'a [u64],
+    pub wave_spans: &'a [WaveSpan],
+}
+
+impl<'a> From<&'a Report> for Chart<'a> {
+    fn from(r: &'a Report) -> Chart<'a> {
+        Chart {
+            title: format!("Rehearsal: {} on {}", r.playbook, r.scenario),
+            total: r.total,
+            dns_per_second: &r.dns_per_second,
+            dns_series: "queries the resolver received",
+            dns_capacity_qps: r.dns_capacity_qps,
+            dns_budget_qps: r.dns_budget_qps,
+            dns_budget: &r.dns_budget,
+            dns_totals: format!("{} queries, {} dropped, peak {} q/s", r.dns_queries, r.dns_dropped, r.dns_peak_qps),
+            healthy_per_second: &r.healthy_per_second,
+            wave_spans: &r.wave_spans,
+        }
+    }
+}
+
+impl Chart<'_> {
+    /// The DNS budget in force at `t` seconds.
+    pub fn budget_at(&self, t: f64) -> f64 {
+        self.dns_budget.iter().take_while(|(at, _)| *at < t).last().map(|&(_, q)| q).unwrap_or(self.dns_budget_qps)
+    }
+}
+
+/// Writes a rehearsal's three files into `dir`; `summary` is its table.
 pub fn write(dir: &Path, r: &Report, summary: &str) -> std::io::Result<()> {
+    write_chart(dir, r, &Chart::from(r), summary)
+}
+
+/// Writes `timeline.json` (`whole`), `timeline.md` and `timeline.html`.
+pub fn write_chart(dir: &Path, whole: &impl Serialize, c: &Chart, summary: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(r)?)?;
+    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(whole)?)?;
     let mut md = format!(
-        "# Rehearsal: {} on {}\n\n```\n{summary}```\n\n## DNS per second\n\nQueries the resolver received, and the DNS budget in force (adaptive: it moves; static: the playbook's).\n\n| second | queries | budget q/s | capacity |\n|---:|---:|---:|---:|\n",
-        r.playbook, r.scenario
+        "# {}\n\n```\n{summary}```\n\n## DNS per second\n\n{} in each second, and the DNS budget in force (adaptive: it moves; static: the playbook's).\n\n| second | queries | budget q/s | capacity |\n|---:|---:|---:|---:|\n",
+        c.title,
+        capitalized(c.dns_series)
     );
-    for (s, q) in r.dns_per_second.iter().enumerate() {
-        let _ = writeln!(md, "| {s} | {q} | {:.0} | {:.0} |", budget_at(r, s as f64 + 1.0), r.dns_capacity_qps);
+    for (s, q) in c.dns_per_second.iter().enumerate() {
+        let _ = writeln!(md, "| {s} | {q} | {:.0} | {:.0} |", c.budget_at(s as f64 + 1.0), c.dns_capacity_qps);
     }
     std::fs::write(dir.join("timeline.md"), md)?;
-    std::fs::write(dir.join("timeline.html"), html(r, summary))
+    std::fs::write(dir.join("timeline.html"), html(c, summary))
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 fn esc(s: &str) -> String {
@@ -84,7 +209,7 @@ fn polyline(out: &mut String, points: impl Iterator<Item = (f64, f64)>, color: &
 }
 
 /// The page.
-pub fn html(r: &Report, summary: &str) -> String {
+pub fn html(r: &Chart, summary: &str) -> String {
     let t_max = (r.dns_per_second.len().max(r.healthy_per_second.len()) as f64).max(1.0);
     let mut body = String::new();
 
@@ -97,16 +222,15 @@ pub fn html(r: &Report, summary: &str) -> String {
     polyline(&mut body, r.dns_per_second.iter().enumerate().flat_map(|(s, q)| [(f.x(s as f64), f.y(*q as f64)), (f.x(s as f64 + 1.0), f.y(*q as f64))]), "#3b6ea5", "");
     let cap = f.y(r.dns_capacity_qps);
     let _ = write!(body, r##"<line x1="{PAD_L}" y1="{cap:.1}" x2="{:.1}" y2="{cap:.1}" stroke="#c0392b" stroke-dasharray="6 4"/>"##, W - PAD_R);
-    let steps = (0..=t_max as usize).map(|s| (f.x(s as f64), f.y(budget_at(r, s as f64 + 1.0))));
+    let steps = (0..=t_max as usize).map(|s| (f.x(s as f64), f.y(r.budget_at(s as f64 + 1.0))));
     polyline(&mut body, steps, "#27ae60", "");
     let _ = write!(
         body,
-        r##"</svg><p class="legend"><span style="color:#3b6ea5">■ queries received</span> <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {} queries, {} dropped, peak {} q/s</p>"##,
+        r##"</svg><p class="legend"><span style="color:#3b6ea5">■ {}</span> <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {}</p>"##,
+        esc(r.dns_series),
         r.dns_capacity_qps,
         if r.dns_budget.is_empty() { "static" } else { "adaptive" },
-        r.dns_queries,
-        r.dns_dropped,
-        r.dns_peak_qps
+        esc(&r.dns_totals)
     );
 
     // Healthy containers over time.
@@ -156,12 +280,11 @@ pub fn html(r: &Report, summary: &str) -> String {
 
     format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rekindle rehearsal: {pb} on {sc}</title>
+<html lang="en"><head><meta charset="utf-8"><title>rekindle {title}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}} pre{{background:#f6f6f6;padding:12px;overflow:auto}} .legend span{{margin-right:14px}} svg{{display:block;max-width:100%;height:auto}}</style></head>
-<body><h1>Rehearsal: {pb} on {sc}</h1><pre>{summary}</pre>{body}</body></html>
+<body><h1>{title}</h1><pre>{summary}</pre>{body}</body></html>
 "#,
-        pb = esc(&r.playbook),
-        sc = esc(&r.scenario),
+        title = esc(&r.title),
         summary = esc(summary)
     )
 }
