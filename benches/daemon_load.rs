@@ -234,7 +234,13 @@ fn main() {
         let (w0, w1, wc) = (q(&quiet, |r| r.wall_s), q(&loaded, |r| r.wall_s), q(&control, |r| r.wall_s));
         println!();
         println!("status requests   {} answered 200 of {} scheduled, {} errors, over {took:.1} s ({:.0}/s)", lat.len(), rps * seconds, errors.len(), lat.len() as f64 / took);
-        println!("latency (ms)      p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}   goal p99 < 50", percentile(&lat, 0.5), percentile(&lat, 0.9), percentile(&lat, 0.99), lat.last().copied().unwrap_or(f64::NAN));
+        println!(
+            "latency (ms)      p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}   goal p99 < 50",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.9),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
         println!("braze-us01 makespan (virtual s, median)  no load {m0:.1}  loaded {m1:.1}  ratio {:.3}   goal within 5%", m1 / m0);
         println!(
             "braze-us01 wall time (s, median)         no load {w0:.2}  loaded {w1:.2} ({:.3})  load on another daemon {wc:.2} ({:.3})   ({}, {} and {} rehearsals)",

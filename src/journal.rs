@@ -14,12 +14,29 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
-    Start { playbook: String, fingerprint: String, containers: usize },
+    Start {
+        playbook: String,
+        fingerprint: String,
+        containers: usize,
+    },
     /// About to restart `id`; `before` is its start marker before the call.
-    Intent { id: String, wave: usize, attempt: u32, before: String },
-    Outcome { id: String, healthy: bool, reason: Option<String> },
-    WavePassed { wave: usize },
-    End { state: String },
+    Intent {
+        id: String,
+        wave: usize,
+        attempt: u32,
+        before: String,
+    },
+    Outcome {
+        id: String,
+        healthy: bool,
+        reason: Option<String>,
+    },
+    WavePassed {
+        wave: usize,
+    },
+    End {
+        state: String,
+    },
 }
 
 #[derive(Debug, Error)]

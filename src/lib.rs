@@ -45,6 +45,6 @@ pub mod rehearse;
 pub mod report;
 pub mod rng;
 pub mod runtime;
-pub mod sim;
 pub mod scenario;
+pub mod sim;
 pub mod source;

@@ -66,13 +66,7 @@ impl SourceText {
     /// An error at a span, naming a field.
     pub fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> SourceError {
         let (line, column) = self.line_col(span.start);
-        SourceError {
-            file: self.file.clone(),
-            line,
-            column,
-            field: field.into(),
-            message: message.into(),
-        }
+        SourceError { file: self.file.clone(), line, column, field: field.into(), message: message.into() }
     }
 
     /// An error about the file as a whole (no better position exists).
@@ -108,15 +102,8 @@ impl SourceText {
         if let Some(h) = header(line) {
             return h;
         }
-        let key = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_string())
-            .unwrap_or_default();
-        let table = self.text[..line_start]
-            .lines()
-            .rev()
-            .find_map(|l| header(l.split('#').next().unwrap_or("")))
-            .unwrap_or_default();
+        let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).unwrap_or_default();
+        let table = self.text[..line_start].lines().rev().find_map(|l| header(l.split('#').next().unwrap_or(""))).unwrap_or_default();
         match (table.is_empty(), key.is_empty()) {
             (true, _) => key,
             (false, true) => table,

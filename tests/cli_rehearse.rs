@@ -49,11 +49,7 @@ fn braze_rehearsal_meets_its_figures_and_beats_the_baselines() {
     let aao_ms = aao["makespan_s"].as_f64().unwrap_or(7200.0);
     assert!(aao_ms >= 10.0 * makespan, "all-at-once {aao_ms}s vs {makespan}s");
     assert!(aao["dns_dropped"].as_u64().unwrap() > 0 && aao["stuck_events"].as_u64().unwrap() > 0);
-    let best = baselines
-        .iter()
-        .filter(|b| b["policy"].as_str().unwrap().starts_with("fixed-batch"))
-        .filter_map(|b| b["makespan_s"].as_f64())
-        .fold(f64::INFINITY, f64::min);
+    let best = baselines.iter().filter(|b| b["policy"].as_str().unwrap().starts_with("fixed-batch")).filter_map(|b| b["makespan_s"].as_f64()).fold(f64::INFINITY, f64::min);
     assert!(best >= 3.0 * makespan, "best fixed batch {best}s vs {makespan}s");
     assert_eq!(baselines.len(), 7);
     // The timeline files.

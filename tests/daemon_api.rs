@@ -192,7 +192,10 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     assert!(text.contains(&format!("rekindle_run_dns_budget_qps{{run=\"{id}\",playbook=\"mongo-sharded\"}} 1000")), "{text}");
     assert!(text.contains("rekindle_run_restarts_total{"), "{text}");
     // Restarts by role and outcome, and wave durations, from the smoke run.
-    let smoke_routers = text.lines().find(|l| l.starts_with("rekindle_restarts_total{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"router\",outcome=\"healthy\"}")).unwrap_or_else(|| panic!("{text}"));
+    let smoke_routers = text
+        .lines()
+        .find(|l| l.starts_with("rekindle_restarts_total{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"router\",outcome=\"healthy\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(smoke_routers.ends_with(" 4"), "smoke has 2 clusters × 2 routers: {smoke_routers}");
     assert!(text.contains("rekindle_wave_duration_seconds_count{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"configsvr\"}"), "{text}");
     assert!(text.contains("# TYPE rekindle_wave_duration_seconds histogram"), "{text}");

@@ -98,7 +98,8 @@ fn daemon_on_a_unix_socket_serves_the_client_without_a_token() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["runs"][0]["result"]["containers"], 22, "{v}");
     // A second daemon cannot take the socket (nor the state dir).
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["daemon", "--config", &root("config/daemon.toml"), "--listen", &listen, "--state-dir"]).arg(&d.state).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["daemon", "--config", &root("config/daemon.toml"), "--listen", &listen, "--state-dir"]).arg(&d.state).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -146,10 +146,12 @@ async fn dns_paced_burst_is_never_rate_limited_where_an_unpaced_one_is() {
     // Unpaced: every lookup at once (distinct names: nothing is cached).
     let r = CachedResolver::new(&settings(&server)).unwrap();
     let before = limited();
-    let all: Vec<_> = (0..BURST).map(|i| {
-        let r = r.clone();
-        tokio::spawn(async move { r.lookup(&format!("node-{i}.fleet.test")).await.is_ok() })
-    }).collect();
+    let all: Vec<_> = (0..BURST)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { r.lookup(&format!("node-{i}.fleet.test")).await.is_ok() })
+        })
+        .collect();
     let mut ok_unpaced = 0;
     for t in all {
         ok_unpaced += t.await.unwrap() as usize;

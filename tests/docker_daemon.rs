@@ -33,9 +33,7 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     let config = write(
         dir.path(),
         "daemon.toml",
-        &format!(
-            "[playbooks]\nfleet = {pb:?}\nmongo-sharded = \"{repo}/config/mongo-sharded.toml\"\n[scenarios]\nbraze-us01 = \"{repo}/config/scenarios/braze-us01.toml\"\n"
-        ),
+        &format!("[playbooks]\nfleet = {pb:?}\nmongo-sharded = \"{repo}/config/mongo-sharded.toml\"\n[scenarios]\nbraze-us01 = \"{repo}/config/scenarios/braze-us01.toml\"\n"),
     );
     let state = dir.path().join("state");
     let log = EventLog::follow(&id);

@@ -237,7 +237,8 @@ fn docker_run_killed_at_three_points_resumes_restarting_each_container_exactly_o
     let state = dir.path().join("state");
     let state = state.to_str().unwrap();
     let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or_default().to_string();
-    let points: Vec<(&str, Box<dyn Fn(&serde_json::Value) -> bool>)> = vec![
+    type Point<'a> = (&'a str, Box<dyn Fn(&serde_json::Value) -> bool>);
+    let points: Vec<Point> = vec![
         ("the first restart issued", Box::new(move |v| message(v) == "restarting")),
         ("the first wave passed", Box::new(move |v| message(v) == "wave passed")),
         ("the first router restart issued", Box::new(move |v| message(v) == "restarting" && v["fields"]["container"].as_str().unwrap_or("").contains("-mongos-"))),
@@ -481,7 +482,10 @@ fn docker_run_mongo_hello_gates_routers_on_secondaries_and_halts_on_a_recovering
     let sick = fleet.names.iter().find(|n| n.ends_with("-rs01-1")).unwrap().clone();
     let out = std::process::Command::new("docker").args(["exec", &sick, "/dbnode", "sick"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let pb = write_playbook(&dir, &with_mongo.replace(r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "30s""#, r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "6s""#));
+    let pb = write_playbook(
+        &dir,
+        &with_mongo.replace(r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "30s""#, r#"kind = "mongo", port = 27018, interval = "250ms", deadline = "6s""#),
+    );
     let state = dir.path().join("state-sick");
     let log = EventLog::follow(&id);
     let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);

@@ -191,6 +191,71 @@ fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
     });
 }
 
+/// The simulated fleet, with an inspect that takes `delay`: the window
+/// between a restart's grant and its call to the host, stretched.
+struct SlowInspect {
+    sim: SimRuntime,
+    delay: Duration,
+}
+
+impl rekindle::runtime::ContainerRuntime for SlowInspect {
+    async fn list(&self) -> Result<Vec<rekindle::inventory::Container>, rekindle::runtime::RuntimeError> {
+        self.sim.list().await
+    }
+    async fn inspect(&self, c: &rekindle::inventory::Container) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
+        tokio::time::sleep(self.delay).await;
+        self.sim.inspect(c).await
+    }
+    async fn restart(&self, c: &rekindle::inventory::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.sim.restart(c, before).await
+    }
+    async fn exec(&self, c: &rekindle::inventory::Container, cmd: &[String]) -> Result<i64, rekindle::runtime::RuntimeError> {
+        self.sim.exec(c, cmd).await
+    }
+    async fn health(&self, c: &rekindle::inventory::Container, check: &rekindle::config::HealthCheck) -> Result<rekindle::runtime::Health, rekindle::runtime::RuntimeError> {
+        self.sim.health(c, check).await
+    }
+    fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {
+        self.sim.events()
+    }
+}
+
+#[test]
+fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abort() {
+    // Pause 0.5 s in, while the first grants are still inspecting (2 s):
+    // nothing reaches the fleet until resume; then each container once.
+    // Abort at the same point: nothing reaches the fleet, nothing failed.
+    for abort in [false, true] {
+        paused().block_on(async {
+            let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+            let dir = tempfile::tempdir().unwrap();
+            let rt = SlowInspect { sim: SimRuntime(s.sim.clone()), delay: Duration::from_secs(2) };
+            let e = Engine::new(Arc::new(rt), s.pb.clone(), s.inv.clone(), s.plan.clone(), new_journal(&s, &dir.path().join("j")), Replay::default());
+            let h = e.handle();
+            let run = tokio::spawn(e.run());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let granted = h.status().pace.unwrap().restarts_granted;
+            assert!(granted > 0, "nothing granted yet: the test would prove nothing");
+            if abort {
+                h.abort();
+                let out = run.await.unwrap().unwrap();
+                assert_eq!(out.state, RunState::Aborted);
+                assert_eq!((out.restarts, out.failed.len()), (0, 0), "granted restarts were sent after the abort: {out:?}");
+                assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
+                return;
+            }
+            h.pause();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(h.status().restarts, 0, "{granted} granted restarts were sent while paused");
+            assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
+            h.resume();
+            let out = run.await.unwrap().unwrap();
+            assert_eq!(out.state, RunState::Succeeded);
+            assert!(s.sim.restart_counts().iter().all(|&n| n == 1), "{:?}", s.sim.restart_counts());
+        });
+    }
+}
+
 #[test]
 fn abort_stops_new_restarts_and_leaves_nothing_restarting() {
     paused().block_on(async {

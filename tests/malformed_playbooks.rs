@@ -14,12 +14,7 @@ struct Expect {
 
 fn expectations(path: &Path) -> Expect {
     let text = std::fs::read_to_string(path).unwrap();
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("# expect-{key}: ")))
-            .unwrap_or_else(|| panic!("{} lacks # expect-{key}", path.display()))
-            .to_string()
-    };
+    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("# expect-{key}: "))).unwrap_or_else(|| panic!("{} lacks # expect-{key}", path.display())).to_string();
     Expect { line: get("line").parse().unwrap(), field: get("field"), message: get("message") }
 }
 
@@ -71,17 +66,10 @@ fn each_invalid_playbook_names_line_and_field() {
 fn cli_exits_2_with_the_location_on_stderr() {
     for path in invalid_playbooks() {
         let want = expectations(&path);
-        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args(["plan", path.to_str().unwrap(), "--inventory", "/nonexistent-not-read.json"])
-            .output()
-            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", path.to_str().unwrap(), "--inventory", "/nonexistent-not-read.json"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: stderr: {stderr}", path.display());
-        assert!(
-            stderr.contains(&format!("{}:{}:", path.display(), want.line)),
-            "{}: stderr lacks file:line: {stderr}",
-            path.display()
-        );
+        assert!(stderr.contains(&format!("{}:{}:", path.display(), want.line)), "{}: stderr lacks file:line: {stderr}", path.display());
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

@@ -91,10 +91,7 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
             for &d in &role.after {
                 for &dw in by_group_role.get(&(group(c), pb.roles[d].name.as_str())).map(|v| v.as_slice()).unwrap_or(&[]) {
                     if anc[i][dw / 64] & (1 << (dw % 64)) == 0 {
-                        return Err(format!(
-                            "container {} ({}) in wave {i} does not wait for wave {dw} holding its group's {}",
-                            inv.containers[c].name, w.role, pb.roles[d].name
-                        ));
+                        return Err(format!("container {} ({}) in wave {i} does not wait for wave {dw} holding its group's {}", inv.containers[c].name, w.role, pb.roles[d].name));
                     }
                 }
             }
@@ -104,15 +101,8 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
 }
 
 fn from_plan(plan: &Plan, pb: &Playbook) -> (Vec<W>, Vec<bool>) {
-    let waves = plan
-        .waves
-        .iter()
-        .map(|w| W {
-            role: pb.roles[w.role].name.clone(),
-            after: w.after.clone(),
-            containers: w.containers.iter().map(|&c| c as usize).collect(),
-        })
-        .collect();
+    let waves =
+        plan.waves.iter().map(|w| W { role: pb.roles[w.role].name.clone(), after: w.after.clone(), containers: w.containers.iter().map(|&c| c as usize).collect() }).collect();
     (waves, plan.role_of.iter().map(|r| r.is_some()).collect())
 }
 
@@ -124,10 +114,8 @@ fn root() -> &'static Path {
 fn check_cli(playbook: &str) -> serde_json::Value {
     let scenario = root().join("config/scenarios/braze-us01.toml");
     let pb_path = root().join(playbook);
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["plan", pb_path.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", pb_path.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(), "--output", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let inv = Scenario::load(&scenario).unwrap().fleet().into_inventory();
@@ -201,15 +189,7 @@ fn case() -> impl Strategy<Value = Case> {
             1u32..60,
             proptest::option::of(1u32..8),
         )
-            .prop_map(|(roles, deps, containers, max_per_host, max_rs, max_wave, canary)| Case {
-                roles,
-                deps,
-                containers,
-                max_per_host,
-                max_rs,
-                max_wave,
-                canary,
-            })
+            .prop_map(|(roles, deps, containers, max_per_host, max_rs, max_wave, canary)| Case { roles, deps, containers, max_per_host, max_rs, max_wave, canary })
     })
 }
 

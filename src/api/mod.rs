@@ -106,6 +106,9 @@ struct StartRequest {
 }
 
 /// A mutating call's caller and JSON body: 401 before 400.
+// The error is the answer itself, returned once per refused call: boxing
+// it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn authorized_body<T: serde::de::DeserializeOwned>(d: &Daemon, headers: &HeaderMap, body: &[u8]) -> Result<(String, T), Response> {
     let who = d.authorize(headers)?;
     let req = serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
@@ -214,6 +217,7 @@ impl Daemon {
     }
 
     /// Checks the bearer token of a mutating call; `Err` is the 401.
+    #[allow(clippy::result_large_err)]
     fn authorize(&self, headers: &HeaderMap) -> Result<String, Response> {
         let Some((name, token)) = &self.token else { return Ok("anonymous".into()) };
         let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -254,7 +258,14 @@ impl Daemon {
             let v = run.view.lock().unwrap().clone();
             self.notifier.send(Note {
                 kind: "wave_halted",
-                text: format!("rekindle: run {} of {} ({}) halted at wave {wave}: {} failed ({})", v.id, v.playbook, mode_name(v.mode), failed.len(), failed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
+                text: format!(
+                    "rekindle: run {} of {} ({}) halted at wave {wave}: {} failed ({})",
+                    v.id,
+                    v.playbook,
+                    mode_name(v.mode),
+                    failed.len(),
+                    failed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                ),
                 details: json!({ "run": v.id, "playbook": v.playbook, "mode": v.mode, "wave": wave, "failed": failed }),
             });
         }
@@ -367,48 +378,51 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         return err(StatusCode::BAD_REQUEST, "resume: only for mode run");
     }
     let journal = crate::recovery::journal_path(&runs::journal_dir(&d), &pb.name);
-    let run = {
-        let mut runs = d.runs.lock().unwrap();
-        if let Some(active) = runs.iter().find(|r| {
-            let v = r.view.lock().unwrap();
-            v.playbook == req.playbook && v.state.active()
-        }) {
-            return err(StatusCode::CONFLICT, format!("run {} of playbook {:?} is still active", active.id(), req.playbook));
-        }
-        if req.mode == Mode::Run {
-            match (journal.exists(), req.resume) {
-                (true, false) => {
-                    return err(
-                        StatusCode::CONFLICT,
-                        format!("journal {} holds an unfinished run of playbook {:?} (halted or aborted): start with \"resume\": true to continue it without restarting anything twice", journal.display(), req.playbook),
-                    )
-                }
-                (false, true) => return err(StatusCode::CONFLICT, format!("nothing to resume: no journal {}", journal.display())),
-                _ => {}
+    let run =
+        {
+            let mut runs = d.runs.lock().unwrap();
+            if let Some(active) = runs.iter().find(|r| {
+                let v = r.view.lock().unwrap();
+                v.playbook == req.playbook && v.state.active()
+            }) {
+                return err(StatusCode::CONFLICT, format!("run {} of playbook {:?} is still active", active.id(), req.playbook));
             }
-        }
-        let id = format!("r{}", d.next_id.fetch_add(1, Ordering::SeqCst));
-        let view = RunView {
-            id,
-            playbook: req.playbook.clone(),
-            mode: req.mode,
-            scenario: scenario.as_ref().map(|s| s.0.clone()),
-            reason: req.reason.clone(),
-            state: ApiState::Pending,
-            result: None,
-            error: None,
-            created_at: store::unix_now(),
-            ended_at: None,
-            resumed: 0,
-            note: None,
+            if req.mode == Mode::Run {
+                match (journal.exists(), req.resume) {
+                    (true, false) => return err(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "journal {} holds an unfinished run of playbook {:?} (halted or aborted): start with \"resume\": true to continue it without restarting anything twice",
+                            journal.display(),
+                            req.playbook
+                        ),
+                    ),
+                    (false, true) => return err(StatusCode::CONFLICT, format!("nothing to resume: no journal {}", journal.display())),
+                    _ => {}
+                }
+            }
+            let id = format!("r{}", d.next_id.fetch_add(1, Ordering::SeqCst));
+            let view = RunView {
+                id,
+                playbook: req.playbook.clone(),
+                mode: req.mode,
+                scenario: scenario.as_ref().map(|s| s.0.clone()),
+                reason: req.reason.clone(),
+                state: ApiState::Pending,
+                result: None,
+                error: None,
+                created_at: store::unix_now(),
+                ended_at: None,
+                resumed: 0,
+                note: None,
+            };
+            let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
+                Ok(r) => r,
+                Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the run in {}: {e}", d.runs_dir.display())),
+            };
+            runs.push(run.clone());
+            run
         };
-        let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
-            Ok(r) => r,
-            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the run in {}: {e}", d.runs_dir.display())),
-        };
-        runs.push(run.clone());
-        run
-    };
     let id = run.id();
     d.audit(&who, &format!("start {id} {:?} of {}{}", req.mode, req.playbook, if req.resume { " (resume)" } else { "" }), &req.reason);
     d.note_started(&run);
@@ -581,7 +595,11 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> Response {
         let l = format!("run=\"{}\",playbook=\"{}\"", v.id, metrics::escape(&v.playbook));
         if let Some(h) = r.handle.lock().unwrap().as_ref() {
             let st = h.status();
-            let _ = write!(per_run, "rekindle_run_healthy{{{l}}} {}\nrekindle_run_failed{{{l}}} {}\nrekindle_run_restarts_total{{{l}}} {}\nrekindle_run_waves_passed{{{l}}} {}\n", st.healthy, st.failed, st.restarts, st.waves_passed);
+            let _ = write!(
+                per_run,
+                "rekindle_run_healthy{{{l}}} {}\nrekindle_run_failed{{{l}}} {}\nrekindle_run_restarts_total{{{l}}} {}\nrekindle_run_waves_passed{{{l}}} {}\n",
+                st.healthy, st.failed, st.restarts, st.waves_passed
+            );
             if let Some(p) = st.pace {
                 let _ = write!(per_run, "rekindle_run_dns_budget_qps{{{l}}} {}\nrekindle_run_dns_lookups_granted_total{{{l}}} {}\n", p.dns_budget_qps, p.dns_lookups_granted);
             }

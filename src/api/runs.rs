@@ -49,7 +49,11 @@ pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scena
         if mode == Mode::Plan {
             let inv = scenario.fleet().into_inventory();
             return match Plan::build(&inv, &pb) {
-                Ok(p) => end(ApiState::Succeeded, Some(json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() })), None),
+                Ok(p) => end(
+                    ApiState::Succeeded,
+                    Some(json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() })),
+                    None,
+                ),
                 Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
             };
         }

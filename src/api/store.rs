@@ -4,8 +4,8 @@
 //! daemon that was stopped or killed knows every run it had accepted. It
 //! holds no run logic: the daemon decides what a loaded record means.
 
-use crate::engine::Handle;
 use crate::dns::CachedResolver;
+use crate::engine::Handle;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -40,16 +40,8 @@ impl ApiState {
         matches!(self, ApiState::Pending | ApiState::Running | ApiState::Paused)
     }
 
-    pub const ALL: [ApiState; 8] = [
-        ApiState::Pending,
-        ApiState::Running,
-        ApiState::Paused,
-        ApiState::Succeeded,
-        ApiState::Halted,
-        ApiState::Aborted,
-        ApiState::Failed,
-        ApiState::Interrupted,
-    ];
+    pub const ALL: [ApiState; 8] =
+        [ApiState::Pending, ApiState::Running, ApiState::Paused, ApiState::Succeeded, ApiState::Halted, ApiState::Aborted, ApiState::Failed, ApiState::Interrupted];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -162,11 +154,7 @@ impl Run {
     /// A new run; `keep_events` writes its events beside its record.
     pub fn new(dir: &Path, view: RunView, keep_events: bool) -> std::io::Result<Arc<Run>> {
         let record = dir.join(format!("{}.json", view.id));
-        let event_log = if keep_events {
-            Some(std::fs::OpenOptions::new().create(true).append(true).open(record.with_extension("events"))?)
-        } else {
-            None
-        };
+        let event_log = if keep_events { Some(std::fs::OpenOptions::new().create(true).append(true).open(record.with_extension("events"))?) } else { None };
         let run = Run::assemble(record, view, Vec::new(), event_log);
         run.save()?;
         Ok(run)
@@ -214,8 +202,7 @@ impl Run {
                 // A line torn by a crash is dropped; the file is then
                 // appended to after it.
                 let f = std::fs::File::open(&events_path)?;
-                let events: Vec<String> =
-                    std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok()).collect();
+                let events: Vec<String> = std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok()).collect();
                 let mut log = std::fs::OpenOptions::new().append(true).open(&events_path)?;
                 log.write_all(b"\n")?;
                 (events, Some(log))

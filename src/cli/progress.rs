@@ -132,15 +132,10 @@ impl Progress {
             }
             Event::Paused => self.line(format!("t={at_s:>7.1}s  paused")),
             Event::Resumed => self.line(format!("t={at_s:>7.1}s  resumed")),
-            Event::Retuned { dns_budget_qps, restart_rate } => {
-                self.line(format!("t={at_s:>7.1}s  retuned: DNS budget {dns_budget_qps:.0} q/s, restart rate {restart_rate:.1}/s"))
-            }
+            Event::Retuned { dns_budget_qps, restart_rate } => self.line(format!("t={at_s:>7.1}s  retuned: DNS budget {dns_budget_qps:.0} q/s, restart rate {restart_rate:.1}/s")),
             _ => {}
         }
-        self.overall.set_message(format!(
-            "{}/{} waves passed, {} running, {} failed, t={at_s:.0}s",
-            self.waves_passed, self.waves_total, self.waves_running, self.failed
-        ));
+        self.overall.set_message(format!("{}/{} waves passed, {} running, {} failed, t={at_s:.0}s", self.waves_passed, self.waves_total, self.waves_running, self.failed));
     }
 
     /// Shows the DNS budget and what the pacer granted.

@@ -55,14 +55,7 @@ fn secs(d: std::time::Duration) -> f64 {
 pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Plan, all: bool) -> std::io::Result<()> {
     writeln!(out, "Plan for playbook {:?} ({})", pb.name, pb.source.display())?;
     let reachable = inv.hosts.iter().filter(|h| h.reachable).count();
-    writeln!(
-        out,
-        "  {} containers on {} hosts in {} waves; {} not matched by any role",
-        plan.containers,
-        reachable,
-        plan.waves.len(),
-        plan.unmatched.len()
-    )?;
+    writeln!(out, "  {} containers on {} hosts in {} waves; {} not matched by any role", plan.containers, reachable, plan.waves.len(), plan.unmatched.len())?;
     for h in inv.unreachable_hosts() {
         writeln!(out, "  WARNING: host {} unreachable: {} — its containers are not in this plan", h.name, h.error.as_deref().unwrap_or("no answer"))?;
     }
@@ -122,13 +115,7 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
         pb.dns.capacity_qps,
         pb.dns.headroom * 100.0
     )?;
-    writeln!(
-        out,
-        "Estimated time: {} (critical path {}, DNS bound {})",
-        human(plan.estimate),
-        human(plan.critical_path),
-        human(plan.dns_bound)
-    )?;
+    writeln!(out, "Estimated time: {} (critical path {}, DNS bound {})", human(plan.estimate), human(plan.critical_path), human(plan.dns_bound))?;
     Ok(())
 }
 
@@ -189,4 +176,3 @@ pub fn rehearsal_table(out: &mut impl Write, r: &crate::rehearse::Report, wall_s
     }
     Ok(())
 }
-

@@ -119,11 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Asks on the terminal; refuses to go on unattended.
 async fn confirm(pb: &Playbook, inv: &Inventory, plan: &Plan, resume: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Usage(format!(
-            "refusing to restart {} containers without confirmation: stdin is not a terminal; pass --yes to run unattended",
-            plan.containers
-        ))
-        .into());
+        return Err(Usage(format!("refusing to restart {} containers without confirmation: stdin is not a terminal; pass --yes to run unattended", plan.containers)).into());
     }
     let hosts = inv.hosts.iter().filter(|h| h.reachable).count();
     let verb = if resume { "Resume the run of" } else { "Restart" };
@@ -317,7 +313,7 @@ impl RunReport {
             total,
             healthy: o.healthy,
             failed: o.failed.clone(),
-            restarts: o.restarts as u64,
+            restarts: o.restarts,
             elapsed_s: o.elapsed_s,
             unreachable_hosts: inv.unreachable_hosts().map(|h| h.name.clone()).collect(),
             pacing: !no_pacing,

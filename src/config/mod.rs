@@ -445,13 +445,7 @@ impl Resolver<'_> {
                 policy
             }
         };
-        let estimates = Estimates {
-            restart: self.opt_duration(
-                &raw.estimates.as_ref().and_then(|e| e.get_ref().restart.clone()),
-                "estimates.restart",
-                Duration::from_secs(2),
-            )?,
-        };
+        let estimates = Estimates { restart: self.opt_duration(&raw.estimates.as_ref().and_then(|e| e.get_ref().restart.clone()), "estimates.restart", Duration::from_secs(2))? };
         let discovery = match raw.discovery.as_ref().map(|d| d.get_ref()) {
             None => Discovery { labels: BTreeMap::new(), timeout: Duration::from_secs(10), on_unreachable: OnUnreachable::Warn },
             Some(d) => Discovery {
@@ -475,10 +469,13 @@ impl Resolver<'_> {
                 let mut nameservers = Vec::new();
                 for (i, ns) in r.nameservers.iter().flatten().enumerate() {
                     let text = ns.get_ref();
-                    let addr = text
-                        .parse::<std::net::SocketAddr>()
-                        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-                        .map_err(|_| self.err(ns, format!("resolver.nameservers[{i}]"), format!("expected an IP address with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\"), found {text:?}")))?;
+                    let addr = text.parse::<std::net::SocketAddr>().or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53))).map_err(|_| {
+                        self.err(
+                            ns,
+                            format!("resolver.nameservers[{i}]"),
+                            format!("expected an IP address with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\"), found {text:?}"),
+                        )
+                    })?;
                     nameservers.push(addr);
                 }
                 let settings = ResolverSettings {
@@ -645,12 +642,8 @@ impl Resolver<'_> {
             Some(s) => match s.get_ref() {
                 RawUnavailable::Count(n) if (1..=1000).contains(n) => Unavailable::Count(*n as u32),
                 RawUnavailable::Word(w) if w == "all" => Unavailable::All,
-                RawUnavailable::Count(n) => {
-                    return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {n}")))
-                }
-                RawUnavailable::Word(w) => {
-                    return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {w:?}")))
-                }
+                RawUnavailable::Count(n) => return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {n}"))),
+                RawUnavailable::Word(w) => return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {w:?}"))),
             },
         };
         let restart_rate = match &l.restart_rate {
@@ -703,12 +696,7 @@ impl Resolver<'_> {
 
 impl Default for HealthCheck {
     fn default() -> Self {
-        HealthCheck {
-            kind: HealthKind::Docker,
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(1),
-            deadline: Duration::from_secs(120),
-        }
+        HealthCheck { kind: HealthKind::Docker, timeout: Duration::from_secs(5), interval: Duration::from_secs(1), deadline: Duration::from_secs(120) }
     }
 }
 
@@ -727,13 +715,7 @@ impl Default for Limits {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy {
-            retries: 3,
-            max_failed_fraction: 0.0,
-            backoff_initial: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(60),
-            stuck_rerestarts: 2,
-        }
+        Policy { retries: 3, max_failed_fraction: 0.0, backoff_initial: Duration::from_secs(2), backoff_max: Duration::from_secs(60), stuck_rerestarts: 2 }
     }
 }
 

@@ -27,18 +27,55 @@ use tokio::task::JoinSet;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    WaveStarted { wave: usize, role: String, group: String, containers: usize, at_s: f64 },
-    WavePassed { wave: usize, healthy: usize, failed: usize, at_s: f64 },
-    WaveHalted { wave: usize, failed: Vec<String>, at_s: f64 },
-    Restarting { container: String, host: String, wave: usize, attempt: u32 },
-    Healthy { container: String, wave: usize },
-    ContainerFailed { container: String, wave: usize, reason: String },
+    WaveStarted {
+        wave: usize,
+        role: String,
+        group: String,
+        containers: usize,
+        at_s: f64,
+    },
+    WavePassed {
+        wave: usize,
+        healthy: usize,
+        failed: usize,
+        at_s: f64,
+    },
+    WaveHalted {
+        wave: usize,
+        failed: Vec<String>,
+        at_s: f64,
+    },
+    Restarting {
+        container: String,
+        host: String,
+        wave: usize,
+        attempt: u32,
+    },
+    Healthy {
+        container: String,
+        wave: usize,
+    },
+    ContainerFailed {
+        container: String,
+        wave: usize,
+        reason: String,
+    },
     Paused,
     Resumed,
-    Retuned { dns_budget_qps: f64, restart_rate: f64 },
+    Retuned {
+        dns_budget_qps: f64,
+        restart_rate: f64,
+    },
     /// The adaptive budget moved (see [`crate::dns::budget`]).
-    BudgetAdapted { dns_budget_qps: f64, probe_latency_ms: Option<f64>, at_s: f64 },
-    Finished { state: RunState, at_s: f64 },
+    BudgetAdapted {
+        dns_budget_qps: f64,
+        probe_latency_ms: Option<f64>,
+        at_s: f64,
+    },
+    Finished {
+        state: RunState,
+        at_s: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -367,13 +404,7 @@ impl<R: ContainerRuntime> Engine<R> {
 /// for each to pass or fail. Returns (failed descriptions, healthy count).
 async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<String>, usize) {
     let wave = &s.plan.waves[w];
-    s.emit(Event::WaveStarted {
-        wave: w,
-        role: s.pb.roles[wave.role].name.clone(),
-        group: wave.group.clone(),
-        containers: wave.containers.len(),
-        at_s: s.at_s(),
-    });
+    s.emit(Event::WaveStarted { wave: w, role: s.pb.roles[wave.role].name.clone(), group: wave.group.clone(), containers: wave.containers.len(), at_s: s.at_s() });
     let mut jobs = JoinSet::new();
     for &c in &wave.containers {
         let s = s.clone();

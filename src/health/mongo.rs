@@ -162,9 +162,8 @@ struct Document;
 impl Document {
     fn parse(bytes: &[u8]) -> Result<Vec<(&str, Value<'_>)>, MongoError> {
         let bad = |s: String| MongoError::Malformed(s);
-        let i32_at = |i: usize| -> Result<i32, MongoError> {
-            bytes.get(i..i + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| bad(format!("truncated at byte {i}")))
-        };
+        let i32_at =
+            |i: usize| -> Result<i32, MongoError> { bytes.get(i..i + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| bad(format!("truncated at byte {i}"))) };
         let size = i32_at(0)?;
         if size < 5 || size as usize > bytes.len() {
             return Err(bad(format!("document size {size} (have {} bytes)", bytes.len())));
@@ -182,7 +181,10 @@ impl Document {
                 0x01 => (Value::Double(f64::from_le_bytes(fixed(8)?.try_into().unwrap())), 8),
                 0x02 | 0x0D | 0x0E => {
                     let n = i32_at(v)?;
-                    let s = bytes.get(v + 4..v + 4 + n.max(1) as usize - 1).filter(|_| n >= 1 && v + 4 + (n as usize) <= end).ok_or_else(|| bad(format!("string {name:?} truncated")))?;
+                    let s = bytes
+                        .get(v + 4..v + 4 + n.max(1) as usize - 1)
+                        .filter(|_| n >= 1 && v + 4 + (n as usize) <= end)
+                        .ok_or_else(|| bad(format!("string {name:?} truncated")))?;
                     let s = std::str::from_utf8(s).map_err(|_| bad(format!("string {name:?} is not UTF-8")))?;
                     (if kind == 0x02 { Value::Str(s) } else { Value::Other }, 4 + n as usize)
                 }

@@ -19,11 +19,7 @@ pub enum DiscoveryError {
 }
 
 fn describe(hosts: &[HostReport]) -> String {
-    hosts
-        .iter()
-        .map(|h| format!("{} ({})", h.name, h.error.as_deref().unwrap_or("no answer")))
-        .collect::<Vec<_>>()
-        .join("; ")
+    hosts.iter().map(|h| format!("{} ({})", h.name, h.error.as_deref().unwrap_or("no answer"))).collect::<Vec<_>>().join("; ")
 }
 
 /// Lists the playbook's containers on every host concurrently.
@@ -62,13 +58,7 @@ async fn list_host(spec: &HostSpec, playbook: &Playbook, timeout: Duration, reso
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for role in &playbook.roles {
-            let labels: Vec<String> = role
-                .selector
-                .iter()
-                .chain(playbook.discovery.labels.iter())
-                .map(|(k, v)| format!("{k}={v}"))
-                .chain(host_label_filters(spec))
-                .collect();
+            let labels: Vec<String> = role.selector.iter().chain(playbook.discovery.labels.iter()).map(|(k, v)| format!("{k}={v}")).chain(host_label_filters(spec)).collect();
             let filters = HashMap::from([("label".to_string(), labels)]);
             let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
             let list = docker.list_containers(Some(opts)).await.map_err(|e| crate::runtime::docker::with_causes(&e))?;
@@ -86,4 +76,3 @@ async fn list_host(spec: &HostSpec, playbook: &Playbook, timeout: Duration, reso
         Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
     }
 }
-

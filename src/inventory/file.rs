@@ -33,10 +33,7 @@ pub fn parse(src: &SourceText) -> Result<Inventory, SourceError> {
         for c in &inv.containers {
             *counts.entry(c.host.as_str()).or_default() += 1;
         }
-        inv.hosts = counts
-            .into_iter()
-            .map(|(name, n)| HostReport { name: name.to_string(), reachable: true, error: None, containers: n })
-            .collect();
+        inv.hosts = counts.into_iter().map(|(name, n)| HostReport { name: name.to_string(), reachable: true, error: None, containers: n }).collect();
     }
     Ok(inv)
 }

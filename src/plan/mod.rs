@@ -121,9 +121,7 @@ impl Plan {
         // turn (so it spans clusters and fits one wave), until it has N.
         let mut canary_wave = None;
         if let Some(canary) = &pb.canary {
-            let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| {
-                pb.roles.iter().enumerate().position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty())
-            };
+            let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| pb.roles.iter().enumerate().position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty());
             for g in &group_names {
                 for stage in groups.get_mut(g).unwrap().iter_mut() {
                     sort_stage(stage, inv, &rs_of);
@@ -187,11 +185,7 @@ impl Plan {
         let dns_lookups: u64 = waves.iter().map(|w| w.dns_lookups).sum();
         let dns_queries: u64 = waves.iter().map(|w| w.dns_queries).sum();
         let critical_path = critical_path(&waves, pb);
-        let min_ready = waves
-            .iter()
-            .map(|w| pb.roles[w.role].ready_estimate)
-            .min()
-            .unwrap_or_default();
+        let min_ready = waves.iter().map(|w| pb.roles[w.role].ready_estimate).min().unwrap_or_default();
         let dns_bound = pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
         let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
         empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
@@ -227,18 +221,7 @@ impl PlanBuilder<'_> {
         hosts.dedup();
         let estimate = self.pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / self.budget) + r.ready_estimate;
         let index = self.waves.len();
-        self.waves.push(Wave {
-            index,
-            role,
-            group: group.to_string(),
-            containers,
-            after,
-            dns_lookups,
-            dns_queries,
-            hosts: hosts.len() as u32,
-            estimate,
-            canary,
-        });
+        self.waves.push(Wave { index, role, group: group.to_string(), containers, after, dns_lookups, dns_queries, hosts: hosts.len() as u32, estimate, canary });
         index
     }
 }
@@ -248,10 +231,7 @@ impl PlanBuilder<'_> {
 fn sort_stage(stage: &mut [u32], inv: &Inventory, rs_of: &[Option<u32>]) {
     stage.sort_unstable_by(|&a, &b| {
         let (ca, cb) = (&inv.containers[a as usize], &inv.containers[b as usize]);
-        rs_of[a as usize]
-            .cmp(&rs_of[b as usize])
-            .then_with(|| ca.name.cmp(&cb.name))
-            .then_with(|| ca.host.cmp(&cb.host))
+        rs_of[a as usize].cmp(&rs_of[b as usize]).then_with(|| ca.name.cmp(&cb.name)).then_with(|| ca.host.cmp(&cb.host))
     });
 }
 
@@ -268,11 +248,7 @@ fn assign_roles(inv: &Inventory, pb: &Playbook) -> Result<Vec<Option<u16>>, Plan
         for (r, role) in pb.roles.iter().enumerate() {
             if role.selector.iter().all(|(k, v)| c.labels.get(k) == Some(v.as_str())) {
                 if let Some(prev) = found {
-                    return Err(PlanError::AmbiguousRole {
-                        container: c.name.clone(),
-                        host: c.host.clone(),
-                        roles: vec![pb.roles[prev as usize].name.clone(), role.name.clone()],
-                    });
+                    return Err(PlanError::AmbiguousRole { container: c.name.clone(), host: c.host.clone(), roles: vec![pb.roles[prev as usize].name.clone(), role.name.clone()] });
                 }
                 found = Some(r as u16);
             }

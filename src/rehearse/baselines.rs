@@ -36,11 +36,7 @@ pub async fn all_at_once(sim: Arc<SimFleet>, cap: Duration) {
         if sim.all_healthy() || sim.now_s() >= cap.as_secs_f64() {
             return;
         }
-        let bad: Vec<usize> = sim
-            .not_healthy()
-            .into_iter()
-            .filter(|&i| matches!(sim.phase(i), Phase::Stuck | Phase::Exited | Phase::Disconnected))
-            .collect();
+        let bad: Vec<usize> = sim.not_healthy().into_iter().filter(|&i| matches!(sim.phase(i), Phase::Stuck | Phase::Exited | Phase::Disconnected)).collect();
         restart_all(&sim, &bad).await;
     }
 }

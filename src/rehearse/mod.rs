@@ -126,12 +126,7 @@ fn on_virtual_clock<T>(f: impl std::future::Future<Output = T>) -> Result<T, Reh
 
 /// Rehearses `playbook` on `scenario`; `on_event` sees every engine event
 /// with the virtual time (seconds) it happened at.
-pub fn rehearse(
-    playbook: &Playbook,
-    scenario: &Scenario,
-    opts: &Options,
-    mut on_event: impl FnMut(&Event, f64) + Send,
-) -> Result<Report, RehearseError> {
+pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on_event: impl FnMut(&Event, f64) + Send) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
     let mut timeline = crate::report::Collector::default();
     let baseline_thread = opts.compare.then(|| {
@@ -154,11 +149,7 @@ pub fn rehearse(
         if journal_path.exists() {
             std::fs::remove_file(&journal_path).map_err(|e| JournalError::Io { path: journal_path.clone(), source: e })?;
         }
-        let journal = Journal::create(
-            &journal_path,
-            Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers },
-            false,
-        )?;
+        let journal = Journal::create(&journal_path, Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false)?;
         let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> = (!opts.static_budget).then(|| Arc::new(SimDnsProbe(sim.clone())) as _);
         let events = |e: &Event, at: f64| {
             timeline.on(e, at);
@@ -277,13 +268,10 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
 
 /// The best fixed batch: converged first, then fastest.
 pub fn best_fixed_batch(baselines: &[PolicyFigures]) -> Option<&PolicyFigures> {
-    baselines
-        .iter()
-        .filter(|b| b.policy.starts_with("fixed-batch"))
-        .min_by(|a, b| match (a.makespan_s, b.makespan_s) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.still_down.cmp(&b.still_down),
-        })
+    baselines.iter().filter(|b| b.policy.starts_with("fixed-batch")).min_by(|a, b| match (a.makespan_s, b.makespan_s) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.still_down.cmp(&b.still_down),
+    })
 }

@@ -186,7 +186,13 @@ impl Frame {
         }
         for v in ticks(self.y_max) {
             let y = self.y(v);
-            let _ = write!(out, r##"<line x1="{PAD_L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v}</text>"##, W - PAD_R, PAD_L - 4.0, y + 4.0);
+            let _ = write!(
+                out,
+                r##"<line x1="{PAD_L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v}</text>"##,
+                W - PAD_R,
+                PAD_L - 4.0,
+                y + 4.0
+            );
         }
         let _ = write!(out, r##"<text x="4" y="12" font-size="11">{}</text>"##, esc(y_label));
     }

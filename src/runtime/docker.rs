@@ -506,15 +506,7 @@ pub fn summary_to_container(spec: &HostSpec, s: bollard::models::ContainerSummar
     let mut ports: Vec<u16> = s.ports.unwrap_or_default().iter().map(|p| p.private_port).collect();
     ports.sort_unstable();
     ports.dedup();
-    Some(Container {
-        id,
-        name,
-        host: spec.name.clone(),
-        labels,
-        dns_name,
-        ports,
-        state: s.state.map(|st| ContainerState::parse(st.as_ref())).unwrap_or_default(),
-    })
+    Some(Container { id, name, host: spec.name.clone(), labels, dns_name, ports, state: s.state.map(|st| ContainerState::parse(st.as_ref())).unwrap_or_default() })
 }
 
 /// Follows one host's container events (start, die, health) and forwards
@@ -522,10 +514,8 @@ pub fn summary_to_container(spec: &HostSpec, s: bollard::models::ContainerSummar
 async fn watch_events(docker: Docker, spec: HostSpec, selector: Vec<(String, String)>, tx: broadcast::Sender<RuntimeEvent>) {
     let mut labels = host_label_filters(&spec);
     labels.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut filters: HashMap<String, Vec<String>> = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        ("event".to_string(), vec!["start".into(), "die".into(), "health_status".into()]),
-    ]);
+    let mut filters: HashMap<String, Vec<String>> =
+        HashMap::from([("type".to_string(), vec!["container".to_string()]), ("event".to_string(), vec!["start".into(), "die".into(), "health_status".into()])]);
     if !labels.is_empty() {
         filters.insert("label".to_string(), labels);
     }

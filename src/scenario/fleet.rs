@@ -31,19 +31,13 @@ pub struct Fleet {
 impl Fleet {
     /// What discovery would return: the containers of hosts that answer.
     pub fn inventory(&self) -> Inventory {
-        Inventory {
-            containers: self.all.iter().zip(&self.sim).filter(|(_, s)| !self.down[s.host as usize]).map(|(c, _)| c.clone()).collect(),
-            hosts: self.hosts.clone(),
-        }
+        Inventory { containers: self.all.iter().zip(&self.sim).filter(|(_, s)| !self.down[s.host as usize]).map(|(c, _)| c.clone()).collect(), hosts: self.hosts.clone() }
     }
 
     /// Like [`Fleet::inventory`], without copying the containers.
     pub fn into_inventory(self) -> Inventory {
         let down = self.down;
-        Inventory {
-            containers: self.all.into_iter().zip(self.sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c).collect(),
-            hosts: self.hosts,
-        }
+        Inventory { containers: self.all.into_iter().zip(self.sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c).collect(), hosts: self.hosts }
     }
 }
 
@@ -64,10 +58,12 @@ impl Placer {
 
     /// `n` distinct hosts, least loaded first (ties broken by the seed).
     fn take(&mut self, n: usize) -> Vec<u32> {
-        let picked: Vec<(u32, u32)> = (0..n).map(|_| {
-            let Reverse((load, _, h)) = self.heap.pop().expect("members <= hosts was validated");
-            (load, h)
-        }).collect();
+        let picked: Vec<(u32, u32)> = (0..n)
+            .map(|_| {
+                let Reverse((load, _, h)) = self.heap.pop().expect("members <= hosts was validated");
+                (load, h)
+            })
+            .collect();
         for &(load, h) in &picked {
             let t = self.rng.next_u64();
             self.heap.push(Reverse((load + 1, t, h)));
@@ -92,10 +88,7 @@ impl Scenario {
             for _ in 0..shape.count {
                 let cluster = format!("c{k:0cw$}");
                 let mut add = |name: String, role: SimRole, replset: Option<String>, host: u32| {
-                    let mut labels = vec![
-                        (self.labels.role.clone(), role.label().to_string()),
-                        (self.labels.cluster.clone(), cluster.clone()),
-                    ];
+                    let mut labels = vec![(self.labels.role.clone(), role.label().to_string()), (self.labels.cluster.clone(), cluster.clone())];
                     if let Some(rs) = replset {
                         labels.push((self.labels.replset.clone(), rs));
                     }
@@ -147,15 +140,15 @@ impl Scenario {
             per_host[s.host as usize] += 1;
         }
         let hosts = host_names
-                .iter()
-                .enumerate()
-                .map(|(h, name)| HostReport {
-                    name: name.clone(),
-                    reachable: !down[h],
-                    error: down[h].then(|| "simulated: host does not answer the Docker API".to_string()),
-                    containers: if down[h] { 0 } else { per_host[h] },
-                })
-                .collect();
+            .iter()
+            .enumerate()
+            .map(|(h, name)| HostReport {
+                name: name.clone(),
+                reachable: !down[h],
+                error: down[h].then(|| "simulated: host does not answer the Docker API".to_string()),
+                containers: if down[h] { 0 } else { per_host[h] },
+            })
+            .collect();
         Fleet { all, sim, host_names, down, hosts }
     }
 }

@@ -210,10 +210,9 @@ impl Scenario {
                 members_per_shard: int(&c.members_per_shard, &f("members_per_shard"), 1, 50)?,
                 routers: int(&c.routers, &f("routers"), 0, 100_000)?,
             };
-            for (n, members, span) in [
-                ("config_members", shape.config_members, c.config_members.span()),
-                ("members_per_shard", shape.members_per_shard, c.members_per_shard.span()),
-            ] {
+            for (n, members, span) in
+                [("config_members", shape.config_members, c.config_members.span()), ("members_per_shard", shape.members_per_shard, c.members_per_shard.span())]
+            {
                 if members > hosts {
                     return Err(err(span, &f(n), format!("a replica set of {members} members needs at least {members} hosts, the fleet has {hosts}")));
                 }
@@ -256,12 +255,8 @@ impl Scenario {
         if !(0.0..1.0).contains(&rate) {
             return Err(err(raw.faults.restart_failure_rate.span(), "faults.restart_failure_rate", format!("expected a fraction from 0 up to (not including) 1, found {rate}")));
         }
-        let stuck = raw
-            .faults
-            .stuck_if_started_before_deps
-            .iter()
-            .map(|s| role_key(s.get_ref(), s.span(), "faults.stuck_if_started_before_deps"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let stuck =
+            raw.faults.stuck_if_started_before_deps.iter().map(|s| role_key(s.get_ref(), s.span(), "faults.stuck_if_started_before_deps")).collect::<Result<Vec<_>, _>>()?;
         let down_hosts = match &raw.faults.down_hosts {
             Some(d) => int(d, "faults.down_hosts", 0, hosts as i64 - 1)?,
             None => 0,
@@ -347,9 +342,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_role_in_lookups() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))
-            .unwrap()
-            .replace("router = 9", "arbiter = 9");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml")).unwrap().replace("router = 9", "arbiter = 9");
         let e = Scenario::parse(&SourceText::new("s.toml", text)).unwrap_err();
         assert_eq!(e.field, "startup_lookups.arbiter");
     }

@@ -176,9 +176,7 @@ impl SimFleet {
     /// Indexes (into `fleet().all`) of containers not healthy now.
     pub fn not_healthy(&self) -> Vec<usize> {
         let w = self.world.lock().unwrap();
-        (0..w.procs.len())
-            .filter(|&i| w.procs[i].phase != Phase::Healthy && !self.fleet.down[self.fleet.sim[i].host as usize])
-            .collect()
+        (0..w.procs.len()).filter(|&i| w.procs[i].phase != Phase::Healthy && !self.fleet.down[self.fleet.sim[i].host as usize]).collect()
     }
 
     pub fn stats(&self) -> SimStats {
@@ -340,12 +338,7 @@ impl SimFleet {
             let mut w = self.world.lock().unwrap();
             self.set_phase(&mut w, i, Phase::Restarting);
         }
-        tokio::spawn(self.clone().perform_restart(i)).await.map_err(|e| RuntimeError::Api {
-            host: c.host.clone(),
-            container: c.name.clone(),
-            op: "restart",
-            reason: e.to_string(),
-        })
+        tokio::spawn(self.clone().perform_restart(i)).await.map_err(|e| RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op: "restart", reason: e.to_string() })
     }
 
     fn status_of(&self, i: usize) -> (ContainerState, Health, String) {
