@@ -491,6 +491,9 @@ fn docker_run_mongo_hello_gates_routers_on_secondaries_and_halts_on_a_recovering
     let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
     assert_eq!(ran.code, Some(3), "{ran}");
     assert!(ran.stdout.contains(&sick) || ran.stderr.contains(&sick), "the halt must name {sick}\n{ran}");
+    // …and say why: what hello answered, from which address.
+    let why = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(why.contains("not healthy within 6s: hello to ") && why.contains(":27018: member of ") && why.contains("neither primary nor secondary"), "{ran}");
     let starts = starts(&log.stop());
     assert_eq!(starts.get(&sick).copied(), Some(2), "restarted, then retried once: {starts:?}");
     assert!(!starts.keys().any(|n| n.contains("-mongos-")), "the router must wait: {starts:?}");

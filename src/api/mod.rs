@@ -378,51 +378,52 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         return err(StatusCode::BAD_REQUEST, "resume: only for mode run");
     }
     let journal = crate::recovery::journal_path(&runs::journal_dir(&d), &pb.name);
-    let run =
-        {
-            let mut runs = d.runs.lock().unwrap();
-            if let Some(active) = runs.iter().find(|r| {
-                let v = r.view.lock().unwrap();
-                v.playbook == req.playbook && v.state.active()
-            }) {
-                return err(StatusCode::CONFLICT, format!("run {} of playbook {:?} is still active", active.id(), req.playbook));
-            }
-            if req.mode == Mode::Run {
-                match (journal.exists(), req.resume) {
-                    (true, false) => return err(
+    let run = {
+        let mut runs = d.runs.lock().unwrap();
+        if let Some(active) = runs.iter().find(|r| {
+            let v = r.view.lock().unwrap();
+            v.playbook == req.playbook && v.state.active()
+        }) {
+            return err(StatusCode::CONFLICT, format!("run {} of playbook {:?} is still active", active.id(), req.playbook));
+        }
+        if req.mode == Mode::Run {
+            match (journal.exists(), req.resume) {
+                (true, false) => {
+                    return err(
                         StatusCode::CONFLICT,
                         format!(
                             "journal {} holds an unfinished run of playbook {:?} (halted or aborted): start with \"resume\": true to continue it without restarting anything twice",
                             journal.display(),
                             req.playbook
                         ),
-                    ),
-                    (false, true) => return err(StatusCode::CONFLICT, format!("nothing to resume: no journal {}", journal.display())),
-                    _ => {}
+                    )
                 }
+                (false, true) => return err(StatusCode::CONFLICT, format!("nothing to resume: no journal {}", journal.display())),
+                _ => {}
             }
-            let id = format!("r{}", d.next_id.fetch_add(1, Ordering::SeqCst));
-            let view = RunView {
-                id,
-                playbook: req.playbook.clone(),
-                mode: req.mode,
-                scenario: scenario.as_ref().map(|s| s.0.clone()),
-                reason: req.reason.clone(),
-                state: ApiState::Pending,
-                result: None,
-                error: None,
-                created_at: store::unix_now(),
-                ended_at: None,
-                resumed: 0,
-                note: None,
-            };
-            let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
-                Ok(r) => r,
-                Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the run in {}: {e}", d.runs_dir.display())),
-            };
-            runs.push(run.clone());
-            run
+        }
+        let id = format!("r{}", d.next_id.fetch_add(1, Ordering::SeqCst));
+        let view = RunView {
+            id,
+            playbook: req.playbook.clone(),
+            mode: req.mode,
+            scenario: scenario.as_ref().map(|s| s.0.clone()),
+            reason: req.reason.clone(),
+            state: ApiState::Pending,
+            result: None,
+            error: None,
+            created_at: store::unix_now(),
+            ended_at: None,
+            resumed: 0,
+            note: None,
         };
+        let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
+            Ok(r) => r,
+            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the run in {}: {e}", d.runs_dir.display())),
+        };
+        runs.push(run.clone());
+        run
+    };
     let id = run.id();
     d.audit(&who, &format!("start {id} {:?} of {}{}", req.mode, req.playbook, if req.resume { " (resume)" } else { "" }), &req.reason);
     d.note_started(&run);

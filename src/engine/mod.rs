@@ -532,7 +532,8 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             }
         }
         skip_restart = false;
-        match watch_health(s, c, &role.health).await {
+        let (health, why) = watch_health(s, c, &role.health).await;
+        match health {
             Health::Healthy => {
                 let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: true, reason: None });
                 s.status.lock().unwrap().healthy += 1;
@@ -548,7 +549,10 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                 last_reason = match h {
                     Health::Down => "not running after restart".into(),
                     Health::Unhealthy => format!("unhealthy (its health check fails) after restart {attempt}"),
-                    _ => format!("not healthy within {}s", role.health.deadline.as_secs()),
+                    _ => match &why {
+                        Some(why) => format!("not healthy within {}s: {why}", role.health.deadline.as_secs()),
+                        None => format!("not healthy within {}s", role.health.deadline.as_secs()),
+                    },
                 };
                 failures += 1;
                 if failures > s.pb.policy.retries {
@@ -624,18 +628,19 @@ async fn backoff<R>(s: &Shared<R>, failures: u32) {
 }
 
 /// Polls a container's health until it is decided or the deadline passes.
-async fn watch_health<R: ContainerRuntime>(s: &Shared<R>, c: &Container, check: &crate::config::HealthCheck) -> Health {
+async fn watch_health<R: ContainerRuntime>(s: &Shared<R>, c: &Container, check: &crate::config::HealthCheck) -> (Health, Option<String>) {
     let deadline = tokio::time::Instant::now() + check.deadline;
     loop {
-        let h = match tokio::time::timeout(check.timeout, s.rt.health(c, check)).await {
-            Ok(Ok(h)) => h,
-            Ok(Err(_)) | Err(_) => Health::Starting,
+        let (h, why) = match tokio::time::timeout(check.timeout, s.rt.health(c, check)).await {
+            Ok(Ok(h)) => (h, None),
+            Ok(Err(e)) => (Health::Starting, Some(e.to_string())),
+            Err(_) => (Health::Starting, Some(format!("the probe took longer than {}s", check.timeout.as_secs_f64()))),
         };
         if matches!(h, Health::Healthy | Health::Unhealthy | Health::Down) {
-            return h;
+            return (h, None);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Health::Starting;
+            return (Health::Starting, why.or_else(|| s.rt.probe_note(c)));
         }
         tokio::time::sleep(check.interval).await;
     }

@@ -162,6 +162,8 @@ pub struct DockerRuntime {
     jitter: Mutex<SplitMix64>,
     /// Names in TCP probes go through rekindle's cached resolver.
     resolver: Option<CachedResolver>,
+    /// Why each container's last probe of our own did not pass.
+    notes: Mutex<HashMap<String, String>>,
 }
 
 impl Drop for DockerRuntime {
@@ -202,6 +204,7 @@ impl DockerRuntime {
             watchers: Vec::new(),
             jitter: Mutex::new(SplitMix64::new(0x5eed)),
             resolver,
+            notes: Mutex::new(HashMap::new()),
         };
         for (spec, client) in specs.iter().zip(clients) {
             match client {
@@ -273,46 +276,51 @@ impl DockerRuntime {
     }
 
     /// The address a probe connects to: the container's DNS name label
-    /// through rekindle's resolver, else its network IP. `None`: not yet.
-    async fn probe_ip(&self, c: &Container, inspected: &ContainerInspectResponse) -> Option<IpAddr> {
+    /// through rekindle's resolver, else its network IP. `Err`: why none.
+    async fn probe_ip(&self, c: &Container, inspected: &ContainerInspectResponse) -> Result<IpAddr, String> {
         match &c.dns_name {
             Some(name) => {
-                let r = self.resolver.as_ref()?;
+                let r = self.resolver.as_ref().ok_or_else(|| format!("{name}: rekindle has no resolver of its own (see the warning at start)"))?;
                 match r.lookup(name).await {
-                    Ok(ips) => ips.first().copied(),
-                    Err(e) => {
-                        tracing::debug!(container = %c.name, error = %e, "probe: name does not resolve");
-                        None
-                    }
+                    Ok(ips) => ips.first().copied().ok_or_else(|| format!("{name}: no address")),
+                    Err(e) => Err(e.to_string()),
                 }
             }
-            None => container_ip(inspected).and_then(|ip| ip.parse().ok()),
+            None => container_ip(inspected).and_then(|ip| ip.parse().ok()).ok_or_else(|| "the container has no network address to probe (label it rekindle.dns_name)".to_string()),
         }
     }
 
-    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
-        let Some(ip) = self.probe_ip(c, inspected).await else { return Health::Starting };
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
-            Ok(Ok(_)) => Health::Healthy,
-            _ => Health::Starting,
+    /// A TCP connect; `Err` says why it did not pass.
+    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Result<(), String> {
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("tcp connect to {addr}: {e}")),
+            Err(_) => Err(format!("tcp connect to {addr}: no answer within {}s", timeout.as_secs_f64())),
         }
     }
 
-    async fn probe_mongo(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Health {
-        let Some(ip) = self.probe_ip(c, inspected).await else { return Health::Starting };
-        match crate::health::mongo::hello((ip, port).into(), timeout).await {
-            Ok(h) => {
-                let health = h.health();
-                if health != Health::Healthy {
-                    tracing::debug!(container = %c.name, set = ?h.set_name, errmsg = ?h.errmsg, "probe: hello says not primary/secondary yet");
-                }
-                health
-            }
-            Err(e) => {
-                tracing::debug!(container = %c.name, error = %e, "probe: hello failed");
-                Health::Starting
-            }
+    /// MongoDB's hello; `Err` says why it did not pass.
+    async fn probe_mongo(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Result<(), String> {
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        match crate::health::mongo::hello(addr, timeout).await {
+            Ok(h) if h.health() == Health::Healthy => Ok(()),
+            Ok(h) => Err(match (&h.errmsg, &h.set_name) {
+                (Some(m), _) => format!("hello to {addr}: {m}"),
+                (None, Some(set)) => format!("hello to {addr}: member of {set} is neither primary nor secondary (STARTUP2, RECOVERING…)"),
+                (None, None) => format!("hello to {addr}: ok is not 1"),
+            }),
+            Err(e) => Err(format!("hello to {addr}: {e}")),
         }
+    }
+
+    /// Keeps (or clears) why `c`'s last probe did not pass.
+    fn note(&self, c: &Container, note: Option<String>) {
+        let mut notes = self.notes.lock().unwrap();
+        match note {
+            Some(n) => notes.insert(c.id.clone(), n),
+            None => notes.remove(&c.id),
+        };
     }
 }
 
@@ -476,20 +484,28 @@ impl ContainerRuntime for DockerRuntime {
     async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
         let inspected = self.inspect_full(c).await?;
         let base = docker_health(&inspected);
-        match &check.kind {
-            HealthKind::Docker => Ok(base),
-            // Probes of our own: only a running container is probed, and a
-            // failing probe means "not yet" — the deadline decides.
-            _ if base == Health::Down => Ok(Health::Down),
-            HealthKind::Tcp { port } => Ok(self.probe_tcp(c, *port, &inspected, check.timeout).await),
-            HealthKind::Mongo { port } => Ok(self.probe_mongo(c, *port, &inspected, check.timeout).await),
+        // Probes of our own: only a running container is probed, and a
+        // failing probe means "not yet" — the deadline decides; why it
+        // failed is kept for the failure's reason.
+        let probed = match &check.kind {
+            HealthKind::Docker => return Ok(base),
+            _ if base == Health::Down => return Ok(Health::Down),
+            HealthKind::Tcp { port } => self.probe_tcp(c, *port, &inspected, check.timeout).await,
+            HealthKind::Mongo { port } => self.probe_mongo(c, *port, &inspected, check.timeout).await,
             HealthKind::Exec { command } => match self.exec(c, command).await {
-                Ok(0) => Ok(Health::Healthy),
-                Ok(_) => Ok(Health::Starting),
-                Err(RuntimeError::Api { .. }) => Ok(Health::Starting),
-                Err(e) => Err(e),
+                Ok(0) => Ok(()),
+                Ok(code) => Err(format!("{command:?} exited with {code}")),
+                Err(e @ RuntimeError::Api { .. }) => Err(e.to_string()),
+                Err(e) => return Err(e),
             },
-        }
+        };
+        let health = if probed.is_ok() { Health::Healthy } else { Health::Starting };
+        self.note(c, probed.err());
+        Ok(health)
+    }
+
+    fn probe_note(&self, c: &Container) -> Option<String> {
+        self.notes.lock().unwrap().get(&c.id).cloned()
     }
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {

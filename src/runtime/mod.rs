@@ -73,6 +73,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
     /// Probes the container with its role's health check.
     fn health(&self, c: &Container, check: &HealthCheck) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
+    /// Why the last probe of `c` did not pass, when the runtime knows more
+    /// than "not yet" (the address it tried, what the server answered).
+    fn probe_note(&self, c: &Container) -> Option<String> {
+        let _ = c;
+        None
+    }
     /// Subscribes to container events from now on (a slow reader loses the
     /// oldest ones: events are hints, inspect and health are the truth).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
