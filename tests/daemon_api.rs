@@ -49,6 +49,17 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["healthy"], done["result"]["total"], "{done}");
+    // Its timeline: the page, the JSON, the Markdown; bad format 400, unknown run 404.
+    let page = get_text(&d.addr, &format!("/v1/runs/{id}/report"));
+    assert!(page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html") && page.contains("Rehearsal: mongo-sharded on smoke") && page.matches("<svg").count() == 3, "{page}");
+    let (code, timeline) = call(&d.addr, "GET", &format!("/v1/runs/{id}/report?format=json"), None, None);
+    assert_eq!(code, 200, "{timeline}");
+    assert_eq!(timeline["healthy_per_second"].as_array().unwrap().last(), Some(&done["result"]["total"]), "{timeline}");
+    assert_eq!(timeline["wave_spans"].as_array().unwrap().len() as u64, timeline["waves"].as_u64().unwrap());
+    assert!(get_text(&d.addr, &format!("/v1/runs/{id}/report?format=md")).contains("## DNS per second"));
+    assert_eq!(call(&d.addr, "GET", &format!("/v1/runs/{id}/report?format=pdf"), None, None).0, 400);
+    assert_eq!(call(&d.addr, "GET", "/v1/runs/r999/report", None, None).0, 404);
 
     // braze-us01: pause, a second start refused, resume, to the end.
     let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
@@ -57,6 +68,9 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     let paused = control(&d.addr, &id, "pause");
     assert_ne!(paused["state"], "succeeded", "{paused}");
     wait_state(&d.addr, &id, &["paused"]);
+    let (code, v) = call(&d.addr, "GET", &format!("/v1/runs/{id}/report"), None, None);
+    assert_eq!(code, 404, "no report before the end: {v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("has not ended"), "{v}");
     let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
     assert_eq!(code, 409, "one active run per playbook: {v}");
     assert_eq!(call(&d.addr, "POST", &format!("/v1/runs/{id}/resume"), Some(TOKEN), None).0, 200);

@@ -85,6 +85,10 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     assert_eq!(done["resumed"], 2, "{done}");
     assert_eq!(done["result"]["healthy"], 20, "{done}");
     assert!(done["result"]["journal"].as_str().unwrap_or("").contains("archived"), "{done}");
+    // Its report covers the last daemon's part, and says it resumed.
+    let (code, report) = call(&d.addr, "GET", &format!("/v1/runs/{run}/report?format=json"), None, None);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!((report["state"].as_str(), report["resumed"].as_bool(), report["healthy"].as_u64()), (Some("succeeded"), Some(true), Some(20)), "{report}");
 
     // The metrics of the real run: restarts by role, and its resolver
     // (router health probes resolve names through it).

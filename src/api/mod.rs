@@ -316,6 +316,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/runs", get(list_runs).post(start_run))
         .route("/v1/runs/{id}", get(get_run).patch(retune_run))
         .route("/v1/runs/{id}/events", get(run_events))
+        .route("/v1/runs/{id}/report", get(run_report))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .route("/metrics", get(metrics_text))
         .route("/v1/runs/{id}/{action}", post(control_run))
@@ -348,6 +349,32 @@ async fn get_run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Respon
     match d.find(&id) {
         Some(r) => Json(view_of(&r)).into_response(),
         None => err(StatusCode::NOT_FOUND, format!("no run {id:?}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// An ended rehearsal's or real run's timeline: the HTML page, or
+/// `?format=json|md`.
+async fn run_report(State(d): State<Arc<Daemon>>, Path(id): Path<String>, query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(axum::extract::Query(q)) = query else { return err(StatusCode::BAD_REQUEST, "format: expected html, json or md") };
+    let (file, content_type) = match q.format.as_deref().unwrap_or("html") {
+        "html" => ("timeline.html", "text/html; charset=utf-8"),
+        "json" => ("timeline.json", "application/json"),
+        "md" => ("timeline.md", "text/markdown; charset=utf-8"),
+        other => return err(StatusCode::BAD_REQUEST, format!("format: expected html, json or md, found {other:?}")),
+    };
+    let Some(run) = d.find(&id) else { return err(StatusCode::NOT_FOUND, format!("no run {id:?}")) };
+    match tokio::fs::read(runs::report_dir(&d, &run.id()).join(file)).await {
+        Ok(bytes) => ([("content-type", content_type)], bytes).into_response(),
+        Err(_) if !run.ended() => err(StatusCode::NOT_FOUND, format!("run {id} has not ended: its report is written when it does")),
+        Err(_) => {
+            err(StatusCode::NOT_FOUND, format!("run {id} has no report (plans, runs that failed before the engine started, and runs ended before reports existed have none)"))
+        }
     }
 }
 

@@ -22,6 +22,11 @@ pub(super) fn journal_dir(d: &Daemon) -> PathBuf {
     d.state_dir.join("journals")
 }
 
+/// Where an ended run's timeline files are (`GET /v1/runs/{id}/report`).
+pub(super) fn report_dir(d: &Daemon, id: &str) -> PathBuf {
+    d.state_dir.join("runs").join(format!("{id}.report"))
+}
+
 fn api_state(s: RunState) -> ApiState {
     match s {
         RunState::Succeeded => ApiState::Succeeded,
@@ -68,6 +73,13 @@ pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scena
             }
             d2.on_event(&run2, e);
         });
+        if let Ok(report) = &result {
+            let mut summary = Vec::new();
+            let _ = crate::report::rehearsal_table(&mut summary, report, 0.0);
+            if let Err(e) = crate::report::write(&report_dir(&d, &run.id()), report, &String::from_utf8_lossy(&summary)) {
+                tracing::warn!(run = %run.id(), error = %e, "the rehearsal's report could not be written");
+            }
+        }
         match result {
             Ok(report) => end(
                 api_state(report.state),
@@ -130,9 +142,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     };
     let unreachable: Vec<_> = inventory.unreachable_hosts().map(|h| json!({ "host": h.name, "error": h.error })).collect();
     let total = plan.containers;
+    let resumed = !replay.healthy.is_empty() || !replay.in_doubt.is_empty() || !replay.attempts.is_empty();
     let runtime = DockerRuntime::connect(&pb).await;
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
-    let mut engine = Engine::new(Arc::new(runtime), Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan), journal, replay);
+    let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
+    let mut engine = Engine::new(Arc::new(runtime), pb_arc.clone(), inventory.clone(), plan.clone(), journal, replay);
     if let Some(p) = dns_probe(&pb, false) {
         engine = engine.with_dns_probe(p);
     }
@@ -141,10 +155,12 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     run.attach(handle);
     set_running(run);
     let task = tokio::spawn(engine.run());
+    let (start, mut timeline) = (tokio::time::Instant::now(), crate::report::Collector::default());
     loop {
         match events.recv().await {
             Ok(e) => {
                 let done = matches!(e, crate::engine::Event::Finished { .. });
+                timeline.on_run(&e, start.elapsed().as_secs_f64(), &pb_arc, &plan);
                 d.on_event(run, &e);
                 if done {
                     break;
@@ -170,6 +186,10 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         run.persist();
         run.push(json!({ "event": "daemon_stopping", "healthy": outcome.healthy }));
         return;
+    }
+    let report = crate::report::RunReport::new(&pb, &inventory, &outcome, &timeline, total, resumed, true);
+    if let Err(e) = report.write(&report_dir(d, &run.id()), &report.summary()) {
+        tracing::warn!(run = %run.id(), error = %e, "the run's report could not be written");
     }
     let kept = journal_note(&path, outcome.state);
     let result = json!({

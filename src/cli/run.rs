@@ -10,6 +10,7 @@ use crate::inventory::{Inventory, InventorySource};
 use crate::journal::{Journal, Replay};
 use crate::plan::Plan;
 use crate::recovery::{archive, default_state_dir, dns_probe, journal_path, open_journal, JournalMode};
+use crate::report::RunReport;
 use crate::runtime::docker::DockerRuntime;
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -104,9 +105,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.report {
         let mut text = Vec::new();
         summary(&mut text, Output::Table, &playbook, &inventory, &outcome, &kept)?;
-        let report = RunReport::new(&playbook, &inventory, &outcome, &timeline, total, resumed, args.no_pacing);
-        crate::report::write_chart(dir, &report, &report.chart(), &String::from_utf8_lossy(&text))
-            .map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
+        let report = RunReport::new(&playbook, &inventory, &outcome, &timeline, total, resumed, !args.no_pacing);
+        report.write(dir, &String::from_utf8_lossy(&text)).map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
         eprintln!("report written to {}", dir.join("timeline.html").display());
     }
     match outcome.state {
@@ -169,10 +169,7 @@ async fn execute(
                     let done = matches!(e, crate::engine::Event::Finished { .. });
                     let at = start.elapsed().as_secs_f64();
                     progress.on_event(&e, at);
-                    timeline.on(&e, at);
-                    if let crate::engine::Event::Restarting { wave, .. } = &e {
-                        timeline.on_dns(at, pb.restart_queries(plan.waves[*wave].role) as u64);
-                    }
+                    timeline.on_run(&e, at, &pb, &plan);
                     if done { break; }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "progress fell behind"),
@@ -272,74 +269,4 @@ async fn read_line() -> Option<String> {
         let _ = tx.send(std::io::stdin().read_line(&mut s).map(|_| s));
     });
     rx.await.ok().and_then(Result::ok)
-}
-
-/// A real run's timeline file (`--report`). DNS figures are what rekindle
-/// budgeted its restarts for (the role's lookups × the queries each sends),
-/// counted in the second each restart was sent: the resolver's own count is
-/// not rekindle's to know.
-#[derive(Debug, serde::Serialize)]
-pub struct RunReport {
-    pub playbook: String,
-    pub state: RunState,
-    pub reason: Option<String>,
-    /// Whether this process continued a journaled run (its figures cover this part).
-    pub resumed: bool,
-    pub total: usize,
-    pub healthy: usize,
-    pub failed: Vec<String>,
-    pub restarts: u64,
-    pub elapsed_s: f64,
-    pub unreachable_hosts: Vec<String>,
-    pub pacing: bool,
-    pub dns_capacity_qps: f64,
-    pub dns_budget_qps: f64,
-    pub dns_budget: Vec<(f64, f64)>,
-    pub dns_queries_budgeted: u64,
-    pub dns_per_second: Vec<u64>,
-    pub healthy_per_second: Vec<u64>,
-    pub wave_spans: Vec<crate::report::WaveSpan>,
-}
-
-impl RunReport {
-    fn new(pb: &Playbook, inv: &Inventory, o: &Outcome, t: &crate::report::Collector, total: usize, resumed: bool, no_pacing: bool) -> RunReport {
-        let seconds = o.elapsed_s.ceil() as usize;
-        let dns_per_second = t.dns_per_second(seconds);
-        RunReport {
-            playbook: pb.name.clone(),
-            state: o.state,
-            reason: o.reason.clone(),
-            resumed,
-            total,
-            healthy: o.healthy,
-            failed: o.failed.clone(),
-            restarts: o.restarts,
-            elapsed_s: o.elapsed_s,
-            unreachable_hosts: inv.unreachable_hosts().map(|h| h.name.clone()).collect(),
-            pacing: !no_pacing,
-            dns_capacity_qps: pb.dns.capacity_qps,
-            dns_budget_qps: pb.dns.budget_qps(),
-            dns_budget: o.dns_budget.clone(),
-            dns_queries_budgeted: dns_per_second.iter().sum(),
-            healthy_per_second: t.healthy_per_second(dns_per_second.len().max(seconds)),
-            dns_per_second,
-            wave_spans: t.spans.clone(),
-        }
-    }
-
-    fn chart(&self) -> crate::report::Chart<'_> {
-        let peak = self.dns_per_second.iter().copied().max().unwrap_or(0);
-        crate::report::Chart {
-            title: format!("Run: {}{}", self.playbook, if self.resumed { " (resumed)" } else { "" }),
-            total: self.total,
-            dns_per_second: &self.dns_per_second,
-            dns_series: "DNS queries budgeted to the restarts sent",
-            dns_capacity_qps: self.dns_capacity_qps,
-            dns_budget_qps: if self.pacing { self.dns_budget_qps } else { 0.0 },
-            dns_budget: &self.dns_budget,
-            dns_totals: format!("{} queries budgeted, peak {peak} q/s{}", self.dns_queries_budgeted, if self.pacing { "" } else { " (pacing off)" }),
-            healthy_per_second: &self.healthy_per_second,
-            wave_spans: &self.wave_spans,
-        }
-    }
 }

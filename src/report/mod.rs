@@ -6,6 +6,11 @@
 //! timeline from engine events and renders it; the figures come from the
 //! rehearsal or the run.
 
+mod run;
+mod text;
+pub use run::RunReport;
+pub use text::rehearsal_table;
+
 use crate::engine::Event;
 use crate::rehearse::Report;
 use serde::Serialize;

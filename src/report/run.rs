@@ -1,0 +1,115 @@
+//! A real run's timeline (`rekindle run --report`, and the daemon's real
+//! runs): the same files as a rehearsal's, from the engine's events. Its
+//! DNS series is what rekindle budgeted its restarts for, counted in the
+//! second each restart was sent: the resolver's own count is not rekindle's
+//! to know, and the report says which it shows.
+
+use super::{write_chart, Chart, Collector, WaveSpan};
+use crate::config::Playbook;
+use crate::engine::{Event, Outcome, RunState};
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use std::path::Path;
+
+impl Collector {
+    /// A real run's event: the timeline, plus the DNS queries a restart
+    /// was budgeted for in the second it was sent.
+    pub fn on_run(&mut self, e: &Event, at: f64, pb: &Playbook, plan: &Plan) {
+        self.on(e, at);
+        if let Event::Restarting { wave, .. } = e {
+            self.on_dns(at, pb.restart_queries(plan.waves[*wave].role) as u64);
+        }
+    }
+}
+
+/// A real run's report: `timeline.json` holds it whole.
+#[derive(Debug, serde::Serialize)]
+pub struct RunReport {
+    pub playbook: String,
+    pub state: RunState,
+    pub reason: Option<String>,
+    /// Whether this process continued a journaled run (its figures cover this part).
+    pub resumed: bool,
+    pub total: usize,
+    pub healthy: usize,
+    pub failed: Vec<String>,
+    pub restarts: u64,
+    pub elapsed_s: f64,
+    pub unreachable_hosts: Vec<String>,
+    pub pacing: bool,
+    pub dns_capacity_qps: f64,
+    pub dns_budget_qps: f64,
+    pub dns_budget: Vec<(f64, f64)>,
+    pub dns_queries_budgeted: u64,
+    pub dns_per_second: Vec<u64>,
+    pub healthy_per_second: Vec<u64>,
+    pub wave_spans: Vec<WaveSpan>,
+}
+
+impl RunReport {
+    pub fn new(pb: &Playbook, inv: &Inventory, o: &Outcome, t: &Collector, total: usize, resumed: bool, pacing: bool) -> RunReport {
+        let seconds = o.elapsed_s.ceil() as usize;
+        let dns_per_second = t.dns_per_second(seconds);
+        RunReport {
+            playbook: pb.name.clone(),
+            state: o.state,
+            reason: o.reason.clone(),
+            resumed,
+            total,
+            healthy: o.healthy,
+            failed: o.failed.clone(),
+            restarts: o.restarts,
+            elapsed_s: o.elapsed_s,
+            unreachable_hosts: inv.unreachable_hosts().map(|h| h.name.clone()).collect(),
+            pacing,
+            dns_capacity_qps: pb.dns.capacity_qps,
+            dns_budget_qps: pb.dns.budget_qps(),
+            dns_budget: o.dns_budget.clone(),
+            dns_queries_budgeted: dns_per_second.iter().sum(),
+            healthy_per_second: t.healthy_per_second(dns_per_second.len().max(seconds)),
+            dns_per_second,
+            wave_spans: t.spans.clone(),
+        }
+    }
+
+    pub fn chart(&self) -> Chart<'_> {
+        let peak = self.dns_per_second.iter().copied().max().unwrap_or(0);
+        Chart {
+            title: format!("Run: {}{}", self.playbook, if self.resumed { " (resumed)" } else { "" }),
+            total: self.total,
+            dns_per_second: &self.dns_per_second,
+            dns_series: "DNS queries budgeted to the restarts sent",
+            dns_capacity_qps: self.dns_capacity_qps,
+            dns_budget_qps: if self.pacing { self.dns_budget_qps } else { 0.0 },
+            dns_budget: &self.dns_budget,
+            dns_totals: format!("{} queries budgeted, peak {peak} q/s{}", self.dns_queries_budgeted, if self.pacing { "" } else { " (pacing off)" }),
+            healthy_per_second: &self.healthy_per_second,
+            wave_spans: &self.wave_spans,
+        }
+    }
+
+    /// Writes the three timeline files into `dir`; `summary` heads them.
+    pub fn write(&self, dir: &Path, summary: &str) -> std::io::Result<()> {
+        write_chart(dir, self, &self.chart(), summary)
+    }
+
+    /// A short summary table, for reports written without one of their own.
+    pub fn summary(&self) -> String {
+        let mut s = format!("Run of playbook {:?}: {:?}{}\n", self.playbook, self.state, if self.resumed { " (resumed)" } else { "" });
+        if let Some(r) = &self.reason {
+            s += &format!("  {r}\n");
+        }
+        s += &format!(
+            "  healthy     {} of {}\n  failed      {}\n  restarts    {}\n  elapsed     {:.1}s\n",
+            self.healthy,
+            self.total,
+            self.failed.len(),
+            self.restarts,
+            self.elapsed_s
+        );
+        for h in &self.unreachable_hosts {
+            s += &format!("  NOT RESTARTED: host {h} unreachable\n");
+        }
+        s
+    }
+}
