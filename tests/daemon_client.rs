@@ -41,6 +41,19 @@ fn daemon_client_starts_watches_and_steers_runs() {
     let (_, out, _) = runs(&server, None, &["status", "r1", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["result"]["healthy"], 22, "{v}");
+    // Its report: JSON on stdout, the page into a file; an unknown run is the daemon's 404.
+    let (code, out, err) = runs(&server, None, &["report", "r1", "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let timeline: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(timeline["healthy"], 22, "{timeline}");
+    let page = tempfile::NamedTempFile::new().unwrap();
+    let (code, _, err) = runs(&server, None, &["report", "r1", "--out", page.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let html = std::fs::read_to_string(page.path()).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg"), "{html}");
+    let (code, _, err) = runs(&server, None, &["report", "r9"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("404") && err.contains("r9"), "{err}");
     // A wrong token is refused (exit 2, the daemon's word) and changes nothing.
     let (code, out, err) = runs(&server, Some("wrong"), &["start", "mongo-sharded", "--mode", "rehearse", "--scenario", "smoke", "--reason", "x"]);
     assert_eq!(code, Some(2), "{out}\n{err}");

@@ -72,6 +72,16 @@ pub enum RunsCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// An ended run's timeline (the daemon's GET /v1/runs/{id}/report): one
+    /// HTML page, or its figures as JSON or Markdown.
+    Report {
+        id: String,
+        #[arg(long, value_parser = ["html", "json", "md"], default_value = "html")]
+        format: String,
+        /// Write it to FILE instead of stdout.
+        #[arg(long = "out", value_name = "FILE")]
+        out_file: Option<std::path::PathBuf>,
+    },
     /// Change a running run's pace.
     Tune {
         id: String,
@@ -111,18 +121,23 @@ impl Client {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        Ok(self.send(method, path, body).await?.json().unwrap_or(Value::Null))
+    }
+
+    /// A 2xx answer, whole; anything else is the daemon's refusal.
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<http::Response> {
         let mut req = self.request(method, path);
         if let Some(b) = &body {
             req = req.json(b);
         }
         let resp = http::send(&self.url, req, CALL_TIMEOUT).await?;
-        let v = resp.json().unwrap_or(Value::Null);
         if !(200..300).contains(&resp.status) {
+            let v = resp.json().unwrap_or(Value::Null);
             let message = v["error"].as_str().map(String::from).unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
             let refused = Refused { status: resp.status, message };
             return Err(if resp.status < 500 { anyhow::Error::new(Usage(refused.to_string())) } else { refused.into() });
         }
-        Ok(v)
+        Ok(resp)
     }
 }
 
@@ -161,6 +176,17 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         RunsCommand::Pause { id, reason } => control(&c, &id, "pause", &reason, out).await,
         RunsCommand::Resume { id, reason } => control(&c, &id, "resume", &reason, out).await,
         RunsCommand::Abort { id, reason } => control(&c, &id, "abort", &reason, out).await,
+        RunsCommand::Report { id, format, out_file } => {
+            let resp = c.send("GET", &format!("/v1/runs/{id}/report?format={format}"), None).await?;
+            match out_file {
+                Some(path) => {
+                    std::fs::write(&path, &resp.body).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                    eprintln!("report of run {id} written to {}", path.display());
+                }
+                None => std::io::Write::write_all(&mut std::io::stdout().lock(), &resp.body)?,
+            }
+            Ok(())
+        }
         RunsCommand::Tune { id, dns_budget, restart_rate, reason } => {
             if dns_budget.is_none() && restart_rate.is_none() {
                 return Err(Usage("tune: give --dns-budget and/or --restart-rate".into()).into());
