@@ -143,6 +143,11 @@ async fn execute(
     replay: Replay,
     no_pacing: bool,
 ) -> anyhow::Result<(Outcome, crate::report::Collector)> {
+    // The handlers go in before any progress shows or the engine starts: a
+    // Ctrl-C at the first bar must pause the run, not kill the process.
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
+    let terminate = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
     let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
     let probe = dns_probe(&pb, no_pacing);
     let (pb, plan) = (Arc::new(pb), Arc::new(plan));
@@ -160,7 +165,7 @@ async fn execute(
     let mut events = handle.subscribe();
     let start = tokio::time::Instant::now();
     let run = tokio::spawn(engine.run());
-    let signals = tokio::spawn(steer(handle.clone()));
+    let signals = tokio::spawn(steer(handle.clone(), interrupt, terminate));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -188,13 +193,11 @@ async fn execute(
 /// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C
 /// without a terminal, or SIGTERM, aborts: restarts in flight finish and
 /// are watched, nothing new starts.
-async fn steer(handle: crate::engine::Handle) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+async fn steer(handle: crate::engine::Handle, mut interrupt: tokio::signal::unix::Signal, mut term: tokio::signal::unix::Signal) {
     let interactive = std::io::stdin().is_terminal();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {
                 progress::println("SIGTERM: aborting (restarts in flight finish and are watched)");
                 handle.abort();
@@ -215,7 +218,7 @@ async fn steer(handle: crate::engine::Handle) {
                     continue;
                 }
             }
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
         }
         progress::println("aborting (restarts in flight finish and are watched)");
         handle.abort();
