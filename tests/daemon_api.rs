@@ -94,6 +94,25 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
 }
 
 #[test]
+fn daemon_stops_gracefully_on_sigterm_the_moment_it_listens() {
+    // The handlers are in before "listening on": SIGTERM then is a clean
+    // stop (exit 0), never the signal's default death.
+    for _ in 0..3 {
+        let mut d = start();
+        assert!(Command::new("kill").args(["-TERM", &d.pid()]).status().unwrap().success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(std::time::Instant::now() < deadline, "the daemon did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+}
+
+#[test]
 fn daemon_refuses_to_start_without_a_token() {
     let state = tempfile::tempdir().unwrap();
     let config = format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR"));

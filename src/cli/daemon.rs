@@ -67,14 +67,18 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let d = Arc::new(Daemon::new(api::DaemonSetup { playbooks, scenarios, token, state_dir: state_dir.clone(), notifier })?);
     let app = api::router(d.clone());
     let grace = Duration::from_secs(120);
+    // The handlers go in now, before runs resume and before "listening on":
+    // a SIGTERM right after the start must stop the daemon gracefully, not
+    // kill it (a handler installed when the future is first polled comes late).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
     let shutdown = {
         let d = d.clone();
         async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
             }
             tracing::info!("shutting down: active real runs stop starting restarts and resume when a daemon starts again");
             d.shut_down(grace).await;
