@@ -69,6 +69,12 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Whether the journal already holds restarts: a run that continues
+    /// (every healthy or in-doubt container was attempted first).
+    pub fn continues_a_run(&self) -> bool {
+        !self.attempts.is_empty()
+    }
+
     fn apply(&mut self, r: &Record) {
         match r {
             Record::Intent { id, attempt, before, .. } => {

@@ -142,7 +142,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     };
     let unreachable: Vec<_> = inventory.unreachable_hosts().map(|h| json!({ "host": h.name, "error": h.error })).collect();
     let total = plan.containers;
-    let resumed = !replay.healthy.is_empty() || !replay.in_doubt.is_empty() || !replay.attempts.is_empty();
+    let resumed = replay.continues_a_run();
     let runtime = DockerRuntime::connect(&pb).await;
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
