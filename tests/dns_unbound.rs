@@ -96,9 +96,9 @@ async fn dns_server_down_serves_stale_and_fails_fast_for_uncached_names() {
     // The adaptive budget's probe sees the server, then loses it.
     let probe = rekindle::dns::ResolverProbe::new(r.clone(), "node-9.fleet.test".into(), None);
     use rekindle::dns::budget::DnsProbe;
-    assert!(probe.probe().await.latency.is_some());
+    assert!(probe.probe().await.is_some());
     server.stop();
-    assert_eq!(probe.probe().await.latency, None, "a probe of a stopped server is lost");
+    assert_eq!(probe.probe().await, None, "a probe of a stopped server is lost");
     tokio::time::sleep(Duration::from_millis(1200)).await; // short.fleet.test has expired
     let stale = r.lookup("short.fleet.test").await.expect("an expired answer is served while the upstream is down");
     assert_eq!(stale, fresh);
@@ -161,7 +161,7 @@ async fn dns_paced_burst_is_never_rate_limited_where_an_unpaced_one_is() {
 
     // Paced through the DNS budget: half the server's limit.
     let r = CachedResolver::new(&settings(&server)).unwrap();
-    let pacer = rekindle::engine::pacer::Pacer::new(LIMIT as f64 / 2.0, 0.0, 1);
+    let pacer = rekindle::engine::pacer::Pacer::new(LIMIT as f64 / 2.0, 0.0, Duration::from_secs(1));
     let before = limited();
     let started = Instant::now();
     let mut paced = Vec::new();
@@ -194,35 +194,36 @@ async fn dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one() {
     if !unbound_available("dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one") {
         return;
     }
+    use rekindle::config::CounterConfig;
     use rekindle::dns::budget::DnsProbe;
     use rekindle::dns::counter::{CounterSource, ResolverCounter};
     let server = Unbound::start("");
     let r = CachedResolver::new(&settings(&server)).unwrap();
-    let counter = ResolverCounter::new(CounterSource::Command(server.stats_command()), "total.num.queries".into(), Duration::from_secs(5));
+    let config = |cmd: Vec<String>| CounterConfig { source: CounterSource::Command(cmd), key: "total.num.queries".into(), dropped_key: Some("total.num.queries_ip_ratelimited".into()) };
+    let counter = ResolverCounter::new(&config(server.stats_command()), Duration::from_secs(5));
     let probe = rekindle::dns::ResolverProbe::new(r.clone(), "node-1.fleet.test".into(), Some(counter));
-    assert_eq!(probe.probe().await.load_qps, None, "the first reading has no rate yet");
+    let first = probe.counters().await.expect("unbound's counters read");
     // Another client loads the server: 300 lookups of distinct names.
     let other = CachedResolver::new(&settings(&server)).unwrap();
     for i in 0..300 {
         other.lookup(&format!("node-{}.fleet.test", 2000 + i)).await.unwrap();
     }
-    let s = probe.probe().await;
-    println!("counter rate with another client busy: {:?} q/s", s.load_qps);
-    assert!(s.load_qps.unwrap() > 50.0, "{s:?}");
-    assert!(probe.counter_active().await);
+    let then = probe.counters().await.expect("unbound's counters read");
+    println!("unbound's counters: {first:?} then {then:?}");
+    assert!(then.received - first.received >= 300.0, "{first:?} {then:?}");
+    assert_eq!(then.dropped, Some(0.0), "nothing rate-limited");
+    assert!(probe.counter_active());
+    assert!(probe.describe().contains("total.num.queries_ip_ratelimited"), "{}", probe.describe());
 
-    // A counter that prints garbage: the probe goes on with latency alone.
-    let garbage = ResolverCounter::new(CounterSource::Command(vec!["echo".into(), "<html>not metrics</html>".into()]), "total.num.queries".into(), Duration::from_secs(5));
-    let err = {
-        let mut g = ResolverCounter::new(CounterSource::Command(vec!["echo".into(), "<html>not metrics</html>".into()]), "total.num.queries".into(), Duration::from_secs(5));
-        g.rate().await.unwrap_err()
-    };
+    // A counter that prints garbage: one warning naming it, then the probe
+    // goes on with its queries alone.
+    let garbage = config(vec!["echo".into(), "<html>not metrics</html>".into()]);
+    let err = ResolverCounter::new(&garbage, Duration::from_secs(5)).read().await.unwrap_err();
     assert!(err.to_string().contains("total.num.queries") && err.to_string().contains("<html>"), "{err}");
-    let probe = rekindle::dns::ResolverProbe::new(r, "node-1.fleet.test".into(), Some(garbage));
-    let s = probe.probe().await;
-    assert!(s.latency.is_some() && s.load_qps.is_none());
-    assert!(!probe.counter_active().await, "a garbage counter is dropped after the first failure");
-    assert!(probe.probe().await.latency.is_some());
+    let probe = rekindle::dns::ResolverProbe::new(r, "node-1.fleet.test".into(), Some(ResolverCounter::new(&garbage, Duration::from_secs(5))));
+    assert!(probe.counters().await.is_none());
+    assert!(!probe.counter_active(), "a garbage counter is dropped after the first failure");
+    assert!(probe.probe().await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,8 +206,11 @@ impl rekindle::runtime::ContainerRuntime for SlowInspect {
         tokio::time::sleep(self.delay).await;
         self.sim.inspect(c).await
     }
-    async fn restart(&self, c: &rekindle::inventory::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
-        self.sim.restart(c, before).await
+    async fn stop(&self, c: &rekindle::inventory::Container) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.sim.stop(c).await
+    }
+    async fn start(&self, c: &rekindle::inventory::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.sim.start(c, before).await
     }
     async fn exec(&self, c: &rekindle::inventory::Container, cmd: &[String]) -> Result<i64, rekindle::runtime::RuntimeError> {
         self.sim.exec(c, cmd).await

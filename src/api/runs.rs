@@ -147,7 +147,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let mut engine = Engine::new(Arc::new(runtime), pb_arc.clone(), inventory.clone(), plan.clone(), journal, replay);
-    if let Some(p) = dns_probe(&pb, false) {
+    if let Some(p) = dns_probe(&pb, &inventory, false) {
         engine = engine.with_dns_probe(p);
     }
     let handle = engine.handle();

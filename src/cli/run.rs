@@ -149,7 +149,7 @@ async fn execute(
     let interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
     let terminate = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
     let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
-    let probe = dns_probe(&pb, no_pacing);
+    let probe = dns_probe(&pb, &inv, no_pacing);
     let (pb, plan) = (Arc::new(pb), Arc::new(plan));
     let mut timeline = crate::report::Collector::default();
     let mut engine = Engine::new(Arc::new(runtime), pb.clone(), Arc::new(inv), plan.clone(), journal, replay);

@@ -156,8 +156,8 @@ pub struct DnsBudgetConfig {
     pub probe_name: Option<String>,
     /// How the fleet's resolver library turns a lookup into queries.
     pub fleet: FleetResolver,
-    /// The resolver's own query counter (source, key), if readable.
-    pub counter: Option<(crate::dns::counter::CounterSource, String)>,
+    /// The resolver's own counters, if readable.
+    pub counter: Option<CounterConfig>,
 }
 
 /// What one lookup by a fleet process costs the resolver, from the
@@ -221,6 +221,17 @@ impl Playbook {
     pub fn restart_queries(&self, role: usize) -> u32 {
         self.roles[role].startup_lookups.saturating_mul(self.dns.fleet.queries_per_lookup())
     }
+}
+
+/// Where the resolver's own counters are read, and which keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CounterConfig {
+    pub source: crate::dns::counter::CounterSource,
+    /// Queries received (e.g. unbound's `total.num.queries`).
+    pub key: String,
+    /// Queries dropped (e.g. `total.num.queries_ip_ratelimited`): the
+    /// strongest signal, when the resolver has one.
+    pub dropped_key: Option<String>,
 }
 
 impl DnsBudgetConfig {
@@ -408,7 +419,8 @@ impl Resolver<'_> {
                         (None, Some(u)) => return Err(self.err(u, "dns.counter.url", format!("expected an http:// or https:// URL, found {:?}", u.get_ref()))),
                         _ => return Err(self.err(c, "dns.counter", "expected exactly one of `command` (a non-empty list) or `url`")),
                     };
-                    Some((source, self.non_empty(&cr.key, "dns.counter.key")?))
+                    let dropped_key = cr.dropped_key.as_ref().map(|k| self.non_empty(k, "dns.counter.dropped_key")).transpose()?;
+                    Some(CounterConfig { source, key: self.non_empty(&cr.key, "dns.counter.key")?, dropped_key })
                 }
             };
             DnsBudgetConfig {

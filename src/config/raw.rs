@@ -156,6 +156,8 @@ pub struct RawCounter {
     #[serde(default)]
     pub url: Option<Spanned<String>>,
     pub key: Spanned<String>,
+    #[serde(default)]
+    pub dropped_key: Option<Spanned<String>>,
 }
 
 /// How the fleet's own resolver library turns one lookup into queries.

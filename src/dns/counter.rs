@@ -1,10 +1,12 @@
 //! The resolver's own query counter, read from a command (e.g.
 //! `unbound-control stats_noreset`) or a Prometheus text endpoint, turned
-//! into a rate: the load the resolver really sees, other clients included.
+//! with, optionally, its drop counter: the load the resolver really sees
+//! (other clients included), and what it refused.
 //! A reading that cannot be parsed is an error naming what was read; the
 //! caller degrades to the latency probe alone and says so once.
 
-use std::time::{Duration, Instant};
+use crate::dns::budget::CounterReading;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum CounterSource {
@@ -38,16 +40,17 @@ pub fn parse_counter(text: &str, key: &str) -> Option<f64> {
 pub struct ResolverCounter {
     pub source: CounterSource,
     pub key: String,
+    pub dropped_key: Option<String>,
     pub timeout: Duration,
-    last: Option<(Instant, f64)>,
 }
 
 impl ResolverCounter {
-    pub fn new(source: CounterSource, key: String, timeout: Duration) -> Self {
-        ResolverCounter { source, key, timeout, last: None }
+    pub fn new(config: &crate::config::CounterConfig, timeout: Duration) -> Self {
+        ResolverCounter { source: config.source.clone(), key: config.key.clone(), dropped_key: config.dropped_key.clone(), timeout }
     }
 
-    fn name(&self) -> String {
+    /// The source, as the log and `plan` name it.
+    pub fn name(&self) -> String {
         match &self.source {
             CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
             CounterSource::Url(u) => u.clone(),
@@ -71,19 +74,20 @@ impl ResolverCounter {
         }
     }
 
-    /// Reads the counter; returns its rate since the last reading (q/s),
-    /// `None` on the first reading.
-    pub async fn rate(&mut self) -> Result<Option<f64>, CounterError> {
-        let text = self.fetch().await.map_err(|reason| CounterError::Read { from: self.name(), reason })?;
-        let value = parse_counter(&text, &self.key).ok_or_else(|| CounterError::Garbage {
+    fn value(&self, text: &str, key: &str) -> Result<f64, CounterError> {
+        parse_counter(text, key).ok_or_else(|| CounterError::Garbage {
             from: self.name(),
-            key: self.key.clone(),
+            key: key.to_string(),
             first: text.lines().next().unwrap_or("").chars().take(80).collect(),
-        })?;
-        let now = Instant::now();
-        let rate = self.last.map(|(t, v)| (value - v).max(0.0) / now.duration_since(t).as_secs_f64().max(1e-3));
-        self.last = Some((now, value));
-        Ok(rate)
+        })
+    }
+
+    /// Reads the counters (cumulative totals).
+    pub async fn read(&self) -> Result<CounterReading, CounterError> {
+        let text = self.fetch().await.map_err(|reason| CounterError::Read { from: self.name(), reason })?;
+        let received = self.value(&text, &self.key)?;
+        let dropped = self.dropped_key.as_ref().map(|k| self.value(&text, k)).transpose()?;
+        Ok(CounterReading { received, dropped })
     }
 }
 

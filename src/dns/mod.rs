@@ -226,12 +226,13 @@ impl CachedResolver {
         }
     }
 
-    /// One upstream query for `name`, past the cache: what the resolver
-    /// answers now, and how fast (the adaptive budget's probe).
-    pub async fn probe_upstream(&self, name: &str) -> budget::DnsSample {
+    /// One upstream query for `name`, past the cache: how fast the
+    /// resolver answers now, or `None` when it did not (the adaptive
+    /// budget's probe).
+    pub async fn probe_upstream(&self, name: &str) -> Option<Duration> {
         let (result, latency) = upstream(&self.0, &fqdn(name)).await;
         let answered = !matches!(result, Err(ref e) if !is_no_records(e));
-        budget::DnsSample { latency: answered.then_some(latency), load_qps: None }
+        answered.then_some(latency)
     }
 
     /// Seeds the cache with a known answer (names rekindle already knows,
@@ -261,43 +262,52 @@ impl CachedResolver {
     }
 }
 
-/// A real resolver as the adaptive budget's probe: one upstream query
-/// for `name`, and the resolver's own counter when one is configured. A
-/// counter that cannot be read or parsed is logged once and dropped: the
-/// probe goes on with latency alone.
+/// A real resolver as the adaptive budget's probe: upstream queries for
+/// `name`, and the resolver's own counters when configured. A counter that
+/// cannot be read or parsed is logged once, naming it, and dropped: the
+/// probe goes on with its queries alone.
 pub struct ResolverProbe {
     pub resolver: CachedResolver,
     pub name: String,
-    counter: tokio::sync::Mutex<Option<counter::ResolverCounter>>,
+    counter: std::sync::Mutex<Option<Arc<counter::ResolverCounter>>>,
 }
 
 impl ResolverProbe {
     pub fn new(resolver: CachedResolver, name: String, counter: Option<counter::ResolverCounter>) -> Self {
-        ResolverProbe { resolver, name, counter: tokio::sync::Mutex::new(counter) }
+        ResolverProbe { resolver, name, counter: std::sync::Mutex::new(counter.map(Arc::new)) }
     }
 
     /// Whether the counter is still read.
-    pub async fn counter_active(&self) -> bool {
-        self.counter.lock().await.is_some()
+    pub fn counter_active(&self) -> bool {
+        self.counter.lock().unwrap().is_some()
     }
 }
 
 impl budget::DnsProbe for ResolverProbe {
-    fn probe(&self) -> BoxFuture<'_, budget::DnsSample> {
+    fn probe(&self) -> BoxFuture<'_, Option<Duration>> {
+        Box::pin(self.resolver.probe_upstream(&self.name))
+    }
+
+    fn counters(&self) -> BoxFuture<'_, Option<budget::CounterReading>> {
         Box::pin(async move {
-            let mut sample = self.resolver.probe_upstream(&self.name).await;
-            let mut slot = self.counter.lock().await;
-            if let Some(c) = slot.as_mut() {
-                match c.rate().await {
-                    Ok(rate) => sample.load_qps = rate,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the resolver's counter is unusable: adapting on probe latency alone");
-                        *slot = None;
-                    }
+            let c = self.counter.lock().unwrap().clone()?;
+            match c.read().await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the resolver's counter is unusable: adapting on probe queries alone");
+                    *self.counter.lock().unwrap() = None;
+                    None
                 }
             }
-            sample
         })
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("probe queries for {}", self.name);
+        if let Some(c) = self.counter.lock().unwrap().as_ref() {
+            s += &format!(", the resolver's counters from {} ({}{})", c.name(), c.key, c.dropped_key.as_ref().map(|k| format!(", dropped: {k}")).unwrap_or_default());
+        }
+        s
     }
 }
 

@@ -10,7 +10,7 @@
 pub mod pacer;
 
 use crate::config::Playbook;
-use crate::dns::budget::{BudgetController, DnsProbe};
+use crate::dns::budget::{BudgetController, DnsProbe, DnsSample};
 use crate::inventory::{Container, Inventory};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::Plan;
@@ -18,9 +18,10 @@ use crate::rng::SplitMix64;
 use crate::runtime::{ContainerRuntime, Health};
 use pacer::{Flow, PaceStatus, Pacer};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 
 /// One thing that happened, for every sink (journal, progress, API).
@@ -193,6 +194,10 @@ struct Shared<R> {
     /// Measures the resolver for the adaptive budget.
     probe: Option<Arc<dyn DnsProbe>>,
     budget_log: Mutex<Vec<(f64, f64)>>,
+    /// Each host's slots for stop and start calls
+    /// (`limits.api_calls_per_host`): a start's DNS budget is taken only
+    /// with a slot in hand, so its lookups never wait behind the host.
+    host_slots: HashMap<String, Arc<Semaphore>>,
 }
 
 impl<R> Shared<R> {
@@ -229,8 +234,9 @@ pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
 impl<R: ContainerRuntime> Engine<R> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
     pub fn new(rt: Arc<R>, pb: Arc<Playbook>, inv: Arc<Inventory>, plan: Arc<Plan>, journal: Journal, replay: Replay) -> Engine<R> {
-        let max_cost = (0..pb.roles.len()).map(|r| pb.restart_queries(r)).max().unwrap_or(1);
-        let pacer = Pacer::new(pb.dns.budget_qps(), pb.limits.restart_rate, max_cost);
+        let pacer = Pacer::new(pb.dns.budget_qps(), pb.limits.restart_rate, pb.estimates.restart);
+        let slots = pb.limits.api_calls_per_host as usize;
+        let host_slots = inv.containers.iter().map(|c| (c.host.clone(), Arc::new(Semaphore::new(slots)))).collect();
         let mut depth = vec![0u32; pb.roles.len()];
         for (i, r) in pb.roles.iter().enumerate() {
             depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
@@ -266,6 +272,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 depth,
                 probe: None,
                 budget_log: Mutex::new(Vec::new()),
+                host_slots,
             }),
         }
     }
@@ -451,6 +458,9 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                     skip_restart = true;
                     break;
                 }
+                // Stopped and never started again (a crash between the
+                // stop and the start): start it now, nothing to wait for.
+                Ok(now) if now.started_at == *before && now.state == crate::inventory::ContainerState::Exited => break,
                 _ if tokio::time::Instant::now() >= give_up => break,
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
@@ -467,16 +477,17 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     let untouched = |failures: u32, stuck: u32| failures + stuck == 0;
     loop {
         if !skip_restart {
-            if s.pacer.acquire(priority, s.pb.restart_queries(s.plan.waves[w].role)).await.is_none() {
+            let cost = s.pb.restart_queries(s.plan.waves[w].role);
+            let Some(admission) = s.pacer.admit(priority, cost).await else {
                 if untouched(failures, stuck) {
                     return ContainerResult::Cancelled;
                 }
                 break;
-            }
-            // Granted just before a pause or an abort, but not issued yet: a
-            // pause holds it (nothing new starts while paused; only restarts
-            // already sent to a host finish), an abort cancels it. A pause
-            // that comes while inspecting means inspecting again after it.
+            };
+            // Admitted just before a pause or an abort, but not stopped
+            // yet: a pause holds it (nothing new is stopped while paused;
+            // only restarts already under way finish), an abort cancels it.
+            // A pause that comes while inspecting means inspecting again.
             let inspected = loop {
                 if s.pacer.flow() == Flow::Paused {
                     s.pacer.while_paused().await;
@@ -516,12 +527,7 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             attempt += 1;
             s.status.lock().unwrap().restarts += 1;
             s.emit(Event::Restarting { container: c.name.clone(), host: c.host.clone(), wave: w, attempt });
-            let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
-            let result = match tokio::time::timeout(limit, s.rt.restart(c, &before)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("restart timed out after {}s", limit.as_secs())),
-            };
-            if let Err(e) = result {
+            if let Err(e) = stop_then_start(s, c, &before, admission).await {
                 last_reason = e;
                 failures += 1;
                 if failures > s.pb.policy.retries {
@@ -571,6 +577,30 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
     ContainerResult::Failed(last_reason)
 }
 
+/// One restart: a stop (no DNS cost) under a host slot, then, with a host
+/// slot in hand, the start's DNS budget and at once the start, so the
+/// process's lookups reach the resolver when the pacer says. A container
+/// that was stopped is started even when the run is closing.
+async fn stop_then_start<R: ContainerRuntime>(s: &Arc<Shared<R>>, c: &Container, before: &str, admission: pacer::Admission) -> Result<(), String> {
+    let slots = s.host_slots.get(&c.host).cloned().unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+    let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
+    {
+        let _slot = slots.acquire().await.expect("never closed");
+        let t0 = tokio::time::Instant::now();
+        match tokio::time::timeout(limit, s.rt.stop(c)).await {
+            Ok(Ok(())) => s.pacer.observe_stop(t0.elapsed()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("stop timed out after {}s", limit.as_secs())),
+        }
+    }
+    let _slot = slots.acquire().await.expect("never closed");
+    s.pacer.start(admission).await;
+    match tokio::time::timeout(limit, s.rt.start(c, before)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("start timed out after {}s", limit.as_secs())),
+    }
+}
+
 /// Every event as a structured log line: waves and controls at info
 /// (debug would hide them; a rehearsal's thousands of waves log at debug),
 /// containers at debug, failures at warn.
@@ -590,25 +620,62 @@ fn log(e: &Event) {
     }
 }
 
-/// Probes the resolver every `adapt_interval` and moves the DNS budget by
-/// the control law of [`BudgetController`].
+/// Probe queries spread over each adaptation interval.
+const PROBES_PER_INTERVAL: u32 = 4;
+
+/// Measures the resolver every `adapt_interval` (probe queries spread over
+/// the interval, then its counters) and moves the DNS budget by the control
+/// law of [`BudgetController`], under the operator's ceiling.
 async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
     c.capacity = Some(s.pb.dns.capacity_qps);
+    s.pacer.adapt(c.rate);
     s.budget_log.lock().unwrap().push((0.0, c.rate));
+    let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
+    let spacing = s.pb.dns.adapt_interval / PROBES_PER_INTERVAL;
     loop {
-        tokio::time::sleep(s.pb.dns.adapt_interval).await;
+        // Probes go out concurrently, one every `spacing`: a lost one
+        // costs its timeout without delaying the next.
+        let mut probes = JoinSet::new();
+        for _ in 0..PROBES_PER_INTERVAL {
+            tokio::time::sleep(spacing).await;
+            let p = probe.clone();
+            probes.spawn(async move { p.probe().await });
+        }
         // Nothing is granted while paused: nothing to adapt (and a paused
         // rehearsal's virtual clock must not spin on this loop).
         s.pacer.while_paused().await;
-        if s.pacer.flow() == Flow::Closed {
+        if s.pacer.flow() == Flow::Closed && s.pacer.status().in_pipeline == 0 {
             return;
         }
-        let sample = probe.probe().await;
+        let mut sample = DnsSample::default();
+        while let Some(Ok(r)) = probes.join_next().await {
+            sample.probes += 1;
+            match r {
+                Some(l) => sample.latency = Some(sample.latency.map_or(l, |m| m.max(l))),
+                None => sample.lost += 1,
+            }
+        }
+        if let Some(now) = probe.counters().await {
+            let t = tokio::time::Instant::now();
+            if let Some((t0, before)) = last {
+                let secs = t.duration_since(t0).as_secs_f64().max(1e-3);
+                sample.load_qps = Some((now.received - before.received).max(0.0) / secs);
+                sample.dropped = match (now.dropped, before.dropped) {
+                    (Some(a), Some(b)) => Some((a - b).max(0.0) as u64),
+                    _ => None,
+                };
+            }
+            last = Some((t, now));
+        }
+        let ceiling = s.pacer.ceiling();
+        if ceiling > 0.0 && ceiling != c.ceiling {
+            c.set_ceiling(ceiling);
+        }
         let before = c.rate;
         let rate = c.on_sample(sample);
         if rate != before {
-            s.pacer.retune(Some(rate), None);
+            s.pacer.adapt(rate);
             s.budget_log.lock().unwrap().push((s.at_s(), rate));
             s.emit(Event::BudgetAdapted { dns_budget_qps: rate, probe_latency_ms: sample.latency.map(|l| l.as_secs_f64() * 1000.0), at_s: s.at_s() });
         }

@@ -1,88 +1,112 @@
-//! Pacing: the DNS budget and the restart rate, as governor token buckets
-//! on tokio's clock (so they follow a paused, virtual clock in rehearsals).
-//! Requests are granted one at a time in priority order by one dispatcher
-//! task: waves that unblock others go first. The rates can be retuned while
-//! a run is under way; pausing holds every grant.
+//! Pacing: what the resolver receives, not what is granted. A restart is
+//! split in two: a stop (no DNS cost) and a start, whose process makes its
+//! startup lookups within milliseconds. The pacer admits stops into a
+//! bounded pipeline (about one stop time of DNS budget ahead), and grants
+//! starts against the DNS budget at the moment the start call goes out, so
+//! the lookups reach the resolver at the paced rate.
+//!
+//! The DNS budget is a spacing rule (GCRA without burst: a grant of `n`
+//! lookups pushes the next grant `n / rate` later), plus a sliding one-second
+//! window that refuses a grant which would put more than the budget into any
+//! second. A retune changes the rate in place: the schedule already promised
+//! stays, nothing refills. The budget in force is the lower of the
+//! operator's ceiling and the adaptive controller's rate. Requests are served
+//! in priority order (waves that unblock others first). Time is tokio's
+//! clock (virtual in rehearsals). Pausing holds admissions; a container
+//! already stopped is still started (nothing is left stopped); closing
+//! refuses new admissions only, for the same reason.
 
-use governor::clock::Clock;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::Instant;
 
-/// governor's clock, reading tokio's (virtual in rehearsals).
-#[derive(Debug, Clone)]
-pub struct TokioClock {
-    epoch: tokio::time::Instant,
-}
-
-impl Clock for TokioClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-}
-
-type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, governor::middleware::NoOpMiddleware<Duration>>;
-
-/// A rate (per second, 0 = unlimited) as a token bucket.
-struct Rate {
-    per_second: f64,
-    burst: u32,
-    bucket: Option<Bucket>,
-}
-
-impl Rate {
-    fn new(per_second: f64, burst: u32, clock: &TokioClock) -> Rate {
-        let bucket = (per_second > 0.0).then(|| {
-            let period = Duration::from_secs_f64(1.0 / per_second);
-            let quota = Quota::with_period(period.max(Duration::from_nanos(1))).expect("non-zero").allow_burst(NonZeroU32::new(burst.max(1)).unwrap());
-            RateLimiter::direct_with_clock(quota, clock.clone())
-        });
-        Rate { per_second, burst: burst.max(1), bucket }
-    }
-
-    /// Takes `n` tokens, sleeping on tokio's clock; costs above the burst
-    /// are taken in burst-sized parts.
-    async fn take(&self, mut n: u32, clock: &TokioClock) {
-        let Some(bucket) = &self.bucket else { return };
-        while n > 0 {
-            let part = n.min(self.burst);
-            loop {
-                match bucket.check_n(NonZeroU32::new(part).unwrap()) {
-                    Ok(Ok(())) => break,
-                    Ok(Err(not_until)) => tokio::time::sleep(not_until.wait_time_from(clock.now())).await,
-                    Err(_) => unreachable!("part <= burst"),
-                }
-            }
-            n -= part;
-        }
-    }
-}
-
-/// Whether grants flow.
+/// Whether admissions flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Open,
     Paused,
-    /// Aborting or halting: pending requests are refused.
+    /// Aborting or halting: pending admissions are refused.
     Closed,
 }
 
+/// A rate as a spacing rule, with a one-second window that the sum of
+/// grants may not pass (0 = unlimited).
+#[derive(Debug)]
+struct Spacing {
+    per_second: f64,
+    /// The earliest time the next grant may go (the theoretical arrival time).
+    next: Instant,
+    window: VecDeque<(Instant, u32)>,
+    in_window: u64,
+}
+
+const WINDOW: Duration = Duration::from_secs(1);
+const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+
+impl Spacing {
+    fn new(per_second: f64, now: Instant) -> Spacing {
+        Spacing { per_second, next: now, window: VecDeque::new(), in_window: 0 }
+    }
+
+    /// How long until `n` may be granted (zero: now).
+    fn wait(&mut self, n: u32, now: Instant) -> Duration {
+        if self.per_second <= 0.0 {
+            return Duration::ZERO;
+        }
+        while self.window.front().is_some_and(|&(t, _)| t + WINDOW <= now) {
+            let (_, k) = self.window.pop_front().unwrap();
+            self.in_window -= k as u64;
+        }
+        // A grant due within the timer's granularity goes now: tokio's
+        // timers round up to the millisecond, so waiting for 1.02 ms would
+        // halve a budget of one grant per millisecond. The window below
+        // still holds the ceiling.
+        let mut wait = self.next.saturating_duration_since(now);
+        if wait <= TIMER_GRANULARITY {
+            wait = Duration::ZERO;
+        }
+        // The window may hold at most the budget (or one grant, when one
+        // grant alone costs more than a second of budget).
+        let limit = self.per_second.max(n as f64);
+        if self.in_window as f64 + n as f64 > limit + 1e-9 {
+            let mut left = self.in_window as f64 + n as f64;
+            for &(t, k) in &self.window {
+                left -= k as f64;
+                if left <= limit + 1e-9 {
+                    wait = wait.max((t + WINDOW).saturating_duration_since(now));
+                    break;
+                }
+            }
+        }
+        wait
+    }
+
+    fn take(&mut self, n: u32, now: Instant) {
+        if self.per_second <= 0.0 {
+            return;
+        }
+        // A grant that goes late (the timer woke after its time) keeps the
+        // schedule, within a few timer ticks: no credit builds up beyond.
+        let from = self.next.max(now.checked_sub(TIMER_GRANULARITY * 3).unwrap_or(now));
+        self.next = from + Duration::from_secs_f64(n as f64 / self.per_second);
+        self.window.push_back((now, n));
+        self.in_window += n as u64;
+    }
+}
+
+/// A waiting request: smallest (priority, seq) first.
 struct Request {
-    priority: (u32, u32),
-    seq: u64,
-    lookups: u32,
+    key: Reverse<((u32, u32), u64)>,
+    cost: u32,
     grant: oneshot::Sender<()>,
 }
 
 impl PartialEq for Request {
     fn eq(&self, o: &Self) -> bool {
-        (self.priority, self.seq) == (o.priority, o.seq)
+        self.key == o.key
     }
 }
 impl Eq for Request {}
@@ -93,69 +117,178 @@ impl PartialOrd for Request {
 }
 impl Ord for Request {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // Max-heap: the smallest (priority, seq) is the greatest.
-        Reverse((self.priority, self.seq)).cmp(&Reverse((o.priority, o.seq)))
+        self.key.cmp(&o.key)
     }
 }
 
 /// Current pacing, for status snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaceStatus {
+    /// The budget in force: the lower of the ceiling and the adaptive rate.
     pub dns_budget_qps: f64,
+    /// The operator's ceiling (0 = none).
+    #[serde(default)]
+    pub dns_ceiling_qps: f64,
     pub restart_rate: f64,
     pub dns_lookups_granted: u64,
     pub restarts_granted: u64,
+    /// Requests waiting for admission or for their start.
     pub waiting: usize,
+    /// Containers admitted and not yet started (stopping, or stopped and
+    /// waiting for DNS budget).
+    #[serde(default)]
+    pub in_pipeline: usize,
+}
+
+struct State {
+    dns: Spacing,
+    ceiling: f64,
+    adaptive: Option<f64>,
+    restarts: Spacing,
+    admit: BinaryHeap<Request>,
+    start: BinaryHeap<Request>,
+    seq: u64,
+    /// Cost admitted and not yet started.
+    pipeline_cost: u64,
+    pipeline_len: usize,
+    /// A high estimate of one stop's duration (seconds), decaying.
+    stop_high: f64,
+    lookups_granted: u64,
+    restarts_granted: u64,
+    /// Lookups granted in each second since the pacer began.
+    per_second: Vec<u64>,
+}
+
+impl State {
+    fn budget(&self) -> f64 {
+        match (self.ceiling, self.adaptive) {
+            (c, Some(a)) if c > 0.0 => a.min(c),
+            (_, Some(a)) => a,
+            (c, None) => c,
+        }
+    }
+
+    /// Admitted cost may reach this much: about one stop time of budget
+    /// beyond the second in progress, and always one request.
+    fn pipeline_room(&self, cost: u32) -> bool {
+        let budget = self.budget();
+        if budget <= 0.0 || self.pipeline_len == 0 {
+            return true;
+        }
+        (self.pipeline_cost + cost as u64) as f64 <= budget * (1.0 + self.stop_high)
+    }
 }
 
 pub struct Pacer {
-    clock: TokioClock,
-    dns: RwLock<Arc<Rate>>,
-    restarts: RwLock<Arc<Rate>>,
-    queue: Mutex<(BinaryHeap<Request>, u64)>,
+    epoch: Instant,
+    state: Mutex<State>,
     notify: Notify,
     flow: watch::Sender<Flow>,
-    granted: Mutex<(u64, u64)>,
-    max_cost: u32,
+}
+
+/// The right to stop one container: its DNS cost is counted in the
+/// pipeline until [`Pacer::start`] grants its start (or it is dropped).
+pub struct Admission {
+    pacer: Arc<Pacer>,
+    priority: (u32, u32),
+    cost: u32,
+    open: bool,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.open {
+            let mut s = self.pacer.state.lock().unwrap();
+            s.pipeline_cost -= self.cost as u64;
+            s.pipeline_len -= 1;
+            drop(s);
+            self.pacer.notify.notify_one();
+        }
+    }
 }
 
 impl Pacer {
-    /// `dns_qps` is the budget (capacity × headroom); `max_cost` the largest
-    /// single restart's lookups (the DNS burst never goes below it).
-    pub fn new(dns_qps: f64, restart_rate: f64, max_cost: u32) -> Arc<Pacer> {
-        let clock = TokioClock { epoch: tokio::time::Instant::now() };
+    /// `dns_qps` is the budget's ceiling (0: none); `stop_estimate` what one
+    /// stop is expected to take, until stops are observed.
+    pub fn new(dns_qps: f64, restart_rate: f64, stop_estimate: Duration) -> Arc<Pacer> {
+        let now = Instant::now();
         let pacer = Arc::new(Pacer {
-            dns: RwLock::new(Arc::new(Rate::new(dns_qps, dns_burst(dns_qps, max_cost), &clock))),
-            restarts: RwLock::new(Arc::new(Rate::new(restart_rate, restart_burst(restart_rate), &clock))),
-            clock,
-            queue: Mutex::new((BinaryHeap::new(), 0)),
+            epoch: now,
+            state: Mutex::new(State {
+                dns: Spacing::new(dns_qps, now),
+                ceiling: dns_qps,
+                adaptive: None,
+                restarts: Spacing::new(restart_rate, now),
+                admit: BinaryHeap::new(),
+                start: BinaryHeap::new(),
+                seq: 0,
+                pipeline_cost: 0,
+                pipeline_len: 0,
+                stop_high: stop_estimate.as_secs_f64(),
+                lookups_granted: 0,
+                restarts_granted: 0,
+                per_second: Vec::new(),
+            }),
             notify: Notify::new(),
             flow: watch::channel(Flow::Open).0,
-            granted: Mutex::new((0, 0)),
-            max_cost,
         });
         tokio::spawn(pacer.clone().dispatch());
         pacer
     }
 
-    /// Waits for the right to restart one container that will make
-    /// `lookups` DNS lookups. `None` when the run is stopping.
-    pub async fn acquire(&self, priority: (u32, u32), lookups: u32) -> Option<()> {
+    fn enqueue(&self, start: bool, priority: (u32, u32), cost: u32) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         {
-            let mut q = self.queue.lock().unwrap();
-            q.1 += 1;
-            let seq = q.1;
-            q.0.push(Request { priority, seq, lookups, grant: tx });
+            let mut s = self.state.lock().unwrap();
+            s.seq += 1;
+            let req = Request { key: Reverse((priority, s.seq)), cost, grant: tx };
+            if start {
+                s.start.push(req);
+            } else {
+                s.admit.push(req);
+            }
         }
         self.notify.notify_one();
-        rx.await.ok()
+        rx
+    }
+
+    /// Waits for the right to stop one container whose start will cost
+    /// `lookups`. `None` when the run is stopping.
+    pub async fn admit(self: &Arc<Self>, priority: (u32, u32), lookups: u32) -> Option<Admission> {
+        if self.flow() == Flow::Closed {
+            return None;
+        }
+        self.enqueue(false, priority, lookups).await.ok()?;
+        Some(Admission { pacer: self.clone(), priority, cost: lookups, open: true })
+    }
+
+    /// Waits for the DNS budget to start an admitted container; call it
+    /// with the host's slot in hand, right before the start call. Never
+    /// refused: a stopped container is always started.
+    pub async fn start(&self, mut admission: Admission) {
+        let rx = self.enqueue(true, admission.priority, admission.cost);
+        // The dispatcher moves the cost out of the pipeline when it grants.
+        admission.open = false;
+        let _ = rx.await;
+    }
+
+    /// Admission and start at once (a restart in one call, or a test).
+    pub async fn acquire(self: &Arc<Self>, priority: (u32, u32), lookups: u32) -> Option<()> {
+        let a = self.admit(priority, lookups).await?;
+        self.start(a).await;
+        Some(())
+    }
+
+    /// How long a stop took: the pipeline looks that far ahead.
+    pub fn observe_stop(&self, took: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.stop_high = took.as_secs_f64().max(s.stop_high * 0.9999);
     }
 
     pub fn set_flow(&self, flow: Flow) {
         self.flow.send_replace(flow);
         if flow == Flow::Closed {
-            self.queue.lock().unwrap().0.clear();
+            self.state.lock().unwrap().admit.clear();
         }
         self.notify.notify_one();
     }
@@ -170,65 +303,112 @@ impl Pacer {
         let _ = rx.wait_for(|f| *f != Flow::Paused).await;
     }
 
-    /// Changes the DNS budget and/or the restart rate of a running run.
-    pub fn retune(&self, dns_qps: Option<f64>, restart_rate: Option<f64>) {
-        if let Some(q) = dns_qps {
-            *self.dns.write().unwrap() = Arc::new(Rate::new(q, dns_burst(q, self.max_cost), &self.clock));
+    /// The operator's change: a new ceiling for the DNS budget (0 = none)
+    /// and/or a new restart rate. The adaptive rate stays below the ceiling.
+    pub fn retune(&self, dns_ceiling: Option<f64>, restart_rate: Option<f64>) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(c) = dns_ceiling {
+            s.ceiling = c.max(0.0);
+            s.dns.per_second = s.budget();
         }
         if let Some(r) = restart_rate {
-            *self.restarts.write().unwrap() = Arc::new(Rate::new(r, restart_burst(r), &self.clock));
+            s.restarts.per_second = r.max(0.0);
         }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// The adaptive controller's rate (under the ceiling).
+    pub fn adapt(&self, rate: f64) {
+        let mut s = self.state.lock().unwrap();
+        s.adaptive = Some(rate);
+        s.dns.per_second = s.budget();
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// The operator's ceiling (0 = none).
+    pub fn ceiling(&self) -> f64 {
+        self.state.lock().unwrap().ceiling
+    }
+
+    /// Lookups granted in each second since the pacer began.
+    pub fn granted_per_second(&self) -> Vec<u64> {
+        self.state.lock().unwrap().per_second.clone()
     }
 
     pub fn status(&self) -> PaceStatus {
-        let g = *self.granted.lock().unwrap();
+        let s = self.state.lock().unwrap();
         PaceStatus {
-            dns_budget_qps: self.dns.read().unwrap().per_second,
-            restart_rate: self.restarts.read().unwrap().per_second,
-            dns_lookups_granted: g.0,
-            restarts_granted: g.1,
-            waiting: self.queue.lock().unwrap().0.len(),
+            dns_budget_qps: s.budget(),
+            dns_ceiling_qps: s.ceiling,
+            restart_rate: s.restarts.per_second,
+            dns_lookups_granted: s.lookups_granted,
+            restarts_granted: s.restarts_granted,
+            waiting: s.admit.len() + s.start.len(),
+            in_pipeline: s.pipeline_len,
+        }
+    }
+
+    /// Grants what can go now; returns how long until the next start could.
+    fn grant_ready(&self, flow: Flow) -> Option<Duration> {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap();
+        loop {
+            if flow == Flow::Open {
+                while let Some(top) = s.admit.peek() {
+                    if !s.pipeline_room(top.cost) {
+                        break;
+                    }
+                    let req = s.admit.pop().unwrap();
+                    if req.grant.send(()).is_ok() {
+                        s.pipeline_cost += req.cost as u64;
+                        s.pipeline_len += 1;
+                    }
+                }
+            }
+            let cost = s.start.peek()?.cost;
+            let wait = s.dns.wait(cost, now).max(s.restarts.wait(1, now));
+            if !wait.is_zero() {
+                return Some(wait);
+            }
+            // A start leaves the pipeline: admissions may follow it.
+            let req = s.start.pop().unwrap();
+            s.dns.take(cost, now);
+            s.restarts.take(1, now);
+            s.pipeline_cost -= cost as u64;
+            s.pipeline_len -= 1;
+            s.lookups_granted += cost as u64;
+            s.restarts_granted += 1;
+            let sec = (now - self.epoch).as_secs() as usize;
+            if std::env::var("PACER_DEBUG").is_ok() && s.per_second.len() <= sec {
+                eprintln!("t={sec} admit={} start={} pipeline={} cost={} budget={} stop_high={:.2}", s.admit.len(), s.start.len(), s.pipeline_len, s.pipeline_cost, s.budget(), s.stop_high);
+            }
+            if s.per_second.len() <= sec {
+                s.per_second.resize(sec + 1, 0);
+            }
+            s.per_second[sec] += cost as u64;
+            let _ = req.grant.send(());
         }
     }
 
     async fn dispatch(self: Arc<Self>) {
         let mut flow = self.flow.subscribe();
         loop {
-            while *flow.borrow_and_update() == Flow::Paused {
-                if flow.changed().await.is_err() {
-                    return;
-                }
+            let f = *flow.borrow_and_update();
+            let next = self.grant_ready(f);
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                r = flow.changed() => if r.is_err() { return },
+                _ = async {
+                    match next {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
-            let next = self.queue.lock().unwrap().0.pop();
-            let Some(req) = next else {
-                self.notify.notified().await;
-                continue;
-            };
-            let restarts = self.restarts.read().unwrap().clone();
-            restarts.take(1, &self.clock).await;
-            let dns = self.dns.read().unwrap().clone();
-            dns.take(req.lookups, &self.clock).await;
-            if *self.flow.borrow() == Flow::Closed {
-                continue;
-            }
-            {
-                let mut g = self.granted.lock().unwrap();
-                g.0 += req.lookups as u64;
-                g.1 += 1;
-            }
-            let _ = req.grant.send(());
         }
     }
-}
-
-/// A tenth of a second of budget, and never less than one restart's cost:
-/// a small burst keeps the resolver's queue short.
-fn dns_burst(qps: f64, max_cost: u32) -> u32 {
-    ((qps * 0.1).ceil() as u32).max(max_cost).max(1)
-}
-
-fn restart_burst(rate: f64) -> u32 {
-    (rate.ceil() as u32).max(1)
 }
 
 #[cfg(test)]
@@ -236,28 +416,76 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn grants_follow_the_budget_on_virtual_time() {
-        let pacer = Pacer::new(100.0, 0.0, 10);
-        let start = tokio::time::Instant::now();
+    async fn grants_follow_the_budget_on_virtual_time_without_a_burst() {
+        let pacer = Pacer::new(100.0, 0.0, Duration::from_secs(1));
+        let start = Instant::now();
         for _ in 0..50 {
             pacer.acquire((0, 0), 10).await.unwrap();
         }
-        // 500 lookups at 100/s with a burst of 10: about 4.9 s.
+        // 500 lookups at 100/s, the first at once: 4.9 s.
         let took = start.elapsed().as_secs_f64();
-        assert!((4.8..5.1).contains(&took), "{took}");
+        assert!((4.85..5.0).contains(&took), "{took}");
+        assert!(pacer.granted_per_second().iter().all(|&n| n <= 100), "{:?}", pacer.granted_per_second());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn higher_priority_goes_first_and_retune_applies() {
-        let pacer = Pacer::new(10.0, 0.0, 10);
-        pacer.acquire((0, 0), 10).await.unwrap(); // drain the burst
+    async fn higher_priority_goes_first_and_a_retune_never_refills() {
+        let pacer = Pacer::new(10.0, 0.0, Duration::from_secs(1));
+        pacer.acquire((0, 0), 10).await.unwrap(); // the next grant is 1 s away
         let (p1, p2) = (pacer.clone(), pacer.clone());
-        let low = tokio::spawn(async move { p1.acquire((5, 0), 10).await.map(|_| tokio::time::Instant::now()) });
-        let high = tokio::spawn(async move { p2.acquire((1, 0), 10).await.map(|_| tokio::time::Instant::now()) });
+        let low = tokio::spawn(async move { p1.acquire((5, 0), 10).await.map(|_| Instant::now()) });
+        let high = tokio::spawn(async move { p2.acquire((1, 0), 10).await.map(|_| Instant::now()) });
         tokio::task::yield_now().await;
         let (low, high) = (low.await.unwrap().unwrap(), high.await.unwrap().unwrap());
-        assert!(high <= low);
-        pacer.retune(Some(1000.0), None);
-        assert_eq!(pacer.status().dns_budget_qps, 1000.0);
+        assert!(high < low);
+        // Idle for a minute, then a tenfold retune: still one grant at once,
+        // the next a cost's worth later — no stored burst.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        pacer.retune(Some(100.0), None);
+        let t0 = Instant::now();
+        pacer.acquire((0, 0), 10).await.unwrap();
+        pacer.acquire((0, 0), 10).await.unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(99), "{:?}", t0.elapsed());
+        assert_eq!(pacer.status().dns_budget_qps, 100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adaptive_rate_stays_under_the_operators_ceiling() {
+        let pacer = Pacer::new(100.0, 0.0, Duration::from_secs(1));
+        pacer.adapt(80.0);
+        assert_eq!(pacer.status().dns_budget_qps, 80.0);
+        pacer.retune(Some(50.0), None);
+        pacer.adapt(90.0);
+        assert_eq!(pacer.status().dns_budget_qps, 50.0);
+        pacer.retune(Some(200.0), None);
+        assert_eq!(pacer.status().dns_budget_qps, 90.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pipeline_admits_about_one_stop_time_of_budget() {
+        // 10 q/s, cost 5, stops of 1 s: admitted cost at most 10 × 2 = 20,
+        // i.e. four containers stopped ahead of their start.
+        let pacer = Pacer::new(10.0, 0.0, Duration::from_secs(1));
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pacer.admit((0, 0), 5).await.unwrap());
+        }
+        let p = pacer.clone();
+        let fifth = tokio::spawn(async move { p.admit((0, 0), 5).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!fifth.is_finished(), "a fifth admission passed the pipeline bound");
+        assert_eq!(pacer.status().in_pipeline, 4);
+        pacer.start(held.pop().unwrap()).await;
+        fifth.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_refuses_admissions_but_still_starts_what_was_stopped() {
+        let pacer = Pacer::new(10.0, 0.0, Duration::from_secs(1));
+        let a = pacer.admit((0, 0), 10).await.unwrap();
+        pacer.set_flow(Flow::Closed);
+        assert!(pacer.admit((0, 0), 10).await.is_none());
+        pacer.start(a).await;
+        assert_eq!(pacer.status().restarts_granted, 1);
     }
 }

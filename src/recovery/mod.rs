@@ -71,21 +71,35 @@ pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
     Ok(done)
 }
 
-/// The adaptive budget's probe: the playbook's `dns.probe_name` through
-/// rekindle's resolver. Without one (or without a resolver), pacing is
-/// static, and the log says so once.
-pub fn dns_probe(pb: &Playbook, no_pacing: bool) -> Option<Arc<dyn DnsProbe>> {
+/// The name the adaptive budget probes: the playbook's `dns.probe_name`,
+/// or else the first name of the fleet's own inventory (what the
+/// restarted processes will look up), with where it came from.
+pub fn probe_name(pb: &Playbook, inv: &crate::inventory::Inventory) -> Option<(String, &'static str)> {
+    if let Some(n) = &pb.dns.probe_name {
+        return Some((n.clone(), "dns.probe_name"));
+    }
+    inv.containers.iter().find_map(|c| c.dns_name.clone()).map(|n| (n, "the inventory"))
+}
+
+/// The adaptive budget's probe, on by default: probe queries for
+/// [`probe_name`] through rekindle's resolver, and the resolver's counters
+/// when the playbook names them. Static pacing only when the playbook says
+/// `adaptive = false`, pacing is off, or there is nothing to probe (the log
+/// says so once).
+pub fn dns_probe(pb: &Playbook, inv: &crate::inventory::Inventory, no_pacing: bool) -> Option<Arc<dyn DnsProbe>> {
     if no_pacing || !pb.dns.adaptive {
         return None;
     }
-    let Some(name) = pb.dns.probe_name.clone() else {
-        tracing::info!("dns.probe_name is not set: the DNS budget stays at its static {:.0} q/s", pb.dns.budget_qps());
+    let Some((name, from)) = probe_name(pb, inv) else {
+        tracing::warn!("no dns.probe_name and no DNS name in the inventory: the DNS budget stays at its static {:.0} q/s", pb.dns.budget_qps());
         return None;
     };
     match crate::dns::CachedResolver::new(&pb.resolver) {
         Ok(resolver) => {
-            let counter = pb.dns.counter.clone().map(|(source, key)| crate::dns::counter::ResolverCounter::new(source, key, pb.resolver.timeout));
-            Some(Arc::new(crate::dns::ResolverProbe::new(resolver, name, counter)))
+            let counter = pb.dns.counter.as_ref().map(|c| crate::dns::counter::ResolverCounter::new(c, pb.resolver.timeout));
+            let probe = crate::dns::ResolverProbe::new(resolver, name, counter);
+            tracing::info!(signals = %probe.describe(), name_from = from, "adaptive DNS budget");
+            Some(Arc::new(probe))
         }
         Err(e) => {
             tracing::warn!(error = %e, "no resolver to probe: the DNS budget stays static");

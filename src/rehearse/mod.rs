@@ -150,7 +150,8 @@ pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on
             std::fs::remove_file(&journal_path).map_err(|e| JournalError::Io { path: journal_path.clone(), source: e })?;
         }
         let journal = Journal::create(&journal_path, Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false)?;
-        let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> = (!opts.static_budget).then(|| Arc::new(SimDnsProbe(sim.clone())) as _);
+        let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
+            (!opts.static_budget && pb.dns.adaptive).then(|| Arc::new(SimDnsProbe { fleet: sim.clone(), counters: pb.dns.counter.is_some() }) as _);
         let events = |e: &Event, at: f64| {
             timeline.on(e, at);
             on_event(e, at);

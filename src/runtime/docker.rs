@@ -1,8 +1,9 @@
 //! The Docker side of [`ContainerRuntime`], through bollard: one client per
 //! host entry, every host at once. Each host gets a cap on concurrent API
 //! calls (bollard keeps no connection pool and sets no limit), every call a
-//! timeout, and only calls that are safe to repeat (inspect, list) are
-//! retried here. A restart is confirmed by the container's start time
+//! timeout, and only calls that are safe to repeat (inspect, list, stop and
+//! start, which answer 304 when already done) are retried here. A restart is
+//! a stop then a start; it is confirmed by the container's start time
 //! moving, never by the call returning. This module never decides what to
 //! restart or when: that is the engine's.
 
@@ -12,7 +13,7 @@ use crate::dns::CachedResolver;
 use crate::inventory::{Container, ContainerState, Labels};
 use crate::rng::SplitMix64;
 use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions, RestartContainerOptions};
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -422,11 +423,22 @@ impl ContainerRuntime for DockerRuntime {
         Ok(status_of(&self.inspect_full(c).await?))
     }
 
-    async fn restart(&self, c: &Container, started_before: &str) -> Result<(), RuntimeError> {
+    async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
         let t = self.timeouts.stop.as_secs().min(i32::MAX as u64) as i32;
-        self.call(c, "restart", self.timeouts.restart, false, |d| {
+        // Idempotent: stopping a stopped container answers 304.
+        self.call(c, "stop", self.timeouts.restart, true, |d| {
             let id = c.id.clone();
-            async move { d.restart_container(&id, Some(RestartContainerOptions { t: Some(t), signal: None })).await }
+            async move { d.stop_container(&id, Some(StopContainerOptions { t: Some(t), signal: None })).await }
+        })
+        .await
+    }
+
+    async fn start(&self, c: &Container, started_before: &str) -> Result<(), RuntimeError> {
+        // Idempotent: starting a running container answers 304, so a retry
+        // after a lost answer never starts the process twice.
+        self.call(c, "start", self.timeouts.restart, true, |d| {
+            let id = c.id.clone();
+            async move { d.start_container(&id, None::<StartContainerOptions>).await }
         })
         .await?;
         // The call returned; confirm the process really started anew.
@@ -440,7 +452,7 @@ impl ContainerRuntime for DockerRuntime {
                 return Err(RuntimeError::Api {
                     host: c.host.clone(),
                     container: c.name.clone(),
-                    op: "restart",
+                    op: "start",
                     reason: format!("the engine answered, but the container's start time did not move from {started_before:?}"),
                 });
             }

@@ -1,5 +1,5 @@
 //! The boundary between rekindle and containers: the [`ContainerRuntime`]
-//! trait (list, inspect, restart, exec, health). The engine touches
+//! trait (list, inspect, stop, start, exec, health). The engine touches
 //! containers only through it; the simulator ([`crate::sim`]) implements it
 //! for rehearsals, Docker (bollard) for real runs. Nothing above this line
 //! knows which one it has.
@@ -66,9 +66,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container the runtime can see.
     fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
     fn inspect(&self, c: &Container) -> impl Future<Output = Result<ContainerStatus, RuntimeError>> + Send;
-    /// Restarts and returns once the process started anew: its start
-    /// marker moved from `started_before` (what inspect said before).
-    fn restart(&self, c: &Container, started_before: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Stops the process gracefully (the playbook's stop timeout, then a
+    /// kill) and returns once it is down. A stopped container is no error.
+    /// This half of a restart causes no DNS lookups.
+    fn stop(&self, c: &Container) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Starts a stopped container and returns once its process runs anew:
+    /// its start marker moved from `started_before` (what inspect said
+    /// before the stop). Its startup lookups begin now: the engine calls it
+    /// only with DNS budget in hand.
+    fn start(&self, c: &Container, started_before: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Runs a command in the container; returns its exit code.
     fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
     /// Probes the container with its role's health check.

@@ -88,7 +88,10 @@ pub struct Labels {
 #[serde(deny_unknown_fields)]
 struct RawDns {
     capacity_qps: Spanned<f64>,
-    queue: Spanned<i64>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    queue: Option<Spanned<i64>>,
     timeout_ms: Spanned<i64>,
     attempts: Spanned<i64>,
 }
@@ -126,9 +129,23 @@ pub struct ClusterShape {
     pub routers: u32,
 }
 
+/// What a resolver does with queries past its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolverMode {
+    /// Answers `capacity_qps` in arrival order; the rest wait in a queue of
+    /// `queue` queries (0: none); a query arriving at a full queue is dropped.
+    Queue,
+    /// Like unbound's `ip-ratelimit`: at most `capacity_qps` queries are
+    /// answered in each whole second; the rest of that second is dropped.
+    PerSecond,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ResolverModel {
     pub capacity_qps: f64,
+    pub mode: ResolverMode,
+    /// Queue mode: how many queries may wait (unused in per-second mode).
     pub queue: u32,
     pub timeout_ms: u64,
     pub attempts: u32,
@@ -227,7 +244,19 @@ impl Scenario {
                 }
                 c
             },
-            queue: int(&raw.dns.queue, "dns.queue", 0, 100_000_000)?,
+            mode: match &raw.dns.mode {
+                None => ResolverMode::Queue,
+                Some(m) => match m.get_ref().as_str() {
+                    "queue" => ResolverMode::Queue,
+                    "per_second" => ResolverMode::PerSecond,
+                    other => return Err(err(m.span(), "dns.mode", format!("unknown resolver mode {other:?}: expected \"queue\" or \"per_second\""))),
+                },
+            },
+            queue: match (&raw.dns.queue, raw.dns.mode.as_ref().map(|m| m.get_ref().as_str())) {
+                (Some(q), _) => int(q, "dns.queue", 0, 100_000_000)?,
+                (None, Some("per_second")) => 0,
+                (None, _) => return Err(err(raw.dns.capacity_qps.span(), "dns.queue", "missing: a resolver in queue mode needs `queue` (queries that may wait; 0 for none)".into())),
+            },
             timeout_ms: int(&raw.dns.timeout_ms, "dns.timeout_ms", 1, 600_000)? as u64,
             attempts: int(&raw.dns.attempts, "dns.attempts", 1, 100)?,
         };

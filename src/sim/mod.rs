@@ -33,6 +33,8 @@ pub enum Phase {
     Stuck,
     /// The restart failed: the container exited.
     Exited,
+    /// Stopped by a stop call, waiting for its start.
+    Stopped,
 }
 
 #[derive(Debug, Clone)]
@@ -133,21 +135,33 @@ impl SimFleet {
         &self.fleet
     }
 
-    /// Seconds since the world began.
     /// One probe query to the simulated resolver, as a real probe would
-    /// see it: the wait for its answer, or lost.
-    pub fn probe_dns(&self) -> crate::dns::budget::DnsSample {
+    /// see it: it waits (virtual time) for its answer, and a lost one
+    /// costs the client's timeout.
+    pub async fn probe_dns(&self) -> Option<Duration> {
         let now = self.now_s();
         let fate = self.world.lock().unwrap().resolver.query(now);
-        crate::dns::budget::DnsSample {
-            latency: match fate {
-                QueryFate::Answered(at) => Some(std::time::Duration::from_secs_f64((at - now).max(0.0))),
-                QueryFate::Lost => None,
-            },
-            load_qps: None,
+        match fate {
+            QueryFate::Answered(at) => {
+                let latency = Duration::from_secs_f64((at - now).max(0.0));
+                tokio::time::sleep(latency).await;
+                Some(latency)
+            }
+            QueryFate::Lost => {
+                tokio::time::sleep(Duration::from_millis(self.scenario.dns.timeout_ms)).await;
+                None
+            }
         }
     }
 
+    /// The simulated resolver's own counters (received, dropped), as a
+    /// real resolver's would read.
+    pub fn dns_counters(&self) -> crate::dns::budget::CounterReading {
+        let w = self.world.lock().unwrap();
+        crate::dns::budget::CounterReading { received: w.resolver.received as f64, dropped: Some(w.resolver.dropped_queue as f64) }
+    }
+
+    /// Seconds since the world began.
     pub fn now_s(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64()
     }
@@ -186,7 +200,7 @@ impl SimFleet {
             match p.phase {
                 Phase::Healthy => s.healthy += 1,
                 Phase::Stuck => s.stuck += 1,
-                Phase::Exited => s.exited += 1,
+                Phase::Exited | Phase::Stopped => s.exited += 1,
                 Phase::Disconnected => s.disconnected += 1,
                 _ => {}
             }
@@ -216,7 +230,7 @@ impl SimFleet {
         w.procs[i].phase = phase;
         let kind = match phase {
             Phase::Starting => Some(RuntimeEventKind::Start),
-            Phase::Exited => Some(RuntimeEventKind::Die),
+            Phase::Exited | Phase::Stopped => Some(RuntimeEventKind::Die),
             Phase::Healthy => Some(RuntimeEventKind::Health(Health::Healthy)),
             Phase::Stuck => Some(RuntimeEventKind::Health(Health::Unhealthy)),
             Phase::Restarting | Phase::Disconnected => None,
@@ -244,9 +258,10 @@ impl SimFleet {
         }
     }
 
-    /// The restart itself, as the host performs it: it runs to the end even
-    /// if the caller goes away (as a Docker restart does).
-    async fn perform_restart(self: Arc<Self>, i: usize) {
+    /// A stop, as the host performs it: the host's API slot for the stop
+    /// time (where a restart's time goes), then the container is down. It
+    /// runs to the end even if the caller goes away (as a Docker stop does).
+    async fn perform_stop(self: Arc<Self>, i: usize) {
         let sim: SimContainer = self.fleet.sim[i];
         let _permit = self.hosts[sim.host as usize].clone().acquire_owned().await.expect("never closed");
         let (generation, delay) = {
@@ -258,9 +273,24 @@ impl SimFleet {
             (w.procs[i].generation, d)
         };
         tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-        drop(_permit);
-        let stuck_on_start = {
+        let mut w = self.world.lock().unwrap();
+        if w.procs[i].generation == generation {
+            self.set_phase(&mut w, i, Phase::Stopped);
+        }
+    }
+
+    /// A start, as the host performs it: an API slot for an instant, then
+    /// the process runs and makes its startup lookups at once. Starting a
+    /// running container does nothing (Docker answers 304).
+    async fn perform_start(self: Arc<Self>, i: usize) {
+        let sim: SimContainer = self.fleet.sim[i];
+        drop(self.hosts[sim.host as usize].acquire().await.expect("never closed"));
+        let (generation, stuck_on_start) = {
             let mut w = self.world.lock().unwrap();
+            if !matches!(w.procs[i].phase, Phase::Stopped | Phase::Exited) {
+                return;
+            }
+            w.procs[i].generation += 1;
             w.procs[i].restarts += 1;
             w.procs[i].started_at = self.now_s();
             if w.rng.next_f64() < self.scenario.restart_failure_rate {
@@ -269,7 +299,7 @@ impl SimFleet {
                 return;
             }
             self.set_phase(&mut w, i, Phase::Starting);
-            self.scenario.stuck_if_started_before_deps.contains(&sim.role) && w.data_unhealthy[sim.cluster as usize] > 0
+            (w.procs[i].generation, self.scenario.stuck_if_started_before_deps.contains(&sim.role) && w.data_unhealthy[sim.cluster as usize] > 0)
         };
         tokio::spawn(self.clone().start_process(i, generation, sim.role, stuck_on_start));
     }
@@ -329,16 +359,34 @@ impl SimFleet {
         }
     }
 
-    /// Restarts by fleet index (for baselines, which have no inventory view).
+    /// Restarts by fleet index (for baselines, which have no inventory
+    /// view): a stop, then at once a start.
     pub async fn restart_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
+        self.stop_index(i).await?;
+        self.start_index(i).await
+    }
+
+    fn join_error(&self, i: usize, op: &'static str, e: tokio::task::JoinError) -> RuntimeError {
         let c = &self.fleet.all[i];
-        self.find(c)?;
-        // The host has the request from here on: it shows as restarting.
+        RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: e.to_string() }
+    }
+
+    async fn stop_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
+        self.find(&self.fleet.all[i])?;
+        // The host has the request from here on: it shows as stopping.
         {
             let mut w = self.world.lock().unwrap();
+            if matches!(w.procs[i].phase, Phase::Stopped | Phase::Exited) {
+                return Ok(());
+            }
             self.set_phase(&mut w, i, Phase::Restarting);
         }
-        tokio::spawn(self.clone().perform_restart(i)).await.map_err(|e| RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op: "restart", reason: e.to_string() })
+        tokio::spawn(self.clone().perform_stop(i)).await.map_err(|e| self.join_error(i, "stop", e))
+    }
+
+    async fn start_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
+        self.find(&self.fleet.all[i])?;
+        tokio::spawn(self.clone().perform_start(i)).await.map_err(|e| self.join_error(i, "start", e))
     }
 
     fn status_of(&self, i: usize) -> (ContainerState, Health, String) {
@@ -349,7 +397,7 @@ impl SimFleet {
             Phase::Restarting => (ContainerState::Restarting, Health::Down),
             Phase::Starting => (ContainerState::Running, Health::Starting),
             Phase::Healthy => (ContainerState::Running, Health::Healthy),
-            Phase::Exited => (ContainerState::Exited, Health::Down),
+            Phase::Exited | Phase::Stopped => (ContainerState::Exited, Health::Down),
         };
         (state, health, format!("{:.9}", p.started_at))
     }
@@ -359,12 +407,29 @@ impl SimFleet {
 #[derive(Clone)]
 pub struct SimRuntime(pub Arc<SimFleet>);
 
-/// The simulated resolver as a [`crate::dns::budget::DnsProbe`].
-pub struct SimDnsProbe(pub Arc<SimFleet>);
+/// The simulated resolver as a [`crate::dns::budget::DnsProbe`]: probe
+/// queries, and its counters when the playbook reads a resolver's counters
+/// (the same signals a real run has).
+pub struct SimDnsProbe {
+    pub fleet: Arc<SimFleet>,
+    pub counters: bool,
+}
 
 impl crate::dns::budget::DnsProbe for SimDnsProbe {
-    fn probe(&self) -> futures_util::future::BoxFuture<'_, crate::dns::budget::DnsSample> {
-        Box::pin(std::future::ready(self.0.probe_dns()))
+    fn probe(&self) -> futures_util::future::BoxFuture<'_, Option<Duration>> {
+        Box::pin(self.fleet.probe_dns())
+    }
+
+    fn counters(&self) -> futures_util::future::BoxFuture<'_, Option<crate::dns::budget::CounterReading>> {
+        Box::pin(std::future::ready(self.counters.then(|| self.fleet.dns_counters())))
+    }
+
+    fn describe(&self) -> String {
+        if self.counters {
+            "probe queries, the simulated resolver's counters (received, dropped)".into()
+        } else {
+            "probe queries".into()
+        }
     }
 }
 
@@ -379,9 +444,14 @@ impl ContainerRuntime for SimRuntime {
         Ok(ContainerStatus { state, started_at })
     }
 
-    async fn restart(&self, c: &Container, _started_before: &str) -> Result<(), RuntimeError> {
+    async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
         let i = self.0.find(c)?;
-        self.0.restart_index(i).await
+        self.0.stop_index(i).await
+    }
+
+    async fn start(&self, c: &Container, _started_before: &str) -> Result<(), RuntimeError> {
+        let i = self.0.find(c)?;
+        self.0.start_index(i).await
     }
 
     async fn exec(&self, c: &Container, _cmd: &[String]) -> Result<i64, RuntimeError> {

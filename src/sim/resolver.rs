@@ -1,11 +1,15 @@
-//! The simulated DNS resolver: answers at most `capacity_qps` queries per
-//! second in arrival order; a bounded queue holds the rest; a query arriving
-//! at a full queue is dropped; a query not answered within the client's
-//! timeout is lost for the client (which retries) though the resolver still
-//! spends its slot on it — overload feeds itself. Queries must be offered in
-//! non-decreasing time order (the simulator's clock guarantees it).
+//! The simulated DNS resolver, in one of two modes (see
+//! [`ResolverMode`]). Queue: answers at most `capacity_qps` queries per
+//! second in arrival order; a bounded queue (possibly empty) holds the
+//! rest; a query arriving at a full queue is dropped; a query not answered
+//! within the client's timeout is lost for the client (which retries) though
+//! the resolver still spends its slot on it — overload feeds itself.
+//! Per-second: like unbound's `ip-ratelimit`, the first `capacity_qps`
+//! queries of each whole second are answered at once and the rest of that
+//! second is dropped. Queries must be offered in non-decreasing time order
+//! (the simulator's clock guarantees it).
 
-use crate::scenario::ResolverModel;
+use crate::scenario::{ResolverMode, ResolverModel};
 
 /// What became of one query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,13 +31,18 @@ pub struct SimResolver {
     pub timed_out: u64,
     /// Queries received per 100 ms slot.
     slots: Vec<u32>,
+    /// Per-second mode: the current second and the queries answered in it.
+    second: (u64, u64),
 }
+
+/// How long a per-second resolver takes to answer a query it accepts.
+const PER_SECOND_LATENCY: f64 = 0.000_5;
 
 const SLOT: f64 = 0.1;
 
 impl SimResolver {
     pub fn new(model: ResolverModel) -> Self {
-        SimResolver { model, next_free: 0.0, received: 0, dropped_queue: 0, timed_out: 0, slots: Vec::new() }
+        SimResolver { model, next_free: 0.0, received: 0, dropped_queue: 0, timed_out: 0, slots: Vec::new(), second: (0, 0) }
     }
 
     pub fn model(&self) -> &ResolverModel {
@@ -49,6 +58,18 @@ impl SimResolver {
         }
         self.slots[slot] += 1;
         let cap = self.model.capacity_qps;
+        if self.model.mode == ResolverMode::PerSecond {
+            let second = at.max(0.0).floor() as u64;
+            if self.second.0 != second {
+                self.second = (second, 0);
+            }
+            if self.second.1 as f64 + 1.0 > cap + 1e-9 {
+                self.dropped_queue += 1;
+                return QueryFate::Lost;
+            }
+            self.second.1 += 1;
+            return QueryFate::Answered(at + PER_SECOND_LATENCY);
+        }
         let backlog = ((self.next_free - at) * cap).max(0.0);
         if backlog >= self.model.queue as f64 + 1.0 - 1e-9 {
             self.dropped_queue += 1;
@@ -94,7 +115,27 @@ mod tests {
     use super::*;
 
     fn model(cap: f64, queue: u32) -> ResolverModel {
-        ResolverModel { capacity_qps: cap, queue, timeout_ms: 1000, attempts: 2 }
+        ResolverModel { capacity_qps: cap, mode: ResolverMode::Queue, queue, timeout_ms: 1000, attempts: 2 }
+    }
+
+    #[test]
+    fn per_second_mode_answers_the_first_capacity_of_each_second_and_drops_the_rest() {
+        let mut r = SimResolver::new(ResolverModel { mode: ResolverMode::PerSecond, ..model(10.0, 0) });
+        let first: Vec<_> = (0..15).map(|i| r.query(0.5 + i as f64 * 0.01)).collect();
+        assert_eq!(first.iter().filter(|f| matches!(f, QueryFate::Answered(_))).count(), 10);
+        assert!(first[..10].iter().all(|f| matches!(f, QueryFate::Answered(_))), "the first ten of the second pass");
+        // A new second: capacity again, whatever the last one dropped.
+        assert!(matches!(r.query(1.0), QueryFate::Answered(_)));
+        assert_eq!(r.dropped_queue, 5);
+    }
+
+    #[test]
+    fn a_queue_of_zero_holds_nothing_beyond_the_query_in_service() {
+        let mut r = SimResolver::new(model(10.0, 0));
+        assert!(matches!(r.query(0.0), QueryFate::Answered(_)));
+        assert_eq!(r.query(0.0), QueryFate::Lost);
+        // Once the one in service is done, the next is answered.
+        assert!(matches!(r.query(0.2), QueryFate::Answered(_)));
     }
 
     #[test]
