@@ -2,10 +2,12 @@
 //! really serves and holds just under it, without a sawtooth. Each interval
 //! brings one [`DnsSample`]: the resolver's own counters when they are read
 //! (queries dropped is the strongest signal, then queries received), and a
-//! few probe queries (lost, or slow). Strain cuts the rate to 90% of where
-//! strain was seen and remembers that point (the knee); calm climbs by 15%
-//! a sample up to 95% of the knee and holds there, probing 2% higher only
-//! after a long calm. The rate never leaves [floor, ceiling]; the ceiling
+//! few probe queries (lost, slow, or queued behind others). Strain sets the
+//! knee — what the resolver served under strain: the rate less what it
+//! dropped — and cuts to 80% of it so that a queue drains; calm climbs by
+//! 15% a sample up to 92% of the knee and holds there, probing 2% higher
+//! only after a long calm. So the rate settles under the capacity instead
+//! of halving and climbing back (a sawtooth). The rate never leaves [floor, ceiling]; the ceiling
 //! is the operator's. Pure: no clock, no I/O; the engine feeds it samples.
 
 use futures_util::future::BoxFuture;
@@ -17,8 +19,11 @@ pub struct DnsSample {
     /// Probe queries sent, and how many were lost (no answer in time).
     pub probes: u32,
     pub lost: u32,
-    /// The slowest answered probe.
+    /// The slowest and the fastest answered probe.
     pub latency: Option<Duration>,
+    pub fastest: Option<Duration>,
+    /// How long the counters' readings are apart (seconds).
+    pub interval_s: Option<f64>,
     /// The resolver's own query rate over the interval (other clients
     /// included), when its counter is read.
     pub load_qps: Option<f64>,
@@ -51,14 +56,17 @@ pub trait DnsProbe: Send + Sync + 'static {
 const START: f64 = 0.5;
 /// Calm: multiply the rate by this per sample, below the knee.
 const CLIMB: f64 = 1.15;
-/// Strain: cut to this fraction of the rate it was seen at.
-const CUT: f64 = 0.9;
+/// Strain: cut to this fraction of the knee, so a queue it left drains.
+const DRAIN: f64 = 0.8;
 /// Hold at this fraction of the knee.
-const HOLD: f64 = 0.95;
+const HOLD: f64 = 0.92;
 /// Calm samples at the hold before probing higher.
 const PATIENCE: u32 = 30;
 /// How much higher a probe goes.
 const PROBE_UP: f64 = 1.02;
+/// A standing queue: the fastest probe of a sample waited longer than this
+/// fraction of the threshold beyond the fastest answer ever seen.
+const STANDING: f64 = 0.1;
 
 #[derive(Debug, Clone)]
 pub struct BudgetController {
@@ -74,26 +82,64 @@ pub struct BudgetController {
     pub capacity: Option<f64>,
     since_cut: u32,
     calm: u32,
-    /// Where strain was last seen.
+    /// The rate the resolver was last seen to serve under strain.
     knee: Option<f64>,
+    /// The fastest probe answer seen: the resolver's latency with no queue.
+    baseline: Option<Duration>,
+}
+
+/// Why a sample is strain, if it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strain {
+    /// The resolver's drop counter moved.
+    Dropped,
+    /// Probe queries were lost.
+    Lost,
+    /// A probe waited past the threshold, or the fastest one shows a
+    /// standing queue.
+    Queue,
+    /// The resolver's query counter shows more than its claimed capacity.
+    Busy,
 }
 
 impl BudgetController {
     /// Starts at half the ceiling; never below 2% of it.
     pub fn new(ceiling: f64, threshold: Duration) -> BudgetController {
-        BudgetController { ceiling, floor: ceiling * 0.02, rate: ceiling * START, threshold, cooldown: 2, capacity: None, since_cut: u32::MAX, calm: 0, knee: None }
+        BudgetController {
+            ceiling,
+            floor: ceiling * 0.02,
+            rate: ceiling * START,
+            threshold,
+            cooldown: 2,
+            capacity: None,
+            since_cut: u32::MAX,
+            calm: 0,
+            knee: None,
+            baseline: None,
+        }
     }
 
-    /// The rate at which strain was last seen, if any.
+    /// The rate the resolver was last seen to serve under strain, if any.
     pub fn knee(&self) -> Option<f64> {
         self.knee
     }
 
-    pub fn strained(&self, s: &DnsSample) -> bool {
-        s.dropped.is_some_and(|d| d > 0)
-            || s.lost > 0
-            || s.latency.is_some_and(|l| l > self.threshold)
-            || matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > cap)
+    pub fn strain(&self, s: &DnsSample) -> Option<Strain> {
+        let standing = match (s.fastest, self.baseline) {
+            (Some(f), Some(b)) => f.saturating_sub(b).as_secs_f64() > STANDING * self.threshold.as_secs_f64(),
+            _ => false,
+        };
+        if s.dropped.is_some_and(|d| d > 0) {
+            Some(Strain::Dropped)
+        } else if s.lost > 0 {
+            Some(Strain::Lost)
+        } else if s.latency.is_some_and(|l| l > self.threshold) || standing {
+            Some(Strain::Queue)
+        } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > cap) {
+            Some(Strain::Busy)
+        } else {
+            None
+        }
     }
 
     /// A new ceiling from the operator: the rate stays under it.
@@ -103,14 +149,32 @@ impl BudgetController {
         self.rate = self.rate.min(ceiling);
     }
 
+    /// What the resolver served under strain: what got through of the rate
+    /// (counted by the resolver, or estimated from the probes' losses).
+    fn served(&self, s: &DnsSample, why: Strain) -> f64 {
+        let through = match why {
+            Strain::Dropped => match (s.load_qps, s.dropped, s.interval_s) {
+                (Some(load), Some(d), Some(secs)) if load > 0.0 => (load - d as f64 / secs) / load,
+                _ => 1.0,
+            },
+            Strain::Lost if s.probes > 0 => 1.0 - s.lost as f64 / s.probes as f64,
+            _ => 1.0,
+        };
+        self.rate * through.clamp(0.5, 1.0)
+    }
+
     /// Feeds one sample; returns the new rate.
     pub fn on_sample(&mut self, s: DnsSample) -> f64 {
+        if let Some(f) = s.fastest {
+            self.baseline = Some(self.baseline.map_or(f, |b| b.min(f)));
+        }
         self.since_cut = self.since_cut.saturating_add(1);
-        if self.strained(&s) {
+        if let Some(why) = self.strain(&s) {
             self.calm = 0;
             if self.since_cut > self.cooldown {
-                self.knee = Some(self.rate);
-                self.rate = (self.rate * CUT).max(self.floor);
+                let knee = self.served(&s, why);
+                self.knee = Some(knee);
+                self.rate = DRAIN * knee;
                 self.since_cut = 0;
             }
         } else {
@@ -135,12 +199,19 @@ impl BudgetController {
 mod tests {
     use super::*;
 
-    const CALM: DnsSample = DnsSample { probes: 4, lost: 0, latency: Some(Duration::from_millis(5)), load_qps: None, dropped: Some(0) };
-    const DROPS: DnsSample = DnsSample { dropped: Some(12), ..CALM };
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+    const CALM: DnsSample =
+        DnsSample { probes: 4, lost: 0, latency: Some(Duration::from_millis(5)), fastest: Some(Duration::from_millis(1)), interval_s: Some(1.0), load_qps: None, dropped: Some(0) };
+
+    /// A resolver that serves `cap` per second and drops the rest.
+    fn resolver(rate: f64, cap: f64) -> DnsSample {
+        let dropped = (rate - cap).max(0.0);
+        DnsSample { load_qps: Some(rate), dropped: Some(dropped as u64), ..CALM }
+    }
 
     #[test]
     fn starts_at_half_climbs_and_never_passes_the_ceiling() {
-        let mut c = BudgetController::new(1000.0, Duration::from_millis(250));
+        let mut c = BudgetController::new(1000.0, MS(250));
         assert_eq!(c.rate, 500.0);
         assert!((c.on_sample(CALM) - 575.0).abs() < 1e-9);
         for _ in 0..50 {
@@ -150,24 +221,26 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_weaker_resolver_and_holds_without_a_sawtooth() {
-        // The resolver drops above 400 q/s; the playbook claims 1000.
-        let mut c = BudgetController::new(1000.0, Duration::from_millis(250));
+    fn finds_a_weaker_resolver_from_its_drop_counter_and_holds_without_a_sawtooth() {
+        // The resolver serves 400 q/s; the playbook claims 1000.
+        let mut c = BudgetController::new(1000.0, MS(250));
         let mut rates = Vec::new();
         for _ in 0..200 {
-            let s = if c.rate > 400.0 { DROPS } else { CALM };
+            let s = resolver(c.rate, 400.0);
             rates.push(c.on_sample(s));
         }
-        let tail = &rates[100..];
+        let tail = &rates[50..];
         let (lo, hi) = tail.iter().fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        assert!(lo >= 340.0 && hi <= 410.0, "settled between {lo} and {hi}");
+        assert!(lo >= 315.0 && hi <= 410.0, "settled between {lo} and {hi}");
         let over = tail.iter().filter(|&&r| r > 400.0).count();
-        assert!(over <= 5, "{over} of 100 samples above the capacity");
+        assert!(over <= 5, "{over} of 150 samples above the capacity");
+        let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+        assert!(mean > 0.88 * 400.0, "mean {mean}");
     }
 
     #[test]
     fn with_nothing_dropping_it_settles_above_90_percent_of_the_ceiling() {
-        let mut c = BudgetController::new(1000.0, Duration::from_millis(250));
+        let mut c = BudgetController::new(1000.0, MS(250));
         for _ in 0..20 {
             c.on_sample(CALM);
         }
@@ -175,19 +248,25 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_probe_or_a_busy_counter_is_strain_and_cuts_wait_a_cooldown() {
-        let mut c = BudgetController::new(1000.0, Duration::from_millis(250));
+    fn lost_probes_or_a_standing_queue_are_strain_and_cuts_wait_a_cooldown() {
+        let mut c = BudgetController::new(1000.0, MS(250));
         c.capacity = Some(2000.0);
-        assert_eq!(c.on_sample(DnsSample { lost: 1, ..CALM }), 450.0);
+        c.on_sample(CALM); // 575; the baseline latency is 1 ms
+        // One of four probes lost: the resolver served about 3/4 of 575.
+        let r = c.on_sample(DnsSample { lost: 1, ..CALM });
+        assert!((r - 0.8 * 0.75 * 575.0).abs() < 1e-9, "{r}");
         // Within the cooldown, more strain does not cut again.
-        assert_eq!(c.on_sample(DnsSample { load_qps: Some(2600.0), ..CALM }), 450.0);
-        assert_eq!(c.on_sample(DROPS), 450.0);
-        assert_eq!(c.on_sample(DROPS), 405.0);
+        assert_eq!(c.on_sample(DnsSample { load_qps: Some(2600.0), ..CALM }), r);
+        assert_eq!(c.strain(&DnsSample { load_qps: Some(2600.0), ..CALM }), Some(Strain::Busy));
+        assert_eq!(c.on_sample(resolver(r, 100.0)), r);
+        // The fastest probe queued 60 ms behind others: a standing queue.
+        assert_eq!(c.strain(&DnsSample { fastest: Some(MS(60)), ..CALM }), Some(Strain::Queue));
+        assert!(c.on_sample(DnsSample { fastest: Some(MS(60)), ..CALM }) < r);
     }
 
     #[test]
     fn a_lower_ceiling_holds_while_adapting() {
-        let mut c = BudgetController::new(1000.0, Duration::from_millis(250));
+        let mut c = BudgetController::new(1000.0, MS(250));
         c.set_ceiling(300.0);
         for _ in 0..20 {
             assert!(c.on_sample(CALM) <= 300.0);

@@ -620,28 +620,40 @@ fn log(e: &Event) {
     }
 }
 
-/// Probe queries spread over each adaptation interval.
-const PROBES_PER_INTERVAL: u32 = 4;
+/// Probe queries per adaptation interval: about one per 250 queries of
+/// budget (0.4% of the load), at least 4, at most 20.
+fn probes_per_interval(rate: f64, interval: Duration) -> u32 {
+    ((rate * interval.as_secs_f64() / 250.0).round() as u32).clamp(4, 20)
+}
 
-/// Measures the resolver every `adapt_interval` (probe queries spread over
-/// the interval, then its counters) and moves the DNS budget by the control
-/// law of [`BudgetController`], under the operator's ceiling.
+/// Measures the resolver every `adapt_interval` (probe queries at random
+/// moments of the interval, so they cannot align with a resolver's
+/// per-second window, then its counters) and moves the DNS budget by the
+/// control law of [`BudgetController`], under the operator's ceiling.
 async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
     c.capacity = Some(s.pb.dns.capacity_qps);
     s.pacer.adapt(c.rate);
     s.budget_log.lock().unwrap().push((0.0, c.rate));
     let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
-    let spacing = s.pb.dns.adapt_interval / PROBES_PER_INTERVAL;
+    let interval = s.pb.dns.adapt_interval;
     loop {
-        // Probes go out concurrently, one every `spacing`: a lost one
-        // costs its timeout without delaying the next.
+        // Probes go out concurrently: a lost one costs its timeout without
+        // delaying the next.
+        let n = probes_per_interval(c.rate, interval);
+        let mut at: Vec<f64> = {
+            let mut rng = s.jitter.lock().unwrap();
+            (0..n).map(|_| rng.uniform(0.0, interval.as_secs_f64())).collect()
+        };
+        at.sort_by(f64::total_cmp);
+        let t0 = tokio::time::Instant::now();
         let mut probes = JoinSet::new();
-        for _ in 0..PROBES_PER_INTERVAL {
-            tokio::time::sleep(spacing).await;
+        for a in at {
+            tokio::time::sleep_until(t0 + Duration::from_secs_f64(a)).await;
             let p = probe.clone();
             probes.spawn(async move { p.probe().await });
         }
+        tokio::time::sleep_until(t0 + interval).await;
         // Nothing is granted while paused: nothing to adapt (and a paused
         // rehearsal's virtual clock must not spin on this loop).
         s.pacer.while_paused().await;
@@ -652,7 +664,10 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
         while let Some(Ok(r)) = probes.join_next().await {
             sample.probes += 1;
             match r {
-                Some(l) => sample.latency = Some(sample.latency.map_or(l, |m| m.max(l))),
+                Some(l) => {
+                    sample.latency = Some(sample.latency.map_or(l, |m| m.max(l)));
+                    sample.fastest = Some(sample.fastest.map_or(l, |m| m.min(l)));
+                }
                 None => sample.lost += 1,
             }
         }
@@ -660,6 +675,7 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
             let t = tokio::time::Instant::now();
             if let Some((t0, before)) = last {
                 let secs = t.duration_since(t0).as_secs_f64().max(1e-3);
+                sample.interval_s = Some(secs);
                 sample.load_qps = Some((now.received - before.received).max(0.0) / secs);
                 sample.dropped = match (now.dropped, before.dropped) {
                     (Some(a), Some(b)) => Some((a - b).max(0.0) as u64),
