@@ -111,7 +111,7 @@ echo "   $READY"
 FF_CONTROL=$(sed -n 's/.*control=\([^ ]*\).*/\1/p' <<<"$READY")
 
 echo "== playbook"
-PROBE_NAME=$(sed -n 's/^local-data: "\([^ ]*\) 300 IN A.*/\1/p' "$work/zone.conf" | head -1)
+PROBE_NAME=$(sed -n 's/^local-data: "\([^ ]*\) 300 IN A.*/\1/p;T;q' "$work/zone.conf")
 python3 - "$SCENARIO" "${PLAYBOOK:-config/mongo-sharded.toml}" "$work/pb.toml" "$work/hosts.toml" "$DNS_PORT" "$PROBE_NAME" "$work/unbound.conf" "${PLAYBOOK:+given}" <<'PY'
 import re, sys, tomllib, json
 scenario_path, base_path, out, hosts, dns_port, probe, conf, given = sys.argv[1:9]
