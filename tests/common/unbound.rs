@@ -1,7 +1,8 @@
 //! A real DNS server for tests: unbound on a loopback port, serving the
 //! zone `fleet.test.` (5,000 A records `node-N.fleet.test.`, TTL 300; one
-//! short-lived name; negative TTL 2 s from the SOA), with its own counters
-//! read through `unbound-control`. Stopped (killed) on drop.
+//! short-lived name; negative TTL 2 s from the SOA) or a zone of the test's
+//! own names ([`Unbound::start_zone`]), with its own counters read through
+//! `unbound-control` (cumulative). Stopped (killed) on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -39,15 +40,31 @@ fn free_port() -> u16 {
     }
 }
 
+/// An A record's address for the i-th name of a zone: 10.x.y.z.
+fn address(i: usize) -> String {
+    format!("10.{}.{}.{}", (i / 65536) % 256, (i / 256) % 256, i % 256)
+}
+
 impl Unbound {
-    /// Starts unbound; `extra` is added to its `server:` section.
+    /// Starts unbound with the `fleet.test.` zone; `extra` is added to its
+    /// `server:` section.
     pub fn start(extra: &str) -> Unbound {
+        let names: Vec<String> = (0..ZONE_RECORDS).map(|i| format!("node-{i}.fleet.test.")).collect();
+        let short = "    local-data: \"short.fleet.test. 1 IN A 10.255.0.1\"\n";
+        Self::start_zone("fleet.test", &names, &format!("{short}{extra}"))
+    }
+
+    /// Starts unbound serving the static zone `domain` with one A record
+    /// (TTL 300) for each of `names` (fully qualified); `extra` is added to
+    /// its `server:` section (e.g. `ip-ratelimit: 5`).
+    pub fn start_zone(domain: &str, names: &[String], extra: &str) -> Unbound {
+        let domain = domain.trim_end_matches('.');
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let control = free_port();
         let mut zone = String::new();
-        for i in 0..ZONE_RECORDS {
-            zone += &format!("local-data: \"node-{i}.fleet.test. 300 IN A 10.{}.{}.{}\"\n", i / 65536, (i / 256) % 256, i % 256);
+        for (i, name) in names.iter().enumerate() {
+            zone += &format!("local-data: \"{name} 300 IN A {}\"\n", address(i));
         }
         std::fs::write(dir.path().join("zone.conf"), zone).unwrap();
         let d = dir.path().display();
@@ -71,9 +88,8 @@ impl Unbound {
     statistics-cumulative: yes
     extended-statistics: yes
     num-threads: 1
-    local-zone: "fleet.test." static
-    local-data: "fleet.test. 3600 IN SOA ns.fleet.test. admin.fleet.test. 1 3600 600 86400 2"
-    local-data: "short.fleet.test. 1 IN A 10.255.0.1"
+    local-zone: "{domain}." static
+    local-data: "{domain}. 3600 IN SOA ns.{domain}. admin.{domain}. 1 3600 600 86400 2"
     include: "{d}/zone.conf"
 {extra}
 remote-control:
@@ -113,6 +129,11 @@ remote-control:
 
     pub fn queries(&self) -> u64 {
         self.stat("total.num.queries")
+    }
+
+    /// Queries dropped by `ip-ratelimit` (not answered at all).
+    pub fn ratelimited(&self) -> u64 {
+        self.stat("total.num.queries_ip_ratelimited")
     }
 
     pub fn addr(&self) -> String {

@@ -1,0 +1,385 @@
+//! The fake fleet (`rekindle-fakefleet`) on the real path: its Docker
+//! Engine API through bollard (list with label filters, inspect, restart,
+//! stop + start, the events stream), its containers' real DNS queries to a
+//! real unbound (whose own counters are the witness), unbound's
+//! `ip-ratelimit` dropping a router's burst, and `rekindle run` recovering
+//! the smoke scenario's fleet end to end. Every process a test starts is
+//! killed by its guard, also when the test fails.
+
+mod common;
+
+use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions, ListContainersOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use common::unbound::{unbound_available, Unbound};
+use futures_util::StreamExt;
+use rekindle::scenario::{Scenario, SimRole};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml");
+
+/// Every fully qualified name of a scenario's fleet (the DNS zone).
+fn zone_names(scenario: &Scenario) -> Vec<String> {
+    scenario.fleet().all.iter().map(|c| format!("{}.", c.dns_name.as_deref().expect("scenario containers have DNS names"))).collect()
+}
+
+/// A running `rekindle-fakefleet`, killed on drop.
+struct FakeFleet {
+    child: Child,
+    control: String,
+    /// Host name → `tcp://127.0.0.1:PORT`.
+    hosts: HashMap<String, String>,
+    hosts_file: PathBuf,
+    stderr: PathBuf,
+}
+
+impl FakeFleet {
+    fn start(scenario: &Path, dns: &str, dir: &Path) -> FakeFleet {
+        let hosts_file = dir.join("hosts.toml");
+        let stderr = dir.join("fakefleet.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle-fakefleet"))
+            .arg("--scenario")
+            .arg(scenario)
+            .args(["--dns", dns, "--hosts-out"])
+            .arg(&hosts_file)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start rekindle-fakefleet");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut fleet = FakeFleet { child, control: String::new(), hosts: HashMap::new(), hosts_file, stderr };
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|e| panic!("no ready line from the fake fleet ({e}): {}", fleet.log()));
+        fleet.control = line
+            .strip_prefix("fakefleet ready control=")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", fleet.log()))
+            .to_string();
+        let text = std::fs::read_to_string(&fleet.hosts_file).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("hosts file {text}: {e}"));
+        for h in table["hosts"].as_array().unwrap() {
+            fleet.hosts.insert(h["name"].as_str().unwrap().to_string(), h["url"].as_str().unwrap().to_string());
+        }
+        fleet
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stats(&self) -> Value {
+        http_get_json(&self.control, "/stats")
+    }
+
+    fn containers(&self) -> Value {
+        http_get_json(&self.control, "/containers")
+    }
+
+    async fn docker(&self, host: &str) -> Docker {
+        let url = &self.hosts[host];
+        let d = Docker::connect_with_http(url, 10, API_DEFAULT_VERSION).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), d.negotiate_version()).await.expect("negotiate within 10 s").expect("negotiate")
+    }
+}
+
+impl Drop for FakeFleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on the control port, as JSON (blocking, 10 s timeout).
+fn http_get_json(addr: &str, path: &str) -> Value {
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_else(|| panic!("no body in {text:?}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// Polls `f` every 100 ms until it holds or `limit` passes.
+async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn inspect(d: &Docker, id: &str) -> bollard::models::ContainerState {
+    d.inspect_container(id, None::<InspectContainerOptions>).await.unwrap().state.unwrap()
+}
+
+fn health(s: &bollard::models::ContainerState) -> String {
+    s.health.as_ref().and_then(|h| h.status).map(|x| x.to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_healthy() {
+    if !unbound_available("fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_healthy") {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let fleet_model = scenario.fleet();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    assert_eq!(ff.hosts.len(), scenario.hosts as usize);
+
+    // A config server and what its host holds of its cluster's config servers.
+    let i = fleet_model.sim.iter().position(|s| s.role == SimRole::Configsvr && !fleet_model.down[s.host as usize]).unwrap();
+    let target = &fleet_model.all[i];
+    let cluster = target.labels.get("db.cluster").unwrap().to_string();
+    let expected: Vec<&str> = fleet_model
+        .all
+        .iter()
+        .filter(|c| c.host == target.host && c.labels.get("db.role") == Some("configsvr") && c.labels.get("db.cluster") == Some(cluster.as_str()))
+        .map(|c| c.id.as_str())
+        .collect();
+    let docker = ff.docker(&target.host).await;
+
+    let filters = HashMap::from([("label".to_string(), vec!["db.role=configsvr".to_string(), format!("db.cluster={cluster}")])]);
+    let listed = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await.unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|c| c.id.as_deref().unwrap()).collect();
+    ids.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(ids, want, "label filters are ANDed, per host");
+    let summary = listed.iter().find(|c| c.id.as_deref() == Some(target.id.as_str())).unwrap();
+    assert_eq!(summary.names.as_ref().unwrap(), &vec![format!("/{}", target.name)]);
+    assert_eq!(summary.labels.as_ref().unwrap().get("db.replset").map(String::as_str), target.labels.get("db.replset"));
+    // A key alone matches every container carrying it.
+    let with_key = HashMap::from([("label".to_string(), vec!["db.replset".to_string()])]);
+    let keyed = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(with_key), ..Default::default() })).await.unwrap();
+    assert!(keyed.iter().all(|c| c.labels.as_ref().unwrap().contains_key("db.replset")) && keyed.len() >= expected.len());
+
+    let before = inspect(&docker, &target.id).await;
+    assert_eq!(before.running, Some(true));
+    assert_eq!(health(&before), "unhealthy", "at start every container is disconnected");
+    let missing = docker.inspect_container("no-such-container", None::<InspectContainerOptions>).await.unwrap_err();
+    assert!(matches!(missing, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }), "{missing}");
+
+    // Events of this cluster, live from before the restart.
+    let ev_filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["start".to_string(), "die".to_string(), "health_status".to_string()]),
+        ("label".to_string(), vec![format!("db.cluster={cluster}")]),
+    ]);
+    // bollard sends the request when the stream is first polled: follow it
+    // from a task of its own, and give the subscription a moment.
+    let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&ev_filters).build()));
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(async move {
+        while let Some(Ok(e)) = stream.next().await {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let q0 = unbound.queries();
+    docker.restart_container(&target.id, Some(RestartContainerOptions { t: Some(1), signal: None })).await.unwrap();
+    let after = inspect(&docker, &target.id).await;
+    assert_ne!(after.started_at, before.started_at, "a restart moves StartedAt");
+    assert_eq!(after.running, Some(true));
+
+    // die (the old process), then start, then healthy, in that order.
+    let mut seen = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.recv().await {
+            let actor = e.actor.unwrap();
+            assert_eq!(actor.attributes.as_ref().unwrap().get("db.cluster"), Some(&cluster), "label filter on events");
+            if actor.id.as_deref() == Some(target.id.as_str()) {
+                assert_eq!(actor.attributes.unwrap().get("name"), Some(&target.name));
+                seen.push(e.action.unwrap());
+                if seen.last().map(String::as_str) == Some("health_status: healthy") {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    follower.abort();
+    assert!(got.is_ok(), "no healthy event within 10 s; saw {seen:?}\n{}", ff.log());
+    assert_eq!(seen, vec!["die", "start", "health_status: healthy"]);
+    assert_eq!(health(&inspect(&docker, &target.id).await), "healthy");
+
+    // Its startup lookups reached unbound, each answered at the first try.
+    let lookups = scenario.startup_lookups[SimRole::Configsvr as usize] as u64;
+    let stats = ff.stats();
+    let reached = unbound.queries() - q0;
+    assert_eq!(stats["queries_sent"], lookups, "{stats}");
+    assert_eq!(reached, lookups, "unbound's own counter: {stats}");
+    assert_eq!(stats["answers"], lookups, "{stats}");
+    assert_eq!(stats["timeouts"], 0, "{stats}");
+    assert_eq!((stats["restart_calls"].as_u64(), stats["starts_total"].as_u64(), stats["started_once"].as_u64()), (Some(1), Some(1), Some(1)), "{stats}");
+    assert_eq!(stats["healthy"], 1, "{stats}");
+    assert_eq!(ff.containers()[&target.name]["starts"], 1);
+
+    // stop + start: exited in between; a second stop is 304 (bollard: Ok).
+    docker.stop_container(&target.id, Some(StopContainerOptions { t: Some(1), signal: None })).await.unwrap();
+    let stopped = inspect(&docker, &target.id).await;
+    assert_eq!((stopped.status.map(|s| s.to_string()), stopped.running), (Some("exited".to_string()), Some(false)));
+    docker.stop_container(&target.id, None::<StopContainerOptions>).await.unwrap();
+    docker.start_container(&target.id, None::<StartContainerOptions>).await.unwrap();
+    let restarted = inspect(&docker, &target.id).await;
+    assert_eq!(restarted.running, Some(true));
+    assert_ne!(restarted.started_at, after.started_at);
+    let healthy = eventually(Duration::from_secs(10), async || health(&inspect(&docker, &target.id).await) == "healthy").await;
+    assert!(healthy, "healthy again after stop + start\n{}", ff.log());
+    let stats = ff.stats();
+    assert_eq!((stats["stop_calls"].as_u64(), stats["start_calls"].as_u64(), stats["starts_total"].as_u64()), (Some(2), Some(1), Some(2)), "{stats}");
+    assert_eq!(ff.containers()[&target.name]["starts"], 2);
+    assert_eq!(unbound.queries() - q0, 2 * lookups);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fakefleet_router_burst_is_cut_by_unbound_ip_ratelimit() {
+    if !unbound_available("fakefleet_router_burst_is_cut_by_unbound_ip_ratelimit") {
+        return;
+    }
+    // The smoke scenario, one cluster of one config server, one shard
+    // member and one router (9 lookups), and data nodes that look up 2
+    // names each: they pass a limit of 3 q/s one at a time, the router's
+    // burst of 9 does not (not even split across a second's boundary).
+    let text = std::fs::read_to_string(SMOKE)
+        .unwrap()
+        .replace("count = 2", "count = 1")
+        .replace("config_members = 3", "config_members = 1")
+        .replace("shards = 2", "shards = 1")
+        .replace("members_per_shard = 3", "members_per_shard = 1")
+        .replace("routers = 2", "routers = 1")
+        .replace("configsvr = 5", "configsvr = 2")
+        .replace("shard = 5", "shard = 2");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratelimit.toml");
+    std::fs::write(&path, &text).unwrap();
+    let scenario = Scenario::load(&path).unwrap();
+    assert_eq!(scenario.startup_lookups, [2, 2, 9], "the derived scenario");
+    let fleet_model = scenario.fleet();
+    assert_eq!(fleet_model.all.len(), 3);
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "    ip-ratelimit: 3\n    ip-ratelimit-factor: 0\n");
+    let ff = FakeFleet::start(&path, &unbound.addr(), dir.path());
+
+    // Data nodes first, one at a time, each until healthy.
+    for (c, s) in fleet_model.all.iter().zip(&fleet_model.sim).filter(|(_, s)| s.role.is_data()) {
+        let d = ff.docker(&c.host).await;
+        d.restart_container(&c.id, None::<RestartContainerOptions>).await.unwrap();
+        let ok = eventually(Duration::from_secs(8), async || health(&inspect(&d, &c.id).await) == "healthy").await;
+        assert!(ok, "{} ({:?}) healthy under the limit: {}\n{}", c.name, s.role, ff.stats(), unbound.log());
+    }
+    assert_eq!(unbound.ratelimited(), 0, "the data nodes stayed under the limit");
+
+    let router = fleet_model.all.iter().zip(&fleet_model.sim).find(|(_, s)| s.role == SimRole::Router).map(|(c, _)| c).unwrap();
+    let d = ff.docker(&router.host).await;
+    let q0 = unbound.queries();
+    d.restart_container(&router.id, None::<RestartContainerOptions>).await.unwrap();
+    // It settles once its lookups (2 tries of 1 s at most) and ready delay are over.
+    let settled = eventually(Duration::from_secs(10), async || matches!(ff.containers()[&router.name]["phase"].as_str(), Some("healthy" | "stuck"))).await;
+    assert!(settled, "router settled: {}", ff.containers());
+    let stats = ff.stats();
+    let limited = unbound.ratelimited();
+    println!("router burst: unbound total.num.queries +{}, ip-ratelimited {limited}; fake fleet {stats}", unbound.queries() - q0);
+    assert!(limited > 0, "unbound dropped part of the router's burst of 9 at 3 q/s: {stats}");
+    assert!(stats["timeouts"].as_u64().unwrap() >= 1, "dropped queries time out at the client: {stats}");
+    let phase = ff.containers()[&router.name]["phase"].as_str().unwrap().to_string();
+    if stats["lookups_failed"].as_u64().unwrap() > 0 {
+        assert_eq!(phase, "stuck", "a router whose lookups failed stays stuck: {stats}");
+        let s = inspect(&d, &router.id).await;
+        assert_eq!((health(&s), s.running), ("unhealthy".to_string(), Some(true)));
+    } else {
+        assert_eq!(phase, "healthy", "every retry was answered: {stats}");
+    }
+}
+
+/// A playbook for the smoke scenario's labels (config/mongo-sharded.toml's
+/// roles and groups, Docker health), the fake fleet's hosts appended.
+fn smoke_playbook(scenario: &Scenario, hosts_toml: &str) -> String {
+    format!(
+        r#"name = "fakefleet-smoke"
+[groups]
+cluster = "{cluster}"
+replset = "{replset}"
+[[roles]]
+name = "configsvr"
+selector = {{ "{role}" = "configsvr" }}
+startup_lookups = {cfg}
+health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
+[[roles]]
+name = "shard"
+selector = {{ "{role}" = "shard" }}
+startup_lookups = {shard}
+health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
+[[roles]]
+name = "router"
+selector = {{ "{role}" = "router" }}
+after = ["configsvr", "shard"]
+startup_lookups = {router}
+health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
+[limits]
+max_per_host = 16
+max_unavailable_per_replset = "all"
+stop_timeout = "2s"
+[dns]
+capacity_qps = {capacity}
+[policy]
+retries = 2
+backoff_initial = "200ms"
+backoff_max = "1s"
+stuck_rerestarts = 1
+[discovery]
+timeout = "5s"
+on_unreachable = "warn"
+{hosts_toml}"#,
+        cluster = scenario.labels.cluster,
+        replset = scenario.labels.replset,
+        role = scenario.labels.role,
+        cfg = scenario.startup_lookups[0],
+        shard = scenario.startup_lookups[1],
+        router = scenario.startup_lookups[2],
+        capacity = scenario.dns.capacity_qps,
+    )
+}
+
+#[test]
+fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
+    if !unbound_available("fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once") {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    let pb = dir.path().join("pb.toml");
+    std::fs::write(&pb, smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap())).unwrap();
+    let state = dir.path().join("state");
+    let ran = common::rekindle(&["run", pb.to_str().unwrap(), "--yes", "--output", "json", "--state-dir", state.to_str().unwrap()]);
+    let stats = ff.stats();
+    assert_eq!(ran.code, Some(0), "{ran}\nfake fleet: {stats}\n{}", ff.log());
+    let n = scenario.total_containers();
+    let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}\n{ran}"));
+    assert_eq!(summary["state"], "succeeded", "{ran}");
+    assert_eq!(summary["healthy"], n, "{ran}");
+    assert_eq!(stats["started_once"], n, "every container started exactly once: {stats}\n{ran}");
+    assert_eq!((stats["started_more_than_once"].as_u64(), stats["never_started"].as_u64()), (Some(0), Some(0)), "{stats}");
+    assert_eq!((stats["healthy"].as_u64(), stats["stuck"].as_u64()), (Some(n), Some(0)), "{stats}");
+    assert!(stats["all_healthy_s"].as_f64().is_some(), "{stats}");
+    assert_eq!(unbound.queries(), stats["queries_sent"].as_u64().unwrap(), "every query reached unbound: {stats}");
+    assert_eq!(stats["queries_sent"], scenario.total_startup_lookups(), "one set of startup lookups per container: {stats}");
+}
