@@ -74,6 +74,14 @@ pub struct RehearseArgs {
     /// resolver's strain (to see what adapting buys).
     #[arg(long)]
     pub static_budget: bool,
+    /// Instead of one rehearsal, sweep static DNS budgets (30% to 100% of
+    /// the capacity the playbook claims) and print the frontier: makespan,
+    /// dropped, stuck; and the best budget under --drop-limit.
+    #[arg(long, conflicts_with_all = ["compare", "static_budget", "report"])]
+    pub sweep: bool,
+    /// The share of queries a sweep's best budget may drop.
+    #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
+    pub drop_limit: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +170,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     let scenario = crate::scenario::Scenario::load(&args.scenario)?;
+    if args.sweep {
+        if !(0.0..1.0).contains(&args.drop_limit) {
+            return Err(Usage(format!("--drop-limit: expected a share from 0 up to 1, found {}", args.drop_limit)).into());
+        }
+        let sweep = crate::rehearse::sweep::sweep(&playbook, &scenario, &crate::rehearse::sweep::default_fractions(), args.drop_limit)?;
+        let mut out = std::io::stdout().lock();
+        return match args.output {
+            Output::Json => {
+                serde_json::to_writer(&mut out, &sweep)?;
+                use std::io::Write;
+                Ok(writeln!(out)?)
+            }
+            Output::Table => Ok(render::sweep_table(&mut out, &sweep)?),
+        };
+    }
     let opts = crate::rehearse::Options { compare: args.compare, static_budget: args.static_budget, handle_tx: None, state_dir: args.state_dir.clone() };
     let wall = std::time::Instant::now();
     let mut progress = progress::Progress::new(scenario.total_containers(), 0, false);

@@ -120,3 +120,27 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
 }
 
 pub use crate::report::rehearsal_table;
+
+/// The static-budget frontier of `rehearse --sweep`.
+pub fn sweep_table(out: &mut impl Write, s: &crate::rehearse::sweep::Sweep) -> std::io::Result<()> {
+    writeln!(out, "Static DNS budgets for playbook {:?} on scenario {:?} (lower bound {:.1}s)", s.playbook, s.scenario, s.lower_bound_s)?;
+    writeln!(out, "{:>8} {:>10} {:>10} {:>7} {:>10} {:>9} {:>6}", "fraction", "budget q/s", "makespan", "ratio", "dropped", "share", "stuck")?;
+    for p in &s.points {
+        let makespan = p.makespan_s.map(|m| format!("{m:.1}s")).unwrap_or_else(|| "never".into());
+        let ratio = p.makespan_s.map(|m| format!("{:.3}", m / s.lower_bound_s)).unwrap_or_else(|| "-".into());
+        writeln!(out, "{:>8.2} {:>10.0} {:>10} {:>7} {:>10} {:>8.2}% {:>6}", p.fraction, p.budget_qps, makespan, ratio, p.dns_dropped, p.dropped_share * 100.0, p.stuck)?;
+    }
+    match &s.best {
+        Some(b) => writeln!(
+            out,
+            "best static budget under {:.2}% dropped: {:.0} q/s ({:.2} of the claim): makespan {:.1}s ({:.3} x the lower bound), {:.2}% dropped",
+            s.drop_limit * 100.0,
+            b.budget_qps,
+            b.fraction,
+            b.makespan_s.unwrap_or(f64::NAN),
+            b.makespan_s.unwrap_or(f64::NAN) / s.lower_bound_s,
+            b.dropped_share * 100.0
+        ),
+        None => writeln!(out, "no static budget swept stays under {:.2}% dropped with every container healthy", s.drop_limit * 100.0),
+    }
+}

@@ -149,18 +149,16 @@ impl BudgetController {
         self.rate = self.rate.min(ceiling);
     }
 
-    /// What the resolver served under strain: what got through of the rate
-    /// (counted by the resolver, or estimated from the probes' losses).
+    /// What the resolver served under strain: the queries it answered per
+    /// second by its own counters (received less dropped: its capacity
+    /// when it drops), or, from probes alone, the share of the rate that
+    /// got through.
     fn served(&self, s: &DnsSample, why: Strain) -> f64 {
-        let through = match why {
-            Strain::Dropped => match (s.load_qps, s.dropped, s.interval_s) {
-                (Some(load), Some(d), Some(secs)) if load > 0.0 => (load - d as f64 / secs) / load,
-                _ => 1.0,
-            },
-            Strain::Lost if s.probes > 0 => 1.0 - s.lost as f64 / s.probes as f64,
-            _ => 1.0,
-        };
-        self.rate * through.clamp(0.5, 1.0)
+        match (why, s.load_qps, s.dropped, s.interval_s) {
+            (Strain::Dropped, Some(load), Some(d), Some(secs)) => (load - d as f64 / secs).max(self.rate * 0.25),
+            (Strain::Lost, ..) if s.probes > 0 => self.rate * (1.0 - s.lost as f64 / s.probes as f64).max(0.5),
+            _ => self.rate,
+        }
     }
 
     /// Feeds one sample; returns the new rate.

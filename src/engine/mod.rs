@@ -637,6 +637,9 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     s.budget_log.lock().unwrap().push((0.0, c.rate));
     let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
     let interval = s.pb.dns.adapt_interval;
+    // Probes out: (sent at, task). One still young when a sample is taken
+    // counts in the next.
+    let mut probes: Vec<(tokio::time::Instant, tokio::task::JoinHandle<Option<Duration>>)> = Vec::new();
     loop {
         // Probes go out concurrently: a lost one costs its timeout without
         // delaying the next.
@@ -647,11 +650,10 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
         };
         at.sort_by(f64::total_cmp);
         let t0 = tokio::time::Instant::now();
-        let mut probes = JoinSet::new();
         for a in at {
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(a)).await;
             let p = probe.clone();
-            probes.spawn(async move { p.probe().await });
+            probes.push((tokio::time::Instant::now(), tokio::spawn(async move { p.probe().await })));
         }
         tokio::time::sleep_until(t0 + interval).await;
         // Nothing is granted while paused: nothing to adapt (and a paused
@@ -660,10 +662,25 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
         if s.pacer.flow() == Flow::Closed && s.pacer.status().in_pipeline == 0 {
             return;
         }
+        // The sample is taken now: a probe still out past the latency
+        // threshold is lost for the controller (waiting for its timeout
+        // would delay the signal that matters most); a younger one counts
+        // in the next sample.
+        let now = tokio::time::Instant::now();
         let mut sample = DnsSample::default();
-        while let Some(Ok(r)) = probes.join_next().await {
+        let mut young = Vec::new();
+        for (sent, task) in probes.drain(..) {
+            let result = if task.is_finished() {
+                task.await.ok().flatten()
+            } else if now.duration_since(sent) <= s.pb.dns.latency_threshold {
+                young.push((sent, task));
+                continue;
+            } else {
+                task.abort();
+                None
+            };
             sample.probes += 1;
-            match r {
+            match result {
                 Some(l) => {
                     sample.latency = Some(sample.latency.map_or(l, |m| m.max(l)));
                     sample.fastest = Some(sample.fastest.map_or(l, |m| m.min(l)));
@@ -671,6 +688,7 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
                 None => sample.lost += 1,
             }
         }
+        probes = young;
         if let Some(now) = probe.counters().await {
             let t = tokio::time::Instant::now();
             if let Some((t0, before)) = last {
@@ -689,6 +707,9 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
             c.set_ceiling(ceiling);
         }
         let before = c.rate;
+        if std::env::var("PACER_DEBUG").is_ok() {
+            eprintln!("sample t={:.1} {sample:?} strain={:?}", s.at_s(), c.strain(&sample));
+        }
         let rate = c.on_sample(sample);
         if rate != before {
             s.pacer.adapt(rate);

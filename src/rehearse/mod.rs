@@ -4,6 +4,7 @@
 //! pieces and measures; it holds no restart logic of its own.
 
 pub mod baselines;
+pub mod sweep;
 
 use crate::config::Playbook;
 use crate::engine::{fingerprint, Engine, Event, Outcome, RunState};
