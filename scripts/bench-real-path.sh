@@ -2,49 +2,102 @@
 # Real-path benchmark: `rekindle run` against a fake fleet of Docker hosts
 # (rekindle-fakefleet) whose containers send real DNS queries to a real
 # unbound limited to the scenario's capacity (`ip-ratelimit`, every query
-# from 127.0.0.1, nothing above the limit answered). Prints, beside the
-# rehearsal of the same playbook on the same scenario: first start → all
-# healthy, the lower bound and the ratio, unbound's own query and drop
-# counters, stuck containers and containers started more than once.
-# Not a test: nothing here asserts a figure. Needs unbound, python3, curl.
+# from 127.0.0.1, `ip-ratelimit-factor: 0`: nothing above the limit of a
+# second is answered). Prints, beside the rehearsal of the same playbook on
+# the same scenario: first start → all healthy, the lower bound and the
+# ratio, unbound's own query and rate-limit counters, stuck containers and
+# containers started more than once. Not a test: nothing here asserts a
+# figure. Needs unbound, python3 (3.11+), curl. See docs/real-path.md.
 #
 #   scripts/bench-real-path.sh SCENARIO [PLAYBOOK]
+#   STATIC=0.8 scripts/bench-real-path.sh SCENARIO [PLAYBOOK]
+#   SWEEP="0.6 0.7 0.8 0.9 0.95" scripts/bench-real-path.sh SCENARIO [PLAYBOOK]
 #
 # Without PLAYBOOK one is derived from config/mongo-sharded.toml (Docker
 # health, the scenario's labels, startup lookups and DNS capacity). Either
-# way the fake fleet's [[hosts]], [dns.counter] (unbound-control
-# stats_noreset, total.num.queries), [resolver] and dns.probe_name are
-# added. KEEP=1 keeps the work directory (playbook, logs, report);
-# PROFILE=debug uses the debug build (to try the script, not to measure).
+# way the fake fleet's [[hosts]], [resolver] nameservers (this unbound),
+# dns.probe_name (a name of the fleet's zone) and [dns.counter] (this
+# unbound's `unbound-control -c CONF stats_noreset`, key total.num.queries,
+# dropped_key total.num.queries_ip_ratelimited) are set.
+#
+# Modes:
+#   (default)      one run with the playbook's own pacing (adaptive unless it
+#                  says `adaptive = false`).
+#   STATIC=F       one run with a static budget: [dns] adaptive = false,
+#                  headroom = F (budget = capacity_qps × F).
+#   SWEEP="F ..."  one static run per fraction, one after another, then the
+#                  adaptive (default) run, each with a fresh unbound and fake
+#                  fleet; prints the frontier, the best static budget under
+#                  DROP_LIMIT rate-limited, and adaptive / best static.
+# Other settings:
+#   DROP_LIMIT=0.005  the share of queries the best static budget may have
+#                     rate-limited (sweep mode).
+#   BIN_DIR=DIR       use rekindle and rekindle-fakefleet from DIR, build
+#                     nothing (e.g. BIN_DIR=/work/rt/release).
+#   CARGO_TARGET_DIR  honoured when building (binaries from its release/).
+#   PROFILE=debug     the debug build (to try the script, not to measure).
+#   KEEP=1            keep the work directory (playbooks, logs, reports,
+#                     result.json of each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCENARIO=${1:?usage: scripts/bench-real-path.sh SCENARIO [PLAYBOOK]}
+SCENARIO=${1:?usage: [STATIC=F | SWEEP="F ..."] scripts/bench-real-path.sh SCENARIO [PLAYBOOK]}
 PLAYBOOK=${2:-}
+DROP_LIMIT=${DROP_LIMIT:-0.005}
+if [ -n "${STATIC:-}" ] && [ -n "${SWEEP:-}" ]; then
+  echo "bench-real-path: STATIC and SWEEP are exclusive" >&2; exit 2
+fi
+for f in ${STATIC:-} ${SWEEP:-}; do
+  python3 -c 'import sys; f = float(sys.argv[1]); sys.exit(0 if 0 < f <= 1 else 1)' "$f" 2>/dev/null \
+    || { echo "bench-real-path: $f is not a fraction in (0, 1]" >&2; exit 2; }
+done
 for tool in unbound unbound-control python3 curl; do
   command -v "$tool" >/dev/null || { echo "bench-real-path: $tool is not installed (apt-get install unbound python3 curl)" >&2; exit 2; }
 done
 
-if [ "${PROFILE:-release}" = "debug" ]; then
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+  echo "== binaries from $BIN (not built)"
+elif [ "${PROFILE:-release}" = "debug" ]; then
   echo "== building (debug: figures are not measurements)"
   cargo build --quiet --bin rekindle --bin rekindle-fakefleet
-  BIN=target/debug
+  BIN=${CARGO_TARGET_DIR:-target}/debug
 else
   echo "== building (release)"
   cargo build --release --quiet --bin rekindle --bin rekindle-fakefleet
-  BIN=target/release
+  BIN=${CARGO_TARGET_DIR:-target}/release
 fi
+for b in rekindle rekindle-fakefleet; do
+  [ -x "$BIN/$b" ] || { echo "bench-real-path: no $BIN/$b" >&2; exit 2; }
+done
+
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local p
   for p in "${pids[@]}"; do
     kill "$p" 2>/dev/null || true
   done
   for p in "${pids[@]}"; do
     wait "$p" 2>/dev/null || true
   done
+  pids=()
   if [ "${KEEP:-}" = "1" ]; then echo "== kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Stops the given PIDs (started by this script) and forgets them.
+stop_pids() {
+  local p q keep
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for p in "$@"; do wait "$p" 2>/dev/null || true; done
+  keep=()
+  for q in "${pids[@]}"; do
+    case " $* " in *" $q "*) ;; *) keep+=("$q") ;; esac
+  done
+  pids=("${keep[@]}")
+}
 
 free_port() {
   python3 -c 'import socket
@@ -57,26 +110,38 @@ while True:
     finally: u.close(); t.close()'
 }
 
-# The scenario's facts, read by rekindle's own parser (via the rehearsal
-# below) where it matters; the capacity for unbound from the file.
+# The capacity for unbound, from the file (rekindle's own parser reads the
+# rest, via the rehearsal).
 CAPACITY=$(python3 -c 'import sys, tomllib; print(int(tomllib.load(open(sys.argv[1], "rb"))["dns"]["capacity_qps"]))' "$SCENARIO")
-
-echo "== unbound: the fleet's zone, ip-ratelimit $CAPACITY q/s"
 "$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --zone-out "$work/zone.conf"
-DNS_PORT=$(free_port)
-CONTROL_PORT=$(free_port)
-cat >"$work/unbound.conf" <<CONF
+PROBE_NAME=$(sed -n 's/^local-data: "\([^ ]*\) 300 IN A.*/\1/p;T;q' "$work/zone.conf")
+
+# run_once LABEL FRACTION|default: a fresh unbound and fake fleet, the
+# playbook, the rehearsal, `rekindle run`; prints the figures and writes
+# $work/LABEL/result.json. Stops its unbound and fake fleet before returning.
+run_once() {
+  local label=$1 pacing=$2
+  local dir="$work/$label"
+  mkdir -p "$dir"
+  echo
+  echo "######## $label: $( [ "$pacing" = default ] && echo "the playbook's pacing" || echo "static budget, headroom $pacing" )"
+
+  echo "== unbound: the fleet's zone, ip-ratelimit $CAPACITY q/s"
+  local dns_port control_port
+  dns_port=$(free_port)
+  control_port=$(free_port)
+  cat >"$dir/unbound.conf" <<CONF
 server:
     interface: 127.0.0.1
-    port: $DNS_PORT
+    port: $dns_port
     do-ip6: no
     do-daemonize: no
     chroot: ""
     username: ""
-    directory: "$work"
-    pidfile: "$work/unbound.pid"
+    directory: "$dir"
+    pidfile: "$dir/unbound.pid"
     use-syslog: no
-    logfile: "$work/unbound.log"
+    logfile: "$dir/unbound.log"
     verbosity: 1
     access-control: 127.0.0.0/8 allow
     statistics-cumulative: yes
@@ -91,30 +156,32 @@ server:
 remote-control:
     control-enable: yes
     control-interface: 127.0.0.1
-    control-port: $CONTROL_PORT
+    control-port: $control_port
     control-use-cert: no
 CONF
-unbound -d -c "$work/unbound.conf" &
-pids+=($!)
-UC=(unbound-control -c "$work/unbound.conf")
-for _ in $(seq 100); do "${UC[@]}" status >/dev/null 2>&1 && break; sleep 0.1; done
-"${UC[@]}" status >/dev/null || { echo "unbound did not start:" >&2; cat "$work/unbound.log" >&2; exit 1; }
-stat_of() { "${UC[@]}" stats_noreset | sed -n "s/^$1=//p"; }
+  unbound -d -c "$dir/unbound.conf" &
+  local unbound_pid=$!
+  pids+=("$unbound_pid")
+  local uc=(unbound-control -c "$dir/unbound.conf")
+  for _ in $(seq 100); do "${uc[@]}" status >/dev/null 2>&1 && break; sleep 0.1; done
+  "${uc[@]}" status >/dev/null || { echo "unbound did not start:" >&2; cat "$dir/unbound.log" >&2; exit 1; }
 
-echo "== fake fleet"
-"$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --dns "127.0.0.1:$DNS_PORT" --hosts-out "$work/hosts.toml" \
-  >"$work/fakefleet.out" 2>"$work/fakefleet.err" &
-pids+=($!)
-for _ in $(seq 1200); do grep -q '^fakefleet ready' "$work/fakefleet.out" 2>/dev/null && break; sleep 0.1; done
-READY=$(grep '^fakefleet ready' "$work/fakefleet.out") || { echo "the fake fleet did not come up:" >&2; cat "$work/fakefleet.err" >&2; exit 1; }
-echo "   $READY"
-FF_CONTROL=$(sed -n 's/.*control=\([^ ]*\).*/\1/p' <<<"$READY")
+  echo "== fake fleet"
+  "$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --dns "127.0.0.1:$dns_port" --hosts-out "$dir/hosts.toml" \
+    >"$dir/fakefleet.out" 2>"$dir/fakefleet.err" &
+  local ff_pid=$!
+  pids+=("$ff_pid")
+  for _ in $(seq 1200); do grep -q '^fakefleet ready' "$dir/fakefleet.out" 2>/dev/null && break; sleep 0.1; done
+  local ready
+  ready=$(grep '^fakefleet ready' "$dir/fakefleet.out") || { echo "the fake fleet did not come up:" >&2; cat "$dir/fakefleet.err" >&2; exit 1; }
+  echo "   $ready"
+  local ff_control
+  ff_control=$(sed -n 's/.*control=\([^ ]*\).*/\1/p' <<<"$ready")
 
-echo "== playbook"
-PROBE_NAME=$(sed -n 's/^local-data: "\([^ ]*\) 300 IN A.*/\1/p;T;q' "$work/zone.conf")
-python3 - "$SCENARIO" "${PLAYBOOK:-config/mongo-sharded.toml}" "$work/pb.toml" "$work/hosts.toml" "$DNS_PORT" "$PROBE_NAME" "$work/unbound.conf" "${PLAYBOOK:+given}" <<'PY'
+  echo "== playbook"
+  python3 - "$SCENARIO" "${PLAYBOOK:-config/mongo-sharded.toml}" "$dir/pb.toml" "$dir/hosts.toml" "$dns_port" "$PROBE_NAME" "$dir/unbound.conf" "${PLAYBOOK:+given}" "$pacing" <<'PY'
 import re, sys, tomllib, json
-scenario_path, base_path, out, hosts, dns_port, probe, conf, given = sys.argv[1:9]
+scenario_path, base_path, out, hosts, dns_port, probe, conf, given, pacing = sys.argv[1:10]
 sc = tomllib.load(open(scenario_path, "rb"))
 text = open(base_path).read()
 if not given:
@@ -122,7 +189,8 @@ if not given:
     # capacity; Docker health (the fake fleet has no MongoDB port).
     labels = sc["labels"]
     text = text.replace('"db.role"', json.dumps(labels["role"])).replace('"db.cluster"', json.dumps(labels["cluster"])).replace('"db.replset"', json.dumps(labels["replset"]))
-    text = re.sub(r'^name = "[^"]*"', f'name = "realpath-{sc["name"]}"', text, count=1, flags=re.M)
+    name = sc["name"] if sc["name"].startswith("realpath") else f'realpath-{sc["name"]}'
+    text = re.sub(r'^name = "[^"]*"', f'name = "{name}"', text, count=1, flags=re.M)
     text = re.sub(r'kind = "(mongo|tcp)", port = \d+, timeout = "[^"]*"', 'kind = "docker", interval = "500ms"', text)
     blocks = text.split("[[roles]]")
     for i in range(1, len(blocks)):
@@ -134,41 +202,91 @@ if not given:
     text = re.sub(r'^capacity_qps = [0-9.]+', f'capacity_qps = {sc["dns"]["capacity_qps"]}', text, flags=re.M)
     # The fake containers look up absolute names: one query per lookup.
     text = re.sub(r'^name_dots = \d+', f'name_dots = {probe.rstrip(".").count(".")}', text, flags=re.M)
+
+HEADER = re.compile(r'^\s*\[\[?\s*([A-Za-z0-9_.\-"]+)\s*\]\]?\s*(#.*)?$')
+
+def section(lines, table):
+    """(header index, end index) of `[table]`, or None."""
+    start = None
+    for i, line in enumerate(lines):
+        m = HEADER.match(line)
+        if not m:
+            continue
+        if start is not None:
+            return start, i
+        if m.group(1) == table and not line.lstrip().startswith("[["):
+            start = i
+    return (start, len(lines)) if start is not None else None
+
+def set_key(text, table, key, value):
+    """Sets `key = value` in `[table]` (the table is added if missing)."""
+    lines = text.split("\n")
+    s = section(lines, table)
+    if s is None:
+        return text.rstrip("\n") + f"\n\n[{table}]\n{key} = {value}\n"
+    start, end = s
+    for i in range(start + 1, end):
+        if re.match(rf'^\s*{re.escape(key)}\s*=', lines[i]):
+            lines[i] = f"{key} = {value}"
+            return "\n".join(lines)
+    lines.insert(start + 1, f"{key} = {value}")
+    return "\n".join(lines)
+
+def drop_table(text, table):
+    lines = text.split("\n")
+    s = section(lines, table)
+    if s is None:
+        return text
+    return "\n".join(lines[: s[0]] + lines[s[1]:])
+
 pb = tomllib.loads(text)
-dns = pb.get("dns", {})
-if "probe_name" not in dns:
-    text = re.sub(r'^(capacity_qps = .*)$', lambda m: m.group(1) + f'\nprobe_name = "{probe}"', text, count=1, flags=re.M)
-if "counter" not in dns:
-    text += f'\n[dns.counter]\ncommand = ["unbound-control", "-c", "{conf}", "stats_noreset"]\nkey = "total.num.queries"\n'
-if "resolver" not in pb:
-    text += f'\n[resolver]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
 if pb.get("hosts"):
     sys.exit(f"{base_path}: has [[hosts]] of its own; the benchmark adds the fake fleet's")
+if "counter" in pb.get("dns", {}) and section(text.split("\n"), "dns.counter") is None:
+    sys.exit(f"{base_path}: [dns] counter is not a [dns.counter] table; the benchmark sets its own")
+# The bench's unbound is the only resolver there is: rekindle's probes go
+# to it, for a name of its zone, and its counters are read.
+text = set_key(text, "dns", "probe_name", json.dumps(probe))
+if pacing != "default":
+    text = set_key(text, "dns", "adaptive", "false")
+    text = set_key(text, "dns", "headroom", pacing)
+text = drop_table(text, "dns.counter")
+text = set_key(text, "resolver", "nameservers", json.dumps([f"127.0.0.1:{dns_port}"]))
+text = text.rstrip("\n") + "\n\n[dns.counter]\n" + \
+    f'command = {json.dumps(["unbound-control", "-c", conf, "stats_noreset"])}\n' + \
+    'key = "total.num.queries"\ndropped_key = "total.num.queries_ip_ratelimited"\n'
 text += "\n" + open(hosts).read()
-tomllib.loads(text)
+pb = tomllib.loads(text)
+d = pb["dns"]
+print(f"   pacing: {'adaptive' if d.get('adaptive', True) else 'static'}, capacity_qps {d['capacity_qps']}, headroom {d.get('headroom', 0.8)} "
+      f"(ceiling {d['capacity_qps'] * d.get('headroom', 0.8):.0f} q/s)")
 open(out, "w").write(text)
 PY
-echo "   $work/pb.toml"
+  echo "   $dir/pb.toml"
 
-echo "== rekindle rehearse (same playbook, same scenario)"
-"$BIN/rekindle" rehearse "$work/pb.toml" --scenario "$SCENARIO" --output json >"$work/rehearse.json" 2>"$work/rehearse.err" || true
+  echo "== rekindle rehearse (same playbook, same scenario)"
+  "$BIN/rekindle" rehearse "$dir/pb.toml" --scenario "$SCENARIO" --output json >"$dir/rehearse.json" 2>"$dir/rehearse.err" || true
 
-echo "== rekindle run (against the fake fleet)"
-set +e
-start=$(date +%s.%N)
-"$BIN/rekindle" run "$work/pb.toml" --yes --output json --state-dir "$work/state" --report "$work/report" >"$work/run.out" 2>"$work/run.err"
-RUN_EXIT=$?
-end=$(date +%s.%N)
-set -e
-sleep 1 # the last health transitions and answers
-curl -sf "http://$FF_CONTROL/stats" >"$work/stats.json"
-QUERIES=$(stat_of total.num.queries)
-LIMITED=$(stat_of total.num.queries_ip_ratelimited)
+  echo "== rekindle run (against the fake fleet)"
+  local start end run_exit=0 run_pid
+  start=$(date +%s.%N)
+  REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=debug} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" \
+    >"$dir/run.out" 2>"$dir/run.err" &
+  run_pid=$!
+  pids+=("$run_pid")
+  wait "$run_pid" || run_exit=$?
+  end=$(date +%s.%N)
+  stop_pids "$run_pid"
+  sleep 1 # the last health transitions and answers
+  curl -sf "http://$ff_control/stats" >"$dir/stats.json"
+  "${uc[@]}" stats_noreset >"$dir/unbound.stats"
+  stop_pids "$ff_pid" "$unbound_pid"
 
-python3 - "$work" "$RUN_EXIT" "$start" "$end" "$QUERIES" "$LIMITED" "$SCENARIO" <<'PY'
+  python3 - "$dir" "$run_exit" "$start" "$end" "$SCENARIO" "$label" "$pacing" <<'PY'
 import json, sys
-work, run_exit, start, end, queries, limited, scenario = sys.argv[1:8]
+work, run_exit, start, end, scenario, label, pacing = sys.argv[1:8]
 st = json.load(open(f"{work}/stats.json"))
+ub = dict(l.split("=", 1) for l in open(f"{work}/unbound.stats").read().split() if "=" in l)
 try:
     rh = json.load(open(f"{work}/rehearse.json"))
 except Exception as e:
@@ -178,26 +296,111 @@ lines = open(f"{work}/run.out").read().strip().splitlines()
 if lines:
     try: summary = json.loads(lines[-1])
     except Exception: pass
+# The DNS budget over the run, from rekindle's report ([seconds, q/s]).
+try:
+    report = json.load(open(f"{work}/report/timeline.json"))
+except Exception:
+    report = {}
+budget = report.get("dns_budget") or []
 lb = rh.get("lower_bound_s")
 first, allh = st.get("first_start_s"), st.get("all_healthy_s")
 span = allh - first if (first is not None and allh is not None) else None
-q, lim = int(queries or 0), int(limited or 0)
+q, lim = int(ub.get("total.num.queries", 0)), int(ub.get("total.num.queries_ip_ratelimited", 0))
+share = lim / q if q else None
+rq, rd = rh.get("dns_queries"), rh.get("dns_dropped")
+rshare = rd / rq if rq else None
 f = lambda x, p=1: "n/a" if x is None else f"{x:.{p}f}"
+pct = lambda x: "n/a" if x is None else f"{100 * x:.2f}%"
+cap = rh.get("dns_capacity_qps")
 print()
-print(f"Real path: scenario {scenario} ({st['containers']} containers on {st['hosts']} hosts)")
-print(f"  rekindle run            exit {run_exit}, state {summary.get('state', '?')}, wall {float(end) - float(start):.1f}s")
-print(f"  first start → all healthy  {f(span)}s" + ("" if span is not None else f" (not all healthy: {st['healthy']} healthy)"))
-print(f"  lower bound             {f(lb)}s   ratio {f(span / lb if span and lb else None, 3)}")
-print(f"  unbound queries         {q}   ip-ratelimited {lim} ({f(100 * lim / q if q else None)}%)")
-print(f"  fake fleet queries      sent {st['queries_sent']}, answered {st['answers']}, timed out {st['timeouts']}, lookups failed {st['lookups_failed']}")
-print(f"  peak second             {max(st['queries_per_second'] or [0])} queries sent (capacity {rh.get('dns_capacity_qps', '?')})")
-print(f"  at the end              healthy {st['healthy']}, stuck {st['stuck']}, exited {st['exited']}, never started {st['never_started']}")
-print(f"  started more than once  {st['started_more_than_once']} (max {st['max_starts']} starts; restarts {st['restart_calls']})")
-print(f"Rehearsal of the same playbook: {rh.get('state', rh.get('error'))}")
-print(f"  makespan                {f(rh.get('makespan_s'))}s   lower bound {f(lb)}s   ratio {f(rh.get('ratio'), 3)}")
-print(f"  DNS                     {rh.get('dns_queries')} queries, {rh.get('dns_dropped')} dropped, peak {rh.get('dns_peak_qps')} q/s")
-print(f"  stuck                   {rh.get('stuck')} at the end ({rh.get('stuck_events')} stuck events), re-restarts {rh.get('rerestarts')}")
+print(f"Real path [{label}]: scenario {scenario} ({st['containers']} containers on {st['hosts']} hosts), "
+      + ("the playbook's pacing" if pacing == "default" else f"static budget headroom {pacing}"))
+print(f"  rekindle run              exit {run_exit}, state {summary.get('state', '?')}, wall {float(end) - float(start):.1f}s")
+print(f"  first start → all healthy {f(span)}s" + ("" if span is not None else f" (not all healthy: {st['healthy']} healthy)"))
+print(f"  lower bound               {f(lb)}s   ratio {f(span / lb if span and lb else None, 3)}")
+print(f"  unbound                   total.num.queries {q}, total.num.queries_ip_ratelimited {lim} ({pct(share)})")
+print(f"  fake fleet queries        sent {st['queries_sent']}, answered {st['answers']}, timed out {st['timeouts']}, lookups failed {st['lookups_failed']}")
+per_s = st["queries_per_second"] or [0]
+print(f"  peak second (fleet clock) {max(per_s)} queries sent (capacity {f(cap, 0)}); {sum(1 for x in per_s if cap and x > cap)} seconds above capacity")
+if budget:
+    qs = [b[1] for b in budget]
+    cuts = sum(1 for a, b in zip(qs, qs[1:]) if b < a)
+    print(f"  DNS budget (adaptive)     start {qs[0]:.0f}, min {min(qs):.0f}, max {max(qs):.0f}, final {qs[-1]:.0f} q/s; {len(qs) - 1} changes, {cuts} cuts")
+elif report:
+    print(f"  DNS budget (static)       {f(report.get('dns_budget_qps'), 0)} q/s")
+print(f"  at the end                healthy {st['healthy']}, stuck {st['stuck']}, exited {st['exited']}, never started {st['never_started']}")
+print(f"  started more than once    {st['started_more_than_once']} (max {st['max_starts']} starts; stop {st['stop_calls']}, start {st['start_calls']}, restart {st['restart_calls']} calls)")
+print(f"  rehearsal                 {rh.get('state', rh.get('error'))}: makespan {f(rh.get('makespan_s'))}s (ratio {f(rh.get('ratio'), 3)}), "
+      f"{rq} queries, {rd} dropped ({pct(rshare)}), stuck {rh.get('stuck')}")
 if run_exit != "0":
-    print(f"\nrekindle run failed (exit {run_exit}); last lines of its stderr:")
-    print("".join(open(f"{work}/run.err").readlines()[-15:]))
+    print(f"\n  rekindle run failed (exit {run_exit}); last lines of its stderr:")
+    print("".join(open(f"{work}/run.err", errors="replace").readlines()[-15:]))
+json.dump({
+    "label": label, "pacing": pacing, "run_exit": int(run_exit), "state": summary.get("state"),
+    "wall_s": float(end) - float(start), "span_s": span, "lower_bound_s": lb,
+    "ratio": span / lb if span and lb else None,
+    "unbound_queries": q, "unbound_ratelimited": lim, "ratelimited_share": share,
+    "fleet": {k: st[k] for k in ("containers", "hosts", "queries_sent", "answers", "timeouts", "lookups_failed", "healthy", "stuck", "exited",
+                                 "never_started", "started_more_than_once", "max_starts", "stop_calls", "start_calls", "restart_calls")},
+    "peak_second": max(st["queries_per_second"] or [0]),
+    "rehearse": {k: rh.get(k) for k in ("state", "makespan_s", "ratio", "dns_queries", "dns_dropped", "stuck", "stuck_events", "rerestarts")} | {"dropped_share": rshare},
+    "budget": budget, "budget_qps": report.get("dns_budget_qps"),
+}, open(f"{work}/result.json", "w"))
 PY
+}
+
+if [ -n "${SWEEP:-}" ]; then
+  for f in $SWEEP; do run_once "static-$f" "$f"; done
+  run_once adaptive default
+  echo
+  echo "== rekindle rehearse --sweep (the simulator's frontier, 0.30..1.00)"
+  "$BIN/rekindle" rehearse "$work/adaptive/pb.toml" --scenario "$SCENARIO" --sweep --drop-limit "$DROP_LIMIT" --output json \
+    >"$work/rehearse-sweep.json" 2>"$work/rehearse-sweep.err" || true
+  python3 - "$work" "$DROP_LIMIT" "$SCENARIO" $SWEEP <<'PY'
+import json, sys
+work, limit, scenario, *fractions = sys.argv[1:]
+limit = float(limit)
+runs = [json.load(open(f"{work}/static-{x}/result.json")) for x in fractions]
+ad = json.load(open(f"{work}/adaptive/result.json"))
+f = lambda x, p=1: "n/a" if x is None else f"{x:.{p}f}"
+pct = lambda x: "n/a" if x is None else f"{100 * x:.2f}%"
+lb = ad["lower_bound_s"]
+print()
+print(f"Real-path frontier: {scenario} ({ad['fleet']['containers']} containers on {ad['fleet']['hosts']} hosts), lower bound {f(lb)}s")
+hdr = f"{'pacing':>10} {'exit':>4} {'first→all healthy':>17} {'ratio':>6} {'unbound q':>9} {'ratelimited':>11} {'share':>7} {'stuck':>5} {'started>1':>9} | {'rehearse':>8} {'dropped':>8} {'share':>7}"
+print(hdr)
+print("-" * len(hdr))
+def row(name, r):
+    rh = r["rehearse"]
+    print(f"{name:>10} {r['run_exit']:>4} {f(r['span_s']) + 's':>17} {f(r['ratio'], 3):>6} {r['unbound_queries']:>9} {r['unbound_ratelimited']:>11} "
+          f"{pct(r['ratelimited_share']):>7} {r['fleet']['stuck']:>5} {r['fleet']['started_more_than_once']:>9} | "
+          f"{f(rh['makespan_s']) + 's':>8} {str(rh['dns_dropped']):>8} {pct(rh['dropped_share']):>7}")
+for x, r in zip(fractions, runs):
+    row(f"static {x}", r)
+row("adaptive", ad)
+ok = [(x, r) for x, r in zip(fractions, runs)
+      if r["run_exit"] == 0 and r["span_s"] is not None and r["fleet"]["stuck"] == 0 and (r["ratelimited_share"] or 0) < limit]
+print()
+if ok:
+    x, best = min(ok, key=lambda p: p[1]["span_s"])
+    print(f"best static under {100 * limit:g}% rate-limited: headroom {x}: {f(best['span_s'])}s, {pct(best['ratelimited_share'])} rate-limited")
+    if ad["span_s"] is not None:
+        print(f"adaptive: {f(ad['span_s'])}s, {pct(ad['ratelimited_share'])} rate-limited; adaptive / best static = {ad['span_s'] / best['span_s']:.3f}")
+    else:
+        print("adaptive: did not bring every container to healthy")
+else:
+    print(f"no static budget finished with stuck 0 and under {100 * limit:g}% rate-limited")
+    print(f"adaptive: {f(ad['span_s'])}s, {pct(ad['ratelimited_share'])} rate-limited")
+try:
+    sw = json.load(open(f"{work}/rehearse-sweep.json"))
+    b = sw.get("best")
+    print(f"rehearsal's best static (rekindle rehearse --sweep, drop limit {100 * limit:g}%): "
+          + (f"headroom {b['fraction']:.2f} ({b['budget_qps']:.0f} q/s): makespan {f(b['makespan_s'])}s, {pct(b['dropped_share'])} dropped" if b else "none"))
+except Exception as e:
+    print(f"rehearse --sweep: {open(f'{work}/rehearse-sweep.err').read()[-300:] or e}")
+PY
+elif [ -n "${STATIC:-}" ]; then
+  run_once "static-$STATIC" "$STATIC"
+else
+  run_once default default
+fi

@@ -12,7 +12,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions, L
 use bollard::{Docker, API_DEFAULT_VERSION};
 use common::unbound::{unbound_available, Unbound};
 use futures_util::StreamExt;
-use rekindle::scenario::{Scenario, SimRole};
+use rekindle::scenario::{ResolverMode, Scenario, SimRole};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
@@ -21,6 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml");
+const REALPATH_SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scenarios/realpath-small.toml");
+const REALPATH_4K: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scenarios/realpath-4k.toml");
 
 /// Every fully qualified name of a scenario's fleet (the DNS zone).
 fn zone_names(scenario: &Scenario) -> Vec<String> {
@@ -382,4 +384,19 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
     assert!(stats["all_healthy_s"].as_f64().is_some(), "{stats}");
     assert_eq!(unbound.queries(), stats["queries_sent"].as_u64().unwrap(), "every query reached unbound: {stats}");
     assert_eq!(stats["queries_sent"], scenario.total_startup_lookups(), "one set of startup lookups per container: {stats}");
+}
+
+/// The real-path benchmark's scenarios (scripts/bench-real-path.sh) model
+/// what the script runs: unbound's `ip-ratelimit`, a per-second resolver.
+/// The big one keeps the size it exists for. Parsing only: no unbound.
+#[test]
+fn realpath_scenarios_are_per_second_resolvers_of_the_benchmarks_size() {
+    for path in [REALPATH_SMALL, REALPATH_4K] {
+        let s = Scenario::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(s.dns.mode, ResolverMode::PerSecond, "{path}: unbound's ip-ratelimit is a per-second limit");
+        assert!(s.startup_lookups[SimRole::Router as usize] >= 40, "{path}: routers' bursts of startup lookups");
+        assert_eq!(s.fleet().all.len() as u64, s.total_containers(), "{path}");
+    }
+    let big = Scenario::load(Path::new(REALPATH_4K)).unwrap();
+    assert!(big.total_containers() >= 4_000 && big.hosts >= 90, "realpath-4k: {} containers on {} hosts", big.total_containers(), big.hosts);
 }

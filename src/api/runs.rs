@@ -135,6 +135,10 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
+    let probe = match dns_probe(&pb, &inventory, false).await {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let path = journal_path(&journal_dir(d), &pb.name);
     let (journal, replay) = match open_journal(&path, &pb, &inventory, &plan, journal) {
         Ok(x) => x,
@@ -147,7 +151,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let mut engine = Engine::new(Arc::new(runtime), pb_arc.clone(), inventory.clone(), plan.clone(), journal, replay);
-    if let Some(p) = dns_probe(&pb, &inventory, false) {
+    if let Some(p) = probe {
         engine = engine.with_dns_probe(p);
     }
     let handle = engine.handle();

@@ -84,6 +84,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Refuse before asking anything (Journal::create says the same).
         open_journal(&path, &playbook, &inventory, &plan, JournalMode::New)?;
     }
+    // Checked before anything is asked or restarted.
+    let probe = dns_probe(&playbook, &inventory, args.no_pacing).await.map_err(Usage)?;
     if !args.yes {
         confirm(&playbook, &inventory, &plan, args.resume).await?;
     }
@@ -93,7 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect(&playbook).await;
     let resumed = args.resume;
     let total = plan.containers;
-    let (outcome, timeline) = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, args.no_pacing).await?;
+    let (outcome, timeline) = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, probe, args.no_pacing).await?;
     let kept = match outcome.state {
         RunState::Succeeded => {
             let done = archive(&path)?;
@@ -141,6 +143,7 @@ async fn execute(
     plan: Plan,
     journal: Journal,
     replay: Replay,
+    probe: Option<Arc<dyn crate::dns::budget::DnsProbe>>,
     no_pacing: bool,
 ) -> anyhow::Result<(Outcome, crate::report::Collector)> {
     // The handlers go in before any progress shows or the engine starts: a
@@ -149,7 +152,6 @@ async fn execute(
     let interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
     let terminate = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
     let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
-    let probe = dns_probe(&pb, &inv, no_pacing);
     let (pb, plan) = (Arc::new(pb), Arc::new(plan));
     let mut timeline = crate::report::Collector::default();
     let mut engine = Engine::new(Arc::new(runtime), pb.clone(), Arc::new(inv), plan.clone(), journal, replay);

@@ -5,8 +5,8 @@
 //! few probe queries (lost, slow, or queued behind others). Strain sets the
 //! knee — what the resolver served under strain: the rate less what it
 //! dropped — and cuts to 80% of it so that a queue drains; calm climbs by
-//! 15% a sample up to 92% of the knee and holds there, probing 2% higher
-//! only after a long calm. So the rate settles under the capacity instead
+//! 15% a sample up to 92% of the knee and holds there, probing 3% higher
+//! after ten calm samples. So the rate settles under the capacity instead
 //! of halving and climbing back (a sawtooth). The rate never leaves [floor, ceiling]; the ceiling
 //! is the operator's. Pure: no clock, no I/O; the engine feeds it samples.
 
@@ -61,9 +61,9 @@ const DRAIN: f64 = 0.8;
 /// Hold at this fraction of the knee.
 const HOLD: f64 = 0.92;
 /// Calm samples at the hold before probing higher.
-const PATIENCE: u32 = 30;
+const PATIENCE: u32 = 10;
 /// How much higher a probe goes.
-const PROBE_UP: f64 = 1.02;
+const PROBE_UP: f64 = 1.03;
 /// A standing queue: the fastest probe of a sample waited longer than this
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
@@ -110,7 +110,7 @@ impl BudgetController {
             floor: ceiling * 0.02,
             rate: ceiling * START,
             threshold,
-            cooldown: 2,
+            cooldown: 4,
             capacity: None,
             since_cut: u32::MAX,
             calm: 0,
@@ -258,8 +258,11 @@ mod tests {
         assert_eq!(c.strain(&DnsSample { load_qps: Some(2600.0), ..CALM }), Some(Strain::Busy));
         assert_eq!(c.on_sample(resolver(r, 100.0)), r);
         // The fastest probe queued 60 ms behind others: a standing queue.
-        assert_eq!(c.strain(&DnsSample { fastest: Some(MS(60)), ..CALM }), Some(Strain::Queue));
-        assert!(c.on_sample(DnsSample { fastest: Some(MS(60)), ..CALM }) < r);
+        let queued = DnsSample { fastest: Some(MS(60)), ..CALM };
+        assert_eq!(c.strain(&queued), Some(Strain::Queue));
+        assert_eq!(c.on_sample(queued), r);
+        assert_eq!(c.on_sample(queued), r, "still cooling down");
+        assert!(c.on_sample(queued) < r, "the cooldown is over");
     }
 
     #[test]

@@ -707,9 +707,7 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
             c.set_ceiling(ceiling);
         }
         let before = c.rate;
-        if std::env::var("PACER_DEBUG").is_ok() {
-            eprintln!("sample t={:.1} {sample:?} strain={:?}", s.at_s(), c.strain(&sample));
-        }
+        tracing::trace!(at_s = s.at_s(), ?sample, strain = ?c.strain(&sample), "DNS sample");
         let rate = c.on_sample(sample);
         if rate != before {
             s.pacer.adapt(rate);

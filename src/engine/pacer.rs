@@ -381,8 +381,8 @@ impl Pacer {
             s.lookups_granted += cost as u64;
             s.restarts_granted += 1;
             let sec = (now - self.epoch).as_secs() as usize;
-            if std::env::var("PACER_DEBUG").is_ok() && s.per_second.len() <= sec {
-                eprintln!("t={sec} admit={} start={} pipeline={} cost={} budget={} stop_high={:.2}", s.admit.len(), s.start.len(), s.pipeline_len, s.pipeline_cost, s.budget(), s.stop_high);
+            if s.per_second.len() <= sec {
+                tracing::trace!(second = sec, admit = s.admit.len(), start = s.start.len(), in_pipeline = s.pipeline_len, budget = s.budget(), stop_high = s.stop_high, "pacer");
             }
             if s.per_second.len() <= sec {
                 s.per_second.resize(sec + 1, 0);
@@ -445,7 +445,8 @@ mod tests {
         let t0 = Instant::now();
         pacer.acquire((0, 0), 10).await.unwrap();
         pacer.acquire((0, 0), 10).await.unwrap();
-        assert!(t0.elapsed() >= Duration::from_millis(99), "{:?}", t0.elapsed());
+        // 100 ms, less at most the few timer ticks a late grant may catch up.
+        assert!(t0.elapsed() >= Duration::from_millis(96), "{:?}", t0.elapsed());
         assert_eq!(pacer.status().dns_budget_qps, 100.0);
     }
 

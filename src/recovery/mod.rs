@@ -85,25 +85,30 @@ pub fn probe_name(pb: &Playbook, inv: &crate::inventory::Inventory) -> Option<(S
 /// [`probe_name`] through rekindle's resolver, and the resolver's counters
 /// when the playbook names them. Static pacing only when the playbook says
 /// `adaptive = false`, pacing is off, or there is nothing to probe (the log
-/// says so once).
-pub fn dns_probe(pb: &Playbook, inv: &crate::inventory::Inventory, no_pacing: bool) -> Option<Arc<dyn DnsProbe>> {
+/// says so once). The name is looked up once here, before anything is
+/// restarted: a name that does not resolve is an error naming it.
+pub async fn dns_probe(pb: &Playbook, inv: &crate::inventory::Inventory, no_pacing: bool) -> Result<Option<Arc<dyn DnsProbe>>, String> {
     if no_pacing || !pb.dns.adaptive {
-        return None;
+        return Ok(None);
     }
     let Some((name, from)) = probe_name(pb, inv) else {
         tracing::warn!("no dns.probe_name and no DNS name in the inventory: the DNS budget stays at its static {:.0} q/s", pb.dns.budget_qps());
-        return None;
+        return Ok(None);
     };
-    match crate::dns::CachedResolver::new(&pb.resolver) {
-        Ok(resolver) => {
-            let counter = pb.dns.counter.as_ref().map(|c| crate::dns::counter::ResolverCounter::new(c, pb.resolver.timeout));
-            let probe = crate::dns::ResolverProbe::new(resolver, name, counter);
-            tracing::info!(signals = %probe.describe(), name_from = from, "adaptive DNS budget");
-            Some(Arc::new(probe))
-        }
+    let resolver = match crate::dns::CachedResolver::new(&pb.resolver) {
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "no resolver to probe: the DNS budget stays static");
-            None
+            return Ok(None);
         }
+    };
+    if let Err(e) = resolver.lookup(&name).await {
+        return Err(format!(
+            "the adaptive DNS budget's probe name {name:?} (from {from}) does not resolve: {e}; set dns.probe_name to a name the fleet's resolver answers, or dns.adaptive = false"
+        ));
     }
+    let counter = pb.dns.counter.as_ref().map(|c| crate::dns::counter::ResolverCounter::new(c, pb.resolver.timeout));
+    let probe = crate::dns::ResolverProbe::new(resolver, name, counter);
+    tracing::info!(signals = %probe.describe(), name_from = from, "adaptive DNS budget");
+    Ok(Some(Arc::new(probe)))
 }
