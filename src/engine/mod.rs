@@ -117,6 +117,19 @@ pub struct Outcome {
     /// The DNS budget over time when it adapted: (seconds, q/s), starting
     /// at the static budget.
     pub dns_budget: Vec<(f64, f64)>,
+    /// DNS lookups granted to starts in each second (what rekindle sent).
+    pub dns_granted_per_second: Vec<u64>,
+    /// The resolver's own counters, when read: (seconds, received q/s,
+    /// dropped q/s) per adaptation sample.
+    pub resolver_load: Vec<ResolverLoad>,
+}
+
+/// What the resolver's own counters showed over one adaptation interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct ResolverLoad {
+    pub at_s: f64,
+    pub received_qps: f64,
+    pub dropped_qps: Option<f64>,
 }
 
 /// Controls a running engine from elsewhere (CLI, API, tests).
@@ -194,6 +207,7 @@ struct Shared<R> {
     /// Measures the resolver for the adaptive budget.
     probe: Option<Arc<dyn DnsProbe>>,
     budget_log: Mutex<Vec<(f64, f64)>>,
+    resolver_log: Mutex<Vec<ResolverLoad>>,
     /// Each host's slots for stop and start calls
     /// (`limits.api_calls_per_host`): a start's DNS budget is taken only
     /// with a slot in hand, so its lookups never wait behind the host.
@@ -272,6 +286,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 depth,
                 probe: None,
                 budget_log: Mutex::new(Vec::new()),
+                resolver_log: Mutex::new(Vec::new()),
                 host_slots,
             }),
         }
@@ -384,6 +399,8 @@ impl<R: ContainerRuntime> Engine<R> {
         // Every container that ended failed, in any wave: nothing left down unreported.
         let failed_all: Vec<String> = failed_seen;
         let dns_budget = std::mem::take(&mut *s.budget_log.lock().unwrap());
+        let resolver_load = std::mem::take(&mut *s.resolver_log.lock().unwrap());
+        let dns_granted_per_second = s.pacer.granted_per_second();
         Ok(Outcome {
             state,
             reason: halted.map(|(w, failed)| {
@@ -403,6 +420,8 @@ impl<R: ContainerRuntime> Engine<R> {
             restarts: st.restarts,
             elapsed_s: st.elapsed_s,
             dns_budget,
+            dns_granted_per_second,
+            resolver_load,
         })
     }
 }
@@ -633,10 +652,12 @@ fn probes_per_interval(rate: f64, interval: Duration) -> u32 {
 async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
     c.capacity = Some(s.pb.dns.capacity_qps);
-    s.pacer.adapt(c.rate);
-    s.budget_log.lock().unwrap().push((0.0, c.rate));
-    let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
+    // The probes are load too: restarts get the rest of the rate.
     let interval = s.pb.dns.adapt_interval;
+    let for_restarts = |rate: f64| (rate - probes_per_interval(rate, interval) as f64 / interval.as_secs_f64()).max(rate * 0.5);
+    s.pacer.adapt(for_restarts(c.rate));
+    s.budget_log.lock().unwrap().push((0.0, for_restarts(c.rate)));
+    let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
     // Probes out: (sent at, task). One still young when a sample is taken
     // counts in the next.
     let mut probes: Vec<(tokio::time::Instant, tokio::task::JoinHandle<Option<Duration>>)> = Vec::new();
@@ -699,6 +720,8 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
                     (Some(a), Some(b)) => Some((a - b).max(0.0) as u64),
                     _ => None,
                 };
+                let load = ResolverLoad { at_s: s.at_s(), received_qps: sample.load_qps.unwrap_or(0.0), dropped_qps: sample.dropped.map(|d| d as f64 / secs) };
+                s.resolver_log.lock().unwrap().push(load);
             }
             last = Some((t, now));
         }
@@ -710,6 +733,7 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
         tracing::trace!(at_s = s.at_s(), ?sample, strain = ?c.strain(&sample), "DNS sample");
         let rate = c.on_sample(sample);
         if rate != before {
+            let rate = for_restarts(rate);
             s.pacer.adapt(rate);
             s.budget_log.lock().unwrap().push((s.at_s(), rate));
             s.emit(Event::BudgetAdapted { dns_budget_qps: rate, probe_latency_ms: sample.latency.map(|l| l.as_secs_f64() * 1000.0), at_s: s.at_s() });

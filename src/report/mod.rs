@@ -99,6 +99,8 @@ pub struct Chart<'a> {
     pub dns_per_second: &'a [u64],
     /// What `dns_per_second` counts (the legend and the table say it).
     pub dns_series: &'a str,
+    /// What the resolver's own counters showed, when read (a real run).
+    pub resolver: &'a [crate::engine::ResolverLoad],
     pub dns_capacity_qps: f64,
     pub dns_budget_qps: f64,
     pub dns_budget: &'a [(f64, f64)],
@@ -115,6 +117,7 @@ impl<'a> From<&'a Report> for Chart<'a> {
             total: r.total,
             dns_per_second: &r.dns_per_second,
             dns_series: "queries the resolver received",
+            resolver: &[],
             dns_capacity_qps: r.dns_capacity_qps,
             dns_budget_qps: r.dns_budget_qps,
             dns_budget: &r.dns_budget,
@@ -148,6 +151,13 @@ pub fn write_chart(dir: &Path, whole: &impl Serialize, c: &Chart, summary: &str)
     );
     for (s, q) in c.dns_per_second.iter().enumerate() {
         let _ = writeln!(md, "| {s} | {q} | {:.0} | {:.0} |", c.budget_at(s as f64 + 1.0), c.dns_capacity_qps);
+    }
+    if !c.resolver.is_empty() {
+        md += "\n## What the resolver received\n\nIts own counters, read every adaptation interval (other clients and retries included), beside the budget in force and the capacity.\n\n| at (s) | received q/s | dropped q/s | budget q/s | capacity |\n|---:|---:|---:|---:|---:|\n";
+        for r in c.resolver {
+            let dropped = r.dropped_qps.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(md, "| {:.1} | {:.0} | {dropped} | {:.0} | {:.0} |", r.at_s, r.received_qps, c.budget_at(r.at_s), c.dns_capacity_qps);
+        }
     }
     std::fs::write(dir.join("timeline.md"), md)?;
     std::fs::write(dir.join("timeline.html"), html(c, summary))
@@ -226,19 +236,24 @@ pub fn html(r: &Chart, summary: &str) -> String {
 
     // DNS: queries per second against capacity and budget.
     let peak = r.dns_per_second.iter().copied().max().unwrap_or(0) as f64;
+    let peak = r.resolver.iter().map(|l| l.received_qps).fold(peak, f64::max);
     let top_budget = r.dns_budget.iter().map(|b| b.1).fold(r.dns_budget_qps, f64::max);
     let f = Frame { t_max, y_max: peak.max(r.dns_capacity_qps).max(top_budget) * 1.1, h: 300.0 };
     let _ = write!(body, r#"<h2>DNS queries per second</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="DNS queries per second">"#, f.h);
     f.axes(&mut body, "queries/s");
     polyline(&mut body, r.dns_per_second.iter().enumerate().flat_map(|(s, q)| [(f.x(s as f64), f.y(*q as f64)), (f.x(s as f64 + 1.0), f.y(*q as f64))]), "#3b6ea5", "");
+    if !r.resolver.is_empty() {
+        polyline(&mut body, r.resolver.iter().map(|l| (f.x(l.at_s), f.y(l.received_qps))), "#8e44ad", "");
+    }
     let cap = f.y(r.dns_capacity_qps);
     let _ = write!(body, r##"<line x1="{PAD_L}" y1="{cap:.1}" x2="{:.1}" y2="{cap:.1}" stroke="#c0392b" stroke-dasharray="6 4"/>"##, W - PAD_R);
     let steps = (0..=t_max as usize).map(|s| (f.x(s as f64), f.y(r.budget_at(s as f64 + 1.0))));
     polyline(&mut body, steps, "#27ae60", "");
     let _ = write!(
         body,
-        r##"</svg><p class="legend"><span style="color:#3b6ea5">■ {}</span> <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {}</p>"##,
+        r##"</svg><p class="legend"><span style="color:#3b6ea5">■ {}</span>{} <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {}</p>"##,
         esc(r.dns_series),
+        if r.resolver.is_empty() { "" } else { r##" <span style="color:#8e44ad">— what the resolver received (its own counter)</span>"## },
         r.dns_capacity_qps,
         if r.dns_budget.is_empty() { "static" } else { "adaptive" },
         esc(&r.dns_totals)

@@ -1,8 +1,8 @@
 //! A real run's timeline (`rekindle run --report`, and the daemon's real
 //! runs): the same files as a rehearsal's, from the engine's events. Its
-//! DNS series is what rekindle budgeted its restarts for, counted in the
-//! second each restart was sent: the resolver's own count is not rekindle's
-//! to know, and the report says which it shows.
+//! DNS series is what rekindle granted its starts, counted in the second
+//! each start was sent; with the resolver's counters configured, what the
+//! resolver itself received (and dropped) is shown beside it.
 
 use super::{write_chart, Chart, Collector, WaveSpan};
 use crate::config::Playbook;
@@ -12,13 +12,10 @@ use crate::plan::Plan;
 use std::path::Path;
 
 impl Collector {
-    /// A real run's event: the timeline, plus the DNS queries a restart
-    /// was budgeted for in the second it was sent.
-    pub fn on_run(&mut self, e: &Event, at: f64, pb: &Playbook, plan: &Plan) {
+    /// A real run's event: the timeline (its DNS series comes from the
+    /// pacer, at the moment each start was granted).
+    pub fn on_run(&mut self, e: &Event, at: f64, _pb: &Playbook, _plan: &Plan) {
         self.on(e, at);
-        if let Event::Restarting { wave, .. } = e {
-            self.on_dns(at, pb.restart_queries(plan.waves[*wave].role) as u64);
-        }
     }
 }
 
@@ -42,6 +39,8 @@ pub struct RunReport {
     pub dns_budget: Vec<(f64, f64)>,
     pub dns_queries_budgeted: u64,
     pub dns_per_second: Vec<u64>,
+    /// The resolver's own counters per adaptation sample, when read.
+    pub resolver_load: Vec<crate::engine::ResolverLoad>,
     pub healthy_per_second: Vec<u64>,
     pub wave_spans: Vec<WaveSpan>,
 }
@@ -49,7 +48,10 @@ pub struct RunReport {
 impl RunReport {
     pub fn new(pb: &Playbook, inv: &Inventory, o: &Outcome, t: &Collector, total: usize, resumed: bool, pacing: bool) -> RunReport {
         let seconds = o.elapsed_s.ceil() as usize;
-        let dns_per_second = t.dns_per_second(seconds);
+        let mut dns_per_second = o.dns_granted_per_second.clone();
+        if dns_per_second.len() < seconds {
+            dns_per_second.resize(seconds, 0);
+        }
         RunReport {
             playbook: pb.name.clone(),
             state: o.state,
@@ -68,6 +70,7 @@ impl RunReport {
             dns_queries_budgeted: dns_per_second.iter().sum(),
             healthy_per_second: t.healthy_per_second(dns_per_second.len().max(seconds)),
             dns_per_second,
+            resolver_load: o.resolver_load.clone(),
             wave_spans: t.spans.clone(),
         }
     }
@@ -79,6 +82,7 @@ impl RunReport {
             total: self.total,
             dns_per_second: &self.dns_per_second,
             dns_series: "DNS queries budgeted to the restarts sent",
+            resolver: &self.resolver_load,
             dns_capacity_qps: self.dns_capacity_qps,
             dns_budget_qps: if self.pacing { self.dns_budget_qps } else { 0.0 },
             dns_budget: &self.dns_budget,

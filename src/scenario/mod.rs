@@ -370,6 +370,24 @@ mod tests {
     }
 
     #[test]
+    fn resolver_modes_and_their_located_errors() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml")).unwrap();
+        let parse = |t: String| Scenario::parse(&SourceText::new("s.toml", t));
+        assert_eq!(smoke().dns.mode, ResolverMode::Queue, "no mode: a queue, as before");
+        let ps = parse(text.replace("queue = 20", "mode = \"per_second\"")).unwrap();
+        assert_eq!(ps.dns.mode, ResolverMode::PerSecond);
+        assert_eq!(parse(text.replace("queue = 20", "queue = 0")).unwrap().dns.queue, 0);
+        let e = parse(text.replace("queue = 20", "queue = -1")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("dns.queue", 23), "{e}");
+        assert!(e.to_string().contains("found -1"), "{e}");
+        let e = parse(text.replace("queue = 20", "mode = \"leaky\"")).unwrap_err();
+        assert_eq!(e.field, "dns.mode");
+        assert!(e.to_string().contains("\"leaky\"") && e.to_string().contains("per_second"), "{e}");
+        let e = parse(text.replace("queue = 20\n", "")).unwrap_err();
+        assert_eq!(e.field, "dns.queue", "{e}");
+    }
+
+    #[test]
     fn rejects_unknown_role_in_lookups() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml")).unwrap().replace("router = 9", "arbiter = 9");
         let e = Scenario::parse(&SourceText::new("s.toml", text)).unwrap_err();

@@ -279,12 +279,12 @@ impl SimFleet {
         }
     }
 
-    /// A start, as the host performs it: an API slot for an instant, then
-    /// the process runs and makes its startup lookups at once. Starting a
-    /// running container does nothing (Docker answers 304).
+    /// A start, as the host performs it: an instant (the host's API limit
+    /// bounds its slow calls, the stops), then the process runs and makes
+    /// its startup lookups at once. Starting a running container does
+    /// nothing (Docker answers 304).
     async fn perform_start(self: Arc<Self>, i: usize) {
         let sim: SimContainer = self.fleet.sim[i];
-        drop(self.hosts[sim.host as usize].acquire().await.expect("never closed"));
         let (generation, stuck_on_start) = {
             let mut w = self.world.lock().unwrap();
             if !matches!(w.procs[i].phase, Phase::Stopped | Phase::Exited) {

@@ -1,0 +1,145 @@
+//! The DNS budget as the resolver receives it, on the simulated fleet and a
+//! virtual clock: what reaches the resolver in any second stays under the
+//! budget (the simulated resolver's own per-second counts are the witness),
+//! a retune never releases a burst, an operator's lower ceiling holds while
+//! the budget adapts, and with nothing dropping the adaptive budget settles
+//! above 90% of the capacity.
+
+use rekindle::config::Playbook;
+use rekindle::engine::{fingerprint, Engine, RunState};
+use rekindle::journal::{Journal, Record, Replay};
+use rekindle::plan::Plan;
+use rekindle::scenario::Scenario;
+use rekindle::sim::{SimDnsProbe, SimFleet, SimRuntime};
+use rekindle::source::SourceText;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn root(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// Smoke with eight clusters (88 containers, 504 startup lookups) and a
+/// resolver of 40 q/s in the given mode.
+fn scenario(mode: &str) -> Scenario {
+    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("count = 2", "count = 8").replace("queue = 20", mode);
+    Scenario::parse(&SourceText::new("smoke8.toml", text)).unwrap()
+}
+
+/// The shipped playbook, claiming `capacity` q/s with `headroom`.
+fn playbook(capacity: f64, headroom: f64, adaptive: bool) -> Playbook {
+    let text = std::fs::read_to_string(root("config/mongo-sharded.toml"))
+        .unwrap()
+        .replace("capacity_qps = 5000", &format!("capacity_qps = {capacity}\nadaptive = {adaptive}"))
+        .replace("headroom = 0.98", &format!("headroom = {headroom}"))
+        .replace("startup_lookups = 81", "startup_lookups = 9");
+    Playbook::parse(&SourceText::new("pb.toml", text)).unwrap()
+}
+
+struct Run {
+    sim: Arc<SimFleet>,
+    engine: Engine<SimRuntime>,
+    _dir: tempfile::TempDir,
+}
+
+fn prepare(sc: &Scenario, pb: Playbook, probe: bool) -> Run {
+    let sim = SimFleet::new(sc);
+    let inv = Arc::new(sim.fleet().inventory());
+    let pb = Arc::new(pb);
+    let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::create(&dir.path().join("j"), Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false).unwrap();
+    let mut engine = Engine::new(Arc::new(SimRuntime(sim.clone())), pb, inv, plan, j, Replay::default());
+    if probe {
+        engine = engine.with_dns_probe(Arc::new(SimDnsProbe { fleet: sim.clone(), counters: true }));
+    }
+    Run { sim, engine, _dir: dir }
+}
+
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+}
+
+#[test]
+fn what_the_resolver_receives_never_passes_the_static_budget_in_any_second() {
+    for mode in ["mode = \"per_second\"", "queue = 20"] {
+        paused().block_on(async {
+            // 40 q/s claimed, budget 32: restarts of routers (9 lookups)
+            // and data nodes (5) mixed, on 4 hosts.
+            let r = prepare(&scenario(mode), playbook(40.0, 0.8, false), false);
+            let out = r.engine.run().await.unwrap();
+            assert_eq!(out.state, RunState::Succeeded, "{mode}: {out:?}");
+            let stats = r.sim.stats();
+            let per_second = r.sim.dns_per_second();
+            println!("{mode}: {per_second:?}, peak {} q/s in any 1 s window", stats.dns_peak_qps);
+            assert!(per_second.iter().all(|&n| n <= 32), "{mode}: a second above the budget of 32: {per_second:?}");
+            // Any window of ten 100 ms slots, not only whole seconds.
+            assert!(stats.dns_peak_qps <= 32, "{mode}: peak {}", stats.dns_peak_qps);
+            assert_eq!((stats.dns_dropped, stats.stuck), (0, 0), "{mode}");
+            assert_eq!(stats.healthy, stats.total);
+        });
+    }
+}
+
+#[test]
+fn a_retune_never_releases_a_burst() {
+    paused().block_on(async {
+        let r = prepare(&scenario("mode = \"per_second\""), playbook(40.0, 0.8, false), false);
+        let h = r.engine.handle();
+        let run = tokio::spawn(r.engine.run());
+        // Slow to 4 q/s for ten seconds (credit would build up in a
+        // bucket), then back to 32.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        h.retune(Some(4.0), None);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        h.retune(Some(32.0), None);
+        let out = run.await.unwrap().unwrap();
+        assert_eq!(out.state, RunState::Succeeded);
+        let per_second = r.sim.dns_per_second();
+        println!("{per_second:?}");
+        // While slow: one restart's cost (9) at most per second, once the
+        // second of the retune has passed.
+        assert!(per_second[4..13].iter().all(|&n| n <= 9), "slow seconds: {:?}", &per_second[4..13]);
+        // Raised again: no burst of the credit a bucket would have saved.
+        assert!(per_second.iter().all(|&n| n <= 32), "{per_second:?}");
+        assert!(per_second[13..].iter().any(|&n| n > 20), "the raised budget is used: {per_second:?}");
+    });
+}
+
+#[test]
+fn an_operators_lower_ceiling_holds_while_adapting() {
+    paused().block_on(async {
+        let r = prepare(&scenario("mode = \"per_second\""), playbook(40.0, 0.98, true), true);
+        let h = r.engine.handle();
+        let run = tokio::spawn(r.engine.run());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        h.retune(Some(12.0), None);
+        let out = run.await.unwrap().unwrap();
+        assert_eq!(out.state, RunState::Succeeded);
+        let after: Vec<f64> = out.dns_budget.iter().filter(|(t, _)| *t > 3.0).map(|&(_, q)| q).collect();
+        assert!(after.iter().all(|&q| q <= 12.0), "the adaptive budget passed the operator's ceiling: {:?}", out.dns_budget);
+        assert_eq!(h.status().pace.unwrap().dns_budget_qps.min(12.0), h.status().pace.unwrap().dns_budget_qps);
+        // The resolver saw at most the ceiling (or one router's 9 lookups)
+        // plus the probes (4 a second) in any second after the retune.
+        let per_second = r.sim.dns_per_second();
+        assert!(per_second[4..].iter().all(|&n| n <= 12 + 4), "{per_second:?}");
+    });
+}
+
+#[test]
+fn with_nothing_dropping_the_adaptive_budget_settles_above_90_percent_of_capacity() {
+    paused().block_on(async {
+        // A bigger fleet (32 clusters) so the run lasts long enough to settle.
+        let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("count = 2", "count = 32").replace("capacity_qps = 40", "capacity_qps = 400").replace("queue = 20", "queue = 200");
+        let sc = Scenario::parse(&SourceText::new("smoke32.toml", text)).unwrap();
+        let r = prepare(&sc, playbook(400.0, 0.98, true), true);
+        let out = r.engine.run().await.unwrap();
+        assert_eq!(out.state, RunState::Succeeded);
+        let stats = r.sim.stats();
+        println!("budget over time: {:?}; dropped {}", out.dns_budget, stats.dns_dropped);
+        assert_eq!(stats.dns_dropped, 0);
+        let last = out.dns_budget.last().unwrap().1;
+        assert!(last > 0.9 * 400.0, "settled at {last} q/s, under 90% of the capacity");
+    });
+}
