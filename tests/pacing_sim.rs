@@ -49,7 +49,8 @@ fn prepare(sc: &Scenario, pb: Playbook, probe: bool) -> Run {
     let pb = Arc::new(pb);
     let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let j = Journal::create(&dir.path().join("j"), Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false).unwrap();
+    let j = Journal::create(&dir.path().join("j"), Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false)
+        .unwrap();
     let mut engine = Engine::new(Arc::new(SimRuntime(sim.clone())), pb, inv, plan, j, Replay::default());
     if probe {
         engine = engine.with_dns_probe(Arc::new(SimDnsProbe { fleet: sim.clone(), counters: true }));
@@ -131,7 +132,11 @@ fn an_operators_lower_ceiling_holds_while_adapting() {
 fn with_nothing_dropping_the_adaptive_budget_settles_above_90_percent_of_capacity() {
     paused().block_on(async {
         // A bigger fleet (32 clusters) so the run lasts long enough to settle.
-        let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("count = 2", "count = 32").replace("capacity_qps = 40", "capacity_qps = 400").replace("queue = 20", "queue = 200");
+        let text = std::fs::read_to_string(root("config/scenarios/smoke.toml"))
+            .unwrap()
+            .replace("count = 2", "count = 32")
+            .replace("capacity_qps = 40", "capacity_qps = 400")
+            .replace("queue = 20", "queue = 200");
         let sc = Scenario::parse(&SourceText::new("smoke32.toml", text)).unwrap();
         let r = prepare(&sc, playbook(400.0, 0.98, true), true);
         let out = r.engine.run().await.unwrap();

@@ -136,6 +136,7 @@ async fn confirm(pb: &Playbook, inv: &Inventory, plan: &Plan, resume: bool) -> a
 }
 
 /// Runs the engine with progress and Ctrl-C handling to its outcome.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     runtime: DockerRuntime,
     pb: Playbook,

@@ -105,18 +105,7 @@ pub enum Strain {
 impl BudgetController {
     /// Starts at half the ceiling; never below 2% of it.
     pub fn new(ceiling: f64, threshold: Duration) -> BudgetController {
-        BudgetController {
-            ceiling,
-            floor: ceiling * 0.02,
-            rate: ceiling * START,
-            threshold,
-            cooldown: 4,
-            capacity: None,
-            since_cut: u32::MAX,
-            calm: 0,
-            knee: None,
-            baseline: None,
-        }
+        BudgetController { ceiling, floor: ceiling * 0.02, rate: ceiling * START, threshold, cooldown: 4, capacity: None, since_cut: u32::MAX, calm: 0, knee: None, baseline: None }
     }
 
     /// The rate the resolver was last seen to serve under strain, if any.
@@ -250,7 +239,7 @@ mod tests {
         let mut c = BudgetController::new(1000.0, MS(250));
         c.capacity = Some(2000.0);
         c.on_sample(CALM); // 575; the baseline latency is 1 ms
-        // One of four probes lost: the resolver served about 3/4 of 575.
+                           // One of four probes lost: the resolver served about 3/4 of 575.
         let r = c.on_sample(DnsSample { lost: 1, ..CALM });
         assert!((r - 0.8 * 0.75 * 575.0).abs() < 1e-9, "{r}");
         // Within the cooldown, more strain does not cut again.

@@ -255,7 +255,9 @@ impl Scenario {
             queue: match (&raw.dns.queue, raw.dns.mode.as_ref().map(|m| m.get_ref().as_str())) {
                 (Some(q), _) => int(q, "dns.queue", 0, 100_000_000)?,
                 (None, Some("per_second")) => 0,
-                (None, _) => return Err(err(raw.dns.capacity_qps.span(), "dns.queue", "missing: a resolver in queue mode needs `queue` (queries that may wait; 0 for none)".into())),
+                (None, _) => {
+                    return Err(err(raw.dns.capacity_qps.span(), "dns.queue", "missing: a resolver in queue mode needs `queue` (queries that may wait; 0 for none)".into()))
+                }
             },
             timeout_ms: int(&raw.dns.timeout_ms, "dns.timeout_ms", 1, 600_000)? as u64,
             attempts: int(&raw.dns.attempts, "dns.attempts", 1, 100)?,
