@@ -270,7 +270,7 @@ PY
   echo "== rekindle run (against the fake fleet)"
   local start end run_exit=0 run_pid
   start=$(date +%s.%N)
-  REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=debug} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" \
+  REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=trace} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" \
     >"$dir/run.out" 2>"$dir/run.err" &
   run_pid=$!
   pids+=("$run_pid")
@@ -302,6 +302,19 @@ try:
 except Exception:
     report = {}
 budget = report.get("dns_budget") or []
+# The adaptive budget's samples and why it saw strain (trace lines of the
+# run's JSON log: `DNS sample`, strain = None or Some(Dropped|Lost|Queue|Busy)).
+samples, strains = 0, {}
+for line in open(f"{work}/run.err", errors="replace"):
+    if '"DNS sample"' not in line:
+        continue
+    try: fields = json.loads(line)["fields"]
+    except Exception: continue
+    samples += 1
+    why = str(fields.get("strain", "None"))
+    if why != "None":
+        why = why.removeprefix("Some(").removesuffix(")")
+        strains[why] = strains.get(why, 0) + 1
 lb = rh.get("lower_bound_s")
 first, allh = st.get("first_start_s"), st.get("all_healthy_s")
 span = allh - first if (first is not None and allh is not None) else None
@@ -326,6 +339,8 @@ if budget:
     qs = [b[1] for b in budget]
     cuts = sum(1 for a, b in zip(qs, qs[1:]) if b < a)
     print(f"  DNS budget (adaptive)     start {qs[0]:.0f}, min {min(qs):.0f}, max {max(qs):.0f}, final {qs[-1]:.0f} q/s; {len(qs) - 1} changes, {cuts} cuts")
+    if samples:
+        print(f"  DNS samples               {samples}, strain in " + (", ".join(f"{n} ({why})" for why, n in sorted(strains.items())) or "none"))
 elif report:
     print(f"  DNS budget (static)       {f(report.get('dns_budget_qps'), 0)} q/s")
 print(f"  at the end                healthy {st['healthy']}, stuck {st['stuck']}, exited {st['exited']}, never started {st['never_started']}")
@@ -344,7 +359,7 @@ json.dump({
                                  "never_started", "started_more_than_once", "max_starts", "stop_calls", "start_calls", "restart_calls")},
     "peak_second": max(st["queries_per_second"] or [0]),
     "rehearse": {k: rh.get(k) for k in ("state", "makespan_s", "ratio", "dns_queries", "dns_dropped", "stuck", "stuck_events", "rerestarts")} | {"dropped_share": rshare},
-    "budget": budget, "budget_qps": report.get("dns_budget_qps"),
+    "budget": budget, "budget_qps": report.get("dns_budget_qps"), "dns_samples": samples, "strain": strains,
 }, open(f"{work}/result.json", "w"))
 PY
 }
@@ -367,12 +382,13 @@ pct = lambda x: "n/a" if x is None else f"{100 * x:.2f}%"
 lb = ad["lower_bound_s"]
 print()
 print(f"Real-path frontier: {scenario} ({ad['fleet']['containers']} containers on {ad['fleet']['hosts']} hosts), lower bound {f(lb)}s")
-hdr = f"{'pacing':>10} {'exit':>4} {'first→all healthy':>17} {'ratio':>6} {'unbound q':>9} {'ratelimited':>11} {'share':>7} {'stuck':>5} {'started>1':>9} | {'rehearse':>8} {'dropped':>8} {'share':>7}"
+hdr = f"{'pacing':>12} {'budget':>7} {'exit':>4} {'first→all healthy':>17} {'ratio':>6} {'unbound q':>9} {'ratelimited':>11} {'share':>7} {'stuck':>5} {'started>1':>9} | {'rehearse':>8} {'dropped':>8} {'share':>7}"
 print(hdr)
 print("-" * len(hdr))
 def row(name, r):
     rh = r["rehearse"]
-    print(f"{name:>10} {r['run_exit']:>4} {f(r['span_s']) + 's':>17} {f(r['ratio'], 3):>6} {r['unbound_queries']:>9} {r['unbound_ratelimited']:>11} "
+    b = "adapt." if r["pacing"] == "default" and r["budget"] else f(r["budget_qps"], 0)
+    print(f"{name:>12} {b:>7} {r['run_exit']:>4} {f(r['span_s']) + 's':>17} {f(r['ratio'], 3):>6} {r['unbound_queries']:>9} {r['unbound_ratelimited']:>11} "
           f"{pct(r['ratelimited_share']):>7} {r['fleet']['stuck']:>5} {r['fleet']['started_more_than_once']:>9} | "
           f"{f(rh['makespan_s']) + 's':>8} {str(rh['dns_dropped']):>8} {pct(rh['dropped_share']):>7}")
 for x, r in zip(fractions, runs):

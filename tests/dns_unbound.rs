@@ -199,7 +199,8 @@ async fn dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one() {
     use rekindle::dns::counter::{CounterSource, ResolverCounter};
     let server = Unbound::start("");
     let r = CachedResolver::new(&settings(&server)).unwrap();
-    let config = |cmd: Vec<String>| CounterConfig { source: CounterSource::Command(cmd), key: "total.num.queries".into(), dropped_key: Some("total.num.queries_ip_ratelimited".into()) };
+    let config =
+        |cmd: Vec<String>| CounterConfig { source: CounterSource::Command(cmd), key: "total.num.queries".into(), dropped_key: Some("total.num.queries_ip_ratelimited".into()) };
     let counter = ResolverCounter::new(&config(server.stats_command()), Duration::from_secs(5));
     let probe = rekindle::dns::ResolverProbe::new(r.clone(), "node-1.fleet.test".into(), Some(counter));
     let first = probe.counters().await.expect("unbound's counters read");
