@@ -64,6 +64,11 @@ const HOLD: f64 = 0.92;
 const PATIENCE: u32 = 10;
 /// How much higher a probe goes.
 const PROBE_UP: f64 = 1.03;
+/// A counter reading this far above the claimed capacity is strain: a
+/// counter's window never lines up with the pacer's seconds, so one more
+/// restart's lookups in it are jitter, not overload (the drop counter says
+/// when it is).
+const BUSY: f64 = 1.1;
 /// A standing queue: the fastest probe of a sample waited longer than this
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
@@ -98,7 +103,7 @@ pub enum Strain {
     /// A probe waited past the threshold, or the fastest one shows a
     /// standing queue.
     Queue,
-    /// The resolver's query counter shows more than its claimed capacity.
+    /// The resolver's query counter shows over 110% of its claimed capacity.
     Busy,
 }
 
@@ -124,7 +129,7 @@ impl BudgetController {
             Some(Strain::Lost)
         } else if s.latency.is_some_and(|l| l > self.threshold) || standing {
             Some(Strain::Queue)
-        } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > cap) {
+        } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > BUSY * cap) {
             Some(Strain::Busy)
         } else {
             None
@@ -245,6 +250,7 @@ mod tests {
         // Within the cooldown, more strain does not cut again.
         assert_eq!(c.on_sample(DnsSample { load_qps: Some(2600.0), ..CALM }), r);
         assert_eq!(c.strain(&DnsSample { load_qps: Some(2600.0), ..CALM }), Some(Strain::Busy));
+        assert_eq!(c.strain(&DnsSample { load_qps: Some(2150.0), ..CALM }), None, "counter-window jitter is not overload");
         assert_eq!(c.on_sample(resolver(r, 100.0)), r);
         // The fastest probe queued 60 ms behind others: a standing queue.
         let queued = DnsSample { fastest: Some(MS(60)), ..CALM };
