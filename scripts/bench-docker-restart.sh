@@ -13,8 +13,9 @@ CONC=16
 IMAGE=rekindle-dbnode:test
 ID="bench-$$"
 docker image inspect "$IMAGE" >/dev/null 2>&1 || scripts/build-test-image.sh
-cargo build --release --quiet
-BIN=target/release/rekindle
+# REKINDLE_BIN: a release binary built elsewhere (skips the build).
+if [ -z "${REKINDLE_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${REKINDLE_BIN:-target/release/rekindle}
 work=$(mktemp -d)
 cleanup() {
   ids=$(docker ps -aq --filter "label=rekindle.bench=$ID")

@@ -71,26 +71,22 @@ for b in rekindle rekindle-fakefleet; do
 done
 
 work=$(mktemp -d)
+# Every process this script starts, by PID (stopped by PID, never by name).
 pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill "$p" 2>/dev/null || true
-  done
-  for p in "${pids[@]}"; do
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-  if [ "${KEEP:-}" = "1" ]; then echo "== kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-# Stops the given PIDs (started by this script) and forgets them.
+# Stops the given PIDs (started by this script) and forgets them: SIGTERM,
+# up to 10 s to exit (an interrupted `rekindle run` aborts and watches the
+# restarts in flight), then SIGKILL.
 stop_pids() {
-  local p q keep
+  local p q keep alive
   for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "$@"; do wait "$p" 2>/dev/null || true; done
   keep=()
   for q in "${pids[@]}"; do
@@ -98,6 +94,16 @@ stop_pids() {
   done
   pids=("${keep[@]}")
 }
+
+cleanup() {
+  # rekindle first (it is last in the list), while its hosts still answer.
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pids "${pids[i]}"; done
+  if [ "${KEEP:-}" = "1" ]; then echo "== kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 free_port() {
   python3 -c 'import socket
