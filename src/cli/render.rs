@@ -115,6 +115,7 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
         pb.dns.capacity_qps,
         pb.dns.headroom * 100.0
     )?;
+    writeln!(out, "{}", pacing_line(pb, inv))?;
     writeln!(out, "Estimated time: {} (critical path {}, DNS bound {})", human(plan.estimate), human(plan.critical_path), human(plan.dns_bound))?;
     Ok(())
 }
@@ -143,4 +144,24 @@ pub fn sweep_table(out: &mut impl Write, s: &crate::rehearse::sweep::Sweep) -> s
         ),
         None => writeln!(out, "no static budget swept stays under {:.2}% dropped with every container healthy", s.drop_limit * 100.0),
     }
+}
+
+/// Which DNS pacing a run of this plan would use, and on which signals.
+fn pacing_line(pb: &Playbook, inv: &Inventory) -> String {
+    if !pb.dns.adaptive {
+        return "DNS pacing: static at that budget (dns.adaptive = false)".into();
+    }
+    let mut signals = Vec::new();
+    if let Some(c) = &pb.dns.counter {
+        let from = match &c.source {
+            crate::dns::counter::CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
+            crate::dns::counter::CounterSource::Url(u) => u.clone(),
+        };
+        signals.push(format!("the resolver's counters from {from} ({}{})", c.key, c.dropped_key.as_ref().map(|k| format!(", dropped: {k}")).unwrap_or_default()));
+    }
+    match crate::recovery::probe_name(pb, inv) {
+        Some((name, from)) => signals.push(format!("probe queries for {name} (from {from})")),
+        None => return "DNS pacing: static at that budget (no dns.probe_name and no DNS name in the inventory to probe)".into(),
+    }
+    format!("DNS pacing: adaptive under that budget, from half of it; signals: {}", signals.join("; "))
 }
