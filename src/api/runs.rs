@@ -164,7 +164,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         match events.recv().await {
             Ok(e) => {
                 let done = matches!(e, crate::engine::Event::Finished { .. });
-                timeline.on_run(&e, start.elapsed().as_secs_f64(), &pb_arc, &plan);
+                timeline.on(&e, start.elapsed().as_secs_f64());
                 d.on_event(run, &e);
                 if done {
                     break;

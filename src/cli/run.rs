@@ -177,7 +177,7 @@ async fn execute(
                     let done = matches!(e, crate::engine::Event::Finished { .. });
                     let at = start.elapsed().as_secs_f64();
                     progress.on_event(&e, at);
-                    timeline.on_run(&e, at, &pb, &plan);
+                    timeline.on(&e, at);
                     if done { break; }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "progress fell behind"),

@@ -34,7 +34,6 @@ pub struct Collector {
     healthy_at: Vec<f64>,
     pub spans: Vec<WaveSpan>,
     index: std::collections::HashMap<usize, usize>,
-    dns: Vec<u64>,
 }
 
 impl Collector {
@@ -53,24 +52,6 @@ impl Collector {
             }
             _ => {}
         }
-    }
-
-    /// Counts `queries` DNS queries in the second `at` falls in.
-    pub fn on_dns(&mut self, at: f64, queries: u64) {
-        let s = at.max(0.0).floor() as usize;
-        if self.dns.len() <= s {
-            self.dns.resize(s + 1, 0);
-        }
-        self.dns[s] += queries;
-    }
-
-    /// DNS queries counted per second, over `seconds` seconds at least.
-    pub fn dns_per_second(&self, seconds: usize) -> Vec<u64> {
-        let mut v = self.dns.clone();
-        if v.len() < seconds {
-            v.resize(seconds, 0);
-        }
-        v
     }
 
     /// Healthy containers by the end of each of `seconds` seconds.

@@ -6,18 +6,9 @@
 
 use super::{write_chart, Chart, Collector, WaveSpan};
 use crate::config::Playbook;
-use crate::engine::{Event, Outcome, RunState};
+use crate::engine::{Outcome, RunState};
 use crate::inventory::Inventory;
-use crate::plan::Plan;
 use std::path::Path;
-
-impl Collector {
-    /// A real run's event: the timeline (its DNS series comes from the
-    /// pacer, at the moment each start was granted).
-    pub fn on_run(&mut self, e: &Event, at: f64, _pb: &Playbook, _plan: &Plan) {
-        self.on(e, at);
-    }
-}
 
 /// A real run's report: `timeline.json` holds it whole.
 #[derive(Debug, serde::Serialize)]
