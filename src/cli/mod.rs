@@ -74,7 +74,7 @@ pub struct RehearseArgs {
     /// resolver's strain (to see what adapting buys).
     #[arg(long)]
     pub static_budget: bool,
-    /// Instead of one rehearsal, sweep static DNS budgets (30% to 100% of
+    /// Instead of one rehearsal, sweep static DNS budgets (10% to 100% of
     /// the capacity the playbook claims) and print the frontier: makespan,
     /// dropped, stuck; and the best budget under --drop-limit.
     #[arg(long, conflicts_with_all = ["compare", "static_budget", "report"])]

@@ -639,32 +639,33 @@ fn log(e: &Event) {
     }
 }
 
-/// Probe queries per adaptation interval: about one per 250 queries of
-/// budget (0.4% of the load), at least 4, at most 20.
-fn probes_per_interval(rate: f64, interval: Duration) -> u32 {
-    ((rate * interval.as_secs_f64() / 250.0).round() as u32).clamp(4, 20)
+/// Probe queries per second: about one per 250 queries of budget (0.4% of
+/// the load), at least 4, at most 20.
+fn probes_per_second(rate: f64) -> f64 {
+    (rate / 250.0).round().clamp(4.0, 20.0)
 }
 
-/// Measures the resolver every `adapt_interval` (probe queries at random
+/// Measures the resolver every `adapt_interval` — probe queries at random
 /// moments of the interval, so they cannot align with a resolver's
-/// per-second window, then its counters) and moves the DNS budget by the
-/// control law of [`BudgetController`], under the operator's ceiling.
+/// per-second window, then its counters — and moves the DNS budget by the control law of [`BudgetController`], under
+/// the operator's ceiling.
 async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
     c.capacity = Some(s.pb.dns.capacity_qps);
     // The probes are load too: restarts get the rest of the rate.
-    let interval = s.pb.dns.adapt_interval;
-    let for_restarts = |rate: f64| (rate - probes_per_interval(rate, interval) as f64 / interval.as_secs_f64()).max(rate * 0.5);
+    let for_restarts = |rate: f64| (rate - probes_per_second(rate)).max(rate * 0.5);
     s.pacer.adapt(for_restarts(c.rate));
     s.budget_log.lock().unwrap().push((0.0, for_restarts(c.rate)));
     let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
+    let mut granted_before = (tokio::time::Instant::now(), s.pacer.status().dns_lookups_granted);
     // Probes out: (sent at, task). One still young when a sample is taken
     // counts in the next.
     let mut probes: Vec<(tokio::time::Instant, tokio::task::JoinHandle<Option<Duration>>)> = Vec::new();
     loop {
+        let interval = s.pb.dns.adapt_interval;
         // Probes go out concurrently: a lost one costs its timeout without
         // delaying the next.
-        let n = probes_per_interval(c.rate, interval);
+        let n = (probes_per_second(c.rate) * interval.as_secs_f64()).round().max(1.0) as u32;
         let mut at: Vec<f64> = {
             let mut rng = s.jitter.lock().unwrap();
             (0..n).map(|_| rng.uniform(0.0, interval.as_secs_f64())).collect()
@@ -725,6 +726,13 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
             }
             last = Some((t, now));
         }
+        let status = s.pacer.status();
+        let granted_now = (tokio::time::Instant::now(), status.dns_lookups_granted);
+        let secs = granted_now.0.duration_since(granted_before.0).as_secs_f64();
+        if secs > 0.0 {
+            sample.granted_qps = Some(granted_now.1.saturating_sub(granted_before.1) as f64 / secs);
+        }
+        granted_before = granted_now;
         let ceiling = s.pacer.ceiling();
         if ceiling > 0.0 && ceiling != c.ceiling {
             c.set_ceiling(ceiling);

@@ -39,9 +39,9 @@ pub struct Sweep {
     pub best: Option<SweepPoint>,
 }
 
-/// The fractions swept by default: 0.30 to 1.00 in steps of 0.05.
+/// The fractions swept by default: 0.10 to 1.00 in steps of 0.05.
 pub fn default_fractions() -> Vec<f64> {
-    (6..=20).map(|i| i as f64 * 0.05).collect()
+    (2..=20).map(|i| i as f64 * 0.05).collect()
 }
 
 /// Rehearses `playbook` on `scenario` at each static budget.
