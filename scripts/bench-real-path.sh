@@ -374,7 +374,7 @@ if [ -n "${SWEEP:-}" ]; then
   for f in $SWEEP; do run_once "static-$f" "$f"; done
   run_once adaptive default
   echo
-  echo "== rekindle rehearse --sweep (the simulator's frontier, 0.30..1.00)"
+  echo "== rekindle rehearse --sweep (the simulator's frontier, 0.10..1.00)"
   "$BIN/rekindle" rehearse "$work/adaptive/pb.toml" --scenario "$SCENARIO" --sweep --drop-limit "$DROP_LIMIT" --output json \
     >"$work/rehearse-sweep.json" 2>"$work/rehearse-sweep.err" || true
   python3 - "$work" "$DROP_LIMIT" "$SCENARIO" $SWEEP <<'PY'

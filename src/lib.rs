@@ -7,31 +7,38 @@
 //!
 //! # Layout
 //!
-//! The modules follow the pipeline a recovery goes through:
+//! The modules are layered; a module uses only the layers below it
+//! (docs/ARCHITECTURE.md draws the table, `tests/layers.rs` enforces it):
 //!
 //! ```text
-//! playbook (TOML) ─▶ config ─▶ inventory ─▶ plan ─▶ (engine) ─▶ report
+//! cli ─ api ─ rehearse ─ recovery, report ─ engine ─ inventory, sim ─ runtime
+//!   ─ health ─ dns ─ plan, scenario ─ config ─ model ─ leaves
 //! ```
 //!
+//! - [`model`]: containers, labels, states, health, the inventory: plain
+//!   data that uses nothing else.
 //! - [`config`]: the playbook schema and its validation; every error names
 //!   the file, line, column and field.
 //! - [`scenario`]: reference scenario files (simulated fleets) and their
 //!   deterministic fleet generation.
-//! - [`inventory`]: the containers to act on, from Docker hosts, a static
-//!   JSON file or a scenario.
 //! - [`plan`]: pure functions from inventory + playbook to a wave DAG.
-//! - [`engine`] over [`runtime`] (Docker via bollard, or [`sim`]): waves,
-//!   pacing, health gates, journal ([`journal`]), pause/resume/abort.
 //! - [`dns`]: the cached resolver and the adaptive DNS budget; [`health`]:
 //!   probes in a database's own protocol (MongoDB `hello`).
-//! - [`rehearse`] and [`report`]: rehearsals on a virtual clock and their
-//!   timeline files; [`recovery`]: what a real run needs around the engine.
-//! - [`api`]: the daemon's HTTP API; [`http`]: the client it and the CLI use.
-//! - [`cli`]: the command-line front end (parsing and rendering only).
+//! - [`runtime`]: the container boundary (Docker via bollard); [`sim`]: the
+//!   simulated fleet behind the same trait; [`inventory`]: where the
+//!   containers come from (Docker hosts, a JSON file, a scenario).
+//! - [`engine`]: waves, pacing, health gates, the journal ([`journal`]),
+//!   pause/resume/abort.
+//! - [`recovery`]: what a real run needs around the engine; [`report`]:
+//!   timeline files; [`rehearse`]: rehearsals on a virtual clock.
+//! - [`api`]: the daemon and its HTTP API; [`http`]: the client it and the
+//!   CLI use; [`cli`]: the command-line front end (parsing and rendering).
+//! - Leaves: [`source`] (located errors), [`duration`], [`rng`], [`dag`].
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dag;
 pub mod dns;
 pub mod duration;
 pub mod engine;
@@ -39,6 +46,7 @@ pub mod health;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod model;
 pub mod plan;
 pub mod recovery;
 pub mod rehearse;
@@ -46,5 +54,6 @@ pub mod report;
 pub mod rng;
 pub mod runtime;
 pub mod scenario;
+pub mod session;
 pub mod sim;
 pub mod source;

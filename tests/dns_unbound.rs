@@ -196,7 +196,8 @@ async fn dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one() {
     }
     use rekindle::config::CounterConfig;
     use rekindle::dns::budget::DnsProbe;
-    use rekindle::dns::counter::{CounterSource, ResolverCounter};
+    use rekindle::config::CounterSource;
+    use rekindle::dns::counter::ResolverCounter;
     let server = Unbound::start("");
     let r = CachedResolver::new(&settings(&server)).unwrap();
     let config =

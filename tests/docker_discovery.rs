@@ -69,7 +69,7 @@ async fn docker_discovery_finds_groups_and_plans_real_containers() {
     want.sort_unstable();
     assert_eq!(found, want, "discovery must find exactly the test fleet");
     assert!(inv.containers.iter().all(|c| c.host == "local"));
-    assert!(inv.containers.iter().all(|c| c.state == rekindle::inventory::ContainerState::Running));
+    assert!(inv.containers.iter().all(|c| c.state == rekindle::model::ContainerState::Running));
     let dead = inv.hosts.iter().find(|h| h.name == "dead-host").expect("dead host reported");
     assert!(!dead.reachable);
     assert!(dead.error.is_some());

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use rekindle::config::Playbook;
 use rekindle::engine::{fingerprint, Engine, Event, RunState};
-use rekindle::inventory::Inventory;
+use rekindle::model::Inventory;
 use rekindle::journal::{Journal, Record, Replay};
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
@@ -112,7 +112,7 @@ fn smoke_recovers_in_dependency_order_with_every_container_once() {
         while let Ok(e) = runtime_events.try_recv() {
             match e.kind {
                 rekindle::runtime::RuntimeEventKind::Start => starts += 1,
-                rekindle::runtime::RuntimeEventKind::Health(rekindle::runtime::Health::Healthy) => healthy += 1,
+                rekindle::runtime::RuntimeEventKind::Health(rekindle::model::Health::Healthy) => healthy += 1,
                 _ => {}
             }
         }
@@ -199,23 +199,23 @@ struct SlowInspect {
 }
 
 impl rekindle::runtime::ContainerRuntime for SlowInspect {
-    async fn list(&self) -> Result<Vec<rekindle::inventory::Container>, rekindle::runtime::RuntimeError> {
+    async fn list(&self) -> Result<Vec<rekindle::model::Container>, rekindle::runtime::RuntimeError> {
         self.sim.list().await
     }
-    async fn inspect(&self, c: &rekindle::inventory::Container) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
+    async fn inspect(&self, c: &rekindle::model::Container) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
         tokio::time::sleep(self.delay).await;
         self.sim.inspect(c).await
     }
-    async fn stop(&self, c: &rekindle::inventory::Container) -> Result<(), rekindle::runtime::RuntimeError> {
+    async fn stop(&self, c: &rekindle::model::Container) -> Result<(), rekindle::runtime::RuntimeError> {
         self.sim.stop(c).await
     }
-    async fn start(&self, c: &rekindle::inventory::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
+    async fn start(&self, c: &rekindle::model::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
         self.sim.start(c, before).await
     }
-    async fn exec(&self, c: &rekindle::inventory::Container, cmd: &[String]) -> Result<i64, rekindle::runtime::RuntimeError> {
+    async fn exec(&self, c: &rekindle::model::Container, cmd: &[String]) -> Result<i64, rekindle::runtime::RuntimeError> {
         self.sim.exec(c, cmd).await
     }
-    async fn health(&self, c: &rekindle::inventory::Container, check: &rekindle::config::HealthCheck) -> Result<rekindle::runtime::Health, rekindle::runtime::RuntimeError> {
+    async fn health(&self, c: &rekindle::model::Container, check: &rekindle::config::HealthCheck) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
         self.sim.health(c, check).await
     }
     fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {

@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use rekindle::config::{Playbook, Unavailable};
-use rekindle::inventory::{Container, ContainerState, Inventory, Labels};
+use rekindle::model::{Container, ContainerState, Inventory, Labels};
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
 use std::collections::{HashMap, HashSet};

@@ -184,7 +184,7 @@ impl Daemon {
             run.persist();
             run.push(json!({ "event": "run_resumed", "resumed": run.view.lock().unwrap().resumed }));
             tracing::info!(run = %run.id(), playbook = %pb.name, "resuming a real run from its journal");
-            self.spawn_real(run, pb, crate::recovery::JournalMode::ResumeOrNew);
+            self.spawn_real(run, pb, crate::session::JournalMode::ResumeOrNew);
         }
         Ok((interrupted, resumed))
     }
@@ -456,7 +456,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
     d.note_started(&run);
     match (req.mode, scenario) {
         (Mode::Run, _) => {
-            let mode = if req.resume { crate::recovery::JournalMode::Resume } else { crate::recovery::JournalMode::New };
+            let mode = if req.resume { crate::session::JournalMode::Resume } else { crate::session::JournalMode::New };
             d.spawn_real(run, pb, mode);
         }
         (mode, Some((_, path))) => runs::spawn_simulated(d.clone(), run, pb, path, mode),

@@ -7,11 +7,12 @@
 
 use super::{ApiState, Daemon, Mode, Run};
 use crate::config::Playbook;
-use crate::engine::{Engine, Handle, RunState};
+use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
 use crate::plan::Plan;
-use crate::recovery::{archive, dns_probe, journal_path, open_journal, JournalMode};
+use crate::recovery::{archive, dns_probe, journal_path};
 use crate::runtime::docker::DockerRuntime;
+use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -140,44 +141,24 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         Err(e) => return fail(e),
     };
     let path = journal_path(&journal_dir(d), &pb.name);
-    let (journal, replay) = match open_journal(&path, &pb, &inventory, &plan, journal) {
-        Ok(x) => x,
-        Err(e) => return fail(e.to_string()),
-    };
     let unreachable: Vec<_> = inventory.unreachable_hosts().map(|h| json!({ "host": h.name, "error": h.error })).collect();
     let total = plan.containers;
-    let resumed = replay.continues_a_run();
     let runtime = DockerRuntime::connect(&pb).await;
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
-    let mut engine = Engine::new(Arc::new(runtime), pb_arc.clone(), inventory.clone(), plan.clone(), journal, replay);
-    if let Some(p) = probe {
-        engine = engine.with_dns_probe(p);
-    }
-    let handle = engine.handle();
-    let mut events = handle.subscribe();
-    run.attach(handle);
-    set_running(run);
-    let task = tokio::spawn(engine.run());
-    let (start, mut timeline) = (tokio::time::Instant::now(), crate::report::Collector::default());
-    loop {
-        match events.recv().await {
-            Ok(e) => {
-                let done = matches!(e, crate::engine::Event::Finished { .. });
-                timeline.on(&e, start.elapsed().as_secs_f64());
-                d.on_event(run, &e);
-                if done {
-                    break;
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(run = %run.id(), skipped = n, "the daemon fell behind the run's events"),
-            Err(_) => break,
-        }
-    }
-    let outcome = match task.await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return fail(e.to_string()),
-        Err(e) => return fail(format!("the run's task ended: {e}")),
+    let session = Session {
+        runtime,
+        playbook: pb_arc,
+        inventory: inventory.clone(),
+        plan,
+        journal: JournalSpec { path: path.clone(), mode: journal, durable: true },
+        probe,
+        no_pacing: false,
+    };
+    let mut record = Record { d, run };
+    let (outcome, timeline, resumed) = match session::run(session, &mut record).await {
+        Ok(f) => (f.outcome, f.timeline, f.resumed),
+        Err(e) => return fail(e.to_string()),
     };
     if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst) {
         // Stopped by the daemon's shutdown, not by anyone's decision: the
@@ -202,6 +183,23 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     });
     run.end(api_state(outcome.state), Some(result), None);
     d.note_finished(run);
+}
+
+/// The daemon's view of a real run's session: the run record gets the
+/// control handle and every event.
+struct Record<'a> {
+    d: &'a Arc<Daemon>,
+    run: &'a Arc<Run>,
+}
+
+impl Observer for Record<'_> {
+    fn started(&mut self, handle: &Handle) {
+        self.run.attach(handle.clone());
+        set_running(self.run);
+    }
+    fn event(&mut self, e: &Event, _at_s: f64) {
+        self.d.on_event(self.run, e);
+    }
 }
 
 /// Archives a succeeded run's journal; says where the journal is.

@@ -2,7 +2,7 @@
 
 use crate::config::Playbook;
 use crate::duration::human;
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use crate::plan::Plan;
 use serde_json::json;
 use std::io::Write;
@@ -154,8 +154,8 @@ fn pacing_line(pb: &Playbook, inv: &Inventory) -> String {
     let mut signals = Vec::new();
     if let Some(c) = &pb.dns.counter {
         let from = match &c.source {
-            crate::dns::counter::CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
-            crate::dns::counter::CounterSource::Url(u) => u.clone(),
+            crate::config::CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
+            crate::config::CounterSource::Url(u) => u.clone(),
         };
         signals.push(format!("the resolver's counters from {from} ({}{})", c.key, c.dropped_key.as_ref().map(|k| format!(", dropped: {k}")).unwrap_or_default()));
     }

@@ -5,18 +5,18 @@
 
 use super::{progress, render, Aborted, Halted, Output, Usage};
 use crate::config::Playbook;
-use crate::engine::{Engine, Outcome, RunState};
-use crate::inventory::{Inventory, InventorySource};
-use crate::journal::{Journal, Replay};
+use crate::engine::{Event, Handle, Outcome, RunState};
+use crate::inventory::InventorySource;
+use crate::model::Inventory;
 use crate::plan::Plan;
-use crate::recovery::{archive, default_state_dir, dns_probe, journal_path, open_journal, JournalMode};
+use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
 use crate::report::RunReport;
 use crate::runtime::docker::DockerRuntime;
+use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -80,9 +80,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let path = journal_path(&state_dir, &playbook.name);
-    if !args.resume && path.exists() {
-        // Refuse before asking anything (Journal::create says the same).
-        open_journal(&path, &playbook, &inventory, &plan, JournalMode::New)?;
+    if !args.resume {
+        // Refuse before asking anything (opening the journal says the same).
+        session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
     let probe = dns_probe(&playbook, &inventory, args.no_pacing).await.map_err(Usage)?;
@@ -90,12 +90,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         confirm(&playbook, &inventory, &plan, args.resume).await?;
     }
     let mode = if args.resume { JournalMode::Resume } else { JournalMode::New };
-    let (journal, replay) = open_journal(&path, &playbook, &inventory, &plan, mode)?;
-
     let runtime = DockerRuntime::connect(&playbook).await;
-    let resumed = args.resume;
     let total = plan.containers;
-    let (outcome, timeline) = execute(runtime, playbook.clone(), inventory.clone(), plan, journal, replay, probe, args.no_pacing).await?;
+    let session = Session {
+        runtime,
+        playbook: Arc::new(playbook.clone()),
+        inventory: Arc::new(inventory.clone()),
+        plan: Arc::new(plan),
+        journal: JournalSpec { path: path.clone(), mode, durable: true },
+        probe,
+        no_pacing: args.no_pacing,
+    };
+    let (outcome, timeline, resumed) = execute(session).await?;
     let kept = match outcome.state {
         RunState::Succeeded => {
             let done = archive(&path)?;
@@ -135,62 +141,48 @@ async fn confirm(pb: &Playbook, inv: &Inventory, plan: &Plan, resume: bool) -> a
     }
 }
 
-/// Runs the engine with progress and Ctrl-C handling to its outcome.
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    runtime: DockerRuntime,
-    pb: Playbook,
-    inv: Inventory,
-    plan: Plan,
-    journal: Journal,
-    replay: Replay,
-    probe: Option<Arc<dyn crate::dns::budget::DnsProbe>>,
-    no_pacing: bool,
-) -> anyhow::Result<(Outcome, crate::report::Collector)> {
+/// The terminal's view of a session: progress bars, and Ctrl-C / SIGTERM
+/// steering the run.
+struct Terminal {
+    progress: progress::Progress,
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    steer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Observer for Terminal {
+    fn started(&mut self, handle: &Handle) {
+        let st = handle.status();
+        self.progress.resume_from(st.waves_passed, st.healthy);
+        if let Some((interrupt, terminate)) = self.signals.take() {
+            self.steer = Some(tokio::spawn(steer(handle.clone(), interrupt, terminate)));
+        }
+    }
+    fn event(&mut self, e: &Event, at_s: f64) {
+        self.progress.on_event(e, at_s);
+    }
+    fn tick(&mut self, handle: &Handle) {
+        if let Some(p) = handle.status().pace {
+            self.progress.on_pace(&p);
+        }
+    }
+}
+
+/// Runs the session with progress and Ctrl-C handling to its outcome.
+async fn execute(session: Session<DockerRuntime>) -> anyhow::Result<(Outcome, crate::report::Collector, bool)> {
     // The handlers go in before any progress shows or the engine starts: a
     // Ctrl-C at the first bar must pause the run, not kill the process.
     use tokio::signal::unix::{signal, SignalKind};
     let interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
     let terminate = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
-    let mut progress = progress::Progress::new(plan.containers as u64, plan.waves.len(), true);
-    let (pb, plan) = (Arc::new(pb), Arc::new(plan));
-    let mut timeline = crate::report::Collector::default();
-    let mut engine = Engine::new(Arc::new(runtime), pb.clone(), Arc::new(inv), plan.clone(), journal, replay);
-    if let Some(p) = probe {
-        engine = engine.with_dns_probe(p);
+    let progress = progress::Progress::new(session.plan.containers as u64, session.plan.waves.len(), true);
+    let mut term = Terminal { progress, signals: Some((interrupt, terminate)), steer: None };
+    let finished = session::run(session, &mut term).await;
+    term.progress.finish();
+    if let Some(t) = term.steer {
+        t.abort();
     }
-    let handle = engine.handle();
-    let st = handle.status();
-    progress.resume_from(st.waves_passed, st.healthy);
-    if no_pacing {
-        handle.retune(Some(0.0), Some(0.0));
-    }
-    let mut events = handle.subscribe();
-    let start = tokio::time::Instant::now();
-    let run = tokio::spawn(engine.run());
-    let signals = tokio::spawn(steer(handle.clone(), interrupt, terminate));
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => {
-                    let done = matches!(e, crate::engine::Event::Finished { .. });
-                    let at = start.elapsed().as_secs_f64();
-                    progress.on_event(&e, at);
-                    timeline.on(&e, at);
-                    if done { break; }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(skipped = n, "progress fell behind"),
-                Err(_) => break,
-            },
-            _ = tick.tick() => {
-                if let Some(p) = handle.status().pace { progress.on_pace(&p); }
-            }
-        }
-    }
-    progress.finish();
-    signals.abort();
-    Ok((run.await??, timeline))
+    let f = finished?;
+    Ok((f.outcome, f.timeline, f.resumed))
 }
 
 /// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C

@@ -6,7 +6,7 @@
 pub mod raw;
 
 use crate::duration::parse_duration;
-use crate::plan::dag::{topo_order, Cycle};
+use crate::dag::{topo_order, Cycle};
 use crate::source::{SourceError, SourceText};
 use raw::*;
 use serde::Serialize;
@@ -223,10 +223,19 @@ impl Playbook {
     }
 }
 
+/// Where a resolver's counters are read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum CounterSource {
+    /// argv of a command that prints `key=value` or `key value` lines.
+    Command(Vec<String>),
+    /// `http://` or `https://host:port/path` serving Prometheus text.
+    Url(String),
+}
+
 /// Where the resolver's own counters are read, and which keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CounterConfig {
-    pub source: crate::dns::counter::CounterSource,
+    pub source: CounterSource,
     /// Queries received (e.g. unbound's `total.num.queries`).
     pub key: String,
     /// Queries dropped (e.g. `total.num.queries_ip_ratelimited`): the
@@ -412,9 +421,9 @@ impl Resolver<'_> {
                 Some(c) => {
                     let cr = c.get_ref();
                     let source = match (&cr.command, &cr.url) {
-                        (Some(cmd), None) if !cmd.is_empty() => crate::dns::counter::CounterSource::Command(cmd.clone()),
+                        (Some(cmd), None) if !cmd.is_empty() => CounterSource::Command(cmd.clone()),
                         (None, Some(u)) if ["http://", "https://"].iter().any(|p| u.get_ref().starts_with(p)) && crate::http::Url::parse(u.get_ref()).is_ok() => {
-                            crate::dns::counter::CounterSource::Url(u.get_ref().clone())
+                            CounterSource::Url(u.get_ref().clone())
                         }
                         (None, Some(u)) => return Err(self.err(u, "dns.counter.url", format!("expected an http:// or https:// URL, found {:?}", u.get_ref()))),
                         _ => return Err(self.err(c, "dns.counter", "expected exactly one of `command` (a non-empty list) or `url`")),

@@ -5,16 +5,9 @@
 //! A reading that cannot be parsed is an error naming what was read; the
 //! caller degrades to the latency probe alone and says so once.
 
+use crate::config::{CounterConfig, CounterSource};
 use crate::dns::budget::CounterReading;
 use std::time::Duration;
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub enum CounterSource {
-    /// argv of a command that prints `key=value` or `key value` lines.
-    Command(Vec<String>),
-    /// `http://` or `https://host:port/path` serving Prometheus text.
-    Url(String),
-}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CounterError {
@@ -45,7 +38,7 @@ pub struct ResolverCounter {
 }
 
 impl ResolverCounter {
-    pub fn new(config: &crate::config::CounterConfig, timeout: Duration) -> Self {
+    pub fn new(config: &CounterConfig, timeout: Duration) -> Self {
         ResolverCounter { source: config.source.clone(), key: config.key.clone(), dropped_key: config.dropped_key.clone(), timeout }
     }
 

@@ -11,11 +11,11 @@ pub mod pacer;
 
 use crate::config::Playbook;
 use crate::dns::budget::{BudgetController, DnsProbe, DnsSample};
-use crate::inventory::{Container, Inventory};
+use crate::model::{Container, ContainerState, Health, Inventory};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::Plan;
 use crate::rng::SplitMix64;
-use crate::runtime::{ContainerRuntime, Health};
+use crate::runtime::ContainerRuntime;
 use pacer::{Flow, PaceStatus, Pacer};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -473,13 +473,13 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
         let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + IN_DOUBT_GRACE;
         loop {
             match s.rt.inspect(c).await {
-                Ok(now) if now.started_at != *before && now.state != crate::inventory::ContainerState::Restarting => {
+                Ok(now) if now.started_at != *before && now.state != ContainerState::Restarting => {
                     skip_restart = true;
                     break;
                 }
                 // Stopped and never started again (a crash between the
                 // stop and the start): start it now, nothing to wait for.
-                Ok(now) if now.started_at == *before && now.state == crate::inventory::ContainerState::Exited => break,
+                Ok(now) if now.started_at == *before && now.state == ContainerState::Exited => break,
                 _ if tokio::time::Instant::now() >= give_up => break,
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }

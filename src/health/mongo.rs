@@ -6,7 +6,7 @@
 //! Only what the probe needs: one request document out, the reply's
 //! top-level fields in (BSON, parsed by skipping what it does not read).
 
-use crate::runtime::Health;
+use crate::model::Health;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

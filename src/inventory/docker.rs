@@ -3,7 +3,7 @@
 //! is fatal only when the playbook says `on_unreachable = "fail"`. Read-only:
 //! discovery never changes a container.
 
-use super::{Container, HostReport, Inventory};
+use crate::model::{Container, HostReport, Inventory};
 use crate::config::{HostSpec, OnUnreachable, Playbook};
 use crate::dns::CachedResolver;
 use crate::runtime::docker::{connect_negotiated, host_label_filters, host_resolver, hosts_of, summary_to_container};

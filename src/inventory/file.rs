@@ -3,7 +3,7 @@
 //! shape `rekindle inventory --output json` would write. Errors name the line
 //! and column.
 
-use super::{HostReport, Inventory};
+use crate::model::{HostReport, Inventory};
 use crate::source::{SourceError, SourceText};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -5,11 +5,10 @@
 //! wave-size limits, with an optional canary wave first. No I/O, no clock:
 //! the same input always gives the same plan.
 
-pub mod dag;
 mod waves;
 
 use crate::config::{Playbook, Unavailable};
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;

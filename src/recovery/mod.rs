@@ -1,14 +1,11 @@
-//! A real recovery's preparation, shared by `rekindle run` and the daemon:
-//! where a playbook's journal lives, opening a new journal or resuming an
-//! unfinished one, the adaptive budget's probe, and archiving a finished
-//! journal. It never restarts anything itself: that is the engine's.
+//! A real recovery's surroundings, shared by `rekindle run` and the daemon:
+//! where a playbook's journal lives, the adaptive budget's probe, and
+//! archiving a finished journal (the journal itself is opened by
+//! [`crate::session`]). It never restarts anything itself: that is the engine's.
 
 use crate::config::Playbook;
 use crate::dns::budget::DnsProbe;
-use crate::engine::fingerprint;
-use crate::inventory::Inventory;
-use crate::journal::{Journal, JournalError, Record, Replay};
-use crate::plan::Plan;
+use crate::model::Inventory;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,40 +26,6 @@ pub fn journal_path(dir: &Path, playbook: &str) -> PathBuf {
     dir.join(format!("{safe}.journal"))
 }
 
-/// How to open a run's journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JournalMode {
-    /// A new run: refuses an unfinished journal.
-    New,
-    /// Continue the journal's run: it must exist.
-    Resume,
-    /// Continue if a journal exists, else start one (a daemon picking up a
-    /// run it had accepted: a journal is written before any restart, so
-    /// without one nothing was restarted yet).
-    ResumeOrNew,
-}
-
-/// Opens the journal at `path` for this playbook, fleet and plan.
-pub fn open_journal(path: &Path, pb: &Playbook, inv: &Inventory, plan: &Plan, mode: JournalMode) -> Result<(Journal, Replay), JournalError> {
-    let fp = fingerprint(pb, inv, plan);
-    let resume = match mode {
-        JournalMode::New => false,
-        JournalMode::Resume => true,
-        JournalMode::ResumeOrNew => path.exists(),
-    };
-    if resume {
-        let (j, r) = Journal::resume(path, &pb.name, &fp, true)?;
-        if let Some(t) = &r.torn {
-            tracing::warn!(journal = %path.display(), "journal ended in a torn record (dropped): {t}");
-        }
-        tracing::info!(journal = %path.display(), healthy = r.healthy.len(), in_doubt = r.in_doubt.len(), "resuming");
-        Ok((j, r))
-    } else {
-        let j = Journal::create(path, Record::Start { playbook: pb.name.clone(), fingerprint: fp, containers: plan.containers }, true)?;
-        Ok((j, Replay::default()))
-    }
-}
-
 /// Moves a finished run's journal aside (`<name>.<unix seconds>.done`).
 pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -74,7 +37,7 @@ pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
 /// The name the adaptive budget probes: the playbook's `dns.probe_name`,
 /// or else the first name of the fleet's own inventory (what the
 /// restarted processes will look up), with where it came from.
-pub fn probe_name(pb: &Playbook, inv: &crate::inventory::Inventory) -> Option<(String, &'static str)> {
+pub fn probe_name(pb: &Playbook, inv: &Inventory) -> Option<(String, &'static str)> {
     if let Some(n) = &pb.dns.probe_name {
         return Some((n.clone(), "dns.probe_name"));
     }
@@ -87,7 +50,7 @@ pub fn probe_name(pb: &Playbook, inv: &crate::inventory::Inventory) -> Option<(S
 /// `adaptive = false`, pacing is off, or there is nothing to probe (the log
 /// says so once). The name is looked up once here, before anything is
 /// restarted: a name that does not resolve is an error naming it.
-pub async fn dns_probe(pb: &Playbook, inv: &crate::inventory::Inventory, no_pacing: bool) -> Result<Option<Arc<dyn DnsProbe>>, String> {
+pub async fn dns_probe(pb: &Playbook, inv: &Inventory, no_pacing: bool) -> Result<Option<Arc<dyn DnsProbe>>, String> {
     if no_pacing || !pb.dns.adaptive {
         return Ok(None);
     }

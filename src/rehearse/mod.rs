@@ -7,20 +7,16 @@ pub mod baselines;
 pub mod sweep;
 
 use crate::config::Playbook;
-use crate::engine::{fingerprint, Engine, Event, Outcome, RunState};
-use crate::inventory::Inventory;
-use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::engine::{Event, Handle};
+use crate::journal::JournalError;
 use crate::plan::{Plan, PlanError};
 use crate::scenario::Scenario;
-use crate::sim::{SimDnsProbe, SimFleet, SimRuntime, SimStats};
-use serde::Serialize;
+use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
+use crate::sim::{SimDnsProbe, SimFleet, SimRuntime};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use thiserror::Error;
 
-/// Baselines give up after this much simulated time.
-pub const BASELINE_CAP: Duration = Duration::from_secs(2 * 3600);
 pub const BATCH_SIZES: [usize; 6] = [25, 50, 100, 200, 400, 800];
 
 #[derive(Debug, Error)]
@@ -31,6 +27,8 @@ pub enum RehearseError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
     #[error("cannot start the simulation runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -47,76 +45,7 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Figures of one policy on the simulated world.
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyFigures {
-    pub policy: String,
-    pub converged: bool,
-    /// When the last container became healthy (seconds); `None` if never.
-    pub makespan_s: Option<f64>,
-    pub dns_queries: u64,
-    pub dns_dropped: u64,
-    pub dns_peak_qps: u64,
-    pub stuck_events: u64,
-    pub rerestarts: u64,
-    pub restart_failures: u64,
-    pub still_down: usize,
-}
-
-impl PolicyFigures {
-    fn from_stats(policy: String, s: &SimStats) -> Self {
-        PolicyFigures {
-            policy,
-            converged: s.all_healthy_at.is_some(),
-            makespan_s: s.all_healthy_at,
-            dns_queries: s.dns_queries,
-            dns_dropped: s.dns_dropped,
-            dns_peak_qps: s.dns_peak_qps,
-            stuck_events: s.stuck_events,
-            rerestarts: s.rerestarts,
-            restart_failures: s.restart_failures,
-            still_down: s.total - s.unreachable - s.healthy,
-        }
-    }
-}
-
-/// The rehearsal's report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub scenario: String,
-    pub playbook: String,
-    pub state: RunState,
-    pub reason: Option<String>,
-    pub total: usize,
-    pub healthy: usize,
-    pub unreachable: usize,
-    pub makespan_s: Option<f64>,
-    pub lower_bound_s: f64,
-    pub ratio: Option<f64>,
-    pub dns_queries: u64,
-    pub dns_dropped: u64,
-    pub dns_peak_qps: u64,
-    pub dns_capacity_qps: f64,
-    pub dns_budget_qps: f64,
-    pub stuck: usize,
-    pub stuck_events: u64,
-    pub rerestarts: u64,
-    pub restart_failures: u64,
-    pub failed: Vec<String>,
-    pub engine_elapsed_s: f64,
-    pub waves: usize,
-    pub journal: PathBuf,
-    /// Queries the resolver received in each second.
-    pub dns_per_second: Vec<u64>,
-    /// The adaptive DNS budget over time: (seconds, q/s); empty when static.
-    pub dns_budget: Vec<(f64, f64)>,
-    /// Containers the engine saw healthy by the end of each second.
-    pub healthy_per_second: Vec<u64>,
-    /// Each wave's span on the virtual clock.
-    pub wave_spans: Vec<WaveSpan>,
-    pub baselines: Vec<PolicyFigures>,
-}
-
+pub use crate::report::rehearsal::{PolicyFigures, Report, BASELINE_CAP};
 pub use crate::report::WaveSpan;
 
 /// Runs one closure on its own paused-clock runtime.
@@ -147,17 +76,21 @@ pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on
         let sim = SimFleet::new(scenario);
         let inv = Arc::new(sim.fleet().inventory());
         let plan = Arc::new(Plan::build(&inv, &pb)?);
-        if journal_path.exists() {
-            std::fs::remove_file(&journal_path).map_err(|e| JournalError::Io { path: journal_path.clone(), source: e })?;
-        }
-        let journal = Journal::create(&journal_path, Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false)?;
         let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
             (!opts.static_budget && pb.dns.adaptive).then(|| Arc::new(SimDnsProbe { fleet: sim.clone(), counters: pb.dns.counter.is_some() }) as _);
-        let events = |e: &Event, at: f64| {
-            timeline.on(e, at);
-            on_event(e, at);
+        let session = Session {
+            runtime: SimRuntime(sim.clone()),
+            playbook: pb.clone(),
+            inventory: inv,
+            plan: plan.clone(),
+            journal: JournalSpec { path: journal_path.clone(), mode: JournalMode::Replace, durable: false },
+            probe,
+            no_pacing: false,
         };
-        let outcome = run_engine(SimRuntime(sim.clone()), probe, opts.handle_tx.clone(), pb.clone(), inv, plan.clone(), journal, Replay::default(), events).await?;
+        let mut watcher = Watcher { handle_tx: opts.handle_tx.clone(), on_event: &mut on_event };
+        let finished = session::run(session, &mut watcher).await?;
+        timeline = finished.timeline;
+        let outcome = finished.outcome;
         Ok::<_, RehearseError>((outcome, sim.stats(), sim.dns_per_second(), plan.waves.len()))
     })??;
     let baselines = match baseline_thread {
@@ -198,43 +131,22 @@ pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on
     })
 }
 
-/// Runs an engine to its end, forwarding events.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_engine(
-    rt: SimRuntime,
-    probe: Option<Arc<dyn crate::dns::budget::DnsProbe>>,
-    handle_tx: Option<std::sync::mpsc::Sender<crate::engine::Handle>>,
-    pb: Arc<Playbook>,
-    inv: Arc<Inventory>,
-    plan: Arc<Plan>,
-    journal: Journal,
-    replay: Replay,
-    mut on_event: impl FnMut(&Event, f64) + Send,
-) -> Result<Outcome, RehearseError> {
-    let mut engine = Engine::new(Arc::new(rt), pb, inv, plan, journal, replay);
-    if let Some(p) = probe {
-        engine = engine.with_dns_probe(p);
-    }
-    let mut events = engine.handle().subscribe();
-    if let Some(tx) = handle_tx {
-        let _ = tx.send(engine.handle());
-    }
-    let start = tokio::time::Instant::now();
-    let run = tokio::spawn(engine.run());
-    loop {
-        match events.recv().await {
-            Ok(e) => {
-                let done = matches!(e, Event::Finished { .. });
-                on_event(&e, start.elapsed().as_secs_f64());
-                if done {
-                    break;
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(_) => break,
+/// A rehearsal's view of its session: the caller's event callback, and
+/// the control handle for whoever asked for it (the daemon).
+struct Watcher<'a, F> {
+    handle_tx: Option<std::sync::mpsc::Sender<Handle>>,
+    on_event: &'a mut F,
+}
+
+impl<F: FnMut(&Event, f64) + Send> Observer for Watcher<'_, F> {
+    fn started(&mut self, handle: &Handle) {
+        if let Some(tx) = self.handle_tx.take() {
+            let _ = tx.send(handle.clone());
         }
     }
-    Ok(run.await.expect("engine task")?)
+    fn event(&mut self, e: &Event, at_s: f64) {
+        (self.on_event)(e, at_s);
+    }
 }
 
 /// All baselines, two at a time (the machine's cores), each on its own

@@ -9,10 +9,11 @@
 mod run;
 mod text;
 pub use run::RunReport;
+pub mod rehearsal;
 pub use text::rehearsal_table;
 
 use crate::engine::Event;
-use crate::rehearse::Report;
+use rehearsal::Report;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;

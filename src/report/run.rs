@@ -7,7 +7,7 @@
 use super::{write_chart, Chart, Collector, WaveSpan};
 use crate::config::Playbook;
 use crate::engine::{Outcome, RunState};
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use std::path::Path;
 
 /// A real run's report: `timeline.json` holds it whole.

@@ -1,7 +1,7 @@
 //! A rehearsal's summary table, as `rehearse` prints it and its report
 //! files open with.
 
-use crate::rehearse::Report;
+use crate::report::rehearsal::{Report, BASELINE_CAP};
 use std::io::Write;
 
 fn opt_s(x: Option<f64>) -> String {
@@ -42,7 +42,7 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
         for b in &r.baselines {
             let vs = match (b.makespan_s, r.makespan_s) {
                 (Some(x), Some(m)) => format!("{:.1}x", x / m),
-                (None, Some(m)) => format!(">{:.1}x", crate::rehearse::BASELINE_CAP.as_secs_f64() / m),
+                (None, Some(m)) => format!(">{:.1}x", BASELINE_CAP.as_secs_f64() / m),
                 _ => "-".into(),
             };
             writeln!(

@@ -7,10 +7,10 @@
 //! moving, never by the call returning. This module never decides what to
 //! restart or when: that is the engine's.
 
-use super::{ContainerRuntime, ContainerStatus, Health, RuntimeError, RuntimeEvent, RuntimeEventKind};
+use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
 use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
-use crate::inventory::{Container, ContainerState, Labels};
+use crate::model::{Container, ContainerState, Health, Labels};
 use crate::rng::SplitMix64;
 use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions};

@@ -7,22 +7,9 @@
 pub mod docker;
 
 use crate::config::HealthCheck;
-use crate::inventory::{Container, ContainerState};
+use crate::model::{Container, ContainerState, Health};
 use std::future::Future;
 use thiserror::Error;
-
-/// A container's health as its check sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Not decided yet (starting, within its start period).
-    Starting,
-    Healthy,
-    /// Up but failing its check (e.g. disconnected from its peers).
-    Unhealthy,
-    /// Not running at all.
-    Down,
-}
 
 /// What an inspect returns.
 #[derive(Debug, Clone, PartialEq, Eq)]

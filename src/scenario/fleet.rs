@@ -3,7 +3,7 @@
 //! containers spread evenly over the hosts).
 
 use super::{Scenario, SimRole};
-use crate::inventory::{Container, ContainerState, HostReport, Inventory, Labels};
+use crate::model::{Container, ContainerState, HostReport, Inventory, Labels};
 use crate::rng::SplitMix64;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

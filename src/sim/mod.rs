@@ -9,9 +9,9 @@
 pub mod resolver;
 
 use crate::config::HealthCheck;
-use crate::inventory::{Container, ContainerState};
+use crate::model::{Container, ContainerState, Health};
 use crate::rng::SplitMix64;
-use crate::runtime::{ContainerRuntime, ContainerStatus, Health, RuntimeError, RuntimeEvent, RuntimeEventKind};
+use crate::runtime::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
 use crate::scenario::{Fleet, Scenario, SimContainer, SimRole};
 use resolver::{QueryFate, SimResolver};
 use std::collections::HashMap;

@@ -1,0 +1,128 @@
+//! The model: the plain data every layer shares — a container (its
+//! labels, state and address), what discovery saw of each host, the
+//! inventory, and a container's health. It uses no other module of the
+//! crate and does no I/O: the lowest room of the house.
+
+use serde::{Deserialize, Serialize};
+
+/// Labels of a container, sorted by key (few per container; a sorted vector
+/// is smaller and faster than a map at fleet scale).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "std::collections::BTreeMap<String, String>", into = "std::collections::BTreeMap<String, String>")]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut v: Vec<(String, String)> = iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Labels(v)
+    }
+}
+
+impl From<std::collections::BTreeMap<String, String>> for Labels {
+    fn from(m: std::collections::BTreeMap<String, String>) -> Self {
+        Labels(m.into_iter().collect())
+    }
+}
+
+impl From<Labels> for std::collections::BTreeMap<String, String> {
+    fn from(l: Labels) -> Self {
+        l.0.into_iter().collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Running,
+    Restarting,
+    Paused,
+    Created,
+    Exited,
+    Dead,
+    Removing,
+    #[default]
+    Unknown,
+}
+
+impl ContainerState {
+    pub fn parse(s: &str) -> Self {
+        match s.to_ascii_lowercase().as_str() {
+            "running" => Self::Running,
+            "restarting" => Self::Restarting,
+            "paused" => Self::Paused,
+            "created" => Self::Created,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            "removing" => Self::Removing,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// One container, as discovered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    #[serde(default)]
+    pub labels: Labels,
+    /// Fully qualified DNS name, when known.
+    #[serde(default)]
+    pub dns_name: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub state: ContainerState,
+}
+
+/// What discovery saw of one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub containers: usize,
+}
+
+/// Containers plus how each host answered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Inventory {
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub hosts: Vec<HostReport>,
+}
+
+impl Inventory {
+    pub fn unreachable_hosts(&self) -> impl Iterator<Item = &HostReport> {
+        self.hosts.iter().filter(|h| !h.reachable)
+    }
+}
+
+/// A container's health as its check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not decided yet (starting, within its start period).
+    Starting,
+    Healthy,
+    /// Up but failing its check (e.g. disconnected from its peers).
+    Unhealthy,
+    /// Not running at all.
+    Down,
+}
+

@@ -1,0 +1,173 @@
+//! A session: the one path every run takes once its playbook, inventory
+//! and plan are known — `rekindle run`, `rehearse` and the daemon alike.
+//! It opens (or resumes) the journal, wires the engine to the runtime and
+//! the DNS probe it is given, hands the control handle to the caller's
+//! [`Observer`], feeds it every engine event and a periodic tick, collects
+//! the timeline, and returns the outcome. Callers differ only in what they
+//! plug in (runtime, probe, journal place, observer); none of them builds
+//! an engine or opens a journal itself. It decides nothing about restarts:
+//! that is the engine's.
+
+use crate::config::Playbook;
+use crate::dns::budget::DnsProbe;
+use crate::engine::{fingerprint, Engine, EngineError, Event, Handle, Outcome};
+use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::model::Inventory;
+use crate::plan::Plan;
+use crate::report::Collector;
+use crate::runtime::ContainerRuntime;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How to open a run's journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// A new run: refuses an unfinished journal.
+    New,
+    /// Continue the journal's run: it must exist.
+    Resume,
+    /// Continue if a journal exists, else start one (a daemon picking up a
+    /// run it had accepted: a journal is written before any restart, so
+    /// without one nothing was restarted yet).
+    ResumeOrNew,
+    /// A rehearsal: a journal left by an earlier rehearsal of the same
+    /// names is replaced (nothing real depends on it).
+    Replace,
+}
+
+/// Where a session's journal lives and how it is opened.
+#[derive(Debug, Clone)]
+pub struct JournalSpec {
+    pub path: PathBuf,
+    pub mode: JournalMode,
+    /// Sync every record to disk (real runs); a rehearsal need not.
+    pub durable: bool,
+}
+
+/// What a session runs: the plan, and what it is plugged into.
+pub struct Session<R> {
+    pub runtime: R,
+    pub playbook: Arc<Playbook>,
+    pub inventory: Arc<Inventory>,
+    pub plan: Arc<Plan>,
+    pub journal: JournalSpec,
+    /// The adaptive DNS budget's probe; `None` paces at the static budget.
+    pub probe: Option<Arc<dyn DnsProbe>>,
+    /// Pace nothing (`run --no-pacing`): the budget and the restart rate
+    /// are lifted before the first restart.
+    pub no_pacing: bool,
+}
+
+/// Who watches a session: the CLI's progress and Ctrl-C, the daemon's run
+/// record, a rehearsal's caller.
+pub trait Observer: Send {
+    /// The run's control handle, once, before the first restart.
+    fn started(&mut self, handle: &Handle) {
+        let _ = handle;
+    }
+    /// Every engine event, in order, with the seconds since the start on
+    /// the run's clock (virtual in a rehearsal).
+    fn event(&mut self, e: &Event, at_s: f64);
+    /// About four times a second of the run's clock, for what is polled
+    /// (the pacer's status).
+    fn tick(&mut self, handle: &Handle) {
+        let _ = handle;
+    }
+}
+
+/// How a session ended.
+pub struct Finished {
+    pub outcome: Outcome,
+    /// The timeline collected from the events, for the report.
+    pub timeline: Collector,
+    /// The session continued a journal's run.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the run's task ended: {0}")]
+    Task(String),
+}
+
+/// Opens the journal at `path` for this playbook, fleet and plan.
+pub fn open_journal(spec: &JournalSpec, pb: &Playbook, inv: &Inventory, plan: &Plan) -> Result<(Journal, Replay), JournalError> {
+    let path = &spec.path;
+    let fp = fingerprint(pb, inv, plan);
+    let resume = match spec.mode {
+        JournalMode::New => false,
+        JournalMode::Resume => true,
+        JournalMode::ResumeOrNew => path.exists(),
+        JournalMode::Replace => {
+            if path.exists() {
+                std::fs::remove_file(path).map_err(|e| JournalError::Io { path: path.clone(), source: e })?;
+            }
+            false
+        }
+    };
+    if resume {
+        let (j, r) = Journal::resume(path, &pb.name, &fp, spec.durable)?;
+        if let Some(t) = &r.torn {
+            tracing::warn!(journal = %path.display(), "journal ended in a torn record (dropped): {t}");
+        }
+        tracing::info!(journal = %path.display(), healthy = r.healthy.len(), in_doubt = r.in_doubt.len(), "resuming");
+        Ok((j, r))
+    } else {
+        let start = Record::Start { playbook: pb.name.clone(), fingerprint: fp, containers: plan.containers };
+        Ok((Journal::create(path, start, spec.durable)?, Replay::default()))
+    }
+}
+
+/// Refuses early (before a confirmation is asked) when a new run would
+/// find an unfinished journal: the same check [`open_journal`] makes.
+pub fn check_new(path: &Path, playbook: &str) -> Result<(), JournalError> {
+    if path.exists() {
+        return Err(JournalError::Exists { path: path.to_path_buf(), playbook: playbook.to_string() });
+    }
+    Ok(())
+}
+
+/// Prepares and executes one run to its end.
+pub async fn run<R: ContainerRuntime>(s: Session<R>, obs: &mut dyn Observer) -> Result<Finished, SessionError> {
+    let (journal, replay) = open_journal(&s.journal, &s.playbook, &s.inventory, &s.plan)?;
+    let resumed = replay.continues_a_run();
+    let mut engine = Engine::new(Arc::new(s.runtime), s.playbook, s.inventory, s.plan, journal, replay);
+    if let Some(p) = s.probe {
+        engine = engine.with_dns_probe(p);
+    }
+    let handle = engine.handle();
+    if s.no_pacing {
+        handle.retune(Some(0.0), Some(0.0));
+    }
+    let mut events = handle.subscribe();
+    obs.started(&handle);
+    let start = tokio::time::Instant::now();
+    let task = tokio::spawn(engine.run());
+    let mut timeline = Collector::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => {
+                    let at = start.elapsed().as_secs_f64();
+                    timeline.on(&e, at);
+                    obs.event(&e, at);
+                    if matches!(e, Event::Finished { .. }) {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(skipped = n, "the session fell behind the engine's events"),
+                Err(_) => break,
+            },
+            _ = tick.tick() => obs.tick(&handle),
+        }
+    }
+    let outcome = task.await.map_err(|e| SessionError::Task(e.to_string()))??;
+    Ok(Finished { outcome, timeline, resumed })
+}
