@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "load-test-token";
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Daemon {
@@ -48,7 +51,14 @@ impl Drop for Daemon {
 fn start_daemon(state: &std::path::Path) -> Daemon {
     let config = format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["daemon", "--config", &config, "--listen", "127.0.0.1:0", "--state-dir"])
+        .args([
+            "daemon",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
         .arg(state)
         .env("REKINDLE_TOKEN", TOKEN)
         .env("REKINDLE_LOG", "warn")
@@ -57,8 +67,14 @@ fn start_daemon(state: &std::path::Path) -> Daemon {
         .spawn()
         .expect("start the daemon (cargo bench builds it)");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("daemon said {line:?}")).to_string();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("daemon said {line:?}"))
+        .to_string();
     Daemon { child, addr }
 }
 
@@ -71,21 +87,44 @@ impl Conn {
     async fn open(addr: &str) -> Conn {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Conn { sender }
     }
 
-    async fn call(&mut self, method: &str, path: &str, body: Option<String>) -> Result<(u16, Bytes), String> {
-        let mut b = hyper::Request::builder().method(method).uri(path).header("host", "daemon");
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "daemon");
         if body.is_some() {
-            b = b.header("authorization", format!("Bearer {TOKEN}")).header("content-type", "application/json");
+            b = b
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "application/json");
         }
-        let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
         self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok((status, body))
     }
 }
@@ -102,15 +141,24 @@ async fn rehearse(addr: &str, current: &Mutex<String>) -> Rehearsal {
     let body = r#"{"playbook":"mongo-sharded","mode":"rehearse","scenario":"braze-us01","reason":"load test"}"#;
     let (status, b) = c.call("POST", "/v1/runs", Some(body.into())).await.unwrap();
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&b));
-    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"].as_str().unwrap().to_string();
+    let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     *current.lock().unwrap() = id.clone();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let (_, b) = c.call("GET", &format!("/v1/runs/{id}"), None).await.unwrap();
+        let (_, b) = c
+            .call("GET", &format!("/v1/runs/{id}"), None)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         if v["ended_at"].is_f64() {
             assert_eq!(v["state"], "succeeded", "{v}");
-            return Rehearsal { makespan_s: v["result"]["makespan_s"].as_f64().unwrap(), wall_s: v["ended_at"].as_f64().unwrap() - v["created_at"].as_f64().unwrap() };
+            return Rehearsal {
+                makespan_s: v["result"]["makespan_s"].as_f64().unwrap(),
+                wall_s: v["ended_at"].as_f64().unwrap() - v["created_at"].as_f64().unwrap(),
+            };
         }
     }
 }
@@ -131,7 +179,14 @@ fn median(xs: &[f64]) -> f64 {
 /// Status requests at `rps` for `seconds` against `target` (the run in
 /// `current`), while braze-us01 rehearsals run back to back on `addr`.
 /// Returns (latencies ms sorted, errors, seconds, rehearsals).
-async fn loaded_phase(label: &str, addr: &str, target: &str, rps: u64, seconds: u64, connections: u64) -> (Vec<f64>, Vec<String>, f64, Vec<Rehearsal>) {
+async fn loaded_phase(
+    label: &str,
+    addr: &str,
+    target: &str,
+    rps: u64,
+    seconds: u64,
+    connections: u64,
+) -> (Vec<f64>, Vec<String>, f64, Vec<Rehearsal>) {
     let current = Arc::new(Mutex::new(String::from("r1")));
     let start = Instant::now() + Duration::from_millis(100);
     let total = rps * seconds;
@@ -139,7 +194,12 @@ async fn loaded_phase(label: &str, addr: &str, target: &str, rps: u64, seconds: 
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut workers = Vec::new();
     for w in 0..connections {
-        let (target, current, latencies, errors) = (target.to_string(), current.clone(), latencies.clone(), errors.clone());
+        let (target, current, latencies, errors) = (
+            target.to_string(),
+            current.clone(),
+            latencies.clone(),
+            errors.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut c = Conn::open(&target).await;
             let mut k = w;
@@ -149,8 +209,14 @@ async fn loaded_phase(label: &str, addr: &str, target: &str, rps: u64, seconds: 
                 tokio::time::sleep_until(due.into()).await;
                 let id = current.lock().unwrap().clone();
                 match c.call("GET", &format!("/v1/runs/{id}"), None).await {
-                    Ok((200, _)) => latencies.lock().unwrap().push(due.elapsed().as_secs_f64() * 1000.0),
-                    Ok((s, b)) => errors.lock().unwrap().push(format!("{s}: {}", String::from_utf8_lossy(&b))),
+                    Ok((200, _)) => latencies
+                        .lock()
+                        .unwrap()
+                        .push(due.elapsed().as_secs_f64() * 1000.0),
+                    Ok((s, b)) => errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("{s}: {}", String::from_utf8_lossy(&b))),
                     Err(e) => {
                         errors.lock().unwrap().push(e);
                         c = Conn::open(&target).await;
@@ -202,7 +268,10 @@ fn main() {
     let state = tempfile::tempdir().unwrap();
     let daemon = start_daemon(&state.path().join("a"));
     let other = start_daemon(&state.path().join("b"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (addr, other_addr) = (daemon.addr.clone(), other.addr.clone());
     rt.block_on(async move {
         println!("daemon_load: {} at {addr}; {rps} status req/s for {seconds} s over {connections} connections", env!("CARGO_BIN_EXE_rekindle"));

@@ -12,12 +12,24 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 fn hit_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let settings = ResolverSettings { nameservers: vec!["127.0.0.1:9".parse().unwrap()], ..ResolverSettings::default() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = ResolverSettings {
+        nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+        ..ResolverSettings::default()
+    };
     let r = rt.block_on(async { CachedResolver::new(&settings).unwrap() });
-    let names: Vec<String> = (0..10_000).map(|i| format!("node-{i}.fleet.test.")).collect();
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!("node-{i}.fleet.test."))
+        .collect();
     for (i, n) in names.iter().enumerate() {
-        r.prime(n, &[IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32))], Duration::from_secs(3600));
+        r.prime(
+            n,
+            &[IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32))],
+            Duration::from_secs(3600),
+        );
     }
     let mut g = c.benchmark_group("dns_cache");
     g.throughput(Throughput::Elements(1));
@@ -28,7 +40,10 @@ fn hit_path(c: &mut Criterion) {
             rt.block_on(r.lookup(&names[i])).unwrap()
         })
     });
-    let short: Vec<String> = names.iter().map(|n| n.trim_end_matches('.').to_string()).collect();
+    let short: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches('.').to_string())
+        .collect();
     g.bench_function("hit_not_fully_qualified", |b| {
         b.iter(|| {
             i = (i + 1) % short.len();
@@ -36,15 +51,24 @@ fn hit_path(c: &mut Criterion) {
         })
     });
     g.finish();
-    assert_eq!(r.metrics().upstream_queries, 0, "the hit path never reaches upstream");
+    assert_eq!(
+        r.metrics().upstream_queries,
+        0,
+        "the hit path never reaches upstream"
+    );
 }
 
 /// Answers every A query with 10.0.0.1, TTL 60 (header, question echoed,
 /// one answer by name pointer; EDNS records dropped).
-async fn responder(sock: tokio::net::UdpSocket, queries: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+async fn responder(
+    sock: tokio::net::UdpSocket,
+    queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut buf = [0u8; 512];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            return;
+        };
         if n < 12 {
             continue;
         }
@@ -67,13 +91,19 @@ async fn responder(sock: tokio::net::UdpSocket, queries: std::sync::Arc<std::syn
 }
 
 fn collapsed_cold(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let queries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (r, addr) = rt.block_on(async {
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = sock.local_addr().unwrap();
         tokio::spawn(responder(sock, queries.clone()));
-        let settings = ResolverSettings { nameservers: vec![addr], ..ResolverSettings::default() };
+        let settings = ResolverSettings {
+            nameservers: vec![addr],
+            ..ResolverSettings::default()
+        };
         (CachedResolver::new(&settings).unwrap(), addr)
     });
     let mut g = c.benchmark_group("dns_cache");
@@ -93,8 +123,16 @@ fn collapsed_cold(c: &mut Criterion) {
     });
     g.finish();
     let sent = queries.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(sent, r.metrics().upstream_queries, "one query per cold name ({addr})");
-    println!("cold names: {} upstream queries for {} lookups", sent, r.metrics().misses + r.metrics().collapsed);
+    assert_eq!(
+        sent,
+        r.metrics().upstream_queries,
+        "one query per cold name ({addr})"
+    );
+    println!(
+        "cold names: {} upstream queries for {} lookups",
+        sent,
+        r.metrics().misses + r.metrics().collapsed
+    );
 }
 
 criterion_group!(benches, hit_path, collapsed_cold);

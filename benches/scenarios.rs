@@ -14,9 +14,15 @@ use std::path::{Path, PathBuf};
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in [root.join("config/scenarios"), root.join("../shared/scenarios")] {
+    for dir in [
+        root.join("config/scenarios"),
+        root.join("../shared/scenarios"),
+    ] {
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
             v.sort();
             files.extend(v);
         }
@@ -24,7 +30,18 @@ fn main() {
     let template = std::fs::read_to_string(root.join("config/mongo-sharded.toml")).unwrap();
     println!(
         "{:<34} {:>7} {:>9} {:>8} {:>6} {:>15} {:>8} {:>12} {:>10} {:>16} {:>10} {:>7}",
-        "scenario", "cont.", "makespan", "LB", "ratio", "DNS peak/cap", "drops", "all-at-once", "drops", "best fixed batch", "drops", "wall"
+        "scenario",
+        "cont.",
+        "makespan",
+        "LB",
+        "ratio",
+        "DNS peak/cap",
+        "drops",
+        "all-at-once",
+        "drops",
+        "best fixed batch",
+        "drops",
+        "wall"
     );
     for f in files {
         let scenario = match Scenario::load(&f) {
@@ -35,8 +52,14 @@ fn main() {
             }
         };
         let mut text = template.clone();
-        text = text.replace("capacity_qps = 5000", &format!("capacity_qps = {}", scenario.dns.capacity_qps));
-        for (role, n) in ["configsvr", "shard", "router"].iter().zip(scenario.startup_lookups) {
+        text = text.replace(
+            "capacity_qps = 5000",
+            &format!("capacity_qps = {}", scenario.dns.capacity_qps),
+        );
+        for (role, n) in ["configsvr", "shard", "router"]
+            .iter()
+            .zip(scenario.startup_lookups)
+        {
             // The playbook states the fleet's startup lookups per role.
             let marker = format!("name = \"{role}\"\nselector = {{ \"db.role\" = \"{role}\" }}\n");
             if let Some(i) = text.find(&marker) {
@@ -48,10 +71,28 @@ fn main() {
         }
         let pb = Playbook::parse(&SourceText::new("config/mongo-sharded.toml", text)).unwrap();
         let wall = std::time::Instant::now();
-        let r = rehearse(&pb, &scenario, &Options { compare: true, static_budget: false, handle_tx: None, state_dir: None }, |_, _| {}).unwrap();
+        let r = rehearse(
+            &pb,
+            &scenario,
+            &Options {
+                compare: true,
+                static_budget: false,
+                handle_tx: None,
+                state_dir: None,
+            },
+            |_, _| {},
+        )
+        .unwrap();
         let wall = wall.elapsed().as_secs_f64();
-        let ms = |x: Option<f64>| x.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "no conv.".into());
-        let aao = r.baselines.iter().find(|b| b.policy == "all-at-once").unwrap();
+        let ms = |x: Option<f64>| {
+            x.map(|v| format!("{v:.1}s"))
+                .unwrap_or_else(|| "no conv.".into())
+        };
+        let aao = r
+            .baselines
+            .iter()
+            .find(|b| b.policy == "all-at-once")
+            .unwrap();
         let best = best_fixed_batch(&r.baselines).unwrap();
         println!(
             "{:<34} {:>7} {:>9} {:>7.1}s {:>6} {:>15} {:>8} {:>12} {:>10} {:>16} {:>10} {:>6.1}s",
@@ -59,12 +100,18 @@ fn main() {
             r.total,
             ms(r.makespan_s),
             r.lower_bound_s,
-            r.ratio.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()),
+            r.ratio
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "-".into()),
             format!("{}/{:.0}", r.dns_peak_qps, r.dns_capacity_qps),
             r.dns_dropped,
             ms(aao.makespan_s),
             aao.dns_dropped,
-            format!("{} {}", best.policy.trim_start_matches("fixed-batch-"), ms(best.makespan_s)),
+            format!(
+                "{} {}",
+                best.policy.trim_start_matches("fixed-batch-"),
+                ms(best.makespan_s)
+            ),
             best.dns_dropped,
             wall
         );

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need on a
-# fresh machine, then runs every test. Safe to run again.
+# fresh machine, checks formatting and lints, then runs every test. Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,13 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "== no Docker Engine: the Docker tests will skip"
 fi
+
+# Lints before tests: formatting (rustfmt.toml) and clippy with every
+# warning an error, on every target.
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -42,7 +42,10 @@ pub fn topo_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Cycle> {
     seen[start] = 0;
     loop {
         let cur = *path.last().unwrap();
-        let next = *deps[cur].iter().find(|&&d| remaining[d] > 0).expect("a left node waits for a left node");
+        let next = *deps[cur]
+            .iter()
+            .find(|&&d| remaining[d] > 0)
+            .expect("a left node waits for a left node");
         if seen[next] != usize::MAX {
             return Err(Cycle(path[seen[next]..].to_vec()));
         }

@@ -7,18 +7,28 @@ use std::time::Duration;
 /// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"` or `"3"` (seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("expected a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\", found {text:?}"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        format!("expected a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\", found {text:?}")
+    })?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?}: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?}: use ms, s, m or h"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("duration {text:?} must be a finite, non-negative value"));
+        return Err(format!(
+            "duration {text:?} must be a finite, non-negative value"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -33,7 +43,11 @@ pub fn human(d: Duration) -> String {
     } else if s < 3600.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     }
 }
 

@@ -42,9 +42,18 @@ pub enum Record {
 #[derive(Debug, Error)]
 pub enum JournalError {
     #[error("journal {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("journal {path} belongs to playbook {found:?} (fingerprint {found_fp}), not {want:?} (fingerprint {want_fp}): use another --state-dir or start without --resume")]
-    Mismatch { path: PathBuf, found: String, found_fp: String, want: String, want_fp: String },
+    Mismatch {
+        path: PathBuf,
+        found: String,
+        found_fp: String,
+        want: String,
+        want_fp: String,
+    },
     #[error("journal {path} already holds a run of playbook {playbook:?}: pass --resume to continue it, or remove the file to start over")]
     Exists { path: PathBuf, playbook: String },
     #[error("journal {path} is in use by another rekindle process (a run or a daemon): let it finish or stop it first")]
@@ -77,7 +86,12 @@ impl Replay {
 
     fn apply(&mut self, r: &Record) {
         match r {
-            Record::Intent { id, attempt, before, .. } => {
+            Record::Intent {
+                id,
+                attempt,
+                before,
+                ..
+            } => {
                 self.in_doubt.insert(id.clone(), before.clone());
                 self.healthy.remove(id);
                 self.attempts.insert(id.clone(), *attempt + 1);
@@ -104,7 +118,10 @@ pub struct Journal {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
-    move |source| JournalError::Io { path: path.to_path_buf(), source }
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Journal {
@@ -113,37 +130,69 @@ impl Journal {
         if path.exists() {
             let (replay, _) = read(path)?;
             if let Some(Record::Start { playbook, .. }) = replay.records.first() {
-                return Err(JournalError::Exists { path: path.to_path_buf(), playbook: playbook.clone() });
+                return Err(JournalError::Exists {
+                    path: path.to_path_buf(),
+                    playbook: playbook.clone(),
+                });
             }
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(path))?;
         }
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).map_err(io(path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io(path))?;
         lock(&file, path)?;
         if durable {
             if let Some(dir) = path.parent() {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io(path))?;
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(path))?;
             }
         }
-        let mut j = Journal { path: path.to_path_buf(), file, durable };
+        let mut j = Journal {
+            path: path.to_path_buf(),
+            file,
+            durable,
+        };
         j.append(&start)?;
         Ok(j)
     }
 
     /// Reopens a journal to continue its run: checks it belongs to this
     /// playbook and plan, truncates a torn tail, and returns what it holds.
-    pub fn resume(path: &Path, playbook: &str, fingerprint: &str, durable: bool) -> Result<(Journal, Replay), JournalError> {
+    pub fn resume(
+        path: &Path,
+        playbook: &str,
+        fingerprint: &str,
+        durable: bool,
+    ) -> Result<(Journal, Replay), JournalError> {
         if !path.exists() {
-            return Err(JournalError::Missing { path: path.to_path_buf() });
+            return Err(JournalError::Missing {
+                path: path.to_path_buf(),
+            });
         }
         // Lock before reading: a live run appends to this file.
-        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
         lock(&file, path)?;
         let (replay, valid_len) = read(path)?;
         match replay.records.first() {
-            Some(Record::Start { playbook: p, fingerprint: f, .. }) if p == playbook && f == fingerprint => {}
-            Some(Record::Start { playbook: p, fingerprint: f, .. }) => {
+            Some(Record::Start {
+                playbook: p,
+                fingerprint: f,
+                ..
+            }) if p == playbook && f == fingerprint => {}
+            Some(Record::Start {
+                playbook: p,
+                fingerprint: f,
+                ..
+            }) => {
                 return Err(JournalError::Mismatch {
                     path: path.to_path_buf(),
                     found: p.clone(),
@@ -152,10 +201,18 @@ impl Journal {
                     want_fp: fingerprint.to_string(),
                 })
             }
-            _ => return Err(JournalError::Missing { path: path.to_path_buf() }),
+            _ => {
+                return Err(JournalError::Missing {
+                    path: path.to_path_buf(),
+                })
+            }
         }
         file.set_len(valid_len).map_err(io(path))?;
-        let mut j = Journal { path: path.to_path_buf(), file, durable };
+        let mut j = Journal {
+            path: path.to_path_buf(),
+            file,
+            durable,
+        };
         j.file.seek(SeekFrom::End(0)).map_err(io(path))?;
         Ok((j, replay))
     }
@@ -182,15 +239,22 @@ impl Journal {
 fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy { path: path.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(JournalError::Io { path: path.to_path_buf(), source: e }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(JournalError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
 /// Reads every valid record; returns the replay and the valid length.
 pub fn read(path: &Path) -> Result<(Replay, u64), JournalError> {
     let mut bytes = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io(path))?;
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(path))?;
     let mut replay = Replay::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -202,7 +266,11 @@ pub fn read(path: &Path) -> Result<(Replay, u64), JournalError> {
         let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
         if rest.len() < 8 + len {
-            replay.torn = Some(format!("record at offset {pos} cut short ({} of {} bytes)", rest.len() - 8, len));
+            replay.torn = Some(format!(
+                "record at offset {pos} cut short ({} of {} bytes)",
+                rest.len() - 8,
+                len
+            ));
             break;
         }
         let payload = &rest[8..8 + len];
@@ -229,7 +297,11 @@ mod tests {
     use super::*;
 
     fn start() -> Record {
-        Record::Start { playbook: "p".into(), fingerprint: "f".into(), containers: 2 }
+        Record::Start {
+            playbook: "p".into(),
+            fingerprint: "f".into(),
+            containers: 2,
+        }
     }
 
     #[test]
@@ -237,9 +309,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let mut j = Journal::create(&path, start(), true).unwrap();
-        j.append(&Record::Intent { id: "a".into(), wave: 0, attempt: 0, before: "1".into() }).unwrap();
-        j.append(&Record::Outcome { id: "a".into(), healthy: true, reason: None }).unwrap();
-        j.append(&Record::Intent { id: "b".into(), wave: 0, attempt: 0, before: "2".into() }).unwrap();
+        j.append(&Record::Intent {
+            id: "a".into(),
+            wave: 0,
+            attempt: 0,
+            before: "1".into(),
+        })
+        .unwrap();
+        j.append(&Record::Outcome {
+            id: "a".into(),
+            healthy: true,
+            reason: None,
+        })
+        .unwrap();
+        j.append(&Record::Intent {
+            id: "b".into(),
+            wave: 0,
+            attempt: 0,
+            before: "2".into(),
+        })
+        .unwrap();
         let (r, _) = read(&path).unwrap();
         assert!(r.healthy.contains("a"));
         assert_eq!(r.in_doubt.get("b").map(String::as_str), Some("2"));
@@ -251,7 +340,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let mut j = Journal::create(&path, start(), false).unwrap();
-        j.append(&Record::Intent { id: "a".into(), wave: 0, attempt: 0, before: "1".into() }).unwrap();
+        j.append(&Record::Intent {
+            id: "a".into(),
+            wave: 0,
+            attempt: 0,
+            before: "1".into(),
+        })
+        .unwrap();
         drop(j);
         let good = std::fs::metadata(&path).unwrap().len();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -271,7 +366,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         Journal::create(&path, start(), false).unwrap();
-        assert!(matches!(Journal::resume(&path, "other", "f", false), Err(JournalError::Mismatch { .. })));
-        assert!(matches!(Journal::create(&path, start(), false), Err(JournalError::Exists { .. })));
+        assert!(matches!(
+            Journal::resume(&path, "other", "f", false),
+            Err(JournalError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            Journal::create(&path, start(), false),
+            Err(JournalError::Exists { .. })
+        ));
     }
 }

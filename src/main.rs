@@ -4,7 +4,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = rekindle::cli::Cli::parse();
     rekindle::cli::init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

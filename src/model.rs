@@ -8,12 +8,18 @@ use serde::{Deserialize, Serialize};
 /// Labels of a container, sorted by key (few per container; a sorted vector
 /// is smaller and faster than a map at fleet scale).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "std::collections::BTreeMap<String, String>", into = "std::collections::BTreeMap<String, String>")]
+#[serde(
+    from = "std::collections::BTreeMap<String, String>",
+    into = "std::collections::BTreeMap<String, String>"
+)]
 pub struct Labels(Vec<(String, String)>);
 
 impl Labels {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| self.0[i].1.as_str())
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -23,7 +29,10 @@ impl Labels {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut v: Vec<(String, String)> = iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut v: Vec<(String, String)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|a, b| a.0 == b.0);
         Labels(v)
@@ -125,4 +134,3 @@ pub enum Health {
     /// Not running at all.
     Down,
 }
-

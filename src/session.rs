@@ -97,7 +97,12 @@ pub enum SessionError {
 }
 
 /// Opens the journal at `path` for this playbook, fleet and plan.
-pub fn open_journal(spec: &JournalSpec, pb: &Playbook, inv: &Inventory, plan: &Plan) -> Result<(Journal, Replay), JournalError> {
+pub fn open_journal(
+    spec: &JournalSpec,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+) -> Result<(Journal, Replay), JournalError> {
     let path = &spec.path;
     let fp = fingerprint(pb, inv, plan);
     let resume = match spec.mode {
@@ -106,7 +111,10 @@ pub fn open_journal(spec: &JournalSpec, pb: &Playbook, inv: &Inventory, plan: &P
         JournalMode::ResumeOrNew => path.exists(),
         JournalMode::Replace => {
             if path.exists() {
-                std::fs::remove_file(path).map_err(|e| JournalError::Io { path: path.clone(), source: e })?;
+                std::fs::remove_file(path).map_err(|e| JournalError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
             }
             false
         }
@@ -119,8 +127,15 @@ pub fn open_journal(spec: &JournalSpec, pb: &Playbook, inv: &Inventory, plan: &P
         tracing::info!(journal = %path.display(), healthy = r.healthy.len(), in_doubt = r.in_doubt.len(), "resuming");
         Ok((j, r))
     } else {
-        let start = Record::Start { playbook: pb.name.clone(), fingerprint: fp, containers: plan.containers };
-        Ok((Journal::create(path, start, spec.durable)?, Replay::default()))
+        let start = Record::Start {
+            playbook: pb.name.clone(),
+            fingerprint: fp,
+            containers: plan.containers,
+        };
+        Ok((
+            Journal::create(path, start, spec.durable)?,
+            Replay::default(),
+        ))
     }
 }
 
@@ -128,16 +143,29 @@ pub fn open_journal(spec: &JournalSpec, pb: &Playbook, inv: &Inventory, plan: &P
 /// find an unfinished journal: the same check [`open_journal`] makes.
 pub fn check_new(path: &Path, playbook: &str) -> Result<(), JournalError> {
     if path.exists() {
-        return Err(JournalError::Exists { path: path.to_path_buf(), playbook: playbook.to_string() });
+        return Err(JournalError::Exists {
+            path: path.to_path_buf(),
+            playbook: playbook.to_string(),
+        });
     }
     Ok(())
 }
 
 /// Prepares and executes one run to its end.
-pub async fn run<R: ContainerRuntime>(s: Session<R>, obs: &mut dyn Observer) -> Result<Finished, SessionError> {
+pub async fn run<R: ContainerRuntime>(
+    s: Session<R>,
+    obs: &mut dyn Observer,
+) -> Result<Finished, SessionError> {
     let (journal, replay) = open_journal(&s.journal, &s.playbook, &s.inventory, &s.plan)?;
     let resumed = replay.continues_a_run();
-    let mut engine = Engine::new(Arc::new(s.runtime), s.playbook, s.inventory, s.plan, journal, replay);
+    let mut engine = Engine::new(
+        Arc::new(s.runtime),
+        s.playbook,
+        s.inventory,
+        s.plan,
+        journal,
+        replay,
+    );
     if let Some(p) = s.probe {
         engine = engine.with_dns_probe(p);
     }
@@ -168,6 +196,12 @@ pub async fn run<R: ContainerRuntime>(s: Session<R>, obs: &mut dyn Observer) -> 
             _ = tick.tick() => obs.tick(&handle),
         }
     }
-    let outcome = task.await.map_err(|e| SessionError::Task(e.to_string()))??;
-    Ok(Finished { outcome, timeline, resumed })
+    let outcome = task
+        .await
+        .map_err(|e| SessionError::Task(e.to_string()))??;
+    Ok(Finished {
+        outcome,
+        timeline,
+        resumed,
+    })
 }

@@ -46,11 +46,17 @@ impl SourceText {
             field: String::new(),
             message: format!("cannot read file: {e}"),
         })?;
-        Ok(Self { file: path.to_path_buf(), text })
+        Ok(Self {
+            file: path.to_path_buf(),
+            text,
+        })
     }
 
     pub fn new(file: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        Self { file: file.into(), text: text.into() }
+        Self {
+            file: file.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -64,13 +70,28 @@ impl SourceText {
     }
 
     /// An error at a span, naming a field.
-    pub fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> SourceError {
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SourceError {
         let (line, column) = self.line_col(span.start);
-        SourceError { file: self.file.clone(), line, column, field: field.into(), message: message.into() }
+        SourceError {
+            file: self.file.clone(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// An error about the file as a whole (no better position exists).
-    pub fn error_at_top(&self, field: impl Into<String>, message: impl Into<String>) -> SourceError {
+    pub fn error_at_top(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SourceError {
         self.error(0..0, field, message)
     }
 
@@ -89,7 +110,10 @@ impl SourceText {
     fn field_at(&self, offset: usize) -> String {
         let offset = offset.min(self.text.len());
         let line_start = self.text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = self.text[offset..].find('\n').map(|i| offset + i).unwrap_or(self.text.len());
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map(|i| offset + i)
+            .unwrap_or(self.text.len());
         let line = self.text[line_start..line_end].trim();
         let header = |l: &str| -> Option<String> {
             let l = l.trim();
@@ -102,8 +126,15 @@ impl SourceText {
         if let Some(h) = header(line) {
             return h;
         }
-        let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).unwrap_or_default();
-        let table = self.text[..line_start].lines().rev().find_map(|l| header(l.split('#').next().unwrap_or(""))).unwrap_or_default();
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+            .unwrap_or_default();
+        let table = self.text[..line_start]
+            .lines()
+            .rev()
+            .find_map(|l| header(l.split('#').next().unwrap_or("")))
+            .unwrap_or_default();
         match (table.is_empty(), key.is_empty()) {
             (true, _) => key,
             (false, true) => table,

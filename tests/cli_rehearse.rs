@@ -7,12 +7,24 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn root(p: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p).to_str().unwrap().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(p)
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn rekindle(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(args).output().unwrap();
-    eprintln!("$ rekindle {}\n--- stdout\n{}\n--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ rekindle {}\n--- stdout\n{}\n--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -45,53 +57,110 @@ fn braze_rehearsal_meets_its_figures_and_beats_the_baselines() {
     assert!((lb - 116.4).abs() < 0.01);
     assert!(makespan / lb <= 1.10, "ratio {}", makespan / lb);
     let baselines = r["baselines"].as_array().unwrap();
-    let aao = baselines.iter().find(|b| b["policy"] == "all-at-once").unwrap();
+    let aao = baselines
+        .iter()
+        .find(|b| b["policy"] == "all-at-once")
+        .unwrap();
     let aao_ms = aao["makespan_s"].as_f64().unwrap_or(7200.0);
-    assert!(aao_ms >= 10.0 * makespan, "all-at-once {aao_ms}s vs {makespan}s");
+    assert!(
+        aao_ms >= 10.0 * makespan,
+        "all-at-once {aao_ms}s vs {makespan}s"
+    );
     assert!(aao["dns_dropped"].as_u64().unwrap() > 0 && aao["stuck_events"].as_u64().unwrap() > 0);
-    let best = baselines.iter().filter(|b| b["policy"].as_str().unwrap().starts_with("fixed-batch")).filter_map(|b| b["makespan_s"].as_f64()).fold(f64::INFINITY, f64::min);
-    assert!(best >= 3.0 * makespan, "best fixed batch {best}s vs {makespan}s");
+    let best = baselines
+        .iter()
+        .filter(|b| b["policy"].as_str().unwrap().starts_with("fixed-batch"))
+        .filter_map(|b| b["makespan_s"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        best >= 3.0 * makespan,
+        "best fixed batch {best}s vs {makespan}s"
+    );
     assert_eq!(baselines.len(), 7);
     // The timeline files.
     let md = std::fs::read_to_string(report.join("timeline.md")).unwrap();
-    assert!(md.contains("## DNS per second") && md.contains("budget q/s"), "{md}");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("timeline.json")).unwrap()).unwrap();
-    let per_second: u64 = json["dns_per_second"].as_array().unwrap().iter().map(|q| q.as_u64().unwrap()).sum();
+    assert!(
+        md.contains("## DNS per second") && md.contains("budget q/s"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("timeline.json")).unwrap()).unwrap();
+    let per_second: u64 = json["dns_per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q.as_u64().unwrap())
+        .sum();
     assert_eq!(per_second, r["dns_queries"].as_u64().unwrap());
     // Healthy over time ends at the fleet; every wave has a span that ends.
     let healthy = json["healthy_per_second"].as_array().unwrap();
-    assert_eq!(healthy.last().unwrap(), &r["total"], "the curve ends with every container healthy");
-    assert!(healthy.windows(2).all(|w| w[0].as_u64() <= w[1].as_u64()), "healthy never goes down");
+    assert_eq!(
+        healthy.last().unwrap(),
+        &r["total"],
+        "the curve ends with every container healthy"
+    );
+    assert!(
+        healthy.windows(2).all(|w| w[0].as_u64() <= w[1].as_u64()),
+        "healthy never goes down"
+    );
     let spans = json["wave_spans"].as_array().unwrap();
     assert_eq!(spans.len() as u64, r["waves"].as_u64().unwrap());
-    assert!(spans.iter().all(|w| w["end_s"].as_f64().unwrap() >= w["start_s"].as_f64().unwrap()), "every wave passed after it started");
+    assert!(
+        spans
+            .iter()
+            .all(|w| w["end_s"].as_f64().unwrap() >= w["start_s"].as_f64().unwrap()),
+        "every wave passed after it started"
+    );
     // The page: self-contained, three charts, a bar per wave, the capacity line.
     let html = std::fs::read_to_string(report.join("timeline.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3);
     assert_eq!(html.matches("<rect").count(), spans.len());
-    assert!(html.contains("capacity 5000 q/s"), "the capacity is drawn and named");
-    assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"), "no script, nothing fetched");
+    assert!(
+        html.contains("capacity 5000 q/s"),
+        "the capacity is drawn and named"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no script, nothing fetched"
+    );
 }
 
 #[test]
 fn a_scenario_with_a_wrong_field_is_a_located_error() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("capacity_qps = 40", "capacity_qsp = 40");
+    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml"))
+        .unwrap()
+        .replace("capacity_qps = 40", "capacity_qsp = 40");
     std::fs::write(&bad, text).unwrap();
-    let out = rekindle(&["rehearse", &root("config/mongo-sharded.toml"), "--scenario", bad.to_str().unwrap()]);
+    let out = rekindle(&[
+        "rehearse",
+        &root("config/mongo-sharded.toml"),
+        "--scenario",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:") && stderr.contains("capacity_qsp"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:") && stderr.contains("capacity_qsp"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_playbook_whose_roles_match_nothing_restarts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pb = dir.path().join("pb.toml");
-    let text = std::fs::read_to_string(root("config/mongo-sharded.toml")).unwrap().replace("\"db.role\"", "\"app.kind\"");
+    let text = std::fs::read_to_string(root("config/mongo-sharded.toml"))
+        .unwrap()
+        .replace("\"db.role\"", "\"app.kind\"");
     std::fs::write(&pb, text).unwrap();
-    let out = rekindle(&["rehearse", pb.to_str().unwrap(), "--scenario", &root("config/scenarios/smoke.toml")]);
+    let out = rekindle(&[
+        "rehearse",
+        pb.to_str().unwrap(),
+        "--scenario",
+        &root("config/scenarios/smoke.toml"),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no container matches any role"), "{stderr}");
@@ -101,12 +170,22 @@ fn a_playbook_whose_roles_match_nothing_restarts_nothing() {
 fn a_halted_rehearsal_exits_3_naming_the_containers() {
     let dir = tempfile::tempdir().unwrap();
     let sc = dir.path().join("failing.toml");
-    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99");
+    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml"))
+        .unwrap()
+        .replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99");
     std::fs::write(&sc, text).unwrap();
-    let out = rekindle(&["rehearse", &root("config/mongo-sharded.toml"), "--scenario", sc.to_str().unwrap()]);
+    let out = rekindle(&[
+        "rehearse",
+        &root("config/mongo-sharded.toml"),
+        "--scenario",
+        sc.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("halted") && stderr.contains("c00"), "{stderr}");
+    assert!(
+        stderr.contains("halted") && stderr.contains("c00"),
+        "{stderr}"
+    );
 }
 
 /// A resolver with half the capacity the playbook claims: the adaptive DNS
@@ -123,19 +202,50 @@ fn half_capacity_resolver_adaptive_budget_recovers_where_static_fails() {
     assert_eq!(r["dns_budget_qps"], 4900.0, "the playbook claims 5,000 q/s");
     assert_eq!(r["healthy"], 22_200);
     assert_eq!(r["stuck"], 0);
-    let (queries, dropped) = (r["dns_queries"].as_f64().unwrap(), r["dns_dropped"].as_f64().unwrap());
-    println!("adaptive: {dropped} of {queries} queries dropped ({:.2}%), makespan {}", 100.0 * dropped / queries, r["makespan_s"]);
-    assert!(dropped / queries < 0.01, "drops {:.2}%", 100.0 * dropped / queries);
+    let (queries, dropped) = (
+        r["dns_queries"].as_f64().unwrap(),
+        r["dns_dropped"].as_f64().unwrap(),
+    );
+    println!(
+        "adaptive: {dropped} of {queries} queries dropped ({:.2}%), makespan {}",
+        100.0 * dropped / queries,
+        r["makespan_s"]
+    );
+    assert!(
+        dropped / queries < 0.01,
+        "drops {:.2}%",
+        100.0 * dropped / queries
+    );
     let budget: Vec<(f64, f64)> = serde_json::from_value(r["dns_budget"].clone()).unwrap();
     assert!(budget.len() > 10, "the budget over time is reported");
     assert!(budget.iter().all(|&(_, q)| q <= 4900.0));
-    assert!(budget.iter().any(|&(_, q)| q < 2500.0), "the budget went below the real capacity");
+    assert!(
+        budget.iter().any(|&(_, q)| q < 2500.0),
+        "the budget went below the real capacity"
+    );
 
-    let out = rekindle(&["rehearse", &pb, "--scenario", &scenario, "--output", "json", "--static-budget"]);
+    let out = rekindle(&[
+        "rehearse",
+        &pb,
+        "--scenario",
+        &scenario,
+        "--output",
+        "json",
+        "--static-budget",
+    ]);
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (queries, dropped) = (s["dns_queries"].as_f64().unwrap(), s["dns_dropped"].as_f64().unwrap());
-    println!("static: {dropped} of {queries} dropped, {} stuck, state {}", s["stuck"], s["state"]);
-    assert!(dropped / queries > 0.10, "static pacing at twice the capacity must show the failure");
+    let (queries, dropped) = (
+        s["dns_queries"].as_f64().unwrap(),
+        s["dns_dropped"].as_f64().unwrap(),
+    );
+    println!(
+        "static: {dropped} of {queries} dropped, {} stuck, state {}",
+        s["stuck"], s["state"]
+    );
+    assert!(
+        dropped / queries > 0.10,
+        "static pacing at twice the capacity must show the failure"
+    );
     assert!(s["stuck"].as_u64().unwrap() > 0 || s["state"] != "succeeded");
     assert!(s["dns_budget"].as_array().unwrap().is_empty());
 }

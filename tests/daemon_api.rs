@@ -7,10 +7,15 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::daemon::{call, control, get_text, start_body, wait_for, wait_state, DaemonProc, TOKEN};
+use common::daemon::{
+    call, control, get_text, start_body, wait_for, wait_state, DaemonProc, TOKEN,
+};
 
 fn start() -> DaemonProc {
-    DaemonProc::start(&format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR")), None)
+    DaemonProc::start(
+        &format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR")),
+        None,
+    )
 }
 
 #[test]
@@ -18,18 +23,53 @@ fn daemon_refuses_bad_requests_without_changing_anything() {
     let d = start();
     let body = start_body("mongo-sharded", "smoke");
     assert_eq!(call(&d.addr, "POST", "/v1/runs", None, Some(&body)).0, 401);
-    assert_eq!(call(&d.addr, "POST", "/v1/runs", Some("wrong-token"), Some(&body)).0, 401);
+    assert_eq!(
+        call(
+            &d.addr,
+            "POST",
+            "/v1/runs",
+            Some("wrong-token"),
+            Some(&body)
+        )
+        .0,
+        401
+    );
     let huge = vec![b' '; 64 * 1024];
-    assert_eq!(call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&huge)).0, 413);
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(b"{\"playbook\": "));
+    assert_eq!(
+        call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&huge)).0,
+        413
+    );
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(b"{\"playbook\": "),
+    );
     assert_eq!(code, 400, "{v}");
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("no-such-playbook", "smoke")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("no-such-playbook", "smoke")),
+    );
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("no-such-playbook"), "{v}");
-    assert_eq!(call(&d.addr, "POST", "/v1/runs/r1/pause", None, None).0, 401);
+    assert!(
+        v["error"].as_str().unwrap().contains("no-such-playbook"),
+        "{v}"
+    );
+    assert_eq!(
+        call(&d.addr, "POST", "/v1/runs/r1/pause", None, None).0,
+        401
+    );
     let (code, v) = call(&d.addr, "GET", "/v1/runs", None, None);
     assert_eq!(code, 200);
-    assert_eq!(v["runs"].as_array().unwrap().len(), 0, "nothing may have started: {v}");
+    assert_eq!(
+        v["runs"].as_array().unwrap().len(),
+        0,
+        "nothing may have started: {v}"
+    );
     let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap_or_default();
     assert!(audit.is_empty(), "refused calls are not actions: {audit}");
     assert_eq!(call(&d.addr, "GET", "/healthz", None, None).0, 200);
@@ -40,10 +80,23 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     let d = start();
     let (code, v) = call(&d.addr, "GET", "/v1/playbooks", None, None);
     assert_eq!(code, 200);
-    assert!(v["playbooks"].as_array().unwrap().iter().any(|p| p["name"] == "mongo-sharded"), "{v}");
+    assert!(
+        v["playbooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "mongo-sharded"),
+        "{v}"
+    );
 
     // The smoke scenario, to its end.
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "smoke")),
+    );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
@@ -51,18 +104,60 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     assert_eq!(done["result"]["healthy"], done["result"]["total"], "{done}");
     // Its timeline: the page, the JSON, the Markdown; bad format 400, unknown run 404.
     let page = get_text(&d.addr, &format!("/v1/runs/{id}/report"));
-    assert!(page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(page.contains("text/html") && page.contains("Rehearsal: mongo-sharded on smoke") && page.matches("<svg").count() == 3, "{page}");
-    let (code, timeline) = call(&d.addr, "GET", &format!("/v1/runs/{id}/report?format=json"), None, None);
+    assert!(
+        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+        "{page}"
+    );
+    assert!(
+        page.contains("text/html")
+            && page.contains("Rehearsal: mongo-sharded on smoke")
+            && page.matches("<svg").count() == 3,
+        "{page}"
+    );
+    let (code, timeline) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{id}/report?format=json"),
+        None,
+        None,
+    );
     assert_eq!(code, 200, "{timeline}");
-    assert_eq!(timeline["healthy_per_second"].as_array().unwrap().last(), Some(&done["result"]["total"]), "{timeline}");
-    assert_eq!(timeline["wave_spans"].as_array().unwrap().len() as u64, timeline["waves"].as_u64().unwrap());
-    assert!(get_text(&d.addr, &format!("/v1/runs/{id}/report?format=md")).contains("## DNS per second"));
-    assert_eq!(call(&d.addr, "GET", &format!("/v1/runs/{id}/report?format=pdf"), None, None).0, 400);
-    assert_eq!(call(&d.addr, "GET", "/v1/runs/r999/report", None, None).0, 404);
+    assert_eq!(
+        timeline["healthy_per_second"].as_array().unwrap().last(),
+        Some(&done["result"]["total"]),
+        "{timeline}"
+    );
+    assert_eq!(
+        timeline["wave_spans"].as_array().unwrap().len() as u64,
+        timeline["waves"].as_u64().unwrap()
+    );
+    assert!(
+        get_text(&d.addr, &format!("/v1/runs/{id}/report?format=md")).contains("## DNS per second")
+    );
+    assert_eq!(
+        call(
+            &d.addr,
+            "GET",
+            &format!("/v1/runs/{id}/report?format=pdf"),
+            None,
+            None
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        call(&d.addr, "GET", "/v1/runs/r999/report", None, None).0,
+        404
+    );
 
     // braze-us01: pause, a second start refused, resume, to the end.
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "braze-us01")),
+    );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let paused = control(&d.addr, &id, "pause");
@@ -70,16 +165,41 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     wait_state(&d.addr, &id, &["paused"]);
     let (code, v) = call(&d.addr, "GET", &format!("/v1/runs/{id}/report"), None, None);
     assert_eq!(code, 404, "no report before the end: {v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("has not ended"), "{v}");
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("has not ended"),
+        "{v}"
+    );
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "smoke")),
+    );
     assert_eq!(code, 409, "one active run per playbook: {v}");
-    assert_eq!(call(&d.addr, "POST", &format!("/v1/runs/{id}/resume"), Some(TOKEN), None).0, 200);
+    assert_eq!(
+        call(
+            &d.addr,
+            "POST",
+            &format!("/v1/runs/{id}/resume"),
+            Some(TOKEN),
+            None
+        )
+        .0,
+        200
+    );
     let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["healthy"], 22_200);
 
     // Another, aborted.
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "braze-us01")),
+    );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     control(&d.addr, &id, "abort");
@@ -99,13 +219,20 @@ fn daemon_stops_gracefully_on_sigterm_the_moment_it_listens() {
     // stop (exit 0), never the signal's default death.
     for _ in 0..3 {
         let mut d = start();
-        assert!(Command::new("kill").args(["-TERM", &d.pid()]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &d.pid()])
+            .status()
+            .unwrap()
+            .success());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(st) = d.child.try_wait().unwrap() {
                 break st;
             }
-            assert!(std::time::Instant::now() < deadline, "the daemon did not stop within 30 s of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(status.code(), Some(0), "{status:?}");
@@ -117,7 +244,14 @@ fn daemon_refuses_to_start_without_a_token() {
     let state = tempfile::tempdir().unwrap();
     let config = format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["daemon", "--config", &config, "--listen", "127.0.0.1:0", "--state-dir"])
+        .args([
+            "daemon",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
         .arg(state.path())
         .env_remove("REKINDLE_TOKEN")
         .output()
@@ -141,20 +275,34 @@ fn daemon_config_errors_name_the_file_and_the_entry() {
         let config = dir.path().join(format!("d{i}.toml"));
         std::fs::write(&config, text).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args(["daemon", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--state-dir"])
+            .args([
+                "daemon",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
             .arg(dir.path().join("state"))
             .env("REKINDLE_TOKEN", TOKEN)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
-        assert!(stderr.contains(config.to_str().unwrap()) && stderr.contains(want), "case {i}: expected the file and {want:?}: {stderr}");
+        assert!(
+            stderr.contains(config.to_str().unwrap()) && stderr.contains(want),
+            "case {i}: expected the file and {want:?}: {stderr}"
+        );
     }
 }
 
 /// Reads a whole SSE stream (HTTP/1.0: no chunking; the stream ends after
 /// `run_ended`); returns (id, event name, data) triples.
-fn sse(addr: &str, path: &str, last_event_id: Option<u64>) -> Vec<(u64, String, serde_json::Value)> {
+fn sse(
+    addr: &str,
+    path: &str,
+    last_event_id: Option<u64>,
+) -> Vec<(u64, String, serde_json::Value)> {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
@@ -179,7 +327,11 @@ fn sse(addr: &str, path: &str, last_event_id: Option<u64>) -> Vec<(u64, String, 
             }
         }
         if let Some(id) = id {
-            out.push((id, ev, serde_json::from_str(&data).unwrap_or(serde_json::Value::Null)));
+            out.push((
+                id,
+                ev,
+                serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            ));
         }
     }
     out
@@ -188,7 +340,13 @@ fn sse(addr: &str, path: &str, last_event_id: Option<u64>) -> Vec<(u64, String, 
 #[test]
 fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     let d = start();
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "smoke")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "smoke")),
+    );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     // Followed over SSE to the end.
@@ -198,45 +356,110 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     assert_eq!(last.2["state"], "succeeded");
     assert!(all.iter().any(|e| e.1 == "wave_started") && all.iter().any(|e| e.1 == "healthy"));
     let ids: Vec<u64> = all.iter().map(|e| e.0).collect();
-    assert_eq!(ids, (1..=all.len() as u64).collect::<Vec<_>>(), "ids count up from 1");
+    assert_eq!(
+        ids,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "ids count up from 1"
+    );
     // Resumed after event 10: exactly the rest.
     let rest = sse(&d.addr, &format!("/v1/runs/{id}/events"), Some(10));
     assert_eq!(rest.len(), all.len() - 10);
     assert_eq!(rest[0].0, 11);
-    assert_eq!(rest.iter().map(|e| &e.2).collect::<Vec<_>>(), all[10..].iter().map(|e| &e.2).collect::<Vec<_>>());
+    assert_eq!(
+        rest.iter().map(|e| &e.2).collect::<Vec<_>>(),
+        all[10..].iter().map(|e| &e.2).collect::<Vec<_>>()
+    );
 
     // Retune a running braze rehearsal; bad values refused.
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "braze-us01")),
+    );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     control(&d.addr, &id, "pause");
-    wait_for(&d.addr, &id, Duration::from_secs(60), "the engine's start", |v| v["status"].is_object());
-    let (code, v) = call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), Some(TOKEN), Some(b"{\"dns_budget_qps\": -5}"));
+    wait_for(
+        &d.addr,
+        &id,
+        Duration::from_secs(60),
+        "the engine's start",
+        |v| v["status"].is_object(),
+    );
+    let (code, v) = call(
+        &d.addr,
+        "PATCH",
+        &format!("/v1/runs/{id}"),
+        Some(TOKEN),
+        Some(b"{\"dns_budget_qps\": -5}"),
+    );
     assert_eq!(code, 400, "{v}");
-    assert_eq!(call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), None, Some(b"{\"dns_budget_qps\": 1000}")).0, 401);
-    let (code, v) = call(&d.addr, "PATCH", &format!("/v1/runs/{id}"), Some(TOKEN), Some(b"{\"dns_budget_qps\": 1000, \"reason\": \"resolver busy\"}"));
+    assert_eq!(
+        call(
+            &d.addr,
+            "PATCH",
+            &format!("/v1/runs/{id}"),
+            None,
+            Some(b"{\"dns_budget_qps\": 1000}")
+        )
+        .0,
+        401
+    );
+    let (code, v) = call(
+        &d.addr,
+        "PATCH",
+        &format!("/v1/runs/{id}"),
+        Some(TOKEN),
+        Some(b"{\"dns_budget_qps\": 1000, \"reason\": \"resolver busy\"}"),
+    );
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"]["pace"]["dns_budget_qps"], 1000.0, "{v}");
 
     // Metrics while one run is paused and one succeeded.
     let text = get_text(&d.addr, "/metrics");
-    assert!(text.contains("rekindle_runs{state=\"succeeded\"} 1"), "{text}");
+    assert!(
+        text.contains("rekindle_runs{state=\"succeeded\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("rekindle_runs{state=\"paused\"} 1"), "{text}");
-    assert!(text.contains(&format!("rekindle_run_dns_budget_qps{{run=\"{id}\",playbook=\"mongo-sharded\"}} 1000")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "rekindle_run_dns_budget_qps{{run=\"{id}\",playbook=\"mongo-sharded\"}} 1000"
+        )),
+        "{text}"
+    );
     assert!(text.contains("rekindle_run_restarts_total{"), "{text}");
     // Restarts by role and outcome, and wave durations, from the smoke run.
     let smoke_routers = text
         .lines()
         .find(|l| l.starts_with("rekindle_restarts_total{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"router\",outcome=\"healthy\"}"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(smoke_routers.ends_with(" 4"), "smoke has 2 clusters × 2 routers: {smoke_routers}");
+    assert!(
+        smoke_routers.ends_with(" 4"),
+        "smoke has 2 clusters × 2 routers: {smoke_routers}"
+    );
     assert!(text.contains("rekindle_wave_duration_seconds_count{playbook=\"mongo-sharded\",mode=\"rehearse\",role=\"configsvr\"}"), "{text}");
-    assert!(text.contains("# TYPE rekindle_wave_duration_seconds histogram"), "{text}");
-    call(&d.addr, "POST", &format!("/v1/runs/{id}/abort"), Some(TOKEN), None);
+    assert!(
+        text.contains("# TYPE rekindle_wave_duration_seconds histogram"),
+        "{text}"
+    );
+    call(
+        &d.addr,
+        "POST",
+        &format!("/v1/runs/{id}/abort"),
+        Some(TOKEN),
+        None,
+    );
 
     // The OpenAPI document served is the one in the repo.
     let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", None, None);
     assert_eq!(code, 200);
-    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR")))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(v, file);
 }

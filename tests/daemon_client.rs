@@ -17,12 +17,20 @@ fn root(p: &str) -> String {
 /// `rekindle runs …` against `server`, with `token` in the environment.
 fn runs(server: &str, token: Option<&str>, args: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekindle"));
-    cmd.arg("runs").args(args).args(["--server", server]).env_remove("REKINDLE_TOKEN").env_remove("REKINDLE_SERVER");
+    cmd.arg("runs")
+        .args(args)
+        .args(["--server", server])
+        .env_remove("REKINDLE_TOKEN")
+        .env_remove("REKINDLE_SERVER");
     if let Some(t) = token {
         cmd.env("REKINDLE_TOKEN", t);
     }
     let out = cmd.output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -30,40 +38,108 @@ fn daemon_client_starts_watches_and_steers_runs() {
     let d = DaemonProc::start(&root("config/daemon.toml"), None);
     let server = format!("http://{}", d.addr);
     // start --watch follows the rehearsal to its end and exits like `run`.
-    let (code, out, err) = runs(&server, Some(TOKEN), &["start", "mongo-sharded", "--mode", "rehearse", "--scenario", "smoke", "--reason", "game day", "--watch"]);
+    let (code, out, err) = runs(
+        &server,
+        Some(TOKEN),
+        &[
+            "start",
+            "mongo-sharded",
+            "--mode",
+            "rehearse",
+            "--scenario",
+            "smoke",
+            "--reason",
+            "game day",
+            "--watch",
+        ],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("run r1 of mongo-sharded (rehearse): succeeded") && out.contains("healthy  22/22"), "{out}");
+    assert!(
+        out.contains("run r1 of mongo-sharded (rehearse): succeeded")
+            && out.contains("healthy  22/22"),
+        "{out}"
+    );
     assert!(err.contains("waves passed"), "watch shows progress: {err}");
     // status lists it, as a table and as JSON.
     let (code, out, _) = runs(&server, None, &["status"]);
     assert_eq!(code, Some(0));
-    assert!(out.lines().any(|l| l.starts_with("r1 ") && l.contains("succeeded") && l.contains("22/22") && l.contains("game day")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("r1 ")
+            && l.contains("succeeded")
+            && l.contains("22/22")
+            && l.contains("game day")),
+        "{out}"
+    );
     let (_, out, _) = runs(&server, None, &["status", "r1", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["result"]["healthy"], 22, "{v}");
     // Its report: JSON on stdout, the page into a file; an unknown run is the daemon's 404.
     let (code, out, err) = runs(&server, None, &["report", "r1", "--format", "json"]);
     assert_eq!(code, Some(0), "{err}");
-    let timeline: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let timeline: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(timeline["healthy"], 22, "{timeline}");
     let page = tempfile::NamedTempFile::new().unwrap();
-    let (code, _, err) = runs(&server, None, &["report", "r1", "--out", page.path().to_str().unwrap()]);
+    let (code, _, err) = runs(
+        &server,
+        None,
+        &["report", "r1", "--out", page.path().to_str().unwrap()],
+    );
     assert_eq!(code, Some(0), "{err}");
     let html = std::fs::read_to_string(page.path()).unwrap();
-    assert!(html.starts_with("<!doctype html>") && html.contains("<svg"), "{html}");
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<svg"),
+        "{html}"
+    );
     let (code, _, err) = runs(&server, None, &["report", "r9"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("404") && err.contains("r9"), "{err}");
     // A wrong token is refused (exit 2, the daemon's word) and changes nothing.
-    let (code, out, err) = runs(&server, Some("wrong"), &["start", "mongo-sharded", "--mode", "rehearse", "--scenario", "smoke", "--reason", "x"]);
+    let (code, out, err) = runs(
+        &server,
+        Some("wrong"),
+        &[
+            "start",
+            "mongo-sharded",
+            "--mode",
+            "rehearse",
+            "--scenario",
+            "smoke",
+            "--reason",
+            "x",
+        ],
+    );
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(err.contains("401") && err.contains("wrong token"), "{err}");
-    assert_eq!(call(&d.addr, "GET", "/v1/runs", None, None).1["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        call(&d.addr, "GET", "/v1/runs", None, None).1["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Pause (asked before the engine starts, applied when it does), tune, abort.
-    let (code, out, err) = runs(&server, Some(TOKEN), &["start", "mongo-sharded", "--mode", "rehearse", "--scenario", "braze-us01", "--reason", "drill"]);
+    let (code, out, err) = runs(
+        &server,
+        Some(TOKEN),
+        &[
+            "start",
+            "mongo-sharded",
+            "--mode",
+            "rehearse",
+            "--scenario",
+            "braze-us01",
+            "--reason",
+            "drill",
+        ],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(out.trim(), "started run r2");
-    let (code, out, err) = runs(&server, Some(TOKEN), &["pause", "r2", "--reason", "look first"]);
+    let (code, out, err) = runs(
+        &server,
+        Some(TOKEN),
+        &["pause", "r2", "--reason", "look first"],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("paused"), "{out}");
     wait_state(&d.addr, "r2", &["paused"]);
@@ -73,23 +149,53 @@ fn daemon_client_starts_watches_and_steers_runs() {
     let healthy_at_pause = paused["status"]["healthy"].as_u64().unwrap_or(0);
     std::thread::sleep(Duration::from_millis(300));
     let still = wait_state(&d.addr, "r2", &["paused"]);
-    assert_eq!(still["status"]["healthy"].as_u64().unwrap_or(0), healthy_at_pause, "nothing restarts while paused: {still}");
-    let (code, out, err) = runs(&server, Some(TOKEN), &["tune", "r2", "--dns-budget", "800", "--reason", "resolver busy"]);
+    assert_eq!(
+        still["status"]["healthy"].as_u64().unwrap_or(0),
+        healthy_at_pause,
+        "nothing restarts while paused: {still}"
+    );
+    let (code, out, err) = runs(
+        &server,
+        Some(TOKEN),
+        &[
+            "tune",
+            "r2",
+            "--dns-budget",
+            "800",
+            "--reason",
+            "resolver busy",
+        ],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("DNS budget 800.0 q/s"), "{out}");
     let (code, _, err) = runs(&server, Some(TOKEN), &["tune", "r2"]);
     assert_eq!(code, Some(2), "{err}");
-    let (code, out, err) = runs(&server, Some(TOKEN), &["abort", "r2", "--reason", "drill over"]);
+    let (code, out, err) = runs(
+        &server,
+        Some(TOKEN),
+        &["abort", "r2", "--reason", "drill over"],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     let (code, out, err) = runs(&server, None, &["watch", "r2"]);
-    assert_eq!(code, Some(4), "watch of an aborted run exits 4\n{out}\n{err}");
+    assert_eq!(
+        code,
+        Some(4),
+        "watch of an aborted run exits 4\n{out}\n{err}"
+    );
     assert!(out.contains("aborted"), "{out}");
     let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap();
     for what in ["start r1", "pause r2", "retune r2", "abort r2"] {
-        assert!(audit.contains(what), "{what} missing from the audit log:\n{audit}");
+        assert!(
+            audit.contains(what),
+            "{what} missing from the audit log:\n{audit}"
+        );
     }
     // A daemon that is not there: a clear error, exit 1.
-    let (code, _, err) = runs(&format!("http://127.0.0.1:{}", common::closed_port()), None, &["status"]);
+    let (code, _, err) = runs(
+        &format!("http://127.0.0.1:{}", common::closed_port()),
+        None,
+        &["status"],
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
 }
@@ -102,8 +208,26 @@ fn daemon_on_a_unix_socket_serves_the_client_without_a_token() {
     let d = DaemonProc::start_with(&root("config/daemon.toml"), None, &listen, None);
     assert_eq!(d.addr, listen);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600, "only its owner may talk to it");
-    let (code, out, err) = runs(&listen, None, &["start", "mongo-sharded", "--mode", "plan", "--scenario", "smoke", "--reason", "check", "--watch"]);
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "only its owner may talk to it"
+    );
+    let (code, out, err) = runs(
+        &listen,
+        None,
+        &[
+            "start",
+            "mongo-sharded",
+            "--mode",
+            "plan",
+            "--scenario",
+            "smoke",
+            "--reason",
+            "check",
+            "--watch",
+        ],
+    );
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("succeeded"), "{out}");
     let (code, out, _) = runs(&listen, None, &["status", "-o", "json"]);
@@ -111,9 +235,24 @@ fn daemon_on_a_unix_socket_serves_the_client_without_a_token() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["runs"][0]["result"]["containers"], 22, "{v}");
     // A second daemon cannot take the socket (nor the state dir).
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["daemon", "--config", &root("config/daemon.toml"), "--listen", &listen, "--state-dir"]).arg(&d.state).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "daemon",
+            "--config",
+            &root("config/daemon.toml"),
+            "--listen",
+            &listen,
+            "--state-dir",
+        ])
+        .arg(&d.state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A webhook receiver: answers 200 and keeps each body.
@@ -136,16 +275,26 @@ fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
                 buf.extend_from_slice(&chunk[..n]);
                 let text = String::from_utf8_lossy(&buf).into_owned();
                 if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
                     if rest.len() >= len {
                         break Some(rest[..len].to_string());
                     }
                 }
             };
             if let Some(b) = body {
-                g.lock().unwrap().push(serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)));
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)));
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     (url, got)
@@ -160,7 +309,13 @@ fn daemon_webhooks_are_delivered_and_a_hanging_hook_never_holds_a_run() {
     let hole = format!("http://{}/", black_hole.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let failing = dir.path().join("failing.toml");
-    std::fs::write(&failing, std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99")).unwrap();
+    std::fs::write(
+        &failing,
+        std::fs::read_to_string(root("config/scenarios/smoke.toml"))
+            .unwrap()
+            .replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99"),
+    )
+    .unwrap();
     let config = dir.path().join("daemon.toml");
     std::fs::write(
         &config,
@@ -173,13 +328,33 @@ fn daemon_webhooks_are_delivered_and_a_hanging_hook_never_holds_a_run() {
     )
     .unwrap();
     let d = DaemonProc::start(config.to_str().unwrap(), None);
-    let body = |scenario: &str| serde_json::json!({ "playbook": "mongo-sharded", "mode": "rehearse", "scenario": scenario, "reason": "hook check" }).to_string();
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(body("smoke").as_bytes()));
+    let body = |scenario: &str| {
+        serde_json::json!({ "playbook": "mongo-sharded", "mode": "rehearse", "scenario": scenario, "reason": "hook check" }).to_string()
+    };
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(body("smoke").as_bytes()),
+    );
     assert_eq!(code, 201, "{v}");
-    assert_eq!(wait_state(&d.addr, "r1", &["succeeded", "halted", "aborted", "failed"])["state"], "succeeded");
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(body("failing").as_bytes()));
+    assert_eq!(
+        wait_state(&d.addr, "r1", &["succeeded", "halted", "aborted", "failed"])["state"],
+        "succeeded"
+    );
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(body("failing").as_bytes()),
+    );
     assert_eq!(code, 201, "{v}");
-    assert_eq!(wait_state(&d.addr, "r2", &["succeeded", "halted", "aborted", "failed"])["state"], "halted");
+    assert_eq!(
+        wait_state(&d.addr, "r2", &["succeeded", "halted", "aborted", "failed"])["state"],
+        "halted"
+    );
     // Both runs ended while the black hole still holds its first delivery
     // (its 60 s timeout has not passed): the hook never held them up.
     black_hole.set_nonblocking(true).unwrap();
@@ -188,21 +363,46 @@ fn daemon_webhooks_are_delivered_and_a_hanging_hook_never_holds_a_run() {
     // The receiving hook got, in order per run: started, (halted,) finished.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let kinds = loop {
-        let kinds: Vec<(String, String)> = got.lock().unwrap().iter().map(|v| (v["rekindle"]["run"].as_str().unwrap_or("").to_string(), kind_of(v))).collect();
+        let kinds: Vec<(String, String)> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["rekindle"]["run"].as_str().unwrap_or("").to_string(),
+                    kind_of(v),
+                )
+            })
+            .collect();
         if kinds.len() >= 5 || std::time::Instant::now() > deadline {
             break kinds;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let of = |run: &str| kinds.iter().filter(|(r, _)| r == run).map(|(_, k)| k.as_str()).collect::<Vec<_>>();
+    let of = |run: &str| {
+        kinds
+            .iter()
+            .filter(|(r, _)| r == run)
+            .map(|(_, k)| k.as_str())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(of("r1"), ["started", "succeeded"], "{kinds:?}");
     let r2 = of("r2");
     assert_eq!(r2.first(), Some(&"started"), "{kinds:?}");
     assert!(r2.contains(&"halted at wave"), "{kinds:?}");
     assert_eq!(r2.last(), Some(&"halted"), "{kinds:?}");
     let all = got.lock().unwrap().clone();
-    let finished = all.iter().find(|v| v["rekindle"]["run"] == "r2" && v["rekindle"]["state"] == "halted").unwrap();
-    assert!(finished["text"].as_str().unwrap().starts_with("rekindle: run r2 of mongo-sharded"), "Slack-compatible text: {finished}");
+    let finished = all
+        .iter()
+        .find(|v| v["rekindle"]["run"] == "r2" && v["rekindle"]["state"] == "halted")
+        .unwrap();
+    assert!(
+        finished["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("rekindle: run r2 of mongo-sharded"),
+        "Slack-compatible text: {finished}"
+    );
 }
 
 /// What a note says: started, halted at wave, or the final state.
@@ -240,13 +440,29 @@ fn daemon_webhooks_reach_an_https_hook_verified_against_the_trusted_roots() {
     let dir = tempfile::tempdir().unwrap();
     let authority = common::tls::Ca::new(dir.path(), "hooks");
     let server = authority.server("hook");
-    let (ca, cert, key) = (authority.cert.clone(), server.cert.clone(), server.key.clone());
-    let mut hook = Killed(Command::new("python3").args(["-c", HTTPS_HOOK, &cert, &key]).stdout(std::process::Stdio::piped()).spawn().expect("python3"));
+    let (ca, cert, key) = (
+        authority.cert.clone(),
+        server.cert.clone(),
+        server.key.clone(),
+    );
+    let mut hook = Killed(
+        Command::new("python3")
+            .args(["-c", HTTPS_HOOK, &cert, &key])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
     let mut lines = std::io::BufReader::new(hook.0.stdout.take().unwrap()).lines();
     let port = lines.next().unwrap().unwrap();
     let got = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
     let g = got.clone();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| g.lock().unwrap().push(serde_json::from_str(&l).unwrap_or_default())));
+    std::thread::spawn(move || {
+        lines.map_while(Result::ok).for_each(|l| {
+            g.lock()
+                .unwrap()
+                .push(serde_json::from_str(&l).unwrap_or_default())
+        })
+    });
     let config = dir.path().join("daemon.toml");
     std::fs::write(
         &config,
@@ -264,14 +480,51 @@ fn daemon_webhooks_reach_an_https_hook_verified_against_the_trusted_roots() {
         got.lock().unwrap().clear();
         let state = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekindle"));
-        cmd.args(["daemon", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--state-dir"]).arg(state.path()).env("REKINDLE_TOKEN", TOKEN);
-        cmd.env("SSL_CERT_FILE", if trust { ca.as_str() } else { "/dev/null" }).env_remove("SSL_CERT_DIR");
-        let mut child = Killed(cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap());
+        cmd.args([
+            "daemon",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .env("REKINDLE_TOKEN", TOKEN);
+        cmd.env(
+            "SSL_CERT_FILE",
+            if trust { ca.as_str() } else { "/dev/null" },
+        )
+        .env_remove("SSL_CERT_DIR");
+        let mut child = Killed(
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let mut line = String::new();
-        std::io::BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap().to_string();
-        assert_eq!(call(&addr, "POST", "/v1/runs", Some(TOKEN), Some(body.as_bytes())).0, 201);
-        assert_eq!(wait_state(&addr, "r1", &["succeeded", "halted", "aborted", "failed"])["state"], "succeeded");
+        std::io::BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            call(
+                &addr,
+                "POST",
+                "/v1/runs",
+                Some(TOKEN),
+                Some(body.as_bytes())
+            )
+            .0,
+            201
+        );
+        assert_eq!(
+            wait_state(&addr, "r1", &["succeeded", "halted", "aborted", "failed"])["state"],
+            "succeeded"
+        );
         // Three attempts take 1.5 s of backoff; give the delivery 5 s.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while got.lock().unwrap().len() < want.max(1) && std::time::Instant::now() < deadline {
@@ -279,7 +532,11 @@ fn daemon_webhooks_reach_an_https_hook_verified_against_the_trusted_roots() {
         }
         drop(child);
         let notes = got.lock().unwrap().clone();
-        assert_eq!(notes.len(), want, "trusting the CA: {trust}; notes: {notes:?}");
+        assert_eq!(
+            notes.len(),
+            want,
+            "trusting the CA: {trust}; notes: {notes:?}"
+        );
         if want == 1 {
             assert_eq!(notes[0]["rekindle"]["state"], "succeeded", "{notes:?}");
         }

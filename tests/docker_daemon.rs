@@ -6,7 +6,9 @@
 
 mod common;
 use common::daemon::{call, control, get_text, start_body, wait_for, DaemonProc, TOKEN};
-use common::{docker_available, on_two_hosts, run_playbook, sharded_specs, starts, EventLog, TestFleet};
+use common::{
+    docker_available, on_two_hosts, run_playbook, sharded_specs, starts, EventLog, TestFleet,
+};
 use std::time::{Duration, Instant};
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
@@ -21,7 +23,9 @@ fn status_of(v: &serde_json::Value, field: &str) -> u64 {
 
 #[test]
 fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container_once() {
-    if !docker_available("docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container_once") {
+    if !docker_available(
+        "docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container_once",
+    ) {
         return;
     }
     let id = TestFleet::id_for("daemon");
@@ -40,74 +44,177 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
 
     // 1. A real run and a rehearsal; SIGKILL while the run restarts.
     let d = DaemonProc::start(&config, Some(&state));
-    let body = serde_json::json!({ "playbook": "fleet", "mode": "run", "reason": "network restored" }).to_string();
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(body.as_bytes()));
+    let body =
+        serde_json::json!({ "playbook": "fleet", "mode": "run", "reason": "network restored" })
+            .to_string();
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(body.as_bytes()),
+    );
     assert_eq!(code, 201, "{v}");
     let run = v["id"].as_str().unwrap().to_string();
-    let (code, v) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&start_body("mongo-sharded", "braze-us01")));
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body("mongo-sharded", "braze-us01")),
+    );
     assert_eq!(code, 201, "{v}");
     let rehearsal = v["id"].as_str().unwrap().to_string();
     control(&d.addr, &rehearsal, "pause");
-    let before = wait_for(&d.addr, &run, Duration::from_secs(60), "4 restarts issued", |v| status_of(v, "restarts") >= 4);
-    assert!(std::process::Command::new("kill").args(["-KILL", &d.pid()]).status().unwrap().success());
+    let before = wait_for(
+        &d.addr,
+        &run,
+        Duration::from_secs(60),
+        "4 restarts issued",
+        |v| status_of(v, "restarts") >= 4,
+    );
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &d.pid()])
+        .status()
+        .unwrap()
+        .success());
     drop(d);
-    assert!(status_of(&before, "healthy") < 20, "the kill must land mid-run: {before}");
+    assert!(
+        status_of(&before, "healthy") < 20,
+        "the kill must land mid-run: {before}"
+    );
 
     // 2. A new daemon on the same state dir: the run resumes by itself, the
     //    rehearsal is reported interrupted. SIGTERM mid-run.
     let d = DaemonProc::start(&config, Some(&state));
     let (_, r) = call(&d.addr, "GET", &format!("/v1/runs/{rehearsal}"), None, None);
     assert_eq!(r["state"], "interrupted", "{r}");
-    assert!(r["error"].as_str().unwrap_or("").contains("not resumed"), "{r}");
-    let mid = wait_for(&d.addr, &run, Duration::from_secs(60), "10 healthy after the resume", |v| status_of(v, "healthy") >= 10);
+    assert!(
+        r["error"].as_str().unwrap_or("").contains("not resumed"),
+        "{r}"
+    );
+    let mid = wait_for(
+        &d.addr,
+        &run,
+        Duration::from_secs(60),
+        "10 healthy after the resume",
+        |v| status_of(v, "healthy") >= 10,
+    );
     assert_eq!(mid["resumed"], 1, "{mid}");
     assert_eq!(mid["state"], "running", "{mid}");
-    assert!(std::process::Command::new("kill").args(["-TERM", &d.pid()]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &d.pid()])
+        .status()
+        .unwrap()
+        .success());
     let mut child = d;
     let deadline = Instant::now() + Duration::from_secs(90);
     let code = loop {
         if let Some(st) = child.child.try_wait().unwrap() {
             break st.code();
         }
-        assert!(Instant::now() < deadline, "the daemon did not stop within 90 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop within 90 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(0), "a graceful stop exits 0");
     drop(child);
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(state.join("runs").join(format!("{run}.json"))).unwrap()).unwrap();
-    assert_eq!(record["state"], "running", "a run stopped by the daemon's shutdown stays active: {record}");
-    assert!(record["note"].as_str().unwrap_or("").contains("resumes"), "{record}");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.join("runs").join(format!("{run}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["state"], "running",
+        "a run stopped by the daemon's shutdown stays active: {record}"
+    );
+    assert!(
+        record["note"].as_str().unwrap_or("").contains("resumes"),
+        "{record}"
+    );
 
     // 3. A third daemon finishes it.
     let d = DaemonProc::start(&config, Some(&state));
-    let done = wait_for(&d.addr, &run, Duration::from_secs(120), "the end of the run", |v| !matches!(v["state"].as_str(), Some("pending" | "running" | "paused")));
+    let done = wait_for(
+        &d.addr,
+        &run,
+        Duration::from_secs(120),
+        "the end of the run",
+        |v| !matches!(v["state"].as_str(), Some("pending" | "running" | "paused")),
+    );
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["resumed"], 2, "{done}");
     assert_eq!(done["result"]["healthy"], 20, "{done}");
-    assert!(done["result"]["journal"].as_str().unwrap_or("").contains("archived"), "{done}");
+    assert!(
+        done["result"]["journal"]
+            .as_str()
+            .unwrap_or("")
+            .contains("archived"),
+        "{done}"
+    );
     // Its report covers the last daemon's part, and says it resumed.
-    let (code, report) = call(&d.addr, "GET", &format!("/v1/runs/{run}/report?format=json"), None, None);
+    let (code, report) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{run}/report?format=json"),
+        None,
+        None,
+    );
     assert_eq!(code, 200, "{report}");
-    assert_eq!((report["state"].as_str(), report["resumed"].as_bool(), report["healthy"].as_u64()), (Some("succeeded"), Some(true), Some(20)), "{report}");
+    assert_eq!(
+        (
+            report["state"].as_str(),
+            report["resumed"].as_bool(),
+            report["healthy"].as_u64()
+        ),
+        (Some("succeeded"), Some(true), Some(20)),
+        "{report}"
+    );
 
     // The metrics of the real run: restarts by role, and its resolver
     // (router health probes resolve names through it).
     let text = get_text(&d.addr, "/metrics");
     assert!(text.contains("rekindle_restarts_total{playbook=\"fleet\",mode=\"run\",role=\"router\",outcome=\"healthy\"} 2"), "{text}");
-    assert!(text.contains(&format!("rekindle_resolver_upstream_queries_total{{run=\"{run}\",playbook=\"fleet\"}}")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "rekindle_resolver_upstream_queries_total{{run=\"{run}\",playbook=\"fleet\"}}"
+        )),
+        "{text}"
+    );
 
     // Docker's own events: each container started exactly once across the
     // kill, the stop and the two resumes.
     let starts = starts(&log.stop());
     for name in &fleet.names {
-        assert_eq!(starts.get(name).copied().unwrap_or(0), 1, "{name} must start exactly once; starts: {starts:?}\nrun: {done}");
+        assert_eq!(
+            starts.get(name).copied().unwrap_or(0),
+            1,
+            "{name} must start exactly once; starts: {starts:?}\nrun: {done}"
+        );
     }
     // The run's events survived both daemons: one stream, resumes marked.
     let events = std::fs::read_to_string(state.join("runs").join(format!("{run}.events"))).unwrap();
-    let kinds: Vec<String> = events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "run_resumed").count(), 2, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "daemon_stopping").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.last().map(String::as_str), Some("run_ended"), "{kinds:?}");
+    let kinds: Vec<String> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "run_resumed").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "daemon_stopping").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("run_ended"),
+        "{kinds:?}"
+    );
     let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
     assert!(audit.contains("network restored"), "{audit}");
 }

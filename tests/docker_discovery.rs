@@ -69,8 +69,15 @@ async fn docker_discovery_finds_groups_and_plans_real_containers() {
     want.sort_unstable();
     assert_eq!(found, want, "discovery must find exactly the test fleet");
     assert!(inv.containers.iter().all(|c| c.host == "local"));
-    assert!(inv.containers.iter().all(|c| c.state == rekindle::model::ContainerState::Running));
-    let dead = inv.hosts.iter().find(|h| h.name == "dead-host").expect("dead host reported");
+    assert!(inv
+        .containers
+        .iter()
+        .all(|c| c.state == rekindle::model::ContainerState::Running));
+    let dead = inv
+        .hosts
+        .iter()
+        .find(|h| h.name == "dead-host")
+        .expect("dead host reported");
     assert!(!dead.reachable);
     assert!(dead.error.is_some());
 
@@ -80,14 +87,25 @@ async fn docker_discovery_finds_groups_and_plans_real_containers() {
     assert_eq!(plan.waves.len(), 2 * (3 + 3 + 1));
     for w in &plan.waves {
         assert!(w.group.starts_with(&id), "group {:?}", w.group);
-        let clusters: std::collections::HashSet<_> = w.containers.iter().map(|&c| inv.containers[c as usize].labels.get("db.cluster")).collect();
+        let clusters: std::collections::HashSet<_> = w
+            .containers
+            .iter()
+            .map(|&c| inv.containers[c as usize].labels.get("db.cluster"))
+            .collect();
         assert_eq!(clusters.len(), 1, "a wave mixes clusters");
     }
 
     // The CLI says the same, naming the unreachable host.
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", path.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["plan", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("22 containers"), "{stdout}");
     assert!(stdout.contains("host dead-host unreachable"), "{stdout}");
 }
@@ -102,7 +120,10 @@ async fn docker_discovery_fails_by_name_when_the_playbook_requires_every_host() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pb.toml");
     std::fs::write(&path, playbook(&id, closed_port(), "fail")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", path.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["plan", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("dead-host"), "{stderr}");

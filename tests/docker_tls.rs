@@ -9,7 +9,13 @@ use common::*;
 
 /// The test playbook with one host entry of the caller's instead of the
 /// two unix-socket entries (`hosts` empty: none, the environment decides).
-fn playbook_with(dir: &std::path::Path, id: &str, on_unreachable: &str, hosts: &str, file: &str) -> String {
+fn playbook_with(
+    dir: &std::path::Path,
+    id: &str,
+    on_unreachable: &str,
+    hosts: &str,
+    file: &str,
+) -> String {
     let text = run_playbook(id, "", on_unreachable);
     let text = &text[..text.find("[[hosts]]").unwrap()];
     let path = dir.join(file);
@@ -23,7 +29,9 @@ fn tls_host(port: u16, ca: &str, cert: &str, key: &str) -> String {
 
 #[test]
 fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_name() {
-    if !docker_available("docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_name") {
+    if !docker_available(
+        "docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_name",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -39,13 +47,28 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
     let state = state.to_str().unwrap();
 
     // The playbook's tls = { ca, cert, key }: a whole run, each container once.
-    let pb = playbook_with(dir.path(), &id, "fail", &tls_host(front.port, &engine_ca.cert, &client.cert, &client.key), "tls.toml");
+    let pb = playbook_with(
+        dir.path(),
+        &id,
+        "fail",
+        &tls_host(front.port, &engine_ca.cert, &client.cert, &client.key),
+        "tls.toml",
+    );
     let log = EventLog::follow(&id);
     let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state]);
-    assert_eq!(ran.code, Some(0), "{ran}\nrefused handshakes: {:?}", front.refusals());
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{ran}\nrefused handshakes: {:?}",
+        front.refusals()
+    );
     let started = starts(&log.stop());
     for name in &fleet.names {
-        assert_eq!(started.get(name).copied(), Some(1), "{name}: {started:?}\n{ran}");
+        assert_eq!(
+            started.get(name).copied(),
+            Some(1),
+            "{name}: {started:?}\n{ran}"
+        );
     }
     assert!(front.refusals().is_empty(), "{:?}", front.refusals());
 
@@ -53,7 +76,11 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
     // cert.pem, key.pem in it), as the docker CLI reads them.
     let certs = dir.path().join("docker-certs");
     std::fs::create_dir_all(&certs).unwrap();
-    for (from, to) in [(&engine_ca.cert, "ca.pem"), (&client.cert, "cert.pem"), (&client.key, "key.pem")] {
+    for (from, to) in [
+        (&engine_ca.cert, "ca.pem"),
+        (&client.cert, "cert.pem"),
+        (&client.key, "key.pem"),
+    ] {
         std::fs::copy(from, certs.join(to)).unwrap();
     }
     let pb = playbook_with(dir.path(), &id, "fail", "", "env.toml");
@@ -64,34 +91,80 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
         .env("DOCKER_CERT_PATH", &certs)
         .output()
         .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("7 containers on 1 hosts"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("7 containers on 1 hosts"),
+        "{stdout}\n{stderr}"
+    );
 
     // A client certificate from another CA: the engine refuses the
     // handshake; rekindle names the host and restarts nothing.
     let stranger_ca = Ca::new(dir.path(), "stranger");
     let stranger = stranger_ca.client("stranger");
-    let pb = playbook_with(dir.path(), &id, "fail", &tls_host(front.port, &engine_ca.cert, &stranger.cert, &stranger.key), "stranger.toml");
+    let pb = playbook_with(
+        dir.path(),
+        &id,
+        "fail",
+        &tls_host(front.port, &engine_ca.cert, &stranger.cert, &stranger.key),
+        "stranger.toml",
+    );
     let log = EventLog::follow(&id);
     let before = front.refusals().len();
     let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state]);
     assert_eq!(ran.code, Some(1), "{ran}");
     // The cause, not just "client error": the engine's TLS alert.
-    assert!(ran.stderr.contains("tls-engine") && ran.stderr.contains("alert"), "{ran}");
-    assert!(front.refusals().len() > before, "the engine saw no refused handshake: {ran}");
-    assert!(starts(&log.stop()).is_empty(), "nothing may restart when the engine refuses us");
+    assert!(
+        ran.stderr.contains("tls-engine") && ran.stderr.contains("alert"),
+        "{ran}"
+    );
+    assert!(
+        front.refusals().len() > before,
+        "the engine saw no refused handshake: {ran}"
+    );
+    assert!(
+        starts(&log.stop()).is_empty(),
+        "nothing may restart when the engine refuses us"
+    );
 
     // An engine whose certificate our CA did not sign: rekindle refuses it.
-    let pb = playbook_with(dir.path(), &id, "fail", &tls_host(front.port, &stranger_ca.cert, &client.cert, &client.key), "untrusted.toml");
+    let pb = playbook_with(
+        dir.path(),
+        &id,
+        "fail",
+        &tls_host(front.port, &stranger_ca.cert, &client.cert, &client.key),
+        "untrusted.toml",
+    );
     let ran = rekindle(&["run", &pb, "--dry-run", "--state-dir", state]);
     assert_eq!(ran.code, Some(1), "{ran}");
-    assert!(ran.stderr.contains("tls-engine") && ran.stderr.contains("UnknownIssuer"), "{ran}");
+    assert!(
+        ran.stderr.contains("tls-engine") && ran.stderr.contains("UnknownIssuer"),
+        "{ran}"
+    );
 
     // A certificate file that is not there: a configuration error naming it.
     let missing = dir.path().join("nowhere/cert.pem");
-    let pb = playbook_with(dir.path(), &id, "fail", &tls_host(front.port, &engine_ca.cert, missing.to_str().unwrap(), &client.key), "missing.toml");
+    let pb = playbook_with(
+        dir.path(),
+        &id,
+        "fail",
+        &tls_host(
+            front.port,
+            &engine_ca.cert,
+            missing.to_str().unwrap(),
+            &client.key,
+        ),
+        "missing.toml",
+    );
     let ran = rekindle(&["run", &pb, "--dry-run", "--state-dir", state]);
     assert_eq!(ran.code, Some(1), "{ran}");
-    assert!(ran.stderr.contains("tls-engine") && ran.stderr.contains("tls.cert") && ran.stderr.contains("nowhere/cert.pem"), "{ran}");
+    assert!(
+        ran.stderr.contains("tls-engine")
+            && ran.stderr.contains("tls.cert")
+            && ran.stderr.contains("nowhere/cert.pem"),
+        "{ran}"
+    );
 }

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use rekindle::config::Playbook;
 use rekindle::engine::{fingerprint, Engine, Event, RunState};
-use rekindle::model::Inventory;
 use rekindle::journal::{Journal, Record, Replay};
+use rekindle::model::Inventory;
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
 use rekindle::sim::{SimFleet, SimRuntime};
@@ -38,7 +38,11 @@ fn playbook(capacity: f64, edit: impl Fn(String) -> String) -> Playbook {
 }
 
 fn paused() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 struct Setup {
@@ -52,15 +56,36 @@ fn setup(scenario: &Scenario, pb: Playbook) -> Setup {
     let sim = SimFleet::new(scenario);
     let inv = Arc::new(sim.fleet().inventory());
     let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
-    Setup { sim, inv, plan, pb: Arc::new(pb) }
+    Setup {
+        sim,
+        inv,
+        plan,
+        pb: Arc::new(pb),
+    }
 }
 
 fn new_journal(s: &Setup, path: &Path) -> Journal {
-    Journal::create(path, Record::Start { playbook: s.pb.name.clone(), fingerprint: fingerprint(&s.pb, &s.inv, &s.plan), containers: s.plan.containers }, false).unwrap()
+    Journal::create(
+        path,
+        Record::Start {
+            playbook: s.pb.name.clone(),
+            fingerprint: fingerprint(&s.pb, &s.inv, &s.plan),
+            containers: s.plan.containers,
+        },
+        false,
+    )
+    .unwrap()
 }
 
 fn engine(s: &Setup, journal: Journal, replay: Replay) -> Engine<SimRuntime> {
-    Engine::new(Arc::new(SimRuntime(s.sim.clone())), s.pb.clone(), s.inv.clone(), s.plan.clone(), journal, replay)
+    Engine::new(
+        Arc::new(SimRuntime(s.sim.clone())),
+        s.pb.clone(),
+        s.inv.clone(),
+        s.plan.clone(),
+        journal,
+        replay,
+    )
 }
 
 /// Runs to the end, collecting (virtual time, event).
@@ -86,11 +111,17 @@ fn check_dependency_order(events: &[(f64, Event)]) {
     let mut healthy: HashMap<String, usize> = HashMap::new();
     for (_, e) in events {
         match e {
-            Event::Healthy { container, .. } if !container.contains("mongos") => *healthy.entry(cluster(container)).or_default() += 1,
+            Event::Healthy { container, .. } if !container.contains("mongos") => {
+                *healthy.entry(cluster(container)).or_default() += 1
+            }
             Event::Restarting { container, .. } if container.contains("mongos") => {
                 let c = cluster(container);
                 // 3 config servers + 2 shards x 3 members in the smoke clusters.
-                assert_eq!(healthy.get(&c).copied().unwrap_or(0), 9, "{container} restarted before its cluster's data nodes were healthy");
+                assert_eq!(
+                    healthy.get(&c).copied().unwrap_or(0),
+                    9,
+                    "{container} restarted before its cluster's data nodes were healthy"
+                );
             }
             _ => {}
         }
@@ -102,8 +133,14 @@ fn smoke_recovers_in_dependency_order_with_every_container_once() {
     paused().block_on(async {
         let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
         let dir = tempfile::tempdir().unwrap();
-        let mut runtime_events = rekindle::runtime::ContainerRuntime::events(&SimRuntime(s.sim.clone()));
-        let (out, events) = run_collect(engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default())).await;
+        let mut runtime_events =
+            rekindle::runtime::ContainerRuntime::events(&SimRuntime(s.sim.clone()));
+        let (out, events) = run_collect(engine(
+            &s,
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        ))
+        .await;
         assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
         assert!(s.sim.all_healthy());
         // The runtime's own event stream saw each container start and turn healthy.
@@ -112,16 +149,25 @@ fn smoke_recovers_in_dependency_order_with_every_container_once() {
         while let Ok(e) = runtime_events.try_recv() {
             match e.kind {
                 rekindle::runtime::RuntimeEventKind::Start => starts += 1,
-                rekindle::runtime::RuntimeEventKind::Health(rekindle::model::Health::Healthy) => healthy += 1,
+                rekindle::runtime::RuntimeEventKind::Health(rekindle::model::Health::Healthy) => {
+                    healthy += 1
+                }
                 _ => {}
             }
         }
         assert_eq!((starts, healthy), (22, 22));
-        assert!(s.sim.restart_counts().iter().all(|&n| n == 1), "{:?}", s.sim.restart_counts());
+        assert!(
+            s.sim.restart_counts().iter().all(|&n| n == 1),
+            "{:?}",
+            s.sim.restart_counts()
+        );
         check_dependency_order(&events);
         let st = s.sim.stats();
         assert_eq!(st.stuck_events, 0);
-        assert_eq!(st.dns_dropped, 0, "the budget kept the resolver within capacity");
+        assert_eq!(
+            st.dns_dropped, 0,
+            "the budget kept the resolver within capacity"
+        );
         // No wave passes before all its containers were healthy.
         let mut healthy_per_wave: HashMap<usize, usize> = HashMap::new();
         for (_, e) in &events {
@@ -129,7 +175,11 @@ fn smoke_recovers_in_dependency_order_with_every_container_once() {
                 Event::Healthy { wave, .. } => *healthy_per_wave.entry(*wave).or_default() += 1,
                 Event::WavePassed { wave, failed, .. } => {
                     assert_eq!(*failed, 0);
-                    assert_eq!(healthy_per_wave.get(wave).copied().unwrap_or(0), s.plan.waves[*wave].containers.len(), "wave {wave} passed early");
+                    assert_eq!(
+                        healthy_per_wave.get(wave).copied().unwrap_or(0),
+                        s.plan.waves[*wave].containers.len(),
+                        "wave {wave} passed early"
+                    );
                 }
                 _ => {}
             }
@@ -160,7 +210,11 @@ fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
     paused().block_on(async {
         let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
         let dir = tempfile::tempdir().unwrap();
-        let e = engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default());
+        let e = engine(
+            &s,
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        );
         let h = e.handle();
         let mut rx = h.subscribe();
         let run = tokio::spawn(e.run());
@@ -176,7 +230,11 @@ fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
         let issued_during_pause = h.status().restarts;
         assert_eq!(h.status().state, RunState::Paused);
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(h.status().restarts, issued_during_pause, "restarts issued while paused");
+        assert_eq!(
+            h.status().restarts,
+            issued_during_pause,
+            "restarts issued while paused"
+        );
         assert!(s.sim.restart_counts().iter().sum::<u32>() <= before + issued_during_pause as u32);
         // Retune to 2 lookups/s: the router waves (9 lookups each) now crawl.
         h.retune(Some(2.0), None);
@@ -199,23 +257,43 @@ struct SlowInspect {
 }
 
 impl rekindle::runtime::ContainerRuntime for SlowInspect {
-    async fn list(&self) -> Result<Vec<rekindle::model::Container>, rekindle::runtime::RuntimeError> {
+    async fn list(
+        &self,
+    ) -> Result<Vec<rekindle::model::Container>, rekindle::runtime::RuntimeError> {
         self.sim.list().await
     }
-    async fn inspect(&self, c: &rekindle::model::Container) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
+    async fn inspect(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
         tokio::time::sleep(self.delay).await;
         self.sim.inspect(c).await
     }
-    async fn stop(&self, c: &rekindle::model::Container) -> Result<(), rekindle::runtime::RuntimeError> {
+    async fn stop(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
         self.sim.stop(c).await
     }
-    async fn start(&self, c: &rekindle::model::Container, before: &str) -> Result<(), rekindle::runtime::RuntimeError> {
+    async fn start(
+        &self,
+        c: &rekindle::model::Container,
+        before: &str,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
         self.sim.start(c, before).await
     }
-    async fn exec(&self, c: &rekindle::model::Container, cmd: &[String]) -> Result<i64, rekindle::runtime::RuntimeError> {
+    async fn exec(
+        &self,
+        c: &rekindle::model::Container,
+        cmd: &[String],
+    ) -> Result<i64, rekindle::runtime::RuntimeError> {
         self.sim.exec(c, cmd).await
     }
-    async fn health(&self, c: &rekindle::model::Container, check: &rekindle::config::HealthCheck) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
+    async fn health(
+        &self,
+        c: &rekindle::model::Container,
+        check: &rekindle::config::HealthCheck,
+    ) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
         self.sim.health(c, check).await
     }
     fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {
@@ -232,31 +310,56 @@ fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abo
         paused().block_on(async {
             let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
             let dir = tempfile::tempdir().unwrap();
-            let rt = SlowInspect { sim: SimRuntime(s.sim.clone()), delay: Duration::from_secs(2) };
-            let e = Engine::new(Arc::new(rt), s.pb.clone(), s.inv.clone(), s.plan.clone(), new_journal(&s, &dir.path().join("j")), Replay::default());
+            let rt = SlowInspect {
+                sim: SimRuntime(s.sim.clone()),
+                delay: Duration::from_secs(2),
+            };
+            let e = Engine::new(
+                Arc::new(rt),
+                s.pb.clone(),
+                s.inv.clone(),
+                s.plan.clone(),
+                new_journal(&s, &dir.path().join("j")),
+                Replay::default(),
+            );
             let h = e.handle();
             let run = tokio::spawn(e.run());
             tokio::time::sleep(Duration::from_millis(500)).await;
             // Admitted into the pacer's pipeline, still inspecting: the
             // stop has not been sent.
             let granted = h.status().pace.unwrap().in_pipeline;
-            assert!(granted > 0, "nothing admitted yet: the test would prove nothing");
+            assert!(
+                granted > 0,
+                "nothing admitted yet: the test would prove nothing"
+            );
             if abort {
                 h.abort();
                 let out = run.await.unwrap().unwrap();
                 assert_eq!(out.state, RunState::Aborted);
-                assert_eq!((out.restarts, out.failed.len()), (0, 0), "granted restarts were sent after the abort: {out:?}");
+                assert_eq!(
+                    (out.restarts, out.failed.len()),
+                    (0, 0),
+                    "granted restarts were sent after the abort: {out:?}"
+                );
                 assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
                 return;
             }
             h.pause();
             tokio::time::sleep(Duration::from_secs(60)).await;
-            assert_eq!(h.status().restarts, 0, "{granted} granted restarts were sent while paused");
+            assert_eq!(
+                h.status().restarts,
+                0,
+                "{granted} granted restarts were sent while paused"
+            );
             assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
             h.resume();
             let out = run.await.unwrap().unwrap();
             assert_eq!(out.state, RunState::Succeeded);
-            assert!(s.sim.restart_counts().iter().all(|&n| n == 1), "{:?}", s.sim.restart_counts());
+            assert!(
+                s.sim.restart_counts().iter().all(|&n| n == 1),
+                "{:?}",
+                s.sim.restart_counts()
+            );
         });
     }
 }
@@ -266,7 +369,11 @@ fn abort_stops_new_restarts_and_leaves_nothing_restarting() {
     paused().block_on(async {
         let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
         let dir = tempfile::tempdir().unwrap();
-        let e = engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default());
+        let e = engine(
+            &s,
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        );
         let h = e.handle();
         let run = tokio::spawn(e.run());
         tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -276,7 +383,10 @@ fn abort_stops_new_restarts_and_leaves_nothing_restarting() {
         let counts = s.sim.restart_counts();
         assert!(counts.contains(&0), "abort came too late to test anything");
         for i in 0..counts.len() {
-            assert!(!matches!(s.sim.phase(i), rekindle::sim::Phase::Restarting), "container {i} left restarting");
+            assert!(
+                !matches!(s.sim.phase(i), rekindle::sim::Phase::Restarting),
+                "container {i} left restarting"
+            );
         }
     });
 }
@@ -301,15 +411,33 @@ fn crashed_engine_resumes_without_restarting_anything_twice() {
             }
             if k % 3 == 0 {
                 use std::io::Write;
-                let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-                f.write_all(&[200, 0, 0, 0, 9, 9, 9, 9, b'{', b'"']).unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                f.write_all(&[200, 0, 0, 0, 9, 9, 9, 9, b'{', b'"'])
+                    .unwrap();
             }
-            let (journal, replay) = Journal::resume(&path, &s.pb.name, &fingerprint(&s.pb, &s.inv, &s.plan), false).unwrap();
+            let (journal, replay) = Journal::resume(
+                &path,
+                &s.pb.name,
+                &fingerprint(&s.pb, &s.inv, &s.plan),
+                false,
+            )
+            .unwrap();
             assert_eq!(replay.torn.is_some(), k % 3 == 0);
             let (out, _) = run_collect(engine(&s, journal, replay)).await;
-            assert_eq!(out.state, RunState::Succeeded, "crash point {k}: {:?}", out.reason);
+            assert_eq!(
+                out.state,
+                RunState::Succeeded,
+                "crash point {k}: {:?}",
+                out.reason
+            );
             let counts = s.sim.restart_counts();
-            assert!(counts.iter().all(|&n| n == 1), "crash point {k} ({crash_at:?}): restart counts {counts:?}");
+            assert!(
+                counts.iter().all(|&n| n == 1),
+                "crash point {k} ({crash_at:?}): restart counts {counts:?}"
+            );
             assert!(s.sim.all_healthy());
         });
     }
@@ -320,9 +448,28 @@ fn a_journal_of_another_playbook_is_refused_before_anything_restarts() {
     let s = paused().block_on(async { setup(&smoke(|t| t), playbook(40.0, |t| t)) });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
-    Journal::create(&path, Record::Start { playbook: "other".into(), fingerprint: "0".into(), containers: 1 }, false).unwrap();
-    let err = Journal::resume(&path, &s.pb.name, &fingerprint(&s.pb, &s.inv, &s.plan), false).err().unwrap();
-    assert!(err.to_string().contains("belongs to playbook \"other\""), "{err}");
+    Journal::create(
+        &path,
+        Record::Start {
+            playbook: "other".into(),
+            fingerprint: "0".into(),
+            containers: 1,
+        },
+        false,
+    )
+    .unwrap();
+    let err = Journal::resume(
+        &path,
+        &s.pb.name,
+        &fingerprint(&s.pb, &s.inv, &s.plan),
+        false,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("belongs to playbook \"other\""),
+        "{err}"
+    );
     assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
 }
 

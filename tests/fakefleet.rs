@@ -8,7 +8,10 @@
 
 mod common;
 
-use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions, ListContainersOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptions, RestartContainerOptions,
+    StartContainerOptions, StopContainerOptions,
+};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use common::unbound::{unbound_available, Unbound};
 use futures_util::StreamExt;
@@ -21,12 +24,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml");
-const REALPATH_SMALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scenarios/realpath-small.toml");
-const REALPATH_4K: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scenarios/realpath-4k.toml");
+const REALPATH_SMALL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/scenarios/realpath-small.toml"
+);
+const REALPATH_4K: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/scenarios/realpath-4k.toml"
+);
 
 /// Every fully qualified name of a scenario's fleet (the DNS zone).
 fn zone_names(scenario: &Scenario) -> Vec<String> {
-    scenario.fleet().all.iter().map(|c| format!("{}.", c.dns_name.as_deref().expect("scenario containers have DNS names"))).collect()
+    scenario
+        .fleet()
+        .all
+        .iter()
+        .map(|c| {
+            format!(
+                "{}.",
+                c.dns_name
+                    .as_deref()
+                    .expect("scenario containers have DNS names")
+            )
+        })
+        .collect()
 }
 
 /// A running `rekindle-fakefleet`, killed on drop.
@@ -55,21 +76,36 @@ impl FakeFleet {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(line);
             }
         });
-        let mut fleet = FakeFleet { child, control: String::new(), hosts: HashMap::new(), hosts_file, stderr };
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|e| panic!("no ready line from the fake fleet ({e}): {}", fleet.log()));
+        let mut fleet = FakeFleet {
+            child,
+            control: String::new(),
+            hosts: HashMap::new(),
+            hosts_file,
+            stderr,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("no ready line from the fake fleet ({e}): {}", fleet.log()));
         fleet.control = line
             .strip_prefix("fakefleet ready control=")
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", fleet.log()))
             .to_string();
         let text = std::fs::read_to_string(&fleet.hosts_file).unwrap();
-        let table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("hosts file {text}: {e}"));
+        let table: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("hosts file {text}: {e}"));
         for h in table["hosts"].as_array().unwrap() {
-            fleet.hosts.insert(h["name"].as_str().unwrap().to_string(), h["url"].as_str().unwrap().to_string());
+            fleet.hosts.insert(
+                h["name"].as_str().unwrap().to_string(),
+                h["url"].as_str().unwrap().to_string(),
+            );
         }
         fleet
     }
@@ -89,7 +125,10 @@ impl FakeFleet {
     async fn docker(&self, host: &str) -> Docker {
         let url = &self.hosts[host];
         let d = Docker::connect_with_http(url, 10, API_DEFAULT_VERSION).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), d.negotiate_version()).await.expect("negotiate within 10 s").expect("negotiate")
+        tokio::time::timeout(Duration::from_secs(10), d.negotiate_version())
+            .await
+            .expect("negotiate within 10 s")
+            .expect("negotiate")
     }
 }
 
@@ -102,12 +141,20 @@ impl Drop for FakeFleet {
 
 /// `GET path` on the control port, as JSON (blocking, 10 s timeout).
 fn http_get_json(addr: &str, path: &str) -> Value {
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_else(|| panic!("no body in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or_else(|| panic!("no body in {text:?}"));
     serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
@@ -124,16 +171,26 @@ async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
 }
 
 async fn inspect(d: &Docker, id: &str) -> bollard::models::ContainerState {
-    d.inspect_container(id, None::<InspectContainerOptions>).await.unwrap().state.unwrap()
+    d.inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .state
+        .unwrap()
 }
 
 fn health(s: &bollard::models::ContainerState) -> String {
-    s.health.as_ref().and_then(|h| h.status).map(|x| x.to_string()).unwrap_or_default()
+    s.health
+        .as_ref()
+        .and_then(|h| h.status)
+        .map(|x| x.to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_healthy() {
-    if !unbound_available("fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_healthy") {
+    if !unbound_available(
+        "fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_healthy",
+    ) {
         return;
     }
     let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
@@ -144,47 +201,119 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     assert_eq!(ff.hosts.len(), scenario.hosts as usize);
 
     // A config server and what its host holds of its cluster's config servers.
-    let i = fleet_model.sim.iter().position(|s| s.role == SimRole::Configsvr && !fleet_model.down[s.host as usize]).unwrap();
+    let i = fleet_model
+        .sim
+        .iter()
+        .position(|s| s.role == SimRole::Configsvr && !fleet_model.down[s.host as usize])
+        .unwrap();
     let target = &fleet_model.all[i];
     let cluster = target.labels.get("db.cluster").unwrap().to_string();
     let expected: Vec<&str> = fleet_model
         .all
         .iter()
-        .filter(|c| c.host == target.host && c.labels.get("db.role") == Some("configsvr") && c.labels.get("db.cluster") == Some(cluster.as_str()))
+        .filter(|c| {
+            c.host == target.host
+                && c.labels.get("db.role") == Some("configsvr")
+                && c.labels.get("db.cluster") == Some(cluster.as_str())
+        })
         .map(|c| c.id.as_str())
         .collect();
     let docker = ff.docker(&target.host).await;
 
-    let filters = HashMap::from([("label".to_string(), vec!["db.role=configsvr".to_string(), format!("db.cluster={cluster}")])]);
-    let listed = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await.unwrap();
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            "db.role=configsvr".to_string(),
+            format!("db.cluster={cluster}"),
+        ],
+    )]);
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
     let mut ids: Vec<&str> = listed.iter().map(|c| c.id.as_deref().unwrap()).collect();
     ids.sort();
     let mut want = expected.clone();
     want.sort();
     assert_eq!(ids, want, "label filters are ANDed, per host");
-    let summary = listed.iter().find(|c| c.id.as_deref() == Some(target.id.as_str())).unwrap();
-    assert_eq!(summary.names.as_ref().unwrap(), &vec![format!("/{}", target.name)]);
-    assert_eq!(summary.labels.as_ref().unwrap().get("db.replset").map(String::as_str), target.labels.get("db.replset"));
+    let summary = listed
+        .iter()
+        .find(|c| c.id.as_deref() == Some(target.id.as_str()))
+        .unwrap();
+    assert_eq!(
+        summary.names.as_ref().unwrap(),
+        &vec![format!("/{}", target.name)]
+    );
+    assert_eq!(
+        summary
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("db.replset")
+            .map(String::as_str),
+        target.labels.get("db.replset")
+    );
     // A key alone matches every container carrying it.
     let with_key = HashMap::from([("label".to_string(), vec!["db.replset".to_string()])]);
-    let keyed = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(with_key), ..Default::default() })).await.unwrap();
-    assert!(keyed.iter().all(|c| c.labels.as_ref().unwrap().contains_key("db.replset")) && keyed.len() >= expected.len());
+    let keyed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(with_key),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(
+        keyed
+            .iter()
+            .all(|c| c.labels.as_ref().unwrap().contains_key("db.replset"))
+            && keyed.len() >= expected.len()
+    );
 
     let before = inspect(&docker, &target.id).await;
     assert_eq!(before.running, Some(true));
-    assert_eq!(health(&before), "unhealthy", "at start every container is disconnected");
-    let missing = docker.inspect_container("no-such-container", None::<InspectContainerOptions>).await.unwrap_err();
-    assert!(matches!(missing, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }), "{missing}");
+    assert_eq!(
+        health(&before),
+        "unhealthy",
+        "at start every container is disconnected"
+    );
+    let missing = docker
+        .inspect_container("no-such-container", None::<InspectContainerOptions>)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            missing,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        ),
+        "{missing}"
+    );
 
     // Events of this cluster, live from before the restart.
     let ev_filters = HashMap::from([
         ("type".to_string(), vec!["container".to_string()]),
-        ("event".to_string(), vec!["start".to_string(), "die".to_string(), "health_status".to_string()]),
+        (
+            "event".to_string(),
+            vec![
+                "start".to_string(),
+                "die".to_string(),
+                "health_status".to_string(),
+            ],
+        ),
         ("label".to_string(), vec![format!("db.cluster={cluster}")]),
     ]);
     // bollard sends the request when the stream is first polled: follow it
     // from a task of its own, and give the subscription a moment.
-    let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&ev_filters).build()));
+    let mut stream = docker.events(Some(
+        EventsOptionsBuilder::new().filters(&ev_filters).build(),
+    ));
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn(async move {
         while let Some(Ok(e)) = stream.next().await {
@@ -196,9 +325,21 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let q0 = unbound.queries();
-    docker.restart_container(&target.id, Some(RestartContainerOptions { t: Some(1), signal: None })).await.unwrap();
+    docker
+        .restart_container(
+            &target.id,
+            Some(RestartContainerOptions {
+                t: Some(1),
+                signal: None,
+            }),
+        )
+        .await
+        .unwrap();
     let after = inspect(&docker, &target.id).await;
-    assert_ne!(after.started_at, before.started_at, "a restart moves StartedAt");
+    assert_ne!(
+        after.started_at, before.started_at,
+        "a restart moves StartedAt"
+    );
     assert_eq!(after.running, Some(true));
 
     // die (the old process), then start, then healthy, in that order.
@@ -206,7 +347,11 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(e) = events.recv().await {
             let actor = e.actor.unwrap();
-            assert_eq!(actor.attributes.as_ref().unwrap().get("db.cluster"), Some(&cluster), "label filter on events");
+            assert_eq!(
+                actor.attributes.as_ref().unwrap().get("db.cluster"),
+                Some(&cluster),
+                "label filter on events"
+            );
             if actor.id.as_deref() == Some(target.id.as_str()) {
                 assert_eq!(actor.attributes.unwrap().get("name"), Some(&target.name));
                 seen.push(e.action.unwrap());
@@ -218,7 +363,11 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     })
     .await;
     follower.abort();
-    assert!(got.is_ok(), "no healthy event within 10 s; saw {seen:?}\n{}", ff.log());
+    assert!(
+        got.is_ok(),
+        "no healthy event within 10 s; saw {seen:?}\n{}",
+        ff.log()
+    );
     assert_eq!(seen, vec!["die", "start", "health_status: healthy"]);
     assert_eq!(health(&inspect(&docker, &target.id).await), "healthy");
 
@@ -230,23 +379,60 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     assert_eq!(reached, lookups, "unbound's own counter: {stats}");
     assert_eq!(stats["answers"], lookups, "{stats}");
     assert_eq!(stats["timeouts"], 0, "{stats}");
-    assert_eq!((stats["restart_calls"].as_u64(), stats["starts_total"].as_u64(), stats["started_once"].as_u64()), (Some(1), Some(1), Some(1)), "{stats}");
+    assert_eq!(
+        (
+            stats["restart_calls"].as_u64(),
+            stats["starts_total"].as_u64(),
+            stats["started_once"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{stats}"
+    );
     assert_eq!(stats["healthy"], 1, "{stats}");
     assert_eq!(ff.containers()[&target.name]["starts"], 1);
 
     // stop + start: exited in between; a second stop is 304 (bollard: Ok).
-    docker.stop_container(&target.id, Some(StopContainerOptions { t: Some(1), signal: None })).await.unwrap();
+    docker
+        .stop_container(
+            &target.id,
+            Some(StopContainerOptions {
+                t: Some(1),
+                signal: None,
+            }),
+        )
+        .await
+        .unwrap();
     let stopped = inspect(&docker, &target.id).await;
-    assert_eq!((stopped.status.map(|s| s.to_string()), stopped.running), (Some("exited".to_string()), Some(false)));
-    docker.stop_container(&target.id, None::<StopContainerOptions>).await.unwrap();
-    docker.start_container(&target.id, None::<StartContainerOptions>).await.unwrap();
+    assert_eq!(
+        (stopped.status.map(|s| s.to_string()), stopped.running),
+        (Some("exited".to_string()), Some(false))
+    );
+    docker
+        .stop_container(&target.id, None::<StopContainerOptions>)
+        .await
+        .unwrap();
+    docker
+        .start_container(&target.id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
     let restarted = inspect(&docker, &target.id).await;
     assert_eq!(restarted.running, Some(true));
     assert_ne!(restarted.started_at, after.started_at);
-    let healthy = eventually(Duration::from_secs(10), async || health(&inspect(&docker, &target.id).await) == "healthy").await;
+    let healthy = eventually(Duration::from_secs(10), async || {
+        health(&inspect(&docker, &target.id).await) == "healthy"
+    })
+    .await;
     assert!(healthy, "healthy again after stop + start\n{}", ff.log());
     let stats = ff.stats();
-    assert_eq!((stats["stop_calls"].as_u64(), stats["start_calls"].as_u64(), stats["starts_total"].as_u64()), (Some(2), Some(1), Some(2)), "{stats}");
+    assert_eq!(
+        (
+            stats["stop_calls"].as_u64(),
+            stats["start_calls"].as_u64(),
+            stats["starts_total"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2)),
+        "{stats}"
+    );
     assert_eq!(ff.containers()[&target.name]["starts"], 2);
     assert_eq!(unbound.queries() - q0, 2 * lookups);
 }
@@ -276,35 +462,92 @@ async fn fakefleet_router_burst_is_cut_by_unbound_ip_ratelimit() {
     assert_eq!(scenario.startup_lookups, [2, 2, 9], "the derived scenario");
     let fleet_model = scenario.fleet();
     assert_eq!(fleet_model.all.len(), 3);
-    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "    ip-ratelimit: 3\n    ip-ratelimit-factor: 0\n");
+    let unbound = Unbound::start_zone(
+        &scenario.domain,
+        &zone_names(&scenario),
+        "    ip-ratelimit: 3\n    ip-ratelimit-factor: 0\n",
+    );
     let ff = FakeFleet::start(&path, &unbound.addr(), dir.path());
 
     // Data nodes first, one at a time, each until healthy.
-    for (c, s) in fleet_model.all.iter().zip(&fleet_model.sim).filter(|(_, s)| s.role.is_data()) {
+    for (c, s) in fleet_model
+        .all
+        .iter()
+        .zip(&fleet_model.sim)
+        .filter(|(_, s)| s.role.is_data())
+    {
         let d = ff.docker(&c.host).await;
-        d.restart_container(&c.id, None::<RestartContainerOptions>).await.unwrap();
-        let ok = eventually(Duration::from_secs(8), async || health(&inspect(&d, &c.id).await) == "healthy").await;
-        assert!(ok, "{} ({:?}) healthy under the limit: {}\n{}", c.name, s.role, ff.stats(), unbound.log());
+        d.restart_container(&c.id, None::<RestartContainerOptions>)
+            .await
+            .unwrap();
+        let ok = eventually(Duration::from_secs(8), async || {
+            health(&inspect(&d, &c.id).await) == "healthy"
+        })
+        .await;
+        assert!(
+            ok,
+            "{} ({:?}) healthy under the limit: {}\n{}",
+            c.name,
+            s.role,
+            ff.stats(),
+            unbound.log()
+        );
     }
-    assert_eq!(unbound.ratelimited(), 0, "the data nodes stayed under the limit");
+    assert_eq!(
+        unbound.ratelimited(),
+        0,
+        "the data nodes stayed under the limit"
+    );
 
-    let router = fleet_model.all.iter().zip(&fleet_model.sim).find(|(_, s)| s.role == SimRole::Router).map(|(c, _)| c).unwrap();
+    let router = fleet_model
+        .all
+        .iter()
+        .zip(&fleet_model.sim)
+        .find(|(_, s)| s.role == SimRole::Router)
+        .map(|(c, _)| c)
+        .unwrap();
     let d = ff.docker(&router.host).await;
     let q0 = unbound.queries();
-    d.restart_container(&router.id, None::<RestartContainerOptions>).await.unwrap();
+    d.restart_container(&router.id, None::<RestartContainerOptions>)
+        .await
+        .unwrap();
     // It settles once its lookups (2 tries of 1 s at most) and ready delay are over.
-    let settled = eventually(Duration::from_secs(10), async || matches!(ff.containers()[&router.name]["phase"].as_str(), Some("healthy" | "stuck"))).await;
+    let settled = eventually(Duration::from_secs(10), async || {
+        matches!(
+            ff.containers()[&router.name]["phase"].as_str(),
+            Some("healthy" | "stuck")
+        )
+    })
+    .await;
     assert!(settled, "router settled: {}", ff.containers());
     let stats = ff.stats();
     let limited = unbound.ratelimited();
-    println!("router burst: unbound total.num.queries +{}, ip-ratelimited {limited}; fake fleet {stats}", unbound.queries() - q0);
-    assert!(limited > 0, "unbound dropped part of the router's burst of 9 at 3 q/s: {stats}");
-    assert!(stats["timeouts"].as_u64().unwrap() >= 1, "dropped queries time out at the client: {stats}");
-    let phase = ff.containers()[&router.name]["phase"].as_str().unwrap().to_string();
+    println!(
+        "router burst: unbound total.num.queries +{}, ip-ratelimited {limited}; fake fleet {stats}",
+        unbound.queries() - q0
+    );
+    assert!(
+        limited > 0,
+        "unbound dropped part of the router's burst of 9 at 3 q/s: {stats}"
+    );
+    assert!(
+        stats["timeouts"].as_u64().unwrap() >= 1,
+        "dropped queries time out at the client: {stats}"
+    );
+    let phase = ff.containers()[&router.name]["phase"]
+        .as_str()
+        .unwrap()
+        .to_string();
     if stats["lookups_failed"].as_u64().unwrap() > 0 {
-        assert_eq!(phase, "stuck", "a router whose lookups failed stays stuck: {stats}");
+        assert_eq!(
+            phase, "stuck",
+            "a router whose lookups failed stays stuck: {stats}"
+        );
         let s = inspect(&d, &router.id).await;
-        assert_eq!((health(&s), s.running), ("unhealthy".to_string(), Some(true)));
+        assert_eq!(
+            (health(&s), s.running),
+            ("unhealthy".to_string(), Some(true))
+        );
     } else {
         assert_eq!(phase, "healthy", "every retry was answered: {stats}");
     }
@@ -369,21 +612,61 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
     let dir = tempfile::tempdir().unwrap();
     let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
     let pb = dir.path().join("pb.toml");
-    std::fs::write(&pb, smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap())).unwrap();
+    std::fs::write(
+        &pb,
+        smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap()),
+    )
+    .unwrap();
     let state = dir.path().join("state");
-    let ran = common::rekindle(&["run", pb.to_str().unwrap(), "--yes", "--output", "json", "--state-dir", state.to_str().unwrap()]);
+    let ran = common::rekindle(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
     let stats = ff.stats();
-    assert_eq!(ran.code, Some(0), "{ran}\nfake fleet: {stats}\n{}", ff.log());
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{ran}\nfake fleet: {stats}\n{}",
+        ff.log()
+    );
     let n = scenario.total_containers();
-    let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}\n{ran}"));
+    let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}\n{ran}"));
     assert_eq!(summary["state"], "succeeded", "{ran}");
     assert_eq!(summary["healthy"], n, "{ran}");
-    assert_eq!(stats["started_once"], n, "every container started exactly once: {stats}\n{ran}");
-    assert_eq!((stats["started_more_than_once"].as_u64(), stats["never_started"].as_u64()), (Some(0), Some(0)), "{stats}");
-    assert_eq!((stats["healthy"].as_u64(), stats["stuck"].as_u64()), (Some(n), Some(0)), "{stats}");
+    assert_eq!(
+        stats["started_once"], n,
+        "every container started exactly once: {stats}\n{ran}"
+    );
+    assert_eq!(
+        (
+            stats["started_more_than_once"].as_u64(),
+            stats["never_started"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(
+        (stats["healthy"].as_u64(), stats["stuck"].as_u64()),
+        (Some(n), Some(0)),
+        "{stats}"
+    );
     assert!(stats["all_healthy_s"].as_f64().is_some(), "{stats}");
-    assert_eq!(unbound.queries(), stats["queries_sent"].as_u64().unwrap(), "every query reached unbound: {stats}");
-    assert_eq!(stats["queries_sent"], scenario.total_startup_lookups(), "one set of startup lookups per container: {stats}");
+    assert_eq!(
+        unbound.queries(),
+        stats["queries_sent"].as_u64().unwrap(),
+        "every query reached unbound: {stats}"
+    );
+    assert_eq!(
+        stats["queries_sent"],
+        scenario.total_startup_lookups(),
+        "one set of startup lookups per container: {stats}"
+    );
 }
 
 /// The real-path benchmark's scenarios (scripts/bench-real-path.sh) model
@@ -393,10 +676,22 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
 fn realpath_scenarios_are_per_second_resolvers_of_the_benchmarks_size() {
     for path in [REALPATH_SMALL, REALPATH_4K] {
         let s = Scenario::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!(s.dns.mode, ResolverMode::PerSecond, "{path}: unbound's ip-ratelimit is a per-second limit");
-        assert!(s.startup_lookups[SimRole::Router as usize] >= 40, "{path}: routers' bursts of startup lookups");
+        assert_eq!(
+            s.dns.mode,
+            ResolverMode::PerSecond,
+            "{path}: unbound's ip-ratelimit is a per-second limit"
+        );
+        assert!(
+            s.startup_lookups[SimRole::Router as usize] >= 40,
+            "{path}: routers' bursts of startup lookups"
+        );
         assert_eq!(s.fleet().all.len() as u64, s.total_containers(), "{path}");
     }
     let big = Scenario::load(Path::new(REALPATH_4K)).unwrap();
-    assert!(big.total_containers() >= 4_000 && big.hosts >= 90, "realpath-4k: {} containers on {} hosts", big.total_containers(), big.hosts);
+    assert!(
+        big.total_containers() >= 4_000 && big.hosts >= 90,
+        "realpath-4k: {} containers on {} hosts",
+        big.total_containers(),
+        big.hosts
+    );
 }

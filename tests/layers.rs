@@ -15,8 +15,14 @@ fn root() -> PathBuf {
 
 /// Rows of the ```layers block, top first.
 fn layer_rows(doc: &str) -> Vec<Vec<String>> {
-    let start = doc.find("```layers\n").expect("docs/ARCHITECTURE.md has a ```layers block") + "```layers\n".len();
-    let end = start + doc[start..].find("```").expect("the ```layers block is closed");
+    let start = doc
+        .find("```layers\n")
+        .expect("docs/ARCHITECTURE.md has a ```layers block")
+        + "```layers\n".len();
+    let end = start
+        + doc[start..]
+            .find("```")
+            .expect("the ```layers block is closed");
     doc[start..end]
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -30,7 +36,10 @@ fn heights(rows: &[Vec<String>]) -> BTreeMap<String, usize> {
     let mut h = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         for m in row {
-            assert!(h.insert(m.clone(), rows.len() - 1 - i).is_none(), "module {m} is on two rows of the layer table");
+            assert!(
+                h.insert(m.clone(), rows.len() - 1 - i).is_none(),
+                "module {m} is on two rows of the layer table"
+            );
         }
     }
     h
@@ -47,13 +56,20 @@ fn named_modules(line: &str) -> BTreeSet<String> {
         if let Some(group) = rest.strip_prefix('{') {
             let inner = &group[..group.find('}').unwrap_or(group.len())];
             for part in inner.split(',') {
-                let name: String = part.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 if !name.is_empty() {
                     out.insert(name);
                 }
             }
         } else {
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             if !name.is_empty() {
                 out.insert(name);
             }
@@ -77,7 +93,10 @@ fn violations(files: &[(PathBuf, String, String)], h: &BTreeMap<String, usize>) 
     let mut out = Vec::new();
     for (path, module, text) in files {
         let Some(&mine) = h.get(module) else {
-            out.push(format!("{}: module `{module}` is not in the layer table of docs/ARCHITECTURE.md", path.display()));
+            out.push(format!(
+                "{}: module `{module}` is not in the layer table of docs/ARCHITECTURE.md",
+                path.display()
+            ));
             continue;
         };
         for (n, line) in text.lines().enumerate() {
@@ -122,33 +141,78 @@ fn no_module_uses_one_on_its_own_row_or_above() {
     paths.sort();
     let files: Vec<(PathBuf, String, String)> = paths
         .iter()
-        .filter_map(|p| Some((p.strip_prefix(root()).unwrap().to_path_buf(), module_of(&src, p)?, std::fs::read_to_string(p).unwrap())))
+        .filter_map(|p| {
+            Some((
+                p.strip_prefix(root()).unwrap().to_path_buf(),
+                module_of(&src, p)?,
+                std::fs::read_to_string(p).unwrap(),
+            ))
+        })
         .collect();
     let bad = violations(&files, &h);
-    assert!(bad.is_empty(), "{} uses against the layer order:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} uses against the layer order:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 
     // Every module the crate declares is placed, and every placed module exists.
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
-    let declared: BTreeSet<String> =
-        lib.lines().filter_map(|l| l.trim().strip_prefix("pub mod ").or_else(|| l.trim().strip_prefix("mod "))).map(|m| m.trim_end_matches(';').to_string()).collect();
+    let declared: BTreeSet<String> = lib
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("pub mod ")
+                .or_else(|| l.trim().strip_prefix("mod "))
+        })
+        .map(|m| m.trim_end_matches(';').to_string())
+        .collect();
     let placed: BTreeSet<String> = h.keys().cloned().collect();
-    assert_eq!(declared, placed, "the modules of src/lib.rs and the rows of the layer table differ");
+    assert_eq!(
+        declared, placed,
+        "the modules of src/lib.rs and the rows of the layer table differ"
+    );
 }
 
 #[test]
 fn the_check_sees_a_use_that_reaches_up_or_sideways() {
     let rows = layer_rows("x\n```layers\ncli   # top\nengine plan\nmodel\n```\n");
     let h = heights(&rows);
-    let file = |m: &str, text: &str| (PathBuf::from(format!("src/{m}.rs")), m.to_string(), text.to_string());
+    let file = |m: &str, text: &str| {
+        (
+            PathBuf::from(format!("src/{m}.rs")),
+            m.to_string(),
+            text.to_string(),
+        )
+    };
     let files = vec![
         file("model", "use crate::engine::Event;\n"),
         file("plan", "use crate::{model, engine::Handle};\n"),
-        file("cli", "// crate::nowhere in a comment\nuse crate::plan::Plan;\n"),
-        file("engine", "fn f() { crate::model::x(); crate::ghost::y(); }\n"),
+        file(
+            "cli",
+            "// crate::nowhere in a comment\nuse crate::plan::Plan;\n",
+        ),
+        file(
+            "engine",
+            "fn f() { crate::model::x(); crate::ghost::y(); }\n",
+        ),
     ];
     let bad = violations(&files, &h);
     assert_eq!(bad.len(), 3, "{bad:#?}");
-    assert!(bad[0].starts_with("src/model.rs:1: `model` (row 0 from the bottom) uses `engine` (row 1)"), "{}", bad[0]);
-    assert!(bad[1].starts_with("src/plan.rs:1: `plan` (row 1 from the bottom) uses `engine` (row 1)"), "{}", bad[1]);
-    assert!(bad[2].contains("uses `ghost`, which is not in the layer table"), "{}", bad[2]);
+    assert!(
+        bad[0].starts_with("src/model.rs:1: `model` (row 0 from the bottom) uses `engine` (row 1)"),
+        "{}",
+        bad[0]
+    );
+    assert!(
+        bad[1].starts_with("src/plan.rs:1: `plan` (row 1 from the bottom) uses `engine` (row 1)"),
+        "{}",
+        bad[1]
+    );
+    assert!(
+        bad[2].contains("uses `ghost`, which is not in the layer table"),
+        "{}",
+        bad[2]
+    );
 }

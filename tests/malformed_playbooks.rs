@@ -14,13 +14,25 @@ struct Expect {
 
 fn expectations(path: &Path) -> Expect {
     let text = std::fs::read_to_string(path).unwrap();
-    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("# expect-{key}: "))).unwrap_or_else(|| panic!("{} lacks # expect-{key}", path.display())).to_string();
-    Expect { line: get("line").parse().unwrap(), field: get("field"), message: get("message") }
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("# expect-{key}: ")))
+            .unwrap_or_else(|| panic!("{} lacks # expect-{key}", path.display()))
+            .to_string()
+    };
+    Expect {
+        line: get("line").parse().unwrap(),
+        field: get("field"),
+        message: get("message"),
+    }
 }
 
 fn invalid_playbooks() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/playbooks/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -34,7 +46,11 @@ fn base_playbook_is_valid() {
 #[test]
 fn each_invalid_playbook_names_line_and_field() {
     let files = invalid_playbooks();
-    assert!(files.len() >= 15, "need at least 15 malformed playbooks, have {}", files.len());
+    assert!(
+        files.len() >= 15,
+        "need at least 15 malformed playbooks, have {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for path in &files {
         let want = expectations(path);
@@ -46,8 +62,11 @@ fn each_invalid_playbook_names_line_and_field() {
             Err(e) => e,
         };
         let shown = err.to_string();
-        let field_ok = want.field == "-" || err.field == want.field || shown.contains(&format!("`{}`", want.field));
-        if err.line != want.line || !field_ok || !shown.contains(&want.message) || err.file != *path {
+        let field_ok = want.field == "-"
+            || err.field == want.field
+            || shown.contains(&format!("`{}`", want.field));
+        if err.line != want.line || !field_ok || !shown.contains(&want.message) || err.file != *path
+        {
             failures.push(format!(
                 "{}:\n  want line {} field {:?} message containing {:?}\n  got  line {} field {:?}: {shown}",
                 path.display(),
@@ -66,10 +85,27 @@ fn each_invalid_playbook_names_line_and_field() {
 fn cli_exits_2_with_the_location_on_stderr() {
     for path in invalid_playbooks() {
         let want = expectations(&path);
-        let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", path.to_str().unwrap(), "--inventory", "/nonexistent-not-read.json"]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+            .args([
+                "plan",
+                path.to_str().unwrap(),
+                "--inventory",
+                "/nonexistent-not-read.json",
+            ])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: stderr: {stderr}", path.display());
-        assert!(stderr.contains(&format!("{}:{}:", path.display(), want.line)), "{}: stderr lacks file:line: {stderr}", path.display());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: stderr: {stderr}",
+            path.display()
+        );
+        assert!(
+            stderr.contains(&format!("{}:{}:", path.display(), want.line)),
+            "{}: stderr lacks file:line: {stderr}",
+            path.display()
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

@@ -23,7 +23,10 @@ fn root(p: &str) -> std::path::PathBuf {
 /// Smoke with eight clusters (88 containers, 504 startup lookups) and a
 /// resolver of 40 q/s in the given mode.
 fn scenario(mode: &str) -> Scenario {
-    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml")).unwrap().replace("count = 2", "count = 8").replace("queue = 20", mode);
+    let text = std::fs::read_to_string(root("config/scenarios/smoke.toml"))
+        .unwrap()
+        .replace("count = 2", "count = 8")
+        .replace("queue = 20", mode);
     Scenario::parse(&SourceText::new("smoke8.toml", text)).unwrap()
 }
 
@@ -31,7 +34,10 @@ fn scenario(mode: &str) -> Scenario {
 fn playbook(capacity: f64, headroom: f64, adaptive: bool) -> Playbook {
     let text = std::fs::read_to_string(root("config/mongo-sharded.toml"))
         .unwrap()
-        .replace("capacity_qps = 5000", &format!("capacity_qps = {capacity}\nadaptive = {adaptive}"))
+        .replace(
+            "capacity_qps = 5000",
+            &format!("capacity_qps = {capacity}\nadaptive = {adaptive}"),
+        )
         .replace("headroom = 0.98", &format!("headroom = {headroom}"))
         .replace("startup_lookups = 81", "startup_lookups = 9");
     Playbook::parse(&SourceText::new("pb.toml", text)).unwrap()
@@ -49,17 +55,43 @@ fn prepare(sc: &Scenario, pb: Playbook, probe: bool) -> Run {
     let pb = Arc::new(pb);
     let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let j = Journal::create(&dir.path().join("j"), Record::Start { playbook: pb.name.clone(), fingerprint: fingerprint(&pb, &inv, &plan), containers: plan.containers }, false)
-        .unwrap();
-    let mut engine = Engine::new(Arc::new(SimRuntime(sim.clone())), pb, inv, plan, j, Replay::default());
+    let j = Journal::create(
+        &dir.path().join("j"),
+        Record::Start {
+            playbook: pb.name.clone(),
+            fingerprint: fingerprint(&pb, &inv, &plan),
+            containers: plan.containers,
+        },
+        false,
+    )
+    .unwrap();
+    let mut engine = Engine::new(
+        Arc::new(SimRuntime(sim.clone())),
+        pb,
+        inv,
+        plan,
+        j,
+        Replay::default(),
+    );
     if probe {
-        engine = engine.with_dns_probe(Arc::new(SimDnsProbe { fleet: sim.clone(), counters: true }));
+        engine = engine.with_dns_probe(Arc::new(SimDnsProbe {
+            fleet: sim.clone(),
+            counters: true,
+        }));
     }
-    Run { sim, engine, _dir: dir }
+    Run {
+        sim,
+        engine,
+        _dir: dir,
+    }
 }
 
 fn paused() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -73,10 +105,20 @@ fn what_the_resolver_receives_never_passes_the_static_budget_in_any_second() {
             assert_eq!(out.state, RunState::Succeeded, "{mode}: {out:?}");
             let stats = r.sim.stats();
             let per_second = r.sim.dns_per_second();
-            println!("{mode}: {per_second:?}, peak {} q/s in any 1 s window", stats.dns_peak_qps);
-            assert!(per_second.iter().all(|&n| n <= 32), "{mode}: a second above the budget of 32: {per_second:?}");
+            println!(
+                "{mode}: {per_second:?}, peak {} q/s in any 1 s window",
+                stats.dns_peak_qps
+            );
+            assert!(
+                per_second.iter().all(|&n| n <= 32),
+                "{mode}: a second above the budget of 32: {per_second:?}"
+            );
             // Any window of ten 100 ms slots, not only whole seconds.
-            assert!(stats.dns_peak_qps <= 32, "{mode}: peak {}", stats.dns_peak_qps);
+            assert!(
+                stats.dns_peak_qps <= 32,
+                "{mode}: peak {}",
+                stats.dns_peak_qps
+            );
             assert_eq!((stats.dns_dropped, stats.stuck), (0, 0), "{mode}");
             assert_eq!(stats.healthy, stats.total);
         });
@@ -86,7 +128,11 @@ fn what_the_resolver_receives_never_passes_the_static_budget_in_any_second() {
 #[test]
 fn a_retune_never_releases_a_burst() {
     paused().block_on(async {
-        let r = prepare(&scenario("mode = \"per_second\""), playbook(40.0, 0.8, false), false);
+        let r = prepare(
+            &scenario("mode = \"per_second\""),
+            playbook(40.0, 0.8, false),
+            false,
+        );
         let h = r.engine.handle();
         let run = tokio::spawn(r.engine.run());
         // Slow to 4 q/s for ten seconds (credit would build up in a
@@ -101,30 +147,56 @@ fn a_retune_never_releases_a_burst() {
         println!("{per_second:?}");
         // While slow: one restart's cost (9) at most per second, once the
         // second of the retune has passed.
-        assert!(per_second[4..13].iter().all(|&n| n <= 9), "slow seconds: {:?}", &per_second[4..13]);
+        assert!(
+            per_second[4..13].iter().all(|&n| n <= 9),
+            "slow seconds: {:?}",
+            &per_second[4..13]
+        );
         // Raised again: no burst of the credit a bucket would have saved.
         assert!(per_second.iter().all(|&n| n <= 32), "{per_second:?}");
-        assert!(per_second[13..].iter().any(|&n| n > 20), "the raised budget is used: {per_second:?}");
+        assert!(
+            per_second[13..].iter().any(|&n| n > 20),
+            "the raised budget is used: {per_second:?}"
+        );
     });
 }
 
 #[test]
 fn an_operators_lower_ceiling_holds_while_adapting() {
     paused().block_on(async {
-        let r = prepare(&scenario("mode = \"per_second\""), playbook(40.0, 0.98, true), true);
+        let r = prepare(
+            &scenario("mode = \"per_second\""),
+            playbook(40.0, 0.98, true),
+            true,
+        );
         let h = r.engine.handle();
         let run = tokio::spawn(r.engine.run());
         tokio::time::sleep(Duration::from_secs(3)).await;
         h.retune(Some(12.0), None);
         let out = run.await.unwrap().unwrap();
         assert_eq!(out.state, RunState::Succeeded);
-        let after: Vec<f64> = out.dns_budget.iter().filter(|(t, _)| *t > 3.0).map(|&(_, q)| q).collect();
-        assert!(after.iter().all(|&q| q <= 12.0), "the adaptive budget passed the operator's ceiling: {:?}", out.dns_budget);
-        assert_eq!(h.status().pace.unwrap().dns_budget_qps.min(12.0), h.status().pace.unwrap().dns_budget_qps);
+        let after: Vec<f64> = out
+            .dns_budget
+            .iter()
+            .filter(|(t, _)| *t > 3.0)
+            .map(|&(_, q)| q)
+            .collect();
+        assert!(
+            after.iter().all(|&q| q <= 12.0),
+            "the adaptive budget passed the operator's ceiling: {:?}",
+            out.dns_budget
+        );
+        assert_eq!(
+            h.status().pace.unwrap().dns_budget_qps.min(12.0),
+            h.status().pace.unwrap().dns_budget_qps
+        );
         // The resolver saw at most the ceiling (or one router's 9 lookups)
         // plus the probes (4 a second) in any second after the retune.
         let per_second = r.sim.dns_per_second();
-        assert!(per_second[4..].iter().all(|&n| n <= 12 + 4), "{per_second:?}");
+        assert!(
+            per_second[4..].iter().all(|&n| n <= 12 + 4),
+            "{per_second:?}"
+        );
     });
 }
 
@@ -142,9 +214,15 @@ fn with_nothing_dropping_the_adaptive_budget_settles_above_90_percent_of_capacit
         let out = r.engine.run().await.unwrap();
         assert_eq!(out.state, RunState::Succeeded);
         let stats = r.sim.stats();
-        println!("budget over time: {:?}; dropped {}", out.dns_budget, stats.dns_dropped);
+        println!(
+            "budget over time: {:?}; dropped {}",
+            out.dns_budget, stats.dns_dropped
+        );
         assert_eq!(stats.dns_dropped, 0);
         let last = out.dns_budget.last().unwrap().1;
-        assert!(last > 0.9 * 400.0, "settled at {last} q/s, under 90% of the capacity");
+        assert!(
+            last > 0.9 * 400.0,
+            "settled at {last} q/s, under 90% of the capacity"
+        );
     });
 }

@@ -32,7 +32,10 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
     for (i, c) in inv.containers.iter().enumerate() {
         let want = u32::from(matched[i]);
         if seen[i] != want {
-            return Err(format!("container {} appears {} times, expected {want}", c.name, seen[i]));
+            return Err(format!(
+                "container {} appears {} times, expected {want}",
+                c.name, seen[i]
+            ));
         }
     }
     // Topological indexes and transitive ancestors (bitsets).
@@ -42,7 +45,9 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
         let mut bits = vec![0u64; words];
         for &a in &w.after {
             if a >= i {
-                return Err(format!("wave {i} waits for wave {a}: indexes are not a topological order"));
+                return Err(format!(
+                    "wave {i} waits for wave {a}: indexes are not a topological order"
+                ));
             }
             bits[a / 64] |= 1 << (a % 64);
             for k in 0..words {
@@ -58,7 +63,11 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
     let mut wave_of = vec![usize::MAX; inv.containers.len()];
     for (i, w) in waves.iter().enumerate() {
         if w.containers.len() > pb.limits.max_wave_size as usize {
-            return Err(format!("wave {i} has {} containers, limit {}", w.containers.len(), pb.limits.max_wave_size));
+            return Err(format!(
+                "wave {i} has {} containers, limit {}",
+                w.containers.len(),
+                pb.limits.max_wave_size
+            ));
         }
         let mut per_host: HashMap<&str, usize> = HashMap::new();
         let mut per_rs: HashMap<&str, usize> = HashMap::new();
@@ -70,26 +79,50 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
                 *per_rs.entry(rs).or_default() += 1;
             }
         }
-        if let Some((h, n)) = per_host.iter().find(|(_, &n)| n > pb.limits.max_per_host as usize) {
-            return Err(format!("wave {i} restarts {n} containers on host {h}, limit {}", pb.limits.max_per_host));
+        if let Some((h, n)) = per_host
+            .iter()
+            .find(|(_, &n)| n > pb.limits.max_per_host as usize)
+        {
+            return Err(format!(
+                "wave {i} restarts {n} containers on host {h}, limit {}",
+                pb.limits.max_per_host
+            ));
         }
         if let Some((rs, n)) = per_rs.iter().find(|(_, &n)| n > max_rs) {
-            return Err(format!("wave {i} restarts {n} members of replica set {rs}, limit {max_rs}"));
+            return Err(format!(
+                "wave {i} restarts {n} members of replica set {rs}, limit {max_rs}"
+            ));
         }
     }
     // Dependencies within a group.
-    let group = |c: usize| inv.containers[c].labels.get(&pb.cluster_label).unwrap_or("");
+    let group = |c: usize| {
+        inv.containers[c]
+            .labels
+            .get(&pb.cluster_label)
+            .unwrap_or("")
+    };
     let mut by_group_role: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, w) in waves.iter().enumerate() {
         for &c in &w.containers {
-            by_group_role.entry((group(c), w.role.as_str())).or_default().push(i);
+            by_group_role
+                .entry((group(c), w.role.as_str()))
+                .or_default()
+                .push(i);
         }
     }
     for (i, w) in waves.iter().enumerate() {
-        let role = pb.roles.iter().find(|r| r.name == w.role).ok_or("unknown role in plan")?;
+        let role = pb
+            .roles
+            .iter()
+            .find(|r| r.name == w.role)
+            .ok_or("unknown role in plan")?;
         for &c in &w.containers {
             for &d in &role.after {
-                for &dw in by_group_role.get(&(group(c), pb.roles[d].name.as_str())).map(|v| v.as_slice()).unwrap_or(&[]) {
+                for &dw in by_group_role
+                    .get(&(group(c), pb.roles[d].name.as_str()))
+                    .map(|v| v.as_slice())
+                    .unwrap_or(&[])
+                {
                     if anc[i][dw / 64] & (1 << (dw % 64)) == 0 {
                         return Err(format!("container {} ({}) in wave {i} does not wait for wave {dw} holding its group's {}", inv.containers[c].name, w.role, pb.roles[d].name));
                     }
@@ -101,8 +134,15 @@ fn check(inv: &Inventory, pb: &Playbook, waves: &[W], matched: &[bool]) -> Resul
 }
 
 fn from_plan(plan: &Plan, pb: &Playbook) -> (Vec<W>, Vec<bool>) {
-    let waves =
-        plan.waves.iter().map(|w| W { role: pb.roles[w.role].name.clone(), after: w.after.clone(), containers: w.containers.iter().map(|&c| c as usize).collect() }).collect();
+    let waves = plan
+        .waves
+        .iter()
+        .map(|w| W {
+            role: pb.roles[w.role].name.clone(),
+            after: w.after.clone(),
+            containers: w.containers.iter().map(|&c| c as usize).collect(),
+        })
+        .collect();
     (waves, plan.role_of.iter().map(|r| r.is_some()).collect())
 }
 
@@ -114,13 +154,31 @@ fn root() -> &'static Path {
 fn check_cli(playbook: &str) -> serde_json::Value {
     let scenario = root().join("config/scenarios/braze-us01.toml");
     let pb_path = root().join(playbook);
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_rekindle")).args(["plan", pb_path.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(), "--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "plan",
+            pb_path.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let inv = Scenario::load(&scenario).unwrap().fleet().into_inventory();
     let pb = Playbook::load(&pb_path).unwrap();
-    let index: HashMap<&str, usize> = inv.containers.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = inv
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
     let waves: Vec<W> = doc["waves"]
         .as_array()
         .unwrap()
@@ -131,8 +189,18 @@ fn check_cli(playbook: &str) -> serde_json::Value {
             assert!(w["dns_lookups"].as_u64().is_some());
             W {
                 role: w["role"].as_str().unwrap().to_string(),
-                after: w["after"].as_array().unwrap().iter().map(|a| a.as_u64().unwrap() as usize).collect(),
-                containers: w["containers"].as_array().unwrap().iter().map(|n| index[n.as_str().unwrap()]).collect(),
+                after: w["after"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_u64().unwrap() as usize)
+                    .collect(),
+                containers: w["containers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| index[n.as_str().unwrap()])
+                    .collect(),
             }
         })
         .collect();
@@ -152,7 +220,12 @@ fn braze_sharded_plan_holds_every_invariant() {
 #[test]
 fn braze_rolling_plan_holds_every_invariant() {
     let doc = check_cli("config/mongo-rolling.toml");
-    let canary: Vec<_> = doc["waves"].as_array().unwrap().iter().filter(|w| w["canary"] == true).collect();
+    let canary: Vec<_> = doc["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["canary"] == true)
+        .collect();
     assert_eq!(canary.len(), 1);
     assert_eq!(canary[0]["containers"].as_array().unwrap().len(), 3);
 }
@@ -162,7 +235,10 @@ fn plan_is_deterministic() {
     let s = Scenario::load(&root().join("config/scenarios/smoke.toml")).unwrap();
     let pb = Playbook::load(&root().join("config/mongo-rolling.toml")).unwrap();
     let inv = s.fleet().into_inventory();
-    assert_eq!(Plan::build(&inv, &pb).unwrap().waves, Plan::build(&inv, &pb).unwrap().waves);
+    assert_eq!(
+        Plan::build(&inv, &pb).unwrap().waves,
+        Plan::build(&inv, &pb).unwrap().waves
+    );
 }
 
 // ---- random fleets and playbooks ----
@@ -183,13 +259,31 @@ fn case() -> impl Strategy<Value = Case> {
         (
             Just(roles),
             proptest::collection::vec(proptest::collection::vec(any::<bool>(), roles), roles),
-            proptest::collection::vec((0u8..8, 0u8..4, 0u8..(roles as u8 + 1), proptest::option::of(0u8..6)), 1..250),
+            proptest::collection::vec(
+                (
+                    0u8..8,
+                    0u8..4,
+                    0u8..(roles as u8 + 1),
+                    proptest::option::of(0u8..6),
+                ),
+                1..250,
+            ),
             1u32..6,
             proptest::option::of(1u32..4),
             1u32..60,
             proptest::option::of(1u32..8),
         )
-            .prop_map(|(roles, deps, containers, max_per_host, max_rs, max_wave, canary)| Case { roles, deps, containers, max_per_host, max_rs, max_wave, canary })
+            .prop_map(
+                |(roles, deps, containers, max_per_host, max_rs, max_wave, canary)| Case {
+                    roles,
+                    deps,
+                    containers,
+                    max_per_host,
+                    max_rs,
+                    max_wave,
+                    canary,
+                },
+            )
     })
 }
 
@@ -197,11 +291,20 @@ fn build_case(c: &Case) -> (Inventory, Playbook) {
     let mut toml = String::from("name = \"random\"\n[groups]\ncluster = \"g\"\nreplset = \"rs\"\n");
     for r in 0..c.roles {
         // Only earlier roles: a DAG by construction.
-        let after: Vec<String> = (0..r).filter(|&d| c.deps[r][d]).map(|d| format!("\"r{d}\"")).collect();
+        let after: Vec<String> = (0..r)
+            .filter(|&d| c.deps[r][d])
+            .map(|d| format!("\"r{d}\""))
+            .collect();
         toml += &format!("[[roles]]\nname = \"r{r}\"\nselector = {{ role = \"r{r}\" }}\nafter = [{}]\nstartup_lookups = {}\n", after.join(","), r * 3);
     }
-    let rs = c.max_rs.map(|n| n.to_string()).unwrap_or_else(|| "\"all\"".into());
-    toml += &format!("[limits]\nmax_per_host = {}\nmax_unavailable_per_replset = {rs}\nmax_wave_size = {}\n", c.max_per_host, c.max_wave);
+    let rs = c
+        .max_rs
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "\"all\"".into());
+    toml += &format!(
+        "[limits]\nmax_per_host = {}\nmax_unavailable_per_replset = {rs}\nmax_wave_size = {}\n",
+        c.max_per_host, c.max_wave
+    );
     if let Some(n) = c.canary {
         toml += &format!("[canary]\ncontainers = {n}\n");
     }
@@ -212,7 +315,10 @@ fn build_case(c: &Case) -> (Inventory, Playbook) {
         .iter()
         .enumerate()
         .map(|(i, &(h, g, r, rs))| {
-            let mut labels = vec![("g".to_string(), format!("g{g}")), ("role".to_string(), format!("r{r}"))];
+            let mut labels = vec![
+                ("g".to_string(), format!("g{g}")),
+                ("role".to_string(), format!("r{r}")),
+            ];
             if let Some(rs) = rs {
                 // Replica sets live inside one group.
                 labels.push(("rs".to_string(), format!("g{g}-rs{rs}")));
@@ -228,7 +334,13 @@ fn build_case(c: &Case) -> (Inventory, Playbook) {
             }
         })
         .collect();
-    (Inventory { containers, hosts: vec![] }, pb)
+    (
+        Inventory {
+            containers,
+            hosts: vec![],
+        },
+        pb,
+    )
 }
 
 proptest! {

@@ -33,7 +33,9 @@ pub struct RunStats {
 impl RunStats {
     pub fn observe(&mut self, e: &Event) {
         match e {
-            Event::WaveStarted { wave, role, at_s, .. } => {
+            Event::WaveStarted {
+                wave, role, at_s, ..
+            } => {
                 self.waves.insert(*wave, (role.clone(), *at_s));
             }
             Event::Restarting { wave, .. } => {
@@ -52,7 +54,9 @@ impl RunStats {
                 }
             }
             Event::WavePassed { wave, at_s, .. } | Event::WaveHalted { wave, at_s, .. } => {
-                let Some(start) = self.waves.get(wave).map(|w| w.1) else { return };
+                let Some(start) = self.waves.get(wave).map(|w| w.1) else {
+                    return;
+                };
                 let took = (at_s - start).max(0.0);
                 if let Some(r) = self.role(*wave) {
                     for (i, le) in WAVE_BUCKETS.iter().enumerate() {
@@ -87,7 +91,10 @@ pub struct Totals(BTreeMap<Key, RoleStats>);
 impl Totals {
     pub fn add(&mut self, playbook: &str, mode: &'static str, stats: &RunStats) {
         for (role, s) in &stats.roles {
-            let t = self.0.entry((playbook.to_string(), mode, role.clone())).or_default();
+            let t = self
+                .0
+                .entry((playbook.to_string(), mode, role.clone()))
+                .or_default();
             t.healthy += s.healthy;
             t.failed += s.failed;
             t.attempts += s.attempts;
@@ -101,33 +108,70 @@ impl Totals {
 
     /// The counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let labels = |(pb, mode, role): &Key| format!("playbook=\"{}\",mode=\"{mode}\",role=\"{}\"", escape(pb), escape(role));
+        let labels = |(pb, mode, role): &Key| {
+            format!(
+                "playbook=\"{}\",mode=\"{mode}\",role=\"{}\"",
+                escape(pb),
+                escape(role)
+            )
+        };
         out.push_str("# HELP rekindle_restarts_total Containers whose restart ended, by role and outcome (healthy, failed).\n# TYPE rekindle_restarts_total counter\n");
         for (k, s) in &self.0 {
             let l = labels(k);
-            let _ = writeln!(out, "rekindle_restarts_total{{{l},outcome=\"healthy\"}} {}", s.healthy);
-            let _ = writeln!(out, "rekindle_restarts_total{{{l},outcome=\"failed\"}} {}", s.failed);
+            let _ = writeln!(
+                out,
+                "rekindle_restarts_total{{{l},outcome=\"healthy\"}} {}",
+                s.healthy
+            );
+            let _ = writeln!(
+                out,
+                "rekindle_restarts_total{{{l},outcome=\"failed\"}} {}",
+                s.failed
+            );
         }
         out.push_str("# HELP rekindle_restart_attempts_total Restart calls issued, retries included, by role.\n# TYPE rekindle_restart_attempts_total counter\n");
         for (k, s) in &self.0 {
-            let _ = writeln!(out, "rekindle_restart_attempts_total{{{}}} {}", labels(k), s.attempts);
+            let _ = writeln!(
+                out,
+                "rekindle_restart_attempts_total{{{}}} {}",
+                labels(k),
+                s.attempts
+            );
         }
         out.push_str("# HELP rekindle_wave_duration_seconds From a wave's start to its gate passing or halting (virtual seconds for rehearsals).\n# TYPE rekindle_wave_duration_seconds histogram\n");
         for (k, s) in &self.0 {
             let l = labels(k);
             for (i, le) in WAVE_BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "rekindle_wave_duration_seconds_bucket{{{l},le=\"{le}\"}} {}", s.wave_buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "rekindle_wave_duration_seconds_bucket{{{l},le=\"{le}\"}} {}",
+                    s.wave_buckets[i]
+                );
             }
-            let _ = writeln!(out, "rekindle_wave_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", s.wave_count);
-            let _ = writeln!(out, "rekindle_wave_duration_seconds_sum{{{l}}} {}", s.wave_sum);
-            let _ = writeln!(out, "rekindle_wave_duration_seconds_count{{{l}}} {}", s.wave_count);
+            let _ = writeln!(
+                out,
+                "rekindle_wave_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                s.wave_count
+            );
+            let _ = writeln!(
+                out,
+                "rekindle_wave_duration_seconds_sum{{{l}}} {}",
+                s.wave_sum
+            );
+            let _ = writeln!(
+                out,
+                "rekindle_wave_duration_seconds_count{{{l}}} {}",
+                s.wave_count
+            );
         }
     }
 }
 
 /// A label value with `\`, `"` and newlines escaped.
 pub fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -138,13 +182,45 @@ mod tests {
     fn events_become_restarts_by_role_and_wave_durations() {
         let mut run = RunStats::default();
         let ev = [
-            Event::WaveStarted { wave: 0, role: "shard".into(), group: "a".into(), containers: 2, at_s: 10.0 },
-            Event::Restarting { container: "s1".into(), host: "h".into(), wave: 0, attempt: 1 },
-            Event::Restarting { container: "s2".into(), host: "h".into(), wave: 0, attempt: 1 },
-            Event::Restarting { container: "s2".into(), host: "h".into(), wave: 0, attempt: 2 },
-            Event::Healthy { container: "s1".into(), wave: 0 },
-            Event::ContainerFailed { container: "s2".into(), wave: 0, reason: "exit".into() },
-            Event::WaveHalted { wave: 0, failed: vec!["s2".into()], at_s: 17.5 },
+            Event::WaveStarted {
+                wave: 0,
+                role: "shard".into(),
+                group: "a".into(),
+                containers: 2,
+                at_s: 10.0,
+            },
+            Event::Restarting {
+                container: "s1".into(),
+                host: "h".into(),
+                wave: 0,
+                attempt: 1,
+            },
+            Event::Restarting {
+                container: "s2".into(),
+                host: "h".into(),
+                wave: 0,
+                attempt: 1,
+            },
+            Event::Restarting {
+                container: "s2".into(),
+                host: "h".into(),
+                wave: 0,
+                attempt: 2,
+            },
+            Event::Healthy {
+                container: "s1".into(),
+                wave: 0,
+            },
+            Event::ContainerFailed {
+                container: "s2".into(),
+                wave: 0,
+                reason: "exit".into(),
+            },
+            Event::WaveHalted {
+                wave: 0,
+                failed: vec!["s2".into()],
+                at_s: 17.5,
+            },
         ];
         for e in &ev {
             run.observe(e);
@@ -156,7 +232,12 @@ mod tests {
         totals.render(&mut out);
         assert!(out.contains("rekindle_restarts_total{playbook=\"pb\",mode=\"run\",role=\"shard\",outcome=\"healthy\"} 2\n"), "{out}");
         assert!(out.contains("rekindle_restarts_total{playbook=\"pb\",mode=\"run\",role=\"shard\",outcome=\"failed\"} 2\n"), "{out}");
-        assert!(out.contains("rekindle_restart_attempts_total{playbook=\"pb\",mode=\"run\",role=\"shard\"} 6\n"), "{out}");
+        assert!(
+            out.contains(
+                "rekindle_restart_attempts_total{playbook=\"pb\",mode=\"run\",role=\"shard\"} 6\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains("rekindle_wave_duration_seconds_bucket{playbook=\"pb\",mode=\"run\",role=\"shard\",le=\"5\"} 0\n"), "{out}");
         assert!(out.contains("rekindle_wave_duration_seconds_bucket{playbook=\"pb\",mode=\"run\",role=\"shard\",le=\"10\"} 2\n"), "{out}");
         assert!(out.contains("rekindle_wave_duration_seconds_sum{playbook=\"pb\",mode=\"run\",role=\"shard\"} 15\n"), "{out}");

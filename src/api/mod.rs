@@ -109,9 +109,14 @@ struct StartRequest {
 // The error is the answer itself, returned once per refused call: boxing
 // it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn authorized_body<T: serde::de::DeserializeOwned>(d: &Daemon, headers: &HeaderMap, body: &[u8]) -> Result<(String, T), Response> {
+fn authorized_body<T: serde::de::DeserializeOwned>(
+    d: &Daemon,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, T), Response> {
     let who = d.authorize(headers)?;
-    let req = serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
+    let req = serde_json::from_slice(body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
     Ok((who, req))
 }
 
@@ -130,7 +135,10 @@ impl Daemon {
     pub fn new(setup: DaemonSetup) -> std::io::Result<Daemon> {
         let runs_dir = setup.state_dir.join("runs");
         std::fs::create_dir_all(&runs_dir)?;
-        let audit = std::fs::OpenOptions::new().create(true).append(true).open(setup.state_dir.join("audit.log"))?;
+        let audit = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(setup.state_dir.join("audit.log"))?;
         Ok(Daemon {
             playbooks: setup.playbooks,
             scenarios: setup.scenarios,
@@ -182,7 +190,9 @@ impl Daemon {
                 v.note = Some("resuming from its journal after a daemon restart".into());
             }
             run.persist();
-            run.push(json!({ "event": "run_resumed", "resumed": run.view.lock().unwrap().resumed }));
+            run.push(
+                json!({ "event": "run_resumed", "resumed": run.view.lock().unwrap().resumed }),
+            );
             tracing::info!(run = %run.id(), playbook = %pb.name, "resuming a real run from its journal");
             self.spawn_real(run, pb, crate::session::JournalMode::ResumeOrNew);
         }
@@ -210,8 +220,14 @@ impl Daemon {
             }
         }
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap());
-        if tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await.is_err() {
-            tracing::warn!(?grace, "real runs did not settle in time; their journals say where they stopped");
+        if tokio::time::timeout(grace, futures_util::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "real runs did not settle in time; their journals say where they stopped"
+            );
         }
         self.shutdown.send_replace(true);
     }
@@ -219,12 +235,20 @@ impl Daemon {
     /// Checks the bearer token of a mutating call; `Err` is the 401.
     #[allow(clippy::result_large_err)]
     fn authorize(&self, headers: &HeaderMap) -> Result<String, Response> {
-        let Some((name, token)) = &self.token else { return Ok("anonymous".into()) };
-        let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let Some((name, token)) = &self.token else {
+            return Ok("anonymous".into());
+        };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         match given {
             Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(name.clone()),
             Some(_) => Err(err(StatusCode::UNAUTHORIZED, "wrong token")),
-            None => Err(err(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")),
+            None => Err(err(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>",
+            )),
         }
     }
 
@@ -237,7 +261,12 @@ impl Daemon {
     }
 
     fn find(&self, id: &str) -> Option<Arc<Run>> {
-        self.runs.lock().unwrap().iter().find(|r| r.view.lock().unwrap().id == id).cloned()
+        self.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.view.lock().unwrap().id == id)
+            .cloned()
     }
 
     /// One engine event of a run: its state, metrics, notes, the event log.
@@ -248,7 +277,11 @@ impl Daemon {
             {
                 let mut v = run.view.lock().unwrap();
                 if v.state.active() {
-                    v.state = if matches!(e, Event::Paused) { ApiState::Paused } else { ApiState::Running };
+                    v.state = if matches!(e, Event::Paused) {
+                        ApiState::Paused
+                    } else {
+                        ApiState::Running
+                    };
                 }
             }
             run.persist();
@@ -287,12 +320,26 @@ impl Daemon {
     fn note_finished(&self, run: &Run) {
         {
             let runs = self.runs.lock().unwrap();
-            for r in runs.iter().rev().filter(|r| r.ended()).skip(EVENT_HISTORY_RUNS) {
+            for r in runs
+                .iter()
+                .rev()
+                .filter(|r| r.ended())
+                .skip(EVENT_HISTORY_RUNS)
+            {
                 r.let_go_of_events();
             }
         }
         let v = run.view.lock().unwrap().clone();
-        let why = v.error.clone().or_else(|| v.result.as_ref().and_then(|r| r["reason"].as_str().map(String::from))).map(|w| format!(": {w}")).unwrap_or_default();
+        let why = v
+            .error
+            .clone()
+            .or_else(|| {
+                v.result
+                    .as_ref()
+                    .and_then(|r| r["reason"].as_str().map(String::from))
+            })
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default();
         self.notifier.send(Note {
             kind: "run_finished",
             text: format!("rekindle: run {} of {} ({:?}) {}{why}", v.id, v.playbook, v.mode, v.state.name()),
@@ -317,7 +364,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/runs/{id}", get(get_run).patch(retune_run))
         .route("/v1/runs/{id}/events", get(run_events))
         .route("/v1/runs/{id}/report", get(run_report))
-        .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
         .route("/metrics", get(metrics_text))
         .route("/v1/runs/{id}/{action}", post(control_run))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -360,15 +410,28 @@ struct ReportQuery {
 
 /// An ended rehearsal's or real run's timeline: the HTML page, or
 /// `?format=json|md`.
-async fn run_report(State(d): State<Arc<Daemon>>, Path(id): Path<String>, query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>) -> Response {
-    let Ok(axum::extract::Query(q)) = query else { return err(StatusCode::BAD_REQUEST, "format: expected html, json or md") };
+async fn run_report(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return err(StatusCode::BAD_REQUEST, "format: expected html, json or md");
+    };
     let (file, content_type) = match q.format.as_deref().unwrap_or("html") {
         "html" => ("timeline.html", "text/html; charset=utf-8"),
         "json" => ("timeline.json", "application/json"),
         "md" => ("timeline.md", "text/markdown; charset=utf-8"),
-        other => return err(StatusCode::BAD_REQUEST, format!("format: expected html, json or md, found {other:?}")),
+        other => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("format: expected html, json or md, found {other:?}"),
+            )
+        }
     };
-    let Some(run) = d.find(&id) else { return err(StatusCode::NOT_FOUND, format!("no run {id:?}")) };
+    let Some(run) = d.find(&id) else {
+        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    };
     match tokio::fs::read(runs::report_dir(&d, &run.id()).join(file)).await {
         Ok(bytes) => ([("content-type", content_type)], bytes).into_response(),
         Err(_) if !run.ended() => err(StatusCode::NOT_FOUND, format!("run {id} has not ended: its report is written when it does")),
@@ -384,23 +447,49 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         Err(r) => return r,
     };
     if d.stopping() {
-        return err(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down");
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
     }
     let Some(pb) = d.playbooks.get(&req.playbook).cloned() else {
-        return err(StatusCode::BAD_REQUEST, format!("playbook {:?} is not served (GET /v1/playbooks lists them)", req.playbook));
+        return err(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "playbook {:?} is not served (GET /v1/playbooks lists them)",
+                req.playbook
+            ),
+        );
     };
     if req.reason.trim().is_empty() {
-        return err(StatusCode::BAD_REQUEST, "reason: say why this run starts (it goes to the audit log)");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "reason: say why this run starts (it goes to the audit log)",
+        );
     }
-    let scenario = match (req.mode, &req.scenario) {
-        (Mode::Run, Some(_)) => return err(StatusCode::BAD_REQUEST, "scenario: only for rehearse and plan (a run acts on the playbook's Docker hosts)"),
-        (Mode::Run, None) => None,
-        (_, None) => return err(StatusCode::BAD_REQUEST, "scenario: required for rehearse and plan"),
-        (_, Some(s)) => match d.scenarios.get(s) {
-            Some(p) => Some((s.clone(), p.clone())),
-            None => return err(StatusCode::BAD_REQUEST, format!("scenario {s:?} is not served")),
-        },
-    };
+    let scenario =
+        match (req.mode, &req.scenario) {
+            (Mode::Run, Some(_)) => return err(
+                StatusCode::BAD_REQUEST,
+                "scenario: only for rehearse and plan (a run acts on the playbook's Docker hosts)",
+            ),
+            (Mode::Run, None) => None,
+            (_, None) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "scenario: required for rehearse and plan",
+                )
+            }
+            (_, Some(s)) => match d.scenarios.get(s) {
+                Some(p) => Some((s.clone(), p.clone())),
+                None => {
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        format!("scenario {s:?} is not served"),
+                    )
+                }
+            },
+        };
     if req.resume && req.mode != Mode::Run {
         return err(StatusCode::BAD_REQUEST, "resume: only for mode run");
     }
@@ -411,7 +500,14 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
             let v = r.view.lock().unwrap();
             v.playbook == req.playbook && v.state.active()
         }) {
-            return err(StatusCode::CONFLICT, format!("run {} of playbook {:?} is still active", active.id(), req.playbook));
+            return err(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {} of playbook {:?} is still active",
+                    active.id(),
+                    req.playbook
+                ),
+            );
         }
         if req.mode == Mode::Run {
             match (journal.exists(), req.resume) {
@@ -446,17 +542,35 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
         };
         let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
             Ok(r) => r,
-            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot record the run in {}: {e}", d.runs_dir.display())),
+            Err(e) => {
+                return err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot record the run in {}: {e}", d.runs_dir.display()),
+                )
+            }
         };
         runs.push(run.clone());
         run
     };
     let id = run.id();
-    d.audit(&who, &format!("start {id} {:?} of {}{}", req.mode, req.playbook, if req.resume { " (resume)" } else { "" }), &req.reason);
+    d.audit(
+        &who,
+        &format!(
+            "start {id} {:?} of {}{}",
+            req.mode,
+            req.playbook,
+            if req.resume { " (resume)" } else { "" }
+        ),
+        &req.reason,
+    );
     d.note_started(&run);
     match (req.mode, scenario) {
         (Mode::Run, _) => {
-            let mode = if req.resume { crate::session::JournalMode::Resume } else { crate::session::JournalMode::New };
+            let mode = if req.resume {
+                crate::session::JournalMode::Resume
+            } else {
+                crate::session::JournalMode::New
+            };
             d.spawn_real(run, pb, mode);
         }
         (mode, Some((_, path))) => runs::spawn_simulated(d.clone(), run, pb, path, mode),
@@ -465,7 +579,12 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
     (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
 }
 
-async fn control_run(State(d): State<Arc<Daemon>>, Path((id, action)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn control_run(
+    State(d): State<Arc<Daemon>>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let who = match d.authorize(&headers) {
         Ok(w) => w,
         Err(r) => return r,
@@ -475,17 +594,30 @@ async fn control_run(State(d): State<Arc<Daemon>>, Path((id, action)): Path<(Str
     } else {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) if v.is_object() => v["reason"].as_str().unwrap_or_default().to_string(),
-            Ok(_) => return err(StatusCode::BAD_REQUEST, "request body: expected a JSON object such as {\"reason\": \"...\"}"),
+            Ok(_) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "request body: expected a JSON object such as {\"reason\": \"...\"}",
+                )
+            }
             Err(e) => return err(StatusCode::BAD_REQUEST, format!("request body: {e}")),
         }
     };
     if !matches!(action.as_str(), "pause" | "resume" | "abort") {
-        return err(StatusCode::NOT_FOUND, format!("no action {action:?}: pause, resume or abort"));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("no action {action:?}: pause, resume or abort"),
+        );
     }
-    let Some(run) = d.find(&id) else { return err(StatusCode::NOT_FOUND, format!("no run {id:?}")) };
+    let Some(run) = d.find(&id) else {
+        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    };
     let state = run.state();
     if !state.active() {
-        return err(StatusCode::CONFLICT, format!("run {id} has ended ({})", state.name()));
+        return err(
+            StatusCode::CONFLICT,
+            format!("run {id} has ended ({})", state.name()),
+        );
     }
     // Before the engine starts (discovery, planning), a pause or abort is
     // kept and applied when it does.
@@ -527,39 +659,64 @@ async fn control_run(State(d): State<Arc<Daemon>>, Path((id, action)): Path<(Str
 
 /// Server-Sent Events of a run, from the start or after `Last-Event-ID`;
 /// the stream ends after the `run_ended` event, or when the daemon stops.
-async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn run_events(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-    let Some(run) = d.find(&id) else { return err(StatusCode::NOT_FOUND, format!("no run {id:?}")) };
-    let after: u64 = match headers.get("last-event-id").map(|v| v.to_str().ok().and_then(|s| s.trim().parse().ok())) {
+    let Some(run) = d.find(&id) else {
+        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    };
+    let after: u64 = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse().ok()))
+    {
         None => 0,
         Some(Some(n)) => n,
-        Some(None) => return err(StatusCode::BAD_REQUEST, "Last-Event-ID: expected the number of an event"),
+        Some(None) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "Last-Event-ID: expected the number of an event",
+            )
+        }
     };
     let rx = run.seq.subscribe();
     let stop = d.shutdown.subscribe();
-    let stream = futures_util::stream::unfold((run, after, rx, stop, false), |(run, next, mut rx, mut stop, finished)| async move {
-        if finished {
-            return None;
-        }
-        loop {
-            if let Some((i, e)) = run.event_from(next) {
-                let last = e.kind == "run_ended";
-                let ev = SseEvent::default().id((i + 1).to_string()).event(e.kind).data(e.data);
-                return Some((Ok::<_, std::convert::Infallible>(ev), (run, i + 1, rx, stop, last)));
-            }
-            if run.ended() && run.event_count() <= next {
+    let stream = futures_util::stream::unfold(
+        (run, after, rx, stop, false),
+        |(run, next, mut rx, mut stop, finished)| async move {
+            if finished {
                 return None;
             }
-            if *stop.borrow() {
-                return None;
+            loop {
+                if let Some((i, e)) = run.event_from(next) {
+                    let last = e.kind == "run_ended";
+                    let ev = SseEvent::default()
+                        .id((i + 1).to_string())
+                        .event(e.kind)
+                        .data(e.data);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(ev),
+                        (run, i + 1, rx, stop, last),
+                    ));
+                }
+                if run.ended() && run.event_count() <= next {
+                    return None;
+                }
+                if *stop.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return None },
+                    _ = stop.changed() => {}
+                }
             }
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { return None },
-                _ = stop.changed() => {}
-            }
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -574,22 +731,38 @@ struct Retune {
 }
 
 /// PATCH a running run: a new DNS budget ceiling or restart rate.
-async fn retune_run(State(d): State<Arc<Daemon>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn retune_run(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (who, req) = match authorized_body::<Retune>(&d, &headers, &body) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    for (name, v) in [("dns_budget_qps", req.dns_budget_qps), ("restart_rate", req.restart_rate)] {
+    for (name, v) in [
+        ("dns_budget_qps", req.dns_budget_qps),
+        ("restart_rate", req.restart_rate),
+    ] {
         if let Some(x) = v {
             if !(x.is_finite() && x > 0.0) {
-                return err(StatusCode::BAD_REQUEST, format!("{name}: expected a positive number, found {x}"));
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}: expected a positive number, found {x}"),
+                );
             }
         }
     }
     if req.dns_budget_qps.is_none() && req.restart_rate.is_none() {
-        return err(StatusCode::BAD_REQUEST, "expected dns_budget_qps and/or restart_rate");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "expected dns_budget_qps and/or restart_rate",
+        );
     }
-    let Some(run) = d.find(&id) else { return err(StatusCode::NOT_FOUND, format!("no run {id:?}")) };
+    let Some(run) = d.find(&id) else {
+        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    };
     if run.ended() {
         return err(StatusCode::CONFLICT, format!("run {id} has ended"));
     }
@@ -601,7 +774,14 @@ async fn retune_run(State(d): State<Arc<Daemon>>, Path(id): Path<String>, header
             *asked = Some((req.dns_budget_qps.or(dns), req.restart_rate.or(rate)));
         }
     }
-    d.audit(&who, &format!("retune {id} dns_budget_qps={:?} restart_rate={:?}", req.dns_budget_qps, req.restart_rate), req.reason.as_deref().unwrap_or(""));
+    d.audit(
+        &who,
+        &format!(
+            "retune {id} dns_budget_qps={:?} restart_rate={:?}",
+            req.dns_budget_qps, req.restart_rate
+        ),
+        req.reason.as_deref().unwrap_or(""),
+    );
     Json(view_of(&run)).into_response()
 }
 
@@ -620,7 +800,11 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> Response {
         let v = r.view.lock().unwrap().clone();
         *by_state.entry(v.state.name()).or_default() += 1;
         totals.add(&v.playbook, mode_name(v.mode), &r.stats.lock().unwrap());
-        let l = format!("run=\"{}\",playbook=\"{}\"", v.id, metrics::escape(&v.playbook));
+        let l = format!(
+            "run=\"{}\",playbook=\"{}\"",
+            v.id,
+            metrics::escape(&v.playbook)
+        );
         if let Some(h) = r.handle.lock().unwrap().as_ref() {
             let st = h.status();
             let _ = write!(
@@ -643,7 +827,12 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> Response {
     }
     out += "# HELP rekindle_runs Runs the daemon knows, by state.\n# TYPE rekindle_runs gauge\n";
     for s in ApiState::ALL {
-        let _ = writeln!(out, "rekindle_runs{{state=\"{}\"}} {}", s.name(), by_state.get(s.name()).copied().unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "rekindle_runs{{state=\"{}\"}} {}",
+            s.name(),
+            by_state.get(s.name()).copied().unwrap_or(0)
+        );
     }
     totals.render(&mut out);
     out += "# TYPE rekindle_run_healthy gauge\n# TYPE rekindle_run_failed gauge\n# TYPE rekindle_run_restarts_total counter\n# TYPE rekindle_run_waves_passed gauge\n# TYPE rekindle_run_dns_budget_qps gauge\n# TYPE rekindle_run_dns_lookups_granted_total counter\n";

@@ -58,15 +58,25 @@ impl Notifier {
             if matches!(url.target, http::Target::Unix(_)) {
                 return Err(format!("webhooks[{i}].url: expected http:// or https://"));
             }
-            let events = c.events.clone().unwrap_or_else(|| KINDS.iter().map(|s| s.to_string()).collect());
+            let events = c
+                .events
+                .clone()
+                .unwrap_or_else(|| KINDS.iter().map(|s| s.to_string()).collect());
             if let Some(bad) = events.iter().find(|e| !KINDS.contains(&e.as_str())) {
-                return Err(format!("webhooks[{i}].events: unknown {bad:?}, expected some of {KINDS:?}"));
+                return Err(format!(
+                    "webhooks[{i}].events: unknown {bad:?}, expected some of {KINDS:?}"
+                ));
             }
             let timeout = match &c.timeout {
-                Some(t) => crate::duration::parse_duration(t).map_err(|e| format!("webhooks[{i}].timeout: {e}"))?,
+                Some(t) => crate::duration::parse_duration(t)
+                    .map_err(|e| format!("webhooks[{i}].timeout: {e}"))?,
                 None => Duration::from_secs(5),
             };
-            hooks.push(Arc::new(Hook { url, events, timeout }));
+            hooks.push(Arc::new(Hook {
+                url,
+                events,
+                timeout,
+            }));
         }
         let hooks = hooks
             .into_iter()
@@ -86,7 +96,11 @@ impl Notifier {
 
     /// Queues a note for every hook that wants it; never waits.
     pub fn send(&self, note: Note) {
-        for (hook, tx) in self.hooks.iter().filter(|(h, _)| h.events.iter().any(|e| e == note.kind)) {
+        for (hook, tx) in self
+            .hooks
+            .iter()
+            .filter(|(h, _)| h.events.iter().any(|e| e == note.kind))
+        {
             if let Err(e) = tx.try_send(note.clone()) {
                 tracing::warn!(url = %hook.url.text, kind = note.kind, error = %e, "webhook queue full: note dropped");
             }
@@ -98,13 +112,24 @@ async fn deliver(hook: &Hook, note: &Note) {
     let body = serde_json::json!({ "text": note.text, "rekindle": note.details });
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
-        let req = http::Request::new("POST", "").json(&body).header("user-agent", "rekindle");
+        let req = http::Request::new("POST", "")
+            .json(&body)
+            .header("user-agent", "rekindle");
         match http::send(&hook.url, req, hook.timeout).await {
             Ok(r) if (200..300).contains(&r.status) => {
                 tracing::debug!(url = %hook.url.text, kind = note.kind, "webhook delivered");
                 return;
             }
-            Ok(r) => last = format!("answered {}: {}", r.status, String::from_utf8_lossy(&r.body).chars().take(200).collect::<String>()),
+            Ok(r) => {
+                last = format!(
+                    "answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                )
+            }
             Err(e) => last = e.to_string(),
         }
         if attempt < ATTEMPTS {

@@ -38,7 +38,13 @@ fn api_state(s: RunState) -> ApiState {
 }
 
 /// Rehearsals and plans run on a thread of their own (a paused-clock runtime).
-pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scenario: PathBuf, mode: Mode) {
+pub(super) fn spawn_simulated(
+    d: Arc<Daemon>,
+    run: Arc<Run>,
+    pb: Playbook,
+    scenario: PathBuf,
+    mode: Mode,
+) {
     std::thread::spawn(move || {
         let end = |state: ApiState, result: Option<serde_json::Value>, error: Option<String>| {
             // A daemon shutting down has already said "interrupted".
@@ -57,7 +63,9 @@ pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scena
             return match Plan::build(&inv, &pb) {
                 Ok(p) => end(
                     ApiState::Succeeded,
-                    Some(json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() })),
+                    Some(
+                        json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() }),
+                    ),
                     None,
                 ),
                 Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
@@ -65,7 +73,12 @@ pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scena
         }
         let (tx, rx) = std::sync::mpsc::channel::<Handle>();
         let journals = d.state_dir.join("rehearsals");
-        let opts = crate::rehearse::Options { compare: false, static_budget: false, state_dir: Some(journals), handle_tx: Some(tx) };
+        let opts = crate::rehearse::Options {
+            compare: false,
+            static_budget: false,
+            state_dir: Some(journals),
+            handle_tx: Some(tx),
+        };
         set_running(&run);
         let (d2, run2) = (d.clone(), run.clone());
         let result = crate::rehearse::rehearse(&pb, &scenario, &opts, move |e, _| {
@@ -77,7 +90,11 @@ pub(super) fn spawn_simulated(d: Arc<Daemon>, run: Arc<Run>, pb: Playbook, scena
         if let Ok(report) = &result {
             let mut summary = Vec::new();
             let _ = crate::report::rehearsal_table(&mut summary, report, 0.0);
-            if let Err(e) = crate::report::write(&report_dir(&d, &run.id()), report, &String::from_utf8_lossy(&summary)) {
+            if let Err(e) = crate::report::write(
+                &report_dir(&d, &run.id()),
+                report,
+                &String::from_utf8_lossy(&summary),
+            ) {
                 tracing::warn!(run = %run.id(), error = %e, "the rehearsal's report could not be written");
             }
         }
@@ -141,7 +158,10 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         Err(e) => return fail(e),
     };
     let path = journal_path(&journal_dir(d), &pb.name);
-    let unreachable: Vec<_> = inventory.unreachable_hosts().map(|h| json!({ "host": h.name, "error": h.error })).collect();
+    let unreachable: Vec<_> = inventory
+        .unreachable_hosts()
+        .map(|h| json!({ "host": h.name, "error": h.error }))
+        .collect();
     let total = plan.containers;
     let runtime = DockerRuntime::connect(&pb).await;
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
@@ -151,7 +171,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         playbook: pb_arc,
         inventory: inventory.clone(),
         plan,
-        journal: JournalSpec { path: path.clone(), mode: journal, durable: true },
+        journal: JournalSpec {
+            path: path.clone(),
+            mode: journal,
+            durable: true,
+        },
         probe,
         no_pacing: false,
     };
@@ -160,7 +184,8 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         Ok(f) => (f.outcome, f.timeline, f.resumed),
         Err(e) => return fail(e.to_string()),
     };
-    if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst) {
+    if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst)
+    {
         // Stopped by the daemon's shutdown, not by anyone's decision: the
         // record stays active and the next daemon resumes it.
         {
@@ -172,7 +197,8 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         run.push(json!({ "event": "daemon_stopping", "healthy": outcome.healthy }));
         return;
     }
-    let report = crate::report::RunReport::new(&pb, &inventory, &outcome, &timeline, total, resumed, true);
+    let report =
+        crate::report::RunReport::new(&pb, &inventory, &outcome, &timeline, total, resumed, true);
     if let Err(e) = report.write(&report_dir(d, &run.id()), &report.summary()) {
         tracing::warn!(run = %run.id(), error = %e, "the run's report could not be written");
     }
@@ -209,6 +235,9 @@ fn journal_note(path: &Path, state: RunState) -> String {
             Ok(done) => format!("archived as {}", done.display()),
             Err(e) => format!("{} (could not archive it: {e})", path.display()),
         },
-        _ => format!("kept at {}: start the run again with \"resume\": true to continue it", path.display()),
+        _ => format!(
+            "kept at {}: start the run again with \"resume\": true to continue it",
+            path.display()
+        ),
     }
 }

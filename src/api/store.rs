@@ -37,11 +37,22 @@ pub enum ApiState {
 
 impl ApiState {
     pub fn active(self) -> bool {
-        matches!(self, ApiState::Pending | ApiState::Running | ApiState::Paused)
+        matches!(
+            self,
+            ApiState::Pending | ApiState::Running | ApiState::Paused
+        )
     }
 
-    pub const ALL: [ApiState; 8] =
-        [ApiState::Pending, ApiState::Running, ApiState::Paused, ApiState::Succeeded, ApiState::Halted, ApiState::Aborted, ApiState::Failed, ApiState::Interrupted];
+    pub const ALL: [ApiState; 8] = [
+        ApiState::Pending,
+        ApiState::Running,
+        ApiState::Paused,
+        ApiState::Succeeded,
+        ApiState::Halted,
+        ApiState::Aborted,
+        ApiState::Failed,
+        ApiState::Interrupted,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -81,7 +92,10 @@ pub struct RunView {
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// One event as the API sends it: its kind and its JSON text.
@@ -96,9 +110,15 @@ impl StoredEvent {
     /// engine events; found by parsing in the daemon's own, whose keys
     /// come sorted).
     fn from_text(data: String) -> StoredEvent {
-        let kind = match data.strip_prefix("{\"event\":\"").and_then(|r| r.split('"').next()) {
+        let kind = match data
+            .strip_prefix("{\"event\":\"")
+            .and_then(|r| r.split('"').next())
+        {
             Some(k) => k.to_string(),
-            None => serde_json::from_str::<serde_json::Value>(&data).ok().and_then(|v| v["event"].as_str().map(String::from)).unwrap_or_else(|| "event".into()),
+            None => serde_json::from_str::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["event"].as_str().map(String::from))
+                .unwrap_or_else(|| "event".into()),
         };
         StoredEvent { kind, data }
     }
@@ -122,7 +142,9 @@ impl Events {
     }
 
     fn get(&self, i: usize) -> Option<&str> {
-        self.spans.get(i).map(|&(at, len)| &self.text[at as usize..(at + len) as usize])
+        self.spans
+            .get(i)
+            .map(|&(at, len)| &self.text[at as usize..(at + len) as usize])
     }
 
     fn count(&self) -> u64 {
@@ -154,13 +176,27 @@ impl Run {
     /// A new run; `keep_events` writes its events beside its record.
     pub fn new(dir: &Path, view: RunView, keep_events: bool) -> std::io::Result<Arc<Run>> {
         let record = dir.join(format!("{}.json", view.id));
-        let event_log = if keep_events { Some(std::fs::OpenOptions::new().create(true).append(true).open(record.with_extension("events"))?) } else { None };
+        let event_log = if keep_events {
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(record.with_extension("events"))?,
+            )
+        } else {
+            None
+        };
         let run = Run::assemble(record, view, Vec::new(), event_log);
         run.save()?;
         Ok(run)
     }
 
-    fn assemble(record: PathBuf, view: RunView, list: Vec<String>, event_log: Option<std::fs::File>) -> Arc<Run> {
+    fn assemble(
+        record: PathBuf,
+        view: RunView,
+        list: Vec<String>,
+        event_log: Option<std::fs::File>,
+    ) -> Arc<Run> {
         let n = list.len() as u64;
         let mut events = Events::default();
         for e in &list {
@@ -190,7 +226,10 @@ impl Run {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let view: RunView = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            let view: RunView = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(record = %path.display(), error = %e, "unreadable run record skipped");
@@ -202,8 +241,14 @@ impl Run {
                 // A line torn by a crash is dropped; the file is then
                 // appended to after it.
                 let f = std::fs::File::open(&events_path)?;
-                let events: Vec<String> = std::io::BufReader::new(f).lines().map_while(Result::ok).filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok()).collect();
-                let mut log = std::fs::OpenOptions::new().append(true).open(&events_path)?;
+                let events: Vec<String> = std::io::BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok())
+                    .collect();
+                let mut log = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&events_path)?;
                 log.write_all(b"\n")?;
                 (events, Some(log))
             } else {
@@ -217,7 +262,13 @@ impl Run {
 
     /// The number in the run's id (`r12` → 12).
     pub fn number(&self) -> u64 {
-        self.view.lock().unwrap().id.trim_start_matches('r').parse().unwrap_or(0)
+        self.view
+            .lock()
+            .unwrap()
+            .id
+            .trim_start_matches('r')
+            .parse()
+            .unwrap_or(0)
     }
 
     /// Gives the run its engine's handle, applying what was asked before
@@ -248,7 +299,8 @@ impl Run {
 
     /// Writes the record: a temporary file, fsync, rename.
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(&*self.view.lock().unwrap()).expect("views serialize");
+        let bytes =
+            serde_json::to_vec_pretty(&*self.view.lock().unwrap()).expect("views serialize");
         let tmp = self.record.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -293,7 +345,8 @@ impl Run {
     pub fn event_from(&self, i: u64) -> Option<(u64, StoredEvent)> {
         let ev = self.events.lock().unwrap();
         let i = i.max(ev.offset);
-        ev.get((i - ev.offset) as usize).map(|e| (i, StoredEvent::from_text(e.to_string())))
+        ev.get((i - ev.offset) as usize)
+            .map(|e| (i, StoredEvent::from_text(e.to_string())))
     }
 
     /// How many events the run has had.
@@ -311,7 +364,10 @@ impl Run {
         if ev.spans.len() > 1 {
             let last = ev.get(ev.spans.len() - 1).unwrap_or_default().to_string();
             let dropped = ev.spans.len() as u64 - 1;
-            *ev = Events { offset: ev.offset + dropped, ..Events::default() };
+            *ev = Events {
+                offset: ev.offset + dropped,
+                ..Events::default()
+            };
             ev.push(&last);
         }
     }

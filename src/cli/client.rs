@@ -19,7 +19,12 @@ pub struct RunsArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
     /// The env var holding the bearer token (tokens stay off command lines).
-    #[arg(long, global = true, default_value = "REKINDLE_TOKEN", value_name = "VAR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "REKINDLE_TOKEN",
+        value_name = "VAR"
+    )]
     pub token_env: String,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
@@ -121,11 +126,20 @@ impl Client {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        Ok(self.send(method, path, body).await?.json().unwrap_or(Value::Null))
+        Ok(self
+            .send(method, path, body)
+            .await?
+            .json()
+            .unwrap_or(Value::Null))
     }
 
     /// A 2xx answer, whole; anything else is the daemon's refusal.
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<http::Response> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<http::Response> {
         let mut req = self.request(method, path);
         if let Some(b) = &body {
             req = req.json(b);
@@ -133,22 +147,49 @@ impl Client {
         let resp = http::send(&self.url, req, CALL_TIMEOUT).await?;
         if !(200..300).contains(&resp.status) {
             let v = resp.json().unwrap_or(Value::Null);
-            let message = v["error"].as_str().map(String::from).unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-            let refused = Refused { status: resp.status, message };
-            return Err(if resp.status < 500 { anyhow::Error::new(Usage(refused.to_string())) } else { refused.into() });
+            let message = v["error"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+            let refused = Refused {
+                status: resp.status,
+                message,
+            };
+            return Err(if resp.status < 500 {
+                anyhow::Error::new(Usage(refused.to_string()))
+            } else {
+                refused.into()
+            });
         }
         Ok(resp)
     }
 }
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
-    let server = args.server.clone().or_else(|| std::env::var("REKINDLE_SERVER").ok().filter(|s| !s.is_empty())).unwrap_or_else(|| "http://127.0.0.1:7878".into());
+    let server = args
+        .server
+        .clone()
+        .or_else(|| {
+            std::env::var("REKINDLE_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "http://127.0.0.1:7878".into());
     let url = Url::parse(&server).map_err(|e| Usage(format!("--server: {e}")))?;
-    let token = std::env::var(&args.token_env).ok().filter(|t| !t.is_empty());
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
     let c = Client { url, token };
     let out = args.output;
     match args.command {
-        RunsCommand::Start { playbook, mode, scenario, reason, resume, watch } => {
+        RunsCommand::Start {
+            playbook,
+            mode,
+            scenario,
+            reason,
+            resume,
+            watch,
+        } => {
             let mut body = json!({ "playbook": playbook, "mode": mode, "reason": reason });
             if let Some(s) = scenario {
                 body["scenario"] = json!(s);
@@ -176,18 +217,34 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         RunsCommand::Pause { id, reason } => control(&c, &id, "pause", &reason, out).await,
         RunsCommand::Resume { id, reason } => control(&c, &id, "resume", &reason, out).await,
         RunsCommand::Abort { id, reason } => control(&c, &id, "abort", &reason, out).await,
-        RunsCommand::Report { id, format, out_file } => {
-            let resp = c.send("GET", &format!("/v1/runs/{id}/report?format={format}"), None).await?;
+        RunsCommand::Report {
+            id,
+            format,
+            out_file,
+        } => {
+            let resp = c
+                .send(
+                    "GET",
+                    &format!("/v1/runs/{id}/report?format={format}"),
+                    None,
+                )
+                .await?;
             match out_file {
                 Some(path) => {
-                    std::fs::write(&path, &resp.body).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                    std::fs::write(&path, &resp.body)
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
                     eprintln!("report of run {id} written to {}", path.display());
                 }
                 None => std::io::Write::write_all(&mut std::io::stdout().lock(), &resp.body)?,
             }
             Ok(())
         }
-        RunsCommand::Tune { id, dns_budget, restart_rate, reason } => {
+        RunsCommand::Tune {
+            id,
+            dns_budget,
+            restart_rate,
+            reason,
+        } => {
             if dns_budget.is_none() && restart_rate.is_none() {
                 return Err(Usage("tune: give --dns-budget and/or --restart-rate".into()).into());
             }
@@ -198,14 +255,28 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             if let Some(r) = restart_rate {
                 body["restart_rate"] = json!(r);
             }
-            let v = c.call("PATCH", &format!("/v1/runs/{id}"), Some(body)).await?;
+            let v = c
+                .call("PATCH", &format!("/v1/runs/{id}"), Some(body))
+                .await?;
             print(out, &v, || run_lines(&v))
         }
     }
 }
 
-async fn control(c: &Client, id: &str, action: &str, reason: &str, out: Output) -> anyhow::Result<()> {
-    let v = c.call("POST", &format!("/v1/runs/{id}/{action}"), Some(json!({ "reason": reason }))).await?;
+async fn control(
+    c: &Client,
+    id: &str,
+    action: &str,
+    reason: &str,
+    out: Output,
+) -> anyhow::Result<()> {
+    let v = c
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/{action}"),
+            Some(json!({ "reason": reason })),
+        )
+        .await?;
     print(out, &v, || run_lines(&v))
 }
 
@@ -219,7 +290,10 @@ fn print(out: Output, v: &Value, table: impl FnOnce() -> String) -> anyhow::Resu
 }
 
 fn runs_table(v: &Value) -> String {
-    let mut s = format!("{:<6} {:<20} {:<9} {:<12} {:>15}  {}\n", "ID", "PLAYBOOK", "MODE", "STATE", "HEALTHY/TOTAL", "REASON");
+    let mut s = format!(
+        "{:<6} {:<20} {:<9} {:<12} {:>15}  {}\n",
+        "ID", "PLAYBOOK", "MODE", "STATE", "HEALTHY/TOTAL", "REASON"
+    );
     for r in v["runs"].as_array().into_iter().flatten() {
         let (healthy, total) = counts(r);
         s += &format!(
@@ -238,8 +312,16 @@ fn runs_table(v: &Value) -> String {
 fn counts(r: &Value) -> (String, String) {
     let st = &r["status"];
     let res = &r["result"];
-    let pick = |a: &Value, b: &Value| a.as_u64().or(b.as_u64()).map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-    (pick(&res["healthy"], &st["healthy"]), pick(&res["total"], &st["containers_total"]))
+    let pick = |a: &Value, b: &Value| {
+        a.as_u64()
+            .or(b.as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    (
+        pick(&res["healthy"], &st["healthy"]),
+        pick(&res["total"], &st["containers_total"]),
+    )
 }
 
 fn run_lines(r: &Value) -> String {
@@ -253,13 +335,20 @@ fn run_lines(r: &Value) -> String {
         r["reason"].as_str().unwrap_or("")
     );
     if let Some(st) = r.get("status").filter(|s| s.is_object()) {
-        s += &format!("  waves    {}/{} passed\n  restarts {}\n", st["waves_passed"], st["waves_total"], st["restarts"]);
+        s += &format!(
+            "  waves    {}/{} passed\n  restarts {}\n",
+            st["waves_passed"], st["waves_total"], st["restarts"]
+        );
         if let Some(p) = st.get("pace").filter(|p| p.is_object()) {
             let rate = |x: &Value, unit: &str| match x.as_f64() {
                 Some(r) if r > 0.0 => format!("{r:.1}{unit}"),
                 _ => "unlimited".to_string(),
             };
-            s += &format!("  pace     DNS budget {}, restart rate {}\n", rate(&p["dns_budget_qps"], " q/s"), rate(&p["restart_rate"], "/s"));
+            s += &format!(
+                "  pace     DNS budget {}, restart rate {}\n",
+                rate(&p["dns_budget_qps"], " q/s"),
+                rate(&p["restart_rate"], "/s")
+            );
         }
     }
     for key in ["note", "error"] {
@@ -279,7 +368,11 @@ async fn follow(c: &Client, id: &str, out: Output) -> anyhow::Result<()> {
     let first = c.call("GET", &format!("/v1/runs/{id}"), None).await?;
     let st = &first["status"];
     let real = first["mode"] == "run";
-    let mut bars = progress::Progress::new(st["containers_total"].as_u64().unwrap_or(0), st["waves_total"].as_u64().unwrap_or(0) as usize, real);
+    let mut bars = progress::Progress::new(
+        st["containers_total"].as_u64().unwrap_or(0),
+        st["waves_total"].as_u64().unwrap_or(0) as usize,
+        real,
+    );
     let mut last_id: Option<String> = None;
     let mut at = 0.0f64;
     let mut lost_since: Option<std::time::Instant> = None;
@@ -294,7 +387,13 @@ async fn follow(c: &Client, id: &str, out: Output) -> anyhow::Result<()> {
                 lost_since = None;
                 r.into_body()
             }
-            Ok(r) => return Err(Refused { status: r.status().as_u16(), message: "event stream refused".into() }.into()),
+            Ok(r) => {
+                return Err(Refused {
+                    status: r.status().as_u16(),
+                    message: "event stream refused".into(),
+                }
+                .into())
+            }
             Err(e) => {
                 let since = *lost_since.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed() > Duration::from_secs(120) {
@@ -345,18 +444,29 @@ async fn follow(c: &Client, id: &str, out: Output) -> anyhow::Result<()> {
         }
         // The stream ended without the run's end: the daemon went away.
         let now = c.call("GET", &format!("/v1/runs/{id}"), None).await.ok();
-        if let Some(v) = now.filter(|v| !matches!(v["state"].as_str(), Some("pending" | "running" | "paused"))) {
+        if let Some(v) =
+            now.filter(|v| !matches!(v["state"].as_str(), Some("pending" | "running" | "paused")))
+        {
             break json!({ "state": v["state"], "result": v["result"], "error": v["error"] });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     bars.finish();
-    let view = c.call("GET", &format!("/v1/runs/{id}"), None).await.unwrap_or(ended.clone());
+    let view = c
+        .call("GET", &format!("/v1/runs/{id}"), None)
+        .await
+        .unwrap_or(ended.clone());
     print(out, &view, || run_lines(&view))?;
     match ended["state"].as_str() {
         Some("succeeded") => Ok(()),
-        Some("halted") => Err(Halted(ended["result"]["reason"].as_str().unwrap_or("").to_string()).into()),
+        Some("halted") => {
+            Err(Halted(ended["result"]["reason"].as_str().unwrap_or("").to_string()).into())
+        }
         Some("aborted") => Err(Aborted.into()),
-        other => Err(anyhow::anyhow!("run {id} ended {}: {}", other.unwrap_or("?"), ended["error"].as_str().unwrap_or(""))),
+        other => Err(anyhow::anyhow!(
+            "run {id} ended {}: {}",
+            other.unwrap_or("?"),
+            ended["error"].as_str().unwrap_or("")
+        )),
     }
 }

@@ -27,52 +27,97 @@ pub struct DaemonArgs {
 }
 
 pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.config).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-    let file: DaemonFile = toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let file: DaemonFile =
+        toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
     let mut playbooks = BTreeMap::new();
     for (name, path) in &file.playbooks {
-        let pb = Playbook::load(&base.join(path)).map_err(|e| Usage(format!("{}: playbooks.{name}: {e}", args.config.display())))?;
+        let pb = Playbook::load(&base.join(path))
+            .map_err(|e| Usage(format!("{}: playbooks.{name}: {e}", args.config.display())))?;
         playbooks.insert(name.clone(), pb);
     }
-    let scenarios: BTreeMap<String, PathBuf> = file.scenarios.iter().map(|(n, p)| (n.clone(), base.join(p))).collect();
+    let scenarios: BTreeMap<String, PathBuf> = file
+        .scenarios
+        .iter()
+        .map(|(n, p)| (n.clone(), base.join(p)))
+        .collect();
     for (n, p) in &scenarios {
         if !p.exists() {
-            return Err(Usage(format!("{}: scenario {n:?}: {} does not exist", args.config.display(), p.display())).into());
+            return Err(Usage(format!(
+                "{}: scenario {n:?}: {} does not exist",
+                args.config.display(),
+                p.display()
+            ))
+            .into());
         }
     }
-    let env = file.token_env.clone().unwrap_or_else(|| "REKINDLE_TOKEN".into());
-    let secret = match (&file.token_file, std::env::var(&env).ok().filter(|t| !t.is_empty())) {
-        (Some(f), _) => Some(std::fs::read_to_string(base.join(f)).map_err(|e| Usage(format!("token_file {}: {e}", f.display())))?.trim().to_string()),
+    let env = file
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "REKINDLE_TOKEN".into());
+    let secret = match (
+        &file.token_file,
+        std::env::var(&env).ok().filter(|t| !t.is_empty()),
+    ) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(base.join(f))
+                .map_err(|e| Usage(format!("token_file {}: {e}", f.display())))?
+                .trim()
+                .to_string(),
+        ),
         (None, t) => t,
     };
     if secret.as_deref() == Some("") {
         return Err(Usage(format!("{}: token_file is empty", args.config.display())).into());
     }
-    let listen = args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:7878".into());
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:7878".into());
     let unix = listen.strip_prefix("unix:").map(PathBuf::from);
     if secret.is_none() && unix.is_none() && !args.insecure_no_auth {
         return Err(Usage(format!("no token: set ${env} or token_file in {}, listen on a unix: socket, or pass --insecure-no-auth", args.config.display())).into());
     }
     let token = secret.map(|s| (file.token_name.clone().unwrap_or_else(|| "token".into()), s));
-    let notifier = api::notify::Notifier::start(&file.webhooks).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-    let state_dir = args.state_dir.clone().or(file.state_dir.clone()).unwrap_or_else(|| crate::recovery::default_state_dir().join("daemon"));
-    std::fs::create_dir_all(&state_dir).map_err(|e| Usage(format!("state dir {}: {e}", state_dir.display())))?;
+    let notifier = api::notify::Notifier::start(&file.webhooks)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or(file.state_dir.clone())
+        .unwrap_or_else(|| crate::recovery::default_state_dir().join("daemon"));
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| Usage(format!("state dir {}: {e}", state_dir.display())))?;
     // One daemon per state dir (its runs' journals and records).
     let lock_path = state_dir.join("daemon.lock");
     let lock = std::fs::File::create(&lock_path)?;
     if lock.try_lock().is_err() {
-        return Err(Usage(format!("another daemon holds {}: one daemon per state dir", lock_path.display())).into());
+        return Err(Usage(format!(
+            "another daemon holds {}: one daemon per state dir",
+            lock_path.display()
+        ))
+        .into());
     }
-    let d = Arc::new(Daemon::new(api::DaemonSetup { playbooks, scenarios, token, state_dir: state_dir.clone(), notifier })?);
+    let d = Arc::new(Daemon::new(api::DaemonSetup {
+        playbooks,
+        scenarios,
+        token,
+        state_dir: state_dir.clone(),
+        notifier,
+    })?);
     let app = api::router(d.clone());
     let grace = Duration::from_secs(120);
     // The handlers go in now, before runs resume and before "listening on":
     // a SIGTERM right after the start must stop the daemon gracefully, not
     // kill it (a handler installed when the future is first polled comes late).
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
     let shutdown = {
         let d = d.clone();
         async move {
@@ -88,22 +133,33 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         Some(path) => {
             if path.exists() {
                 if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                    return Err(Usage(format!("{}: a server already listens there", path.display())).into());
+                    return Err(Usage(format!(
+                        "{}: a server already listens there",
+                        path.display()
+                    ))
+                    .into());
                 }
                 std::fs::remove_file(&path)?;
             }
-            let listener = tokio::net::UnixListener::bind(&path).map_err(|e| Usage(format!("listen on {}: {e}", path.display())))?;
+            let listener = tokio::net::UnixListener::bind(&path)
+                .map_err(|e| Usage(format!("listen on {}: {e}", path.display())))?;
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
             announce(&d, &format!("unix:{}", path.display()))?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
             let _ = std::fs::remove_file(&path);
         }
         None => {
-            let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
             let addr = listener.local_addr()?;
             announce(&d, &format!("http://{addr}"))?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
         }
     }
     drop(lock);

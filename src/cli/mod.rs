@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "rekindle", version, about = "Bring a fleet of database containers back after a network failure: planned, paced, health-gated restarts.")]
+#[command(
+    name = "rekindle",
+    version,
+    about = "Bring a fleet of database containers back after a network failure: planned, paced, health-gated restarts."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -139,7 +143,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(InventoryError::Source(_)) = cause.downcast_ref::<InventoryError>() {
             return 2;
         }
-        if let Some(crate::rehearse::RehearseError::Plan(_)) = cause.downcast_ref::<crate::rehearse::RehearseError>() {
+        if let Some(crate::rehearse::RehearseError::Plan(_)) =
+            cause.downcast_ref::<crate::rehearse::RehearseError>()
+        {
             return 2;
         }
     }
@@ -148,8 +154,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("REKINDLE_LOG").unwrap_or_else(|_| EnvFilter::new("warn,rekindle=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::log_writer).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let filter = EnvFilter::try_from_env("REKINDLE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,rekindle=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::log_writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -163,7 +173,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Runs(args) => client::runs(args).await,
         // The simulation runs on runtimes of its own (paused clocks): off this one.
-        Command::Rehearse(args) => std::thread::spawn(move || rehearse(args)).join().expect("rehearsal thread"),
+        Command::Rehearse(args) => std::thread::spawn(move || rehearse(args))
+            .join()
+            .expect("rehearsal thread"),
     }
 }
 
@@ -172,9 +184,18 @@ fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
     let scenario = crate::scenario::Scenario::load(&args.scenario)?;
     if args.sweep {
         if !(0.0..1.0).contains(&args.drop_limit) {
-            return Err(Usage(format!("--drop-limit: expected a share from 0 up to 1, found {}", args.drop_limit)).into());
+            return Err(Usage(format!(
+                "--drop-limit: expected a share from 0 up to 1, found {}",
+                args.drop_limit
+            ))
+            .into());
         }
-        let sweep = crate::rehearse::sweep::sweep(&playbook, &scenario, &crate::rehearse::sweep::default_fractions(), args.drop_limit)?;
+        let sweep = crate::rehearse::sweep::sweep(
+            &playbook,
+            &scenario,
+            &crate::rehearse::sweep::default_fractions(),
+            args.drop_limit,
+        )?;
         let mut out = std::io::stdout().lock();
         return match args.output {
             Output::Json => {
@@ -185,10 +206,17 @@ fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
             Output::Table => Ok(render::sweep_table(&mut out, &sweep)?),
         };
     }
-    let opts = crate::rehearse::Options { compare: args.compare, static_budget: args.static_budget, handle_tx: None, state_dir: args.state_dir.clone() };
+    let opts = crate::rehearse::Options {
+        compare: args.compare,
+        static_budget: args.static_budget,
+        handle_tx: None,
+        state_dir: args.state_dir.clone(),
+    };
     let wall = std::time::Instant::now();
     let mut progress = progress::Progress::new(scenario.total_containers(), 0, false);
-    let report = crate::rehearse::rehearse(&playbook, &scenario, &opts, |e, at| progress.on_event(e, at))?;
+    let report = crate::rehearse::rehearse(&playbook, &scenario, &opts, |e, at| {
+        progress.on_event(e, at)
+    })?;
     progress.finish();
     let wall_s = wall.elapsed().as_secs_f64();
     if let Some(dir) = &args.report {
@@ -208,7 +236,9 @@ fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
         Output::Table => render::rehearsal_table(&mut out, &report, wall_s)?,
     }
     match report.state {
-        crate::engine::RunState::Halted => Err(anyhow::anyhow!(Halted(report.reason.unwrap_or_default()))),
+        crate::engine::RunState::Halted => {
+            Err(anyhow::anyhow!(Halted(report.reason.unwrap_or_default())))
+        }
         crate::engine::RunState::Aborted => Err(anyhow::anyhow!(Aborted)),
         _ => Ok(()),
     }

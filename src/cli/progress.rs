@@ -70,10 +70,25 @@ impl Progress {
     pub fn new(containers: u64, waves_total: usize, every_wave: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let overall = bars().add(ProgressBar::new(containers));
-        overall.set_style(ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} healthy  {msg}").unwrap().progress_chars("=> "));
+        overall.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} healthy  {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
         let dns = bars().add(ProgressBar::new(1));
         dns.set_style(ProgressStyle::with_template("  {msg}").unwrap());
-        Progress { overall, dns, waves: HashMap::new(), tty, waves_total, waves_passed: 0, waves_running: 0, failed: 0, every_wave, next_line: 0 }
+        Progress {
+            overall,
+            dns,
+            waves: HashMap::new(),
+            tty,
+            waves_total,
+            waves_passed: 0,
+            waves_running: 0,
+            failed: 0,
+            every_wave,
+            next_line: 0,
+        }
     }
 
     fn line(&self, text: String) {
@@ -135,12 +150,21 @@ impl Progress {
             Event::Retuned { dns_budget_qps, restart_rate } => self.line(format!("t={at_s:>7.1}s  retuned: DNS budget {dns_budget_qps:.0} q/s, restart rate {restart_rate:.1}/s")),
             _ => {}
         }
-        self.overall.set_message(format!("{}/{} waves passed, {} running, {} failed, t={at_s:.0}s", self.waves_passed, self.waves_total, self.waves_running, self.failed));
+        self.overall.set_message(format!(
+            "{}/{} waves passed, {} running, {} failed, t={at_s:.0}s",
+            self.waves_passed, self.waves_total, self.waves_running, self.failed
+        ));
     }
 
     /// Shows the DNS budget and what the pacer granted.
     pub fn on_pace(&self, p: &PaceStatus) {
-        let rate = |x: f64| if x > 0.0 { format!("{x:.0}/s") } else { "unlimited".into() };
+        let rate = |x: f64| {
+            if x > 0.0 {
+                format!("{x:.0}/s")
+            } else {
+                "unlimited".into()
+            }
+        };
         self.dns.set_message(format!(
             "DNS budget {} · {} lookups granted · restart rate {} · {} waiting",
             rate(p.dns_budget_qps),

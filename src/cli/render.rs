@@ -9,7 +9,12 @@ use std::io::Write;
 
 const TABLE_ROWS: usize = 40;
 
-pub fn plan_json(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Plan) -> std::io::Result<()> {
+pub fn plan_json(
+    out: &mut impl Write,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+) -> std::io::Result<()> {
     let name = |i: &u32| inv.containers[*i as usize].name.as_str();
     let waves: Vec<_> = plan
         .waves
@@ -52,37 +57,97 @@ fn secs(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &Plan, all: bool) -> std::io::Result<()> {
-    writeln!(out, "Plan for playbook {:?} ({})", pb.name, pb.source.display())?;
+pub fn plan_table(
+    out: &mut impl Write,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+    all: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Plan for playbook {:?} ({})",
+        pb.name,
+        pb.source.display()
+    )?;
     let reachable = inv.hosts.iter().filter(|h| h.reachable).count();
-    writeln!(out, "  {} containers on {} hosts in {} waves; {} not matched by any role", plan.containers, reachable, plan.waves.len(), plan.unmatched.len())?;
+    writeln!(
+        out,
+        "  {} containers on {} hosts in {} waves; {} not matched by any role",
+        plan.containers,
+        reachable,
+        plan.waves.len(),
+        plan.unmatched.len()
+    )?;
     for h in inv.unreachable_hosts() {
-        writeln!(out, "  WARNING: host {} unreachable: {} — its containers are not in this plan", h.name, h.error.as_deref().unwrap_or("no answer"))?;
+        writeln!(
+            out,
+            "  WARNING: host {} unreachable: {} — its containers are not in this plan",
+            h.name,
+            h.error.as_deref().unwrap_or("no answer")
+        )?;
     }
     for r in &plan.empty_roles {
         writeln!(out, "  WARNING: role {r:?} matches no container")?;
     }
     writeln!(out)?;
     writeln!(out, "By role (dependency order):")?;
-    writeln!(out, "  {:<14} {:>8} {:>7} {:>11} {:>10}", "ROLE", "WAVES", "CONTAINERS", "DNS LOOKUPS", "AFTER")?;
+    writeln!(
+        out,
+        "  {:<14} {:>8} {:>7} {:>11} {:>10}",
+        "ROLE", "WAVES", "CONTAINERS", "DNS LOOKUPS", "AFTER"
+    )?;
     for (r, role) in pb.roles.iter().enumerate() {
         let waves: Vec<_> = plan.waves.iter().filter(|w| w.role == r).collect();
         let n: usize = waves.iter().map(|w| w.containers.len()).sum();
         let dns: u64 = waves.iter().map(|w| w.dns_lookups).sum();
-        let after: Vec<&str> = role.after.iter().map(|&d| pb.roles[d].name.as_str()).collect();
-        writeln!(out, "  {:<14} {:>8} {:>7} {:>11} {:>10}", role.name, waves.len(), n, dns, if after.is_empty() { "-".to_string() } else { after.join(",") })?;
+        let after: Vec<&str> = role
+            .after
+            .iter()
+            .map(|&d| pb.roles[d].name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "  {:<14} {:>8} {:>7} {:>11} {:>10}",
+            role.name,
+            waves.len(),
+            n,
+            dns,
+            if after.is_empty() {
+                "-".to_string()
+            } else {
+                after.join(",")
+            }
+        )?;
     }
     writeln!(out)?;
     writeln!(out, "Waves:")?;
-    writeln!(out, "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  AFTER", "WAVE", "ROLE", "GROUP", "COUNT", "HOSTS", "DNS Q", "EST")?;
-    let shown = if all { plan.waves.len() } else { plan.waves.len().min(TABLE_ROWS) };
+    writeln!(
+        out,
+        "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  AFTER",
+        "WAVE", "ROLE", "GROUP", "COUNT", "HOSTS", "DNS Q", "EST"
+    )?;
+    let shown = if all {
+        plan.waves.len()
+    } else {
+        plan.waves.len().min(TABLE_ROWS)
+    };
     for w in &plan.waves[..shown] {
         let after = match w.after.len() {
             0 => "-".to_string(),
-            1..=4 => w.after.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+            1..=4 => w
+                .after
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             n => format!("{n} waves"),
         };
-        let role = if w.canary { format!("{} (canary)", pb.roles[w.role].name) } else { pb.roles[w.role].name.clone() };
+        let role = if w.canary {
+            format!("{} (canary)", pb.roles[w.role].name)
+        } else {
+            pb.roles[w.role].name.clone()
+        };
         writeln!(
             out,
             "  {:>5}  {:<18} {:<10} {:>6} {:>6} {:>8} {:>9}  {}",
@@ -97,7 +162,11 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
         )?;
     }
     if shown < plan.waves.len() {
-        writeln!(out, "  … {} more waves (--all lists them, --output json gives everything)", plan.waves.len() - shown)?;
+        writeln!(
+            out,
+            "  … {} more waves (--all lists them, --output json gives everything)",
+            plan.waves.len() - shown
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -116,7 +185,13 @@ pub fn plan_table(out: &mut impl Write, pb: &Playbook, inv: &Inventory, plan: &P
         pb.dns.headroom * 100.0
     )?;
     writeln!(out, "{}", pacing_line(pb, inv))?;
-    writeln!(out, "Estimated time: {} (critical path {}, DNS bound {})", human(plan.estimate), human(plan.critical_path), human(plan.dns_bound))?;
+    writeln!(
+        out,
+        "Estimated time: {} (critical path {}, DNS bound {})",
+        human(plan.estimate),
+        human(plan.critical_path),
+        human(plan.dns_bound)
+    )?;
     Ok(())
 }
 
@@ -124,12 +199,36 @@ pub use crate::report::rehearsal_table;
 
 /// The static-budget frontier of `rehearse --sweep`.
 pub fn sweep_table(out: &mut impl Write, s: &crate::rehearse::sweep::Sweep) -> std::io::Result<()> {
-    writeln!(out, "Static DNS budgets for playbook {:?} on scenario {:?} (lower bound {:.1}s)", s.playbook, s.scenario, s.lower_bound_s)?;
-    writeln!(out, "{:>8} {:>10} {:>10} {:>7} {:>10} {:>9} {:>6}", "fraction", "budget q/s", "makespan", "ratio", "dropped", "share", "stuck")?;
+    writeln!(
+        out,
+        "Static DNS budgets for playbook {:?} on scenario {:?} (lower bound {:.1}s)",
+        s.playbook, s.scenario, s.lower_bound_s
+    )?;
+    writeln!(
+        out,
+        "{:>8} {:>10} {:>10} {:>7} {:>10} {:>9} {:>6}",
+        "fraction", "budget q/s", "makespan", "ratio", "dropped", "share", "stuck"
+    )?;
     for p in &s.points {
-        let makespan = p.makespan_s.map(|m| format!("{m:.1}s")).unwrap_or_else(|| "never".into());
-        let ratio = p.makespan_s.map(|m| format!("{:.3}", m / s.lower_bound_s)).unwrap_or_else(|| "-".into());
-        writeln!(out, "{:>8.2} {:>10.0} {:>10} {:>7} {:>10} {:>8.2}% {:>6}", p.fraction, p.budget_qps, makespan, ratio, p.dns_dropped, p.dropped_share * 100.0, p.stuck)?;
+        let makespan = p
+            .makespan_s
+            .map(|m| format!("{m:.1}s"))
+            .unwrap_or_else(|| "never".into());
+        let ratio = p
+            .makespan_s
+            .map(|m| format!("{:.3}", m / s.lower_bound_s))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:>8.2} {:>10.0} {:>10} {:>7} {:>10} {:>8.2}% {:>6}",
+            p.fraction,
+            p.budget_qps,
+            makespan,
+            ratio,
+            p.dns_dropped,
+            p.dropped_share * 100.0,
+            p.stuck
+        )?;
     }
     match &s.best {
         Some(b) => writeln!(
@@ -157,11 +256,21 @@ fn pacing_line(pb: &Playbook, inv: &Inventory) -> String {
             crate::config::CounterSource::Command(argv) => format!("`{}`", argv.join(" ")),
             crate::config::CounterSource::Url(u) => u.clone(),
         };
-        signals.push(format!("the resolver's counters from {from} ({}{})", c.key, c.dropped_key.as_ref().map(|k| format!(", dropped: {k}")).unwrap_or_default()));
+        signals.push(format!(
+            "the resolver's counters from {from} ({}{})",
+            c.key,
+            c.dropped_key
+                .as_ref()
+                .map(|k| format!(", dropped: {k}"))
+                .unwrap_or_default()
+        ));
     }
     match crate::recovery::probe_name(pb, inv) {
         Some((name, from)) => signals.push(format!("probe queries for {name} (from {from})")),
         None => return "DNS pacing: static at that budget (no dns.probe_name and no DNS name in the inventory to probe)".into(),
     }
-    format!("DNS pacing: adaptive under that budget, from half of it; signals: {}", signals.join("; "))
+    format!(
+        "DNS pacing: adaptive under that budget, from half of it; signals: {}",
+        signals.join("; ")
+    )
 }

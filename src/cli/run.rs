@@ -85,11 +85,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let probe = dns_probe(&playbook, &inventory, args.no_pacing).await.map_err(Usage)?;
+    let probe = dns_probe(&playbook, &inventory, args.no_pacing)
+        .await
+        .map_err(Usage)?;
     if !args.yes {
         confirm(&playbook, &inventory, &plan, args.resume).await?;
     }
-    let mode = if args.resume { JournalMode::Resume } else { JournalMode::New };
+    let mode = if args.resume {
+        JournalMode::Resume
+    } else {
+        JournalMode::New
+    };
     let runtime = DockerRuntime::connect(&playbook).await;
     let total = plan.containers;
     let session = Session {
@@ -97,7 +103,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         playbook: Arc::new(playbook.clone()),
         inventory: Arc::new(inventory.clone()),
         plan: Arc::new(plan),
-        journal: JournalSpec { path: path.clone(), mode, durable: true },
+        journal: JournalSpec {
+            path: path.clone(),
+            mode,
+            durable: true,
+        },
         probe,
         no_pacing: args.no_pacing,
     };
@@ -109,12 +119,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         _ => format!("journal kept at {}: fix the cause, then `rekindle run --resume` continues without restarting anything twice", path.display()),
     };
-    summary(&mut std::io::stdout().lock(), args.output, &playbook, &inventory, &outcome, &kept)?;
+    summary(
+        &mut std::io::stdout().lock(),
+        args.output,
+        &playbook,
+        &inventory,
+        &outcome,
+        &kept,
+    )?;
     if let Some(dir) = &args.report {
         let mut text = Vec::new();
-        summary(&mut text, Output::Table, &playbook, &inventory, &outcome, &kept)?;
-        let report = RunReport::new(&playbook, &inventory, &outcome, &timeline, total, resumed, !args.no_pacing);
-        report.write(dir, &String::from_utf8_lossy(&text)).map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
+        summary(
+            &mut text,
+            Output::Table,
+            &playbook,
+            &inventory,
+            &outcome,
+            &kept,
+        )?;
+        let report = RunReport::new(
+            &playbook,
+            &inventory,
+            &outcome,
+            &timeline,
+            total,
+            resumed,
+            !args.no_pacing,
+        );
+        report
+            .write(dir, &String::from_utf8_lossy(&text))
+            .map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
         eprintln!("report written to {}", dir.join("timeline.html").display());
     }
     match outcome.state {
@@ -130,8 +164,17 @@ async fn confirm(pb: &Playbook, inv: &Inventory, plan: &Plan, resume: bool) -> a
         return Err(Usage(format!("refusing to restart {} containers without confirmation: stdin is not a terminal; pass --yes to run unattended", plan.containers)).into());
     }
     let hosts = inv.hosts.iter().filter(|h| h.reachable).count();
-    let verb = if resume { "Resume the run of" } else { "Restart" };
-    eprint!("{verb} {} containers on {hosts} hosts in {} waves (playbook {:?})? Type yes to go on: ", plan.containers, plan.waves.len(), pb.name);
+    let verb = if resume {
+        "Resume the run of"
+    } else {
+        "Restart"
+    };
+    eprint!(
+        "{verb} {} containers on {hosts} hosts in {} waves (playbook {:?})? Type yes to go on: ",
+        plan.containers,
+        plan.waves.len(),
+        pb.name
+    );
     let _ = std::io::stderr().flush();
     let line = read_line().await.unwrap_or_default();
     if matches!(line.trim().to_ascii_lowercase().as_str(), "yes" | "y") {
@@ -168,14 +211,26 @@ impl Observer for Terminal {
 }
 
 /// Runs the session with progress and Ctrl-C handling to its outcome.
-async fn execute(session: Session<DockerRuntime>) -> anyhow::Result<(Outcome, crate::report::Collector, bool)> {
+async fn execute(
+    session: Session<DockerRuntime>,
+) -> anyhow::Result<(Outcome, crate::report::Collector, bool)> {
     // The handlers go in before any progress shows or the engine starts: a
     // Ctrl-C at the first bar must pause the run, not kill the process.
     use tokio::signal::unix::{signal, SignalKind};
-    let interrupt = signal(SignalKind::interrupt()).map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
-    let terminate = signal(SignalKind::terminate()).map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
-    let progress = progress::Progress::new(session.plan.containers as u64, session.plan.waves.len(), true);
-    let mut term = Terminal { progress, signals: Some((interrupt, terminate)), steer: None };
+    let interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
+    let terminate = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
+    let progress = progress::Progress::new(
+        session.plan.containers as u64,
+        session.plan.waves.len(),
+        true,
+    );
+    let mut term = Terminal {
+        progress,
+        signals: Some((interrupt, terminate)),
+        steer: None,
+    };
     let finished = session::run(session, &mut term).await;
     term.progress.finish();
     if let Some(t) = term.steer {
@@ -188,7 +243,11 @@ async fn execute(session: Session<DockerRuntime>) -> anyhow::Result<(Outcome, cr
 /// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C
 /// without a terminal, or SIGTERM, aborts: restarts in flight finish and
 /// are watched, nothing new starts.
-async fn steer(handle: crate::engine::Handle, mut interrupt: tokio::signal::unix::Signal, mut term: tokio::signal::unix::Signal) {
+async fn steer(
+    handle: crate::engine::Handle,
+    mut interrupt: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+) {
     let interactive = std::io::stdin().is_terminal();
     loop {
         tokio::select! {
@@ -221,8 +280,18 @@ async fn steer(handle: crate::engine::Handle, mut interrupt: tokio::signal::unix
     }
 }
 
-fn summary(out: &mut impl Write, output: Output, pb: &Playbook, inv: &Inventory, o: &Outcome, journal: &str) -> anyhow::Result<()> {
-    let unreachable: Vec<_> = inv.unreachable_hosts().map(|h| json!({"host": h.name, "error": h.error})).collect();
+fn summary(
+    out: &mut impl Write,
+    output: Output,
+    pb: &Playbook,
+    inv: &Inventory,
+    o: &Outcome,
+    journal: &str,
+) -> anyhow::Result<()> {
+    let unreachable: Vec<_> = inv
+        .unreachable_hosts()
+        .map(|h| json!({"host": h.name, "error": h.error}))
+        .collect();
     match output {
         Output::Json => {
             let doc = json!({
@@ -249,7 +318,12 @@ fn summary(out: &mut impl Write, output: Output, pb: &Playbook, inv: &Inventory,
             writeln!(out, "  restarts    {}", o.restarts)?;
             writeln!(out, "  elapsed     {:.1}s", o.elapsed_s)?;
             for h in inv.unreachable_hosts() {
-                writeln!(out, "  NOT RESTARTED: host {} unreachable ({})", h.name, h.error.as_deref().unwrap_or("no answer"))?;
+                writeln!(
+                    out,
+                    "  NOT RESTARTED: host {} unreachable ({})",
+                    h.name,
+                    h.error.as_deref().unwrap_or("no answer")
+                )?;
             }
             writeln!(out, "  {journal}")?;
         }

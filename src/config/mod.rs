@@ -5,8 +5,8 @@
 
 pub mod raw;
 
-use crate::duration::parse_duration;
 use crate::dag::{topo_order, Cycle};
+use crate::duration::parse_duration;
 use crate::source::{SourceError, SourceText};
 use raw::*;
 use serde::Serialize;
@@ -188,7 +188,14 @@ pub enum FleetNames {
 
 impl Default for FleetResolver {
     fn default() -> Self {
-        FleetResolver { families: 2, search: vec![], ndots: 1, name_dots: 3, names: FleetNames::Absolute, trailing_dot: false }
+        FleetResolver {
+            families: 2,
+            search: vec![],
+            ndots: 1,
+            name_dots: 3,
+            names: FleetNames::Absolute,
+            trailing_dot: false,
+        }
     }
 }
 
@@ -219,7 +226,9 @@ impl Playbook {
     /// What restarting one container of `role` costs the resolver: its
     /// startup lookups × the queries each lookup sends.
     pub fn restart_queries(&self, role: usize) -> u32 {
-        self.roles[role].startup_lookups.saturating_mul(self.dns.fleet.queries_per_lookup())
+        self.roles[role]
+            .startup_lookups
+            .saturating_mul(self.dns.fleet.queries_per_lookup())
     }
 }
 
@@ -320,7 +329,12 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn err<T>(&self, spanned: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) -> SourceError {
+    fn err<T>(
+        &self,
+        spanned: &Spanned<T>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> SourceError {
         self.src.error(spanned.span(), field, msg)
     }
 
@@ -328,27 +342,58 @@ impl Resolver<'_> {
         parse_duration(s.get_ref()).map_err(|m| self.err(s, field, m))
     }
 
-    fn opt_duration(&self, s: &Option<Spanned<String>>, field: &str, default: Duration) -> Result<Duration, SourceError> {
-        s.as_ref().map(|s| self.duration(s, field)).transpose().map(|d| d.unwrap_or(default))
+    fn opt_duration(
+        &self,
+        s: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Result<Duration, SourceError> {
+        s.as_ref()
+            .map(|s| self.duration(s, field))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
     }
 
     fn count(&self, v: &Spanned<i64>, field: &str, min: i64, max: i64) -> Result<i64, SourceError> {
         let x = *v.get_ref();
         if x < min || x > max {
-            return Err(self.err(v, field, format!("expected an integer from {min} to {max}, found {x}")));
+            return Err(self.err(
+                v,
+                field,
+                format!("expected an integer from {min} to {max}, found {x}"),
+            ));
         }
         Ok(x)
     }
 
-    fn opt_count(&self, v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64) -> Result<i64, SourceError> {
-        v.as_ref().map(|v| self.count(v, field, min, max)).transpose().map(|x| x.unwrap_or(default))
+    fn opt_count(
+        &self,
+        v: &Option<Spanned<i64>>,
+        field: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> Result<i64, SourceError> {
+        v.as_ref()
+            .map(|v| self.count(v, field, min, max))
+            .transpose()
+            .map(|x| x.unwrap_or(default))
     }
 
-    fn fraction(&self, v: &Spanned<f64>, field: &str, min_exclusive: bool) -> Result<f64, SourceError> {
+    fn fraction(
+        &self,
+        v: &Spanned<f64>,
+        field: &str,
+        min_exclusive: bool,
+    ) -> Result<f64, SourceError> {
         let x = *v.get_ref();
         let ok = x.is_finite() && x <= 1.0 && if min_exclusive { x > 0.0 } else { x >= 0.0 };
         if !ok {
-            let range = if min_exclusive { "greater than 0 and at most 1" } else { "from 0 to 1" };
+            let range = if min_exclusive {
+                "greater than 0 and at most 1"
+            } else {
+                "from 0 to 1"
+            };
             return Err(self.err(v, field, format!("expected a fraction {range}, found {x}")));
         }
         Ok(x)
@@ -366,7 +411,11 @@ impl Resolver<'_> {
         let name = self.non_empty(&raw.name, "name")?;
         let groups = raw.groups.get_ref();
         let cluster_label = self.non_empty(&groups.cluster, "groups.cluster")?;
-        let replset_label = groups.replset.as_ref().map(|r| self.non_empty(r, "groups.replset")).transpose()?;
+        let replset_label = groups
+            .replset
+            .as_ref()
+            .map(|r| self.non_empty(r, "groups.replset"))
+            .transpose()?;
 
         let roles = self.roles(&raw.roles)?;
         let limits = self.limits(raw.limits.as_ref())?;
@@ -376,7 +425,8 @@ impl Resolver<'_> {
             .map(|c| {
                 let c = c.get_ref();
                 Ok::<_, SourceError>(Canary {
-                    containers: self.count(&c.containers, "canary.containers", 1, 1_000_000)? as u32,
+                    containers: self.count(&c.containers, "canary.containers", 1, 1_000_000)?
+                        as u32,
                     soak: self.opt_duration(&c.soak, "canary.soak", Duration::ZERO)?,
                     confirm: c.confirm.unwrap_or(false),
                 })
@@ -386,11 +436,26 @@ impl Resolver<'_> {
             let d = raw.dns.get_ref();
             let cap = *d.capacity_qps.get_ref();
             if !(cap.is_finite() && cap > 0.0) {
-                return Err(self.err(&d.capacity_qps, "dns.capacity_qps", format!("expected a positive number of queries per second, found {cap}")));
+                return Err(self.err(
+                    &d.capacity_qps,
+                    "dns.capacity_qps",
+                    format!("expected a positive number of queries per second, found {cap}"),
+                ));
             }
-            let headroom = d.headroom.as_ref().map(|h| self.fraction(h, "dns.headroom", true)).transpose()?.unwrap_or(0.8);
+            let headroom = d
+                .headroom
+                .as_ref()
+                .map(|h| self.fraction(h, "dns.headroom", true))
+                .transpose()?
+                .unwrap_or(0.8);
             let probe_name = match &d.probe_name {
-                Some(n) if n.get_ref().trim().is_empty() => return Err(self.err(n, "dns.probe_name", "expected a resolvable name, found an empty string")),
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    return Err(self.err(
+                        n,
+                        "dns.probe_name",
+                        "expected a resolvable name, found an empty string",
+                    ))
+                }
                 Some(n) => Some(n.get_ref().clone()),
                 None => None,
             };
@@ -403,14 +468,38 @@ impl Resolver<'_> {
                         Some(n) => match n.get_ref().as_str() {
                             "absolute" => FleetNames::Absolute,
                             "search" => FleetNames::Search,
-                            other => return Err(self.err(n, "dns.fleet.names", format!("expected \"absolute\" or \"search\", found {other:?}"))),
+                            other => {
+                                return Err(self.err(
+                                    n,
+                                    "dns.fleet.names",
+                                    format!("expected \"absolute\" or \"search\", found {other:?}"),
+                                ))
+                            }
                         },
                     };
                     FleetResolver {
-                        families: self.opt_count(&f.families, "dns.fleet.families", 1, 2, dflt.families as i64)? as u32,
+                        families: self.opt_count(
+                            &f.families,
+                            "dns.fleet.families",
+                            1,
+                            2,
+                            dflt.families as i64,
+                        )? as u32,
                         search: f.search.clone().unwrap_or_default(),
-                        ndots: self.opt_count(&f.ndots, "dns.fleet.ndots", 0, 15, dflt.ndots as i64)? as u32,
-                        name_dots: self.opt_count(&f.name_dots, "dns.fleet.name_dots", 0, 127, dflt.name_dots as i64)? as u32,
+                        ndots: self.opt_count(
+                            &f.ndots,
+                            "dns.fleet.ndots",
+                            0,
+                            15,
+                            dflt.ndots as i64,
+                        )? as u32,
+                        name_dots: self.opt_count(
+                            &f.name_dots,
+                            "dns.fleet.name_dots",
+                            0,
+                            127,
+                            dflt.name_dots as i64,
+                        )? as u32,
                         names,
                         trailing_dot: false,
                     }
@@ -422,14 +511,42 @@ impl Resolver<'_> {
                     let cr = c.get_ref();
                     let source = match (&cr.command, &cr.url) {
                         (Some(cmd), None) if !cmd.is_empty() => CounterSource::Command(cmd.clone()),
-                        (None, Some(u)) if ["http://", "https://"].iter().any(|p| u.get_ref().starts_with(p)) && crate::http::Url::parse(u.get_ref()).is_ok() => {
+                        (None, Some(u))
+                            if ["http://", "https://"]
+                                .iter()
+                                .any(|p| u.get_ref().starts_with(p))
+                                && crate::http::Url::parse(u.get_ref()).is_ok() =>
+                        {
                             CounterSource::Url(u.get_ref().clone())
                         }
-                        (None, Some(u)) => return Err(self.err(u, "dns.counter.url", format!("expected an http:// or https:// URL, found {:?}", u.get_ref()))),
-                        _ => return Err(self.err(c, "dns.counter", "expected exactly one of `command` (a non-empty list) or `url`")),
+                        (None, Some(u)) => {
+                            return Err(self.err(
+                                u,
+                                "dns.counter.url",
+                                format!(
+                                    "expected an http:// or https:// URL, found {:?}",
+                                    u.get_ref()
+                                ),
+                            ))
+                        }
+                        _ => {
+                            return Err(self.err(
+                                c,
+                                "dns.counter",
+                                "expected exactly one of `command` (a non-empty list) or `url`",
+                            ))
+                        }
                     };
-                    let dropped_key = cr.dropped_key.as_ref().map(|k| self.non_empty(k, "dns.counter.dropped_key")).transpose()?;
-                    Some(CounterConfig { source, key: self.non_empty(&cr.key, "dns.counter.key")?, dropped_key })
+                    let dropped_key = cr
+                        .dropped_key
+                        .as_ref()
+                        .map(|k| self.non_empty(k, "dns.counter.dropped_key"))
+                        .transpose()?;
+                    Some(CounterConfig {
+                        source,
+                        key: self.non_empty(&cr.key, "dns.counter.key")?,
+                        dropped_key,
+                    })
                 }
             };
             DnsBudgetConfig {
@@ -438,8 +555,16 @@ impl Resolver<'_> {
                 capacity_qps: cap,
                 headroom,
                 adaptive: d.adaptive.unwrap_or(true),
-                latency_threshold: self.opt_duration(&d.latency_threshold, "dns.latency_threshold", Duration::from_millis(500))?,
-                adapt_interval: self.opt_duration(&d.adapt_interval, "dns.adapt_interval", Duration::from_secs(1))?,
+                latency_threshold: self.opt_duration(
+                    &d.latency_threshold,
+                    "dns.latency_threshold",
+                    Duration::from_millis(500),
+                )?,
+                adapt_interval: self.opt_duration(
+                    &d.adapt_interval,
+                    "dns.adapt_interval",
+                    Duration::from_secs(1),
+                )?,
                 probe_name,
             }
         };
@@ -448,36 +573,85 @@ impl Resolver<'_> {
             Some(p) => {
                 let d = Policy::default();
                 let policy = Policy {
-                    retries: self.opt_count(&p.retries, "policy.retries", 0, 100, d.retries as i64)? as u32,
+                    retries: self.opt_count(
+                        &p.retries,
+                        "policy.retries",
+                        0,
+                        100,
+                        d.retries as i64,
+                    )? as u32,
                     max_failed_fraction: p
                         .max_failed_fraction
                         .as_ref()
                         .map(|f| self.fraction(f, "policy.max_failed_fraction", false))
                         .transpose()?
                         .unwrap_or(d.max_failed_fraction),
-                    backoff_initial: self.opt_duration(&p.backoff_initial, "policy.backoff_initial", d.backoff_initial)?,
-                    backoff_max: self.opt_duration(&p.backoff_max, "policy.backoff_max", d.backoff_max)?,
-                    stuck_rerestarts: self.opt_count(&p.stuck_rerestarts, "policy.stuck_rerestarts", 0, 100, d.stuck_rerestarts as i64)? as u32,
+                    backoff_initial: self.opt_duration(
+                        &p.backoff_initial,
+                        "policy.backoff_initial",
+                        d.backoff_initial,
+                    )?,
+                    backoff_max: self.opt_duration(
+                        &p.backoff_max,
+                        "policy.backoff_max",
+                        d.backoff_max,
+                    )?,
+                    stuck_rerestarts: self.opt_count(
+                        &p.stuck_rerestarts,
+                        "policy.stuck_rerestarts",
+                        0,
+                        100,
+                        d.stuck_rerestarts as i64,
+                    )? as u32,
                 };
                 if policy.backoff_max < policy.backoff_initial {
-                    let span = p.backoff_max.as_ref().expect("set when smaller than a set initial");
-                    return Err(self.err(span, "policy.backoff_max", "must be at least policy.backoff_initial"));
+                    let span = p
+                        .backoff_max
+                        .as_ref()
+                        .expect("set when smaller than a set initial");
+                    return Err(self.err(
+                        span,
+                        "policy.backoff_max",
+                        "must be at least policy.backoff_initial",
+                    ));
                 }
                 policy
             }
         };
-        let estimates = Estimates { restart: self.opt_duration(&raw.estimates.as_ref().and_then(|e| e.get_ref().restart.clone()), "estimates.restart", Duration::from_secs(2))? };
+        let estimates = Estimates {
+            restart: self.opt_duration(
+                &raw.estimates
+                    .as_ref()
+                    .and_then(|e| e.get_ref().restart.clone()),
+                "estimates.restart",
+                Duration::from_secs(2),
+            )?,
+        };
         let discovery = match raw.discovery.as_ref().map(|d| d.get_ref()) {
-            None => Discovery { labels: BTreeMap::new(), timeout: Duration::from_secs(10), on_unreachable: OnUnreachable::Warn },
+            None => Discovery {
+                labels: BTreeMap::new(),
+                timeout: Duration::from_secs(10),
+                on_unreachable: OnUnreachable::Warn,
+            },
             Some(d) => Discovery {
                 labels: d.labels.clone().unwrap_or_default(),
-                timeout: self.opt_duration(&d.timeout, "discovery.timeout", Duration::from_secs(10))?,
+                timeout: self.opt_duration(
+                    &d.timeout,
+                    "discovery.timeout",
+                    Duration::from_secs(10),
+                )?,
                 on_unreachable: match d.on_unreachable.as_ref() {
                     None => OnUnreachable::Warn,
                     Some(s) => match s.get_ref().as_str() {
                         "warn" => OnUnreachable::Warn,
                         "fail" => OnUnreachable::Fail,
-                        other => return Err(self.err(s, "discovery.on_unreachable", format!("expected \"warn\" or \"fail\", found {other:?}"))),
+                        other => {
+                            return Err(self.err(
+                                s,
+                                "discovery.on_unreachable",
+                                format!("expected \"warn\" or \"fail\", found {other:?}"),
+                            ))
+                        }
                     },
                 },
             },
@@ -501,18 +675,46 @@ impl Resolver<'_> {
                 }
                 let settings = ResolverSettings {
                     nameservers,
-                    resolv_conf: r.resolv_conf.clone().map(PathBuf::from).unwrap_or(d.resolv_conf.clone()),
+                    resolv_conf: r
+                        .resolv_conf
+                        .clone()
+                        .map(PathBuf::from)
+                        .unwrap_or(d.resolv_conf.clone()),
                     timeout: self.opt_duration(&r.timeout, "resolver.timeout", d.timeout)?,
-                    attempts: self.opt_count(&r.attempts, "resolver.attempts", 1, 10, d.attempts as i64)? as u32,
-                    cache_size: self.opt_count(&r.cache_size, "resolver.cache_size", 1, 10_000_000, d.cache_size as i64)? as usize,
+                    attempts: self.opt_count(
+                        &r.attempts,
+                        "resolver.attempts",
+                        1,
+                        10,
+                        d.attempts as i64,
+                    )? as u32,
+                    cache_size: self.opt_count(
+                        &r.cache_size,
+                        "resolver.cache_size",
+                        1,
+                        10_000_000,
+                        d.cache_size as i64,
+                    )? as usize,
                     min_ttl: self.opt_duration(&r.min_ttl, "resolver.min_ttl", d.min_ttl)?,
                     max_ttl: self.opt_duration(&r.max_ttl, "resolver.max_ttl", d.max_ttl)?,
-                    negative_max_ttl: self.opt_duration(&r.negative_max_ttl, "resolver.negative_max_ttl", d.negative_max_ttl)?,
-                    serve_stale: self.opt_duration(&r.serve_stale, "resolver.serve_stale", d.serve_stale)?,
+                    negative_max_ttl: self.opt_duration(
+                        &r.negative_max_ttl,
+                        "resolver.negative_max_ttl",
+                        d.negative_max_ttl,
+                    )?,
+                    serve_stale: self.opt_duration(
+                        &r.serve_stale,
+                        "resolver.serve_stale",
+                        d.serve_stale,
+                    )?,
                 };
                 if settings.max_ttl < settings.min_ttl {
                     if let Some(m) = &r.max_ttl {
-                        return Err(self.err(m, "resolver.max_ttl", "must not be below resolver.min_ttl"));
+                        return Err(self.err(
+                            m,
+                            "resolver.max_ttl",
+                            "must not be below resolver.min_ttl",
+                        ));
                     }
                 }
                 settings
@@ -538,13 +740,21 @@ impl Resolver<'_> {
 
     fn roles(&self, raw: &Spanned<Vec<Spanned<RawRole>>>) -> Result<Vec<Role>, SourceError> {
         if raw.get_ref().is_empty() {
-            return Err(self.err(raw, "roles", "a playbook needs at least one [[roles]] entry"));
+            return Err(self.err(
+                raw,
+                "roles",
+                "a playbook needs at least one [[roles]] entry",
+            ));
         }
         let mut index: HashMap<String, usize> = HashMap::new();
         for (i, r) in raw.get_ref().iter().enumerate() {
             let name = self.non_empty(&r.get_ref().name, &format!("roles[{i}].name"))?;
             if index.insert(name.clone(), i).is_some() {
-                return Err(self.err(&r.get_ref().name, format!("roles[{i}].name"), format!("role {name:?} is declared twice")));
+                return Err(self.err(
+                    &r.get_ref().name,
+                    format!("roles[{i}].name"),
+                    format!("role {name:?} is declared twice"),
+                ));
             }
         }
         let mut roles = Vec::new();
@@ -554,25 +764,58 @@ impl Resolver<'_> {
             let field = |f: &str| format!("roles[{i}].{f}");
             let selector = r.selector.get_ref();
             if selector.is_empty() {
-                return Err(self.err(&r.selector, field("selector"), "a role needs at least one label, e.g. selector = { \"db.role\" = \"shard\" }"));
+                return Err(self.err(
+                    &r.selector,
+                    field("selector"),
+                    "a role needs at least one label, e.g. selector = { \"db.role\" = \"shard\" }",
+                ));
             }
             for (k, v) in selector {
                 if k.trim().is_empty() {
-                    return Err(self.err(&r.selector, field("selector"), "label keys must not be empty"));
+                    return Err(self.err(
+                        &r.selector,
+                        field("selector"),
+                        "label keys must not be empty",
+                    ));
                 }
                 if v.get_ref().trim().is_empty() {
-                    return Err(self.err(v, field(&format!("selector.{k}")), "label values must not be empty"));
+                    return Err(self.err(
+                        v,
+                        field(&format!("selector.{k}")),
+                        "label values must not be empty",
+                    ));
                 }
             }
             let mut after = Vec::new();
             let mut spans = Vec::new();
-            for dep in r.after.as_ref().map(|a| a.get_ref().as_slice()).unwrap_or(&[]) {
+            for dep in r
+                .after
+                .as_ref()
+                .map(|a| a.get_ref().as_slice())
+                .unwrap_or(&[])
+            {
                 let Some(&j) = index.get(dep.get_ref().as_str()) else {
-                    let known: Vec<&str> = raw.get_ref().iter().map(|r| r.get_ref().name.get_ref().as_str()).collect();
-                    return Err(self.err(dep, field("after"), format!("unknown role {:?}; roles declared: {}", dep.get_ref(), known.join(", "))));
+                    let known: Vec<&str> = raw
+                        .get_ref()
+                        .iter()
+                        .map(|r| r.get_ref().name.get_ref().as_str())
+                        .collect();
+                    return Err(self.err(
+                        dep,
+                        field("after"),
+                        format!(
+                            "unknown role {:?}; roles declared: {}",
+                            dep.get_ref(),
+                            known.join(", ")
+                        ),
+                    ));
                 };
                 if j == i {
-                    return Err(self.err(dep, field("after"), format!("role {:?} cannot wait for itself", dep.get_ref())));
+                    return Err(self.err(
+                        dep,
+                        field("after"),
+                        format!("role {:?} cannot wait for itself", dep.get_ref()),
+                    ));
                 }
                 if !after.contains(&j) {
                     after.push(j);
@@ -583,10 +826,22 @@ impl Resolver<'_> {
             let health = self.health(r.health.as_ref(), i)?;
             roles.push(Role {
                 name: r.name.get_ref().trim().to_string(),
-                selector: selector.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+                selector: selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                    .collect(),
                 after,
-                startup_lookups: self.count(&r.startup_lookups, &field("startup_lookups"), 0, 100_000)? as u32,
-                ready_estimate: self.opt_duration(&r.ready_estimate, &field("ready_estimate"), Duration::from_secs(5))?,
+                startup_lookups: self.count(
+                    &r.startup_lookups,
+                    &field("startup_lookups"),
+                    0,
+                    100_000,
+                )? as u32,
+                ready_estimate: self.opt_duration(
+                    &r.ready_estimate,
+                    &field("ready_estimate"),
+                    Duration::from_secs(5),
+                )?,
                 health,
             });
         }
@@ -594,9 +849,21 @@ impl Resolver<'_> {
         let order = topo_order(&deps).map_err(|Cycle(cycle)| {
             // Point at the `after` entry that closes the cycle.
             let (from, to) = (cycle[cycle.len() - 1], cycle[0]);
-            let k = roles[from].after.iter().position(|&d| d == to).expect("edge of the cycle");
-            let names: Vec<&str> = cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| roles[i].name.as_str()).collect();
-            self.err(after_spans[from][k], format!("roles[{from}].after"), format!("dependency cycle: {}", names.join(" -> ")))
+            let k = roles[from]
+                .after
+                .iter()
+                .position(|&d| d == to)
+                .expect("edge of the cycle");
+            let names: Vec<&str> = cycle
+                .iter()
+                .chain(std::iter::once(&cycle[0]))
+                .map(|&i| roles[i].name.as_str())
+                .collect();
+            self.err(
+                after_spans[from][k],
+                format!("roles[{from}].after"),
+                format!("dependency cycle: {}", names.join(" -> ")),
+            )
         })?;
         // Reorder roles topologically and remap `after`.
         let mut new_index = vec![0; roles.len()];
@@ -614,21 +881,41 @@ impl Resolver<'_> {
             .collect())
     }
 
-    fn health(&self, raw: Option<&Spanned<RawHealth>>, i: usize) -> Result<HealthCheck, SourceError> {
+    fn health(
+        &self,
+        raw: Option<&Spanned<RawHealth>>,
+        i: usize,
+    ) -> Result<HealthCheck, SourceError> {
         let field = |f: &str| format!("roles[{i}].health.{f}");
         let Some(h) = raw else {
-            return Ok(HealthCheck { kind: HealthKind::Docker, ..HealthCheck::default() });
+            return Ok(HealthCheck {
+                kind: HealthKind::Docker,
+                ..HealthCheck::default()
+            });
         };
         let h = h.get_ref();
         let kind = match h.kind.get_ref().as_str() {
             "docker" => HealthKind::Docker,
             "tcp" => {
                 let Some(p) = &h.port else {
-                    return Err(self.err(&h.kind, field("port"), "kind \"tcp\" needs a port, e.g. port = 27017"));
+                    return Err(self.err(
+                        &h.kind,
+                        field("port"),
+                        "kind \"tcp\" needs a port, e.g. port = 27017",
+                    ));
                 };
-                HealthKind::Tcp { port: self.count(p, &field("port"), 1, 65535)? as u16 }
+                HealthKind::Tcp {
+                    port: self.count(p, &field("port"), 1, 65535)? as u16,
+                }
             }
-            "mongo" => HealthKind::Mongo { port: h.port.as_ref().map(|p| self.count(p, &field("port"), 1, 65535)).transpose()?.unwrap_or(27017) as u16 },
+            "mongo" => HealthKind::Mongo {
+                port: h
+                    .port
+                    .as_ref()
+                    .map(|p| self.count(p, &field("port"), 1, 65535))
+                    .transpose()?
+                    .unwrap_or(27017) as u16,
+            },
             "exec" => {
                 let Some(c) = &h.command else {
                     return Err(self.err(&h.kind, field("command"), "kind \"exec\" needs a command, e.g. command = [\"mongosh\", \"--eval\", \"db.hello()\"]"));
@@ -636,15 +923,39 @@ impl Resolver<'_> {
                 if c.get_ref().is_empty() {
                     return Err(self.err(c, field("command"), "command must not be empty"));
                 }
-                HealthKind::Exec { command: c.get_ref().clone() }
+                HealthKind::Exec {
+                    command: c.get_ref().clone(),
+                }
             }
-            other => return Err(self.err(&h.kind, field("kind"), format!("expected \"docker\", \"tcp\", \"exec\" or \"mongo\", found {other:?}"))),
+            other => {
+                return Err(self.err(
+                    &h.kind,
+                    field("kind"),
+                    format!("expected \"docker\", \"tcp\", \"exec\" or \"mongo\", found {other:?}"),
+                ))
+            }
         };
-        if let Some(port) = h.port.as_ref().filter(|_| !matches!(kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. })) {
-            return Err(self.err(port, field("port"), "port applies only to kinds \"tcp\" and \"mongo\""));
+        if let Some(port) = h
+            .port
+            .as_ref()
+            .filter(|_| !matches!(kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. }))
+        {
+            return Err(self.err(
+                port,
+                field("port"),
+                "port applies only to kinds \"tcp\" and \"mongo\"",
+            ));
         }
-        if let Some(command) = h.command.as_ref().filter(|_| !matches!(kind, HealthKind::Exec { .. })) {
-            return Err(self.err(command, field("command"), "command applies only to kind \"exec\""));
+        if let Some(command) = h
+            .command
+            .as_ref()
+            .filter(|_| !matches!(kind, HealthKind::Exec { .. }))
+        {
+            return Err(self.err(
+                command,
+                field("command"),
+                "command applies only to kind \"exec\"",
+            ));
         }
         let d = HealthCheck::default();
         Ok(HealthCheck {
@@ -657,14 +968,28 @@ impl Resolver<'_> {
 
     fn limits(&self, raw: Option<&Spanned<RawLimits>>) -> Result<Limits, SourceError> {
         let d = Limits::default();
-        let Some(l) = raw.map(|l| l.get_ref()) else { return Ok(d) };
+        let Some(l) = raw.map(|l| l.get_ref()) else {
+            return Ok(d);
+        };
         let unavailable = match &l.max_unavailable_per_replset {
             None => d.max_unavailable_per_replset,
             Some(s) => match s.get_ref() {
                 RawUnavailable::Count(n) if (1..=1000).contains(n) => Unavailable::Count(*n as u32),
                 RawUnavailable::Word(w) if w == "all" => Unavailable::All,
-                RawUnavailable::Count(n) => return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {n}"))),
-                RawUnavailable::Word(w) => return Err(self.err(s, "limits.max_unavailable_per_replset", format!("expected an integer from 1 to 1000 or \"all\", found {w:?}"))),
+                RawUnavailable::Count(n) => {
+                    return Err(self.err(
+                        s,
+                        "limits.max_unavailable_per_replset",
+                        format!("expected an integer from 1 to 1000 or \"all\", found {n}"),
+                    ))
+                }
+                RawUnavailable::Word(w) => {
+                    return Err(self.err(
+                        s,
+                        "limits.max_unavailable_per_replset",
+                        format!("expected an integer from 1 to 1000 or \"all\", found {w:?}"),
+                    ))
+                }
             },
         };
         let restart_rate = match &l.restart_rate {
@@ -672,18 +997,44 @@ impl Resolver<'_> {
             Some(r) => {
                 let x = *r.get_ref();
                 if !(x.is_finite() && x >= 0.0) {
-                    return Err(self.err(r, "limits.restart_rate", format!("expected restarts per second ≥ 0 (0 = unlimited), found {x}")));
+                    return Err(self.err(
+                        r,
+                        "limits.restart_rate",
+                        format!("expected restarts per second ≥ 0 (0 = unlimited), found {x}"),
+                    ));
                 }
                 x
             }
         };
         Ok(Limits {
-            max_per_host: self.opt_count(&l.max_per_host, "limits.max_per_host", 1, 100_000, d.max_per_host as i64)? as u32,
+            max_per_host: self.opt_count(
+                &l.max_per_host,
+                "limits.max_per_host",
+                1,
+                100_000,
+                d.max_per_host as i64,
+            )? as u32,
             max_unavailable_per_replset: unavailable,
-            max_wave_size: self.opt_count(&l.max_wave_size, "limits.max_wave_size", 1, 10_000_000, d.max_wave_size as i64)? as u32,
+            max_wave_size: self.opt_count(
+                &l.max_wave_size,
+                "limits.max_wave_size",
+                1,
+                10_000_000,
+                d.max_wave_size as i64,
+            )? as u32,
             restart_rate,
-            stop_timeout: self.opt_duration(&l.stop_timeout, "limits.stop_timeout", d.stop_timeout)?,
-            api_calls_per_host: self.opt_count(&l.api_calls_per_host, "limits.api_calls_per_host", 1, 1024, d.api_calls_per_host as i64)? as u32,
+            stop_timeout: self.opt_duration(
+                &l.stop_timeout,
+                "limits.stop_timeout",
+                d.stop_timeout,
+            )?,
+            api_calls_per_host: self.opt_count(
+                &l.api_calls_per_host,
+                "limits.api_calls_per_host",
+                1,
+                1024,
+                d.api_calls_per_host as i64,
+            )? as u32,
         })
     }
 
@@ -694,10 +1045,16 @@ impl Resolver<'_> {
             let h = h.get_ref();
             let name = self.non_empty(&h.name, &format!("hosts[{i}].name"))?;
             if seen.insert(name.clone(), i).is_some() {
-                return Err(self.err(&h.name, format!("hosts[{i}].name"), format!("host {name:?} is listed twice")));
+                return Err(self.err(
+                    &h.name,
+                    format!("hosts[{i}].name"),
+                    format!("host {name:?} is listed twice"),
+                ));
             }
             let url = self.non_empty(&h.url, &format!("hosts[{i}].url"))?;
-            let scheme_ok = ["unix://", "tcp://", "http://", "https://"].iter().any(|s| url.starts_with(s));
+            let scheme_ok = ["unix://", "tcp://", "http://", "https://"]
+                .iter()
+                .any(|s| url.starts_with(s));
             if !scheme_ok {
                 return Err(self.err(&h.url, format!("hosts[{i}].url"), format!("expected unix:///path, tcp://host:port, http:// or https://, found {url:?}")));
             }
@@ -706,7 +1063,11 @@ impl Resolver<'_> {
                 url,
                 tls: h.tls.as_ref().map(|t| {
                     let t = t.get_ref();
-                    TlsPaths { ca: t.ca.clone().into(), cert: t.cert.clone().into(), key: t.key.clone().into() }
+                    TlsPaths {
+                        ca: t.ca.clone().into(),
+                        cert: t.cert.clone().into(),
+                        key: t.key.clone().into(),
+                    }
                 }),
                 labels: h.labels.clone().unwrap_or_default(),
             });
@@ -717,7 +1078,12 @@ impl Resolver<'_> {
 
 impl Default for HealthCheck {
     fn default() -> Self {
-        HealthCheck { kind: HealthKind::Docker, timeout: Duration::from_secs(5), interval: Duration::from_secs(1), deadline: Duration::from_secs(120) }
+        HealthCheck {
+            kind: HealthKind::Docker,
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(1),
+            deadline: Duration::from_secs(120),
+        }
     }
 }
 
@@ -736,7 +1102,13 @@ impl Default for Limits {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { retries: 3, max_failed_fraction: 0.0, backoff_initial: Duration::from_secs(2), backoff_max: Duration::from_secs(60), stuck_rerestarts: 2 }
+        Policy {
+            retries: 3,
+            max_failed_fraction: 0.0,
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            stuck_rerestarts: 2,
+        }
     }
 }
 
@@ -744,23 +1116,54 @@ impl Default for Policy {
 mod fleet_cost_tests {
     use super::*;
 
-    fn fleet(families: u32, search: usize, ndots: u32, name_dots: u32, names: FleetNames) -> FleetResolver {
-        FleetResolver { families, search: (0..search).map(|i| format!("s{i}.example")).collect(), ndots, name_dots, names, trailing_dot: false }
+    fn fleet(
+        families: u32,
+        search: usize,
+        ndots: u32,
+        name_dots: u32,
+        names: FleetNames,
+    ) -> FleetResolver {
+        FleetResolver {
+            families,
+            search: (0..search).map(|i| format!("s{i}.example")).collect(),
+            ndots,
+            name_dots,
+            names,
+            trailing_dot: false,
+        }
     }
 
     #[test]
     fn queries_per_lookup_follow_glibc() {
         // FQDN-looking names, ndots 1: as written, one query per family.
-        assert_eq!(fleet(1, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(), 1);
-        assert_eq!(fleet(2, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(), 2);
+        assert_eq!(
+            fleet(1, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(),
+            1
+        );
+        assert_eq!(
+            fleet(2, 3, 1, 4, FleetNames::Absolute).queries_per_lookup(),
+            2
+        );
         // Kubernetes-style ndots 5 with 3 search domains: an absolute name
         // with 2 dots walks the whole search list first: (3 + 1) × 2 = 8.
-        assert_eq!(fleet(2, 3, 5, 2, FleetNames::Absolute).queries_per_lookup(), 8);
+        assert_eq!(
+            fleet(2, 3, 5, 2, FleetNames::Absolute).queries_per_lookup(),
+            8
+        );
         // Short names found under the first search domain.
-        assert_eq!(fleet(2, 3, 5, 0, FleetNames::Search).queries_per_lookup(), 2);
+        assert_eq!(
+            fleet(2, 3, 5, 0, FleetNames::Search).queries_per_lookup(),
+            2
+        );
         // Enough dots to be tried as written first, but found under search.
-        assert_eq!(fleet(1, 2, 1, 1, FleetNames::Search).queries_per_lookup(), 2);
+        assert_eq!(
+            fleet(1, 2, 1, 1, FleetNames::Search).queries_per_lookup(),
+            2
+        );
         // No search list: one name.
-        assert_eq!(fleet(2, 0, 5, 0, FleetNames::Absolute).queries_per_lookup(), 2);
+        assert_eq!(
+            fleet(2, 0, 5, 0, FleetNames::Absolute).queries_per_lookup(),
+            2
+        );
     }
 }

@@ -151,7 +151,9 @@ impl BudgetController {
 
     pub fn strain(&self, s: &DnsSample) -> Option<Strain> {
         let standing = match (s.fastest, self.baseline) {
-            (Some(f), Some(b)) => f.saturating_sub(b).as_secs_f64() > STANDING * self.threshold.as_secs_f64(),
+            (Some(f), Some(b)) => {
+                f.saturating_sub(b).as_secs_f64() > STANDING * self.threshold.as_secs_f64()
+            }
             _ => false,
         };
         if s.dropped.is_some_and(|d| d > 0) {
@@ -160,7 +162,8 @@ impl BudgetController {
             Some(Strain::Lost)
         } else if s.latency.is_some_and(|l| l > self.threshold) || standing {
             Some(Strain::Queue)
-        } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > BUSY * cap) {
+        } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > BUSY * cap)
+        {
             Some(Strain::Busy)
         } else {
             None
@@ -180,8 +183,12 @@ impl BudgetController {
     /// got through.
     fn served(&self, s: &DnsSample, why: Strain) -> f64 {
         match (why, s.load_qps, s.dropped, s.interval_s) {
-            (Strain::Dropped, Some(load), Some(d), Some(secs)) => (load - d as f64 / secs).max(self.rate * 0.25),
-            (Strain::Lost, ..) if s.probes > 0 => self.rate * (1.0 - s.lost as f64 / s.probes as f64).max(0.5),
+            (Strain::Dropped, Some(load), Some(d), Some(secs)) => {
+                (load - d as f64 / secs).max(self.rate * 0.25)
+            }
+            (Strain::Lost, ..) if s.probes > 0 => {
+                self.rate * (1.0 - s.lost as f64 / s.probes as f64).max(0.5)
+            }
             _ => self.rate,
         }
     }
@@ -260,7 +267,11 @@ mod tests {
     /// A resolver that serves `cap` per second and drops the rest.
     fn resolver(rate: f64, cap: f64) -> DnsSample {
         let dropped = (rate - cap).max(0.0);
-        DnsSample { load_qps: Some(rate), dropped: Some(dropped as u64), ..CALM }
+        DnsSample {
+            load_qps: Some(rate),
+            dropped: Some(dropped as u64),
+            ..CALM
+        }
     }
 
     #[test]
@@ -286,7 +297,9 @@ mod tests {
             rates.push(c.on_sample(s));
         }
         let tail = &rates[50..];
-        let (lo, hi) = tail.iter().fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        let (lo, hi) = tail
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         assert!(lo >= 315.0 && hi <= 410.0, "settled between {lo} and {hi}");
         let over = tail.iter().filter(|&&r| r > 400.0).count();
         assert!(over <= 5, "{over} of 150 samples above the capacity");
@@ -308,19 +321,41 @@ mod tests {
         let mut c = BudgetController::new(1000.0, MS(250));
         c.capacity = Some(2000.0);
         let before = c.on_sample(CALM); // the baseline latency is 1 ms
-        // One of four probes lost: the resolver served about 3/4 of the rate.
+                                        // One of four probes lost: the resolver served about 3/4 of the rate.
         let r = c.on_sample(DnsSample { lost: 1, ..CALM });
         assert!((r - 0.8 * 0.75 * before).abs() < 1e-9, "{r}");
         assert!(!c.in_slow_start(), "strain ends slow start");
         // Within the cooldown, more strain does not cut again.
-        assert_eq!(c.on_sample(DnsSample { load_qps: Some(2600.0), ..CALM }), r);
-        assert_eq!(c.strain(&DnsSample { load_qps: Some(2600.0), ..CALM }), Some(Strain::Busy));
-        assert_eq!(c.strain(&DnsSample { load_qps: Some(2150.0), ..CALM }), None, "counter-window jitter is not overload");
+        assert_eq!(
+            c.on_sample(DnsSample {
+                load_qps: Some(2600.0),
+                ..CALM
+            }),
+            r
+        );
+        assert_eq!(
+            c.strain(&DnsSample {
+                load_qps: Some(2600.0),
+                ..CALM
+            }),
+            Some(Strain::Busy)
+        );
+        assert_eq!(
+            c.strain(&DnsSample {
+                load_qps: Some(2150.0),
+                ..CALM
+            }),
+            None,
+            "counter-window jitter is not overload"
+        );
         // Drops, but the resolver serves about the rate: the cut's own
         // retries, no second cut within the cooldown.
         assert_eq!(c.on_sample(resolver(r, 0.9 * r)), r);
         // The fastest probe queued 60 ms behind others: a standing queue.
-        let queued = DnsSample { fastest: Some(MS(60)), ..CALM };
+        let queued = DnsSample {
+            fastest: Some(MS(60)),
+            ..CALM
+        };
         assert_eq!(c.strain(&queued), Some(Strain::Queue));
         assert_eq!(c.on_sample(queued), r);
         assert_eq!(c.on_sample(queued), r, "still cooling down");
@@ -330,9 +365,15 @@ mod tests {
     #[test]
     fn slow_start_doubles_only_a_rate_the_run_used() {
         let mut c = BudgetController::new(1024.0, MS(250));
-        let idle = DnsSample { granted_qps: Some(200.0), ..CALM };
+        let idle = DnsSample {
+            granted_qps: Some(200.0),
+            ..CALM
+        };
         assert_eq!(c.on_sample(idle), 512.0, "an idle rate does not grow");
-        let used = DnsSample { granted_qps: Some(300.0), ..CALM };
+        let used = DnsSample {
+            granted_qps: Some(300.0),
+            ..CALM
+        };
         assert_eq!(c.on_sample(used), 1024.0);
     }
 
@@ -340,13 +381,29 @@ mod tests {
     fn a_cut_that_fell_short_is_corrected_within_the_cooldown() {
         // The resolver serves 40 q/s; a short first sample overstated it.
         let mut c = BudgetController::new(200.0, MS(250));
-        let r = c.on_sample(DnsSample { load_qps: Some(144.0), dropped: Some(6), interval_s: Some(0.25), ..CALM });
+        let r = c.on_sample(DnsSample {
+            load_qps: Some(144.0),
+            dropped: Some(6),
+            interval_s: Some(0.25),
+            ..CALM
+        });
         assert!((r - 0.8 * 120.0).abs() < 1e-9, "{r}");
-        let r = c.on_sample(DnsSample { load_qps: Some(59.0), dropped: Some(25), ..CALM });
+        let r = c.on_sample(DnsSample {
+            load_qps: Some(59.0),
+            dropped: Some(25),
+            ..CALM
+        });
         assert!((r - 0.8 * 34.0).abs() < 1e-9, "{r}");
         // Drops while the rate is already under what was served: no cut
         // within the cooldown (retries of what was dropped before).
-        assert_eq!(c.on_sample(DnsSample { load_qps: Some(40.0), dropped: Some(2), ..CALM }), r);
+        assert_eq!(
+            c.on_sample(DnsSample {
+                load_qps: Some(40.0),
+                dropped: Some(2),
+                ..CALM
+            }),
+            r
+        );
     }
 
     #[test]

@@ -13,8 +13,14 @@ use std::time::Duration;
 pub enum CounterError {
     #[error("resolver counter {from}: {reason}")]
     Read { from: String, reason: String },
-    #[error("resolver counter {from}: no `{key}` with a number in its output (first line: {first:?})")]
-    Garbage { from: String, key: String, first: String },
+    #[error(
+        "resolver counter {from}: no `{key}` with a number in its output (first line: {first:?})"
+    )]
+    Garbage {
+        from: String,
+        key: String,
+        first: String,
+    },
 }
 
 /// Finds `key` in `key=value`, `key value` or `key{labels} value` lines.
@@ -26,7 +32,12 @@ pub fn parse_counter(text: &str, key: &str) -> Option<f64> {
             '{' => &rest[rest.find('}')? + 1..],
             _ => return None,
         };
-        rest.trim_start_matches(['=', ' ', '\t']).split_whitespace().next()?.parse::<f64>().ok().filter(|v| v.is_finite())
+        rest.trim_start_matches(['=', ' ', '\t'])
+            .split_whitespace()
+            .next()?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
     })
 }
 
@@ -39,7 +50,12 @@ pub struct ResolverCounter {
 
 impl ResolverCounter {
     pub fn new(config: &CounterConfig, timeout: Duration) -> Self {
-        ResolverCounter { source: config.source.clone(), key: config.key.clone(), dropped_key: config.dropped_key.clone(), timeout }
+        ResolverCounter {
+            source: config.source.clone(),
+            key: config.key.clone(),
+            dropped_key: config.dropped_key.clone(),
+            timeout,
+        }
     }
 
     /// The source, as the log and `plan` name it.
@@ -54,12 +70,22 @@ impl ResolverCounter {
         match &self.source {
             CounterSource::Command(argv) => {
                 let (prog, args) = argv.split_first().ok_or("empty command")?;
-                let out = tokio::time::timeout(self.timeout, tokio::process::Command::new(prog).args(args).kill_on_drop(true).output())
-                    .await
-                    .map_err(|_| format!("no answer within {:?}", self.timeout))?
-                    .map_err(|e| e.to_string())?;
+                let out = tokio::time::timeout(
+                    self.timeout,
+                    tokio::process::Command::new(prog)
+                        .args(args)
+                        .kill_on_drop(true)
+                        .output(),
+                )
+                .await
+                .map_err(|_| format!("no answer within {:?}", self.timeout))?
+                .map_err(|e| e.to_string())?;
                 if !out.status.success() {
-                    return Err(format!("exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+                    return Err(format!(
+                        "exited with {}: {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
                 }
                 Ok(String::from_utf8_lossy(&out.stdout).into_owned())
             }
@@ -77,9 +103,16 @@ impl ResolverCounter {
 
     /// Reads the counters (cumulative totals).
     pub async fn read(&self) -> Result<CounterReading, CounterError> {
-        let text = self.fetch().await.map_err(|reason| CounterError::Read { from: self.name(), reason })?;
+        let text = self.fetch().await.map_err(|reason| CounterError::Read {
+            from: self.name(),
+            reason,
+        })?;
         let received = self.value(&text, &self.key)?;
-        let dropped = self.dropped_key.as_ref().map(|k| self.value(&text, k)).transpose()?;
+        let dropped = self
+            .dropped_key
+            .as_ref()
+            .map(|k| self.value(&text, k))
+            .transpose()?;
         Ok(CounterReading { received, dropped })
     }
 }
@@ -87,7 +120,9 @@ impl ResolverCounter {
 /// A GET of a Prometheus endpoint, through rekindle's HTTP client.
 async fn http_get(url: &str, timeout: std::time::Duration) -> Result<String, String> {
     let u = crate::http::Url::parse(url).map_err(|e| e.to_string())?;
-    let r = crate::http::send(&u, crate::http::Request::new("GET", ""), timeout).await.map_err(|e| e.to_string())?;
+    let r = crate::http::send(&u, crate::http::Request::new("GET", ""), timeout)
+        .await
+        .map_err(|e| e.to_string())?;
     if r.status != 200 {
         return Err(format!("HTTP status {}", r.status));
     }
@@ -100,10 +135,26 @@ mod tests {
 
     #[test]
     fn parses_unbound_and_prometheus_lines() {
-        assert_eq!(parse_counter("total.num.queries=1234\ntotal.num.cachehits=3\n", "total.num.queries"), Some(1234.0));
-        assert_eq!(parse_counter("# HELP x\ncoredns_dns_requests_total{server=\"dns://:53\"} 5e3\n", "coredns_dns_requests_total"), Some(5000.0));
+        assert_eq!(
+            parse_counter(
+                "total.num.queries=1234\ntotal.num.cachehits=3\n",
+                "total.num.queries"
+            ),
+            Some(1234.0)
+        );
+        assert_eq!(
+            parse_counter(
+                "# HELP x\ncoredns_dns_requests_total{server=\"dns://:53\"} 5e3\n",
+                "coredns_dns_requests_total"
+            ),
+            Some(5000.0)
+        );
         assert_eq!(parse_counter("q 7\n", "q"), Some(7.0));
-        assert_eq!(parse_counter("total.num.queries_ip_ratelimited=9\n", "total.num.queries"), None, "a longer key is another key");
+        assert_eq!(
+            parse_counter("total.num.queries_ip_ratelimited=9\n", "total.num.queries"),
+            None,
+            "a longer key is another key"
+        );
         assert_eq!(parse_counter("<html>oops</html>", "q"), None);
         assert_eq!(parse_counter("q=NaN", "q"), None);
     }

@@ -13,7 +13,9 @@ pub mod counter;
 
 use crate::config::ResolverSettings;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use hickory_resolver::config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::TokioResolver;
@@ -108,7 +110,14 @@ impl Cache {
             let cut = *cut;
             self.map.retain(|_, e| e.used > cut);
         }
-        self.map.insert(name, Entry { answer, expires, used: self.tick });
+        self.map.insert(
+            name,
+            Entry {
+                answer,
+                expires,
+                used: self.tick,
+            },
+        );
     }
 }
 
@@ -153,7 +162,10 @@ impl CachedResolver {
         Self::with_config(config, settings)
     }
 
-    fn with_config(config: ResolverConfig, settings: &ResolverSettings) -> Result<CachedResolver, DnsError> {
+    fn with_config(
+        config: ResolverConfig,
+        settings: &ResolverSettings,
+    ) -> Result<CachedResolver, DnsError> {
         let mut opts = ResolverOpts::default();
         opts.timeout = settings.timeout;
         opts.attempts = settings.attempts as usize;
@@ -163,13 +175,20 @@ impl CachedResolver {
         opts.cache_size = 0;
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
         opts.ndots = 0;
-        let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         *builder.options_mut() = opts;
-        let upstream = builder.build().map_err(|e| DnsError::Config(e.to_string()))?;
+        let upstream = builder
+            .build()
+            .map_err(|e| DnsError::Config(e.to_string()))?;
         Ok(CachedResolver(Arc::new(Inner {
             upstream,
             settings: settings.clone(),
-            cache: Mutex::new(Cache { map: HashMap::new(), cap: settings.cache_size.max(1), tick: 0 }),
+            cache: Mutex::new(Cache {
+                map: HashMap::new(),
+                cap: settings.cache_size.max(1),
+                tick: 0,
+            }),
             inflight: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })))
@@ -201,7 +220,14 @@ impl CachedResolver {
                     // A fetch files its answer before it leaves this table:
                     // look again, or a caller that missed the cache just
                     // before a fetch finished would send a second query.
-                    if let Some(e) = self.0.cache.lock().unwrap().get(&name).filter(|e| e.expires > Instant::now()) {
+                    if let Some(e) = self
+                        .0
+                        .cache
+                        .lock()
+                        .unwrap()
+                        .get(&name)
+                        .filter(|e| e.expires > Instant::now())
+                    {
                         self.0.counters.hits.fetch_add(1, Relaxed);
                         return answer(&name, &e.answer);
                     }
@@ -238,7 +264,11 @@ impl CachedResolver {
     /// Seeds the cache with a known answer (names rekindle already knows,
     /// e.g. from an inventory), fresh for `ttl`.
     pub fn prime(&self, name: &str, ips: &[IpAddr], ttl: Duration) {
-        self.0.cache.lock().unwrap().insert(fqdn(name), Answer::Found(ips.to_vec().into()), Instant::now() + ttl);
+        self.0.cache.lock().unwrap().insert(
+            fqdn(name),
+            Answer::Found(ips.to_vec().into()),
+            Instant::now() + ttl,
+        );
     }
 
     pub fn metrics(&self) -> DnsMetrics {
@@ -251,7 +281,11 @@ impl CachedResolver {
             stale_served: c.stale_served.load(Relaxed),
             upstream_queries: q,
             upstream_errors: c.upstream_errors.load(Relaxed),
-            upstream_latency_mean_ms: if q == 0 { 0.0 } else { c.latency_us_sum.load(Relaxed) as f64 / q as f64 / 1000.0 },
+            upstream_latency_mean_ms: if q == 0 {
+                0.0
+            } else {
+                c.latency_us_sum.load(Relaxed) as f64 / q as f64 / 1000.0
+            },
             upstream_latency_max_ms: c.latency_us_max.load(Relaxed) as f64 / 1000.0,
         }
     }
@@ -273,8 +307,16 @@ pub struct ResolverProbe {
 }
 
 impl ResolverProbe {
-    pub fn new(resolver: CachedResolver, name: String, counter: Option<counter::ResolverCounter>) -> Self {
-        ResolverProbe { resolver, name, counter: std::sync::Mutex::new(counter.map(Arc::new)) }
+    pub fn new(
+        resolver: CachedResolver,
+        name: String,
+        counter: Option<counter::ResolverCounter>,
+    ) -> Self {
+        ResolverProbe {
+            resolver,
+            name,
+            counter: std::sync::Mutex::new(counter.map(Arc::new)),
+        }
     }
 
     /// Whether the counter is still read.
@@ -305,7 +347,15 @@ impl budget::DnsProbe for ResolverProbe {
     fn describe(&self) -> String {
         let mut s = format!("probe queries for {}", self.name);
         if let Some(c) = self.counter.lock().unwrap().as_ref() {
-            s += &format!(", the resolver's counters from {} ({}{})", c.name(), c.key, c.dropped_key.as_ref().map(|k| format!(", dropped: {k}")).unwrap_or_default());
+            s += &format!(
+                ", the resolver's counters from {} ({}{})",
+                c.name(),
+                c.key,
+                c.dropped_key
+                    .as_ref()
+                    .map(|k| format!(", dropped: {k}"))
+                    .unwrap_or_default()
+            );
         }
         s
     }
@@ -316,30 +366,45 @@ impl budget::DnsProbe for ResolverProbe {
 /// and carry on without it), and so is a file with no nameserver.
 pub fn read_resolv_conf(path: &std::path::Path) -> Result<ResolverConfig, DnsError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| DnsError::Config(format!("{shown}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| DnsError::Config(format!("{shown}: {e}")))?;
     let mut servers = 0;
     for (i, line) in text.lines().enumerate() {
         let mut words = line.split_whitespace();
         if words.next() == Some("nameserver") {
             let addr = words.next().unwrap_or("");
             // An IPv6 address may carry a zone (fe80::1%eth0).
-            if addr.split('%').next().unwrap_or("").parse::<IpAddr>().is_err() {
-                return Err(DnsError::Config(format!("{shown}:{}: `nameserver` needs an IP address, found {addr:?}", i + 1)));
+            if addr
+                .split('%')
+                .next()
+                .unwrap_or("")
+                .parse::<IpAddr>()
+                .is_err()
+            {
+                return Err(DnsError::Config(format!(
+                    "{shown}:{}: `nameserver` needs an IP address, found {addr:?}",
+                    i + 1
+                )));
             }
             servers += 1;
         }
     }
     if servers == 0 {
-        return Err(DnsError::Config(format!("{shown} names no nameserver: add one, or set [resolver] nameservers in the playbook")));
+        return Err(DnsError::Config(format!(
+            "{shown} names no nameserver: add one, or set [resolver] nameservers in the playbook"
+        )));
     }
-    let (config, _) = hickory_resolver::system_conf::parse_resolv_conf(text.as_bytes()).map_err(|e| DnsError::Config(format!("{shown}: {e}")))?;
+    let (config, _) = hickory_resolver::system_conf::parse_resolv_conf(text.as_bytes())
+        .map_err(|e| DnsError::Config(format!("{shown}: {e}")))?;
     Ok(config)
 }
 
 fn answer(name: &str, a: &Answer) -> Result<Arc<[IpAddr]>, DnsError> {
     match a {
         Answer::Found(ips) => Ok(ips.clone()),
-        Answer::Missing => Err(DnsError::NotFound { name: name.to_string() }),
+        Answer::Missing => Err(DnsError::NotFound {
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -349,7 +414,13 @@ fn is_no_records(e: &NetError) -> bool {
 
 /// One query to the upstream, counted in the metrics (a "no such name"
 /// is an answer, not an upstream error).
-async fn upstream(inner: &Inner, name: &str) -> (Result<hickory_resolver::lookup_ip::LookupIp, NetError>, Duration) {
+async fn upstream(
+    inner: &Inner,
+    name: &str,
+) -> (
+    Result<hickory_resolver::lookup_ip::LookupIp, NetError>,
+    Duration,
+) {
     let started = Instant::now();
     inner.counters.upstream_queries.fetch_add(1, Relaxed);
     let result = inner.upstream.lookup_ip(name).await;
@@ -370,7 +441,10 @@ async fn fetch(inner: Arc<Inner>, name: String) -> Fetched {
     let fetched = match result {
         Ok(l) => {
             let ips: Arc<[IpAddr]> = l.iter().collect::<Vec<_>>().into();
-            let ttl = l.valid_until().saturating_duration_since(Instant::now()).clamp(s.min_ttl, s.max_ttl);
+            let ttl = l
+                .valid_until()
+                .saturating_duration_since(Instant::now())
+                .clamp(s.min_ttl, s.max_ttl);
             if ips.is_empty() {
                 Fetched::Missing(s.min_ttl)
             } else {
@@ -378,15 +452,28 @@ async fn fetch(inner: Arc<Inner>, name: String) -> Fetched {
             }
         }
         Err(NetError::Dns(HickoryDnsError::NoRecordsFound(nr))) => {
-            let ttl = Duration::from_secs(nr.negative_ttl.unwrap_or(0) as u64).min(s.negative_max_ttl);
+            let ttl =
+                Duration::from_secs(nr.negative_ttl.unwrap_or(0) as u64).min(s.negative_max_ttl);
             Fetched::Missing(ttl)
         }
         Err(e) => Fetched::Failed(e.to_string()),
     };
     let now = Instant::now();
     match &fetched {
-        Fetched::Found(ips, ttl) => inner.cache.lock().unwrap().insert(name.clone(), Answer::Found(ips.clone()), now + *ttl),
-        Fetched::Missing(ttl) if !ttl.is_zero() => inner.cache.lock().unwrap().insert(name.clone(), Answer::Missing, now + *ttl),
+        Fetched::Found(ips, ttl) => {
+            inner
+                .cache
+                .lock()
+                .unwrap()
+                .insert(name.clone(), Answer::Found(ips.clone()), now + *ttl)
+        }
+        Fetched::Missing(ttl) if !ttl.is_zero() => {
+            inner
+                .cache
+                .lock()
+                .unwrap()
+                .insert(name.clone(), Answer::Missing, now + *ttl)
+        }
         _ => {}
     }
     inner.inflight.lock().unwrap().remove(&name);
@@ -405,7 +492,11 @@ mod tests {
 
     #[test]
     fn cache_evicts_least_recently_used() {
-        let mut c = Cache { map: HashMap::new(), cap: 10, tick: 0 };
+        let mut c = Cache {
+            map: HashMap::new(),
+            cap: 10,
+            tick: 0,
+        };
         let far = Instant::now() + Duration::from_secs(60);
         for i in 0..10 {
             c.insert(format!("n{i}."), Answer::Missing, far);

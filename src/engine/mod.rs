@@ -11,8 +11,8 @@ pub mod pacer;
 
 use crate::config::Playbook;
 use crate::dns::budget::{BudgetController, DnsProbe, DnsSample};
-use crate::model::{Container, ContainerState, Health, Inventory};
 use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::model::{Container, ContainerState, Health, Inventory};
 use crate::plan::Plan;
 use crate::rng::SplitMix64;
 use crate::runtime::ContainerRuntime;
@@ -164,7 +164,10 @@ impl Handle {
     pub fn retune(&self, dns_budget_qps: Option<f64>, restart_rate: Option<f64>) {
         self.pacer.retune(dns_budget_qps, restart_rate);
         let s = self.pacer.status();
-        let _ = self.events.send(Event::Retuned { dns_budget_qps: s.dns_budget_qps, restart_rate: s.restart_rate });
+        let _ = self.events.send(Event::Retuned {
+            dns_budget_qps: s.dns_budget_qps,
+            restart_rate: s.restart_rate,
+        });
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -236,7 +239,15 @@ pub struct Engine<R> {
 
 /// The journal fingerprint of a plan: playbook name and the containers.
 pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
-    let mut ids: Vec<&str> = plan.waves.iter().flat_map(|w| w.containers.iter().map(|&c| inv.containers[c as usize].id.as_str())).collect();
+    let mut ids: Vec<&str> = plan
+        .waves
+        .iter()
+        .flat_map(|w| {
+            w.containers
+                .iter()
+                .map(|&c| inv.containers[c as usize].id.as_str())
+        })
+        .collect();
     ids.sort_unstable();
     let mut h = crc32c::crc32c(pb.name.as_bytes());
     for id in ids {
@@ -247,16 +258,36 @@ pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
 
 impl<R: ContainerRuntime> Engine<R> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
-    pub fn new(rt: Arc<R>, pb: Arc<Playbook>, inv: Arc<Inventory>, plan: Arc<Plan>, journal: Journal, replay: Replay) -> Engine<R> {
-        let pacer = Pacer::new(pb.dns.budget_qps(), pb.limits.restart_rate, pb.estimates.restart);
+    pub fn new(
+        rt: Arc<R>,
+        pb: Arc<Playbook>,
+        inv: Arc<Inventory>,
+        plan: Arc<Plan>,
+        journal: Journal,
+        replay: Replay,
+    ) -> Engine<R> {
+        let pacer = Pacer::new(
+            pb.dns.budget_qps(),
+            pb.limits.restart_rate,
+            pb.estimates.restart,
+        );
         let slots = pb.limits.api_calls_per_host as usize;
-        let host_slots = inv.containers.iter().map(|c| (c.host.clone(), Arc::new(Semaphore::new(slots)))).collect();
+        let host_slots = inv
+            .containers
+            .iter()
+            .map(|c| (c.host.clone(), Arc::new(Semaphore::new(slots))))
+            .collect();
         let mut depth = vec![0u32; pb.roles.len()];
         for (i, r) in pb.roles.iter().enumerate() {
             depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
         }
         // A resumed run starts with what its journal says passed.
-        let replayed: Vec<usize> = plan.waves.iter().filter(|w| replay.waves_passed.contains(&w.index)).map(|w| w.containers.len()).collect();
+        let replayed: Vec<usize> = plan
+            .waves
+            .iter()
+            .filter(|w| replay.waves_passed.contains(&w.index))
+            .map(|w| w.containers.len())
+            .collect();
         let status = Status {
             state: RunState::Running,
             waves_total: plan.waves.len(),
@@ -295,12 +326,18 @@ impl<R: ContainerRuntime> Engine<R> {
     /// Adapts the DNS budget to what `probe` measures (when the playbook's
     /// `dns.adaptive` is on). Call before [`Engine::run`].
     pub fn with_dns_probe(mut self, probe: Arc<dyn DnsProbe>) -> Self {
-        Arc::get_mut(&mut self.shared).expect("the engine is not shared before it runs").probe = Some(probe);
+        Arc::get_mut(&mut self.shared)
+            .expect("the engine is not shared before it runs")
+            .probe = Some(probe);
         self
     }
 
     pub fn handle(&self) -> Handle {
-        Handle { pacer: self.shared.pacer.clone(), events: self.shared.events.clone(), status: self.shared.status.clone() }
+        Handle {
+            pacer: self.shared.pacer.clone(),
+            events: self.shared.events.clone(),
+            status: self.shared.status.clone(),
+        }
     }
 
     /// Runs the plan to its end (success, halt or abort).
@@ -349,15 +386,22 @@ impl<R: ContainerRuntime> Engine<R> {
         while let Some(joined) = tasks.join_next().await {
             let (w, failed, healthy) = joined.expect("wave tasks do not panic");
             s.status.lock().unwrap().waves_running.retain(|&x| x != w);
-            let allowed = (s.pb.policy.max_failed_fraction * plan.waves[w].containers.len() as f64).floor() as usize;
+            let allowed = (s.pb.policy.max_failed_fraction * plan.waves[w].containers.len() as f64)
+                .floor() as usize;
             let stopping = s.pacer.flow() == Flow::Closed;
             // Closed without a halt: an operator's abort. Failures seen while
             // aborting (retries refused) are reported, not a policy halt.
             let aborting = stopping && halted.is_none();
             failed_seen.extend(failed.iter().cloned());
-            if failed.len() > allowed || (stopping && healthy + failed.len() < plan.waves[w].containers.len()) {
+            if failed.len() > allowed
+                || (stopping && healthy + failed.len() < plan.waves[w].containers.len())
+            {
                 if failed.len() > allowed && halted.is_none() && !aborting {
-                    s.emit(Event::WaveHalted { wave: w, failed: failed.clone(), at_s: s.at_s() });
+                    s.emit(Event::WaveHalted {
+                        wave: w,
+                        failed: failed.clone(),
+                        at_s: s.at_s(),
+                    });
                     halted = Some((w, failed));
                     s.pacer.set_flow(Flow::Closed);
                 }
@@ -366,7 +410,12 @@ impl<R: ContainerRuntime> Engine<R> {
             s.record(Record::WavePassed { wave: w })?;
             passed += 1;
             s.status.lock().unwrap().waves_passed = passed;
-            s.emit(Event::WavePassed { wave: w, healthy, failed: failed.len(), at_s: s.at_s() });
+            s.emit(Event::WavePassed {
+                wave: w,
+                healthy,
+                failed: failed.len(),
+                at_s: s.at_s(),
+            });
             if s.pacer.flow() == Flow::Closed {
                 continue;
             }
@@ -388,14 +437,19 @@ impl<R: ContainerRuntime> Engine<R> {
         } else {
             RunState::Aborted
         };
-        s.record(Record::End { state: format!("{state:?}").to_lowercase() })?;
+        s.record(Record::End {
+            state: format!("{state:?}").to_lowercase(),
+        })?;
         let st = {
             let mut st = s.status.lock().unwrap();
             st.state = state;
             st.elapsed_s = s.at_s();
             st.clone()
         };
-        s.emit(Event::Finished { state, at_s: s.at_s() });
+        s.emit(Event::Finished {
+            state,
+            at_s: s.at_s(),
+        });
         // Every container that ended failed, in any wave: nothing left down unreported.
         let failed_all: Vec<String> = failed_seen;
         let dns_budget = std::mem::take(&mut *s.budget_log.lock().unwrap());
@@ -430,7 +484,13 @@ impl<R: ContainerRuntime> Engine<R> {
 /// for each to pass or fail. Returns (failed descriptions, healthy count).
 async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<String>, usize) {
     let wave = &s.plan.waves[w];
-    s.emit(Event::WaveStarted { wave: w, role: s.pb.roles[wave.role].name.clone(), group: wave.group.clone(), containers: wave.containers.len(), at_s: s.at_s() });
+    s.emit(Event::WaveStarted {
+        wave: w,
+        role: s.pb.roles[wave.role].name.clone(),
+        group: wave.group.clone(),
+        containers: wave.containers.len(),
+        at_s: s.at_s(),
+    });
     let mut jobs = JoinSet::new();
     for &c in &wave.containers {
         let s = s.clone();
@@ -452,7 +512,11 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
 }
 
 /// One container: restart, watch, retry. Journaled before and after.
-async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci: u32) -> ContainerResult {
+async fn restart_container<R: ContainerRuntime>(
+    s: &Arc<Shared<R>>,
+    w: usize,
+    ci: u32,
+) -> ContainerResult {
     let c: &Container = &s.inv.containers[ci as usize];
     let role = &s.pb.roles[s.plan.waves[w].role];
     if s.replay.healthy.contains(&c.id) {
@@ -479,7 +543,9 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                 }
                 // Stopped and never started again (a crash between the
                 // stop and the start): start it now, nothing to wait for.
-                Ok(now) if now.started_at == *before && now.state == ContainerState::Exited => break,
+                Ok(now) if now.started_at == *before && now.state == ContainerState::Exited => {
+                    break
+                }
                 _ if tokio::time::Instant::now() >= give_up => break,
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
@@ -530,7 +596,10 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                 failed => {
                     last_reason = match failed {
                         Ok(Err(e)) => e.to_string(),
-                        _ => format!("inspect timed out after {}s", role.health.timeout.as_secs_f64()),
+                        _ => format!(
+                            "inspect timed out after {}s",
+                            role.health.timeout.as_secs_f64()
+                        ),
                     };
                     failures += 1;
                     if failures > s.pb.policy.retries {
@@ -540,12 +609,22 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
                     continue;
                 }
             };
-            if let Err(e) = s.record(Record::Intent { id: c.id.clone(), wave: w, attempt, before: before.clone() }) {
+            if let Err(e) = s.record(Record::Intent {
+                id: c.id.clone(),
+                wave: w,
+                attempt,
+                before: before.clone(),
+            }) {
                 return ContainerResult::Failed(format!("journal: {e}"));
             }
             attempt += 1;
             s.status.lock().unwrap().restarts += 1;
-            s.emit(Event::Restarting { container: c.name.clone(), host: c.host.clone(), wave: w, attempt });
+            s.emit(Event::Restarting {
+                container: c.name.clone(),
+                host: c.host.clone(),
+                wave: w,
+                attempt,
+            });
             if let Err(e) = stop_then_start(s, c, &before, admission).await {
                 last_reason = e;
                 failures += 1;
@@ -560,9 +639,16 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
         let (health, why) = watch_health(s, c, &role.health).await;
         match health {
             Health::Healthy => {
-                let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: true, reason: None });
+                let _ = s.record(Record::Outcome {
+                    id: c.id.clone(),
+                    healthy: true,
+                    reason: None,
+                });
                 s.status.lock().unwrap().healthy += 1;
-                s.emit(Event::Healthy { container: c.name.clone(), wave: w });
+                s.emit(Event::Healthy {
+                    container: c.name.clone(),
+                    wave: w,
+                });
                 return ContainerResult::Healthy;
             }
             Health::Unhealthy if stuck < s.pb.policy.stuck_rerestarts => {
@@ -573,9 +659,14 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             h => {
                 last_reason = match h {
                     Health::Down => "not running after restart".into(),
-                    Health::Unhealthy => format!("unhealthy (its health check fails) after restart {attempt}"),
+                    Health::Unhealthy => {
+                        format!("unhealthy (its health check fails) after restart {attempt}")
+                    }
                     _ => match &why {
-                        Some(why) => format!("not healthy within {}s: {why}", role.health.deadline.as_secs()),
+                        Some(why) => format!(
+                            "not healthy within {}s: {why}",
+                            role.health.deadline.as_secs()
+                        ),
                         None => format!("not healthy within {}s", role.health.deadline.as_secs()),
                     },
                 };
@@ -590,9 +681,17 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
             break;
         }
     }
-    let _ = s.record(Record::Outcome { id: c.id.clone(), healthy: false, reason: Some(last_reason.clone()) });
+    let _ = s.record(Record::Outcome {
+        id: c.id.clone(),
+        healthy: false,
+        reason: Some(last_reason.clone()),
+    });
     s.status.lock().unwrap().failed += 1;
-    s.emit(Event::ContainerFailed { container: c.name.clone(), wave: w, reason: last_reason.clone() });
+    s.emit(Event::ContainerFailed {
+        container: c.name.clone(),
+        wave: w,
+        reason: last_reason.clone(),
+    });
     ContainerResult::Failed(last_reason)
 }
 
@@ -600,8 +699,17 @@ async fn restart_container<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize, ci
 /// slot in hand, the start's DNS budget and at once the start, so the
 /// process's lookups reach the resolver when the pacer says. A container
 /// that was stopped is started even when the run is closing.
-async fn stop_then_start<R: ContainerRuntime>(s: &Arc<Shared<R>>, c: &Container, before: &str, admission: pacer::Admission) -> Result<(), String> {
-    let slots = s.host_slots.get(&c.host).cloned().unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+async fn stop_then_start<R: ContainerRuntime>(
+    s: &Arc<Shared<R>>,
+    c: &Container,
+    before: &str,
+    admission: pacer::Admission,
+) -> Result<(), String> {
+    let slots = s
+        .host_slots
+        .get(&c.host)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
     let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
     {
         let _slot = slots.acquire().await.expect("never closed");
@@ -625,16 +733,45 @@ async fn stop_then_start<R: ContainerRuntime>(s: &Arc<Shared<R>>, c: &Container,
 /// containers at debug, failures at warn.
 fn log(e: &Event) {
     match e {
-        Event::WaveStarted { wave, role, group, containers, .. } => tracing::debug!(wave, role, group, containers, "wave started"),
-        Event::WavePassed { wave, healthy, failed, .. } => tracing::debug!(wave, healthy, failed, "wave passed"),
-        Event::WaveHalted { wave, failed, .. } => tracing::error!(wave, failed = failed.join("; "), "wave halted"),
-        Event::Restarting { container, host, wave, attempt } => tracing::debug!(container, host, wave, attempt, "restarting"),
+        Event::WaveStarted {
+            wave,
+            role,
+            group,
+            containers,
+            ..
+        } => tracing::debug!(wave, role, group, containers, "wave started"),
+        Event::WavePassed {
+            wave,
+            healthy,
+            failed,
+            ..
+        } => tracing::debug!(wave, healthy, failed, "wave passed"),
+        Event::WaveHalted { wave, failed, .. } => {
+            tracing::error!(wave, failed = failed.join("; "), "wave halted")
+        }
+        Event::Restarting {
+            container,
+            host,
+            wave,
+            attempt,
+        } => tracing::debug!(container, host, wave, attempt, "restarting"),
         Event::Healthy { container, wave } => tracing::debug!(container, wave, "healthy"),
-        Event::ContainerFailed { container, wave, reason } => tracing::warn!(container, wave, reason, "container failed"),
+        Event::ContainerFailed {
+            container,
+            wave,
+            reason,
+        } => tracing::warn!(container, wave, reason, "container failed"),
         Event::Paused => tracing::info!("paused"),
         Event::Resumed => tracing::info!("resumed"),
-        Event::Retuned { dns_budget_qps, restart_rate } => tracing::info!(dns_budget_qps, restart_rate, "retuned"),
-        Event::BudgetAdapted { dns_budget_qps, probe_latency_ms, .. } => tracing::debug!(dns_budget_qps, probe_latency_ms, "DNS budget adapted"),
+        Event::Retuned {
+            dns_budget_qps,
+            restart_rate,
+        } => tracing::info!(dns_budget_qps, restart_rate, "retuned"),
+        Event::BudgetAdapted {
+            dns_budget_qps,
+            probe_latency_ms,
+            ..
+        } => tracing::debug!(dns_budget_qps, probe_latency_ms, "DNS budget adapted"),
         Event::Finished { state, at_s } => tracing::info!(state = ?state, at_s, "finished"),
     }
 }
@@ -655,27 +792,46 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     // The probes are load too: restarts get the rest of the rate.
     let for_restarts = |rate: f64| (rate - probes_per_second(rate)).max(rate * 0.5);
     s.pacer.adapt(for_restarts(c.rate));
-    s.budget_log.lock().unwrap().push((0.0, for_restarts(c.rate)));
-    let mut last = probe.counters().await.map(|r| (tokio::time::Instant::now(), r));
-    let mut granted_before = (tokio::time::Instant::now(), s.pacer.status().dns_lookups_granted);
+    s.budget_log
+        .lock()
+        .unwrap()
+        .push((0.0, for_restarts(c.rate)));
+    let mut last = probe
+        .counters()
+        .await
+        .map(|r| (tokio::time::Instant::now(), r));
+    let mut granted_before = (
+        tokio::time::Instant::now(),
+        s.pacer.status().dns_lookups_granted,
+    );
     // Probes out: (sent at, task). One still young when a sample is taken
     // counts in the next.
-    let mut probes: Vec<(tokio::time::Instant, tokio::task::JoinHandle<Option<Duration>>)> = Vec::new();
+    let mut probes: Vec<(
+        tokio::time::Instant,
+        tokio::task::JoinHandle<Option<Duration>>,
+    )> = Vec::new();
     loop {
         let interval = s.pb.dns.adapt_interval;
         // Probes go out concurrently: a lost one costs its timeout without
         // delaying the next.
-        let n = (probes_per_second(c.rate) * interval.as_secs_f64()).round().max(1.0) as u32;
+        let n = (probes_per_second(c.rate) * interval.as_secs_f64())
+            .round()
+            .max(1.0) as u32;
         let mut at: Vec<f64> = {
             let mut rng = s.jitter.lock().unwrap();
-            (0..n).map(|_| rng.uniform(0.0, interval.as_secs_f64())).collect()
+            (0..n)
+                .map(|_| rng.uniform(0.0, interval.as_secs_f64()))
+                .collect()
         };
         at.sort_by(f64::total_cmp);
         let t0 = tokio::time::Instant::now();
         for a in at {
             tokio::time::sleep_until(t0 + Duration::from_secs_f64(a)).await;
             let p = probe.clone();
-            probes.push((tokio::time::Instant::now(), tokio::spawn(async move { p.probe().await })));
+            probes.push((
+                tokio::time::Instant::now(),
+                tokio::spawn(async move { p.probe().await }),
+            ));
         }
         tokio::time::sleep_until(t0 + interval).await;
         // Nothing is granted while paused: nothing to adapt (and a paused
@@ -721,7 +877,11 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
                     (Some(a), Some(b)) => Some((a - b).max(0.0) as u64),
                     _ => None,
                 };
-                let load = ResolverLoad { at_s: s.at_s(), received_qps: sample.load_qps.unwrap_or(0.0), dropped_qps: sample.dropped.map(|d| d as f64 / secs) };
+                let load = ResolverLoad {
+                    at_s: s.at_s(),
+                    received_qps: sample.load_qps.unwrap_or(0.0),
+                    dropped_qps: sample.dropped.map(|d| d as f64 / secs),
+                };
                 s.resolver_log.lock().unwrap().push(load);
             }
             last = Some((t, now));
@@ -744,7 +904,11 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
             let rate = for_restarts(rate);
             s.pacer.adapt(rate);
             s.budget_log.lock().unwrap().push((s.at_s(), rate));
-            s.emit(Event::BudgetAdapted { dns_budget_qps: rate, probe_latency_ms: sample.latency.map(|l| l.as_secs_f64() * 1000.0), at_s: s.at_s() });
+            s.emit(Event::BudgetAdapted {
+                dns_budget_qps: rate,
+                probe_latency_ms: sample.latency.map(|l| l.as_secs_f64() * 1000.0),
+                at_s: s.at_s(),
+            });
         }
     }
 }
@@ -755,20 +919,31 @@ const IN_DOUBT_GRACE: Duration = Duration::from_secs(5);
 /// Exponential backoff with full jitter, capped.
 async fn backoff<R>(s: &Shared<R>, failures: u32) {
     let p = &s.pb.policy;
-    let exp = p.backoff_initial.as_secs_f64() * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
+    let exp =
+        p.backoff_initial.as_secs_f64() * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
     let cap = exp.min(p.backoff_max.as_secs_f64());
     let j = s.jitter.lock().unwrap().uniform(cap / 2.0, cap);
     tokio::time::sleep(Duration::from_secs_f64(j)).await;
 }
 
 /// Polls a container's health until it is decided or the deadline passes.
-async fn watch_health<R: ContainerRuntime>(s: &Shared<R>, c: &Container, check: &crate::config::HealthCheck) -> (Health, Option<String>) {
+async fn watch_health<R: ContainerRuntime>(
+    s: &Shared<R>,
+    c: &Container,
+    check: &crate::config::HealthCheck,
+) -> (Health, Option<String>) {
     let deadline = tokio::time::Instant::now() + check.deadline;
     loop {
         let (h, why) = match tokio::time::timeout(check.timeout, s.rt.health(c, check)).await {
             Ok(Ok(h)) => (h, None),
             Ok(Err(e)) => (Health::Starting, Some(e.to_string())),
-            Err(_) => (Health::Starting, Some(format!("the probe took longer than {}s", check.timeout.as_secs_f64()))),
+            Err(_) => (
+                Health::Starting,
+                Some(format!(
+                    "the probe took longer than {}s",
+                    check.timeout.as_secs_f64()
+                )),
+            ),
         };
         if matches!(h, Health::Healthy | Health::Unhealthy | Health::Down) {
             return (h, None);

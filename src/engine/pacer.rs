@@ -48,7 +48,12 @@ const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
 impl Spacing {
     fn new(per_second: f64, now: Instant) -> Spacing {
-        Spacing { per_second, next: now, window: VecDeque::new(), in_window: 0 }
+        Spacing {
+            per_second,
+            next: now,
+            window: VecDeque::new(),
+            in_window: 0,
+        }
     }
 
     /// How long until `n` may be granted (zero: now).
@@ -90,7 +95,9 @@ impl Spacing {
         }
         // A grant that goes late (the timer woke after its time) keeps the
         // schedule, within a few timer ticks: no credit builds up beyond.
-        let from = self.next.max(now.checked_sub(TIMER_GRANULARITY * 3).unwrap_or(now));
+        let from = self
+            .next
+            .max(now.checked_sub(TIMER_GRANULARITY * 3).unwrap_or(now));
         self.next = from + Duration::from_secs_f64(n as f64 / self.per_second);
         self.window.push_back((now, n));
         self.in_window += n as u64;
@@ -241,7 +248,11 @@ impl Pacer {
         {
             let mut s = self.state.lock().unwrap();
             s.seq += 1;
-            let req = Request { key: Reverse((priority, s.seq)), cost, grant: tx };
+            let req = Request {
+                key: Reverse((priority, s.seq)),
+                cost,
+                grant: tx,
+            };
             if start {
                 s.start.push(req);
             } else {
@@ -259,7 +270,12 @@ impl Pacer {
             return None;
         }
         self.enqueue(false, priority, lookups).await.ok()?;
-        Some(Admission { pacer: self.clone(), priority, cost: lookups, open: true })
+        Some(Admission {
+            pacer: self.clone(),
+            priority,
+            cost: lookups,
+            open: true,
+        })
     }
 
     /// Waits for the DNS budget to start an admitted container; call it
@@ -382,7 +398,15 @@ impl Pacer {
             s.restarts_granted += 1;
             let sec = (now - self.epoch).as_secs() as usize;
             if s.per_second.len() <= sec {
-                tracing::trace!(second = sec, admit = s.admit.len(), start = s.start.len(), in_pipeline = s.pipeline_len, budget = s.budget(), stop_high = s.stop_high, "pacer");
+                tracing::trace!(
+                    second = sec,
+                    admit = s.admit.len(),
+                    start = s.start.len(),
+                    in_pipeline = s.pipeline_len,
+                    budget = s.budget(),
+                    stop_high = s.stop_high,
+                    "pacer"
+                );
             }
             if s.per_second.len() <= sec {
                 s.per_second.resize(sec + 1, 0);
@@ -425,7 +449,11 @@ mod tests {
         // 500 lookups at 100/s, the first at once: 4.9 s.
         let took = start.elapsed().as_secs_f64();
         assert!((4.85..5.0).contains(&took), "{took}");
-        assert!(pacer.granted_per_second().iter().all(|&n| n <= 100), "{:?}", pacer.granted_per_second());
+        assert!(
+            pacer.granted_per_second().iter().all(|&n| n <= 100),
+            "{:?}",
+            pacer.granted_per_second()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -434,7 +462,8 @@ mod tests {
         pacer.acquire((0, 0), 10).await.unwrap(); // the next grant is 1 s away
         let (p1, p2) = (pacer.clone(), pacer.clone());
         let low = tokio::spawn(async move { p1.acquire((5, 0), 10).await.map(|_| Instant::now()) });
-        let high = tokio::spawn(async move { p2.acquire((1, 0), 10).await.map(|_| Instant::now()) });
+        let high =
+            tokio::spawn(async move { p2.acquire((1, 0), 10).await.map(|_| Instant::now()) });
         tokio::task::yield_now().await;
         let (low, high) = (low.await.unwrap().unwrap(), high.await.unwrap().unwrap());
         assert!(high < low);
@@ -446,7 +475,11 @@ mod tests {
         pacer.acquire((0, 0), 10).await.unwrap();
         pacer.acquire((0, 0), 10).await.unwrap();
         // 100 ms, less at most the few timer ticks a late grant may catch up.
-        assert!(t0.elapsed() >= Duration::from_millis(96), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(96),
+            "{:?}",
+            t0.elapsed()
+        );
         assert_eq!(pacer.status().dns_budget_qps, 100.0);
     }
 
@@ -474,7 +507,10 @@ mod tests {
         let p = pacer.clone();
         let fifth = tokio::spawn(async move { p.admit((0, 0), 5).await.map(|_| ()) });
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!fifth.is_finished(), "a fifth admission passed the pipeline bound");
+        assert!(
+            !fifth.is_finished(),
+            "a fifth admission passed the pipeline bound"
+        );
         assert_eq!(pacer.status().in_pipeline, 4);
         pacer.start(held.pop().unwrap()).await;
         fifth.await.unwrap().unwrap();

@@ -42,12 +42,19 @@ pub struct Url {
 impl Url {
     /// `http://host[:port][/path]`, `https://…`, or `unix:/path/to.sock`.
     pub fn parse(text: &str) -> Result<Url, HttpError> {
-        let bad = |reason: &str| HttpError::BadUrl { url: text.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| HttpError::BadUrl {
+            url: text.to_string(),
+            reason: reason.to_string(),
+        };
         if let Some(p) = text.strip_prefix("unix:") {
             if p.is_empty() {
                 return Err(bad("expected unix:/path/to.sock"));
             }
-            return Ok(Url { text: text.to_string(), target: Target::Unix(PathBuf::from(p)), path: String::new() });
+            return Ok(Url {
+                text: text.to_string(),
+                target: Target::Unix(PathBuf::from(p)),
+                path: String::new(),
+            });
         }
         let (tls, rest, default_port) = if let Some(r) = text.strip_prefix("http://") {
             (false, r, 80)
@@ -61,17 +68,27 @@ impl Url {
             None => (rest, String::new()),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
-                Ok(p) => (h, p),
-                Err(_) => return Err(bad("the port is not a number")),
-            },
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                match p.parse::<u16>() {
+                    Ok(p) => (h, p),
+                    Err(_) => return Err(bad("the port is not a number")),
+                }
+            }
             _ => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        Ok(Url { text: text.to_string(), target: Target::Tcp { host: host.to_string(), port, tls }, path })
+        Ok(Url {
+            text: text.to_string(),
+            target: Target::Tcp {
+                host: host.to_string(),
+                port,
+                tls,
+            },
+            path,
+        })
     }
 
     fn host_header(&self) -> String {
@@ -105,7 +122,12 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn new(method: &'a str, path: &'a str) -> Request<'a> {
-        Request { method, path, headers: Vec::new(), body: None }
+        Request {
+            method,
+            path,
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
@@ -124,59 +146,120 @@ pub async fn send(url: &Url, req: Request<'_>, timeout: Duration) -> Result<Resp
     let work = async {
         let resp = open(url, req).await?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| exchange(url, e))?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| exchange(url, e))?
+            .to_bytes();
         Ok(Response { status, body })
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| HttpError::Timeout { url: url.text.clone(), after: timeout })?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| HttpError::Timeout {
+            url: url.text.clone(),
+            after: timeout,
+        })?
 }
 
 /// Sends a request and hands back the streaming answer (Server-Sent
 /// Events); connecting and the response head are bounded by `timeout`.
-pub async fn stream(url: &Url, req: Request<'_>, timeout: Duration) -> Result<hyper::Response<Incoming>, HttpError> {
-    tokio::time::timeout(timeout, open(url, req)).await.map_err(|_| HttpError::Timeout { url: url.text.clone(), after: timeout })?
+pub async fn stream(
+    url: &Url,
+    req: Request<'_>,
+    timeout: Duration,
+) -> Result<hyper::Response<Incoming>, HttpError> {
+    tokio::time::timeout(timeout, open(url, req))
+        .await
+        .map_err(|_| HttpError::Timeout {
+            url: url.text.clone(),
+            after: timeout,
+        })?
 }
 
 fn exchange(url: &Url, e: impl std::fmt::Display) -> HttpError {
-    HttpError::Exchange { url: url.text.clone(), reason: e.to_string() }
+    HttpError::Exchange {
+        url: url.text.clone(),
+        reason: e.to_string(),
+    }
 }
 
 async fn open(url: &Url, req: Request<'_>) -> Result<hyper::Response<Incoming>, HttpError> {
-    let connect = |e: std::io::Error| HttpError::Connect { url: url.text.clone(), reason: e.to_string() };
+    let connect = |e: std::io::Error| HttpError::Connect {
+        url: url.text.clone(),
+        reason: e.to_string(),
+    };
     let path = format!("{}{}", url.path, req.path);
-    let path = if path.is_empty() { "/".to_string() } else { path };
-    let mut b = hyper::Request::builder().method(req.method).uri(path).header("host", url.host_header());
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
+    let mut b = hyper::Request::builder()
+        .method(req.method)
+        .uri(path)
+        .header("host", url.host_header());
     for (k, v) in &req.headers {
         b = b.header(*k, v.as_str());
     }
-    let request = b.body(Full::new(Bytes::from(req.body.unwrap_or_default()))).map_err(|e| exchange(url, e))?;
+    let request = b
+        .body(Full::new(Bytes::from(req.body.unwrap_or_default())))
+        .map_err(|e| exchange(url, e))?;
     match &url.target {
         Target::Unix(path) => {
-            let io = tokio::net::UnixStream::connect(path).await.map_err(connect)?;
+            let io = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(connect)?;
             over(url, io, request).await
         }
-        Target::Tcp { host, port, tls: false } => {
-            let io = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(connect)?;
+        Target::Tcp {
+            host,
+            port,
+            tls: false,
+        } => {
+            let io = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(connect)?;
             let _ = io.set_nodelay(true);
             over(url, io, request).await
         }
-        Target::Tcp { host, port, tls: true } => {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(connect)?;
-            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| exchange(url, e))?;
-            let io = tokio_rustls::TlsConnector::from(tls_config()).connect(name, tcp).await.map_err(connect)?;
+        Target::Tcp {
+            host,
+            port,
+            tls: true,
+        } => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(connect)?;
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| exchange(url, e))?;
+            let io = tokio_rustls::TlsConnector::from(tls_config())
+                .connect(name, tcp)
+                .await
+                .map_err(connect)?;
             over(url, io, request).await
         }
     }
 }
 
-async fn over<T>(url: &Url, io: T, request: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<Incoming>, HttpError>
+async fn over<T>(
+    url: &Url,
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<Incoming>, HttpError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| exchange(url, e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| exchange(url, e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    sender.send_request(request).await.map_err(|e| exchange(url, e))
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| exchange(url, e))
 }
 
 /// The system's trust roots, loaded once.
@@ -190,11 +273,13 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
                 tracing::warn!(error = %e, "loading the system's trust roots");
             }
             let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
-            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
             Arc::new(cfg)
         })
         .clone()
@@ -225,7 +310,10 @@ impl SseParser {
                 if line.starts_with(':') {
                     continue; // a keep-alive comment
                 }
-                let (field, value) = line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+                let (field, value) = line
+                    .split_once(':')
+                    .map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)))
+                    .unwrap_or((line, ""));
                 match field {
                     "id" => id = Some(value.to_string()),
                     "event" => event = value.to_string(),
@@ -234,7 +322,11 @@ impl SseParser {
                 }
             }
             if !data.is_empty() {
-                out.push(SseEvent { id, event, data: data.join("\n") });
+                out.push(SseEvent {
+                    id,
+                    event,
+                    data: data.join("\n"),
+                });
             }
         }
         out
@@ -248,25 +340,64 @@ mod tests {
     #[test]
     fn urls_parse_with_their_defaults_and_bad_ones_say_why() {
         let u = Url::parse("http://127.0.0.1:7878").unwrap();
-        assert_eq!(u.target, Target::Tcp { host: "127.0.0.1".into(), port: 7878, tls: false });
+        assert_eq!(
+            u.target,
+            Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: 7878,
+                tls: false
+            }
+        );
         let u = Url::parse("https://hooks.example.com/services/T/B/x").unwrap();
-        assert_eq!(u.target, Target::Tcp { host: "hooks.example.com".into(), port: 443, tls: true });
+        assert_eq!(
+            u.target,
+            Target::Tcp {
+                host: "hooks.example.com".into(),
+                port: 443,
+                tls: true
+            }
+        );
         assert_eq!(u.path, "/services/T/B/x");
         let u = Url::parse("http://[::1]:9000/").unwrap();
-        assert_eq!(u.target, Target::Tcp { host: "::1".into(), port: 9000, tls: false });
-        assert_eq!(Url::parse("unix:/run/rekindle.sock").unwrap().target, Target::Unix("/run/rekindle.sock".into()));
+        assert_eq!(
+            u.target,
+            Target::Tcp {
+                host: "::1".into(),
+                port: 9000,
+                tls: false
+            }
+        );
+        assert_eq!(
+            Url::parse("unix:/run/rekindle.sock").unwrap().target,
+            Target::Unix("/run/rekindle.sock".into())
+        );
         let e = Url::parse("ftp://x").unwrap_err().to_string();
-        assert!(e.contains("ftp://x") && e.contains("expected http://"), "{e}");
-        assert!(Url::parse("http://h:port").unwrap_err().to_string().contains("port is not a number"));
+        assert!(
+            e.contains("ftp://x") && e.contains("expected http://"),
+            "{e}"
+        );
+        assert!(Url::parse("http://h:port")
+            .unwrap_err()
+            .to_string()
+            .contains("port is not a number"));
     }
 
     #[test]
     fn sse_events_split_across_chunks_come_out_whole() {
         let mut p = SseParser::default();
-        assert!(p.feed(b": keep-alive\n\nid: 1\nevent: wave_started\nda").is_empty());
+        assert!(p
+            .feed(b": keep-alive\n\nid: 1\nevent: wave_started\nda")
+            .is_empty());
         let got = p.feed(b"ta: {\"a\":1}\n\nid: 2\ndata: x\n\n");
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0], SseEvent { id: Some("1".into()), event: "wave_started".into(), data: "{\"a\":1}".into() });
+        assert_eq!(
+            got[0],
+            SseEvent {
+                id: Some("1".into()),
+                event: "wave_started".into(),
+                data: "{\"a\":1}".into()
+            }
+        );
         assert_eq!(got[1].event, "message");
     }
 }

@@ -3,10 +3,12 @@
 //! is fatal only when the playbook says `on_unreachable = "fail"`. Read-only:
 //! discovery never changes a container.
 
-use crate::model::{Container, HostReport, Inventory};
 use crate::config::{HostSpec, OnUnreachable, Playbook};
 use crate::dns::CachedResolver;
-use crate::runtime::docker::{connect_negotiated, host_label_filters, host_resolver, hosts_of, summary_to_container};
+use crate::model::{Container, HostReport, Inventory};
+use crate::runtime::docker::{
+    connect_negotiated, host_label_filters, host_resolver, hosts_of, summary_to_container,
+};
 use bollard::query_parameters::ListContainersOptions;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -19,7 +21,11 @@ pub enum DiscoveryError {
 }
 
 fn describe(hosts: &[HostReport]) -> String {
-    hosts.iter().map(|h| format!("{} ({})", h.name, h.error.as_deref().unwrap_or("no answer"))).collect::<Vec<_>>().join("; ")
+    hosts
+        .iter()
+        .map(|h| format!("{} ({})", h.name, h.error.as_deref().unwrap_or("no answer")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Lists the playbook's containers on every host concurrently.
@@ -27,23 +33,39 @@ pub async fn discover(playbook: &Playbook) -> Result<Inventory, DiscoveryError> 
     let hosts = hosts_of(playbook);
     let timeout = playbook.discovery.timeout;
     let resolver = host_resolver(playbook);
-    let results = futures_util::future::join_all(hosts.iter().map(|h| list_host(h, playbook, timeout, resolver.as_ref()))).await;
+    let results = futures_util::future::join_all(
+        hosts
+            .iter()
+            .map(|h| list_host(h, playbook, timeout, resolver.as_ref())),
+    )
+    .await;
     let mut inv = Inventory::default();
     for (spec, result) in hosts.iter().zip(results) {
         match result {
             Ok(mut cs) => {
-                inv.hosts.push(HostReport { name: spec.name.clone(), reachable: true, error: None, containers: cs.len() });
+                inv.hosts.push(HostReport {
+                    name: spec.name.clone(),
+                    reachable: true,
+                    error: None,
+                    containers: cs.len(),
+                });
                 inv.containers.append(&mut cs);
             }
             Err(e) => {
                 tracing::warn!(host = %spec.name, url = %spec.url, error = %e, "Docker host unreachable");
-                inv.hosts.push(HostReport { name: spec.name.clone(), reachable: false, error: Some(e), containers: 0 });
+                inv.hosts.push(HostReport {
+                    name: spec.name.clone(),
+                    reachable: false,
+                    error: Some(e),
+                    containers: 0,
+                });
             }
         }
     }
     // A stable order (the engines list in no particular one): the same fleet
     // always gives the same plan, which a resumed run relies on.
-    inv.containers.sort_by(|a, b| (&a.host, &a.name, &a.id).cmp(&(&b.host, &b.name, &b.id)));
+    inv.containers
+        .sort_by(|a, b| (&a.host, &a.name, &a.id).cmp(&(&b.host, &b.name, &b.id)));
     let down: Vec<HostReport> = inv.unreachable_hosts().cloned().collect();
     if !down.is_empty() && playbook.discovery.on_unreachable == OnUnreachable::Fail {
         return Err(DiscoveryError::Unreachable(down));
@@ -51,19 +73,39 @@ pub async fn discover(playbook: &Playbook) -> Result<Inventory, DiscoveryError> 
     Ok(inv)
 }
 
-async fn list_host(spec: &HostSpec, playbook: &Playbook, timeout: Duration, resolver: Option<&CachedResolver>) -> Result<Vec<Container>, String> {
+async fn list_host(
+    spec: &HostSpec,
+    playbook: &Playbook,
+    timeout: Duration,
+    resolver: Option<&CachedResolver>,
+) -> Result<Vec<Container>, String> {
     let work = async {
         let docker = connect_negotiated(spec, timeout, timeout, resolver).await?;
         // One query per role: Docker ANDs the label filters of one query.
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for role in &playbook.roles {
-            let labels: Vec<String> = role.selector.iter().chain(playbook.discovery.labels.iter()).map(|(k, v)| format!("{k}={v}")).chain(host_label_filters(spec)).collect();
+            let labels: Vec<String> = role
+                .selector
+                .iter()
+                .chain(playbook.discovery.labels.iter())
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(host_label_filters(spec))
+                .collect();
             let filters = HashMap::from([("label".to_string(), labels)]);
-            let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-            let list = docker.list_containers(Some(opts)).await.map_err(|e| crate::runtime::docker::with_causes(&e))?;
+            let opts = ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let list = docker
+                .list_containers(Some(opts))
+                .await
+                .map_err(|e| crate::runtime::docker::with_causes(&e))?;
             for s in list {
-                let Some(c) = summary_to_container(spec, s) else { continue };
+                let Some(c) = summary_to_container(spec, s) else {
+                    continue;
+                };
                 if seen.insert(c.id.clone()) {
                     out.push(c);
                 }

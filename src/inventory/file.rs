@@ -19,12 +19,19 @@ pub fn parse(src: &SourceText) -> Result<Inventory, SourceError> {
         line: e.line(),
         column: e.column(),
         field: String::new(),
-        message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
+        message: e
+            .to_string()
+            .split(" at line")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     })?;
     for (i, c) in inv.containers.iter().enumerate() {
         for (field, value) in [("id", &c.id), ("name", &c.name), ("host", &c.host)] {
             if value.trim().is_empty() {
-                return Err(src.error_at_top(format!("containers[{i}].{field}"), "must not be empty"));
+                return Err(
+                    src.error_at_top(format!("containers[{i}].{field}"), "must not be empty")
+                );
             }
         }
     }
@@ -33,7 +40,15 @@ pub fn parse(src: &SourceText) -> Result<Inventory, SourceError> {
         for c in &inv.containers {
             *counts.entry(c.host.as_str()).or_default() += 1;
         }
-        inv.hosts = counts.into_iter().map(|(name, n)| HostReport { name: name.to_string(), reachable: true, error: None, containers: n }).collect();
+        inv.hosts = counts
+            .into_iter()
+            .map(|(name, n)| HostReport {
+                name: name.to_string(),
+                reachable: true,
+                error: None,
+                containers: n,
+            })
+            .collect();
     }
     Ok(inv)
 }

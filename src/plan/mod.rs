@@ -66,7 +66,11 @@ pub struct Plan {
 #[derive(Debug, Error, PartialEq)]
 pub enum PlanError {
     #[error("container {container:?} on host {host:?} matches roles {roles:?}: make the role selectors exclusive")]
-    AmbiguousRole { container: String, host: String, roles: Vec<String> },
+    AmbiguousRole {
+        container: String,
+        host: String,
+        roles: Vec<String>,
+    },
     #[error("no container matches any role of playbook {playbook:?} ({inventory} containers inspected): check the roles' selectors and [discovery] labels")]
     NothingMatched { playbook: String, inventory: usize },
 }
@@ -78,7 +82,10 @@ impl Plan {
         let role_of = assign_roles(inv, pb)?;
         let matched = role_of.iter().filter(|r| r.is_some()).count();
         if matched == 0 {
-            return Err(PlanError::NothingMatched { playbook: pb.name.clone(), inventory: inv.containers.len() });
+            return Err(PlanError::NothingMatched {
+                playbook: pb.name.clone(),
+                inventory: inv.containers.len(),
+            });
         }
         // Intern hosts and replica sets so limits count with integers.
         let mut hosts: HashMap<&str, u32> = HashMap::new();
@@ -88,18 +95,29 @@ impl Plan {
         for c in &inv.containers {
             let n = hosts.len() as u32;
             host_of.push(*hosts.entry(c.host.as_str()).or_insert(n));
-            rs_of.push(pb.replset_label.as_deref().and_then(|k| c.labels.get(k)).map(|rs| {
-                let n = replsets.len() as u32;
-                *replsets.entry(rs).or_insert(n)
-            }));
+            rs_of.push(
+                pb.replset_label
+                    .as_deref()
+                    .and_then(|k| c.labels.get(k))
+                    .map(|rs| {
+                        let n = replsets.len() as u32;
+                        *replsets.entry(rs).or_insert(n)
+                    }),
+            );
         }
 
         // Stages: (group, role) -> containers, in deterministic order.
         let mut groups: HashMap<&str, Vec<Vec<u32>>> = HashMap::new();
         for (i, role) in role_of.iter().enumerate() {
             if let Some(r) = role {
-                let g = inv.containers[i].labels.get(&pb.cluster_label).unwrap_or("");
-                groups.entry(g).or_insert_with(|| vec![Vec::new(); pb.roles.len()])[*r as usize].push(i as u32);
+                let g = inv.containers[i]
+                    .labels
+                    .get(&pb.cluster_label)
+                    .unwrap_or("");
+                groups
+                    .entry(g)
+                    .or_insert_with(|| vec![Vec::new(); pb.roles.len()])[*r as usize]
+                    .push(i as u32);
             }
         }
         let mut group_names: Vec<&str> = groups.keys().copied().collect();
@@ -114,13 +132,23 @@ impl Plan {
             max_wave_size: pb.limits.max_wave_size,
         };
         let budget = pb.dns.budget_qps();
-        let mut builder = PlanBuilder { inv, pb, waves: Vec::new(), budget };
+        let mut builder = PlanBuilder {
+            inv,
+            pb,
+            waves: Vec::new(),
+            budget,
+        };
 
         // Canary: one container from the first root stage of each group in
         // turn (so it spans clusters and fits one wave), until it has N.
         let mut canary_wave = None;
         if let Some(canary) = &pb.canary {
-            let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| pb.roles.iter().enumerate().position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty());
+            let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| {
+                pb.roles
+                    .iter()
+                    .enumerate()
+                    .position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty())
+            };
             for g in &group_names {
                 for stage in groups.get_mut(g).unwrap().iter_mut() {
                     sort_stage(stage, inv, &rs_of);
@@ -149,7 +177,8 @@ impl Plan {
                 }
                 let group = common_group(&mine, inv, &pb.cluster_label);
                 for w in waves::cut(&mine, &host_of, &rs_of, &limits) {
-                    canary_wave = Some(builder.push(r, &group, w, canary_wave.into_iter().collect(), true));
+                    canary_wave =
+                        Some(builder.push(r, &group, w, canary_wave.into_iter().collect(), true));
                 }
             }
         }
@@ -160,7 +189,11 @@ impl Plan {
             // when the role has no containers here).
             let mut done_marker: Vec<Vec<usize>> = vec![Vec::new(); pb.roles.len()];
             for (r, role) in pb.roles.iter().enumerate() {
-                let mut after: Vec<usize> = role.after.iter().flat_map(|&d| done_marker[d].iter().copied()).collect();
+                let mut after: Vec<usize> = role
+                    .after
+                    .iter()
+                    .flat_map(|&d| done_marker[d].iter().copied())
+                    .collect();
                 if role.after.is_empty() {
                     after.extend(canary_wave);
                 }
@@ -184,13 +217,20 @@ impl Plan {
         let dns_lookups: u64 = waves.iter().map(|w| w.dns_lookups).sum();
         let dns_queries: u64 = waves.iter().map(|w| w.dns_queries).sum();
         let critical_path = critical_path(&waves, pb);
-        let min_ready = waves.iter().map(|w| pb.roles[w.role].ready_estimate).min().unwrap_or_default();
-        let dns_bound = pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
+        let min_ready = waves
+            .iter()
+            .map(|w| pb.roles[w.role].ready_estimate)
+            .min()
+            .unwrap_or_default();
+        let dns_bound =
+            pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
         let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
         empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
         Ok(Plan {
             containers: matched,
-            unmatched: (0..inv.containers.len() as u32).filter(|&i| role_of[i as usize].is_none()).collect(),
+            unmatched: (0..inv.containers.len() as u32)
+                .filter(|&i| role_of[i as usize].is_none())
+                .collect(),
             empty_roles,
             dns_lookups,
             dns_queries,
@@ -211,16 +251,39 @@ struct PlanBuilder<'a> {
 }
 
 impl PlanBuilder<'_> {
-    fn push(&mut self, role: usize, group: &str, containers: Vec<u32>, after: Vec<usize>, canary: bool) -> usize {
+    fn push(
+        &mut self,
+        role: usize,
+        group: &str,
+        containers: Vec<u32>,
+        after: Vec<usize>,
+        canary: bool,
+    ) -> usize {
         let r = &self.pb.roles[role];
         let dns_lookups = containers.len() as u64 * r.startup_lookups as u64;
         let dns_queries = containers.len() as u64 * self.pb.restart_queries(role) as u64;
-        let mut hosts: Vec<&str> = containers.iter().map(|&c| self.inv.containers[c as usize].host.as_str()).collect();
+        let mut hosts: Vec<&str> = containers
+            .iter()
+            .map(|&c| self.inv.containers[c as usize].host.as_str())
+            .collect();
         hosts.sort_unstable();
         hosts.dedup();
-        let estimate = self.pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / self.budget) + r.ready_estimate;
+        let estimate = self.pb.estimates.restart
+            + Duration::from_secs_f64(dns_queries as f64 / self.budget)
+            + r.ready_estimate;
         let index = self.waves.len();
-        self.waves.push(Wave { index, role, group: group.to_string(), containers, after, dns_lookups, dns_queries, hosts: hosts.len() as u32, estimate, canary });
+        self.waves.push(Wave {
+            index,
+            role,
+            group: group.to_string(),
+            containers,
+            after,
+            dns_lookups,
+            dns_queries,
+            hosts: hosts.len() as u32,
+            estimate,
+            canary,
+        });
         index
     }
 }
@@ -230,7 +293,10 @@ impl PlanBuilder<'_> {
 fn sort_stage(stage: &mut [u32], inv: &Inventory, rs_of: &[Option<u32>]) {
     stage.sort_unstable_by(|&a, &b| {
         let (ca, cb) = (&inv.containers[a as usize], &inv.containers[b as usize]);
-        rs_of[a as usize].cmp(&rs_of[b as usize]).then_with(|| ca.name.cmp(&cb.name)).then_with(|| ca.host.cmp(&cb.host))
+        rs_of[a as usize]
+            .cmp(&rs_of[b as usize])
+            .then_with(|| ca.name.cmp(&cb.name))
+            .then_with(|| ca.host.cmp(&cb.host))
     });
 }
 
@@ -239,15 +305,28 @@ fn sort_stage(stage: &mut [u32], inv: &Inventory, rs_of: &[Option<u32>]) {
 fn assign_roles(inv: &Inventory, pb: &Playbook) -> Result<Vec<Option<u16>>, PlanError> {
     let mut out = Vec::with_capacity(inv.containers.len());
     for c in &inv.containers {
-        if !pb.discovery.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v.as_str())) {
+        if !pb
+            .discovery
+            .labels
+            .iter()
+            .all(|(k, v)| c.labels.get(k) == Some(v.as_str()))
+        {
             out.push(None);
             continue;
         }
         let mut found: Option<u16> = None;
         for (r, role) in pb.roles.iter().enumerate() {
-            if role.selector.iter().all(|(k, v)| c.labels.get(k) == Some(v.as_str())) {
+            if role
+                .selector
+                .iter()
+                .all(|(k, v)| c.labels.get(k) == Some(v.as_str()))
+            {
                 if let Some(prev) = found {
-                    return Err(PlanError::AmbiguousRole { container: c.name.clone(), host: c.host.clone(), roles: vec![pb.roles[prev as usize].name.clone(), role.name.clone()] });
+                    return Err(PlanError::AmbiguousRole {
+                        container: c.name.clone(),
+                        host: c.host.clone(),
+                        roles: vec![pb.roles[prev as usize].name.clone(), role.name.clone()],
+                    });
                 }
                 found = Some(r as u16);
             }
@@ -276,7 +355,11 @@ fn critical_path(waves: &[Wave], pb: &Playbook) -> Duration {
     let mut finish: Vec<Duration> = Vec::with_capacity(waves.len());
     for w in waves {
         let start = w.after.iter().map(|&a| finish[a]).max().unwrap_or_default();
-        let extra = if Some(w.index) == last_canary { soak } else { Duration::ZERO };
+        let extra = if Some(w.index) == last_canary {
+            soak
+        } else {
+            Duration::ZERO
+        };
         finish.push(start + w.estimate + extra);
     }
     finish.into_iter().max().unwrap_or_default()

@@ -25,13 +25,24 @@ impl Open {
         // Units are small (one replica set at most): count pairwise.
         unit.iter().enumerate().all(|(k, &c)| {
             let h = host_of[c as usize];
-            let same_host = unit[..=k].iter().filter(|&&o| host_of[o as usize] == h).count() as u32;
+            let same_host = unit[..=k]
+                .iter()
+                .filter(|&&o| host_of[o as usize] == h)
+                .count() as u32;
             let host_ok = self.per_host.get(&h).copied().unwrap_or(0) + same_host <= l.max_per_host;
             let rs_ok = match rs_of[c as usize] {
                 None => true,
                 Some(rs) => {
-                    let same_rs = unit[..=k].iter().filter(|&&o| rs_of[o as usize] == Some(rs)).count() as u32;
-                    self.per_rs.get(&rs).copied().unwrap_or(0).saturating_add(same_rs) <= l.max_per_replset
+                    let same_rs = unit[..=k]
+                        .iter()
+                        .filter(|&&o| rs_of[o as usize] == Some(rs))
+                        .count() as u32;
+                    self.per_rs
+                        .get(&rs)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_add(same_rs)
+                        <= l.max_per_replset
                 }
             };
             host_ok && rs_ok
@@ -57,7 +68,9 @@ pub fn cut(stage: &[u32], host_of: &[u32], rs_of: &[Option<u32>], l: &WaveLimits
     // Waves before `first_open` are full by size and never fit again.
     let mut first_open = 0;
     let mut place = |unit: &[u32], waves: &mut Vec<Open>| {
-        while first_open < waves.len() && waves[first_open].members.len() >= l.max_wave_size as usize {
+        while first_open < waves.len()
+            && waves[first_open].members.len() >= l.max_wave_size as usize
+        {
             first_open += 1;
         }
         for w in waves[first_open..].iter_mut() {
@@ -84,7 +97,8 @@ pub fn cut(stage: &[u32], host_of: &[u32], rs_of: &[Option<u32>], l: &WaveLimits
             }
         }
         let unit = &stage[i..j];
-        let whole = unit.len() > 1 && unit.len() as u32 <= l.max_per_replset && place(unit, &mut waves);
+        let whole =
+            unit.len() > 1 && unit.len() as u32 <= l.max_per_replset && place(unit, &mut waves);
         if !whole {
             // One by one; a single container always fits an empty wave
             // (every limit is at least 1).
@@ -107,7 +121,11 @@ mod tests {
         // Two replica sets of three members on three hosts.
         let host_of = vec![0, 1, 2, 0, 1, 2];
         let rs_of = vec![Some(0), Some(0), Some(0), Some(1), Some(1), Some(1)];
-        let l = WaveLimits { max_per_host: 10, max_per_replset: 1, max_wave_size: 100 };
+        let l = WaveLimits {
+            max_per_host: 10,
+            max_per_replset: 1,
+            max_wave_size: 100,
+        };
         let waves = cut(&[0, 1, 2, 3, 4, 5], &host_of, &rs_of, &l);
         assert_eq!(waves, vec![vec![0, 3], vec![1, 4], vec![2, 5]]);
     }
@@ -116,7 +134,11 @@ mod tests {
     fn whole_sets_stay_together_under_host_limit() {
         let host_of = vec![0, 1, 2, 0, 1, 2];
         let rs_of = vec![Some(0), Some(0), Some(0), Some(1), Some(1), Some(1)];
-        let l = WaveLimits { max_per_host: 1, max_per_replset: u32::MAX, max_wave_size: 100 };
+        let l = WaveLimits {
+            max_per_host: 1,
+            max_per_replset: u32::MAX,
+            max_wave_size: 100,
+        };
         let waves = cut(&[0, 1, 2, 3, 4, 5], &host_of, &rs_of, &l);
         assert_eq!(waves, vec![vec![0, 1, 2], vec![3, 4, 5]]);
     }
@@ -125,7 +147,11 @@ mod tests {
     fn wave_size_caps() {
         let host_of = vec![0; 5];
         let rs_of = vec![None; 5];
-        let l = WaveLimits { max_per_host: 100, max_per_replset: 1, max_wave_size: 2 };
+        let l = WaveLimits {
+            max_per_host: 100,
+            max_per_replset: 1,
+            max_wave_size: 2,
+        };
         assert_eq!(cut(&[0, 1, 2, 3, 4], &host_of, &rs_of, &l).len(), 3);
     }
 }

@@ -22,13 +22,25 @@ pub fn default_state_dir() -> PathBuf {
 
 /// The journal of a playbook's run in `dir`.
 pub fn journal_path(dir: &Path, playbook: &str) -> PathBuf {
-    let safe: String = playbook.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let safe: String = playbook
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     dir.join(format!("{safe}.journal"))
 }
 
 /// Moves a finished run's journal aside (`<name>.<unix seconds>.done`).
 pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let done = path.with_extension(format!("{secs}.done"));
     std::fs::rename(path, &done)?;
     Ok(done)
@@ -41,7 +53,10 @@ pub fn probe_name(pb: &Playbook, inv: &Inventory) -> Option<(String, &'static st
     if let Some(n) = &pb.dns.probe_name {
         return Some((n.clone(), "dns.probe_name"));
     }
-    inv.containers.iter().find_map(|c| c.dns_name.clone()).map(|n| (n, "the inventory"))
+    inv.containers
+        .iter()
+        .find_map(|c| c.dns_name.clone())
+        .map(|n| (n, "the inventory"))
 }
 
 /// The adaptive budget's probe, on by default: probe queries for
@@ -50,7 +65,11 @@ pub fn probe_name(pb: &Playbook, inv: &Inventory) -> Option<(String, &'static st
 /// `adaptive = false`, pacing is off, or there is nothing to probe (the log
 /// says so once). The name is looked up once here, before anything is
 /// restarted: a name that does not resolve is an error naming it.
-pub async fn dns_probe(pb: &Playbook, inv: &Inventory, no_pacing: bool) -> Result<Option<Arc<dyn DnsProbe>>, String> {
+pub async fn dns_probe(
+    pb: &Playbook,
+    inv: &Inventory,
+    no_pacing: bool,
+) -> Result<Option<Arc<dyn DnsProbe>>, String> {
     if no_pacing || !pb.dns.adaptive {
         return Ok(None);
     }
@@ -70,7 +89,11 @@ pub async fn dns_probe(pb: &Playbook, inv: &Inventory, no_pacing: bool) -> Resul
             "the adaptive DNS budget's probe name {name:?} (from {from}) does not resolve: {e}; set dns.probe_name to a name the fleet's resolver answers, or dns.adaptive = false"
         ));
     }
-    let counter = pb.dns.counter.as_ref().map(|c| crate::dns::counter::ResolverCounter::new(c, pb.resolver.timeout));
+    let counter = pb
+        .dns
+        .counter
+        .as_ref()
+        .map(|c| crate::dns::counter::ResolverCounter::new(c, pb.resolver.timeout));
     let probe = crate::dns::ResolverProbe::new(resolver, name, counter);
     tracing::info!(signals = %probe.describe(), name_from = from, "adaptive DNS budget");
     Ok(Some(Arc::new(probe)))

@@ -23,7 +23,9 @@ async fn restart_all(sim: &Arc<SimFleet>, idx: &[usize]) {
 
 fn of_role(sim: &SimFleet, pred: impl Fn(SimRole) -> bool) -> Vec<usize> {
     let f = sim.fleet();
-    (0..f.all.len()).filter(|&i| pred(f.sim[i].role) && !f.down[f.sim[i].host as usize]).collect()
+    (0..f.all.len())
+        .filter(|&i| pred(f.sim[i].role) && !f.down[f.sim[i].host as usize])
+        .collect()
 }
 
 /// The incident script: every data node at once, then every router, no
@@ -36,7 +38,16 @@ pub async fn all_at_once(sim: Arc<SimFleet>, cap: Duration) {
         if sim.all_healthy() || sim.now_s() >= cap.as_secs_f64() {
             return;
         }
-        let bad: Vec<usize> = sim.not_healthy().into_iter().filter(|&i| matches!(sim.phase(i), Phase::Stuck | Phase::Exited | Phase::Disconnected)).collect();
+        let bad: Vec<usize> = sim
+            .not_healthy()
+            .into_iter()
+            .filter(|&i| {
+                matches!(
+                    sim.phase(i),
+                    Phase::Stuck | Phase::Exited | Phase::Disconnected
+                )
+            })
+            .collect();
         restart_all(&sim, &bad).await;
     }
 }
@@ -56,11 +67,19 @@ pub async fn fixed_batch(sim: Arc<SimFleet>, batch: usize, cap: Duration) {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     let phases: Vec<Phase> = chunk.iter().map(|&i| sim.phase(i)).collect();
-                    if phases.iter().all(|p| !matches!(p, Phase::Starting | Phase::Restarting)) || sim.now_s() >= cap.as_secs_f64() {
+                    if phases
+                        .iter()
+                        .all(|p| !matches!(p, Phase::Starting | Phase::Restarting))
+                        || sim.now_s() >= cap.as_secs_f64()
+                    {
                         break;
                     }
                 }
-                todo = chunk.iter().copied().filter(|&i| sim.phase(i) != Phase::Healthy).collect();
+                todo = chunk
+                    .iter()
+                    .copied()
+                    .filter(|&i| sim.phase(i) != Phase::Healthy)
+                    .collect();
             }
         }
     }

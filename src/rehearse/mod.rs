@@ -28,7 +28,7 @@ pub enum RehearseError {
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
-    Session(#[from] crate::session::SessionError),
+    Session(Box<crate::session::SessionError>),
     #[error("cannot start the simulation runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -48,15 +48,30 @@ pub struct Options {
 pub use crate::report::rehearsal::{PolicyFigures, Report, BASELINE_CAP};
 pub use crate::report::WaveSpan;
 
+impl From<crate::session::SessionError> for RehearseError {
+    fn from(e: crate::session::SessionError) -> Self {
+        RehearseError::Session(Box::new(e))
+    }
+}
+
 /// Runs one closure on its own paused-clock runtime.
 fn on_virtual_clock<T>(f: impl std::future::Future<Output = T>) -> Result<T, RehearseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().map_err(RehearseError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(RehearseError::Runtime)?;
     Ok(rt.block_on(f))
 }
 
 /// Rehearses `playbook` on `scenario`; `on_event` sees every engine event
 /// with the virtual time (seconds) it happened at.
-pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on_event: impl FnMut(&Event, f64) + Send) -> Result<Report, RehearseError> {
+pub fn rehearse(
+    playbook: &Playbook,
+    scenario: &Scenario,
+    opts: &Options,
+    mut on_event: impl FnMut(&Event, f64) + Send,
+) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
     let mut timeline = crate::report::Collector::default();
     let baseline_thread = opts.compare.then(|| {
@@ -77,17 +92,29 @@ pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on
         let inv = Arc::new(sim.fleet().inventory());
         let plan = Arc::new(Plan::build(&inv, &pb)?);
         let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
-            (!opts.static_budget && pb.dns.adaptive).then(|| Arc::new(SimDnsProbe { fleet: sim.clone(), counters: pb.dns.counter.is_some() }) as _);
+            (!opts.static_budget && pb.dns.adaptive).then(|| {
+                Arc::new(SimDnsProbe {
+                    fleet: sim.clone(),
+                    counters: pb.dns.counter.is_some(),
+                }) as _
+            });
         let session = Session {
             runtime: SimRuntime(sim.clone()),
             playbook: pb.clone(),
             inventory: inv,
             plan: plan.clone(),
-            journal: JournalSpec { path: journal_path.clone(), mode: JournalMode::Replace, durable: false },
+            journal: JournalSpec {
+                path: journal_path.clone(),
+                mode: JournalMode::Replace,
+                durable: false,
+            },
             probe,
             no_pacing: false,
         };
-        let mut watcher = Watcher { handle_tx: opts.handle_tx.clone(), on_event: &mut on_event };
+        let mut watcher = Watcher {
+            handle_tx: opts.handle_tx.clone(),
+            on_event: &mut on_event,
+        };
         let finished = session::run(session, &mut watcher).await?;
         timeline = finished.timeline;
         let outcome = finished.outcome;
@@ -98,7 +125,8 @@ pub fn rehearse(playbook: &Playbook, scenario: &Scenario, opts: &Options, mut on
         None => vec![],
     };
     let lb = scenario.lower_bound_s();
-    let healthy_per_second = timeline.healthy_per_second(dns_per_second.len().max(outcome.elapsed_s.ceil() as usize));
+    let healthy_per_second =
+        timeline.healthy_per_second(dns_per_second.len().max(outcome.elapsed_s.ceil() as usize));
     Ok(Report {
         scenario: scenario.name.clone(),
         playbook: pb.name.clone(),
@@ -153,7 +181,11 @@ impl<F: FnMut(&Event, f64) + Send> Observer for Watcher<'_, F> {
 /// world and virtual clock.
 pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, RehearseError> {
     let mut jobs: Vec<(String, Option<usize>)> = vec![("all-at-once".into(), None)];
-    jobs.extend(BATCH_SIZES.iter().map(|&b| (format!("fixed-batch-{b}"), Some(b))));
+    jobs.extend(
+        BATCH_SIZES
+            .iter()
+            .map(|&b| (format!("fixed-batch-{b}"), Some(b))),
+    );
     let results: Vec<Result<PolicyFigures, RehearseError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .chunks(jobs.len().div_ceil(2))
@@ -166,7 +198,9 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
                                 let sim = SimFleet::new(scenario);
                                 match batch {
                                     None => baselines::all_at_once(sim.clone(), BASELINE_CAP).await,
-                                    Some(b) => baselines::fixed_batch(sim.clone(), *b, BASELINE_CAP).await,
+                                    Some(b) => {
+                                        baselines::fixed_batch(sim.clone(), *b, BASELINE_CAP).await
+                                    }
                                 }
                                 PolicyFigures::from_stats(name.clone(), &sim.stats())
                             })
@@ -175,17 +209,23 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("baseline worker")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("baseline worker"))
+            .collect()
     });
     results.into_iter().collect()
 }
 
 /// The best fixed batch: converged first, then fastest.
 pub fn best_fixed_batch(baselines: &[PolicyFigures]) -> Option<&PolicyFigures> {
-    baselines.iter().filter(|b| b.policy.starts_with("fixed-batch")).min_by(|a, b| match (a.makespan_s, b.makespan_s) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.still_down.cmp(&b.still_down),
-    })
+    baselines
+        .iter()
+        .filter(|b| b.policy.starts_with("fixed-batch"))
+        .min_by(|a, b| match (a.makespan_s, b.makespan_s) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.still_down.cmp(&b.still_down),
+        })
 }

@@ -45,18 +45,31 @@ pub fn default_fractions() -> Vec<f64> {
 }
 
 /// Rehearses `playbook` on `scenario` at each static budget.
-pub fn sweep(playbook: &Playbook, scenario: &Scenario, fractions: &[f64], drop_limit: f64) -> Result<Sweep, RehearseError> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(fractions.len().max(1));
+pub fn sweep(
+    playbook: &Playbook,
+    scenario: &Scenario,
+    fractions: &[f64],
+    drop_limit: f64,
+) -> Result<Sweep, RehearseError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(fractions.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&fraction) = fractions.get(i) else { return };
+                let Some(&fraction) = fractions.get(i) else {
+                    return;
+                };
                 let mut pb = playbook.clone();
                 pb.dns.headroom = fraction;
-                let opts = Options { static_budget: true, ..Options::default() };
+                let opts = Options {
+                    static_budget: true,
+                    ..Options::default()
+                };
                 let point = rehearse(&pb, scenario, &opts, |_, _| {}).map(|r| SweepPoint {
                     fraction,
                     budget_qps: pb.dns.budget_qps(),
@@ -74,13 +87,27 @@ pub fn sweep(playbook: &Playbook, scenario: &Scenario, fractions: &[f64], drop_l
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
-    let points = results.into_iter().map(|(_, p)| p).collect::<Result<Vec<_>, _>>()?;
+    let points = results
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Result<Vec<_>, _>>()?;
     let best = points
         .iter()
         .filter(|p| p.converged && p.stuck == 0 && p.dropped_share < drop_limit)
-        .min_by(|a, b| a.makespan_s.unwrap_or(f64::MAX).total_cmp(&b.makespan_s.unwrap_or(f64::MAX)))
+        .min_by(|a, b| {
+            a.makespan_s
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.makespan_s.unwrap_or(f64::MAX))
+        })
         .cloned();
-    Ok(Sweep { scenario: scenario.name.clone(), playbook: playbook.name.clone(), lower_bound_s: scenario.lower_bound_s(), drop_limit, points, best })
+    Ok(Sweep {
+        scenario: scenario.name.clone(),
+        playbook: playbook.name.clone(),
+        lower_bound_s: scenario.lower_bound_s(),
+        drop_limit,
+        points,
+        best,
+    })
 }
 
 #[cfg(test)]

@@ -41,9 +41,18 @@ impl Collector {
     pub fn on(&mut self, e: &Event, at: f64) {
         match e {
             Event::Healthy { .. } => self.healthy_at.push(at),
-            Event::WaveStarted { wave, role, group, .. } => {
+            Event::WaveStarted {
+                wave, role, group, ..
+            } => {
                 self.index.insert(*wave, self.spans.len());
-                self.spans.push(WaveSpan { wave: *wave, role: role.clone(), group: group.clone(), start_s: at, end_s: None, halted: false });
+                self.spans.push(WaveSpan {
+                    wave: *wave,
+                    role: role.clone(),
+                    group: group.clone(),
+                    start_s: at,
+                    end_s: None,
+                    halted: false,
+                });
             }
             Event::WavePassed { wave, .. } | Event::WaveHalted { wave, .. } => {
                 if let Some(&i) = self.index.get(wave) {
@@ -103,7 +112,10 @@ impl<'a> From<&'a Report> for Chart<'a> {
             dns_capacity_qps: r.dns_capacity_qps,
             dns_budget_qps: r.dns_budget_qps,
             dns_budget: &r.dns_budget,
-            dns_totals: format!("{} queries, {} dropped, peak {} q/s", r.dns_queries, r.dns_dropped, r.dns_peak_qps),
+            dns_totals: format!(
+                "{} queries, {} dropped, peak {} q/s",
+                r.dns_queries, r.dns_dropped, r.dns_peak_qps
+            ),
             healthy_per_second: &r.healthy_per_second,
             wave_spans: &r.wave_spans,
         }
@@ -113,7 +125,12 @@ impl<'a> From<&'a Report> for Chart<'a> {
 impl Chart<'_> {
     /// The DNS budget in force at `t` seconds.
     pub fn budget_at(&self, t: f64) -> f64 {
-        self.dns_budget.iter().take_while(|(at, _)| *at < t).last().map(|&(_, q)| q).unwrap_or(self.dns_budget_qps)
+        self.dns_budget
+            .iter()
+            .take_while(|(at, _)| *at < t)
+            .last()
+            .map(|&(_, q)| q)
+            .unwrap_or(self.dns_budget_qps)
     }
 }
 
@@ -123,7 +140,12 @@ pub fn write(dir: &Path, r: &Report, summary: &str) -> std::io::Result<()> {
 }
 
 /// Writes `timeline.json` (`whole`), `timeline.md` and `timeline.html`.
-pub fn write_chart(dir: &Path, whole: &impl Serialize, c: &Chart, summary: &str) -> std::io::Result<()> {
+pub fn write_chart(
+    dir: &Path,
+    whole: &impl Serialize,
+    c: &Chart,
+    summary: &str,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(whole)?)?;
     let mut md = format!(
@@ -132,13 +154,28 @@ pub fn write_chart(dir: &Path, whole: &impl Serialize, c: &Chart, summary: &str)
         capitalized(c.dns_series)
     );
     for (s, q) in c.dns_per_second.iter().enumerate() {
-        let _ = writeln!(md, "| {s} | {q} | {:.0} | {:.0} |", c.budget_at(s as f64 + 1.0), c.dns_capacity_qps);
+        let _ = writeln!(
+            md,
+            "| {s} | {q} | {:.0} | {:.0} |",
+            c.budget_at(s as f64 + 1.0),
+            c.dns_capacity_qps
+        );
     }
     if !c.resolver.is_empty() {
         md += "\n## What the resolver received\n\nIts own counters, read every adaptation interval (other clients and retries included), beside the budget in force and the capacity.\n\n| at (s) | received q/s | dropped q/s | budget q/s | capacity |\n|---:|---:|---:|---:|---:|\n";
         for r in c.resolver {
-            let dropped = r.dropped_qps.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into());
-            let _ = writeln!(md, "| {:.1} | {:.0} | {dropped} | {:.0} | {:.0} |", r.at_s, r.received_qps, c.budget_at(r.at_s), c.dns_capacity_qps);
+            let dropped = r
+                .dropped_qps
+                .map(|d| format!("{d:.0}"))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                md,
+                "| {:.1} | {:.0} | {dropped} | {:.0} | {:.0} |",
+                r.at_s,
+                r.received_qps,
+                c.budget_at(r.at_s),
+                c.dns_capacity_qps
+            );
         }
     }
     std::fs::write(dir.join("timeline.md"), md)?;
@@ -147,11 +184,16 @@ pub fn write_chart(dir: &Path, whole: &impl Serialize, c: &Chart, summary: &str)
 
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const W: f64 = 960.0;
@@ -175,11 +217,22 @@ impl Frame {
     /// Axes, with ticks at round values.
     fn axes(&self, out: &mut String, y_label: &str) {
         let base = self.y(0.0);
-        let _ = write!(out, r##"<line x1="{PAD_L}" y1="{base:.1}" x2="{:.1}" y2="{base:.1}" stroke="#444"/>"##, W - PAD_R);
-        let _ = write!(out, r##"<line x1="{PAD_L}" y1="8" x2="{PAD_L}" y2="{base:.1}" stroke="#444"/>"##);
+        let _ = write!(
+            out,
+            r##"<line x1="{PAD_L}" y1="{base:.1}" x2="{:.1}" y2="{base:.1}" stroke="#444"/>"##,
+            W - PAD_R
+        );
+        let _ = write!(
+            out,
+            r##"<line x1="{PAD_L}" y1="8" x2="{PAD_L}" y2="{base:.1}" stroke="#444"/>"##
+        );
         for t in ticks(self.t_max) {
             let x = self.x(t);
-            let _ = write!(out, r##"<text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{t}s</text>"##, base + 14.0);
+            let _ = write!(
+                out,
+                r##"<text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{t}s</text>"##,
+                base + 14.0
+            );
         }
         for v in ticks(self.y_max) {
             let y = self.y(v);
@@ -191,7 +244,11 @@ impl Frame {
                 y + 4.0
             );
         }
-        let _ = write!(out, r##"<text x="4" y="12" font-size="11">{}</text>"##, esc(y_label));
+        let _ = write!(
+            out,
+            r##"<text x="4" y="12" font-size="11">{}</text>"##,
+            esc(y_label)
+        );
     }
 }
 
@@ -202,13 +259,24 @@ fn ticks(max: f64) -> Vec<f64> {
     }
     let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    (0..).map(|i| i as f64 * step).take_while(|v| *v <= max + 1e-9).collect()
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    (0..)
+        .map(|i| i as f64 * step)
+        .take_while(|v| *v <= max + 1e-9)
+        .collect()
 }
 
 fn polyline(out: &mut String, points: impl Iterator<Item = (f64, f64)>, color: &str, extra: &str) {
     let pts: Vec<String> = points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-    let _ = write!(out, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" {extra} points="{}"/>"#, pts.join(" "));
+    let _ = write!(
+        out,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" {extra} points="{}"/>"#,
+        pts.join(" ")
+    );
 }
 
 /// The page.
@@ -218,34 +286,97 @@ pub fn html(r: &Chart, summary: &str) -> String {
 
     // DNS: queries per second against capacity and budget.
     let peak = r.dns_per_second.iter().copied().max().unwrap_or(0) as f64;
-    let peak = r.resolver.iter().map(|l| l.received_qps).fold(peak, f64::max);
-    let top_budget = r.dns_budget.iter().map(|b| b.1).fold(r.dns_budget_qps, f64::max);
-    let f = Frame { t_max, y_max: peak.max(r.dns_capacity_qps).max(top_budget) * 1.1, h: 300.0 };
-    let _ = write!(body, r#"<h2>DNS queries per second</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="DNS queries per second">"#, f.h);
+    let peak = r
+        .resolver
+        .iter()
+        .map(|l| l.received_qps)
+        .fold(peak, f64::max);
+    let top_budget = r
+        .dns_budget
+        .iter()
+        .map(|b| b.1)
+        .fold(r.dns_budget_qps, f64::max);
+    let f = Frame {
+        t_max,
+        y_max: peak.max(r.dns_capacity_qps).max(top_budget) * 1.1,
+        h: 300.0,
+    };
+    let _ = write!(
+        body,
+        r#"<h2>DNS queries per second</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="DNS queries per second">"#,
+        f.h
+    );
     f.axes(&mut body, "queries/s");
-    polyline(&mut body, r.dns_per_second.iter().enumerate().flat_map(|(s, q)| [(f.x(s as f64), f.y(*q as f64)), (f.x(s as f64 + 1.0), f.y(*q as f64))]), "#3b6ea5", "");
+    polyline(
+        &mut body,
+        r.dns_per_second.iter().enumerate().flat_map(|(s, q)| {
+            [
+                (f.x(s as f64), f.y(*q as f64)),
+                (f.x(s as f64 + 1.0), f.y(*q as f64)),
+            ]
+        }),
+        "#3b6ea5",
+        "",
+    );
     if !r.resolver.is_empty() {
-        polyline(&mut body, r.resolver.iter().map(|l| (f.x(l.at_s), f.y(l.received_qps))), "#8e44ad", "");
+        polyline(
+            &mut body,
+            r.resolver
+                .iter()
+                .map(|l| (f.x(l.at_s), f.y(l.received_qps))),
+            "#8e44ad",
+            "",
+        );
     }
     let cap = f.y(r.dns_capacity_qps);
-    let _ = write!(body, r##"<line x1="{PAD_L}" y1="{cap:.1}" x2="{:.1}" y2="{cap:.1}" stroke="#c0392b" stroke-dasharray="6 4"/>"##, W - PAD_R);
+    let _ = write!(
+        body,
+        r##"<line x1="{PAD_L}" y1="{cap:.1}" x2="{:.1}" y2="{cap:.1}" stroke="#c0392b" stroke-dasharray="6 4"/>"##,
+        W - PAD_R
+    );
     let steps = (0..=t_max as usize).map(|s| (f.x(s as f64), f.y(r.budget_at(s as f64 + 1.0))));
     polyline(&mut body, steps, "#27ae60", "");
     let _ = write!(
         body,
         r##"</svg><p class="legend"><span style="color:#3b6ea5">■ {}</span>{} <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {}</p>"##,
         esc(r.dns_series),
-        if r.resolver.is_empty() { "" } else { r##" <span style="color:#8e44ad">— what the resolver received (its own counter)</span>"## },
+        if r.resolver.is_empty() {
+            ""
+        } else {
+            r##" <span style="color:#8e44ad">— what the resolver received (its own counter)</span>"##
+        },
         r.dns_capacity_qps,
-        if r.dns_budget.is_empty() { "static" } else { "adaptive" },
+        if r.dns_budget.is_empty() {
+            "static"
+        } else {
+            "adaptive"
+        },
         esc(&r.dns_totals)
     );
 
     // Healthy containers over time.
-    let f = Frame { t_max, y_max: r.total.max(1) as f64, h: 220.0 };
-    let _ = write!(body, r#"<h2>Containers healthy</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="containers healthy over time">"#, f.h);
+    let f = Frame {
+        t_max,
+        y_max: r.total.max(1) as f64,
+        h: 220.0,
+    };
+    let _ = write!(
+        body,
+        r#"<h2>Containers healthy</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="containers healthy over time">"#,
+        f.h
+    );
     f.axes(&mut body, "healthy");
-    polyline(&mut body, std::iter::once((f.x(0.0), f.y(0.0))).chain(r.healthy_per_second.iter().enumerate().map(|(s, n)| (f.x(s as f64 + 1.0), f.y(*n as f64)))), "#8e44ad", "");
+    polyline(
+        &mut body,
+        std::iter::once((f.x(0.0), f.y(0.0))).chain(
+            r.healthy_per_second
+                .iter()
+                .enumerate()
+                .map(|(s, n)| (f.x(s as f64 + 1.0), f.y(*n as f64))),
+        ),
+        "#8e44ad",
+        "",
+    );
     let _ = write!(body, "</svg>");
 
     // Waves: one bar each, coloured by role; halted ones red.
@@ -255,13 +386,27 @@ pub fn html(r: &Chart, summary: &str) -> String {
         }
         v
     });
-    let palette = ["#3b6ea5", "#e67e22", "#16a085", "#8e44ad", "#7f8c8d", "#d35400"];
+    let palette = [
+        "#3b6ea5", "#e67e22", "#16a085", "#8e44ad", "#7f8c8d", "#d35400",
+    ];
     let row = if r.wave_spans.len() > 150 { 2.0 } else { 8.0 };
     let h = 40.0 + row * r.wave_spans.len() as f64;
-    let f = Frame { t_max, y_max: 1.0, h };
-    let _ = write!(body, r#"<h2>Waves ({})</h2><svg viewBox="0 0 {W} {h}" width="{W}" role="img" aria-label="wave spans">"#, r.wave_spans.len());
+    let f = Frame {
+        t_max,
+        y_max: 1.0,
+        h,
+    };
+    let _ = write!(
+        body,
+        r#"<h2>Waves ({})</h2><svg viewBox="0 0 {W} {h}" width="{W}" role="img" aria-label="wave spans">"#,
+        r.wave_spans.len()
+    );
     for (i, w) in r.wave_spans.iter().enumerate() {
-        let color = if w.halted { "#c0392b" } else { palette[roles.iter().position(|x| *x == w.role).unwrap_or(0) % palette.len()] };
+        let color = if w.halted {
+            "#c0392b"
+        } else {
+            palette[roles.iter().position(|x| *x == w.role).unwrap_or(0) % palette.len()]
+        };
         let (x0, x1) = (f.x(w.start_s), f.x(w.end_s.unwrap_or(t_max)));
         let _ = write!(
             body,
@@ -273,16 +418,28 @@ pub fn html(r: &Chart, summary: &str) -> String {
             esc(&w.role),
             esc(&w.group),
             w.start_s,
-            w.end_s.map(|e| format!("{e:.1}s")).unwrap_or_else(|| "not passed".into())
+            w.end_s
+                .map(|e| format!("{e:.1}s"))
+                .unwrap_or_else(|| "not passed".into())
         );
     }
     let base = 8.0 + row * r.wave_spans.len() as f64 + 4.0;
     for t in ticks(t_max) {
-        let _ = write!(body, r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{t}s</text>"#, f.x(t), base + 12.0);
+        let _ = write!(
+            body,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{t}s</text>"#,
+            f.x(t),
+            base + 12.0
+        );
     }
     let _ = write!(body, "</svg><p class=\"legend\">");
     for (i, role) in roles.iter().enumerate() {
-        let _ = write!(body, r#"<span style="color:{}">■ {}</span> "#, palette[i % palette.len()], esc(role));
+        let _ = write!(
+            body,
+            r#"<span style="color:{}">■ {}</span> "#,
+            palette[i % palette.len()],
+            esc(role)
+        );
     }
     let _ = write!(body, r#"<span style="color:#c0392b">■ halted</span></p>"#);
 

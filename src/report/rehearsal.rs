@@ -81,4 +81,3 @@ pub struct Report {
     pub wave_spans: Vec<WaveSpan>,
     pub baselines: Vec<PolicyFigures>,
 }
-

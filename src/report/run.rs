@@ -37,7 +37,15 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub fn new(pb: &Playbook, inv: &Inventory, o: &Outcome, t: &Collector, total: usize, resumed: bool, pacing: bool) -> RunReport {
+    pub fn new(
+        pb: &Playbook,
+        inv: &Inventory,
+        o: &Outcome,
+        t: &Collector,
+        total: usize,
+        resumed: bool,
+        pacing: bool,
+    ) -> RunReport {
         let seconds = o.elapsed_s.ceil() as usize;
         let mut dns_per_second = o.dns_granted_per_second.clone();
         if dns_per_second.len() < seconds {
@@ -69,15 +77,27 @@ impl RunReport {
     pub fn chart(&self) -> Chart<'_> {
         let peak = self.dns_per_second.iter().copied().max().unwrap_or(0);
         Chart {
-            title: format!("Run: {}{}", self.playbook, if self.resumed { " (resumed)" } else { "" }),
+            title: format!(
+                "Run: {}{}",
+                self.playbook,
+                if self.resumed { " (resumed)" } else { "" }
+            ),
             total: self.total,
             dns_per_second: &self.dns_per_second,
             dns_series: "DNS queries budgeted to the restarts sent",
             resolver: &self.resolver_load,
             dns_capacity_qps: self.dns_capacity_qps,
-            dns_budget_qps: if self.pacing { self.dns_budget_qps } else { 0.0 },
+            dns_budget_qps: if self.pacing {
+                self.dns_budget_qps
+            } else {
+                0.0
+            },
             dns_budget: &self.dns_budget,
-            dns_totals: format!("{} queries budgeted, peak {peak} q/s{}", self.dns_queries_budgeted, if self.pacing { "" } else { " (pacing off)" }),
+            dns_totals: format!(
+                "{} queries budgeted, peak {peak} q/s{}",
+                self.dns_queries_budgeted,
+                if self.pacing { "" } else { " (pacing off)" }
+            ),
             healthy_per_second: &self.healthy_per_second,
             wave_spans: &self.wave_spans,
         }
@@ -90,7 +110,12 @@ impl RunReport {
 
     /// A short summary table, for reports written without one of their own.
     pub fn summary(&self) -> String {
-        let mut s = format!("Run of playbook {:?}: {:?}{}\n", self.playbook, self.state, if self.resumed { " (resumed)" } else { "" });
+        let mut s = format!(
+            "Run of playbook {:?}: {:?}{}\n",
+            self.playbook,
+            self.state,
+            if self.resumed { " (resumed)" } else { "" }
+        );
         if let Some(r) = &self.reason {
             s += &format!("  {r}\n");
         }

@@ -5,28 +5,70 @@ use crate::report::rehearsal::{Report, BASELINE_CAP};
 use std::io::Write;
 
 fn opt_s(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "not converged".into())
+    x.map(|v| format!("{v:.1}s"))
+        .unwrap_or_else(|| "not converged".into())
 }
 
 pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io::Result<()> {
-    writeln!(out, "Rehearsal of playbook {:?} on scenario {:?}: {:?}", r.playbook, r.scenario, r.state)?;
+    writeln!(
+        out,
+        "Rehearsal of playbook {:?} on scenario {:?}: {:?}",
+        r.playbook, r.scenario, r.state
+    )?;
     if let Some(reason) = &r.reason {
         writeln!(out, "  {reason}")?;
     }
-    writeln!(out, "  healthy            {}/{} ({} on unreachable hosts)", r.healthy, r.total, r.unreachable)?;
+    writeln!(
+        out,
+        "  healthy            {}/{} ({} on unreachable hosts)",
+        r.healthy, r.total, r.unreachable
+    )?;
     writeln!(out, "  makespan           {}", opt_s(r.makespan_s))?;
     writeln!(out, "  lower bound        {:.1}s", r.lower_bound_s)?;
-    writeln!(out, "  ratio              {}", r.ratio.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()))?;
-    writeln!(out, "  DNS peak           {} q/s (capacity {:.0}, budget {:.0})", r.dns_peak_qps, r.dns_capacity_qps, r.dns_budget_qps)?;
-    writeln!(out, "  DNS queries        {} ({} dropped)", r.dns_queries, r.dns_dropped)?;
-    writeln!(out, "  stuck              {} at the end ({} stuck events)", r.stuck, r.stuck_events)?;
-    writeln!(out, "  re-restarts        {} ({} restart failures)", r.rerestarts, r.restart_failures)?;
+    writeln!(
+        out,
+        "  ratio              {}",
+        r.ratio
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(
+        out,
+        "  DNS peak           {} q/s (capacity {:.0}, budget {:.0})",
+        r.dns_peak_qps, r.dns_capacity_qps, r.dns_budget_qps
+    )?;
+    writeln!(
+        out,
+        "  DNS queries        {} ({} dropped)",
+        r.dns_queries, r.dns_dropped
+    )?;
+    writeln!(
+        out,
+        "  stuck              {} at the end ({} stuck events)",
+        r.stuck, r.stuck_events
+    )?;
+    writeln!(
+        out,
+        "  re-restarts        {} ({} restart failures)",
+        r.rerestarts, r.restart_failures
+    )?;
     writeln!(out, "  failed             {}", r.failed.len())?;
     writeln!(out, "  waves              {}", r.waves)?;
     writeln!(out, "  wall time          {wall_s:.1}s")?;
     if !r.baselines.is_empty() {
         writeln!(out)?;
-        writeln!(out, "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}", "POLICY", "MAKESPAN", "DNS PEAK", "DROPPED", "STUCK EV", "RE-RST", "STILL DOWN", "vs ours")?;
+        writeln!(
+            out,
+            "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}",
+            "POLICY",
+            "MAKESPAN",
+            "DNS PEAK",
+            "DROPPED",
+            "STUCK EV",
+            "RE-RST",
+            "STILL DOWN",
+            "vs ours"
+        )?;
         writeln!(
             out,
             "  {:<18} {:>14} {:>10} {:>10} {:>9} {:>8} {:>10} {:>8}",

@@ -13,7 +13,9 @@ use crate::dns::CachedResolver;
 use crate::model::{Container, ContainerState, Health, Labels};
 use crate::rng::SplitMix64;
 use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions,
+};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -31,15 +33,30 @@ pub fn hosts_of(playbook: &Playbook) -> Vec<HostSpec> {
     if !playbook.hosts.is_empty() {
         return playbook.hosts.clone();
     }
-    let url = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
-    let tls = match (std::env::var_os("DOCKER_TLS_VERIFY"), std::env::var_os("DOCKER_CERT_PATH")) {
+    let url =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+    let tls = match (
+        std::env::var_os("DOCKER_TLS_VERIFY"),
+        std::env::var_os("DOCKER_CERT_PATH"),
+    ) {
         (Some(v), path) if !v.is_empty() && v != "0" => {
-            let dir = path.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"));
-            Some(TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") })
+            let dir = path.map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker")
+            });
+            Some(TlsPaths {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            })
         }
         _ => None,
     };
-    vec![HostSpec { name: "local".to_string(), url, tls, labels: BTreeMap::new() }]
+    vec![HostSpec {
+        name: "local".to_string(),
+        url,
+        tls,
+        labels: BTreeMap::new(),
+    }]
 }
 
 /// A client for one host. `timeout` bounds the wait for each response's
@@ -53,7 +70,10 @@ pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, String> {
         check_tls_files(tls)?;
         Docker::connect_with_ssl(url, &tls.key, &tls.cert, &tls.ca, secs, API_DEFAULT_VERSION)
     } else if url.starts_with("https://") {
-        return Err(format!("host {:?} uses https:// but has no tls = {{ ca, cert, key }}", spec.name));
+        return Err(format!(
+            "host {:?} uses https:// but has no tls = {{ ca, cert, key }}",
+            spec.name
+        ));
     } else {
         Docker::connect_with_http(url, secs, API_DEFAULT_VERSION)
     };
@@ -80,11 +100,21 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
 /// reads them only at the first call, and reports a missing file as a
 /// cancelled request.
 fn check_tls_files(tls: &TlsPaths) -> Result<(), String> {
-    for (field, path, want) in [("ca", &tls.ca, "CERTIFICATE"), ("cert", &tls.cert, "CERTIFICATE"), ("key", &tls.key, "PRIVATE KEY")] {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("tls.{field} {}: {e}", path.display()))?;
-        let pem = text.lines().any(|l| l.starts_with("-----BEGIN ") && l.contains(want));
+    for (field, path, want) in [
+        ("ca", &tls.ca, "CERTIFICATE"),
+        ("cert", &tls.cert, "CERTIFICATE"),
+        ("key", &tls.key, "PRIVATE KEY"),
+    ] {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("tls.{field} {}: {e}", path.display()))?;
+        let pem = text
+            .lines()
+            .any(|l| l.starts_with("-----BEGIN ") && l.contains(want));
         if !pem {
-            return Err(format!("tls.{field} {}: no PEM {want} in it", path.display()));
+            return Err(format!(
+                "tls.{field} {}: no PEM {want} in it",
+                path.display()
+            ));
         }
     }
     Ok(())
@@ -93,7 +123,12 @@ fn check_tls_files(tls: &TlsPaths) -> Result<(), String> {
 /// Connects and agrees on an API version with the engine (older engines
 /// reject the newest client version). `timeout` bounds the handshake;
 /// `call_timeout` is the client's own ceiling for any later call.
-pub async fn connect_negotiated(spec: &HostSpec, timeout: Duration, call_timeout: Duration, resolver: Option<&CachedResolver>) -> Result<Docker, String> {
+pub async fn connect_negotiated(
+    spec: &HostSpec,
+    timeout: Duration,
+    call_timeout: Duration,
+    resolver: Option<&CachedResolver>,
+) -> Result<Docker, String> {
     let spec = match resolver {
         Some(r) => resolve_host(spec, r).await?,
         None => spec.clone(),
@@ -110,7 +145,13 @@ pub async fn connect_negotiated(spec: &HostSpec, timeout: Duration, call_timeout
 /// collapsed, stale-tolerant) rather than the system's. TLS hosts keep
 /// their name: certificate verification needs it.
 pub async fn resolve_host(spec: &HostSpec, resolver: &CachedResolver) -> Result<HostSpec, String> {
-    let Some(rest) = spec.url.strip_prefix("tcp://").or_else(|| spec.url.strip_prefix("http://")) else { return Ok(spec.clone()) };
+    let Some(rest) = spec
+        .url
+        .strip_prefix("tcp://")
+        .or_else(|| spec.url.strip_prefix("http://"))
+    else {
+        return Ok(spec.clone());
+    };
     if spec.tls.is_some() {
         return Ok(spec.clone());
     }
@@ -120,12 +161,18 @@ pub async fn resolve_host(spec: &HostSpec, resolver: &CachedResolver) -> Result<
     }
     let ips = resolver.lookup(host).await.map_err(|e| e.to_string())?;
     let ip = ips.first().ok_or_else(|| format!("{host}: no address"))?;
-    Ok(HostSpec { url: format!("tcp://{ip}:{port}"), ..spec.clone() })
+    Ok(HostSpec {
+        url: format!("tcp://{ip}:{port}"),
+        ..spec.clone()
+    })
 }
 
 /// The label filters that select a host entry's share of an engine.
 pub fn host_label_filters(spec: &HostSpec) -> Vec<String> {
-    spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    spec.labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 struct HostClient {
@@ -146,7 +193,11 @@ pub struct CallTimeouts {
 
 impl CallTimeouts {
     pub fn of(pb: &Playbook) -> CallTimeouts {
-        CallTimeouts { api: Duration::from_secs(10), restart: pb.limits.stop_timeout + Duration::from_secs(60), stop: pb.limits.stop_timeout }
+        CallTimeouts {
+            api: Duration::from_secs(10),
+            restart: pb.limits.stop_timeout + Duration::from_secs(60),
+            stop: pb.limits.stop_timeout,
+        }
     }
 }
 
@@ -191,15 +242,30 @@ impl DockerRuntime {
         let timeouts = CallTimeouts::of(pb);
         let handshake = pb.discovery.timeout;
         // One resolver (one cache) for host names and TCP probes alike.
-        let probes_names = pb.roles.iter().any(|r| matches!(r.health.kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. }));
+        let probes_names = pb.roles.iter().any(|r| {
+            matches!(
+                r.health.kind,
+                HealthKind::Tcp { .. } | HealthKind::Mongo { .. }
+            )
+        });
         let resolver = resolver_for(pb, probes_names);
-        let clients = futures_util::future::join_all(specs.iter().map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref()))).await;
+        let clients = futures_util::future::join_all(
+            specs
+                .iter()
+                .map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref())),
+        )
+        .await;
         let (events, _) = broadcast::channel(4096);
         let mut rt = DockerRuntime {
             hosts: HashMap::new(),
             unreachable: BTreeMap::new(),
             specs: specs.clone(),
-            selector: pb.discovery.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            selector: pb
+                .discovery
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             timeouts,
             events,
             watchers: Vec::new(),
@@ -211,9 +277,15 @@ impl DockerRuntime {
             match client {
                 Ok(docker) => {
                     let calls = Arc::new(Semaphore::new(pb.limits.api_calls_per_host as usize));
-                    let task = tokio::spawn(watch_events(docker.clone(), spec.clone(), rt.selector.clone(), rt.events.clone()));
+                    let task = tokio::spawn(watch_events(
+                        docker.clone(),
+                        spec.clone(),
+                        rt.selector.clone(),
+                        rt.events.clone(),
+                    ));
                     rt.watchers.push(task.abort_handle());
-                    rt.hosts.insert(spec.name.clone(), HostClient { docker, calls });
+                    rt.hosts
+                        .insert(spec.name.clone(), HostClient { docker, calls });
                 }
                 Err(e) => {
                     tracing::warn!(host = %spec.name, url = %spec.url, error = %e, "Docker host unreachable");
@@ -230,16 +302,29 @@ impl DockerRuntime {
     }
 
     fn host(&self, host: &str) -> Result<&HostClient, RuntimeError> {
-        self.hosts.get(host).ok_or_else(|| RuntimeError::Unreachable {
-            host: host.to_string(),
-            reason: self.unreachable.get(host).cloned().unwrap_or_else(|| "not a host of this playbook".into()),
-        })
+        self.hosts
+            .get(host)
+            .ok_or_else(|| RuntimeError::Unreachable {
+                host: host.to_string(),
+                reason: self
+                    .unreachable
+                    .get(host)
+                    .cloned()
+                    .unwrap_or_else(|| "not a host of this playbook".into()),
+            })
     }
 
     /// One API call on `c`'s host: under the host's concurrency cap, within
     /// `limit`; retried with backoff and jitter when `idempotent` and the
     /// failure is transient (a timeout or a lost connection).
-    async fn call<T, F, Fut>(&self, c: &Container, op: &'static str, limit: Duration, idempotent: bool, f: F) -> Result<T, RuntimeError>
+    async fn call<T, F, Fut>(
+        &self,
+        c: &Container,
+        op: &'static str,
+        limit: Duration,
+        idempotent: bool,
+        f: F,
+    ) -> Result<T, RuntimeError>
     where
         F: Fn(Docker) -> Fut,
         Fut: Future<Output = Result<T, bollard::errors::Error>>,
@@ -257,9 +342,17 @@ impl DockerRuntime {
             let err = match tokio::time::timeout(limit, f(host.docker.clone())).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => classify(c, op, e),
-                Err(_) => RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op, secs: limit.as_secs_f64() },
+                Err(_) => RuntimeError::Timeout {
+                    host: c.host.clone(),
+                    container: c.name.clone(),
+                    op,
+                    secs: limit.as_secs_f64(),
+                },
             };
-            let transient = matches!(err, RuntimeError::Timeout { .. } | RuntimeError::Unreachable { .. });
+            let transient = matches!(
+                err,
+                RuntimeError::Timeout { .. } | RuntimeError::Unreachable { .. }
+            );
             last = Some(err);
             if !transient {
                 break;
@@ -278,31 +371,62 @@ impl DockerRuntime {
 
     /// The address a probe connects to: the container's DNS name label
     /// through rekindle's resolver, else its network IP. `Err`: why none.
-    async fn probe_ip(&self, c: &Container, inspected: &ContainerInspectResponse) -> Result<IpAddr, String> {
+    async fn probe_ip(
+        &self,
+        c: &Container,
+        inspected: &ContainerInspectResponse,
+    ) -> Result<IpAddr, String> {
         match &c.dns_name {
             Some(name) => {
-                let r = self.resolver.as_ref().ok_or_else(|| format!("{name}: rekindle has no resolver of its own (see the warning at start)"))?;
+                let r = self.resolver.as_ref().ok_or_else(|| {
+                    format!(
+                        "{name}: rekindle has no resolver of its own (see the warning at start)"
+                    )
+                })?;
                 match r.lookup(name).await {
-                    Ok(ips) => ips.first().copied().ok_or_else(|| format!("{name}: no address")),
+                    Ok(ips) => ips
+                        .first()
+                        .copied()
+                        .ok_or_else(|| format!("{name}: no address")),
                     Err(e) => Err(e.to_string()),
                 }
             }
-            None => container_ip(inspected).and_then(|ip| ip.parse().ok()).ok_or_else(|| "the container has no network address to probe (label it rekindle.dns_name)".to_string()),
+            None => container_ip(inspected)
+                .and_then(|ip| ip.parse().ok())
+                .ok_or_else(|| {
+                    "the container has no network address to probe (label it rekindle.dns_name)"
+                        .to_string()
+                }),
         }
     }
 
     /// A TCP connect; `Err` says why it did not pass.
-    async fn probe_tcp(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Result<(), String> {
+    async fn probe_tcp(
+        &self,
+        c: &Container,
+        port: u16,
+        inspected: &ContainerInspectResponse,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("tcp connect to {addr}: {e}")),
-            Err(_) => Err(format!("tcp connect to {addr}: no answer within {}s", timeout.as_secs_f64())),
+            Err(_) => Err(format!(
+                "tcp connect to {addr}: no answer within {}s",
+                timeout.as_secs_f64()
+            )),
         }
     }
 
     /// MongoDB's hello; `Err` says why it did not pass.
-    async fn probe_mongo(&self, c: &Container, port: u16, inspected: &ContainerInspectResponse, timeout: Duration) -> Result<(), String> {
+    async fn probe_mongo(
+        &self,
+        c: &Container,
+        port: u16,
+        inspected: &ContainerInspectResponse,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
         match crate::health::mongo::hello(addr, timeout).await {
             Ok(h) if h.health() == Health::Healthy => Ok(()),
@@ -335,8 +459,17 @@ pub fn host_resolver(pb: &Playbook) -> Option<CachedResolver> {
 /// TCP probes by DNS name fail (saying why); probes by container IP work.
 fn resolver_for(pb: &Playbook, probes: bool) -> Option<CachedResolver> {
     let named = hosts_of(pb).iter().any(|h| {
-        let rest = h.url.strip_prefix("tcp://").or_else(|| h.url.strip_prefix("http://"));
-        rest.is_some_and(|r| r.rsplit_once(':').map(|x| x.0).unwrap_or(r).parse::<IpAddr>().is_err())
+        let rest = h
+            .url
+            .strip_prefix("tcp://")
+            .or_else(|| h.url.strip_prefix("http://"));
+        rest.is_some_and(|r| {
+            r.rsplit_once(':')
+                .map(|x| x.0)
+                .unwrap_or(r)
+                .parse::<IpAddr>()
+                .is_err()
+        })
     });
     if !named && !probes {
         return None;
@@ -354,15 +487,39 @@ fn resolver_for(pb: &Playbook, probes: bool) -> Option<CachedResolver> {
 fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
     match e {
-        E::DockerResponseServerError { status_code: 404, .. } => RuntimeError::NotFound { host: c.host.clone(), container: c.name.clone() },
-        E::DockerResponseServerError { status_code, message } => {
-            RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: format!("{status_code}: {message}") }
-        }
-        E::RequestTimeoutError => RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op, secs: 0.0 },
+        E::DockerResponseServerError {
+            status_code: 404, ..
+        } => RuntimeError::NotFound {
+            host: c.host.clone(),
+            container: c.name.clone(),
+        },
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op,
+            reason: format!("{status_code}: {message}"),
+        },
+        E::RequestTimeoutError => RuntimeError::Timeout {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op,
+            secs: 0.0,
+        },
         E::IOError { .. } | E::HyperResponseError { .. } | E::HyperLegacyError { .. } => {
-            RuntimeError::Unreachable { host: c.host.clone(), reason: format!("{op} {}: {}", c.name, with_causes(&e)) }
+            RuntimeError::Unreachable {
+                host: c.host.clone(),
+                reason: format!("{op} {}: {}", c.name, with_causes(&e)),
+            }
         }
-        other => RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: other.to_string() },
+        other => RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op,
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -370,23 +527,34 @@ fn status_of(r: &ContainerInspectResponse) -> ContainerStatus {
     let st = r.state.as_ref();
     let state = match st {
         Some(s) if s.restarting == Some(true) => ContainerState::Restarting,
-        Some(s) => s.status.map(|x| ContainerState::parse(x.as_ref())).unwrap_or_default(),
+        Some(s) => s
+            .status
+            .map(|x| ContainerState::parse(x.as_ref()))
+            .unwrap_or_default(),
         None => ContainerState::default(),
     };
-    ContainerStatus { state, started_at: st.and_then(|s| s.started_at.clone()).unwrap_or_default() }
+    ContainerStatus {
+        state,
+        started_at: st.and_then(|s| s.started_at.clone()).unwrap_or_default(),
+    }
 }
 
 fn container_ip(r: &ContainerInspectResponse) -> Option<String> {
     let nets = r.network_settings.as_ref()?.networks.as_ref()?;
     let mut names: Vec<&String> = nets.keys().collect();
     names.sort();
-    names.into_iter().filter_map(|n| nets[n].ip_address.clone()).find(|ip| !ip.is_empty())
+    names
+        .into_iter()
+        .filter_map(|n| nets[n].ip_address.clone())
+        .find(|ip| !ip.is_empty())
 }
 
 /// Health as Docker reports it: the container's HEALTHCHECK status, or
 /// "running" when the image defines none.
 fn docker_health(r: &ContainerInspectResponse) -> Health {
-    let Some(st) = r.state.as_ref() else { return Health::Starting };
+    let Some(st) = r.state.as_ref() else {
+        return Health::Starting;
+    };
     if st.restarting == Some(true) {
         return Health::Starting;
     }
@@ -405,16 +573,32 @@ impl ContainerRuntime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
         let mut out = Vec::new();
         for spec in &self.specs {
-            let Ok(host) = self.host(&spec.name) else { continue };
+            let Ok(host) = self.host(&spec.name) else {
+                continue;
+            };
             let mut labels = host_label_filters(spec);
             labels.extend(self.selector.iter().map(|(k, v)| format!("{k}={v}")));
-            let opts = ListContainersOptions { all: true, filters: Some(HashMap::from([("label".to_string(), labels)])), ..Default::default() };
+            let opts = ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([("label".to_string(), labels)])),
+                ..Default::default()
+            };
             let _permit = host.calls.acquire().await.expect("semaphore never closed");
-            let list = tokio::time::timeout(self.timeouts.api, host.docker.list_containers(Some(opts)))
-                .await
-                .map_err(|_| RuntimeError::Unreachable { host: spec.name.clone(), reason: "list timed out".into() })?
-                .map_err(|e| RuntimeError::Unreachable { host: spec.name.clone(), reason: with_causes(&e) })?;
-            out.extend(list.into_iter().filter_map(|s| summary_to_container(spec, s)));
+            let list =
+                tokio::time::timeout(self.timeouts.api, host.docker.list_containers(Some(opts)))
+                    .await
+                    .map_err(|_| RuntimeError::Unreachable {
+                        host: spec.name.clone(),
+                        reason: "list timed out".into(),
+                    })?
+                    .map_err(|e| RuntimeError::Unreachable {
+                        host: spec.name.clone(),
+                        reason: with_causes(&e),
+                    })?;
+            out.extend(
+                list.into_iter()
+                    .filter_map(|s| summary_to_container(spec, s)),
+            );
         }
         Ok(out)
     }
@@ -428,7 +612,16 @@ impl ContainerRuntime for DockerRuntime {
         // Idempotent: stopping a stopped container answers 304.
         self.call(c, "stop", self.timeouts.restart, true, |d| {
             let id = c.id.clone();
-            async move { d.stop_container(&id, Some(StopContainerOptions { t: Some(t), signal: None })).await }
+            async move {
+                d.stop_container(
+                    &id,
+                    Some(StopContainerOptions {
+                        t: Some(t),
+                        signal: None,
+                    }),
+                )
+                .await
+            }
         })
         .await
     }
@@ -461,7 +654,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec(&self, c: &Container, cmd: &[String]) -> Result<i64, RuntimeError> {
-        let config = ExecConfig { cmd: Some(cmd.to_vec()), attach_stdout: Some(false), attach_stderr: Some(false), ..Default::default() };
+        let config = ExecConfig {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
+            ..Default::default()
+        };
         let exec = self
             .call(c, "exec", self.timeouts.api, false, |d| {
                 let (id, config) = (c.id.clone(), config.clone());
@@ -470,7 +668,17 @@ impl ContainerRuntime for DockerRuntime {
             .await?;
         self.call(c, "exec", self.timeouts.api, false, |d| {
             let id = exec.id.clone();
-            async move { d.start_exec(&id, Some(bollard::exec::StartExecOptions { detach: true, ..Default::default() })).await.map(|_| ()) }
+            async move {
+                d.start_exec(
+                    &id,
+                    Some(bollard::exec::StartExecOptions {
+                        detach: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map(|_| ())
+            }
         })
         .await?;
         let give_up = tokio::time::Instant::now() + self.timeouts.api;
@@ -487,7 +695,12 @@ impl ContainerRuntime for DockerRuntime {
                 }
             }
             if tokio::time::Instant::now() >= give_up {
-                return Err(RuntimeError::Timeout { host: c.host.clone(), container: c.name.clone(), op: "exec", secs: self.timeouts.api.as_secs_f64() });
+                return Err(RuntimeError::Timeout {
+                    host: c.host.clone(),
+                    container: c.name.clone(),
+                    op: "exec",
+                    secs: self.timeouts.api.as_secs_f64(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -503,7 +716,9 @@ impl ContainerRuntime for DockerRuntime {
             HealthKind::Docker => return Ok(base),
             _ if base == Health::Down => return Ok(Health::Down),
             HealthKind::Tcp { port } => self.probe_tcp(c, *port, &inspected, check.timeout).await,
-            HealthKind::Mongo { port } => self.probe_mongo(c, *port, &inspected, check.timeout).await,
+            HealthKind::Mongo { port } => {
+                self.probe_mongo(c, *port, &inspected, check.timeout).await
+            }
             HealthKind::Exec { command } => match self.exec(c, command).await {
                 Ok(0) => Ok(()),
                 Ok(code) => Err(format!("{command:?} exited with {code}")),
@@ -511,7 +726,11 @@ impl ContainerRuntime for DockerRuntime {
                 Err(e) => return Err(e),
             },
         };
-        let health = if probed.is_ok() { Health::Healthy } else { Health::Starting };
+        let health = if probed.is_ok() {
+            Health::Healthy
+        } else {
+            Health::Starting
+        };
         self.note(c, probed.err());
         Ok(health)
     }
@@ -526,24 +745,58 @@ impl ContainerRuntime for DockerRuntime {
 }
 
 /// A container as a list call reports it, or `None` without an id.
-pub fn summary_to_container(spec: &HostSpec, s: bollard::models::ContainerSummary) -> Option<Container> {
+pub fn summary_to_container(
+    spec: &HostSpec,
+    s: bollard::models::ContainerSummary,
+) -> Option<Container> {
     let id = s.id.clone()?;
-    let name = s.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| id.chars().take(12).collect());
+    let name = s
+        .names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| id.chars().take(12).collect());
     let labels: Labels = s.labels.unwrap_or_default().into_iter().collect();
     let dns_name = labels.get("rekindle.dns_name").map(str::to_string);
-    let mut ports: Vec<u16> = s.ports.unwrap_or_default().iter().map(|p| p.private_port).collect();
+    let mut ports: Vec<u16> = s
+        .ports
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.private_port)
+        .collect();
     ports.sort_unstable();
     ports.dedup();
-    Some(Container { id, name, host: spec.name.clone(), labels, dns_name, ports, state: s.state.map(|st| ContainerState::parse(st.as_ref())).unwrap_or_default() })
+    Some(Container {
+        id,
+        name,
+        host: spec.name.clone(),
+        labels,
+        dns_name,
+        ports,
+        state: s
+            .state
+            .map(|st| ContainerState::parse(st.as_ref()))
+            .unwrap_or_default(),
+    })
 }
 
 /// Follows one host's container events (start, die, health) and forwards
 /// them; reconnects with backoff when the stream breaks.
-async fn watch_events(docker: Docker, spec: HostSpec, selector: Vec<(String, String)>, tx: broadcast::Sender<RuntimeEvent>) {
+async fn watch_events(
+    docker: Docker,
+    spec: HostSpec,
+    selector: Vec<(String, String)>,
+    tx: broadcast::Sender<RuntimeEvent>,
+) {
     let mut labels = host_label_filters(&spec);
     labels.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut filters: HashMap<String, Vec<String>> =
-        HashMap::from([("type".to_string(), vec!["container".to_string()]), ("event".to_string(), vec!["start".into(), "die".into(), "health_status".into()])]);
+    let mut filters: HashMap<String, Vec<String>> = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "event".to_string(),
+            vec!["start".into(), "die".into(), "health_status".into()],
+        ),
+    ]);
     if !labels.is_empty() {
         filters.insert("label".to_string(), labels);
     }
@@ -553,7 +806,12 @@ async fn watch_events(docker: Docker, spec: HostSpec, selector: Vec<(String, Str
         while let Some(item) = stream.next().await {
             let Ok(msg) = item else { break };
             delay = Duration::from_millis(200);
-            let (Some(action), Some(id)) = (msg.action.as_deref(), msg.actor.as_ref().and_then(|a| a.id.clone())) else { continue };
+            let (Some(action), Some(id)) = (
+                msg.action.as_deref(),
+                msg.actor.as_ref().and_then(|a| a.id.clone()),
+            ) else {
+                continue;
+            };
             let kind = match action {
                 "start" => RuntimeEventKind::Start,
                 "die" => RuntimeEventKind::Die,
@@ -564,7 +822,10 @@ async fn watch_events(docker: Docker, spec: HostSpec, selector: Vec<(String, Str
                 },
                 _ => continue,
             };
-            let _ = tx.send(RuntimeEvent { container_id: id, kind });
+            let _ = tx.send(RuntimeEvent {
+                container_id: id,
+                kind,
+            });
         }
         tracing::debug!(host = %spec.name, "event stream ended; reconnecting");
         tokio::time::sleep(delay).await;

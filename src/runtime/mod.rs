@@ -28,9 +28,19 @@ pub enum RuntimeError {
     #[error("container {container} on host {host}: not found")]
     NotFound { host: String, container: String },
     #[error("container {container} on host {host}: {op} timed out after {secs:.1}s")]
-    Timeout { host: String, container: String, op: &'static str, secs: f64 },
+    Timeout {
+        host: String,
+        container: String,
+        op: &'static str,
+        secs: f64,
+    },
     #[error("container {container} on host {host}: {op} failed: {reason}")]
-    Api { host: String, container: String, op: &'static str, reason: String },
+    Api {
+        host: String,
+        container: String,
+        op: &'static str,
+        reason: String,
+    },
 }
 
 /// A change the runtime reports on its own (Docker's `start`, `die` and
@@ -52,7 +62,10 @@ pub enum RuntimeEventKind {
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container the runtime can see.
     fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
-    fn inspect(&self, c: &Container) -> impl Future<Output = Result<ContainerStatus, RuntimeError>> + Send;
+    fn inspect(
+        &self,
+        c: &Container,
+    ) -> impl Future<Output = Result<ContainerStatus, RuntimeError>> + Send;
     /// Stops the process gracefully (the playbook's stop timeout, then a
     /// kill) and returns once it is down. A stopped container is no error.
     /// This half of a restart causes no DNS lookups.
@@ -61,11 +74,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// its start marker moved from `started_before` (what inspect said
     /// before the stop). Its startup lookups begin now: the engine calls it
     /// only with DNS budget in hand.
-    fn start(&self, c: &Container, started_before: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn start(
+        &self,
+        c: &Container,
+        started_before: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Runs a command in the container; returns its exit code.
-    fn exec(&self, c: &Container, cmd: &[String]) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
+    fn exec(
+        &self,
+        c: &Container,
+        cmd: &[String],
+    ) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
     /// Probes the container with its role's health check.
-    fn health(&self, c: &Container, check: &HealthCheck) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
+    fn health(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+    ) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
     /// Why the last probe of `c` did not pass, when the runtime knows more
     /// than "not yet" (the address it tried, what the server answered).
     fn probe_note(&self, c: &Container) -> Option<String> {

@@ -31,13 +31,31 @@ pub struct Fleet {
 impl Fleet {
     /// What discovery would return: the containers of hosts that answer.
     pub fn inventory(&self) -> Inventory {
-        Inventory { containers: self.all.iter().zip(&self.sim).filter(|(_, s)| !self.down[s.host as usize]).map(|(c, _)| c.clone()).collect(), hosts: self.hosts.clone() }
+        Inventory {
+            containers: self
+                .all
+                .iter()
+                .zip(&self.sim)
+                .filter(|(_, s)| !self.down[s.host as usize])
+                .map(|(c, _)| c.clone())
+                .collect(),
+            hosts: self.hosts.clone(),
+        }
     }
 
     /// Like [`Fleet::inventory`], without copying the containers.
     pub fn into_inventory(self) -> Inventory {
         let down = self.down;
-        Inventory { containers: self.all.into_iter().zip(self.sim).filter(|(_, s)| !down[s.host as usize]).map(|(c, _)| c).collect(), hosts: self.hosts }
+        Inventory {
+            containers: self
+                .all
+                .into_iter()
+                .zip(self.sim)
+                .filter(|(_, s)| !down[s.host as usize])
+                .map(|(c, _)| c)
+                .collect(),
+            hosts: self.hosts,
+        }
     }
 }
 
@@ -48,7 +66,10 @@ struct Placer {
 
 impl Placer {
     fn new(hosts: u32, rng: SplitMix64) -> Self {
-        let mut p = Placer { heap: BinaryHeap::new(), rng };
+        let mut p = Placer {
+            heap: BinaryHeap::new(),
+            rng,
+        };
         for h in 0..hosts {
             let t = p.rng.next_u64();
             p.heap.push(Reverse((0, t, h)));
@@ -60,7 +81,8 @@ impl Placer {
     fn take(&mut self, n: usize) -> Vec<u32> {
         let picked: Vec<(u32, u32)> = (0..n)
             .map(|_| {
-                let Reverse((load, _, h)) = self.heap.pop().expect("members <= hosts was validated");
+                let Reverse((load, _, h)) =
+                    self.heap.pop().expect("members <= hosts was validated");
                 (load, h)
             })
             .collect();
@@ -88,7 +110,10 @@ impl Scenario {
             for _ in 0..shape.count {
                 let cluster = format!("c{k:0cw$}");
                 let mut add = |name: String, role: SimRole, replset: Option<String>, host: u32| {
-                    let mut labels = vec![(self.labels.role.clone(), role.label().to_string()), (self.labels.cluster.clone(), cluster.clone())];
+                    let mut labels = vec![
+                        (self.labels.role.clone(), role.label().to_string()),
+                        (self.labels.cluster.clone(), cluster.clone()),
+                    ];
                     if let Some(rs) = replset {
                         labels.push((self.labels.replset.clone(), rs));
                     }
@@ -106,15 +131,32 @@ impl Scenario {
                         ports: vec![port],
                         state: ContainerState::Running,
                     });
-                    sim.push(SimContainer { role, cluster: k, host });
+                    sim.push(SimContainer {
+                        role,
+                        cluster: k,
+                        host,
+                    });
                 };
                 let rs = format!("{cluster}-cfg");
-                for (i, h) in placer.take(shape.config_members as usize).into_iter().enumerate() {
-                    add(format!("{cluster}-cfg-{i}"), SimRole::Configsvr, Some(rs.clone()), h);
+                for (i, h) in placer
+                    .take(shape.config_members as usize)
+                    .into_iter()
+                    .enumerate()
+                {
+                    add(
+                        format!("{cluster}-cfg-{i}"),
+                        SimRole::Configsvr,
+                        Some(rs.clone()),
+                        h,
+                    );
                 }
                 for s in 0..shape.shards {
                     let rs = format!("{cluster}-rs{s:02}");
-                    for (i, h) in placer.take(shape.members_per_shard as usize).into_iter().enumerate() {
+                    for (i, h) in placer
+                        .take(shape.members_per_shard as usize)
+                        .into_iter()
+                        .enumerate()
+                    {
                         add(format!("{rs}-{i}"), SimRole::Shard, Some(rs.clone()), h);
                     }
                 }
@@ -145,11 +187,18 @@ impl Scenario {
             .map(|(h, name)| HostReport {
                 name: name.clone(),
                 reachable: !down[h],
-                error: down[h].then(|| "simulated: host does not answer the Docker API".to_string()),
+                error: down[h]
+                    .then(|| "simulated: host does not answer the Docker API".to_string()),
                 containers: if down[h] { 0 } else { per_host[h] },
             })
             .collect();
-        Fleet { all, sim, host_names, down, hosts }
+        Fleet {
+            all,
+            sim,
+            host_names,
+            down,
+            hosts,
+        }
     }
 }
 
@@ -165,7 +214,11 @@ mod tests {
 
     #[test]
     fn placement_is_deterministic_distinct_and_even() {
-        let s = Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))).unwrap();
+        let s = Scenario::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        )))
+        .unwrap();
         let a = s.fleet();
         let b = s.fleet();
         assert_eq!(a.all, b.all);
@@ -173,14 +226,21 @@ mod tests {
         let mut by_rs: HashMap<&str, HashSet<&str>> = HashMap::new();
         for c in &a.all {
             if let Some(rs) = c.labels.get("db.replset") {
-                assert!(by_rs.entry(rs).or_default().insert(c.host.as_str()), "two members of {rs} on {}", c.host);
+                assert!(
+                    by_rs.entry(rs).or_default().insert(c.host.as_str()),
+                    "two members of {rs} on {}",
+                    c.host
+                );
             }
         }
         let mut per_host: HashMap<&str, usize> = HashMap::new();
         for c in &a.all {
             *per_host.entry(c.host.as_str()).or_default() += 1;
         }
-        let (min, max) = (per_host.values().min().unwrap(), per_host.values().max().unwrap());
+        let (min, max) = (
+            per_host.values().min().unwrap(),
+            per_host.values().max().unwrap(),
+        );
         assert!(max - min <= 1, "uneven placement: {per_host:?}");
     }
 }

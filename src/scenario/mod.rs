@@ -186,21 +186,38 @@ impl Scenario {
 
     pub fn parse(src: &SourceText) -> Result<Self, SourceError> {
         let raw: RawScenario = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
-        let err = |span: std::ops::Range<usize>, field: &str, msg: String| src.error(span, field, msg);
+        let err =
+            |span: std::ops::Range<usize>, field: &str, msg: String| src.error(span, field, msg);
         let int = |v: &Spanned<i64>, field: &str, min: i64, max: i64| -> Result<u32, SourceError> {
             let x = *v.get_ref();
             if x < min || x > max {
-                return Err(err(v.span(), field, format!("expected an integer from {min} to {max}, found {x}")));
+                return Err(err(
+                    v.span(),
+                    field,
+                    format!("expected an integer from {min} to {max}, found {x}"),
+                ));
             }
             Ok(x as u32)
         };
         let role_key = |k: &str, span: std::ops::Range<usize>, field: &str| {
-            SimRole::parse(k).ok_or_else(|| err(span, field, format!("unknown role {k:?}: expected configsvr, shard or router")))
+            SimRole::parse(k).ok_or_else(|| {
+                err(
+                    span,
+                    field,
+                    format!("unknown role {k:?}: expected configsvr, shard or router"),
+                )
+            })
         };
         let span_of = |v: &Spanned<[f64; 2]>, field: &str| -> Result<Span, SourceError> {
             let [min, max] = *v.get_ref();
             if !(min.is_finite() && max.is_finite() && min >= 0.0 && max >= min) {
-                return Err(err(v.span(), field, format!("expected [min, max] seconds with 0 <= min <= max, found [{min}, {max}]")));
+                return Err(err(
+                    v.span(),
+                    field,
+                    format!(
+                        "expected [min, max] seconds with 0 <= min <= max, found [{min}, {max}]"
+                    ),
+                ));
             }
             Ok(Span { min, max })
         };
@@ -210,12 +227,26 @@ impl Scenario {
             return Err(err(raw.name.span(), "name", "must not be empty".into()));
         }
         let hosts = int(&raw.fleet.hosts, "fleet.hosts", 1, 100_000)?;
-        let domain = raw.fleet.domain.get_ref().trim().trim_end_matches('.').to_string();
+        let domain = raw
+            .fleet
+            .domain
+            .get_ref()
+            .trim()
+            .trim_end_matches('.')
+            .to_string();
         if domain.is_empty() {
-            return Err(err(raw.fleet.domain.span(), "fleet.domain", "must not be empty".into()));
+            return Err(err(
+                raw.fleet.domain.span(),
+                "fleet.domain",
+                "must not be empty".into(),
+            ));
         }
         if raw.fleet.clusters.get_ref().is_empty() {
-            return Err(err(raw.fleet.clusters.span(), "fleet.clusters", "at least one [[fleet.clusters]] group is needed".into()));
+            return Err(err(
+                raw.fleet.clusters.span(),
+                "fleet.clusters",
+                "at least one [[fleet.clusters]] group is needed".into(),
+            ));
         }
         let mut clusters = Vec::new();
         for (i, c) in raw.fleet.clusters.get_ref().iter().enumerate() {
@@ -227,9 +258,18 @@ impl Scenario {
                 members_per_shard: int(&c.members_per_shard, &f("members_per_shard"), 1, 50)?,
                 routers: int(&c.routers, &f("routers"), 0, 100_000)?,
             };
-            for (n, members, span) in
-                [("config_members", shape.config_members, c.config_members.span()), ("members_per_shard", shape.members_per_shard, c.members_per_shard.span())]
-            {
+            for (n, members, span) in [
+                (
+                    "config_members",
+                    shape.config_members,
+                    c.config_members.span(),
+                ),
+                (
+                    "members_per_shard",
+                    shape.members_per_shard,
+                    c.members_per_shard.span(),
+                ),
+            ] {
                 if members > hosts {
                     return Err(err(span, &f(n), format!("a replica set of {members} members needs at least {members} hosts, the fleet has {hosts}")));
                 }
@@ -276,18 +316,34 @@ impl Scenario {
         }
         for r in SimRole::ALL {
             if startup_lookups[r as usize].is_none() {
-                return Err(err(raw.startup_lookups.span(), "startup_lookups", format!("missing role {:?}", r.label())));
+                return Err(err(
+                    raw.startup_lookups.span(),
+                    "startup_lookups",
+                    format!("missing role {:?}", r.label()),
+                ));
             }
             if ready[r as usize].is_none() {
-                return Err(err(raw.timing.ready.span(), "timing.ready", format!("missing role {:?}", r.label())));
+                return Err(err(
+                    raw.timing.ready.span(),
+                    "timing.ready",
+                    format!("missing role {:?}", r.label()),
+                ));
             }
         }
         let rate = *raw.faults.restart_failure_rate.get_ref();
         if !(0.0..1.0).contains(&rate) {
-            return Err(err(raw.faults.restart_failure_rate.span(), "faults.restart_failure_rate", format!("expected a fraction from 0 up to (not including) 1, found {rate}")));
+            return Err(err(
+                raw.faults.restart_failure_rate.span(),
+                "faults.restart_failure_rate",
+                format!("expected a fraction from 0 up to (not including) 1, found {rate}"),
+            ));
         }
-        let stuck =
-            raw.faults.stuck_if_started_before_deps.iter().map(|s| role_key(s.get_ref(), s.span(), "faults.stuck_if_started_before_deps")).collect::<Result<Vec<_>, _>>()?;
+        let stuck = raw
+            .faults
+            .stuck_if_started_before_deps
+            .iter()
+            .map(|s| role_key(s.get_ref(), s.span(), "faults.stuck_if_started_before_deps"))
+            .collect::<Result<Vec<_>, _>>()?;
         let down_hosts = match &raw.faults.down_hosts {
             Some(d) => int(d, "faults.down_hosts", 0, hosts as i64 - 1)?,
             None => 0,
@@ -306,7 +362,12 @@ impl Scenario {
             restart_failure_rate: rate,
             stuck_if_started_before_deps: stuck,
             down_hosts,
-            api_concurrency_per_host: int(&raw.docker.api_concurrency_per_host, "docker.api_concurrency_per_host", 1, 10_000)?,
+            api_concurrency_per_host: int(
+                &raw.docker.api_concurrency_per_host,
+                "docker.api_concurrency_per_host",
+                1,
+                10_000,
+            )?,
         })
     }
 
@@ -336,14 +397,33 @@ impl Scenario {
     /// term, or one cluster's dependency chain at minimal delays.
     pub fn lower_bound_s(&self) -> f64 {
         let n = self.role_counts();
-        let present: Vec<SimRole> = SimRole::ALL.into_iter().filter(|r| n[*r as usize] > 0).collect();
-        let min_ready = present.iter().map(|r| self.ready[*r as usize].min).fold(f64::INFINITY, f64::min);
-        let dns = self.restart.min + self.total_startup_lookups() as f64 / self.dns.capacity_qps + min_ready.min(f64::MAX);
-        let data_ready = present.iter().filter(|r| r.is_data()).map(|r| self.ready[*r as usize].min).fold(0.0, f64::max);
+        let present: Vec<SimRole> = SimRole::ALL
+            .into_iter()
+            .filter(|r| n[*r as usize] > 0)
+            .collect();
+        let min_ready = present
+            .iter()
+            .map(|r| self.ready[*r as usize].min)
+            .fold(f64::INFINITY, f64::min);
+        let dns = self.restart.min
+            + self.total_startup_lookups() as f64 / self.dns.capacity_qps
+            + min_ready.min(f64::MAX);
+        let data_ready = present
+            .iter()
+            .filter(|r| r.is_data())
+            .map(|r| self.ready[*r as usize].min)
+            .fold(0.0, f64::max);
         let mut chain = self.restart.min + data_ready;
-        let dependents: Vec<&SimRole> = present.iter().filter(|r| self.stuck_if_started_before_deps.contains(r) && !r.is_data()).collect();
+        let dependents: Vec<&SimRole> = present
+            .iter()
+            .filter(|r| self.stuck_if_started_before_deps.contains(r) && !r.is_data())
+            .collect();
         if !dependents.is_empty() && present.iter().any(|r| r.is_data()) {
-            chain += self.restart.min + dependents.iter().map(|r| self.ready[**r as usize].min).fold(f64::INFINITY, f64::min);
+            chain += self.restart.min
+                + dependents
+                    .iter()
+                    .map(|r| self.ready[**r as usize].min)
+                    .fold(f64::INFINITY, f64::min);
         }
         dns.max(chain)
     }
@@ -354,12 +434,20 @@ mod tests {
     use super::*;
 
     fn smoke() -> Scenario {
-        Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml"))).unwrap()
+        Scenario::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        )))
+        .unwrap()
     }
 
     #[test]
     fn braze_lower_bound_is_about_116s() {
-        let s = Scenario::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/braze-us01.toml"))).unwrap();
+        let s = Scenario::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/braze-us01.toml"
+        )))
+        .unwrap();
         assert_eq!(s.total_containers(), 22_200);
         let lb = s.lower_bound_s();
         assert!((lb - 116.4).abs() < 1e-9, "{lb}");
@@ -373,25 +461,47 @@ mod tests {
 
     #[test]
     fn resolver_modes_and_their_located_errors() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        ))
+        .unwrap();
         let parse = |t: String| Scenario::parse(&SourceText::new("s.toml", t));
-        assert_eq!(smoke().dns.mode, ResolverMode::Queue, "no mode: a queue, as before");
+        assert_eq!(
+            smoke().dns.mode,
+            ResolverMode::Queue,
+            "no mode: a queue, as before"
+        );
         let ps = parse(text.replace("queue = 20", "mode = \"per_second\"")).unwrap();
         assert_eq!(ps.dns.mode, ResolverMode::PerSecond);
-        assert_eq!(parse(text.replace("queue = 20", "queue = 0")).unwrap().dns.queue, 0);
+        assert_eq!(
+            parse(text.replace("queue = 20", "queue = 0"))
+                .unwrap()
+                .dns
+                .queue,
+            0
+        );
         let e = parse(text.replace("queue = 20", "queue = -1")).unwrap_err();
         assert_eq!((e.field.as_str(), e.line), ("dns.queue", 23), "{e}");
         assert!(e.to_string().contains("found -1"), "{e}");
         let e = parse(text.replace("queue = 20", "mode = \"leaky\"")).unwrap_err();
         assert_eq!(e.field, "dns.mode");
-        assert!(e.to_string().contains("\"leaky\"") && e.to_string().contains("per_second"), "{e}");
+        assert!(
+            e.to_string().contains("\"leaky\"") && e.to_string().contains("per_second"),
+            "{e}"
+        );
         let e = parse(text.replace("queue = 20\n", "")).unwrap_err();
         assert_eq!(e.field, "dns.queue", "{e}");
     }
 
     #[test]
     fn rejects_unknown_role_in_lookups() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml")).unwrap().replace("router = 9", "arbiter = 9");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        ))
+        .unwrap()
+        .replace("router = 9", "arbiter = 9");
         let e = Scenario::parse(&SourceText::new("s.toml", text)).unwrap_err();
         assert_eq!(e.field, "startup_lookups.arbiter");
     }

@@ -11,7 +11,9 @@ pub mod resolver;
 use crate::config::HealthCheck;
 use crate::model::{Container, ContainerState, Health};
 use crate::rng::SplitMix64;
-use crate::runtime::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
+use crate::runtime::{
+    ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind,
+};
 use crate::scenario::{Fleet, Scenario, SimContainer, SimRole};
 use resolver::{QueryFate, SimResolver};
 use std::collections::HashMap;
@@ -104,12 +106,31 @@ impl SimFleet {
                 data_unhealthy[s.cluster as usize] += 1;
             }
         }
-        let reachable = fleet.sim.iter().filter(|s| !fleet.down[s.host as usize]).count();
-        let index = fleet.all.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
-        let hosts = (0..scenario.hosts).map(|_| Arc::new(Semaphore::new(scenario.api_concurrency_per_host as usize))).collect();
+        let reachable = fleet
+            .sim
+            .iter()
+            .filter(|s| !fleet.down[s.host as usize])
+            .count();
+        let index = fleet
+            .all
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
+        let hosts = (0..scenario.hosts)
+            .map(|_| Arc::new(Semaphore::new(scenario.api_concurrency_per_host as usize)))
+            .collect();
         Arc::new(SimFleet {
             world: Mutex::new(World {
-                procs: vec![Proc { phase: Phase::Disconnected, generation: 0, started_at: 0.0, restarts: 0 }; n],
+                procs: vec![
+                    Proc {
+                        phase: Phase::Disconnected,
+                        generation: 0,
+                        started_at: 0.0,
+                        restarts: 0
+                    };
+                    n
+                ],
                 resolver: SimResolver::new(scenario.dns.clone()),
                 rng: SplitMix64::new(scenario.seed ^ 0x5eed_f1ee7),
                 data_unhealthy,
@@ -158,7 +179,10 @@ impl SimFleet {
     /// real resolver's would read.
     pub fn dns_counters(&self) -> crate::dns::budget::CounterReading {
         let w = self.world.lock().unwrap();
-        crate::dns::budget::CounterReading { received: w.resolver.received as f64, dropped: Some(w.resolver.dropped_queue as f64) }
+        crate::dns::budget::CounterReading {
+            received: w.resolver.received as f64,
+            dropped: Some(w.resolver.dropped_queue as f64),
+        }
     }
 
     /// Seconds since the world began.
@@ -167,9 +191,18 @@ impl SimFleet {
     }
 
     fn find(&self, c: &Container) -> Result<usize, RuntimeError> {
-        let i = *self.index.get(&c.id).ok_or_else(|| RuntimeError::NotFound { host: c.host.clone(), container: c.name.clone() })?;
+        let i = *self
+            .index
+            .get(&c.id)
+            .ok_or_else(|| RuntimeError::NotFound {
+                host: c.host.clone(),
+                container: c.name.clone(),
+            })?;
         if self.fleet.down[self.fleet.sim[i].host as usize] {
-            return Err(RuntimeError::Unreachable { host: c.host.clone(), reason: "simulated: host does not answer the Docker API".into() });
+            return Err(RuntimeError::Unreachable {
+                host: c.host.clone(),
+                reason: "simulated: host does not answer the Docker API".into(),
+            });
         }
         Ok(i)
     }
@@ -180,7 +213,13 @@ impl SimFleet {
 
     /// How many times each container was restarted (by fleet index).
     pub fn restart_counts(&self) -> Vec<u32> {
-        self.world.lock().unwrap().procs.iter().map(|p| p.restarts).collect()
+        self.world
+            .lock()
+            .unwrap()
+            .procs
+            .iter()
+            .map(|p| p.restarts)
+            .collect()
     }
 
     pub fn all_healthy(&self) -> bool {
@@ -190,12 +229,20 @@ impl SimFleet {
     /// Indexes (into `fleet().all`) of containers not healthy now.
     pub fn not_healthy(&self) -> Vec<usize> {
         let w = self.world.lock().unwrap();
-        (0..w.procs.len()).filter(|&i| w.procs[i].phase != Phase::Healthy && !self.fleet.down[self.fleet.sim[i].host as usize]).collect()
+        (0..w.procs.len())
+            .filter(|&i| {
+                w.procs[i].phase != Phase::Healthy
+                    && !self.fleet.down[self.fleet.sim[i].host as usize]
+            })
+            .collect()
     }
 
     pub fn stats(&self) -> SimStats {
         let w = self.world.lock().unwrap();
-        let mut s = SimStats { total: w.procs.len(), ..Default::default() };
+        let mut s = SimStats {
+            total: w.procs.len(),
+            ..Default::default()
+        };
         for p in &w.procs {
             match p.phase {
                 Phase::Healthy => s.healthy += 1,
@@ -213,7 +260,12 @@ impl SimFleet {
         s.dns_dropped = w.resolver.dropped();
         s.dns_peak_qps = w.resolver.peak_qps();
         s.all_healthy_at = (w.unhealthy_total == 0).then_some(w.last_healthy_at);
-        s.unreachable = self.fleet.sim.iter().filter(|x| self.fleet.down[x.host as usize]).count();
+        s.unreachable = self
+            .fleet
+            .sim
+            .iter()
+            .filter(|x| self.fleet.down[x.host as usize])
+            .count();
         s.disconnected -= s.unreachable;
         s
     }
@@ -237,7 +289,10 @@ impl SimFleet {
         };
         if let Some(kind) = kind {
             if self.events.receiver_count() > 0 {
-                let _ = self.events.send(RuntimeEvent { container_id: self.fleet.all[i].id.clone(), kind });
+                let _ = self.events.send(RuntimeEvent {
+                    container_id: self.fleet.all[i].id.clone(),
+                    kind,
+                });
             }
         }
         if was_healthy != healthy {
@@ -263,7 +318,11 @@ impl SimFleet {
     /// runs to the end even if the caller goes away (as a Docker stop does).
     async fn perform_stop(self: Arc<Self>, i: usize) {
         let sim: SimContainer = self.fleet.sim[i];
-        let _permit = self.hosts[sim.host as usize].clone().acquire_owned().await.expect("never closed");
+        let _permit = self.hosts[sim.host as usize]
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let (generation, delay) = {
             let mut w = self.world.lock().unwrap();
             self.set_phase(&mut w, i, Phase::Restarting);
@@ -299,14 +358,29 @@ impl SimFleet {
                 return;
             }
             self.set_phase(&mut w, i, Phase::Starting);
-            (w.procs[i].generation, self.scenario.stuck_if_started_before_deps.contains(&sim.role) && w.data_unhealthy[sim.cluster as usize] > 0)
+            (
+                w.procs[i].generation,
+                self.scenario
+                    .stuck_if_started_before_deps
+                    .contains(&sim.role)
+                    && w.data_unhealthy[sim.cluster as usize] > 0,
+            )
         };
-        tokio::spawn(self.clone().start_process(i, generation, sim.role, stuck_on_start));
+        tokio::spawn(
+            self.clone()
+                .start_process(i, generation, sim.role, stuck_on_start),
+        );
     }
 
     /// A started process: its startup lookups (with client retries), then
     /// its ready delay.
-    async fn start_process(self: Arc<Self>, i: usize, generation: u64, role: SimRole, stuck_on_start: bool) {
+    async fn start_process(
+        self: Arc<Self>,
+        i: usize,
+        generation: u64,
+        role: SimRole,
+        stuck_on_start: bool,
+    ) {
         let model = self.scenario.dns.clone();
         let timeout = Duration::from_millis(model.timeout_ms);
         let mut pending = self.scenario.startup_lookups[role as usize];
@@ -368,7 +442,12 @@ impl SimFleet {
 
     fn join_error(&self, i: usize, op: &'static str, e: tokio::task::JoinError) -> RuntimeError {
         let c = &self.fleet.all[i];
-        RuntimeError::Api { host: c.host.clone(), container: c.name.clone(), op, reason: e.to_string() }
+        RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op,
+            reason: e.to_string(),
+        }
     }
 
     async fn stop_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
@@ -381,12 +460,16 @@ impl SimFleet {
             }
             self.set_phase(&mut w, i, Phase::Restarting);
         }
-        tokio::spawn(self.clone().perform_stop(i)).await.map_err(|e| self.join_error(i, "stop", e))
+        tokio::spawn(self.clone().perform_stop(i))
+            .await
+            .map_err(|e| self.join_error(i, "stop", e))
     }
 
     async fn start_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
         self.find(&self.fleet.all[i])?;
-        tokio::spawn(self.clone().perform_start(i)).await.map_err(|e| self.join_error(i, "start", e))
+        tokio::spawn(self.clone().perform_start(i))
+            .await
+            .map_err(|e| self.join_error(i, "start", e))
     }
 
     fn status_of(&self, i: usize) -> (ContainerState, Health, String) {
@@ -420,8 +503,12 @@ impl crate::dns::budget::DnsProbe for SimDnsProbe {
         Box::pin(self.fleet.probe_dns())
     }
 
-    fn counters(&self) -> futures_util::future::BoxFuture<'_, Option<crate::dns::budget::CounterReading>> {
-        Box::pin(std::future::ready(self.counters.then(|| self.fleet.dns_counters())))
+    fn counters(
+        &self,
+    ) -> futures_util::future::BoxFuture<'_, Option<crate::dns::budget::CounterReading>> {
+        Box::pin(std::future::ready(
+            self.counters.then(|| self.fleet.dns_counters()),
+        ))
     }
 
     fn describe(&self) -> String {
@@ -456,7 +543,11 @@ impl ContainerRuntime for SimRuntime {
 
     async fn exec(&self, c: &Container, _cmd: &[String]) -> Result<i64, RuntimeError> {
         let i = self.0.find(c)?;
-        Ok(if self.0.status_of(i).1 == Health::Healthy { 0 } else { 1 })
+        Ok(if self.0.status_of(i).1 == Health::Healthy {
+            0
+        } else {
+            1
+        })
     }
 
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent> {

@@ -42,7 +42,15 @@ const SLOT: f64 = 0.1;
 
 impl SimResolver {
     pub fn new(model: ResolverModel) -> Self {
-        SimResolver { model, next_free: 0.0, received: 0, dropped_queue: 0, timed_out: 0, slots: Vec::new(), second: (0, 0) }
+        SimResolver {
+            model,
+            next_free: 0.0,
+            received: 0,
+            dropped_queue: 0,
+            timed_out: 0,
+            slots: Vec::new(),
+            second: (0, 0),
+        }
     }
 
     pub fn model(&self) -> &ResolverModel {
@@ -106,7 +114,10 @@ impl SimResolver {
     /// Queries received per whole second (for reports).
     pub fn per_second(&self) -> Vec<u64> {
         let per = (1.0 / SLOT).round() as usize;
-        self.slots.chunks(per).map(|c| c.iter().map(|&n| n as u64).sum()).collect()
+        self.slots
+            .chunks(per)
+            .map(|c| c.iter().map(|&n| n as u64).sum())
+            .collect()
     }
 }
 
@@ -115,15 +126,35 @@ mod tests {
     use super::*;
 
     fn model(cap: f64, queue: u32) -> ResolverModel {
-        ResolverModel { capacity_qps: cap, mode: ResolverMode::Queue, queue, timeout_ms: 1000, attempts: 2 }
+        ResolverModel {
+            capacity_qps: cap,
+            mode: ResolverMode::Queue,
+            queue,
+            timeout_ms: 1000,
+            attempts: 2,
+        }
     }
 
     #[test]
     fn per_second_mode_answers_the_first_capacity_of_each_second_and_drops_the_rest() {
-        let mut r = SimResolver::new(ResolverModel { mode: ResolverMode::PerSecond, ..model(10.0, 0) });
+        let mut r = SimResolver::new(ResolverModel {
+            mode: ResolverMode::PerSecond,
+            ..model(10.0, 0)
+        });
         let first: Vec<_> = (0..15).map(|i| r.query(0.5 + i as f64 * 0.01)).collect();
-        assert_eq!(first.iter().filter(|f| matches!(f, QueryFate::Answered(_))).count(), 10);
-        assert!(first[..10].iter().all(|f| matches!(f, QueryFate::Answered(_))), "the first ten of the second pass");
+        assert_eq!(
+            first
+                .iter()
+                .filter(|f| matches!(f, QueryFate::Answered(_)))
+                .count(),
+            10
+        );
+        assert!(
+            first[..10]
+                .iter()
+                .all(|f| matches!(f, QueryFate::Answered(_))),
+            "the first ten of the second pass"
+        );
         // A new second: capacity again, whatever the last one dropped.
         assert!(matches!(r.query(1.0), QueryFate::Answered(_)));
         assert_eq!(r.dropped_queue, 5);
@@ -153,7 +184,10 @@ mod tests {
         let mut r = SimResolver::new(model(10.0, 5));
         let fates: Vec<_> = (0..20).map(|_| r.query(0.0)).collect();
         // One in service plus five queued are answered within the timeout.
-        let answered = fates.iter().filter(|f| matches!(f, QueryFate::Answered(_))).count();
+        let answered = fates
+            .iter()
+            .filter(|f| matches!(f, QueryFate::Answered(_)))
+            .count();
         assert_eq!(answered, 6);
         assert_eq!(r.dropped_queue, 14);
         assert_eq!(r.peak_qps(), 20);

@@ -15,7 +15,11 @@ pub const IMAGE: &str = "rekindle-dbnode:test";
 /// Whether the engine answers. Without one, tests skip with a printed
 /// reason — except under CI (`CI=true`), where they must fail.
 pub fn docker_available(test: &str) -> bool {
-    let ok = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: no Docker Engine answers, and CI=true requires one");
@@ -23,8 +27,15 @@ pub fn docker_available(test: &str) -> bool {
         eprintln!("SKIPPED {test}: no Docker Engine answers on this machine");
         return false;
     }
-    let image = Command::new("docker").args(["image", "inspect", IMAGE]).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(image, "{test}: image {IMAGE} is missing: run scripts/build-test-image.sh (scripts/test.sh does)");
+    let image = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        image,
+        "{test}: image {IMAGE} is missing: run scripts/build-test-image.sh (scripts/test.sh does)"
+    );
     true
 }
 
@@ -49,7 +60,10 @@ impl TestFleet {
 
     /// Creates and starts the containers, a few at a time.
     pub fn start(id: &str, specs: Vec<Spec>) -> TestFleet {
-        let fleet = TestFleet { id: id.to_string(), names: specs.iter().map(|s| s.name.clone()).collect() };
+        let fleet = TestFleet {
+            id: id.to_string(),
+            names: specs.iter().map(|s| s.name.clone()).collect(),
+        };
         let chunks: Vec<Vec<Spec>> = {
             let mut v: Vec<Vec<Spec>> = (0..4).map(|_| Vec::new()).collect();
             for (i, s) in specs.into_iter().enumerate() {
@@ -62,7 +76,14 @@ impl TestFleet {
                 scope.spawn(move || {
                     for s in chunk {
                         let mut cmd = Command::new("docker");
-                        cmd.args(["run", "-d", "--name", &s.name, "--label", &format!("rekindle.test={id}")]);
+                        cmd.args([
+                            "run",
+                            "-d",
+                            "--name",
+                            &s.name,
+                            "--label",
+                            &format!("rekindle.test={id}"),
+                        ]);
                         for (k, v) in &s.labels {
                             cmd.args(["--label", &format!("{k}={v}")]);
                         }
@@ -71,7 +92,12 @@ impl TestFleet {
                         }
                         cmd.arg(IMAGE);
                         let out = cmd.output().expect("docker run");
-                        assert!(out.status.success(), "docker run {}: {}", s.name, String::from_utf8_lossy(&out.stderr));
+                        assert!(
+                            out.status.success(),
+                            "docker run {}: {}",
+                            s.name,
+                            String::from_utf8_lossy(&out.stderr)
+                        );
                     }
                 });
             }
@@ -81,12 +107,26 @@ impl TestFleet {
 
     pub fn remove(&self) {
         let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=rekindle.test={}", self.id)])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=rekindle.test={}", self.id),
+            ])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         if !ids.is_empty() {
-            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
         }
     }
 }
@@ -104,7 +144,10 @@ pub fn sharded_specs(id: &str, clusters: usize, shards: usize, routers: usize) -
     for c in 0..clusters {
         let cluster = format!("{id}-c{c}");
         let mut add = |name: String, role: &str, rs: Option<String>, port: u16| {
-            let mut labels = vec![("db.role".to_string(), role.to_string()), ("db.cluster".to_string(), cluster.clone())];
+            let mut labels = vec![
+                ("db.role".to_string(), role.to_string()),
+                ("db.cluster".to_string(), cluster.clone()),
+            ];
             // dbnode answers hello as a member of its replica set, or as a mongos.
             let hello = match &rs {
                 Some(rs) => ("DBNODE_SET".to_string(), rs.clone()),
@@ -113,14 +156,28 @@ pub fn sharded_specs(id: &str, clusters: usize, shards: usize, routers: usize) -
             if let Some(rs) = rs {
                 labels.push(("db.replset".to_string(), rs));
             }
-            specs.push(Spec { name, labels, env: vec![("DBNODE_PORT".to_string(), port.to_string()), hello] });
+            specs.push(Spec {
+                name,
+                labels,
+                env: vec![("DBNODE_PORT".to_string(), port.to_string()), hello],
+            });
         };
         for i in 0..3 {
-            add(format!("{cluster}-cfg-{i}"), "configsvr", Some(format!("{cluster}-cfg")), 27019);
+            add(
+                format!("{cluster}-cfg-{i}"),
+                "configsvr",
+                Some(format!("{cluster}-cfg")),
+                27019,
+            );
         }
         for s in 0..shards {
             for i in 0..3 {
-                add(format!("{cluster}-rs{s:02}-{i}"), "shard", Some(format!("{cluster}-rs{s:02}")), 27018);
+                add(
+                    format!("{cluster}-rs{s:02}-{i}"),
+                    "shard",
+                    Some(format!("{cluster}-rs{s:02}")),
+                    27018,
+                );
             }
         }
         for i in 0..routers {
@@ -138,7 +195,9 @@ pub fn closed_port() -> u16 {
 
 /// Wall-clock now as Docker's `--since`/`--until` take it (seconds.nanos).
 pub fn docker_now() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
@@ -163,19 +222,44 @@ impl EventLog {
     pub fn follow(test_id: &str) -> EventLog {
         let since = docker_now();
         let mut child = Command::new("docker")
-            .args(["events", "--since", &since, "--filter", &format!("label=rekindle.test={test_id}"), "--filter", "type=container"])
-            .args(["--filter", "event=start", "--filter", "event=die", "--filter", "event=health_status", "--format", "{{json .}}"])
+            .args([
+                "events",
+                "--since",
+                &since,
+                "--filter",
+                &format!("label=rekindle.test={test_id}"),
+                "--filter",
+                "type=container",
+            ])
+            .args([
+                "--filter",
+                "event=start",
+                "--filter",
+                "event=die",
+                "--filter",
+                "event=health_status",
+                "--format",
+                "{{json .}}",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("docker events");
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             use std::io::BufRead;
-            std::io::BufReader::new(stdout).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).map(|l| parse_event(&l)).collect()
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| parse_event(&l))
+                .collect()
         });
         // The subscription is live once the CLI has connected.
         std::thread::sleep(std::time::Duration::from_millis(300));
-        EventLog { child, reader: Some(reader) }
+        EventLog {
+            child,
+            reader: Some(reader),
+        }
     }
 
     /// Stops following (after a moment for the last events) and returns them.
@@ -195,10 +279,18 @@ impl Drop for EventLog {
 }
 
 fn parse_event(l: &str) -> DockerEvent {
-    let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("docker events line {l:?}: {e}"));
+    let v: serde_json::Value =
+        serde_json::from_str(l).unwrap_or_else(|e| panic!("docker events line {l:?}: {e}"));
     DockerEvent {
-        name: v["Actor"]["Attributes"]["name"].as_str().unwrap_or_default().to_string(),
-        action: v["Action"].as_str().or(v["status"].as_str()).unwrap_or_default().to_string(),
+        name: v["Actor"]["Attributes"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        action: v["Action"]
+            .as_str()
+            .or(v["status"].as_str())
+            .unwrap_or_default()
+            .to_string(),
         time_nano: v["timeNano"].as_i64().unwrap_or_default(),
     }
 }
@@ -215,7 +307,10 @@ pub fn starts(events: &[DockerEvent]) -> std::collections::BTreeMap<String, usiz
 /// Spreads specs over two host entries (`rekindle.host` = a | b), alternating.
 pub fn on_two_hosts(mut specs: Vec<Spec>) -> Vec<Spec> {
     for (i, s) in specs.iter_mut().enumerate() {
-        s.labels.push(("rekindle.host".to_string(), if i % 2 == 0 { "a" } else { "b" }.to_string()));
+        s.labels.push((
+            "rekindle.host".to_string(),
+            if i % 2 == 0 { "a" } else { "b" }.to_string(),
+        ));
     }
     specs
 }
@@ -281,11 +376,22 @@ pub struct Ran {
 
 impl std::fmt::Display for Ran {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 pub fn rekindle(args: &[&str]) -> Ran {
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle")).args(args).output().expect("run rekindle");
-    Ran { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(args)
+        .output()
+        .expect("run rekindle");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }

@@ -6,8 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A certificate authority in a directory of its own.
@@ -30,13 +37,32 @@ impl Ca {
         let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
         let (cert, key) = (p("ca.pem"), p("ca.key"));
         let subject = format!("/CN=rekindle test CA {name}");
-        openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-out", &cert, "-days", "2", "-subj", &subject]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+        ]);
         Ca { dir, cert, key }
     }
 
     /// A server certificate for `localhost` (and 127.0.0.1).
     pub fn server(&self, name: &str) -> Leaf {
-        self.issue(name, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        self.issue(
+            name,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
     }
 
     /// A client certificate (what a Docker client presents to a TLS engine).
@@ -45,12 +71,54 @@ impl Ca {
     }
 
     fn issue(&self, name: &str, ext: &str) -> Leaf {
-        let p = |f: &str| self.dir.join(format!("{name}.{f}")).to_str().unwrap().to_string();
-        std::fs::write(p("ext"), format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n{ext}")).unwrap();
+        let p = |f: &str| {
+            self.dir
+                .join(format!("{name}.{f}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        std::fs::write(
+            p("ext"),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n{ext}"),
+        )
+        .unwrap();
         let subject = format!("/CN={name}");
-        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &p("key"), "-out", &p("csr"), "-subj", &subject]);
-        openssl(&["x509", "-req", "-in", &p("csr"), "-CA", &self.cert, "-CAkey", &self.key, "-CAcreateserial", "-out", &p("pem"), "-days", "2", "-extfile", &p("ext")]);
-        Leaf { cert: p("pem"), key: p("key") }
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("key"),
+            "-out",
+            &p("csr"),
+            "-subj",
+            &subject,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("csr"),
+            "-CA",
+            &self.cert,
+            "-CAkey",
+            &self.key,
+            "-CAcreateserial",
+            "-out",
+            &p("pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext"),
+        ]);
+        Leaf {
+            cert: p("pem"),
+            key: p("key"),
+        }
     }
 }
 
@@ -110,12 +178,26 @@ impl TlsFront {
             .spawn()
             .expect("python3");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("TLS front printed {line:?}"));
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("TLS front printed {line:?}"));
         let refusals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (r, stderr) = (refusals.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| r.lock().unwrap().push(l)));
-        TlsFront { child, port, refusals }
+        std::thread::spawn(move || {
+            std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| r.lock().unwrap().push(l))
+        });
+        TlsFront {
+            child,
+            port,
+            refusals,
+        }
     }
 
     /// The handshakes it refused so far.

@@ -19,7 +19,11 @@ pub struct Unbound {
 
 /// Whether unbound is installed; under CI it must be.
 pub fn unbound_available(test: &str) -> bool {
-    let ok = Command::new("unbound").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("unbound")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: unbound is not installed, and CI=true requires it (scripts/test.sh installs it)");
@@ -49,7 +53,9 @@ impl Unbound {
     /// Starts unbound with the `fleet.test.` zone; `extra` is added to its
     /// `server:` section.
     pub fn start(extra: &str) -> Unbound {
-        let names: Vec<String> = (0..ZONE_RECORDS).map(|i| format!("node-{i}.fleet.test.")).collect();
+        let names: Vec<String> = (0..ZONE_RECORDS)
+            .map(|i| format!("node-{i}.fleet.test."))
+            .collect();
         let short = "    local-data: \"short.fleet.test. 1 IN A 10.255.0.1\"\n";
         Self::start_zone("fleet.test", &names, &format!("{short}{extra}"))
     }
@@ -101,30 +107,62 @@ remote-control:
             ),
         )
         .unwrap();
-        let child = Command::new("unbound").args(["-d", "-c"]).arg(&conf).spawn().expect("start unbound");
-        let u = Unbound { port, dir, child: Some(child), conf };
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .spawn()
+            .expect("start unbound");
+        let u = Unbound {
+            port,
+            dir,
+            child: Some(child),
+            conf,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while u.control(&["status"]).is_none() {
-            assert!(Instant::now() < deadline, "unbound did not come up: {}", u.log());
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not come up: {}",
+                u.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         u
     }
 
     fn control(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("unbound-control").arg("-c").arg(&self.conf).args(args).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = Command::new("unbound-control")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// One of unbound's own counters (`total.num.queries`, …).
     pub fn stat(&self, key: &str) -> u64 {
-        let text = self.control(&["stats_noreset"]).expect("unbound-control stats_noreset");
-        text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+        let text = self
+            .control(&["stats_noreset"])
+            .expect("unbound-control stats_noreset");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{key}="))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// The argv that prints unbound's counters (for rekindle's counter signal).
     pub fn stats_command(&self) -> Vec<String> {
-        vec!["unbound-control".into(), "-c".into(), self.conf.display().to_string(), "stats_noreset".into()]
+        vec![
+            "unbound-control".into(),
+            "-c".into(),
+            self.conf.display().to_string(),
+            "stats_noreset".into(),
+        ]
     }
 
     pub fn queries(&self) -> u64 {
