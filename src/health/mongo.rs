@@ -216,60 +216,61 @@ impl Document {
                     .filter(|_| v + n <= end)
                     .ok_or_else(|| bad(format!("field {name:?} truncated")))
             };
-            let (value, len) =
-                match kind {
-                    0x01 => (
-                        Value::Double(f64::from_le_bytes(fixed(8)?.try_into().unwrap())),
-                        8,
-                    ),
-                    0x02 | 0x0D | 0x0E => {
-                        let n = i32_at(v)?;
-                        let s = bytes
-                            .get(v + 4..v + 4 + n.max(1) as usize - 1)
-                            .filter(|_| n >= 1 && v + 4 + (n as usize) <= end)
-                            .ok_or_else(|| bad(format!("string {name:?} truncated")))?;
-                        let s = std::str::from_utf8(s)
-                            .map_err(|_| bad(format!("string {name:?} is not UTF-8")))?;
-                        (
-                            if kind == 0x02 {
-                                Value::Str(s)
-                            } else {
-                                Value::Other
-                            },
-                            4 + n as usize,
-                        )
+            let (value, len) = match kind {
+                0x01 => (
+                    Value::Double(f64::from_le_bytes(fixed(8)?.try_into().unwrap())),
+                    8,
+                ),
+                0x02 | 0x0D | 0x0E => {
+                    let n = i32_at(v)?;
+                    let s = bytes
+                        .get(v + 4..v + 4 + n.max(1) as usize - 1)
+                        .filter(|_| n >= 1 && v + 4 + (n as usize) <= end)
+                        .ok_or_else(|| bad(format!("string {name:?} truncated")))?;
+                    let s = std::str::from_utf8(s)
+                        .map_err(|_| bad(format!("string {name:?} is not UTF-8")))?;
+                    (
+                        if kind == 0x02 {
+                            Value::Str(s)
+                        } else {
+                            Value::Other
+                        },
+                        4 + n as usize,
+                    )
+                }
+                0x03 | 0x04 => {
+                    let n = i32_at(v)?;
+                    if n < 5 || v + n as usize > end {
+                        return Err(bad(format!("embedded document {name:?} size {n}")));
                     }
-                    0x03 | 0x04 => {
-                        let n = i32_at(v)?;
-                        if n < 5 || v + n as usize > end {
-                            return Err(bad(format!("embedded document {name:?} size {n}")));
-                        }
-                        (Value::Other, n as usize)
+                    (Value::Other, n as usize)
+                }
+                0x05 => {
+                    let n = i32_at(v)?;
+                    if n < 0 {
+                        return Err(bad(format!("binary {name:?} size {n}")));
                     }
-                    0x05 => {
-                        let n = i32_at(v)?;
-                        if n < 0 {
-                            return Err(bad(format!("binary {name:?} size {n}")));
-                        }
-                        (Value::Other, 5 + n as usize)
-                    }
-                    0x06 | 0x0A | 0x7F | 0xFF => (Value::Other, 0),
-                    0x07 => (Value::Other, 12),
-                    0x08 => (Value::Bool(fixed(1)?[0] != 0), 1),
-                    0x09 | 0x11 => (Value::Other, 8),
-                    0x10 => (
-                        Value::Int(i32::from_le_bytes(fixed(4)?.try_into().unwrap()) as i64),
-                        4,
-                    ),
-                    0x12 => (
-                        Value::Int(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
-                        8,
-                    ),
-                    0x13 => (Value::Other, 16),
-                    k => return Err(bad(format!(
+                    (Value::Other, 5 + n as usize)
+                }
+                0x06 | 0x0A | 0x7F | 0xFF => (Value::Other, 0),
+                0x07 => (Value::Other, 12),
+                0x08 => (Value::Bool(fixed(1)?[0] != 0), 1),
+                0x09 | 0x11 => (Value::Other, 8),
+                0x10 => (
+                    Value::Int(i32::from_le_bytes(fixed(4)?.try_into().unwrap()) as i64),
+                    4,
+                ),
+                0x12 => (
+                    Value::Int(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
+                    8,
+                ),
+                0x13 => (Value::Other, 16),
+                k => {
+                    return Err(bad(format!(
                         "field {name:?} has BSON type 0x{k:02x}, which a hello reply does not use"
-                    ))),
-                };
+                    )))
+                }
+            };
             if v + len > end {
                 return Err(bad(format!("field {name:?} runs past the document")));
             }
