@@ -12,6 +12,7 @@
 #
 #   scripts/bench-dns-variants.sh            # builds release first
 #   BIN=target/release/rekindle scripts/bench-dns-variants.sh
+#   GRANT_AT=restart scripts/bench-dns-variants.sh   # grant before the stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-}
@@ -37,6 +38,9 @@ import re, sys, tomllib
 scenario = tomllib.load(open(sys.argv[1], "rb"))
 text = open("config/mongo-sharded.toml").read()
 text = re.sub(r"(?m)^capacity_qps = 5000", f"capacity_qps = {sys.argv[2]}", text)
+grant_at = __import__("os").environ.get("GRANT_AT")
+if grant_at:
+    text = re.sub(r"(?m)^\[dns\]\n", f'[dns]\ngrant_at = "{grant_at}"\n', text, count=1)
 for role, n in scenario["startup_lookups"].items():
     text = re.sub(rf'(name = "{role}"\n(?:[^\n]*\n)*?startup_lookups = )\d+', rf"\g<1>{n}", text)
 sys.stdout.write(text)

@@ -36,6 +36,9 @@
 #                     nothing (e.g. BIN_DIR=/work/rt/release).
 #   CARGO_TARGET_DIR  honoured when building (binaries from its release/).
 #   PROFILE=debug     the debug build (to try the script, not to measure).
+#   GRANT_AT=restart  grant each restart's DNS cost before its stop (the
+#                     first version's pacing), to measure what the split
+#                     into stop and paced start is worth (docs/dns.md).
 #   KEEP=1            keep the work directory (playbooks, logs, reports,
 #                     result.json of each run).
 set -euo pipefail
@@ -256,6 +259,8 @@ text = set_key(text, "dns", "probe_name", json.dumps(probe))
 if pacing != "default":
     text = set_key(text, "dns", "adaptive", "false")
     text = set_key(text, "dns", "headroom", pacing)
+if __import__("os").environ.get("GRANT_AT"):
+    text = set_key(text, "dns", "grant_at", json.dumps(__import__("os").environ["GRANT_AT"]))
 text = drop_table(text, "dns.counter")
 text = set_key(text, "resolver", "nameservers", json.dumps([f"127.0.0.1:{dns_port}"]))
 text = text.rstrip("\n") + "\n\n[dns.counter]\n" + \

@@ -669,6 +669,90 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
     );
 }
 
+/// One connection setup per Docker host for a whole run, and one resolver:
+/// discovery and the runtime share each host's client (the fake fleet
+/// counts `GET /version`, the version handshake that opens a client), and
+/// the hosts, named by DNS name here, are resolved through one cache
+/// (unbound counts the queries: each host name once, however many times
+/// discovery, the runtime and its probes need it).
+#[test]
+fn fakefleet_run_sets_up_each_host_once_and_resolves_its_name_once() {
+    if !unbound_available("fakefleet_run_sets_up_each_host_once_and_resolves_its_name_once") {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let hosts = scenario.hosts;
+    let host_zone: String = (0..hosts)
+        .map(|i| format!("    local-data: \"dockerhost-{i}.hosts.test. 300 IN A 127.0.0.1\"\n"))
+        .collect();
+    let extra = format!("    local-zone: \"hosts.test.\" static\n{host_zone}");
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), &extra);
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    // The fake fleet's hosts, each by a name of its own.
+    let mut named = String::new();
+    let mut i = 0;
+    for line in std::fs::read_to_string(&ff.hosts_file).unwrap().lines() {
+        if let Some(port) = line.strip_prefix("url = \"tcp://127.0.0.1:") {
+            named += &format!("url = \"tcp://dockerhost-{i}.hosts.test:{port}\n");
+            i += 1;
+        } else {
+            named += line;
+            named += "\n";
+        }
+    }
+    assert_eq!(i, hosts, "{named}");
+    // Static pacing: no probe queries, so every query rekindle itself sends
+    // to unbound is a host name's.
+    let text = smoke_playbook(&scenario, &named).replace(
+        "[dns]\n",
+        &format!(
+            "[resolver]\nnameservers = [\"{}\"]\n[dns]\nadaptive = false\n",
+            unbound.addr()
+        ),
+    );
+    let pb = dir.path().join("pb.toml");
+    std::fs::write(&pb, text).unwrap();
+    let state = dir.path().join("state");
+    let ran = common::rekindle(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let stats = ff.stats();
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{ran}\nfake fleet: {stats}\n{}",
+        ff.log()
+    );
+    assert_eq!(
+        stats["started_once"],
+        scenario.total_containers(),
+        "{stats}"
+    );
+    let handshakes: Vec<u64> = stats["version_calls_per_host"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        handshakes,
+        vec![1; hosts as usize],
+        "one version handshake per host: {stats}"
+    );
+    let own = unbound.queries() - stats["queries_sent"].as_u64().unwrap();
+    assert_eq!(
+        own, hosts as u64,
+        "each host name resolved once for the run: {stats}\n{ran}"
+    );
+}
+
 /// The real-path benchmark's scenarios (scripts/bench-real-path.sh) model
 /// what the script runs: unbound's `ip-ratelimit`, a per-second resolver.
 /// The big one keeps the size it exists for. Parsing only: no unbound.

@@ -11,7 +11,7 @@ use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
 use crate::plan::Plan;
 use crate::recovery::{archive, dns_probe, journal_path};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -141,7 +141,9 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         run.end(ApiState::Failed, None, Some(error));
         d.note_finished(run);
     };
-    let inventory = match InventorySource::Docker.load(&pb).await {
+    // One connection setup per Docker host for the whole run.
+    let hosts = DockerHosts::connect(&pb).await;
+    let inventory = match InventorySource::Docker.load_on(&pb, &hosts).await {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
     };
@@ -153,7 +155,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let probe = match dns_probe(&pb, &inventory, false).await {
+    let probe = match dns_probe(&pb, &inventory, false, hosts.resolver()).await {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -163,7 +165,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         .map(|h| json!({ "host": h.name, "error": h.error }))
         .collect();
     let total = plan.containers;
-    let runtime = DockerRuntime::connect(&pb).await;
+    let runtime = DockerRuntime::from_hosts(&pb, hosts);
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let session = Session {

@@ -11,7 +11,7 @@ use crate::model::Inventory;
 use crate::plan::Plan;
 use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
 use crate::report::RunReport;
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -56,11 +56,21 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
-    let source = match &args.inventory {
-        Some(f) => InventorySource::File(f.clone()),
-        None => InventorySource::Docker,
+    // One connection setup per Docker host for the whole run: discovery
+    // and the runtime share it (a file inventory connects after the plan).
+    let (inventory, hosts) = match &args.inventory {
+        Some(f) => (
+            InventorySource::File(f.clone()).load(&playbook).await?,
+            None,
+        ),
+        None => {
+            let hosts = DockerHosts::connect(&playbook).await;
+            (
+                InventorySource::Docker.load_on(&playbook, &hosts).await?,
+                Some(hosts),
+            )
+        }
     };
-    let inventory = source.load(&playbook).await?;
     let plan = Plan::build(&inventory, &playbook)?;
     {
         // The plan goes where the summary goes; with --output json, stdout
@@ -85,7 +95,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let probe = dns_probe(&playbook, &inventory, args.no_pacing)
+    let hosts = match hosts {
+        Some(h) => h,
+        None => DockerHosts::connect(&playbook).await,
+    };
+    let probe = dns_probe(&playbook, &inventory, args.no_pacing, hosts.resolver())
         .await
         .map_err(Usage)?;
     if !args.yes {
@@ -96,7 +110,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         JournalMode::New
     };
-    let runtime = DockerRuntime::connect(&playbook).await;
+    let runtime = DockerRuntime::from_hosts(&playbook, hosts);
     let total = plan.containers;
     let session = Session {
         runtime,

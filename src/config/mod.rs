@@ -158,6 +158,21 @@ pub struct DnsBudgetConfig {
     pub fleet: FleetResolver,
     /// The resolver's own counters, if readable.
     pub counter: Option<CounterConfig>,
+    /// When a restart's DNS cost is granted.
+    pub grant_at: GrantAt,
+}
+
+/// When the pacer grants a restart's DNS cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantAt {
+    /// Right before the start call, after the stop (the default): the
+    /// process's lookups begin within milliseconds of their grant.
+    Start,
+    /// Before the stop, for the whole restart (how the first version paced;
+    /// kept to measure what the split is worth): the lookups begin a stop
+    /// time after their grant, whatever that time turns out to be.
+    Restart,
 }
 
 /// What one lookup by a fleet process costs the resolver, from the
@@ -566,6 +581,20 @@ impl Resolver<'_> {
                     Duration::from_secs(1),
                 )?,
                 probe_name,
+                grant_at: match d.grant_at.as_ref() {
+                    None => GrantAt::Start,
+                    Some(s) => match s.get_ref().as_str() {
+                        "start" => GrantAt::Start,
+                        "restart" => GrantAt::Restart,
+                        other => {
+                            return Err(self.err(
+                                s,
+                                "dns.grant_at",
+                                format!("expected \"start\" or \"restart\", found {other:?}"),
+                            ))
+                        }
+                    },
+                },
             }
         };
         let policy = match raw.policy.as_ref().map(|p| p.get_ref()) {

@@ -142,6 +142,8 @@ pub struct RawDns {
     #[serde(default)]
     pub probe_name: Option<Spanned<String>>,
     #[serde(default)]
+    pub grant_at: Option<Spanned<String>>,
+    #[serde(default)]
     pub fleet: Option<Spanned<RawFleetResolver>>,
     #[serde(default)]
     pub counter: Option<Spanned<RawCounter>>,

@@ -9,7 +9,7 @@
 
 pub mod pacer;
 
-use crate::config::Playbook;
+use crate::config::{GrantAt, Playbook};
 use crate::dns::budget::{BudgetController, DnsProbe, DnsSample};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::model::{Container, ContainerState, Health, Inventory};
@@ -711,6 +711,12 @@ async fn stop_then_start<R: ContainerRuntime>(
         .cloned()
         .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
     let limit = s.pb.limits.stop_timeout + Duration::from_secs(60);
+    let mut admission = Some(admission);
+    if s.pb.dns.grant_at == GrantAt::Restart {
+        // The whole restart's grant up front (for comparison only): the
+        // lookups begin after the stop and a second wait for the slot.
+        s.pacer.start(admission.take().expect("granted once")).await;
+    }
     {
         let _slot = slots.acquire().await.expect("never closed");
         let t0 = tokio::time::Instant::now();
@@ -721,7 +727,9 @@ async fn stop_then_start<R: ContainerRuntime>(
         }
     }
     let _slot = slots.acquire().await.expect("never closed");
-    s.pacer.start(admission).await;
+    if let Some(a) = admission {
+        s.pacer.start(a).await;
+    }
     match tokio::time::timeout(limit, s.rt.start(c, before)).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("start timed out after {}s", limit.as_secs())),

@@ -4,12 +4,10 @@
 //! discovery never changes a container.
 
 use crate::config::{HostSpec, OnUnreachable, Playbook};
-use crate::dns::CachedResolver;
 use crate::model::{Container, HostReport, Inventory};
-use crate::runtime::docker::{
-    connect_negotiated, host_label_filters, host_resolver, hosts_of, summary_to_container,
-};
+use crate::runtime::docker::{host_label_filters, summary_to_container, DockerHosts};
 use bollard::query_parameters::ListContainersOptions;
+use bollard::Docker;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use thiserror::Error;
@@ -28,19 +26,22 @@ fn describe(hosts: &[HostReport]) -> String {
         .join("; ")
 }
 
-/// Lists the playbook's containers on every host concurrently.
-pub async fn discover(playbook: &Playbook) -> Result<Inventory, DiscoveryError> {
-    let hosts = hosts_of(playbook);
+/// Lists the playbook's containers on every host concurrently, over the
+/// run's connections (the runtime reuses them).
+pub async fn discover(
+    playbook: &Playbook,
+    hosts: &DockerHosts,
+) -> Result<Inventory, DiscoveryError> {
     let timeout = playbook.discovery.timeout;
-    let resolver = host_resolver(playbook);
-    let results = futures_util::future::join_all(
-        hosts
-            .iter()
-            .map(|h| list_host(h, playbook, timeout, resolver.as_ref())),
-    )
+    let results = futures_util::future::join_all(hosts.iter().map(|(spec, client)| async move {
+        match client {
+            Ok(docker) => list_host(spec, docker, playbook, timeout).await,
+            Err(e) => Err(e.to_string()),
+        }
+    }))
     .await;
     let mut inv = Inventory::default();
-    for (spec, result) in hosts.iter().zip(results) {
+    for ((spec, _), result) in hosts.iter().zip(results) {
         match result {
             Ok(mut cs) => {
                 inv.hosts.push(HostReport {
@@ -75,12 +76,11 @@ pub async fn discover(playbook: &Playbook) -> Result<Inventory, DiscoveryError> 
 
 async fn list_host(
     spec: &HostSpec,
+    docker: &Docker,
     playbook: &Playbook,
     timeout: Duration,
-    resolver: Option<&CachedResolver>,
 ) -> Result<Vec<Container>, String> {
     let work = async {
-        let docker = connect_negotiated(spec, timeout, timeout, resolver).await?;
         // One query per role: Docker ANDs the label filters of one query.
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();

@@ -33,10 +33,27 @@ pub enum InventoryError {
 }
 
 impl InventorySource {
-    /// Loads the inventory for a playbook.
+    /// Loads the inventory for a playbook over hosts already connected (a
+    /// run's: the runtime then reuses the connections).
+    pub async fn load_on(
+        &self,
+        playbook: &Playbook,
+        hosts: &crate::runtime::docker::DockerHosts,
+    ) -> Result<Inventory, InventoryError> {
+        match self {
+            InventorySource::Docker => Ok(docker::discover(playbook, hosts).await?),
+            other => other.load(playbook).await,
+        }
+    }
+
+    /// Loads the inventory for a playbook (connecting to its Docker hosts
+    /// for this alone, when they are the source).
     pub async fn load(&self, playbook: &Playbook) -> Result<Inventory, InventoryError> {
         match self {
-            InventorySource::Docker => Ok(docker::discover(playbook).await?),
+            InventorySource::Docker => {
+                let hosts = crate::runtime::docker::DockerHosts::connect(playbook).await;
+                Ok(docker::discover(playbook, &hosts).await?)
+            }
             InventorySource::File(path) => Ok(file::load(path)?),
             InventorySource::Scenario(path) => Ok(Scenario::load(path)?.fleet().into_inventory()),
         }

@@ -5,6 +5,7 @@
 
 use crate::config::Playbook;
 use crate::dns::budget::DnsProbe;
+use crate::dns::CachedResolver;
 use crate::model::Inventory;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub async fn dns_probe(
     pb: &Playbook,
     inv: &Inventory,
     no_pacing: bool,
+    resolver: Option<&CachedResolver>,
 ) -> Result<Option<Arc<dyn DnsProbe>>, String> {
     if no_pacing || !pb.dns.adaptive {
         return Ok(None);
@@ -77,12 +79,9 @@ pub async fn dns_probe(
         tracing::warn!("no dns.probe_name and no DNS name in the inventory: the DNS budget stays at its static {:.0} q/s", pb.dns.budget_qps());
         return Ok(None);
     };
-    let resolver = match crate::dns::CachedResolver::new(&pb.resolver) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "no resolver to probe: the DNS budget stays static");
-            return Ok(None);
-        }
+    let Some(resolver) = resolver.cloned() else {
+        tracing::warn!("no resolver to probe: the DNS budget stays static");
+        return Ok(None);
     };
     if let Err(e) = resolver.lookup(&name).await {
         return Err(format!(

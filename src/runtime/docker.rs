@@ -201,6 +201,52 @@ impl CallTimeouts {
     }
 }
 
+/// The playbook's Docker hosts, connected once for a whole run: discovery
+/// and the runtime share each host's client (one version handshake per
+/// host), and one resolver (one cache) serves host names, TCP probes and
+/// the DNS budget's probe.
+pub struct DockerHosts {
+    specs: Vec<HostSpec>,
+    clients: Vec<Result<Docker, String>>,
+    resolver: Option<CachedResolver>,
+}
+
+impl DockerHosts {
+    /// Connects to every host of the playbook at once, the handshake bounded
+    /// by the discovery timeout; a host that does not answer keeps its
+    /// reason.
+    pub async fn connect(pb: &Playbook) -> DockerHosts {
+        let specs = hosts_of(pb);
+        let timeouts = CallTimeouts::of(pb);
+        let handshake = pb.discovery.timeout;
+        let resolver = resolver_for(pb, true);
+        let clients = futures_util::future::join_all(
+            specs
+                .iter()
+                .map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref())),
+        )
+        .await;
+        DockerHosts {
+            specs,
+            clients,
+            resolver,
+        }
+    }
+
+    /// Each host with its client, or why it has none.
+    pub fn iter(&self) -> impl Iterator<Item = (&HostSpec, Result<&Docker, &str>)> {
+        self.specs
+            .iter()
+            .zip(&self.clients)
+            .map(|(s, c)| (s, c.as_ref().map_err(String::as_str)))
+    }
+
+    /// The run's resolver, if one could be built.
+    pub fn resolver(&self) -> Option<&CachedResolver> {
+        self.resolver.as_ref()
+    }
+}
+
 /// Docker hosts as a [`ContainerRuntime`].
 pub struct DockerRuntime {
     hosts: HashMap<String, HostClient>,
@@ -233,28 +279,23 @@ impl DockerRuntime {
         self.resolver.as_ref()
     }
 
-    /// Connects to every host of the playbook at once (the handshake bounded
-    /// by the discovery timeout). A host that does not answer is recorded,
-    /// not fatal: its containers' calls fail with [`RuntimeError::Unreachable`].
-    /// Must be called inside a tokio runtime (it starts the event watchers).
+    /// Connects to every host of the playbook at once: [`DockerHosts::connect`]
+    /// then [`DockerRuntime::from_hosts`].
     pub async fn connect(pb: &Playbook) -> DockerRuntime {
-        let specs = hosts_of(pb);
+        DockerRuntime::from_hosts(pb, DockerHosts::connect(pb).await)
+    }
+
+    /// The runtime over hosts already connected (discovery's): a host that
+    /// did not answer is recorded, not fatal: its containers' calls fail
+    /// with [`RuntimeError::Unreachable`]. Must be called inside a tokio
+    /// runtime (it starts the event watchers).
+    pub fn from_hosts(pb: &Playbook, connected: DockerHosts) -> DockerRuntime {
+        let DockerHosts {
+            specs,
+            clients,
+            resolver,
+        } = connected;
         let timeouts = CallTimeouts::of(pb);
-        let handshake = pb.discovery.timeout;
-        // One resolver (one cache) for host names and TCP probes alike.
-        let probes_names = pb.roles.iter().any(|r| {
-            matches!(
-                r.health.kind,
-                HealthKind::Tcp { .. } | HealthKind::Mongo { .. }
-            )
-        });
-        let resolver = resolver_for(pb, probes_names);
-        let clients = futures_util::future::join_all(
-            specs
-                .iter()
-                .map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref())),
-        )
-        .await;
         let (events, _) = broadcast::channel(4096);
         let mut rt = DockerRuntime {
             hosts: HashMap::new(),
@@ -447,11 +488,6 @@ impl DockerRuntime {
             None => notes.remove(&c.id),
         };
     }
-}
-
-/// rekindle's resolver for host names, when any host is named by DNS name.
-pub fn host_resolver(pb: &Playbook) -> Option<CachedResolver> {
-    resolver_for(pb, false)
 }
 
 /// rekindle's resolver, built when a host is named by DNS name or `probes`
