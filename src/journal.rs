@@ -125,27 +125,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 }
 
 impl Journal {
-    /// Starts a new journal; refuses to overwrite one that holds a run.
+    /// Starts a new journal; refuses to overwrite one that holds a run. The
+    /// lock is taken before anything is read or truncated: a live run's
+    /// journal is never cut by a second process.
     pub fn create(path: &Path, start: Record, durable: bool) -> Result<Journal, JournalError> {
-        if path.exists() {
-            let (replay, _) = read(path)?;
-            if let Some(Record::Start { playbook, .. }) = replay.records.first() {
-                return Err(JournalError::Exists {
-                    path: path.to_path_buf(),
-                    playbook: playbook.clone(),
-                });
-            }
-        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(path))?;
         }
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
+            .read(true)
             .write(true)
-            .truncate(true)
             .open(path)
             .map_err(io(path))?;
         lock(&file, path)?;
+        let (replay, _) = read(path)?;
+        if let Some(Record::Start { playbook, .. }) = replay.records.first() {
+            return Err(JournalError::Exists {
+                path: path.to_path_buf(),
+                playbook: playbook.clone(),
+            });
+        }
+        // Nothing of a run in it (empty, or not one record whole): start it.
+        file.set_len(0).map_err(io(path))?;
         if durable {
             if let Some(dir) = path.parent() {
                 File::open(dir)
@@ -302,6 +305,34 @@ mod tests {
             fingerprint: "f".into(),
             containers: 2,
         }
+    }
+
+    #[test]
+    fn create_takes_the_lock_before_it_touches_a_live_runs_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut live = Journal::create(&path, start(), true).unwrap();
+        live.append(&Record::WavePassed { wave: 0 }).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // A second process would find it locked, and must not have cut it.
+        let second = Journal::create(&path, start(), true);
+        assert!(
+            matches!(second, Err(JournalError::Busy { .. })),
+            "{:?}",
+            second.err()
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the live journal was truncated"
+        );
+        drop(live);
+        // Unlocked, it still holds a run: refused, not overwritten.
+        assert!(matches!(
+            Journal::create(&path, start(), true),
+            Err(JournalError::Exists { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
     #[test]

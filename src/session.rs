@@ -171,7 +171,8 @@ pub async fn run<R: ContainerRuntime>(
     }
     let handle = engine.handle();
     if s.no_pacing {
-        handle.retune(Some(0.0), Some(0.0));
+        // A new engine is open: the retune cannot be refused.
+        let _ = handle.retune(Some(0.0), Some(0.0));
     }
     let mut events = handle.subscribe();
     obs.started(&handle);

@@ -203,6 +203,26 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     control(&d.addr, &id, "abort");
+    // An abort is final: a pause, a resume or a retune after it is refused
+    // (409) and the run ends aborted, with no restart after the abort.
+    for action in ["pause", "resume"] {
+        let (code, v) = call(
+            &d.addr,
+            "POST",
+            &format!("/v1/runs/{id}/{action}"),
+            Some(TOKEN),
+            Some(b"{\"reason\":\"test\"}"),
+        );
+        assert_eq!(code, 409, "{action} after the abort: {v}");
+    }
+    let (code, v) = call(
+        &d.addr,
+        "PATCH",
+        &format!("/v1/runs/{id}"),
+        Some(TOKEN),
+        Some(b"{\"dns_budget_qps\": 100}"),
+    );
+    assert_eq!(code, 409, "retune after the abort: {v}");
     let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
     assert_eq!(done["state"], "aborted", "{done}");
 

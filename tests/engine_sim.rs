@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use rekindle::config::Playbook;
-use rekindle::engine::{fingerprint, Engine, Event, RunState};
+use rekindle::engine::{fingerprint, Engine, Event, RunClosed, RunState};
 use rekindle::journal::{Journal, Record, Replay};
 use rekindle::model::Inventory;
 use rekindle::plan::Plan;
@@ -224,7 +224,7 @@ fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
                 break;
             }
         }
-        h.pause();
+        h.pause().unwrap();
         let before = s.sim.restart_counts().iter().sum::<u32>();
         tokio::time::sleep(Duration::from_secs(120)).await;
         let issued_during_pause = h.status().restarts;
@@ -237,8 +237,8 @@ fn pause_holds_restarts_resume_finishes_and_retune_slows_the_pace() {
         );
         assert!(s.sim.restart_counts().iter().sum::<u32>() <= before + issued_during_pause as u32);
         // Retune to 2 lookups/s: the router waves (9 lookups each) now crawl.
-        h.retune(Some(2.0), None);
-        h.resume();
+        h.retune(Some(2.0), None).unwrap();
+        h.resume().unwrap();
         let t0 = tokio::time::Instant::now();
         let out = run.await.unwrap().unwrap();
         assert_eq!(out.state, RunState::Succeeded);
@@ -334,6 +334,11 @@ fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abo
             );
             if abort {
                 h.abort();
+                // Final: a pause, a resume or a retune cannot reopen it.
+                assert_eq!(h.pause(), Err(RunClosed));
+                assert_eq!(h.resume(), Err(RunClosed));
+                assert_eq!(h.retune(Some(1000.0), Some(1000.0)), Err(RunClosed));
+                assert!(h.is_closed());
                 let out = run.await.unwrap().unwrap();
                 assert_eq!(out.state, RunState::Aborted);
                 assert_eq!(
@@ -344,7 +349,7 @@ fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abo
                 assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
                 return;
             }
-            h.pause();
+            h.pause().unwrap();
             tokio::time::sleep(Duration::from_secs(60)).await;
             assert_eq!(
                 h.status().restarts,
@@ -352,7 +357,7 @@ fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abo
                 "{granted} granted restarts were sent while paused"
             );
             assert_eq!(s.sim.restart_counts().iter().sum::<u32>(), 0);
-            h.resume();
+            h.resume().unwrap();
             let out = run.await.unwrap().unwrap();
             assert_eq!(out.state, RunState::Succeeded);
             assert!(

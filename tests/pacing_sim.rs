@@ -138,9 +138,9 @@ fn a_retune_never_releases_a_burst() {
         // Slow to 4 q/s for ten seconds (credit would build up in a
         // bucket), then back to 32.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        h.retune(Some(4.0), None);
+        h.retune(Some(4.0), None).unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
-        h.retune(Some(32.0), None);
+        h.retune(Some(32.0), None).unwrap();
         let out = run.await.unwrap().unwrap();
         assert_eq!(out.state, RunState::Succeeded);
         let per_second = r.sim.dns_per_second();
@@ -172,7 +172,7 @@ fn an_operators_lower_ceiling_holds_while_adapting() {
         let h = r.engine.handle();
         let run = tokio::spawn(r.engine.run());
         tokio::time::sleep(Duration::from_secs(3)).await;
-        h.retune(Some(12.0), None);
+        h.retune(Some(12.0), None).unwrap();
         let out = run.await.unwrap().unwrap();
         assert_eq!(out.state, RunState::Succeeded);
         let after: Vec<f64> = out

@@ -620,20 +620,33 @@ async fn control_run(
         );
     }
     // Before the engine starts (discovery, planning), a pause or abort is
-    // kept and applied when it does.
+    // kept and applied when it does. An abort (or a halt) is final: a pause
+    // or resume after it is refused.
     let h = run.handle.lock().unwrap().clone();
+    let closed =
+        run.abort_asked.load(Ordering::SeqCst) || h.as_ref().is_some_and(|h| h.is_closed());
+    if action != "abort" && closed {
+        return err(
+            StatusCode::CONFLICT,
+            format!("run {id}: {}", crate::engine::RunClosed),
+        );
+    }
+    let refused = |r: Result<(), crate::engine::RunClosed>| {
+        r.err()
+            .map(|e| err(StatusCode::CONFLICT, format!("run {id}: {e}")))
+    };
     let now = match action.as_str() {
         "pause" => {
             run.pause_asked.store(true, Ordering::SeqCst);
-            if let Some(h) = &h {
-                h.pause();
+            if let Some(resp) = h.as_ref().and_then(|h| refused(h.pause())) {
+                return resp;
             }
             Some(ApiState::Paused)
         }
         "resume" => {
             run.pause_asked.store(false, Ordering::SeqCst);
-            if let Some(h) = &h {
-                h.resume();
+            if let Some(resp) = h.as_ref().and_then(|h| refused(h.resume())) {
+                return resp;
             }
             Some(ApiState::Running)
         }
@@ -766,8 +779,18 @@ async fn retune_run(
     if run.ended() {
         return err(StatusCode::CONFLICT, format!("run {id} has ended"));
     }
+    if run.abort_asked.load(Ordering::SeqCst) {
+        return err(
+            StatusCode::CONFLICT,
+            format!("run {id}: {}", crate::engine::RunClosed),
+        );
+    }
     match run.handle.lock().unwrap().clone() {
-        Some(h) => h.retune(req.dns_budget_qps, req.restart_rate),
+        Some(h) => {
+            if let Err(e) = h.retune(req.dns_budget_qps, req.restart_rate) {
+                return err(StatusCode::CONFLICT, format!("run {id}: {e}"));
+            }
+        }
         None => {
             let mut asked = run.retune_asked.lock().unwrap();
             let (dns, rate) = asked.unwrap_or((None, None));

@@ -274,13 +274,14 @@ impl Run {
     /// Gives the run its engine's handle, applying what was asked before
     /// the engine started (a retune, a pause, an abort).
     pub fn attach(&self, h: Handle) {
+        // A fresh engine is open: neither can be refused here.
         if let Some((dns, rate)) = self.retune_asked.lock().unwrap().take() {
-            h.retune(dns, rate);
+            let _ = h.retune(dns, rate);
         }
         if self.abort_asked.load(Ordering::SeqCst) {
             h.abort();
         } else if self.pause_asked.load(Ordering::SeqCst) {
-            h.pause();
+            let _ = h.pause();
         }
         *self.handle.lock().unwrap() = Some(h);
     }

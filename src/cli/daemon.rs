@@ -141,10 +141,26 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 }
                 std::fs::remove_file(&path)?;
             }
-            let listener = tokio::net::UnixListener::bind(&path)
-                .map_err(|e| Usage(format!("listen on {}: {e}", path.display())))?;
+            // The socket gets its final mode before anyone can reach it: it
+            // is bound inside a fresh private (0700) directory next to its
+            // place, made 0600 there, then renamed into place.
+            let listen_err =
+                |e: std::io::Error| Usage(format!("listen on {}: {e}", path.display()));
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let private = tempfile::Builder::new()
+                .prefix(".rekindle-socket-")
+                .tempdir_in(&parent)
+                .map_err(listen_err)?;
+            let staged = private.path().join("s");
+            let listener = tokio::net::UnixListener::bind(&staged).map_err(listen_err)?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .map_err(listen_err)?;
+            std::fs::rename(&staged, &path).map_err(listen_err)?;
+            drop(private);
             announce(&d, &format!("unix:{}", path.display()))?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)

@@ -277,12 +277,19 @@ async fn steer(
             handle.abort();
             return;
         }
-        handle.pause();
+        if handle.pause().is_err() {
+            // Halted (or aborted): final. What is in flight is watched to
+            // its end; a second Ctrl-C changes nothing.
+            progress::println("the run has halted: it is final; restarts in flight finish and are watched (resume later with `rekindle run --resume`)");
+            continue;
+        }
         progress::println("paused: restarts in flight finish and are watched, nothing new starts. Type r + Enter to resume, a + Enter to abort (Ctrl-C again aborts).");
         tokio::select! {
             line = read_line() => {
                 if line.unwrap_or_default().trim().starts_with('r') {
-                    handle.resume();
+                    if handle.resume().is_err() {
+                        progress::println("the run halted meanwhile: it is final; restarts in flight finish and are watched");
+                    }
                     continue;
                 }
             }

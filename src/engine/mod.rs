@@ -140,19 +140,43 @@ pub struct Handle {
     status: Arc<Mutex<Status>>,
 }
 
+/// A control refused because the run is closed: aborted or halted, which is
+/// final for that run (only a deliberate `--resume` of its journal, a new
+/// decision, continues it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the run was aborted or halted, which is final: only resuming its journal (a new decision) continues it")]
+pub struct RunClosed;
+
 impl Handle {
-    pub fn pause(&self) {
-        self.pacer.set_flow(Flow::Paused);
+    /// Holds new restarts; restarts in flight finish and are watched.
+    pub fn pause(&self) -> Result<(), RunClosed> {
+        if !self.pacer.set_flow(Flow::Paused) {
+            return Err(RunClosed);
+        }
         self.status.lock().unwrap().state = RunState::Paused;
         let _ = self.events.send(Event::Paused);
+        Ok(())
     }
 
-    pub fn resume(&self) {
-        if self.pacer.flow() == Flow::Paused {
-            self.pacer.set_flow(Flow::Open);
-            self.status.lock().unwrap().state = RunState::Running;
-            let _ = self.events.send(Event::Resumed);
+    /// Lets a paused run go on.
+    pub fn resume(&self) -> Result<(), RunClosed> {
+        match self.pacer.flow() {
+            Flow::Closed => Err(RunClosed),
+            Flow::Open => Ok(()),
+            Flow::Paused => {
+                if !self.pacer.set_flow(Flow::Open) {
+                    return Err(RunClosed);
+                }
+                self.status.lock().unwrap().state = RunState::Running;
+                let _ = self.events.send(Event::Resumed);
+                Ok(())
+            }
         }
+    }
+
+    /// Whether the run is closed (aborted or halted).
+    pub fn is_closed(&self) -> bool {
+        self.pacer.flow() == Flow::Closed
     }
 
     /// Stops granting restarts; restarts already issued finish and are
@@ -161,13 +185,22 @@ impl Handle {
         self.pacer.set_flow(Flow::Closed);
     }
 
-    pub fn retune(&self, dns_budget_qps: Option<f64>, restart_rate: Option<f64>) {
+    /// The operator's ceilings; refused once the run is closed.
+    pub fn retune(
+        &self,
+        dns_budget_qps: Option<f64>,
+        restart_rate: Option<f64>,
+    ) -> Result<(), RunClosed> {
+        if self.is_closed() {
+            return Err(RunClosed);
+        }
         self.pacer.retune(dns_budget_qps, restart_rate);
         let s = self.pacer.status();
         let _ = self.events.send(Event::Retuned {
             dns_budget_qps: s.dns_budget_qps,
             restart_rate: s.restart_rate,
         });
+        Ok(())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -301,12 +301,27 @@ impl Pacer {
         s.stop_high = took.as_secs_f64().max(s.stop_high * 0.9999);
     }
 
-    pub fn set_flow(&self, flow: Flow) {
-        self.flow.send_replace(flow);
+    /// Moves the flow; once closed (an abort, a halt) it stays closed: a
+    /// pause or an open after that is refused (`false`), atomically.
+    pub fn set_flow(&self, flow: Flow) -> bool {
+        let mut refused = false;
+        self.flow.send_if_modified(|f| {
+            if *f == Flow::Closed && flow != Flow::Closed {
+                refused = true;
+                return false;
+            }
+            let changed = *f != flow;
+            *f = flow;
+            changed
+        });
+        if refused {
+            return false;
+        }
         if flow == Flow::Closed {
             self.state.lock().unwrap().admit.clear();
         }
         self.notify.notify_one();
+        true
     }
 
     pub fn flow(&self) -> Flow {
