@@ -1,8 +1,10 @@
 //! The run journal: an append-only file of `[len u32][crc32c u32][json]`
 //! records, one per intent and per outcome, written before and after every
-//! action. Replay stops at the first short or corrupt record, says so, and
-//! truncates there so appends continue cleanly. `run` syncs every record to
-//! disk; a rehearsal (nothing real to protect) only writes them.
+//! action. A damaged last record (a write torn by a crash) is dropped on
+//! resume, with a warning, so appends continue cleanly; a damaged record
+//! with records after it is an error naming its offset, and nothing is cut.
+//! `run` syncs every record to disk; a rehearsal (nothing real to protect)
+//! only writes them. A write that fails halts the run (see the engine).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -60,6 +62,12 @@ pub enum JournalError {
     Busy { path: PathBuf },
     #[error("journal {path} does not exist: nothing to resume")]
     Missing { path: PathBuf },
+    #[error("journal {path}: the record at offset {offset} {what}, and records follow it: the journal is damaged in the middle, not torn at its end; nothing was truncated. Restore it, or move it aside to start over")]
+    Corrupt {
+        path: PathBuf,
+        offset: usize,
+        what: String,
+    },
 }
 
 /// What a journal says about a run so far.
@@ -163,6 +171,18 @@ impl Journal {
         };
         j.append(&start)?;
         Ok(j)
+    }
+
+    /// A journal whose every write fails (the file opened read-only): for
+    /// the engine's tests of a disk that refuses the record.
+    #[cfg(test)]
+    pub(crate) fn unwritable(path: &Path) -> Journal {
+        std::fs::write(path, b"").unwrap();
+        Journal {
+            path: path.to_path_buf(),
+            file: File::open(path).unwrap(),
+            durable: false,
+        }
     }
 
     /// Reopens a journal to continue its run: checks it belongs to this
@@ -277,13 +297,33 @@ pub fn read(path: &Path) -> Result<(Replay, u64), JournalError> {
             break;
         }
         let payload = &rest[8..8 + len];
-        if crc32c::crc32c(payload) != crc {
-            replay.torn = Some(format!("record at offset {pos} fails its checksum"));
-            break;
-        }
-        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
-            replay.torn = Some(format!("record at offset {pos} is not a journal record"));
-            break;
+        let bad = if crc32c::crc32c(payload) != crc {
+            Some("fails its checksum")
+        } else {
+            None
+        };
+        let record = match bad {
+            Some(what) => Err(what),
+            None => {
+                serde_json::from_slice::<Record>(payload).map_err(|_| "is not a journal record")
+            }
+        };
+        let record = match record {
+            Ok(r) => r,
+            // The last record, damaged: a write torn by a crash. Dropped.
+            Err(what) if pos + 8 + len == bytes.len() => {
+                replay.torn = Some(format!("record at offset {pos} {what}"));
+                break;
+            }
+            // Damaged with records after it: not a torn write. Nothing is
+            // dropped; the resume stops here.
+            Err(what) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: pos,
+                    what: what.to_string(),
+                });
+            }
         };
         replay.apply(&record);
         replay.records.push(record);
@@ -305,6 +345,43 @@ mod tests {
             fingerprint: "f".into(),
             containers: 2,
         }
+    }
+
+    #[test]
+    fn a_damaged_record_before_the_last_is_an_error_naming_its_offset_and_nothing_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, start(), true).unwrap();
+        j.append(&Record::WavePassed { wave: 0 }).unwrap();
+        let second = std::fs::metadata(&path).unwrap().len() as usize;
+        j.append(&Record::WavePassed { wave: 1 }).unwrap();
+        j.append(&Record::WavePassed { wave: 2 }).unwrap();
+        drop(j);
+        // Flip a byte inside the payload of the third record (wave 1).
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second + 10] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Journal::resume(&path, "p", "f", true)
+            .err()
+            .expect("a damaged journal");
+        match &e {
+            JournalError::Corrupt { offset, .. } => assert_eq!(*offset, second),
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains(&format!("offset {second}")), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing truncated");
+        // The same damage in the last record is a torn tail: dropped.
+        let mut j = Journal::create(&dir.path().join("k"), start(), true).unwrap();
+        j.append(&Record::WavePassed { wave: 0 }).unwrap();
+        drop(j);
+        let k = dir.path().join("k");
+        let mut bytes = std::fs::read(&k).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0xff;
+        std::fs::write(&k, &bytes).unwrap();
+        let (_, replay) = Journal::resume(&k, "p", "f", true).unwrap();
+        assert!(replay.torn.is_some());
+        assert!(!replay.waves_passed.contains(&0));
     }
 
     #[test]

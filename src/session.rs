@@ -174,7 +174,8 @@ pub async fn run<R: ContainerRuntime>(
         // A new engine is open: the retune cannot be refused.
         let _ = handle.retune(Some(0.0), Some(0.0));
     }
-    let mut events = handle.subscribe();
+    // The record's reader: every event, in order, none skipped.
+    let mut events = engine.record_events();
     obs.started(&handle);
     let start = tokio::time::Instant::now();
     let task = tokio::spawn(engine.run());
@@ -183,7 +184,7 @@ pub async fn run<R: ContainerRuntime>(
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) => {
+                Some(e) => {
                     let at = start.elapsed().as_secs_f64();
                     timeline.on(&e, at);
                     obs.event(&e, at);
@@ -191,8 +192,7 @@ pub async fn run<R: ContainerRuntime>(
                         break;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(skipped = n, "the session fell behind the engine's events"),
-                Err(_) => break,
+                None => break,
             },
             _ = tick.tick() => obs.tick(&handle),
         }

@@ -602,22 +602,12 @@ on_unreachable = "warn"
     )
 }
 
-#[test]
-fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
-    if !unbound_available("fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once") {
-        return;
-    }
-    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
-    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
-    let dir = tempfile::tempdir().unwrap();
-    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
-    let pb = dir.path().join("pb.toml");
-    std::fs::write(
-        &pb,
-        smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap()),
-    )
-    .unwrap();
-    let state = dir.path().join("state");
+/// `rekindle run --yes` of playbook `text` against the fake fleet, which
+/// must exit 0; its output and the fleet's stats after it.
+fn run_to_success(ff: &FakeFleet, dir: &Path, text: &str) -> (common::Ran, Value) {
+    let pb = dir.join("pb.toml");
+    std::fs::write(&pb, text).unwrap();
+    let state = dir.join("state");
     let ran = common::rekindle(&[
         "run",
         pb.to_str().unwrap(),
@@ -634,6 +624,20 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
         "{ran}\nfake fleet: {stats}\n{}",
         ff.log()
     );
+    (ran, stats)
+}
+
+#[test]
+fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
+    if !unbound_available("fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once") {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
+    let (ran, stats) = run_to_success(&ff, dir.path(), &text);
     let n = scenario.total_containers();
     let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}\n{ran}"));
@@ -711,25 +715,7 @@ fn fakefleet_run_sets_up_each_host_once_and_resolves_its_name_once() {
             unbound.addr()
         ),
     );
-    let pb = dir.path().join("pb.toml");
-    std::fs::write(&pb, text).unwrap();
-    let state = dir.path().join("state");
-    let ran = common::rekindle(&[
-        "run",
-        pb.to_str().unwrap(),
-        "--yes",
-        "--output",
-        "json",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
-    let stats = ff.stats();
-    assert_eq!(
-        ran.code,
-        Some(0),
-        "{ran}\nfake fleet: {stats}\n{}",
-        ff.log()
-    );
+    let (ran, stats) = run_to_success(&ff, dir.path(), &text);
     assert_eq!(
         stats["started_once"],
         scenario.total_containers(),

@@ -233,7 +233,12 @@ struct Shared<R> {
     plan: Arc<Plan>,
     pacer: Arc<Pacer>,
     journal: Mutex<Journal>,
+    /// The first journal write that failed: no restart starts after it.
+    journal_failed: Mutex<Option<String>>,
     events: broadcast::Sender<Event>,
+    /// Every event, without loss, for the one reader that records them
+    /// (the session: report, run store); the broadcast may skip.
+    record_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>,
     status: Arc<Mutex<Status>>,
     replay: Replay,
     start: tokio::time::Instant,
@@ -255,12 +260,27 @@ impl<R> Shared<R> {
         self.start.elapsed().as_secs_f64()
     }
 
+    /// Journals `r`. A write that fails closes the run: no restart starts
+    /// without its record; what is in flight is watched, and the run ends
+    /// halted with the reason.
     fn record(&self, r: Record) -> Result<(), JournalError> {
-        self.journal.lock().unwrap().append(&r)
+        let result = self.journal.lock().unwrap().append(&r);
+        if let Err(e) = &result {
+            let mut failed = self.journal_failed.lock().unwrap();
+            if failed.is_none() {
+                tracing::error!(error = %e, "the journal could not be written: no new restarts");
+                *failed = Some(e.to_string());
+                self.pacer.set_flow(Flow::Closed);
+            }
+        }
+        result
     }
 
     fn emit(&self, e: Event) {
         log(&e);
+        if let Some(tx) = self.record_tx.lock().unwrap().as_ref() {
+            let _ = tx.send(e.clone());
+        }
         let _ = self.events.send(e);
     }
 }
@@ -342,7 +362,9 @@ impl<R: ContainerRuntime> Engine<R> {
                 plan,
                 pacer,
                 journal: Mutex::new(journal),
+                journal_failed: Mutex::new(None),
                 events: broadcast::channel(4096).0,
+                record_tx: Mutex::new(None),
                 status: Arc::new(Mutex::new(status)),
                 replay,
                 start: tokio::time::Instant::now(),
@@ -363,6 +385,15 @@ impl<R: ContainerRuntime> Engine<R> {
             .expect("the engine is not shared before it runs")
             .probe = Some(probe);
         self
+    }
+
+    /// Every event of the run, in order and without loss, for the one
+    /// reader that keeps the record (report, run store). Call before
+    /// [`Engine::run`]; a later call replaces the earlier receiver.
+    pub fn record_events(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.shared.record_tx.lock().unwrap() = Some(tx);
+        rx
     }
 
     pub fn handle(&self) -> Handle {
@@ -440,7 +471,10 @@ impl<R: ContainerRuntime> Engine<R> {
                 }
                 continue;
             }
-            s.record(Record::WavePassed { wave: w })?;
+            if s.record(Record::WavePassed { wave: w }).is_err() {
+                // Not journaled as passed: a resume gates it again.
+                continue;
+            }
             passed += 1;
             s.status.lock().unwrap().waves_passed = passed;
             s.emit(Event::WavePassed {
@@ -463,16 +497,19 @@ impl<R: ContainerRuntime> Engine<R> {
         if let Some(a) = adapter {
             a.abort();
         }
-        let state = if halted.is_some() {
+        let journal_failed = s.journal_failed.lock().unwrap().clone();
+        let state = if halted.is_some() || journal_failed.is_some() {
             RunState::Halted
         } else if passed == n {
             RunState::Succeeded
         } else {
             RunState::Aborted
         };
-        s.record(Record::End {
+        // The end is journaled when it can be; a journal that already
+        // failed says so in the reason.
+        let _ = s.record(Record::End {
             state: format!("{state:?}").to_lowercase(),
-        })?;
+        });
         let st = {
             let mut st = s.status.lock().unwrap();
             st.state = state;
@@ -501,7 +538,11 @@ impl<R: ContainerRuntime> Engine<R> {
                     s.pb.policy.max_failed_fraction * 100.0,
                     failed.join("; ")
                 )
-            }),
+            }).or(journal_failed.map(|e| {
+                format!(
+                    "the journal could not be written ({e}): no restart starts without its record, so the run stopped starting restarts; those in flight were watched. Fix the disk, then resume"
+                )
+            })),
             failed: failed_all,
             healthy: st.healthy,
             restarts: st.restarts,
@@ -993,5 +1034,49 @@ async fn watch_health<R: ContainerRuntime>(
             return (Health::Starting, why.or_else(|| s.rt.probe_note(c)));
         }
         tokio::time::sleep(check.interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimFleet, SimRuntime};
+    use std::path::Path;
+
+    #[test]
+    fn a_journal_that_cannot_be_written_halts_the_run_before_any_restart() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
+        let scenario =
+            crate::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sim = SimFleet::new(&scenario);
+            let inv = Arc::new(sim.fleet().inventory());
+            let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let journal = Journal::unwritable(&dir.path().join("j"));
+            let engine = Engine::new(
+                Arc::new(SimRuntime(sim.clone())),
+                Arc::new(pb.clone()),
+                inv,
+                plan,
+                journal,
+                Replay::default(),
+            );
+            let out = engine.run().await.unwrap();
+            assert_eq!(out.state, RunState::Halted, "{out:?}");
+            let reason = out.reason.unwrap_or_default();
+            assert!(
+                reason.contains("the journal could not be written"),
+                "{reason}"
+            );
+            assert_eq!(out.restarts, 0, "no restart without its record");
+            assert_eq!(sim.restart_counts().iter().sum::<u32>(), 0);
+        });
     }
 }
