@@ -102,6 +102,17 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     );
     assert_eq!(mid["resumed"], 1, "{mid}");
     assert_eq!(mid["state"], "running", "{mid}");
+    // The operator pauses it and lowers its DNS ceiling; both outlive this
+    // daemon.
+    control(&d.addr, &run, "pause");
+    let (code, v) = call(
+        &d.addr,
+        "PATCH",
+        &format!("/v1/runs/{run}"),
+        Some(TOKEN),
+        Some(b"{\"dns_budget_qps\": 500}"),
+    );
+    assert_eq!(code, 200, "{v}");
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &d.pid()])
         .status()
@@ -134,8 +145,32 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         "{record}"
     );
 
-    // 3. A third daemon finishes it.
+    // 3. A third daemon picks it up paused, as the operator left it, with
+    //    the lower ceiling; nothing new is restarted until it is resumed.
     let d = DaemonProc::start(&config, Some(&state));
+    let paused = wait_for(
+        &d.addr,
+        &run,
+        Duration::from_secs(60),
+        "the resumed run, paused",
+        |v| v["state"] == "paused" && v["status"].is_object(),
+    );
+    assert_eq!(
+        paused["status"]["pace"]["dns_ceiling_qps"].as_f64(),
+        Some(500.0),
+        "the retune outlived the daemon: {paused}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, a) = call(&d.addr, "GET", &format!("/v1/runs/{run}"), None, None);
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, b) = call(&d.addr, "GET", &format!("/v1/runs/{run}"), None, None);
+    assert_eq!(b["state"], "paused", "{b}");
+    assert_eq!(
+        status_of(&a, "restarts"),
+        status_of(&b, "restarts"),
+        "restarts issued while paused: {a}\n{b}"
+    );
+    control(&d.addr, &run, "resume");
     let done = wait_for(
         &d.addr,
         &run,

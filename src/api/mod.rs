@@ -188,6 +188,16 @@ impl Daemon {
                 v.resumed += 1;
                 v.state = ApiState::Pending;
                 v.note = Some("resuming from its journal after a daemon restart".into());
+                // The operator's standing controls go on: paused stays
+                // paused, a retune stays (applied when the engine starts).
+                let c = v.controls.clone();
+                if c.paused {
+                    run.pause_asked.store(true, Ordering::SeqCst);
+                    v.note = Some("resumed from its journal after a daemon restart, and paused as the operator left it: resume it to go on".into());
+                }
+                if c.dns_budget_qps.is_some() || c.restart_rate.is_some() {
+                    *run.retune_asked.lock().unwrap() = Some((c.dns_budget_qps, c.restart_rate));
+                }
             }
             run.persist();
             run.push(
@@ -539,6 +549,7 @@ async fn start_run(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes
             ended_at: None,
             resumed: 0,
             note: None,
+            controls: Default::default(),
         };
         let run = match Run::new(&d.runs_dir, view, req.mode == Mode::Run) {
             Ok(r) => r,
@@ -659,13 +670,16 @@ async fn control_run(
         }
     };
     // The answer shows the new state at once (the event that says so is
-    // handled on the run's own task, a moment later).
+    // handled on the run's own task, a moment later); the record keeps the
+    // operator's pause for a daemon that picks the run up again.
     if let Some(st) = now {
         let mut v = run.view.lock().unwrap();
         if v.state.active() {
             v.state = st;
         }
+        v.controls.paused = st == ApiState::Paused;
     }
+    run.persist();
     d.audit(&who, &format!("{action} {id}"), &reason);
     Json(view_of(&run)).into_response()
 }
@@ -797,6 +811,18 @@ async fn retune_run(
             *asked = Some((req.dns_budget_qps.or(dns), req.restart_rate.or(rate)));
         }
     }
+    // Kept with the record: a daemon that picks the run up again retunes it
+    // the same.
+    {
+        let mut v = run.view.lock().unwrap();
+        if req.dns_budget_qps.is_some() {
+            v.controls.dns_budget_qps = req.dns_budget_qps;
+        }
+        if req.restart_rate.is_some() {
+            v.controls.restart_rate = req.restart_rate;
+        }
+    }
+    run.persist();
     d.audit(
         &who,
         &format!(

@@ -89,6 +89,19 @@ pub struct RunView {
     /// The last thing the daemon has to say about it (e.g. why it waits).
     #[serde(default)]
     pub note: Option<String>,
+    /// The operator's standing controls, kept with the record so that a
+    /// daemon that picks the run up again applies them (a paused run stays
+    /// paused; a retune stays).
+    #[serde(default)]
+    pub controls: Controls,
+}
+
+/// An operator's standing controls of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Controls {
+    pub paused: bool,
+    pub dns_budget_qps: Option<f64>,
+    pub restart_rate: Option<f64>,
 }
 
 pub fn unix_now() -> f64 {

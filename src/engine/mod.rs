@@ -137,6 +137,7 @@ pub struct ResolverLoad {
 pub struct Handle {
     pacer: Arc<Pacer>,
     events: broadcast::Sender<Event>,
+    record_tx: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>>,
     status: Arc<Mutex<Status>>,
 }
 
@@ -147,14 +148,30 @@ pub struct Handle {
 #[error("the run was aborted or halted, which is final: only resuming its journal (a new decision) continues it")]
 pub struct RunClosed;
 
+/// An event to the record (lossless) and to the broadcast (may skip).
+fn send_both(
+    record: &Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>,
+    events: &broadcast::Sender<Event>,
+    e: Event,
+) {
+    if let Some(tx) = record.lock().unwrap().as_ref() {
+        let _ = tx.send(e.clone());
+    }
+    let _ = events.send(e);
+}
+
 impl Handle {
+    fn emit(&self, e: Event) {
+        send_both(&self.record_tx, &self.events, e);
+    }
+
     /// Holds new restarts; restarts in flight finish and are watched.
     pub fn pause(&self) -> Result<(), RunClosed> {
         if !self.pacer.set_flow(Flow::Paused) {
             return Err(RunClosed);
         }
         self.status.lock().unwrap().state = RunState::Paused;
-        let _ = self.events.send(Event::Paused);
+        self.emit(Event::Paused);
         Ok(())
     }
 
@@ -168,7 +185,7 @@ impl Handle {
                     return Err(RunClosed);
                 }
                 self.status.lock().unwrap().state = RunState::Running;
-                let _ = self.events.send(Event::Resumed);
+                self.emit(Event::Resumed);
                 Ok(())
             }
         }
@@ -196,7 +213,7 @@ impl Handle {
         }
         self.pacer.retune(dns_budget_qps, restart_rate);
         let s = self.pacer.status();
-        let _ = self.events.send(Event::Retuned {
+        self.emit(Event::Retuned {
             dns_budget_qps: s.dns_budget_qps,
             restart_rate: s.restart_rate,
         });
@@ -238,7 +255,7 @@ struct Shared<R> {
     events: broadcast::Sender<Event>,
     /// Every event, without loss, for the one reader that records them
     /// (the session: report, run store); the broadcast may skip.
-    record_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>,
+    record_tx: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>>,
     status: Arc<Mutex<Status>>,
     replay: Replay,
     start: tokio::time::Instant,
@@ -278,10 +295,7 @@ impl<R> Shared<R> {
 
     fn emit(&self, e: Event) {
         log(&e);
-        if let Some(tx) = self.record_tx.lock().unwrap().as_ref() {
-            let _ = tx.send(e.clone());
-        }
-        let _ = self.events.send(e);
+        send_both(&self.record_tx, &self.events, e);
     }
 }
 
@@ -364,7 +378,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 journal: Mutex::new(journal),
                 journal_failed: Mutex::new(None),
                 events: broadcast::channel(4096).0,
-                record_tx: Mutex::new(None),
+                record_tx: Arc::new(Mutex::new(None)),
                 status: Arc::new(Mutex::new(status)),
                 replay,
                 start: tokio::time::Instant::now(),
@@ -400,6 +414,7 @@ impl<R: ContainerRuntime> Engine<R> {
         Handle {
             pacer: self.shared.pacer.clone(),
             events: self.shared.events.clone(),
+            record_tx: self.shared.record_tx.clone(),
             status: self.shared.status.clone(),
         }
     }
