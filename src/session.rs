@@ -105,6 +105,19 @@ pub fn open_journal(
 ) -> Result<(Journal, Replay), JournalError> {
     let path = &spec.path;
     let fp = fingerprint(pb, inv, plan);
+    if spec.mode == JournalMode::New && path.exists() {
+        // A run that succeeded but whose journal was not archived yet (a
+        // crash right after its end was recorded): archived now, so a new
+        // run can start. A halted or aborted run's journal stays, refused.
+        let (replay, _) = crate::journal::read(path)?;
+        if replay.ended.as_deref() == Some("succeeded") {
+            let done = crate::recovery::archive(path).map_err(|e| JournalError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            tracing::info!(journal = %path.display(), archived = %done.display(), "archived the journal of a run that had succeeded");
+        }
+    }
     let resume = match spec.mode {
         JournalMode::New => false,
         JournalMode::Resume => true,
@@ -205,4 +218,54 @@ pub async fn run<R: ContainerRuntime>(
         timeline,
         resumed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_new_run_archives_a_succeeded_runs_journal_and_refuses_a_halted_one() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
+        let scenario =
+            crate::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
+        let inv = scenario.fleet().into_inventory();
+        let plan = Plan::build(&inv, &pb).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |mode| JournalSpec {
+            path: dir.path().join("p.journal"),
+            mode,
+            durable: false,
+        };
+        for (end, archived) in [("succeeded", true), ("halted", false)] {
+            let (mut j, _) = open_journal(&spec(JournalMode::New), &pb, &inv, &plan).unwrap();
+            j.append(&Record::End { state: end.into() }).unwrap();
+            drop(j);
+            let again = open_journal(&spec(JournalMode::New), &pb, &inv, &plan);
+            let done = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .to_string_lossy()
+                        .ends_with(".done")
+                })
+                .count();
+            if archived {
+                assert!(again.is_ok(), "{:?}", again.err());
+                assert_eq!(done, 1, "the succeeded run's journal is archived");
+                drop(again);
+                std::fs::remove_file(dir.path().join("p.journal")).unwrap();
+            } else {
+                assert!(
+                    matches!(again, Err(JournalError::Exists { .. })),
+                    "a halted run's journal is kept for --resume: {:?}",
+                    again.err()
+                );
+            }
+        }
+    }
 }

@@ -10,11 +10,11 @@ use crate::config::Playbook;
 use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
 use crate::plan::Plan;
-use crate::recovery::{archive, dns_probe, journal_path};
+use crate::recovery::{archive_name, dns_probe, journal_path};
 use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -204,12 +204,29 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     if let Err(e) = report.write(&report_dir(d, &run.id()), &report.summary()) {
         tracing::warn!(run = %run.id(), error = %e, "the run's report could not be written");
     }
-    let kept = journal_note(&path, outcome.state);
+    // The record says the run ended before its journal is archived: a crash
+    // between the two leaves an ended record and a journal whose last
+    // record says it succeeded, which the next new run archives (see
+    // `session::open_journal`) — never an active record without a journal,
+    // which would start the fleet over.
+    let done = (outcome.state == RunState::Succeeded).then(|| archive_name(&path));
+    let kept = match &done {
+        Some(done) => format!("archived as {}", done.display()),
+        None => format!(
+            "kept at {}: start the run again with \"resume\": true to continue it",
+            path.display()
+        ),
+    };
     let result = json!({
         "healthy": outcome.healthy, "total": total, "failed": outcome.failed, "restarts": outcome.restarts,
         "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
     });
     run.end(api_state(outcome.state), Some(result), None);
+    if let Some(done) = done {
+        if let Err(e) = std::fs::rename(&path, &done) {
+            tracing::warn!(run = %run.id(), journal = %path.display(), error = %e, "the succeeded run's journal could not be archived; the next new run archives it");
+        }
+    }
     d.note_finished(run);
 }
 
@@ -227,19 +244,5 @@ impl Observer for Record<'_> {
     }
     fn event(&mut self, e: &Event, _at_s: f64) {
         self.d.on_event(self.run, e);
-    }
-}
-
-/// Archives a succeeded run's journal; says where the journal is.
-fn journal_note(path: &Path, state: RunState) -> String {
-    match state {
-        RunState::Succeeded => match archive(path) {
-            Ok(done) => format!("archived as {}", done.display()),
-            Err(e) => format!("{} (could not archive it: {e})", path.display()),
-        },
-        _ => format!(
-            "kept at {}: start the run again with \"resume\": true to continue it",
-            path.display()
-        ),
     }
 }

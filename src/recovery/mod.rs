@@ -38,13 +38,19 @@ pub fn journal_path(dir: &Path, playbook: &str) -> PathBuf {
 
 /// Moves a finished run's journal aside (`<name>.<unix seconds>.done`).
 pub fn archive(path: &Path) -> std::io::Result<PathBuf> {
+    let done = archive_name(path);
+    std::fs::rename(path, &done)?;
+    Ok(done)
+}
+
+/// Where [`archive`] moves a journal now (so a caller can record the name
+/// before the move).
+pub fn archive_name(path: &Path) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let done = path.with_extension(format!("{secs}.done"));
-    std::fs::rename(path, &done)?;
-    Ok(done)
+    path.with_extension(format!("{secs}.done"))
 }
 
 /// The name the adaptive budget probes: the playbook's `dns.probe_name`,
