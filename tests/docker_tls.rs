@@ -121,6 +121,12 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
         ran.stderr.contains("tls-engine") && ran.stderr.contains("alert"),
         "{ran}"
     );
+    // The front logs a refusal after it sent the alert: rekindle may have
+    // exited before the log line is read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while front.refusals().len() <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         front.refusals().len() > before,
         "the engine saw no refused handshake: {ran}"
