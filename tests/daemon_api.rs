@@ -483,3 +483,31 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     .unwrap();
     assert_eq!(v, file);
 }
+
+/// `--insecure-no-auth` serves every call without a token: refused on an
+/// address other hosts can reach, with exit 2 naming the address.
+#[test]
+fn daemon_refuses_insecure_no_auth_off_loopback() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/daemon.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "daemon",
+            "--config",
+            config,
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-no-auth",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .env_remove("REKINDLE_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("loopback") && stderr.contains("0.0.0.0:0"),
+        "{stderr}"
+    );
+}

@@ -21,9 +21,22 @@ pub struct DaemonArgs {
     /// Where journals and the audit log live (default: the file's `state_dir`, else the user state dir).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Serve mutating calls without a token (only for tests on loopback).
+    /// Serve mutating calls without a token (for tests; refused unless the
+    /// address is loopback).
     #[arg(long)]
     pub insecure_no_auth: bool,
+}
+
+/// Whether `listen` (host:port) is a loopback address (`localhost`, 127/8, ::1).
+fn is_loopback(listen: &str) -> bool {
+    let host = match listen.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => listen,
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
@@ -80,6 +93,13 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let unix = listen.strip_prefix("unix:").map(PathBuf::from);
     if secret.is_none() && unix.is_none() && !args.insecure_no_auth {
         return Err(Usage(format!("no token: set ${env} or token_file in {}, listen on a unix: socket, or pass --insecure-no-auth", args.config.display())).into());
+    }
+    if secret.is_none() && unix.is_none() && !is_loopback(&listen) {
+        return Err(Usage(format!(
+            "--insecure-no-auth serves every call without a token: only on a loopback address or a unix: socket, not {listen}; set ${env} or token_file in {}",
+            args.config.display()
+        ))
+        .into());
     }
     let token = secret.map(|s| (file.token_name.clone().unwrap_or_else(|| "token".into()), s));
     let notifier = api::notify::Notifier::start(&file.webhooks)
@@ -189,4 +209,27 @@ fn announce(d: &Arc<Daemon>, url: &str) -> anyhow::Result<()> {
     tracing::info!(%url, state_dir = %d.state_dir.display(), interrupted, resumed, "daemon listening");
     println!("listening on {url}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_addresses_only() {
+        for ok in [
+            "127.0.0.1:7878",
+            "127.1.2.3:0",
+            "[::1]:7878",
+            "localhost:7878",
+        ] {
+            assert!(super::is_loopback(ok), "{ok}");
+        }
+        for no in [
+            "0.0.0.0:7878",
+            "10.0.0.1:7878",
+            "[::]:7878",
+            "example.com:7878",
+        ] {
+            assert!(!super::is_loopback(no), "{no}");
+        }
+    }
 }
