@@ -8,7 +8,6 @@ pub mod sweep;
 
 use crate::config::Playbook;
 use crate::engine::{Event, Handle};
-use crate::journal::JournalError;
 use crate::plan::{Plan, PlanError};
 use crate::scenario::Scenario;
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
@@ -23,10 +22,6 @@ pub const BATCH_SIZES: [usize; 6] = [25, 50, 100, 200, 400, 800];
 pub enum RehearseError {
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Session(Box<crate::session::SessionError>),
     #[error("cannot start the simulation runtime: {0}")]

@@ -279,12 +279,6 @@ impl DockerRuntime {
         self.resolver.as_ref()
     }
 
-    /// Connects to every host of the playbook at once: [`DockerHosts::connect`]
-    /// then [`DockerRuntime::from_hosts`].
-    pub async fn connect(pb: &Playbook) -> DockerRuntime {
-        DockerRuntime::from_hosts(pb, DockerHosts::connect(pb).await)
-    }
-
     /// The runtime over hosts already connected (discovery's): a host that
     /// did not answer is recorded, not fatal: its containers' calls fail
     /// with [`RuntimeError::Unreachable`]. Must be called inside a tokio
