@@ -15,7 +15,7 @@ use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::model::{Container, ContainerState, Health, Inventory};
 use crate::plan::Plan;
 use crate::rng::SplitMix64;
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, RuntimeError};
 use pacer::{Flow, PaceStatus, Pacer};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -620,25 +620,8 @@ async fn restart_container<R: ContainerRuntime>(
     let mut skip_restart = false;
     if let Some(before) = s.replay.in_doubt.get(&c.id) {
         // A restart outlives the client that asked for it: it may have been
-        // issued and still be stopping the old process. Watch the start
-        // marker for as long as a restart can take before concluding that
-        // the call never reached the host.
-        let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + IN_DOUBT_GRACE;
-        loop {
-            match s.rt.inspect(c).await {
-                Ok(now) if now.started_at != *before && now.state != ContainerState::Restarting => {
-                    skip_restart = true;
-                    break;
-                }
-                // Stopped and never started again (a crash between the
-                // stop and the start): start it now, nothing to wait for.
-                Ok(now) if now.started_at == *before && now.state == ContainerState::Exited => {
-                    break
-                }
-                _ if tokio::time::Instant::now() >= give_up => break,
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
-        }
+        // issued and still be stopping the old process.
+        skip_restart = settle(s, c, before, true).await == Settled::Restarted;
         if skip_restart {
             tracing::info!(container = %c.name, "restarted before the crash: not restarting again");
         } else {
@@ -714,14 +697,34 @@ async fn restart_container<R: ContainerRuntime>(
                 wave: w,
                 attempt,
             });
-            if let Err(e) = stop_then_start(s, c, &before, admission).await {
-                last_reason = e;
-                failures += 1;
-                if failures > s.pb.policy.retries {
-                    break;
+            if let Err(CallFailed {
+                reason: e,
+                answered,
+            }) = stop_then_start(s, c, &before, admission).await
+            {
+                // The call failed or timed out, but the host may have done
+                // it (an answer lost, a stop that outlived its timeout).
+                // One intent, one restart: look before asking again; an
+                // answer that came back (an error status) needs one look,
+                // a lost one a watch until the restart would be over.
+                match settle(s, c, &before, !answered).await {
+                    Settled::Restarted => {
+                        tracing::info!(container = %c.name, error = %e,
+                            "the restart call failed but the container was restarted: not asking again");
+                    }
+                    settled => {
+                        last_reason = match settled {
+                            Settled::Unknown(why) => format!("{e} (then: {why})"),
+                            _ => e,
+                        };
+                        failures += 1;
+                        if failures > s.pb.policy.retries {
+                            break;
+                        }
+                        backoff(s, failures).await;
+                        continue;
+                    }
                 }
-                backoff(s, failures).await;
-                continue;
             }
         }
         skip_restart = false;
@@ -784,6 +787,34 @@ async fn restart_container<R: ContainerRuntime>(
     ContainerResult::Failed(last_reason)
 }
 
+/// Why a restart call did not succeed, and whether the host answered (an
+/// error status) or the answer was lost (a timeout, a dropped connection):
+/// only a lost answer leaves the restart in doubt for long.
+struct CallFailed {
+    reason: String,
+    answered: bool,
+}
+
+impl CallFailed {
+    fn of(e: RuntimeError) -> CallFailed {
+        let answered = !matches!(
+            e,
+            RuntimeError::Timeout { .. } | RuntimeError::Unreachable { .. }
+        );
+        CallFailed {
+            reason: e.to_string(),
+            answered,
+        }
+    }
+
+    fn timed_out(op: &str, limit: Duration) -> CallFailed {
+        CallFailed {
+            reason: format!("{op} timed out after {}s", limit.as_secs()),
+            answered: false,
+        }
+    }
+}
+
 /// One restart: a stop (no DNS cost) under a host slot, then, with a host
 /// slot in hand, the start's DNS budget and at once the start, so the
 /// process's lookups reach the resolver when the pacer says. A container
@@ -793,7 +824,7 @@ async fn stop_then_start<R: ContainerRuntime>(
     c: &Container,
     before: &str,
     admission: pacer::Admission,
-) -> Result<(), String> {
+) -> Result<(), CallFailed> {
     let slots = s
         .host_slots
         .get(&c.host)
@@ -811,8 +842,8 @@ async fn stop_then_start<R: ContainerRuntime>(
         let t0 = tokio::time::Instant::now();
         match tokio::time::timeout(limit, s.rt.stop(c)).await {
             Ok(Ok(())) => s.pacer.observe_stop(t0.elapsed()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("stop timed out after {}s", limit.as_secs())),
+            Ok(Err(e)) => return Err(CallFailed::of(e)),
+            Err(_) => return Err(CallFailed::timed_out("stop", limit)),
         }
     }
     let _slot = slots.acquire().await.expect("never closed");
@@ -820,8 +851,8 @@ async fn stop_then_start<R: ContainerRuntime>(
         s.pacer.start(a).await;
     }
     match tokio::time::timeout(limit, s.rt.start(c, before)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("start timed out after {}s", limit.as_secs())),
+        Ok(r) => r.map_err(CallFailed::of),
+        Err(_) => Err(CallFailed::timed_out("start", limit)),
     }
 }
 
@@ -1010,8 +1041,63 @@ async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
     }
 }
 
-/// How long past the stop timeout a restart in doubt is watched for.
+/// How long past the stop timeout (or the slowest stop seen, if longer) a
+/// restart in doubt is watched for.
 const IN_DOUBT_GRACE: Duration = Duration::from_secs(5);
+
+/// What a restart whose call failed, timed out, or outlived its client left.
+#[derive(Debug, Clone, PartialEq)]
+enum Settled {
+    /// A new process started (its start time moved): the restart happened.
+    Restarted,
+    /// The old process is gone and no new one started: start it.
+    Stopped,
+    /// The old process still runs at the bound: the stop never took.
+    NotRestarted,
+    /// The container could not be inspected until the bound: why.
+    Unknown(String),
+}
+
+/// Settles a restart in doubt by inspecting `c` until its start time moves
+/// away from `before` (restarted), it is exited with the old start time
+/// (stopped), or the bound passes: the stop timeout plus the slowest stop
+/// this run has seen (at least [`IN_DOUBT_GRACE`]), so a slow host's late
+/// restart is seen before a retry would send a second one.
+/// Without `patient`, one look decides (the host answered the call).
+async fn settle<R: ContainerRuntime>(
+    s: &Shared<R>,
+    c: &Container,
+    before: &str,
+    patient: bool,
+) -> Settled {
+    let slowest = s.pacer.stop_high().max(IN_DOUBT_GRACE);
+    let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + slowest;
+    let call = Duration::from_secs(10).min(s.pb.limits.stop_timeout + slowest);
+    loop {
+        let seen = match tokio::time::timeout(call, s.rt.inspect(c)).await {
+            Ok(Ok(now)) => {
+                if now.started_at != before
+                    && !now.started_at.is_empty()
+                    && now.state != ContainerState::Restarting
+                {
+                    return Settled::Restarted;
+                }
+                if now.started_at == before
+                    && matches!(now.state, ContainerState::Exited | ContainerState::Created)
+                {
+                    return Settled::Stopped;
+                }
+                Settled::NotRestarted
+            }
+            Ok(Err(e)) => Settled::Unknown(format!("inspect: {e}")),
+            Err(_) => Settled::Unknown(format!("inspect took over {}s", call.as_secs())),
+        };
+        if !patient || tokio::time::Instant::now() >= give_up {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// Exponential backoff with full jitter, capped.
 async fn backoff<R>(s: &Shared<R>, failures: u32) {
@@ -1092,6 +1178,133 @@ mod tests {
             );
             assert_eq!(out.restarts, 0, "no restart without its record");
             assert_eq!(sim.restart_counts().iter().sum::<u32>(), 0);
+        });
+    }
+
+    /// The simulator whose answers go wrong: every third stop is refused
+    /// with an error status before it acts; every other start happens and
+    /// then its answer is lost (a timeout); every fifth stop happens and
+    /// its answer is lost.
+    struct LostAnswers {
+        sim: SimRuntime,
+        calls: Mutex<HashMap<(&'static str, String), u32>>,
+    }
+
+    impl LostAnswers {
+        fn nth(&self, op: &'static str, c: &Container) -> u32 {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry((op, c.id.clone())).or_default();
+            *n += 1;
+            *n
+        }
+        fn lost(c: &Container, op: &'static str) -> RuntimeError {
+            RuntimeError::Timeout {
+                host: c.host.clone(),
+                container: c.name.clone(),
+                op,
+                secs: 1.0,
+            }
+        }
+    }
+
+    impl ContainerRuntime for LostAnswers {
+        async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+            self.sim.list().await
+        }
+        async fn inspect(
+            &self,
+            c: &Container,
+        ) -> Result<crate::runtime::ContainerStatus, RuntimeError> {
+            self.sim.inspect(c).await
+        }
+        async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
+            let n = self.nth("stop", c);
+            let id: u64 = c.id.bytes().map(u64::from).sum();
+            if (id + n as u64) % 3 == 0 {
+                return Err(RuntimeError::Api {
+                    host: c.host.clone(),
+                    container: c.name.clone(),
+                    op: "stop",
+                    reason: "500: injected".into(),
+                });
+            }
+            self.sim.stop(c).await?;
+            if (id + n as u64) % 5 == 0 {
+                return Err(Self::lost(c, "stop"));
+            }
+            Ok(())
+        }
+        async fn start(&self, c: &Container, before: &str) -> Result<(), RuntimeError> {
+            let n = self.nth("start", c);
+            self.sim.start(c, before).await?;
+            if n % 2 == 1 {
+                return Err(Self::lost(c, "start"));
+            }
+            Ok(())
+        }
+        async fn exec(&self, c: &Container, cmd: &[String]) -> Result<i64, RuntimeError> {
+            self.sim.exec(c, cmd).await
+        }
+        async fn health(
+            &self,
+            c: &Container,
+            check: &crate::config::HealthCheck,
+        ) -> Result<Health, RuntimeError> {
+            self.sim.health(c, check).await
+        }
+        fn events(&self) -> broadcast::Receiver<crate::runtime::RuntimeEvent> {
+            self.sim.events()
+        }
+    }
+
+    #[test]
+    fn a_restart_whose_answer_is_lost_or_refused_is_settled_and_never_sent_twice() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
+        let mut scenario =
+            crate::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
+        scenario.restart_failure_rate = 0.0;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sim = SimFleet::new(&scenario);
+            let inv = Arc::new(sim.fleet().inventory());
+            let plan = Arc::new(Plan::build(&inv, &pb).unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let journal = Journal::create(
+                &dir.path().join("j"),
+                Record::Start {
+                    fingerprint: String::new(),
+                    playbook: String::new(),
+                    containers: 0,
+                },
+                false,
+            )
+            .unwrap();
+            let runtime = LostAnswers {
+                sim: SimRuntime(sim.clone()),
+                calls: Mutex::default(),
+            };
+            let engine = Engine::new(
+                Arc::new(runtime),
+                Arc::new(pb.clone()),
+                inv.clone(),
+                plan,
+                journal,
+                Replay::default(),
+            );
+            let out = engine.run().await.unwrap();
+            assert_eq!(out.state, RunState::Succeeded, "{out:?}");
+            let counts = sim.restart_counts();
+            let twice: Vec<_> = counts.iter().enumerate().filter(|(_, &n)| n != 1).collect();
+            assert!(
+                twice.is_empty(),
+                "every container started exactly once, not {twice:?}"
+            );
+            assert!(sim.all_healthy());
         });
     }
 }

@@ -296,6 +296,11 @@ impl Pacer {
     }
 
     /// How long a stop took: the pipeline looks that far ahead.
+    /// The slowest stop seen lately (decaying), or the initial estimate.
+    pub fn stop_high(&self) -> Duration {
+        Duration::from_secs_f64(self.state.lock().unwrap().stop_high.max(0.0))
+    }
+
     pub fn observe_stop(&self, took: Duration) {
         let mut s = self.state.lock().unwrap();
         s.stop_high = took.as_secs_f64().max(s.stop_high * 0.9999);
