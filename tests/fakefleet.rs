@@ -62,6 +62,11 @@ struct FakeFleet {
 
 impl FakeFleet {
     fn start(scenario: &Path, dns: &str, dir: &Path) -> FakeFleet {
+        FakeFleet::start_with(scenario, dns, dir, &[])
+    }
+
+    /// [`FakeFleet::start`] with more arguments (`--faults JSON`).
+    fn start_with(scenario: &Path, dns: &str, dir: &Path, extra: &[&str]) -> FakeFleet {
         let hosts_file = dir.join("hosts.toml");
         let stderr = dir.join("fakefleet.stderr");
         let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle-fakefleet"))
@@ -69,6 +74,7 @@ impl FakeFleet {
             .arg(scenario)
             .args(["--dns", dns, "--hosts-out"])
             .arg(&hosts_file)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -141,12 +147,23 @@ impl Drop for FakeFleet {
 
 /// `GET path` on the control port, as JSON (blocking, 10 s timeout).
 fn http_get_json(addr: &str, path: &str) -> Value {
+    http_json(addr, "GET", path, "")
+}
+
+/// `POST path` with a JSON body on the control port; its JSON answer.
+fn http_post_json(addr: &str, path: &str, body: &str) -> Value {
+    http_json(addr, "POST", path, body)
+}
+
+fn http_json(addr: &str, method: &str, path: &str, body: &str) -> Value {
     let mut s =
         std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
@@ -670,6 +687,133 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
         stats["queries_sent"],
         scenario.total_startup_lookups(),
         "one set of startup lookups per container: {stats}"
+    );
+}
+
+/// Faults on the real path: 5% of container calls answer 500 without
+/// acting, 5% of stops and starts act and then answer 500 (a blind retry
+/// would restart twice), every call waits a Pareto-tailed latency, 5% of
+/// started processes die at once, and mid-run one host refuses
+/// connections and another hangs for 2 s. The run completes with every
+/// container healthy, and no container was started more often than its
+/// own failures explain (the fake fleet's counts): no restart twice for one
+/// intent, no container left stopped.
+#[test]
+fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hung_host() {
+    if !unbound_available(
+        "fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hung_host",
+    ) {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let faults = r#"{"error_rate":0.05,"error_after_rate":0.05,"latency_ms":2,"latency_alpha":1.5,"latency_max_ms":1500,"restart_failure_rate":0.05}"#;
+    let ff = FakeFleet::start_with(
+        Path::new(SMOKE),
+        &unbound.addr(),
+        dir.path(),
+        &["--faults", faults],
+    );
+    let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap())
+        .replace("retries = 2", "retries = 8");
+    let generated = scenario.fleet();
+    let up: Vec<String> = generated
+        .host_names
+        .iter()
+        .zip(&generated.down)
+        .filter(|(_, down)| !**down)
+        .map(|(h, _)| h.clone())
+        .collect();
+    assert!(up.len() >= 2, "two answering hosts to fault: {up:?}");
+    let n = scenario.total_containers();
+    let control = ff.control.clone();
+    let (refuse, hang) = (up[0].clone(), up[1].clone());
+    let injector = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while http_get_json(&control, "/stats")["starts_total"]
+            .as_u64()
+            .unwrap()
+            < n / 4
+        {
+            assert!(Instant::now() < deadline, "the run never got a quarter in");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mode = |h: &str, m: &str| {
+            let v = http_post_json(
+                &control,
+                &format!("/hosts/{h}/mode"),
+                &format!(r#"{{"mode":"{m}"}}"#),
+            );
+            assert_eq!(v["mode"], m, "{v}");
+        };
+        mode(&refuse, "refuse");
+        mode(&hang, "hang");
+        std::thread::sleep(Duration::from_secs(2));
+        let during = http_get_json(&control, "/stats");
+        mode(&refuse, "ok");
+        mode(&hang, "ok");
+        during
+    });
+    let pb = dir.path().join("pb.toml");
+    std::fs::write(&pb, &text).unwrap();
+    let state = dir.path().join("state");
+    let ran = common::rekindle(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let during = injector.join().expect("the injector thread");
+    let stats = ff.stats();
+    let f = &stats["faults"];
+    assert_eq!(
+        during["faults"]["hosts_not_ok"]
+            .as_object()
+            .map(|m| m.len()),
+        Some(2),
+        "both host faults were on: {during}"
+    );
+    for counter in [
+        "errors_before",
+        "errors_after",
+        "delayed_calls",
+        "failed_starts",
+    ] {
+        assert!(
+            f[counter].as_u64().unwrap() > 0,
+            "{counter} was injected: {f}"
+        );
+    }
+    assert!(
+        f["hung_calls"].as_u64().unwrap() + f["cut_connections"].as_u64().unwrap() > 0
+            || during["starts_total"].as_u64() < stats["starts_total"].as_u64(),
+        "the host faults met calls: {f}"
+    );
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{ran}\nfake fleet: {stats}\n{}",
+        ff.log()
+    );
+    let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}\n{ran}"));
+    assert_eq!(summary["healthy"], n, "{ran}");
+    assert_eq!(
+        (
+            stats["healthy"].as_u64(),
+            stats["exited"].as_u64(),
+            stats["never_started"].as_u64()
+        ),
+        (Some(n), Some(0), Some(0)),
+        "every container healthy, none left stopped: {stats}"
+    );
+    assert_eq!(
+        stats["unexplained_starts"], 0,
+        "no container started more often than its own failures explain: {stats}\n{ran}"
     );
 }
 
