@@ -41,6 +41,23 @@
 #                     into stop and paced start is worth (docs/dns.md).
 #   KEEP=1            keep the work directory (playbooks, logs, reports,
 #                     result.json of each run).
+#   FAULTS=JSON       faults the fake fleet injects from the start (its
+#                     --faults: error_rate, error_after_rate, latency_ms,
+#                     latency_alpha, latency_max_ms, restart_failure_rate).
+#   CRASH=N           kill -9 `rekindle run` at N random points (each
+#                     CRASH_MIN..CRASH_MAX (0.5..5) s after the previous
+#                     start), each time starting it again with --resume (a
+#                     run anew if it died before its journal), until it
+#                     ends by itself; prints the kills and whether every
+#                     container was started once per journaled restart.
+#   CHAOS=1           mid-run faults (docs/real-path.md): once a quarter of
+#                     the fleet has started, one host refuses connections
+#                     and another hangs for CHAOS_HOST_S (10) seconds; once
+#                     half has, unbound is stopped (by PID) for
+#                     DNS_OUTAGE_S (30) seconds and started again. rekindle's
+#                     own resolver then goes through the fake fleet's
+#                     counting relay, so its queries per second before,
+#                     during and after the outage are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO=${1:?usage: [STATIC=F | SWEEP="F ..."] scripts/bench-real-path.sh SCENARIO [PLAYBOOK]}
@@ -125,6 +142,59 @@ CAPACITY=$(python3 -c 'import sys, tomllib; print(int(tomllib.load(open(sys.argv
 "$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --zone-out "$work/zone.conf"
 PROBE_NAME=$(sed -n 's/^local-data: "\([^ ]*\) 300 IN A.*/\1/p;T;q' "$work/zone.conf")
 
+# The PID of the current unbound (chaos restarts it).
+unbound_pid=
+
+# stats_at CONTROL KEY: one figure of the fake fleet's /stats.
+stats_at() {
+  curl -sf "http://$1/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
+}
+
+# wait_starts CONTROL N RUN_PID: until the fleet has N starts (or the run ended).
+wait_starts() {
+  while kill -0 "$3" 2>/dev/null; do
+    [ "$(stats_at "$1" starts_total)" -ge "$2" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# chaos DIR CONTROL RUN_PID: the mid-run faults of CHAOS=1, while rekindle
+# runs. Writes DIR/chaos.json (what was done, fleet clock).
+chaos() {
+  local dir=$1 control=$2 run_pid=$3 n hosts a b t0 t1 d0 d1
+  n=$(stats_at "$control" containers)
+  read -r a b < <(python3 - "$dir/hosts.toml" <<'PY'
+import sys, tomllib
+hs = [h["name"] for h in tomllib.load(open(sys.argv[1], "rb"))["hosts"]]
+print(hs[len(hs) // 3], hs[2 * len(hs) // 3])
+PY
+)
+  if wait_starts "$control" $((n / 4)) "$run_pid"; then
+    t0=$(stats_at "$control" now_s)
+    echo "== chaos: host $a refuses, host $b hangs for ${CHAOS_HOST_S:-10}s (fleet clock ${t0%.*}s)"
+    curl -sf -XPOST -H 'Content-Type: application/json' -d '{"mode":"refuse"}' "http://$control/hosts/$a/mode" >/dev/null
+    curl -sf -XPOST -H 'Content-Type: application/json' -d '{"mode":"hang"}' "http://$control/hosts/$b/mode" >/dev/null
+    sleep "${CHAOS_HOST_S:-10}"
+    curl -sf -XPOST -H 'Content-Type: application/json' -d '{"mode":"ok"}' "http://$control/hosts/$a/mode" >/dev/null
+    curl -sf -XPOST -H 'Content-Type: application/json' -d '{"mode":"ok"}' "http://$control/hosts/$b/mode" >/dev/null
+    t1=$(stats_at "$control" now_s)
+  fi
+  if wait_starts "$control" $((n / 2)) "$run_pid"; then
+    d0=$(stats_at "$control" now_s)
+    echo "== chaos: unbound (pid $unbound_pid) stopped for ${DNS_OUTAGE_S:-30}s (fleet clock ${d0%.*}s)"
+    stop_pids "$unbound_pid"
+    sleep "${DNS_OUTAGE_S:-30}"
+    unbound -d -c "$dir/unbound.conf" &
+    unbound_pid=$!
+    pids+=("$unbound_pid")
+    d1=$(stats_at "$control" now_s)
+    echo "== chaos: unbound started again (pid $unbound_pid, fleet clock ${d1%.*}s)"
+  fi
+  printf '{"refused": "%s", "hung": "%s", "hosts_from": %s, "hosts_to": %s, "dns_from": %s, "dns_to": %s}\n' \
+    "$a" "$b" "${t0:-null}" "${t1:-null}" "${d0:-null}" "${d1:-null}" >"$dir/chaos.json"
+}
+
 # run_once LABEL FRACTION|default: a fresh unbound and fake fleet, the
 # playbook, the rehearsal, `rekindle run`; prints the figures and writes
 # $work/LABEL/result.json. Stops its unbound and fake fleet before returning.
@@ -169,14 +239,17 @@ remote-control:
     control-use-cert: no
 CONF
   unbound -d -c "$dir/unbound.conf" &
-  local unbound_pid=$!
+  unbound_pid=$!
   pids+=("$unbound_pid")
   local uc=(unbound-control -c "$dir/unbound.conf")
   for _ in $(seq 100); do "${uc[@]}" status >/dev/null 2>&1 && break; sleep 0.1; done
   "${uc[@]}" status >/dev/null || { echo "unbound did not start:" >&2; cat "$dir/unbound.log" >&2; exit 1; }
 
   echo "== fake fleet"
-  "$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --dns "127.0.0.1:$dns_port" --hosts-out "$dir/hosts.toml" \
+  local ff_args=()
+  [ -n "${FAULTS:-}" ] && ff_args+=(--faults "$FAULTS")
+  [ "${CHAOS:-}" = "1" ] && ff_args+=(--relay-dns)
+  "$BIN/rekindle-fakefleet" --scenario "$SCENARIO" --dns "127.0.0.1:$dns_port" --hosts-out "$dir/hosts.toml" "${ff_args[@]}" \
     >"$dir/fakefleet.out" 2>"$dir/fakefleet.err" &
   local ff_pid=$!
   pids+=("$ff_pid")
@@ -184,11 +257,15 @@ CONF
   local ready
   ready=$(grep '^fakefleet ready' "$dir/fakefleet.out") || { echo "the fake fleet did not come up:" >&2; cat "$dir/fakefleet.err" >&2; exit 1; }
   echo "   $ready"
-  local ff_control
+  local ff_control relay_port=$dns_port
   ff_control=$(sed -n 's/.*control=\([^ ]*\).*/\1/p' <<<"$ready")
+  if [ "${CHAOS:-}" = "1" ]; then
+    relay_port=$(sed -n 's/.* relay=127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$ready")
+    [ -n "$relay_port" ] || { echo "no relay address in: $ready" >&2; exit 1; }
+  fi
 
   echo "== playbook"
-  python3 - "$SCENARIO" "${PLAYBOOK:-config/mongo-sharded.toml}" "$dir/pb.toml" "$dir/hosts.toml" "$dns_port" "$PROBE_NAME" "$dir/unbound.conf" "${PLAYBOOK:+given}" "$pacing" <<'PY'
+  python3 - "$SCENARIO" "${PLAYBOOK:-config/mongo-sharded.toml}" "$dir/pb.toml" "$dir/hosts.toml" "$relay_port" "$PROBE_NAME" "$dir/unbound.conf" "${PLAYBOOK:+given}" "$pacing" <<'PY'
 import re, sys, tomllib, json
 scenario_path, base_path, out, hosts, dns_port, probe, conf, given, pacing = sys.argv[1:10]
 sc = tomllib.load(open(scenario_path, "rb"))
@@ -279,18 +356,43 @@ PY
   "$BIN/rekindle" rehearse "$dir/pb.toml" --scenario "$SCENARIO" --output json >"$dir/rehearse.json" 2>"$dir/rehearse.err" || true
 
   echo "== rekindle run (against the fake fleet)"
-  local start end run_exit=0 run_pid
+  local start end run_exit=0 run_pid kills=0 resume=()
   start=$(date +%s.%N)
-  REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=trace} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" \
-    >"$dir/run.out" 2>"$dir/run.err" &
-  run_pid=$!
-  pids+=("$run_pid")
-  wait "$run_pid" || run_exit=$?
+  : >"$dir/kills.txt"
+  while :; do
+    # After a kill: --resume when the killed run left its journal (it
+    # writes it before its first restart), else a run anew.
+    resume=()
+    [ "$kills" -gt 0 ] && compgen -G "$dir/state/*.journal" >/dev/null && resume=(--resume)
+    REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=trace} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" "${resume[@]}" \
+      >"$dir/run.out" 2>>"$dir/run.err" &
+    run_pid=$!
+    pids+=("$run_pid")
+    if [ "${CHAOS:-}" = "1" ] && [ "$kills" = 0 ]; then chaos "$dir" "$ff_control" "$run_pid"; fi
+    if [ "$kills" -lt "${CRASH:-0}" ]; then
+      # kill -9 at a random point (uniform in CRASH_MIN..CRASH_MAX s after
+      # this run's start), unless it ended first.
+      sleep "$(python3 -c 'import random, sys; print(random.uniform(float(sys.argv[1]), float(sys.argv[2])))' "${CRASH_MIN:-0.5}" "${CRASH_MAX:-5}")"
+      if kill -0 "$run_pid" 2>/dev/null; then
+        kill -KILL "$run_pid"
+        wait "$run_pid" 2>/dev/null || true
+        stop_pids "$run_pid"
+        kills=$((kills + 1))
+        echo "$(stats_at "$ff_control" now_s) $(stats_at "$ff_control" starts_total)" >>"$dir/kills.txt"
+        echo "   kill -9 #$kills (fleet clock $(tail -1 "$dir/kills.txt" | cut -d' ' -f1 | cut -d. -f1)s, $(tail -1 "$dir/kills.txt" | cut -d' ' -f2) starts so far)"
+        continue
+      fi
+    fi
+    run_exit=0
+    wait "$run_pid" || run_exit=$?
+    stop_pids "$run_pid"
+    break
+  done
   end=$(date +%s.%N)
-  stop_pids "$run_pid"
   sleep 1 # the last health transitions and answers
   curl -sf "http://$ff_control/stats" >"$dir/stats.json"
-  "${uc[@]}" stats_noreset >"$dir/unbound.stats"
+  curl -sf "http://$ff_control/containers" >"$dir/containers.json"
+  "${uc[@]}" stats_noreset >"$dir/unbound.stats" || : >"$dir/unbound.stats"
   stop_pids "$ff_pid" "$unbound_pid"
 
   python3 - "$dir" "$run_exit" "$start" "$end" "$SCENARIO" "$label" "$pacing" <<'PY'
@@ -358,6 +460,60 @@ print(f"  at the end                healthy {st['healthy']}, stuck {st['stuck']}
 print(f"  started more than once    {st['started_more_than_once']} (max {st['max_starts']} starts; stop {st['stop_calls']}, start {st['start_calls']}, restart {st['restart_calls']} calls)")
 print(f"  rehearsal                 {rh.get('state', rh.get('error'))}: makespan {f(rh.get('makespan_s'))}s (ratio {f(rh.get('ratio'), 3)}), "
       f"{rq} queries, {rd} dropped ({pct(rshare)}), stuck {rh.get('stuck')}")
+try:
+    chaos = json.load(open(f"{work}/chaos.json"))
+except Exception:
+    chaos = None
+kills = [l.split() for l in open(f"{work}/kills.txt").read().splitlines() if l.strip()]
+if kills:
+    print(f"  kill -9                   {len(kills)} times, at fleet clock " + ", ".join(f"{float(t):.1f}s" for t, _ in kills)
+          + f"; then --resume until it ended by itself")
+    print(f"  started exactly once      {st['started_once']} of {st['containers']}; more than once {st['started_more_than_once']}, never {st['never_started']}")
+if chaos or kills:
+    fl = st["faults"]
+    print(f"  faults injected           500 before acting {fl['errors_before']}, 500 after acting {fl['errors_after']}, delayed calls {fl['delayed_calls']} "
+          f"({fl['delay_ms_total'] / max(fl['delayed_calls'], 1):.1f} ms mean), hung calls {fl['hung_calls']}, cut connections {fl['cut_connections']}, failed starts {fl['failed_starts']}")
+    if chaos:
+        print(f"  host faults               {chaos['refused']} refused, {chaos['hung']} hung, fleet clock {f(chaos['hosts_from'])}–{f(chaos['hosts_to'])}s")
+    # The witness of "one restart per intent": each container's starts (the
+    # fleet's count) against the restarts rekindle journaled for it.
+    import glob, struct
+    intents = {}
+    # The journal, or its archive once the run succeeded (NAME.TIME.done).
+    for path in glob.glob(f"{work}/state/*.journal") + glob.glob(f"{work}/state/*.done"):
+        data = open(path, "rb").read()
+        pos = 0
+        while pos + 8 <= len(data):
+            n = struct.unpack_from("<I", data, pos)[0]
+            rec = data[pos + 8: pos + 8 + n]
+            pos += 8 + n
+            try: r = json.loads(rec)
+            except Exception: break
+            if r.get("t") == "intent":
+                intents[r["id"]] = intents.get(r["id"], 0) + 1
+    cs = json.load(open(f"{work}/containers.json"))
+    over = [(n, c["starts"], intents.get(c["id"], 0)) for n, c in cs.items() if c["starts"] > intents.get(c["id"], 0)]
+    print(f"  starts beyond intents     {len(over)} containers started more often than rekindle journaled a restart for them" + (f" e.g. {over[:5]}" if over else ""))
+    print(f"  starts beyond failures    {st['unexplained_starts']} (started more than once plus their own failures: includes rekindle's deliberate retries)")
+    failed = summary.get("failed") or []
+    named = lambda n: any(n in x for x in failed) or n in (summary.get("reason") or "")
+    stopped = [n for n, c in cs.items() if c["state"] != "running"]
+    touched = [n for n, c in cs.items() if c["starts"] > 0 and c["health"] != "healthy"]
+    print(f"  left stopped              {len(stopped)}, of which not named in the summary {sum(1 for n in stopped if not named(n))}" + (f" e.g. {stopped[:5]}" if stopped else ""))
+    print(f"  restarted, not healthy    {len(touched)}, of which not named in the summary {sum(1 for n in touched if not named(n))}")
+    print(f"  never restarted           {sum(1 for c in cs.values() if c['starts'] == 0)} (the run {'halted' if summary.get('state') == 'halted' else 'ended'} before them, or their host was out of the plan)")
+    if summary.get("reason"):
+        print(f"  halt reason               {summary['reason'][:300]}")
+    rl = (st.get("relay") or {}).get("queries_per_second") or []
+    if chaos and chaos["dns_from"] is not None and chaos["dns_to"] is not None:
+        a, b = int(chaos["dns_from"]), int(chaos["dns_to"])
+        span = max(b - a, 1)
+        before = rl[max(a - span, 0):a]
+        during = rl[a:b]
+        after = rl[b:]
+        rate = lambda xs: sum(xs) / len(xs) if xs else 0.0
+        print(f"  DNS outage                fleet clock {a}–{b}s; rekindle's queries (relay) per second: before {rate(before):.2f} "
+              f"(max {max(before or [0])}), during {rate(during):.2f} (max {max(during or [0])}), after {rate(after):.2f}")
 if run_exit != "0":
     print(f"\n  rekindle run failed (exit {run_exit}); last lines of its stderr:")
     print("".join(open(f"{work}/run.err", errors="replace").readlines()[-15:]))

@@ -5,18 +5,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use (installed only when missing): unbound (the
-# real DNS server), bsdutils (`script`: a terminal for the Ctrl-C test),
-# openssl and python3 (a CA and an HTTPS webhook receiver).
-PACKAGES=(unbound bsdutils openssl python3)
+# Debian packages the tests use, each with the binaries that show it is
+# there: unbound (the real DNS server), bsdutils (`script`: a terminal for
+# the Ctrl-C test), openssl and python3 (a CA and an HTTPS webhook
+# receiver). A package counts as missing when one of its binaries is, not
+# by the package database (a package removed but not purged, or a binary
+# deleted, still shows there); missing ones are (re)installed.
+declare -A BINARIES=(
+  [unbound]="unbound unbound-control"
+  [bsdutils]="script"
+  [openssl]="openssl"
+  [python3]="python3"
+)
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+for p in unbound bsdutils openssl python3; do
+  for b in ${BINARIES[$p]}; do
+    if ! has "$b"; then missing+=("$p"); break; fi
+  done
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
+  echo "== installing ${missing[*]} (a binary of each is missing)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "${missing[@]}" >/dev/null
+  for p in "${missing[@]}"; do
+    for b in ${BINARIES[$p]}; do
+      has "$b" || { echo "installed $p, but $b is still missing" >&2; exit 1; }
+    done
+  done
 fi
 
 # The Docker tests' image (FROM scratch, built here: the engine cannot pull).

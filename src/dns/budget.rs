@@ -75,6 +75,10 @@ const HOLD: f64 = 0.92;
 const PATIENCE: u32 = 10;
 /// How much higher a probe goes.
 const PROBE_UP: f64 = 1.03;
+/// Samples in a row in which every probe was lost before they count as an
+/// outage (the resolver down or unreachable) rather than overload: an
+/// overloaded resolver still answers some probes over a few seconds.
+const OUTAGE_SAMPLES: u32 = 3;
 /// A counter reading this far above the claimed capacity is strain: a
 /// counter's window never lines up with the pacer's seconds, so one more
 /// restart's lookups in it are jitter, not overload (the drop counter says
@@ -104,6 +108,14 @@ pub struct BudgetController {
     baseline: Option<Duration>,
     /// Still in slow start: no strain seen and the ceiling not reached.
     slow: bool,
+    /// Samples in a row in which every probe was lost.
+    lost_run: u32,
+    /// The rate and knee before such a run began: an outage measures
+    /// nothing about capacity, so it must not leave its own knee.
+    before_loss: Option<(f64, Option<f64>)>,
+    /// After an outage: the rate to double back to, calm sample by calm
+    /// sample (whatever the run was granted: its work is waiting).
+    recover_to: Option<f64>,
 }
 
 /// Why a sample is strain, if it is.
@@ -135,7 +147,16 @@ impl BudgetController {
             knee: None,
             baseline: None,
             slow: true,
+            lost_run: 0,
+            before_loss: None,
+            recover_to: None,
         }
+    }
+
+    /// Whether the controller holds its rate at the floor through a
+    /// resolver outage.
+    pub fn in_outage(&self) -> bool {
+        self.lost_run >= OUTAGE_SAMPLES
     }
 
     /// Whether the controller is still in its start (doubling a used rate
@@ -199,6 +220,41 @@ impl BudgetController {
             self.baseline = Some(self.baseline.map_or(f, |b| b.min(f)));
         }
         self.since_cut = self.since_cut.saturating_add(1);
+        if s.probes > 0 && s.lost == s.probes {
+            if self.lost_run == 0 {
+                self.before_loss = Some((self.rate, self.knee));
+            }
+            self.lost_run += 1;
+            if self.lost_run >= OUTAGE_SAMPLES {
+                // The resolver is down or unreachable: send as little as
+                // possible (the floor), and forget what the first lost
+                // samples cut: they measured the outage, not capacity.
+                if let Some((rate, knee)) = self.before_loss {
+                    self.knee = knee;
+                    self.recover_to = Some(rate.max(self.floor));
+                }
+                self.rate = self.floor;
+                self.calm = 0;
+                self.since_cut = 0;
+                return self.rate;
+            }
+        } else {
+            self.lost_run = 0;
+            self.before_loss = None;
+            if let Some(target) = self.recover_to {
+                if self.strain(&s).is_none() {
+                    // Back from an outage: double towards the rate that
+                    // worked before it.
+                    self.calm += 1;
+                    self.rate = (self.rate * SLOW_CLIMB).min(target).min(self.ceiling);
+                    if self.rate >= target {
+                        self.recover_to = None;
+                    }
+                    return self.rate;
+                }
+                self.recover_to = None;
+            }
+        }
         if let Some(why) = self.strain(&s) {
             self.calm = 0;
             self.slow = false;
@@ -413,5 +469,50 @@ mod tests {
         for _ in 0..20 {
             assert!(c.on_sample(CALM) <= 300.0);
         }
+    }
+
+    #[test]
+    fn an_outage_holds_the_floor_keeps_the_knee_and_recovers_in_a_few_samples() {
+        let mut c = BudgetController::new(1000.0, MS(250));
+        for _ in 0..100 {
+            c.on_sample(resolver(c.rate, 600.0));
+        }
+        let (rate, knee) = (c.rate, c.knee());
+        assert!(knee.is_some() && rate > 400.0, "{rate} {knee:?}");
+        let down = DnsSample {
+            probes: 4,
+            lost: 4,
+            latency: None,
+            fastest: None,
+            interval_s: None,
+            load_qps: None,
+            dropped: None,
+            granted_qps: Some(0.0),
+        };
+        for _ in 0..30 {
+            c.on_sample(down);
+        }
+        assert!(c.in_outage());
+        assert_eq!(c.rate, c.floor, "as little as possible while it is down");
+        assert_eq!(c.knee(), knee, "the outage is not a capacity measurement");
+        let mut samples = 0;
+        while c.rate < rate && samples < 20 {
+            c.on_sample(DnsSample {
+                granted_qps: Some(0.0),
+                ..resolver(c.rate, 600.0)
+            });
+            samples += 1;
+        }
+        assert!(!c.in_outage());
+        assert!(
+            samples <= 10,
+            "back to {rate} q/s in {samples} samples (now {})",
+            c.rate
+        );
+        // And it holds there as before.
+        for _ in 0..50 {
+            c.on_sample(resolver(c.rate, 600.0));
+        }
+        assert!(c.rate > 0.7 * 600.0 && c.rate <= 600.0 * 1.05, "{}", c.rate);
     }
 }

@@ -98,10 +98,20 @@ async fn list_host(
                 filters: Some(filters),
                 ..Default::default()
             };
-            let list = docker
-                .list_containers(Some(opts))
-                .await
-                .map_err(|e| crate::runtime::docker::with_causes(&e))?;
+            // A read: an error status of the server's (5xx) or a lost
+            // connection is tried again, twice, before the host counts as
+            // unreachable (one 500 must not take a host out of the plan).
+            let mut attempt = 0;
+            let list = loop {
+                match docker.list_containers(Some(opts.clone())).await {
+                    Ok(list) => break list,
+                    Err(e) if attempt < 2 && crate::runtime::docker::transient(&e) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                    Err(e) => return Err(crate::runtime::docker::with_causes(&e)),
+                }
+            };
             for s in list {
                 let Some(c) = summary_to_container(spec, s) else {
                     continue;

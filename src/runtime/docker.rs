@@ -351,7 +351,9 @@ impl DockerRuntime {
 
     /// One API call on `c`'s host: under the host's concurrency cap, within
     /// `limit`; retried with backoff and jitter when `idempotent` and the
-    /// failure is transient (a timeout or a lost connection).
+    /// failure is [`transient`] (a 5xx, a timeout, a lost connection):
+    /// reads, and stop (a stopped container answers 304). Start retries
+    /// through its own look at the container (see `start`).
     async fn call<T, F, Fut>(
         &self,
         c: &Container,
@@ -364,36 +366,63 @@ impl DockerRuntime {
         F: Fn(Docker) -> Fut,
         Fut: Future<Output = Result<T, bollard::errors::Error>>,
     {
-        let host = self.host(&c.host)?;
         let attempts = if idempotent { 3 } else { 1 };
         let mut last = None;
         for attempt in 0..attempts {
             if attempt > 0 {
-                let cap = 0.1 * 2f64.powi(attempt - 1);
-                let d = self.jitter.lock().unwrap().uniform(cap / 2.0, cap);
-                tokio::time::sleep(Duration::from_secs_f64(d)).await;
+                self.pause_before_retry(attempt).await;
             }
-            let _permit = host.calls.acquire().await.expect("semaphore never closed");
-            let err = match tokio::time::timeout(limit, f(host.docker.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => classify(c, op, e),
-                Err(_) => RuntimeError::Timeout {
+            match self.call_once(c, op, limit, &f).await {
+                Ok(v) => return Ok(v),
+                Err((err, again)) => {
+                    last = Some(err);
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// One attempt of a call; `Err` says whether trying again may help.
+    async fn call_once<T, F, Fut>(
+        &self,
+        c: &Container,
+        op: &'static str,
+        limit: Duration,
+        f: &F,
+    ) -> Result<T, (RuntimeError, bool)>
+    where
+        F: Fn(Docker) -> Fut,
+        Fut: Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        let host = self.host(&c.host).map_err(|e| (e, false))?;
+        let _permit = host.calls.acquire().await.expect("semaphore never closed");
+        match tokio::time::timeout(limit, f(host.docker.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let again = transient(&e);
+                Err((classify(c, op, e), again))
+            }
+            Err(_) => Err((
+                RuntimeError::Timeout {
                     host: c.host.clone(),
                     container: c.name.clone(),
                     op,
                     secs: limit.as_secs_f64(),
                 },
-            };
-            let transient = matches!(
-                err,
-                RuntimeError::Timeout { .. } | RuntimeError::Unreachable { .. }
-            );
-            last = Some(err);
-            if !transient {
-                break;
-            }
+                true,
+            )),
         }
-        Err(last.expect("at least one attempt"))
+    }
+
+    /// Backoff with jitter before retry `attempt` (1, 2, …): 50–100 ms,
+    /// then 100–200 ms, …
+    async fn pause_before_retry(&self, attempt: i32) {
+        let cap = 0.1 * 2f64.powi(attempt - 1);
+        let d = self.jitter.lock().unwrap().uniform(cap / 2.0, cap);
+        tokio::time::sleep(Duration::from_secs_f64(d)).await;
     }
 
     async fn inspect_full(&self, c: &Container) -> Result<ContainerInspectResponse, RuntimeError> {
@@ -514,6 +543,21 @@ fn resolver_for(pb: &Playbook, probes: bool) -> Option<CachedResolver> {
 }
 
 /// Maps a bollard error to ours, naming the container.
+/// Whether a failed call may succeed when made again: the server's own
+/// error (5xx), a timeout, or a connection lost or refused. A 4xx (no such
+/// container, a bad request) will not.
+pub fn transient(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError { status_code, .. } => *status_code >= 500,
+        E::RequestTimeoutError
+        | E::IOError { .. }
+        | E::HyperResponseError { .. }
+        | E::HyperLegacyError { .. } => true,
+        _ => false,
+    }
+}
+
 fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
     match e {
@@ -657,13 +701,39 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start(&self, c: &Container, started_before: &str) -> Result<(), RuntimeError> {
-        // Idempotent: starting a running container answers 304, so a retry
-        // after a lost answer never starts the process twice.
-        self.call(c, "start", self.timeouts.restart, true, |d| {
+        // A start that failed may have acted all the same (a 500 after the
+        // engine started it, an answer lost): look before asking again, so
+        // one call never becomes two starts (304 alone does not protect a
+        // process that started and died at once).
+        let start = |d: Docker| {
             let id = c.id.clone();
             async move { d.start_container(&id, None::<StartContainerOptions>).await }
-        })
-        .await?;
+        };
+        let mut attempt = 0;
+        loop {
+            match self
+                .call_once(c, "start", self.timeouts.restart, &start)
+                .await
+            {
+                Ok(()) => break,
+                Err((e, again)) => {
+                    if !again || attempt == 2 {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    self.pause_before_retry(attempt).await;
+                    match self.inspect(c).await {
+                        Ok(now)
+                            if now.started_at != started_before && !now.started_at.is_empty() =>
+                        {
+                            break
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return Err(e),
+                    }
+                }
+            }
+        }
         // The call returned; confirm the process really started anew.
         let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
