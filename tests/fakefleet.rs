@@ -12,15 +12,14 @@ use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptions, RestartContainerOptions,
     StartContainerOptions, StopContainerOptions,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
+use common::fakefleet::{http_get_json, http_post_json, smoke_playbook, zone_names, FakeFleet};
 use common::unbound::{unbound_available, Unbound};
 use futures_util::StreamExt;
 use rekindle::scenario::{ResolverMode, Scenario, SimRole};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml");
@@ -32,148 +31,6 @@ const REALPATH_4K: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/benches/scenarios/realpath-4k.toml"
 );
-
-/// Every fully qualified name of a scenario's fleet (the DNS zone).
-fn zone_names(scenario: &Scenario) -> Vec<String> {
-    scenario
-        .fleet()
-        .all
-        .iter()
-        .map(|c| {
-            format!(
-                "{}.",
-                c.dns_name
-                    .as_deref()
-                    .expect("scenario containers have DNS names")
-            )
-        })
-        .collect()
-}
-
-/// A running `rekindle-fakefleet`, killed on drop.
-struct FakeFleet {
-    child: Child,
-    control: String,
-    /// Host name → `tcp://127.0.0.1:PORT`.
-    hosts: HashMap<String, String>,
-    hosts_file: PathBuf,
-    stderr: PathBuf,
-}
-
-impl FakeFleet {
-    fn start(scenario: &Path, dns: &str, dir: &Path) -> FakeFleet {
-        FakeFleet::start_with(scenario, dns, dir, &[])
-    }
-
-    /// [`FakeFleet::start`] with more arguments (`--faults JSON`).
-    fn start_with(scenario: &Path, dns: &str, dir: &Path, extra: &[&str]) -> FakeFleet {
-        let hosts_file = dir.join("hosts.toml");
-        let stderr = dir.join("fakefleet.stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle-fakefleet"))
-            .arg("--scenario")
-            .arg(scenario)
-            .args(["--dns", dns, "--hosts-out"])
-            .arg(&hosts_file)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start rekindle-fakefleet");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let mut fleet = FakeFleet {
-            child,
-            control: String::new(),
-            hosts: HashMap::new(),
-            hosts_file,
-            stderr,
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("no ready line from the fake fleet ({e}): {}", fleet.log()));
-        fleet.control = line
-            .strip_prefix("fakefleet ready control=")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", fleet.log()))
-            .to_string();
-        let text = std::fs::read_to_string(&fleet.hosts_file).unwrap();
-        let table: toml::Table =
-            toml::from_str(&text).unwrap_or_else(|e| panic!("hosts file {text}: {e}"));
-        for h in table["hosts"].as_array().unwrap() {
-            fleet.hosts.insert(
-                h["name"].as_str().unwrap().to_string(),
-                h["url"].as_str().unwrap().to_string(),
-            );
-        }
-        fleet
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stats(&self) -> Value {
-        http_get_json(&self.control, "/stats")
-    }
-
-    fn containers(&self) -> Value {
-        http_get_json(&self.control, "/containers")
-    }
-
-    async fn docker(&self, host: &str) -> Docker {
-        let url = &self.hosts[host];
-        let d = Docker::connect_with_http(url, 10, API_DEFAULT_VERSION).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), d.negotiate_version())
-            .await
-            .expect("negotiate within 10 s")
-            .expect("negotiate")
-    }
-}
-
-impl Drop for FakeFleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` on the control port, as JSON (blocking, 10 s timeout).
-fn http_get_json(addr: &str, path: &str) -> Value {
-    http_json(addr, "GET", path, "")
-}
-
-/// `POST path` with a JSON body on the control port; its JSON answer.
-fn http_post_json(addr: &str, path: &str, body: &str) -> Value {
-    http_json(addr, "POST", path, body)
-}
-
-fn http_json(addr: &str, method: &str, path: &str, body: &str) -> Value {
-    let mut s =
-        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or_else(|| panic!("no body in {text:?}"));
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
 
 /// Polls `f` every 100 ms until it holds or `limit` passes.
 async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
@@ -570,55 +427,6 @@ async fn fakefleet_router_burst_is_cut_by_unbound_ip_ratelimit() {
     }
 }
 
-/// A playbook for the smoke scenario's labels (config/mongo-sharded.toml's
-/// roles and groups, Docker health), the fake fleet's hosts appended.
-fn smoke_playbook(scenario: &Scenario, hosts_toml: &str) -> String {
-    format!(
-        r#"name = "fakefleet-smoke"
-[groups]
-cluster = "{cluster}"
-replset = "{replset}"
-[[roles]]
-name = "configsvr"
-selector = {{ "{role}" = "configsvr" }}
-startup_lookups = {cfg}
-health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
-[[roles]]
-name = "shard"
-selector = {{ "{role}" = "shard" }}
-startup_lookups = {shard}
-health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
-[[roles]]
-name = "router"
-selector = {{ "{role}" = "router" }}
-after = ["configsvr", "shard"]
-startup_lookups = {router}
-health = {{ kind = "docker", interval = "250ms", deadline = "30s" }}
-[limits]
-max_per_host = 16
-max_unavailable_per_replset = "all"
-stop_timeout = "2s"
-[dns]
-capacity_qps = {capacity}
-[policy]
-retries = 2
-backoff_initial = "200ms"
-backoff_max = "1s"
-stuck_rerestarts = 1
-[discovery]
-timeout = "5s"
-on_unreachable = "warn"
-{hosts_toml}"#,
-        cluster = scenario.labels.cluster,
-        replset = scenario.labels.replset,
-        role = scenario.labels.role,
-        cfg = scenario.startup_lookups[0],
-        shard = scenario.startup_lookups[1],
-        router = scenario.startup_lookups[2],
-        capacity = scenario.dns.capacity_qps,
-    )
-}
-
 /// `rekindle run --yes` of playbook `text` against the fake fleet, which
 /// must exit 0; its output and the fleet's stats after it.
 fn run_to_success(ff: &FakeFleet, dir: &Path, text: &str) -> (common::Ran, Value) {
@@ -815,6 +623,32 @@ fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hu
         stats["unexplained_starts"], 0,
         "no container started more often than its own failures explain: {stats}\n{ran}"
     );
+    // The witness of one restart per intent: no container started more
+    // often than rekindle journaled a restart for it.
+    let mut intents: HashMap<String, u64> = HashMap::new();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let (replay, _) = rekindle::journal::read(&entry.unwrap().path()).unwrap();
+        for r in replay.records {
+            if let rekindle::journal::Record::Intent { id, .. } = r {
+                *intents.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let containers = ff.containers();
+    let over: Vec<_> = containers
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| {
+            c["starts"].as_u64().unwrap()
+                > intents.get(c["id"].as_str().unwrap()).copied().unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        over.is_empty(),
+        "started more often than rekindle asked: {over:?}"
+    );
+    assert!(intents.len() as u64 >= n, "every container journaled");
 }
 
 /// One connection setup per Docker host for a whole run, and one resolver:

@@ -222,12 +222,24 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
     });
     run.end(api_state(outcome.state), Some(result), None);
+    crash_point("run-ended");
     if let Some(done) = done {
         if let Err(e) = std::fs::rename(&path, &done) {
             tracing::warn!(run = %run.id(), journal = %path.display(), error = %e, "the succeeded run's journal could not be archived; the next new run archives it");
         }
     }
     d.note_finished(run);
+}
+
+/// A crash on purpose, for the crash-safety tests: with
+/// `REKINDLE_CRASH_AT=NAME` in its environment the daemon aborts at the
+/// point of that name (`run-ended`: a run's record says it ended, its
+/// journal is not archived yet), as a kill -9 there would.
+fn crash_point(name: &str) {
+    if std::env::var("REKINDLE_CRASH_AT").is_ok_and(|v| v == name) {
+        tracing::error!(point = name, "REKINDLE_CRASH_AT: aborting here");
+        std::process::abort();
+    }
 }
 
 /// The daemon's view of a real run's session: the run record gets the

@@ -44,6 +44,17 @@ impl DaemonProc {
         listen: &str,
         token: Option<&str>,
     ) -> DaemonProc {
+        DaemonProc::start_env(config, state, listen, token, &[])
+    }
+
+    /// [`DaemonProc::start_with`] with more environment variables.
+    pub fn start_env(
+        config: &str,
+        state: Option<&Path>,
+        listen: &str,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> DaemonProc {
         let own = if state.is_none() {
             Some(tempfile::tempdir().unwrap())
         } else {
@@ -67,6 +78,7 @@ impl DaemonProc {
         if let Some(t) = token {
             cmd.env("REKINDLE_TOKEN", t);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
