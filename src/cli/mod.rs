@@ -53,6 +53,14 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Talk to a daemon: start, status, watch, pause, resume, abort, tune.
     Runs(client::RunsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell, e.g. `rekindle completions bash > /etc/bash_completion.d/rekindle`.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `rekindle man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +180,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Runs(args) => client::runs(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rekindle", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         // The simulation runs on runtimes of its own (paused clocks): off this one.
         Command::Rehearse(args) => std::thread::spawn(move || rehearse(args))
             .join()

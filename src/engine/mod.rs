@@ -1220,7 +1220,7 @@ mod tests {
         async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
             let n = self.nth("stop", c);
             let id: u64 = c.id.bytes().map(u64::from).sum();
-            if (id + n as u64) % 3 == 0 {
+            if (id + n as u64).is_multiple_of(3) {
                 return Err(RuntimeError::Api {
                     host: c.host.clone(),
                     container: c.name.clone(),
@@ -1229,7 +1229,7 @@ mod tests {
                 });
             }
             self.sim.stop(c).await?;
-            if (id + n as u64) % 5 == 0 {
+            if (id + n as u64).is_multiple_of(5) {
                 return Err(Self::lost(c, "stop"));
             }
             Ok(())
