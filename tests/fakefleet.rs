@@ -498,10 +498,10 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
     );
 }
 
-/// Faults on the real path: 5% of container calls answer 500 without
-/// acting, 5% of stops and starts act and then answer 500 (a blind retry
-/// would restart twice), every call waits a Pareto-tailed latency, 5% of
-/// started processes die at once, and mid-run one host refuses
+/// Faults on the real path: 10% of container calls answer 500 without
+/// acting, 15% of stops and starts act and then answer 500 (a blind retry
+/// would restart twice), every call waits a Pareto-tailed latency, a
+/// quarter of started processes die at once, and mid-run one host refuses
 /// connections and another hangs for 2 s. The run completes with every
 /// container healthy, and no container was started more often than its
 /// own failures explain (the fake fleet's counts): no restart twice for one
@@ -516,7 +516,9 @@ fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hu
     let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
     let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
     let dir = tempfile::tempdir().unwrap();
-    let faults = r#"{"error_rate":0.05,"error_after_rate":0.05,"latency_ms":2,"latency_alpha":1.5,"latency_max_ms":1500,"restart_failure_rate":0.05}"#;
+    // Shares high enough that each fault meets the 22 containers' calls
+    // (about 50 stops and starts: none after acting at 15% is 3 in 10,000).
+    let faults = r#"{"error_rate":0.1,"error_after_rate":0.15,"latency_ms":2,"latency_alpha":1.5,"latency_max_ms":1500,"restart_failure_rate":0.25}"#;
     let ff = FakeFleet::start_with(
         Path::new(SMOKE),
         &unbound.addr(),
