@@ -29,6 +29,7 @@ const REALPATH_SMALL: &str = concat!(
 );
 
 struct Setup {
+    path: PathBuf,
     scenario: Scenario,
     kills: usize,
     rng: SplitMix64,
@@ -65,6 +66,7 @@ fn setup(default_kills: usize) -> Setup {
         scenario.total_containers()
     );
     Setup {
+        path,
         scenario,
         kills,
         rng: SplitMix64::new(seed),
@@ -75,18 +77,11 @@ fn setup(default_kills: usize) -> Setup {
 /// Unbound serving the fleet's zone, and the fake fleet; the playbook.
 fn fleet(s: &Setup, dir: &Path) -> (Unbound, FakeFleet, PathBuf) {
     let unbound = Unbound::start_zone(&s.scenario.domain, &zone_names(&s.scenario), "");
-    let path = std::env::var("REKINDLE_CRASH_SCENARIO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(REALPATH_SMALL));
-    let path = if path.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-    } else {
-        path
-    };
+    let path = &s.path;
     // No process fails on its own: every start is rekindle's, so "each
     // container started exactly once" is the whole witness.
     let ff = FakeFleet::start_with(
-        &path,
+        path,
         &unbound.addr(),
         dir,
         &["--faults", r#"{"restart_failure_rate":0}"#],

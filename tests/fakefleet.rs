@@ -427,13 +427,13 @@ async fn fakefleet_router_burst_is_cut_by_unbound_ip_ratelimit() {
     }
 }
 
-/// `rekindle run --yes` of playbook `text` against the fake fleet, which
-/// must exit 0; its output and the fleet's stats after it.
-fn run_to_success(ff: &FakeFleet, dir: &Path, text: &str) -> (common::Ran, Value) {
+/// `rekindle run --yes --output json` of playbook `text` (written to
+/// `dir/pb.toml`), its journal in `dir/state`.
+fn run_json(dir: &Path, text: &str) -> common::Ran {
     let pb = dir.join("pb.toml");
     std::fs::write(&pb, text).unwrap();
     let state = dir.join("state");
-    let ran = common::rekindle(&[
+    common::rekindle(&[
         "run",
         pb.to_str().unwrap(),
         "--yes",
@@ -441,7 +441,13 @@ fn run_to_success(ff: &FakeFleet, dir: &Path, text: &str) -> (common::Ran, Value
         "json",
         "--state-dir",
         state.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// `rekindle run --yes` of playbook `text` against the fake fleet, which
+/// must exit 0; its output and the fleet's stats after it.
+fn run_to_success(ff: &FakeFleet, dir: &Path, text: &str) -> (common::Ran, Value) {
+    let ran = run_json(dir, text);
     let stats = ff.stats();
     assert_eq!(
         ran.code,
@@ -565,18 +571,8 @@ fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hu
         mode(&hang, "ok");
         during
     });
-    let pb = dir.path().join("pb.toml");
-    std::fs::write(&pb, &text).unwrap();
+    let ran = run_json(dir.path(), &text);
     let state = dir.path().join("state");
-    let ran = common::rekindle(&[
-        "run",
-        pb.to_str().unwrap(),
-        "--yes",
-        "--output",
-        "json",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
     let during = injector.join().expect("the injector thread");
     let stats = ff.stats();
     let f = &stats["faults"];

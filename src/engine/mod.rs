@@ -1144,8 +1144,8 @@ mod tests {
     use crate::sim::{SimFleet, SimRuntime};
     use std::path::Path;
 
-    #[test]
-    fn a_journal_that_cannot_be_written_halts_the_run_before_any_restart() {
+    /// The shipped playbook, the smoke scenario, and a paused clock.
+    fn smoke() -> (Playbook, crate::scenario::Scenario, tokio::runtime::Runtime) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
         let scenario =
@@ -1155,6 +1155,12 @@ mod tests {
             .start_paused(true)
             .build()
             .unwrap();
+        (pb, scenario, rt)
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_written_halts_the_run_before_any_restart() {
+        let (pb, scenario, rt) = smoke();
         rt.block_on(async {
             let sim = SimFleet::new(&scenario);
             let inv = Arc::new(sim.fleet().inventory());
@@ -1259,16 +1265,8 @@ mod tests {
 
     #[test]
     fn a_restart_whose_answer_is_lost_or_refused_is_settled_and_never_sent_twice() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
-        let mut scenario =
-            crate::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
+        let (pb, mut scenario, rt) = smoke();
         scenario.restart_failure_rate = 0.0;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
         rt.block_on(async {
             let sim = SimFleet::new(&scenario);
             let inv = Arc::new(sim.fleet().inventory());
