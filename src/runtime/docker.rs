@@ -59,9 +59,32 @@ pub fn hosts_of(playbook: &Playbook) -> Vec<HostSpec> {
     }]
 }
 
+/// Why a Docker host has no client: each names what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HostError {
+    /// A TLS file is missing, unreadable, or holds no PEM of its kind.
+    #[error("tls.{field} {path}: {reason}")]
+    TlsFile {
+        field: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("host {host:?} uses https:// but has no tls = {{ ca, cert, key }}")]
+    HttpsWithoutTls { host: String },
+    /// bollard's error, with its causes (which certificate, which refusal).
+    #[error("{0}")]
+    Client(String),
+    /// The version handshake got no answer in time.
+    #[error("no answer within {secs}s")]
+    NoAnswer { secs: f64 },
+    /// The host's name did not resolve through rekindle's resolver.
+    #[error("{name}: {reason}")]
+    Resolve { name: String, reason: String },
+}
+
 /// A client for one host. `timeout` bounds the wait for each response's
 /// headers (bollard counts it in whole seconds; at least 1).
-pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, String> {
+pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, HostError> {
     let secs = timeout.as_secs().max(1);
     let url = spec.url.as_str();
     let result = if let Some(path) = url.strip_prefix("unix://") {
@@ -70,14 +93,13 @@ pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, String> {
         check_tls_files(tls)?;
         Docker::connect_with_ssl(url, &tls.key, &tls.cert, &tls.ca, secs, API_DEFAULT_VERSION)
     } else if url.starts_with("https://") {
-        return Err(format!(
-            "host {:?} uses https:// but has no tls = {{ ca, cert, key }}",
-            spec.name
-        ));
+        return Err(HostError::HttpsWithoutTls {
+            host: spec.name.clone(),
+        });
     } else {
         Docker::connect_with_http(url, secs, API_DEFAULT_VERSION)
     };
-    result.map_err(|e| with_causes(&e))
+    result.map_err(|e| HostError::Client(with_causes(&e)))
 }
 
 /// An error with its causes: bollard's own text hides them ("client error
@@ -99,22 +121,23 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
 /// The TLS files must be there and hold PEM of the right kind: bollard
 /// reads them only at the first call, and reports a missing file as a
 /// cancelled request.
-fn check_tls_files(tls: &TlsPaths) -> Result<(), String> {
+fn check_tls_files(tls: &TlsPaths) -> Result<(), HostError> {
     for (field, path, want) in [
         ("ca", &tls.ca, "CERTIFICATE"),
         ("cert", &tls.cert, "CERTIFICATE"),
         ("key", &tls.key, "PRIVATE KEY"),
     ] {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("tls.{field} {}: {e}", path.display()))?;
+        let failed = |reason: String| HostError::TlsFile {
+            field,
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
         let pem = text
             .lines()
             .any(|l| l.starts_with("-----BEGIN ") && l.contains(want));
         if !pem {
-            return Err(format!(
-                "tls.{field} {}: no PEM {want} in it",
-                path.display()
-            ));
+            return Err(failed(format!("no PEM {want} in it")));
         }
     }
     Ok(())
@@ -128,7 +151,7 @@ pub async fn connect_negotiated(
     timeout: Duration,
     call_timeout: Duration,
     resolver: Option<&CachedResolver>,
-) -> Result<Docker, String> {
+) -> Result<Docker, HostError> {
     let spec = match resolver {
         Some(r) => resolve_host(spec, r).await?,
         None => spec.clone(),
@@ -136,15 +159,20 @@ pub async fn connect_negotiated(
     let docker = connect(&spec, call_timeout.max(timeout))?;
     match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(with_causes(&e)),
-        Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
+        Ok(Err(e)) => Err(HostError::Client(with_causes(&e))),
+        Err(_) => Err(HostError::NoAnswer {
+            secs: timeout.as_secs_f64(),
+        }),
     }
 }
 
 /// A plain-TCP host's name resolved through rekindle's resolver (cached,
 /// collapsed, stale-tolerant) rather than the system's. TLS hosts keep
 /// their name: certificate verification needs it.
-pub async fn resolve_host(spec: &HostSpec, resolver: &CachedResolver) -> Result<HostSpec, String> {
+pub async fn resolve_host(
+    spec: &HostSpec,
+    resolver: &CachedResolver,
+) -> Result<HostSpec, HostError> {
     let Some(rest) = spec
         .url
         .strip_prefix("tcp://")
@@ -159,8 +187,15 @@ pub async fn resolve_host(spec: &HostSpec, resolver: &CachedResolver) -> Result<
     if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
         return Ok(spec.clone());
     }
-    let ips = resolver.lookup(host).await.map_err(|e| e.to_string())?;
-    let ip = ips.first().ok_or_else(|| format!("{host}: no address"))?;
+    let unresolved = |reason: String| HostError::Resolve {
+        name: host.to_string(),
+        reason,
+    };
+    let ips = resolver
+        .lookup(host)
+        .await
+        .map_err(|e| unresolved(e.to_string()))?;
+    let ip = ips.first().ok_or_else(|| unresolved("no address".into()))?;
     Ok(HostSpec {
         url: format!("tcp://{ip}:{port}"),
         ..spec.clone()
@@ -207,7 +242,7 @@ impl CallTimeouts {
 /// the DNS budget's probe.
 pub struct DockerHosts {
     specs: Vec<HostSpec>,
-    clients: Vec<Result<Docker, String>>,
+    clients: Vec<Result<Docker, HostError>>,
     resolver: Option<CachedResolver>,
 }
 
@@ -234,11 +269,11 @@ impl DockerHosts {
     }
 
     /// Each host with its client, or why it has none.
-    pub fn iter(&self) -> impl Iterator<Item = (&HostSpec, Result<&Docker, &str>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&HostSpec, Result<&Docker, &HostError>)> {
         self.specs
             .iter()
             .zip(&self.clients)
-            .map(|(s, c)| (s, c.as_ref().map_err(String::as_str)))
+            .map(|(s, c)| (s, c.as_ref()))
     }
 
     /// The run's resolver, if one could be built.
@@ -324,7 +359,7 @@ impl DockerRuntime {
                 }
                 Err(e) => {
                     tracing::warn!(host = %spec.name, url = %spec.url, error = %e, "Docker host unreachable");
-                    rt.unreachable.insert(spec.name.clone(), e);
+                    rt.unreachable.insert(spec.name.clone(), e.to_string());
                 }
             }
         }
