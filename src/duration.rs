@@ -30,7 +30,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "duration {text:?} must be a finite, non-negative value"
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // Finite yet past what a Duration holds (~5.8e11 years): an error, not
+    // the panic `from_secs_f64` would raise.
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {text:?} is too long"))
 }
 
 /// Formats a duration for tables: `850ms`, `12.3s`, `4m05s`, `1h02m`.
@@ -69,6 +71,16 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn too_long_is_an_error_not_a_panic() {
+        // Found by fuzzing (tests/fuzz/regressions/playbook/).
+        for t in ["18446744073709551615s", "99999999999999999999999999999999"] {
+            assert!(parse_duration(t).is_err(), "{t}");
+        }
+        let e = parse_duration("99999999999999999999h").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl Replay {
             } => {
                 self.in_doubt.insert(id.clone(), before.clone());
                 self.healthy.remove(id);
-                self.attempts.insert(id.clone(), *attempt + 1);
+                // A journal comes back from disk: a damaged or hand-edited
+                // one may say u32::MAX. Saturate; never overflow.
+                self.attempts.insert(id.clone(), attempt.saturating_add(1));
             }
             Record::Outcome { id, healthy, .. } => {
                 self.in_doubt.remove(id);
@@ -410,6 +412,25 @@ mod tests {
             Err(JournalError::Exists { .. })
         ));
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn an_intent_at_the_last_attempt_number_reads_without_overflow() {
+        // Found by fuzzing (tests/fuzz/regressions/journal/): `attempt + 1`
+        // overflowed on a well-framed record holding u32::MAX.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, start(), false).unwrap();
+        j.append(&Record::Intent {
+            id: "a".into(),
+            wave: usize::MAX,
+            attempt: u32::MAX,
+            before: String::new(),
+        })
+        .unwrap();
+        drop(j);
+        let (replay, _) = read(&path).unwrap();
+        assert_eq!(replay.attempts["a"], u32::MAX);
     }
 
     #[test]

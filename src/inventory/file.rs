@@ -13,18 +13,34 @@ pub fn load(path: &Path) -> Result<Inventory, SourceError> {
     parse(&src)
 }
 
+/// Where a JSON error is, 1-based: serde_json says column 0 for a newline
+/// it has just read (the error is that line break, at the end of the line
+/// before) and for an empty file.
+fn position(src: &SourceText, e: &serde_json::Error) -> (usize, usize) {
+    match (e.line(), e.column()) {
+        (line, 0) if line > 1 => {
+            let before = src.text.split('\n').nth(line - 2).unwrap_or_default();
+            (line - 1, before.chars().count() + 1)
+        }
+        (line, column) => (line.max(1), column.max(1)),
+    }
+}
+
 pub fn parse(src: &SourceText) -> Result<Inventory, SourceError> {
-    let mut inv: Inventory = serde_json::from_str(&src.text).map_err(|e| SourceError {
-        file: src.file.clone(),
-        line: e.line(),
-        column: e.column(),
-        field: String::new(),
-        message: e
-            .to_string()
-            .split(" at line")
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+    let mut inv: Inventory = serde_json::from_str(&src.text).map_err(|e| {
+        let (line, column) = position(src, &e);
+        SourceError {
+            file: src.file.clone(),
+            line,
+            column,
+            field: String::new(),
+            message: e
+                .to_string()
+                .split(" at line")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
     })?;
     for (i, c) in inv.containers.iter().enumerate() {
         for (field, value) in [("id", &c.id), ("name", &c.name), ("host", &c.host)] {
@@ -70,6 +86,17 @@ mod tests {
         assert_eq!(inv.containers.len(), 2);
         assert_eq!(inv.containers[0].labels.get("db.role"), Some("configsvr"));
         assert_eq!(inv.hosts.len(), 2);
+    }
+
+    #[test]
+    fn an_error_at_a_line_break_is_placed_on_its_line_not_at_column_0() {
+        // Found by fuzzing (tests/fuzz/regressions/inventory/): a raw line
+        // break in a string was reported as line 2, column 0.
+        let src = SourceText::new("inv.json", "{\"containers\": [{\"id\": \"a\n\"}]}");
+        let e = parse(&src).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 26), "{e}");
+        let e = parse(&SourceText::new("inv.json", "")).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1), "{e}");
     }
 
     #[test]
