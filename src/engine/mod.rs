@@ -689,7 +689,7 @@ async fn restart_container<R: ContainerRuntime>(
             }) {
                 return ContainerResult::Failed(format!("journal: {e}"));
             }
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             s.status.lock().unwrap().restarts += 1;
             s.emit(Event::Restarting {
                 container: c.name.clone(),
