@@ -277,7 +277,7 @@ if not given:
     text = text.replace('"db.role"', json.dumps(labels["role"])).replace('"db.cluster"', json.dumps(labels["cluster"])).replace('"db.replset"', json.dumps(labels["replset"]))
     name = sc["name"] if sc["name"].startswith("realpath") else f'realpath-{sc["name"]}'
     text = re.sub(r'^name = "[^"]*"', f'name = "{name}"', text, count=1, flags=re.M)
-    text = re.sub(r'kind = "(mongo|tcp)", port = \d+, timeout = "[^"]*"', 'kind = "docker", interval = "500ms"', text)
+    text = re.sub(r'kind = "(mongos?|tcp)", port = \d+, timeout = "[^"]*"(, max_lag = "[^"]*")?', 'kind = "docker", interval = "500ms"', text)
     blocks = text.split("[[roles]]")
     for i in range(1, len(blocks)):
         m = re.search(r'^name = "([^"]*)"', blocks[i], flags=re.M)

@@ -62,8 +62,46 @@ pub enum HealthKind {
     /// A command run in the container exits with 0.
     Exec { command: Vec<String> },
     /// MongoDB's `hello` on a port: a mongos or standalone that answers, or
-    /// a replica-set member that is primary, secondary or arbiter.
-    Mongo { port: u16 },
+    /// a replica-set member that is primary, secondary or arbiter — and,
+    /// with `max_lag`, whose `replSetGetStatus` shows a primary it trails by
+    /// no more than that.
+    Mongo {
+        port: u16,
+        #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+        max_lag: Option<Duration>,
+    },
+    /// The router gate: a mongos (`hello` says `isdbgrid`) whose replica-set
+    /// monitor (`connPoolStats`) has a reachable primary for every replica
+    /// set of its cluster. One that answers but fails that for
+    /// `stuck_after` is stuck.
+    Mongos {
+        port: u16,
+        #[serde(with = "humantime_secs")]
+        stuck_after: Duration,
+        /// The replica sets it must reach: filled per cluster from the
+        /// inventory's replset labels (empty: every set it monitors).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sets: Vec<String>,
+    },
+}
+
+/// Durations in JSON output as seconds.
+mod humantime_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+mod opt_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -923,6 +961,13 @@ impl Resolver<'_> {
             });
         };
         let h = h.get_ref();
+        let mongo_port = || -> Result<u16, SourceError> {
+            Ok(h.port
+                .as_ref()
+                .map(|p| self.count(p, &field("port"), 1, 65535))
+                .transpose()?
+                .unwrap_or(27017) as u16)
+        };
         let kind = match h.kind.get_ref().as_str() {
             "docker" => HealthKind::Docker,
             "tcp" => {
@@ -938,12 +983,21 @@ impl Resolver<'_> {
                 }
             }
             "mongo" => HealthKind::Mongo {
-                port: h
-                    .port
+                port: mongo_port()?,
+                max_lag: h
+                    .max_lag
                     .as_ref()
-                    .map(|p| self.count(p, &field("port"), 1, 65535))
-                    .transpose()?
-                    .unwrap_or(27017) as u16,
+                    .map(|l| self.duration(l, &field("max_lag")))
+                    .transpose()?,
+            },
+            "mongos" => HealthKind::Mongos {
+                port: mongo_port()?,
+                stuck_after: self.opt_duration(
+                    &h.stuck_after,
+                    &field("stuck_after"),
+                    Duration::from_secs(15),
+                )?,
+                sets: Vec::new(),
             },
             "exec" => {
                 let Some(c) = &h.command else {
@@ -960,19 +1014,38 @@ impl Resolver<'_> {
                 return Err(self.err(
                     &h.kind,
                     field("kind"),
-                    format!("expected \"docker\", \"tcp\", \"exec\" or \"mongo\", found {other:?}"),
+                    format!("expected \"docker\", \"tcp\", \"exec\", \"mongo\" or \"mongos\", found {other:?}"),
                 ))
             }
         };
         if let Some(port) = h
             .port
             .as_ref()
-            .filter(|_| !matches!(kind, HealthKind::Tcp { .. } | HealthKind::Mongo { .. }))
+            .filter(|_| {
+                !matches!(
+                    kind,
+                    HealthKind::Tcp { .. } | HealthKind::Mongo { .. } | HealthKind::Mongos { .. }
+                )
+            })
         {
             return Err(self.err(
                 port,
                 field("port"),
-                "port applies only to kinds \"tcp\" and \"mongo\"",
+                "port applies only to kinds \"tcp\", \"mongo\" and \"mongos\"",
+            ));
+        }
+        if let Some(l) = h.max_lag.as_ref().filter(|_| !matches!(kind, HealthKind::Mongo { .. })) {
+            return Err(self.err(l, field("max_lag"), "max_lag applies only to kind \"mongo\""));
+        }
+        if let Some(l) = h
+            .stuck_after
+            .as_ref()
+            .filter(|_| !matches!(kind, HealthKind::Mongos { .. }))
+        {
+            return Err(self.err(
+                l,
+                field("stuck_after"),
+                "stuck_after applies only to kind \"mongos\"",
             ));
         }
         if let Some(command) = h

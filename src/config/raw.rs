@@ -90,6 +90,10 @@ pub struct RawHealth {
     pub interval: Option<Spanned<String>>,
     #[serde(default)]
     pub deadline: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_lag: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stuck_after: Option<Spanned<String>>,
 }
 
 /// `max_unavailable_per_replset`: a count or `"all"`.

@@ -7,6 +7,7 @@
 //! before and after. Time is tokio's clock only (virtual in rehearsals); the
 //! engine never reads the wall clock.
 
+mod gates;
 pub mod pacer;
 
 use crate::config::{GrantAt, Playbook};
@@ -57,6 +58,13 @@ pub enum Event {
         wave: usize,
     },
     ContainerFailed {
+        container: String,
+        wave: usize,
+        reason: String,
+    },
+    /// Up but failing its gate (a router that cannot reach a shard): it
+    /// will be restarted again once its cluster's members are healthy.
+    Stuck {
         container: String,
         wave: usize,
         reason: String,
@@ -270,6 +278,8 @@ struct Shared<R> {
     /// (`limits.api_calls_per_host`): a start's DNS budget is taken only
     /// with a slot in hand, so its lookups never wait behind the host.
     host_slots: HashMap<String, Arc<Semaphore>>,
+    /// Each container's gate, and what a stuck router waits for.
+    gates: gates::Gates,
 }
 
 impl<R> Shared<R> {
@@ -368,6 +378,7 @@ impl<R: ContainerRuntime> Engine<R> {
             elapsed_s: 0.0,
         };
         let seed = crc32c::crc32c(pb.name.as_bytes()) as u64;
+        let gates = gates::Gates::new(&pb, &inv, &plan, &replay.waves_passed);
         Engine {
             shared: Arc::new(Shared {
                 rt,
@@ -384,6 +395,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 start: tokio::time::Instant::now(),
                 jitter: Mutex::new(SplitMix64::new(seed)),
                 depth,
+                gates,
                 probe: None,
                 budget_log: Mutex::new(Vec::new()),
                 resolver_log: Mutex::new(Vec::new()),
@@ -610,8 +622,10 @@ async fn restart_container<R: ContainerRuntime>(
     let role = &s.pb.roles[s.plan.waves[w].role];
     if s.replay.healthy.contains(&c.id) {
         s.status.lock().unwrap().healthy += 1;
+        s.gates.healthy(c);
         return ContainerResult::Healthy;
     }
+    let check = s.gates.check(s.plan.waves[w].role, c);
     let priority = (s.depth[s.plan.waves[w].role], w as u32);
     let mut attempt = s.replay.attempts.get(&c.id).copied().unwrap_or(0);
     let mut failures = 0u32;
@@ -728,9 +742,10 @@ async fn restart_container<R: ContainerRuntime>(
             }
         }
         skip_restart = false;
-        let (health, why) = watch_health(s, c, &role.health).await;
+        let (health, why) = watch_health(s, c, &check).await;
         match health {
             Health::Healthy => {
+                s.gates.healthy(c);
                 let _ = s.record(Record::Outcome {
                     id: c.id.clone(),
                     healthy: true,
@@ -744,16 +759,41 @@ async fn restart_container<R: ContainerRuntime>(
                 return ContainerResult::Healthy;
             }
             Health::Unhealthy if stuck < s.pb.policy.stuck_rerestarts => {
-                // Up but failing its check: stuck; restart again (bounded).
+                // Up but failing its gate: stuck. Restart it again
+                // (bounded), once its cluster's replica-set members are
+                // healthy: a router started before them stays stuck.
                 stuck += 1;
-                last_reason = "up but unhealthy (stuck)".into();
+                last_reason = match &why {
+                    Some(why) => format!("stuck: {why}"),
+                    None => "up but unhealthy (stuck)".into(),
+                };
+                s.emit(Event::Stuck {
+                    container: c.name.clone(),
+                    wave: w,
+                    reason: last_reason.clone(),
+                });
+                let left = s
+                    .gates
+                    .members_healthy(c, role.health.deadline, || {
+                        s.pacer.flow() == Flow::Closed
+                    })
+                    .await;
+                if left > 0 {
+                    tracing::warn!(container = %c.name, members = left,
+                        "re-restarting a stuck router before all its cluster's members passed");
+                }
             }
             h => {
                 last_reason = match h {
                     Health::Down => "not running after restart".into(),
-                    Health::Unhealthy => {
-                        format!("unhealthy (its health check fails) after restart {attempt}")
-                    }
+                    Health::Unhealthy => match &why {
+                        Some(why) => format!(
+                            "unhealthy after restart {attempt}: {why}"
+                        ),
+                        None => format!(
+                            "unhealthy (its health check fails) after restart {attempt}"
+                        ),
+                    },
                     _ => match &why {
                         Some(why) => format!(
                             "not healthy within {}s: {why}",
@@ -889,6 +929,11 @@ fn log(e: &Event) {
             wave,
             reason,
         } => tracing::warn!(container, wave, reason, "container failed"),
+        Event::Stuck {
+            container,
+            wave,
+            reason,
+        } => tracing::warn!(container, wave, reason, "stuck: restarting again"),
         Event::Paused => tracing::info!("paused"),
         Event::Resumed => tracing::info!("resumed"),
         Event::Retuned {
@@ -1128,8 +1173,11 @@ async fn watch_health<R: ContainerRuntime>(
                 )),
             ),
         };
-        if matches!(h, Health::Healthy | Health::Unhealthy | Health::Down) {
-            return (h, None);
+        match h {
+            Health::Healthy | Health::Down => return (h, None),
+            // Why it fails its gate, when the probe knows more.
+            Health::Unhealthy => return (h, why.or_else(|| s.rt.probe_note(c))),
+            Health::Starting => {}
         }
         if tokio::time::Instant::now() >= deadline {
             return (Health::Starting, why.or_else(|| s.rt.probe_note(c)));

@@ -1,19 +1,27 @@
-//! MongoDB's `hello` over the wire protocol (OP_MSG), the command drivers
-//! use to discover a server: it needs no credentials and says what a TCP
-//! connect cannot — whether a replica-set member is PRIMARY or SECONDARY
-//! yet, or still in STARTUP2 / RECOVERING after its restart.
+//! MongoDB's wire protocol for the health gates: OP_MSG frames, BSON
+//! documents through the `bson` crate (a reply is untrusted input: it is
+//! validated as it is read, and a malformed one is an error, never a
+//! panic), and the three things a gate asks a server:
 //!
-//! Only what the probe needs: one request document out, the reply's
-//! top-level fields in (BSON, parsed by skipping what it does not read).
+//! - `hello` (no credentials needed): is it a mongos, a primary, a
+//!   secondary, or still in STARTUP2 / RECOVERING?
+//! - `connPoolStats` on a mongos: its replica-set monitor's view of every
+//!   shard and the config servers — the router gate (docs/playbook.md);
+//! - `replSetGetStatus` on a member: how far it is behind its primary —
+//!   the member gate's lag.
+//!
+//! It owns the wire format and the verdict; the engine's gate decides
+//! retries and deadlines. Only read-only commands are sent.
 
 use crate::model::Health;
+use bson::{doc, Document, RawBsonRef, RawDocument};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OP_MSG: i32 = 2013;
-/// The largest reply accepted (a hello reply is a few hundred bytes; the
-/// server's own limit is 48 MB).
-const MAX_REPLY: usize = 1 << 20;
+/// The largest reply accepted (connPoolStats on a big cluster is tens of
+/// KB; the server's own limit is 48 MB).
+const MAX_REPLY: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
@@ -25,6 +33,19 @@ pub enum MongoError {
     Io(std::io::Error),
     #[error("malformed reply: {0}")]
     Malformed(String),
+    /// The server answered `ok: 0`.
+    #[error("{command} failed: {message} (code {code})")]
+    Command {
+        command: String,
+        code: i32,
+        message: String,
+    },
+}
+
+impl MongoError {
+    fn malformed(e: impl std::fmt::Display) -> MongoError {
+        MongoError::Malformed(e.to_string())
+    }
 }
 
 /// What `hello` says about the server.
@@ -43,6 +64,32 @@ pub struct Hello {
 }
 
 impl Hello {
+    /// From a reply's body document.
+    pub fn from_doc(d: &RawDocument) -> Result<Hello, MongoError> {
+        let mut hello = Hello::default();
+        for element in d {
+            let (key, value) = element.map_err(MongoError::malformed)?;
+            match (key.as_str(), value) {
+                ("ok", v) => hello.ok = number(v) == Some(1.0),
+                ("isWritablePrimary" | "ismaster", RawBsonRef::Boolean(b)) => {
+                    hello.writable_primary |= b
+                }
+                ("secondary", RawBsonRef::Boolean(b)) => hello.secondary = b,
+                ("arbiterOnly", RawBsonRef::Boolean(b)) => hello.arbiter = b,
+                ("setName", RawBsonRef::String(s)) => hello.set_name = Some(s.to_string()),
+                ("msg", RawBsonRef::String(s)) => hello.msg = Some(s.to_string()),
+                ("errmsg", RawBsonRef::String(s)) => hello.errmsg = Some(s.to_string()),
+                _ => {}
+            }
+        }
+        Ok(hello)
+    }
+
+    /// A mongos says so: `msg: "isdbgrid"` (MongoDB's hello docs).
+    pub fn is_router(&self) -> bool {
+        self.msg.as_deref() == Some("isdbgrid")
+    }
+
     /// Healthy: a mongos or a standalone that answers, or a replica-set
     /// member that is primary, secondary or arbiter. A member in any other
     /// state (STARTUP2, RECOVERING, ROLLBACK…) is still starting.
@@ -50,8 +97,7 @@ impl Hello {
         if !self.ok {
             return Health::Starting;
         }
-        let router = self.msg.as_deref() == Some("isdbgrid");
-        if router
+        if self.is_router()
             || self.set_name.is_none()
             || self.writable_primary
             || self.secondary
@@ -64,63 +110,229 @@ impl Hello {
     }
 }
 
-/// Connects to `addr`, sends `hello` and reads the answer, all within `timeout`.
-pub async fn hello(addr: std::net::SocketAddr, timeout: Duration) -> Result<Hello, MongoError> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(MongoError::Connect)?;
-        stream
-            .write_all(&hello_request(1))
-            .await
-            .map_err(MongoError::Io)?;
-        let mut header = [0u8; 16];
-        stream
-            .read_exact(&mut header)
-            .await
-            .map_err(MongoError::Io)?;
-        let len = i32::from_le_bytes(header[0..4].try_into().unwrap());
-        if len < 21 || len as usize > MAX_REPLY {
-            return Err(MongoError::Malformed(format!("message length {len}")));
-        }
-        let mut rest = vec![0u8; len as usize - 16];
-        stream.read_exact(&mut rest).await.map_err(MongoError::Io)?;
-        let mut whole = header.to_vec();
-        whole.extend_from_slice(&rest);
-        parse_reply(&whole, 1)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| MongoError::Timeout(timeout.as_secs_f64()))?
+/// One host as a mongos's replica-set monitor sees it (`connPoolStats`
+/// `replicaSets.<set>.hosts[i]`): `ok` is "a known primary or secondary",
+/// `ismaster` "the primary".
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitoredHost {
+    pub addr: String,
+    pub ok: bool,
+    pub ismaster: bool,
 }
 
-/// `{hello: 1, $db: "admin"}` as an OP_MSG with one body section.
-pub fn hello_request(request_id: i32) -> Vec<u8> {
-    let mut doc = Vec::new();
-    doc.extend_from_slice(&[0; 4]);
-    doc.push(0x10); // int32
-    doc.extend_from_slice(b"hello\0");
-    doc.extend_from_slice(&1i32.to_le_bytes());
-    doc.push(0x02); // string
-    doc.extend_from_slice(b"$db\0");
-    doc.extend_from_slice(&6i32.to_le_bytes());
-    doc.extend_from_slice(b"admin\0");
-    doc.push(0);
-    let n = doc.len() as i32;
-    doc[0..4].copy_from_slice(&n.to_le_bytes());
-    let mut msg = Vec::with_capacity(21 + doc.len());
-    msg.extend_from_slice(&(21 + doc.len() as i32).to_le_bytes());
+/// A mongos's view of the replica sets it routes to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouterView {
+    pub sets: std::collections::BTreeMap<String, Vec<MonitoredHost>>,
+}
+
+impl RouterView {
+    /// From a `connPoolStats` reply's body document.
+    pub fn from_doc(d: &RawDocument) -> Result<RouterView, MongoError> {
+        command_ok("connPoolStats", d)?;
+        let mut view = RouterView::default();
+        let Some(sets) = d.get("replicaSets").map_err(MongoError::malformed)? else {
+            return Ok(view);
+        };
+        let RawBsonRef::Document(sets) = sets else {
+            return Err(MongoError::Malformed("replicaSets is not a document".into()));
+        };
+        for element in sets {
+            let (name, set) = element.map_err(MongoError::malformed)?;
+            let RawBsonRef::Document(set) = set else {
+                return Err(MongoError::Malformed(format!(
+                    "replicaSets.{} is not a document",
+                    name.as_str()
+                )));
+            };
+            let mut hosts = Vec::new();
+            if let Some(RawBsonRef::Array(list)) = set.get("hosts").map_err(MongoError::malformed)? {
+                for h in list {
+                    let RawBsonRef::Document(h) = h.map_err(MongoError::malformed)? else {
+                        continue;
+                    };
+                    let flag = |k: &str| -> Result<bool, MongoError> {
+                        Ok(matches!(
+                            h.get(k).map_err(MongoError::malformed)?,
+                            Some(RawBsonRef::Boolean(true))
+                        ))
+                    };
+                    let addr = match h.get("addr").map_err(MongoError::malformed)? {
+                        Some(RawBsonRef::String(s)) => s.to_string(),
+                        _ => "?".to_string(),
+                    };
+                    hosts.push(MonitoredHost {
+                        addr,
+                        ok: flag("ok")?,
+                        ismaster: flag("ismaster")?,
+                    });
+                }
+            }
+            view.sets.insert(name.as_str().to_string(), hosts);
+        }
+        Ok(view)
+    }
+
+    /// The sets this router cannot use, each with why: a set it does not
+    /// monitor, or one with no host that is up and primary. `expected`
+    /// empty means "every set it monitors" (and at least one).
+    pub fn unreachable(&self, expected: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let names: Vec<&String> = if expected.is_empty() {
+            if self.sets.is_empty() {
+                out.push("it monitors no replica set (no shard registry loaded)".into());
+            }
+            self.sets.keys().collect()
+        } else {
+            expected.iter().collect()
+        };
+        for name in names {
+            match self.sets.get(name) {
+                None => out.push(format!("{name} (not monitored by this router)")),
+                Some(hosts) if !hosts.iter().any(|h| h.ok && h.ismaster) => {
+                    let seen: Vec<String> = hosts
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "{} {}",
+                                h.addr,
+                                match (h.ok, h.ismaster) {
+                                    (true, true) => "primary",
+                                    (true, false) => "up",
+                                    _ => "unreachable",
+                                }
+                            )
+                        })
+                        .collect();
+                    out.push(if seen.is_empty() {
+                        format!("{name} (no host known)")
+                    } else {
+                        format!("{name} (no primary reachable: {})", seen.join(", "))
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// A member's replication as `replSetGetStatus` reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MemberStatus {
+    /// This member's state (1 PRIMARY, 2 SECONDARY, …).
+    pub state: Option<i32>,
+    /// The primary's name, when the member knows one.
+    pub primary: Option<String>,
+    /// How far this member's last applied operation is behind the
+    /// primary's (`optimeDate`, milliseconds); `None` without a primary.
+    pub lag_ms: Option<i64>,
+}
+
+impl MemberStatus {
+    /// From a `replSetGetStatus` reply's body: `members[]` with `self`,
+    /// `state` and `optimeDate`, as `rs.printSecondaryReplicationInfo()`
+    /// reads them.
+    pub fn from_doc(d: &RawDocument) -> Result<MemberStatus, MongoError> {
+        command_ok("replSetGetStatus", d)?;
+        let Some(RawBsonRef::Array(members)) = d.get("members").map_err(MongoError::malformed)?
+        else {
+            return Err(MongoError::Malformed("replSetGetStatus without members".into()));
+        };
+        let mut me: Option<(i32, Option<i64>)> = None;
+        let mut primary: Option<(String, Option<i64>)> = None;
+        for m in members {
+            let RawBsonRef::Document(m) = m.map_err(MongoError::malformed)? else {
+                continue;
+            };
+            let get = |k: &str| m.get(k).map_err(MongoError::malformed);
+            let state = get("state")?.and_then(number).map(|s| s as i32);
+            let optime = match get("optimeDate")? {
+                Some(RawBsonRef::DateTime(t)) => Some(t.timestamp_millis()),
+                _ => None,
+            };
+            if matches!(get("self")?, Some(RawBsonRef::Boolean(true))) {
+                me = Some((state.unwrap_or(0), optime));
+            }
+            if state == Some(1) {
+                let name = match get("name")? {
+                    Some(RawBsonRef::String(s)) => s.to_string(),
+                    _ => "?".to_string(),
+                };
+                primary = Some((name, optime));
+            }
+        }
+        let Some((state, mine)) = me else {
+            return Err(MongoError::Malformed("no member marked self".into()));
+        };
+        let lag_ms = match (&primary, mine) {
+            (Some((_, Some(p))), Some(m)) => Some((p - m).max(0)),
+            _ => None,
+        };
+        Ok(MemberStatus {
+            state: Some(state),
+            primary: primary.map(|p| p.0),
+            lag_ms,
+        })
+    }
+}
+
+fn number(v: RawBsonRef<'_>) -> Option<f64> {
+    match v {
+        RawBsonRef::Double(d) => Some(d),
+        RawBsonRef::Int32(i) => Some(i as f64),
+        RawBsonRef::Int64(i) => Some(i as f64),
+        _ => None,
+    }
+}
+
+/// `ok: 1`, or the server's error as [`MongoError::Command`].
+pub fn command_ok(command: &str, d: &RawDocument) -> Result<(), MongoError> {
+    let ok = d.get("ok").map_err(MongoError::malformed)?.and_then(number);
+    if ok == Some(1.0) {
+        return Ok(());
+    }
+    let code = d
+        .get("code")
+        .map_err(MongoError::malformed)?
+        .and_then(number)
+        .unwrap_or(0.0) as i32;
+    let message = match d.get("errmsg").map_err(MongoError::malformed)? {
+        Some(RawBsonRef::String(s)) => s.to_string(),
+        _ => "ok is not 1".to_string(),
+    };
+    Err(MongoError::Command {
+        command: command.to_string(),
+        code,
+        message,
+    })
+}
+
+/// `cmd` as an OP_MSG with one body section (`$db` added: admin).
+pub fn command_request(request_id: i32, cmd: &Document) -> Vec<u8> {
+    let mut cmd = cmd.clone();
+    if !cmd.contains_key("$db") {
+        cmd.insert("$db", "admin");
+    }
+    let body = cmd.to_vec().expect("a command document encodes");
+    let mut msg = Vec::with_capacity(21 + body.len());
+    msg.extend_from_slice(&(21 + body.len() as i32).to_le_bytes());
     msg.extend_from_slice(&request_id.to_le_bytes());
     msg.extend_from_slice(&0i32.to_le_bytes());
     msg.extend_from_slice(&OP_MSG.to_le_bytes());
     msg.extend_from_slice(&0u32.to_le_bytes()); // flagBits
     msg.push(0); // section kind 0: the body
-    msg.extend_from_slice(&doc);
+    msg.extend_from_slice(&body);
     msg
 }
 
-/// The reply to request `request_id`: an OP_MSG whose body is the hello document.
-pub fn parse_reply(msg: &[u8], request_id: i32) -> Result<Hello, MongoError> {
+/// `{hello: 1, $db: "admin"}` as an OP_MSG.
+pub fn hello_request(request_id: i32) -> Vec<u8> {
+    command_request(request_id, &doc! { "hello": 1i32 })
+}
+
+/// The body document of the reply to request `request_id`.
+pub fn reply_body(msg: &[u8], request_id: i32) -> Result<&RawDocument, MongoError> {
     let bad = |s: &str| MongoError::Malformed(s.to_string());
     if msg.len() < 21 {
         return Err(bad("shorter than an OP_MSG"));
@@ -141,147 +353,147 @@ pub fn parse_reply(msg: &[u8], request_id: i32) -> Result<Hello, MongoError> {
     if msg[20] != 0 {
         return Err(bad("first section is not a body"));
     }
-    let mut hello = Hello::default();
-    for (key, value) in Document::parse(&msg[21..])? {
-        match (key, value) {
-            ("ok", v) => hello.ok = v.as_f64() == Some(1.0),
-            ("isWritablePrimary" | "ismaster", Value::Bool(b)) => hello.writable_primary |= b,
-            ("secondary", Value::Bool(b)) => hello.secondary = b,
-            ("arbiterOnly", Value::Bool(b)) => hello.arbiter = b,
-            ("setName", Value::Str(s)) => hello.set_name = Some(s.to_string()),
-            ("msg", Value::Str(s)) => hello.msg = Some(s.to_string()),
-            ("errmsg", Value::Str(s)) => hello.errmsg = Some(s.to_string()),
+    let body = &msg[21..];
+    let size = i32::from_le_bytes(
+        body.get(0..4)
+            .ok_or_else(|| bad("truncated body"))?
+            .try_into()
+            .unwrap(),
+    );
+    if size < 5 || size as usize > body.len() {
+        return Err(MongoError::Malformed(format!(
+            "document size {size} (have {} bytes)",
+            body.len()
+        )));
+    }
+    let doc = RawDocument::from_bytes(&body[..size as usize]).map_err(MongoError::malformed)?;
+    // Walk it once: every element must be well-formed, nested ones too, so
+    // that a reader further on meets no surprise.
+    validate(doc, 0)?;
+    Ok(doc)
+}
+
+/// Every element of `d` (and of its documents and arrays) parses.
+fn validate(d: &RawDocument, depth: usize) -> Result<(), MongoError> {
+    if depth > 32 {
+        return Err(MongoError::Malformed("documents nested deeper than 32".into()));
+    }
+    for element in d {
+        let (_, v) = element.map_err(MongoError::malformed)?;
+        match v {
+            RawBsonRef::Document(inner) => validate(inner, depth + 1)?,
+            RawBsonRef::Array(a) => {
+                for item in a {
+                    if let RawBsonRef::Document(inner) = item.map_err(MongoError::malformed)? {
+                        validate(inner, depth + 1)?;
+                    }
+                }
+            }
             _ => {}
         }
     }
-    Ok(hello)
+    Ok(())
 }
 
-/// A top-level BSON value the probe reads; others are skipped.
-#[derive(Debug, PartialEq)]
-enum Value<'a> {
-    Double(f64),
-    Int(i64),
-    Bool(bool),
-    Str(&'a str),
-    Other,
+/// The reply to `hello` request `request_id`.
+pub fn parse_reply(msg: &[u8], request_id: i32) -> Result<Hello, MongoError> {
+    Hello::from_doc(reply_body(msg, request_id)?)
 }
 
-impl Value<'_> {
-    fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::Double(d) => Some(d),
-            Value::Int(i) => Some(i as f64),
-            _ => None,
+/// The reply to `connPoolStats` request `request_id`.
+pub fn parse_router_reply(msg: &[u8], request_id: i32) -> Result<RouterView, MongoError> {
+    RouterView::from_doc(reply_body(msg, request_id)?)
+}
+
+/// The reply to `replSetGetStatus` request `request_id`.
+pub fn parse_status_reply(msg: &[u8], request_id: i32) -> Result<MemberStatus, MongoError> {
+    MemberStatus::from_doc(reply_body(msg, request_id)?)
+}
+
+/// One connection to a server: commands in turn, each answered before the
+/// next is sent.
+pub struct Conn {
+    stream: tokio::net::TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    pub async fn connect(addr: std::net::SocketAddr) -> Result<Conn, MongoError> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(MongoError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn { stream, next_id: 1 })
+    }
+
+    /// Sends `cmd`; returns the whole reply message and its request id
+    /// (for [`reply_body`] and the `parse_*` functions).
+    pub async fn run(&mut self, cmd: &Document) -> Result<(Vec<u8>, i32), MongoError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.stream
+            .write_all(&command_request(id, cmd))
+            .await
+            .map_err(MongoError::Io)?;
+        let mut header = [0u8; 16];
+        self.stream
+            .read_exact(&mut header)
+            .await
+            .map_err(MongoError::Io)?;
+        let len = i32::from_le_bytes(header[0..4].try_into().unwrap());
+        if len < 21 || len as usize > MAX_REPLY {
+            return Err(MongoError::Malformed(format!("message length {len}")));
         }
+        let mut whole = header.to_vec();
+        whole.resize(len as usize, 0);
+        self.stream
+            .read_exact(&mut whole[16..])
+            .await
+            .map_err(MongoError::Io)?;
+        Ok((whole, id))
+    }
+
+    pub async fn hello(&mut self) -> Result<Hello, MongoError> {
+        let (m, id) = self.run(&doc! { "hello": 1i32 }).await?;
+        parse_reply(&m, id)
+    }
+
+    pub async fn router_view(&mut self) -> Result<RouterView, MongoError> {
+        let (m, id) = self.run(&doc! { "connPoolStats": 1i32 }).await?;
+        parse_router_reply(&m, id)
+    }
+
+    pub async fn member_status(&mut self) -> Result<MemberStatus, MongoError> {
+        let (m, id) = self.run(&doc! { "replSetGetStatus": 1i32 }).await?;
+        parse_status_reply(&m, id)
     }
 }
 
-/// The elements of one BSON document, in order.
-struct Document;
+/// `f` on a fresh connection to `addr`, all within `timeout`.
+pub async fn with_conn<T, F>(
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+    f: F,
+) -> Result<T, MongoError>
+where
+    F: for<'c> FnOnce(
+        &'c mut Conn,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, MongoError>> + Send + 'c>,
+    >,
+{
+    let exchange = async {
+        let mut conn = Conn::connect(addr).await?;
+        f(&mut conn).await
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| MongoError::Timeout(timeout.as_secs_f64()))?
+}
 
-impl Document {
-    fn parse(bytes: &[u8]) -> Result<Vec<(&str, Value<'_>)>, MongoError> {
-        let bad = |s: String| MongoError::Malformed(s);
-        let i32_at = |i: usize| -> Result<i32, MongoError> {
-            bytes
-                .get(i..i + 4)
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
-                .ok_or_else(|| bad(format!("truncated at byte {i}")))
-        };
-        let size = i32_at(0)?;
-        if size < 5 || size as usize > bytes.len() {
-            return Err(bad(format!(
-                "document size {size} (have {} bytes)",
-                bytes.len()
-            )));
-        }
-        let end = size as usize - 1;
-        let mut out = Vec::new();
-        let mut i = 4;
-        while i < end {
-            let kind = bytes[i];
-            let name_end = bytes[i + 1..end]
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| bad("unterminated field name".into()))?
-                + i
-                + 1;
-            let name = std::str::from_utf8(&bytes[i + 1..name_end])
-                .map_err(|_| bad("field name is not UTF-8".into()))?;
-            let v = name_end + 1;
-            let fixed = |n: usize| -> Result<&[u8], MongoError> {
-                bytes
-                    .get(v..v + n)
-                    .filter(|_| v + n <= end)
-                    .ok_or_else(|| bad(format!("field {name:?} truncated")))
-            };
-            let (value, len) = match kind {
-                0x01 => (
-                    Value::Double(f64::from_le_bytes(fixed(8)?.try_into().unwrap())),
-                    8,
-                ),
-                0x02 | 0x0D | 0x0E => {
-                    let n = i32_at(v)?;
-                    let s = bytes
-                        .get(v + 4..v + 4 + n.max(1) as usize - 1)
-                        .filter(|_| n >= 1 && v + 4 + (n as usize) <= end)
-                        .ok_or_else(|| bad(format!("string {name:?} truncated")))?;
-                    let s = std::str::from_utf8(s)
-                        .map_err(|_| bad(format!("string {name:?} is not UTF-8")))?;
-                    (
-                        if kind == 0x02 {
-                            Value::Str(s)
-                        } else {
-                            Value::Other
-                        },
-                        4 + n as usize,
-                    )
-                }
-                0x03 | 0x04 => {
-                    let n = i32_at(v)?;
-                    if n < 5 || v + n as usize > end {
-                        return Err(bad(format!("embedded document {name:?} size {n}")));
-                    }
-                    (Value::Other, n as usize)
-                }
-                0x05 => {
-                    let n = i32_at(v)?;
-                    if n < 0 {
-                        return Err(bad(format!("binary {name:?} size {n}")));
-                    }
-                    (Value::Other, 5 + n as usize)
-                }
-                0x06 | 0x0A | 0x7F | 0xFF => (Value::Other, 0),
-                0x07 => (Value::Other, 12),
-                0x08 => (Value::Bool(fixed(1)?[0] != 0), 1),
-                0x09 | 0x11 => (Value::Other, 8),
-                0x10 => (
-                    Value::Int(i32::from_le_bytes(fixed(4)?.try_into().unwrap()) as i64),
-                    4,
-                ),
-                0x12 => (
-                    Value::Int(i64::from_le_bytes(fixed(8)?.try_into().unwrap())),
-                    8,
-                ),
-                0x13 => (Value::Other, 16),
-                k => {
-                    return Err(bad(format!(
-                        "field {name:?} has BSON type 0x{k:02x}, which a hello reply does not use"
-                    )))
-                }
-            };
-            if v + len > end {
-                return Err(bad(format!("field {name:?} runs past the document")));
-            }
-            out.push((name, value));
-            i = v + len;
-        }
-        if bytes[end] != 0 {
-            return Err(bad("document does not end with 0".into()));
-        }
-        Ok(out)
-    }
+/// Connects to `addr`, sends `hello` and reads the answer, all within `timeout`.
+pub async fn hello(addr: std::net::SocketAddr, timeout: Duration) -> Result<Hello, MongoError> {
+    with_conn(addr, timeout, |c| Box::pin(c.hello())).await
 }
 
 #[cfg(test)]
@@ -359,11 +571,77 @@ mod tests {
         );
         assert_eq!(&r[4..16], &[7, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0]);
         assert_eq!(&r[16..21], &[0, 0, 0, 0, 0]);
-        let doc = Document::parse(&r[21..]).unwrap();
+        let doc = bson::Document::from_reader(&r[21..]).unwrap();
+        assert_eq!(doc, doc! { "hello": 1i32, "$db": "admin" });
+    }
+
+    /// A reply message around `body` (answering request `to`).
+    fn reply(to: i32, body: &Document) -> Vec<u8> {
+        let mut m = command_request(99, body);
+        m[8..12].copy_from_slice(&to.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn router_view_names_each_set_without_a_reachable_primary() {
+        // The documented connPoolStats shape (docs/research/mongo-gates.md):
+        // shardB's only host is down, as the monitor reports an unknown host.
+        let body = doc! {
+            "numClientConnections": 0i32,
+            "replicaSets": {
+                "csRS": { "hosts": [ { "addr": "cfg1:27019", "ok": true, "ismaster": true, "hidden": false, "secondary": false, "pingTimeMillis": 0.4 } ] },
+                "shardA": { "hosts": [
+                    { "addr": "a1:27018", "ok": true, "ismaster": false, "secondary": true },
+                    { "addr": "a2:27018", "ok": true, "ismaster": true, "secondary": false } ] },
+                "shardB": { "hosts": [ { "addr": "b1:27018", "ok": false, "ismaster": false, "hidden": false, "secondary": false, "pingTimeMillis": 9.223372036854776e18 } ] },
+            },
+            "ok": 1.0,
+        };
+        let view = parse_router_reply(&reply(3, &body), 3).unwrap();
+        assert_eq!(view.sets.len(), 3);
+        let all: Vec<String> = ["csRS", "shardA", "shardB", "shardC"].map(String::from).to_vec();
         assert_eq!(
-            doc,
-            vec![("hello", Value::Int(1)), ("$db", Value::Str("admin"))]
+            view.unreachable(&all),
+            vec![
+                "shardB (no primary reachable: b1:27018 unreachable)".to_string(),
+                "shardC (not monitored by this router)".to_string(),
+            ]
         );
+        assert!(view.unreachable(&all[..2]).is_empty());
+        // No expectation: every monitored set, and at least one.
+        assert_eq!(view.unreachable(&[]).len(), 1);
+        assert_eq!(RouterView::default().unreachable(&[]).len(), 1);
+    }
+
+    #[test]
+    fn an_unauthorized_command_is_an_error_with_the_servers_code() {
+        let body = doc! { "ok": 0.0, "errmsg": "command connPoolStats requires authentication", "code": 13i32, "codeName": "Unauthorized" };
+        match parse_router_reply(&reply(4, &body), 4) {
+            Err(MongoError::Command { code: 13, message, .. }) => assert!(message.contains("requires authentication")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn member_lag_is_the_primarys_optime_date_minus_its_own() {
+        let at = |ms: i64| bson::DateTime::from_millis(ms);
+        let body = doc! {
+            "set": "rs0",
+            "members": [
+                { "_id": 0i32, "name": "a:27018", "state": 1i32, "stateStr": "PRIMARY", "optimeDate": at(1_700_000_012_500) },
+                { "_id": 1i32, "name": "b:27018", "state": 2i32, "stateStr": "SECONDARY", "optimeDate": at(1_700_000_000_000), "self": true },
+            ],
+            "ok": 1i32,
+        };
+        let st = parse_status_reply(&reply(5, &body), 5).unwrap();
+        assert_eq!(
+            st,
+            MemberStatus { state: Some(2), primary: Some("a:27018".into()), lag_ms: Some(12_500) }
+        );
+        // No primary: no lag to speak of.
+        let body = doc! { "members": [ { "name": "b:27018", "state": 2i32, "optimeDate": at(1), "self": true } ], "ok": 1i32 };
+        let st = parse_status_reply(&reply(6, &body), 6).unwrap();
+        assert_eq!((st.primary, st.lag_ms), (None, None));
     }
 
     #[test]

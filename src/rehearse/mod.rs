@@ -14,6 +14,7 @@ use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use crate::sim::{SimDnsProbe, SimFleet, SimRuntime};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 
 pub const BATCH_SIZES: [usize; 6] = [25, 50, 100, 200, 400, 800];
@@ -111,6 +112,7 @@ pub fn rehearse(
             on_event: &mut on_event,
         };
         let finished = session::run(session, &mut watcher).await?;
+        sim.settle(Duration::from_secs(600)).await;
         timeline = finished.timeline;
         let outcome = finished.outcome;
         Ok::<_, RehearseError>((outcome, sim.stats(), sim.dns_per_second(), plan.waves.len()))

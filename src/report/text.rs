@@ -47,6 +47,13 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
         "  stuck              {} at the end ({} stuck events)",
         r.stuck, r.stuck_events
     )?;
+    if r.stuck > 0 && r.state == crate::engine::RunState::Succeeded {
+        writeln!(
+            out,
+            "  WARNING            {} containers passed their gates yet are stuck: those gates cannot see it (a bare hello, TCP or Docker state); gate routers with kind = \"mongos\" and members with max_lag",
+            r.stuck
+        )?;
+    }
     writeln!(
         out,
         "  re-restarts        {} ({} restart failures)",

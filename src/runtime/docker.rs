@@ -297,6 +297,9 @@ pub struct DockerRuntime {
     resolver: Option<CachedResolver>,
     /// Why each container's last probe of our own did not pass.
     notes: Mutex<HashMap<String, String>>,
+    /// Routers failing the router gate: since when, per process (the
+    /// container's start marker), to tell "not yet" from stuck.
+    failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
 }
 
 impl Drop for DockerRuntime {
@@ -342,6 +345,7 @@ impl DockerRuntime {
             jitter: Mutex::new(SplitMix64::new(0x5eed)),
             resolver,
             notes: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
         };
         for (spec, client) in specs.iter().zip(clients) {
             match client {
@@ -518,23 +522,98 @@ impl DockerRuntime {
         }
     }
 
-    /// MongoDB's hello; `Err` says why it did not pass.
+    /// MongoDB's hello (and, with `max_lag`, the member's lag behind its
+    /// primary); `Err` says why it did not pass.
     async fn probe_mongo(
         &self,
         c: &Container,
         port: u16,
+        max_lag: Option<Duration>,
         inspected: &ContainerInspectResponse,
         timeout: Duration,
     ) -> Result<(), String> {
+        use crate::health::mongo::{with_conn, Hello, MemberStatus, MongoError};
         let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
-        match crate::health::mongo::hello(addr, timeout).await {
-            Ok(h) if h.health() == Health::Healthy => Ok(()),
-            Ok(h) => Err(match (&h.errmsg, &h.set_name) {
+        let asked = with_conn(addr, timeout, |conn| {
+            Box::pin(async move {
+                let hello = conn.hello().await?;
+                let lagging = hello.set_name.is_some()
+                    && hello.health() == Health::Healthy
+                    && !hello.writable_primary
+                    && max_lag.is_some();
+                let status = if lagging {
+                    Some(conn.member_status().await?)
+                } else {
+                    None
+                };
+                Ok::<(Hello, Option<MemberStatus>), MongoError>((hello, status))
+            })
+        })
+        .await;
+        let (h, status) = asked.map_err(|e| format!("hello to {addr}: {e}"))?;
+        if h.health() != Health::Healthy {
+            return Err(match (&h.errmsg, &h.set_name) {
                 (Some(m), _) => format!("hello to {addr}: {m}"),
                 (None, Some(set)) => format!("hello to {addr}: member of {set} is neither primary nor secondary (STARTUP2, RECOVERING…)"),
                 (None, None) => format!("hello to {addr}: ok is not 1"),
-            }),
-            Err(e) => Err(format!("hello to {addr}: {e}")),
+            });
+        }
+        if let (Some(st), Some(bound), Some(set)) = (status, max_lag, &h.set_name) {
+            let Some(primary) = st.primary else {
+                return Err(format!(
+                    "replSetGetStatus on {addr}: replica set {set} has no primary"
+                ));
+            };
+            let lag = Duration::from_millis(st.lag_ms.unwrap_or(0).max(0) as u64);
+            if lag > bound {
+                return Err(format!(
+                    "replSetGetStatus on {addr}: member of {set} is {:.1}s behind its primary {primary} (bound {:.1}s)",
+                    lag.as_secs_f64(),
+                    bound.as_secs_f64()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The router gate: hello says mongos, and its replica-set monitor has
+    /// a reachable primary for each of `sets`. `Ok(false)`: it answers but
+    /// cannot reach them (the `Err` of a failed probe is "not yet").
+    async fn probe_router(
+        &self,
+        c: &Container,
+        port: u16,
+        sets: &[String],
+        inspected: &ContainerInspectResponse,
+        timeout: Duration,
+    ) -> Result<Result<(), String>, String> {
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        let asked = crate::health::mongo::with_conn(addr, timeout, |conn| {
+            Box::pin(async move {
+                let hello = conn.hello().await?;
+                if !hello.ok || !hello.is_router() {
+                    return Ok((hello, None));
+                }
+                Ok((hello, Some(conn.router_view().await?)))
+            })
+        })
+        .await;
+        let (hello, view) = asked.map_err(|e| format!("mongos at {addr}: {e}"))?;
+        let Some(view) = view else {
+            return Err(match hello.errmsg {
+                Some(m) => format!("hello to {addr}: {m}"),
+                None if hello.ok => format!("hello to {addr}: not a mongos (no msg \"isdbgrid\")"),
+                None => format!("hello to {addr}: ok is not 1"),
+            });
+        };
+        let unreachable = view.unreachable(sets);
+        if unreachable.is_empty() {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(format!(
+                "mongos at {addr} cannot reach {}",
+                unreachable.join("; ")
+            )))
         }
     }
 
@@ -851,8 +930,51 @@ impl ContainerRuntime for DockerRuntime {
             HealthKind::Docker => return Ok(base),
             _ if base == Health::Down => return Ok(Health::Down),
             HealthKind::Tcp { port } => self.probe_tcp(c, *port, &inspected, check.timeout).await,
-            HealthKind::Mongo { port } => {
-                self.probe_mongo(c, *port, &inspected, check.timeout).await
+            HealthKind::Mongo { port, max_lag } => {
+                self.probe_mongo(c, *port, *max_lag, &inspected, check.timeout)
+                    .await
+            }
+            HealthKind::Mongos {
+                port,
+                stuck_after,
+                sets,
+            } => {
+                let started = inspected
+                    .state
+                    .as_ref()
+                    .and_then(|st| st.started_at.clone())
+                    .unwrap_or_default();
+                match self.probe_router(c, *port, sets, &inspected, check.timeout).await {
+                    Ok(Err(why)) => {
+                        // Answers, but cannot reach a set: stuck once it has
+                        // failed so for `stuck_after` (a fresh mongos's
+                        // monitor needs a heartbeat or two to see its shards).
+                        let now = tokio::time::Instant::now();
+                        let since = {
+                            let mut failing = self.failing.lock().unwrap();
+                            let entry = failing
+                                .entry(c.id.clone())
+                                .or_insert_with(|| (started.clone(), now));
+                            if entry.0 != started {
+                                *entry = (started.clone(), now);
+                            }
+                            entry.1
+                        };
+                        let stuck = now.duration_since(since) >= *stuck_after;
+                        self.note(c, Some(why));
+                        return Ok(if stuck {
+                            self.failing.lock().unwrap().remove(&c.id);
+                            Health::Unhealthy
+                        } else {
+                            Health::Starting
+                        });
+                    }
+                    Ok(Ok(())) => {
+                        self.failing.lock().unwrap().remove(&c.id);
+                        Ok(())
+                    }
+                    Err(why) => Err(why),
+                }
             }
             HealthKind::Exec { command } => match self.exec(c, command).await {
                 Ok(0) => Ok(()),

@@ -237,6 +237,28 @@ impl SimFleet {
             .collect()
     }
 
+    /// Lets processes still starting or stopping reach where they go
+    /// (ready, stuck or down), up to `bound` of virtual time: what a
+    /// rehearsal counts at its end is where the fleet lands, not where the
+    /// engine left it (a weak gate ends a run before its routers are
+    /// ready — or stuck).
+    pub async fn settle(&self, bound: Duration) {
+        let until = tokio::time::Instant::now() + bound;
+        while tokio::time::Instant::now() < until {
+            let moving = self
+                .world
+                .lock()
+                .unwrap()
+                .procs
+                .iter()
+                .any(|p| matches!(p.phase, Phase::Starting | Phase::Restarting));
+            if !moving {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn stats(&self) -> SimStats {
         let w = self.world.lock().unwrap();
         let mut s = SimStats {
@@ -554,10 +576,33 @@ impl ContainerRuntime for SimRuntime {
         self.0.events.subscribe()
     }
 
-    /// The simulator answers every kind of check with the truth a correct
-    /// check would see (a stuck router fails its check).
-    async fn health(&self, c: &Container, _check: &HealthCheck) -> Result<Health, RuntimeError> {
+    /// What each kind of check can see. A starting process already runs
+    /// and listens: Docker's state and a TCP connect pass it. A stuck or
+    /// disconnected process still runs and answers: those and a bare
+    /// `hello` pass it. The router gate (`mongos`) sees a router that
+    /// cannot reach its shards; the member gate (`mongo` with `max_lag`)
+    /// sees a member that cannot follow a primary; an `exec` command is the
+    /// operator's own check and taken to see the truth. So a rehearsal
+    /// shows what a weak gate costs: stuck containers left at the end.
+    async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
+        use crate::config::HealthKind;
         let i = self.0.find(c)?;
-        Ok(self.0.status_of(i).1)
+        let truth = self.0.status_of(i).1;
+        let weak = matches!(check.kind, HealthKind::Docker | HealthKind::Tcp { .. });
+        if truth == Health::Starting && weak {
+            // Running, and listening before it is ready (a mongod opens its
+            // port in STARTUP2).
+            return Ok(Health::Healthy);
+        }
+        if truth != Health::Unhealthy {
+            return Ok(truth);
+        }
+        let data = self.0.fleet.sim[i].role.is_data();
+        let sees_it = match &check.kind {
+            HealthKind::Mongos { .. } | HealthKind::Exec { .. } => true,
+            HealthKind::Mongo { max_lag, .. } => data && max_lag.is_some(),
+            HealthKind::Docker | HealthKind::Tcp { .. } => false,
+        };
+        Ok(if sees_it { Health::Unhealthy } else { Health::Healthy })
     }
 }
