@@ -513,3 +513,176 @@ proptest! {
         });
     }
 }
+
+/// The simulated fleet, where every router answers but never reaches one
+/// replica set of its cluster (a shard the router gate must name), and
+/// each router check's replica sets are kept for the test to read.
+struct Stranded {
+    sim: SimRuntime,
+    sets_seen: std::sync::Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Stranded {
+    fn router(c: &rekindle::model::Container) -> bool {
+        c.name.contains("-mongos-")
+    }
+}
+
+impl rekindle::runtime::ContainerRuntime for Stranded {
+    async fn list(
+        &self,
+    ) -> Result<Vec<rekindle::model::Container>, rekindle::runtime::RuntimeError> {
+        self.sim.list().await
+    }
+    async fn inspect(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
+        self.sim.inspect(c).await
+    }
+    async fn stop(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.sim.stop(c).await
+    }
+    async fn start(
+        &self,
+        c: &rekindle::model::Container,
+        before: &str,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.sim.start(c, before).await
+    }
+    async fn exec(
+        &self,
+        c: &rekindle::model::Container,
+        cmd: &[String],
+    ) -> Result<i64, rekindle::runtime::RuntimeError> {
+        self.sim.exec(c, cmd).await
+    }
+    async fn health(
+        &self,
+        c: &rekindle::model::Container,
+        check: &rekindle::config::HealthCheck,
+    ) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
+        let h = self.sim.health(c, check).await?;
+        if let rekindle::config::HealthKind::Mongos { sets, .. } = &check.kind {
+            self.sets_seen
+                .lock()
+                .unwrap()
+                .insert(c.name.clone(), sets.clone());
+        }
+        Ok(if Stranded::router(c) && h == rekindle::model::Health::Healthy {
+            rekindle::model::Health::Unhealthy
+        } else {
+            h
+        })
+    }
+    fn probe_note(&self, c: &rekindle::model::Container) -> Option<String> {
+        Stranded::router(c).then(|| {
+            let cluster = c.name.split("-mongos-").next().unwrap();
+            format!("mongos at 10.0.0.1:27017 cannot reach {cluster}-rs01 (no primary reachable)")
+        })
+    }
+    fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {
+        self.sim.events()
+    }
+}
+
+#[test]
+fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_fails_naming_it() {
+    paused().block_on(async {
+        let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+        assert!(matches!(
+            s.pb.roles.iter().find(|r| r.name == "router").unwrap().health.kind,
+            rekindle::config::HealthKind::Mongos { .. }
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Arc::new(Stranded {
+            sim: SimRuntime(s.sim.clone()),
+            sets_seen: Default::default(),
+        });
+        let e = Engine::new(
+            rt.clone(),
+            s.pb.clone(),
+            s.inv.clone(),
+            s.plan.clone(),
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        );
+        let mut events = e.record_events();
+        let out = e.run().await.unwrap();
+        let mut stuck = HashMap::<String, u32>::new();
+        let mut failed = HashMap::<String, String>::new();
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                Event::Stuck { container, reason, .. } => {
+                    assert!(reason.contains("cannot reach") && reason.contains("-rs01"), "{reason}");
+                    *stuck.entry(container).or_default() += 1;
+                }
+                Event::ContainerFailed { container, reason, .. } => {
+                    failed.insert(container, reason);
+                }
+                _ => {}
+            }
+        }
+        let routers: Vec<&rekindle::model::Container> =
+            s.inv.containers.iter().filter(|c| Stranded::router(c)).collect();
+        assert!(!routers.is_empty());
+        assert_eq!(out.state, RunState::Halted);
+        for r in &routers {
+            // policy.stuck_rerestarts = 2 in the shipped playbook.
+            assert_eq!(stuck.get(&r.name).copied(), Some(2), "{}", r.name);
+            let why = failed.get(&r.name).unwrap_or_else(|| panic!("{} not failed", r.name));
+            assert!(why.contains("cannot reach") && why.contains("-rs01"), "{why}");
+        }
+        // The gate was asked about every replica set of the router's
+        // cluster, from the inventory's replset labels.
+        let seen = rt.sets_seen.lock().unwrap();
+        for r in &routers {
+            let cluster = r.labels.get("db.cluster").unwrap();
+            let mut want: Vec<String> = s
+                .inv
+                .containers
+                .iter()
+                .filter(|c| c.labels.get("db.cluster") == Some(cluster))
+                .filter_map(|c| c.labels.get("db.replset").map(str::to_string))
+                .collect();
+            want.sort();
+            want.dedup();
+            assert!(want.len() >= 2, "{want:?}");
+            assert_eq!(seen.get(&r.name), Some(&want), "{}", r.name);
+        }
+    });
+}
+
+#[test]
+fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_router_gate_leaves_none() {
+    // A resolver weaker than the playbook claims, paced statically at the
+    // claim: lookups time out and containers come up stuck.
+    let weak = smoke(|t| {
+        t.replace("capacity_qps = 40", "capacity_qps = 15")
+            .replace("queue = 20", "queue = 5")
+    });
+    let opts = rekindle::rehearse::Options {
+        compare: false,
+        static_budget: true,
+        handle_tx: None,
+        state_dir: None,
+    };
+    let gated = playbook(40.0, |t| t.replace("headroom = 0.8", "headroom = 1.0"));
+    let hello_only = playbook(40.0, |t| {
+        t.replace("headroom = 0.8", "headroom = 1.0")
+            .replace("kind = \"mongos\"", "kind = \"mongo\"")
+            .replace(", max_lag = \"10s\"", "")
+    });
+    let strong = rekindle::rehearse::rehearse(&gated, &weak, &opts, |_, _| {}).unwrap();
+    let weak_gate = rekindle::rehearse::rehearse(&hello_only, &weak, &opts, |_, _| {}).unwrap();
+    // The hello-only gate "succeeds" with stuck containers left; the
+    // router and member gates see them and restart them until they pass.
+    assert_eq!(weak_gate.state, RunState::Succeeded);
+    assert!(weak_gate.stuck > 0, "{} stuck", weak_gate.stuck);
+    assert!(strong.stuck_events > 0);
+    assert_eq!(strong.stuck, 0, "{} stuck left by the router gate", strong.stuck);
+    assert_eq!(strong.healthy, strong.total);
+}

@@ -35,7 +35,7 @@
 use rekindle::api::notify::Notifier;
 use rekindle::api::{Daemon, DaemonSetup};
 use rekindle::config::Playbook;
-use rekindle::health::mongo::parse_reply;
+use rekindle::health::mongo::{parse_reply, parse_router_reply, parse_status_reply};
 use rekindle::journal::{self, Journal, JournalError, Record};
 use rekindle::rng::SplitMix64;
 use rekindle::scenario::Scenario;
@@ -305,7 +305,8 @@ fn exec_api(input: &[u8], sock: &Path) -> bool {
     accepted
 }
 
-/// `health::mongo::parse_reply` on any bytes, with the request id the frame
+/// `health::mongo::parse_reply` (and the connPoolStats and
+/// replSetGetStatus readers) on any bytes, with the request id the frame
 /// answers (so the body is parsed) and with another one.
 #[test]
 fn mongo() {
@@ -318,6 +319,12 @@ fn exec_mongo(input: &[u8]) -> bool {
         .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
         .unwrap_or(0);
     let _ = parse_reply(input, id.wrapping_add(1));
+    // The router and member gates read the same frames deeper.
+    if let Ok(view) = parse_router_reply(input, id) {
+        let _ = view.unreachable(&[]);
+        let _ = view.unreachable(&["rs0".to_string()]);
+    }
+    let _ = parse_status_reply(input, id);
     match parse_reply(input, id) {
         Ok(hello) => {
             hello.health();
@@ -2049,6 +2056,48 @@ fn write_corpus() {
             (0x10, "code", 91i32.to_le_bytes().to_vec()),
             (0x02, "codeName", string("ShutdownInProgress")),
         ],
+    );
+    // The router gate's connPoolStats and the member gate's
+    // replSetGetStatus, in the documented shapes.
+    let framed = |name: &str, body: bson::Document| {
+        let body = body.to_vec().unwrap();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(21 + body.len() as i32).to_le_bytes());
+        m.extend_from_slice(&99i32.to_le_bytes());
+        m.extend_from_slice(&1i32.to_le_bytes());
+        m.extend_from_slice(&2013i32.to_le_bytes());
+        m.extend_from_slice(&0u32.to_le_bytes());
+        m.push(0);
+        m.extend_from_slice(&body);
+        put("mongo", name, &m);
+    };
+    framed(
+        "connpoolstats.bin",
+        bson::doc! {
+            "numClientConnections": 0i32,
+            "replicaSets": {
+                "csRS": { "hosts": [ { "addr": "cfg1:27019", "ok": true, "ismaster": true, "hidden": false, "secondary": false, "pingTimeMillis": 0.4 } ] },
+                "rs0": { "hosts": [ { "addr": "a:27018", "ok": false, "ismaster": false, "hidden": false, "secondary": false, "pingTimeMillis": 9.2e18 } ] },
+            },
+            "ok": 1.0,
+        },
+    );
+    framed(
+        "replsetgetstatus.bin",
+        bson::doc! {
+            "set": "rs0",
+            "date": bson::DateTime::from_millis(1_700_000_013_000),
+            "members": [
+                { "_id": 0i32, "name": "a:27018", "state": 1i32, "stateStr": "PRIMARY", "optimeDate": bson::DateTime::from_millis(1_700_000_012_500),
+                  "optime": { "ts": bson::Timestamp { time: 1_700_000_012, increment: 1 }, "t": 3i64 } },
+                { "_id": 1i32, "name": "b:27018", "state": 2i32, "stateStr": "SECONDARY", "optimeDate": bson::DateTime::from_millis(1_700_000_000_000), "self": true },
+            ],
+            "ok": 1i32,
+        },
+    );
+    framed(
+        "unauthorized.bin",
+        bson::doc! { "ok": 0.0, "errmsg": "command connPoolStats requires authentication", "code": 13i32, "codeName": "Unauthorized" },
     );
 
     // Inventory files: the smoke scenario's fleet as `inventory --output

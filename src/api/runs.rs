@@ -166,6 +166,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         .collect();
     let total = plan.containers;
     let runtime = DockerRuntime::from_hosts(&pb, hosts);
+    let pre = crate::recovery::preflight::preflight(&pb, &inventory, &plan, &runtime).await;
+    run.push(json!({ "event": "preflight", "checks": pre.checks }));
+    if let Some(failed) = pre.failure() {
+        return fail(failed);
+    }
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let session = Session {

@@ -279,13 +279,38 @@ pub struct Usage(pub String);
 pub struct Aborted;
 
 async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    use std::io::Write;
     let playbook = Playbook::load(&args.playbook)?;
-    let inventory = args.inventory.source().load(&playbook).await?;
+    let source = args.inventory.source();
+    // On Docker, the hosts discovery connected are the pre-flight's too.
+    let (inventory, hosts) = match source {
+        InventorySource::Docker => {
+            let hosts = crate::runtime::docker::DockerHosts::connect(&playbook).await;
+            (source.load_on(&playbook, &hosts).await?, Some(hosts))
+        }
+        _ => (source.load(&playbook).await?, None),
+    };
     let plan = Plan::build(&inventory, &playbook)?;
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        Output::Json => render::plan_json(&mut out, &playbook, &inventory, &plan)?,
-        Output::Table => render::plan_table(&mut out, &playbook, &inventory, &plan, args.all)?,
+    {
+        let mut out = std::io::stdout().lock();
+        match args.output {
+            Output::Json => render::plan_json(&mut out, &playbook, &inventory, &plan)?,
+            Output::Table => render::plan_table(&mut out, &playbook, &inventory, &plan, args.all)?,
+        }
+    }
+    // What `run` would check before its first restart (the JSON output
+    // keeps stdout for the plan: the pre-flight goes to stderr).
+    if let Some(hosts) = hosts {
+        let runtime = crate::runtime::docker::DockerRuntime::from_hosts(&playbook, hosts);
+        let pre = crate::recovery::preflight::preflight(&playbook, &inventory, &plan, &runtime).await;
+        match args.output {
+            Output::Table => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out)?;
+                pre.render(&mut out)?;
+            }
+            Output::Json => pre.render(&mut std::io::stderr().lock())?,
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::inventory::InventorySource;
 use crate::model::Inventory;
 use crate::plan::Plan;
 use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
+use crate::recovery::preflight::preflight;
 use crate::report::RunReport;
 use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
@@ -102,6 +103,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let probe = dns_probe(&playbook, &inventory, args.no_pacing, hosts.resolver())
         .await
         .map_err(Usage)?;
+    let runtime = DockerRuntime::from_hosts(&playbook, hosts);
+    let pre = preflight(&playbook, &inventory, &plan, &runtime).await;
+    pre.render(&mut std::io::stderr().lock())?;
+    if let Some(failed) = pre.failure() {
+        return Err(Usage(failed).into());
+    }
     if !args.yes {
         confirm(&playbook, &inventory, &plan, args.resume).await?;
     }
@@ -110,7 +117,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         JournalMode::New
     };
-    let runtime = DockerRuntime::from_hosts(&playbook, hosts);
     let total = plan.containers;
     let session = Session {
         runtime,

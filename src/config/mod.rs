@@ -38,6 +38,55 @@ pub struct Playbook {
     pub hosts: Vec<HostSpec>,
     /// rekindle's own resolver.
     pub resolver: ResolverSettings,
+    /// Credentials for the MongoDB gates (`[mongo]`), when the servers
+    /// require authentication.
+    pub mongo: Option<MongoAuth>,
+}
+
+/// Who the MongoDB gates authenticate as, and where the password is read
+/// from — never the password itself (it is read when a run starts, and
+/// held in a value that never prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct MongoAuth {
+    pub user: String,
+    pub password: PasswordSource,
+    /// The database holding the user (default `admin`).
+    pub auth_source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordSource {
+    /// A file readable by its owner (and group) only.
+    File(PathBuf),
+    /// An environment variable's name.
+    Env(String),
+}
+
+impl PasswordSource {
+    pub fn describe(&self) -> String {
+        match self {
+            PasswordSource::File(p) => format!("password file {}", p.display()),
+            PasswordSource::Env(v) => format!("environment variable {v}"),
+        }
+    }
+}
+
+/// A password file must exist and not be readable by every user.
+pub fn check_password_file(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", p.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "{} is readable by every user (mode {mode:o}): chmod o-r it (600 or 640)",
+            p.display()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -802,6 +851,60 @@ impl Resolver<'_> {
             discovery,
             hosts,
             resolver,
+            mongo: raw.mongo.as_ref().map(|m| self.mongo(m)).transpose()?,
+        })
+    }
+
+    fn mongo(&self, raw: &Spanned<raw::RawMongo>) -> Result<MongoAuth, SourceError> {
+        let m = raw.get_ref();
+        if let Some(p) = &m.password {
+            return Err(self.err(
+                p,
+                "mongo.password",
+                "the password never goes in the playbook: name a file (password_file) or an environment variable (password_env)",
+            ));
+        }
+        let user = self.non_empty(&m.user, "mongo.user")?;
+        let password = match (&m.password_file, &m.password_env) {
+            (Some(f), None) => {
+                let path = PathBuf::from(f.get_ref());
+                check_password_file(&path).map_err(|e| self.err(f, "mongo.password_file", e))?;
+                PasswordSource::File(path)
+            }
+            (None, Some(v)) => {
+                let var = self.non_empty(v, "mongo.password_env")?;
+                if std::env::var_os(&var).is_none() {
+                    return Err(self.err(
+                        v,
+                        "mongo.password_env",
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
+                PasswordSource::Env(var)
+            }
+            (Some(f), Some(_)) => {
+                return Err(self.err(
+                    f,
+                    "mongo.password_file",
+                    "give password_file or password_env, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    raw,
+                    "mongo",
+                    "needs password_file or password_env (where to read the password)",
+                ))
+            }
+        };
+        let auth_source = match &m.auth_source {
+            Some(a) => self.non_empty(a, "mongo.auth_source")?,
+            None => "admin".to_string(),
+        };
+        Ok(MongoAuth {
+            user,
+            password,
+            auth_source,
         })
     }
 

@@ -28,6 +28,25 @@ pub struct RawPlaybook {
     pub hosts: Option<Vec<Spanned<RawHost>>>,
     #[serde(default)]
     pub resolver: Option<Spanned<RawResolver>>,
+    #[serde(default)]
+    pub mongo: Option<Spanned<RawMongo>>,
+}
+
+/// How the MongoDB gates authenticate. The password itself has no key:
+/// only where to read it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongo {
+    pub user: Spanned<String>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    /// Caught to say why it is refused (never the password in the playbook).
+    #[serde(default)]
+    pub password: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub auth_source: Option<Spanned<String>>,
 }
 
 /// rekindle's own resolver (health probes, host names).

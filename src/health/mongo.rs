@@ -33,6 +33,9 @@ pub enum MongoError {
     Io(std::io::Error),
     #[error("malformed reply: {0}")]
     Malformed(String),
+    /// The credentials were refused (or the exchange failed).
+    #[error("authentication failed: {0}")]
+    Auth(String),
     /// The server answered `ok: 0`.
     #[error("{command} failed: {message} (code {code})")]
     Command {
@@ -266,7 +269,7 @@ impl MemberStatus {
             return Err(MongoError::Malformed("no member marked self".into()));
         };
         let lag_ms = match (&primary, mine) {
-            (Some((_, Some(p))), Some(m)) => Some((p - m).max(0)),
+            (Some((_, Some(p))), Some(m)) => Some(p.saturating_sub(m).max(0)),
             _ => None,
         };
         Ok(MemberStatus {
@@ -451,6 +454,105 @@ impl Conn {
             .await
             .map_err(MongoError::Io)?;
         Ok((whole, id))
+    }
+
+    /// Authenticates the connection: `hello` with `saslSupportedMechs`
+    /// picks the mechanism, then `saslStart` / `saslContinue` (SCRAM).
+    /// A refusal (MongoDB's code 18, "Authentication failed.") or a server
+    /// that cannot prove it holds the user is [`MongoError::Auth`].
+    pub async fn authenticate(
+        &mut self,
+        creds: &crate::health::scram::Credentials,
+    ) -> Result<(), MongoError> {
+        use crate::health::scram::{Conversation, Mechanism};
+        use bson::{spec::BinarySubtype, Binary};
+        let (m, id) = self
+            .run(&doc! { "hello": 1i32, "saslSupportedMechs": creds.namespace() })
+            .await?;
+        let reply = reply_body(&m, id)?;
+        let offered: Option<Vec<String>> =
+            match reply.get("saslSupportedMechs").map_err(MongoError::malformed)? {
+                Some(RawBsonRef::Array(a)) => Some(
+                    a.into_iter()
+                        .filter_map(|v| match v {
+                            Ok(RawBsonRef::String(s)) => Some(s.to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+        let mech = Mechanism::pick(offered.as_deref()).map_err(MongoError::Auth)?;
+        let mut conv = Conversation::new(creds, mech);
+        let binary = |bytes: Vec<u8>| Binary {
+            subtype: BinarySubtype::Generic,
+            bytes,
+        };
+        let start = doc! {
+            "saslStart": 1i32,
+            "mechanism": mech.name(),
+            "payload": binary(conv.client_first()),
+            "autoAuthorize": 1i32,
+            "options": { "skipEmptyExchange": true },
+            "$db": creds.source.clone(),
+        };
+        let (id_, payload, _) = self.sasl_step("saslStart", &start).await?;
+        let client_final = conv.client_final(&payload).map_err(MongoError::Auth)?;
+        let cont = doc! {
+            "saslContinue": 1i32,
+            "conversationId": id_,
+            "payload": binary(client_final),
+            "$db": creds.source.clone(),
+        };
+        let (_, payload, mut done) = self.sasl_step("saslContinue", &cont).await?;
+        conv.verify_server_final(&payload)
+            .map_err(MongoError::Auth)?;
+        // A server that does not skip the empty exchange wants one more.
+        let mut rounds = 0;
+        while !done {
+            rounds += 1;
+            if rounds > 2 {
+                return Err(MongoError::Auth("the conversation does not end".into()));
+            }
+            let empty = doc! {
+                "saslContinue": 1i32,
+                "conversationId": id_,
+                "payload": binary(Vec::new()),
+                "$db": creds.source.clone(),
+            };
+            done = self.sasl_step("saslContinue", &empty).await?.2;
+        }
+        Ok(())
+    }
+
+    /// One SASL round: (conversationId, payload, done).
+    async fn sasl_step(
+        &mut self,
+        command: &str,
+        cmd: &Document,
+    ) -> Result<(i32, Vec<u8>, bool), MongoError> {
+        let (m, id) = self.run(cmd).await?;
+        let d = reply_body(&m, id)?;
+        match command_ok(command, d) {
+            Ok(()) => {}
+            Err(MongoError::Command { code, message, .. }) => {
+                return Err(MongoError::Auth(format!("{message} (code {code})")))
+            }
+            Err(e) => return Err(e),
+        }
+        let conversation = match d.get("conversationId").map_err(MongoError::malformed)? {
+            Some(v) => number(v).unwrap_or(0.0) as i32,
+            None => 0,
+        };
+        let payload = match d.get("payload").map_err(MongoError::malformed)? {
+            Some(RawBsonRef::Binary(b)) => b.bytes.to_vec(),
+            _ => return Err(MongoError::Malformed(format!("{command} reply without a payload"))),
+        };
+        let done = matches!(
+            d.get("done").map_err(MongoError::malformed)?,
+            Some(RawBsonRef::Boolean(true))
+        );
+        Ok((conversation, payload, done))
     }
 
     pub async fn hello(&mut self) -> Result<Hello, MongoError> {
@@ -638,6 +740,12 @@ mod tests {
             st,
             MemberStatus { state: Some(2), primary: Some("a:27018".into()), lag_ms: Some(12_500) }
         );
+        // Dates at the ends of the range (the fuzzer's find: an overflow).
+        let body = doc! { "members": [
+            { "name": "a", "state": 1i32, "optimeDate": at(i64::MAX) },
+            { "name": "b", "state": 2i32, "optimeDate": at(i64::MIN), "self": true },
+        ], "ok": 1i32 };
+        assert_eq!(parse_status_reply(&reply(7, &body), 7).unwrap().lag_ms, Some(i64::MAX));
         // No primary: no lag to speak of.
         let body = doc! { "members": [ { "name": "b:27018", "state": 2i32, "optimeDate": at(1), "self": true } ], "ok": 1i32 };
         let st = parse_status_reply(&reply(6, &body), 6).unwrap();

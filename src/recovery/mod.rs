@@ -3,6 +3,8 @@
 //! archiving a finished journal (the journal itself is opened by
 //! [`crate::session`]). It never restarts anything itself: that is the engine's.
 
+pub mod preflight;
+
 use crate::config::Playbook;
 use crate::dns::budget::DnsProbe;
 use crate::dns::CachedResolver;

@@ -297,6 +297,9 @@ pub struct DockerRuntime {
     resolver: Option<CachedResolver>,
     /// Why each container's last probe of our own did not pass.
     notes: Mutex<HashMap<String, String>>,
+    /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
+    /// was built; the error says why they could not be.
+    credentials: Option<Result<Arc<crate::health::scram::Credentials>, String>>,
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
@@ -346,6 +349,9 @@ impl DockerRuntime {
             resolver,
             notes: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
+            credentials: pb.mongo.as_ref().map(|m| {
+                crate::health::scram::Credentials::load(m).map(Arc::new)
+            }),
         };
         for (spec, client) in specs.iter().zip(clients) {
             match client {
@@ -534,6 +540,7 @@ impl DockerRuntime {
     ) -> Result<(), String> {
         use crate::health::mongo::{with_conn, Hello, MemberStatus, MongoError};
         let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        let creds = self.credentials()?;
         let asked = with_conn(addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
@@ -542,6 +549,9 @@ impl DockerRuntime {
                     && !hello.writable_primary
                     && max_lag.is_some();
                 let status = if lagging {
+                    if let Some(creds) = &creds {
+                        conn.authenticate(creds).await?;
+                    }
                     Some(conn.member_status().await?)
                 } else {
                     None
@@ -588,11 +598,15 @@ impl DockerRuntime {
         timeout: Duration,
     ) -> Result<Result<(), String>, String> {
         let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        let creds = self.credentials()?;
         let asked = crate::health::mongo::with_conn(addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
                 if !hello.ok || !hello.is_router() {
                     return Ok((hello, None));
+                }
+                if let Some(creds) = &creds {
+                    conn.authenticate(creds).await?;
                 }
                 Ok((hello, Some(conn.router_view().await?)))
             })
@@ -615,6 +629,71 @@ impl DockerRuntime {
                 unreachable.join("; ")
             )))
         }
+    }
+
+    /// The gates' credentials: none configured, or read (an `Err` when
+    /// the playbook names them but they could not be read).
+    fn credentials(
+        &self,
+    ) -> Result<Option<Arc<crate::health::scram::Credentials>>, String> {
+        match &self.credentials {
+            None => Ok(None),
+            Some(Ok(c)) => Ok(Some(c.clone())),
+            Some(Err(e)) => Err(format!("MongoDB credentials: {e}")),
+        }
+    }
+
+    /// Pre-flight for one container of a role gated on MongoDB: it
+    /// answers, the credentials (if any) authenticate, and the gate's own
+    /// command is allowed (`connPoolStats` on a mongos, `replSetGetStatus`
+    /// on a member gated on lag). `Err` says what failed, naming the
+    /// container.
+    pub async fn preflight_mongo(&self, c: &Container, check: &HealthCheck) -> Result<String, String> {
+        let (port, command) = match &check.kind {
+            HealthKind::Mongos { port, .. } => (*port, Some("connPoolStats")),
+            HealthKind::Mongo { port, max_lag } => {
+                (*port, max_lag.map(|_| "replSetGetStatus"))
+            }
+            _ => return Ok("no MongoDB gate".into()),
+        };
+        let fail = |e: String| format!("container {} on host {}: {e}", c.name, c.host);
+        let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await.map_err(fail)?, port));
+        let creds = self.credentials().map_err(fail)?;
+        let authenticated = creds.is_some();
+        crate::health::mongo::with_conn(addr, check.timeout, |conn| {
+            Box::pin(async move {
+                if let Some(creds) = &creds {
+                    conn.authenticate(creds).await?;
+                }
+                match command {
+                    Some("connPoolStats") => {
+                        conn.router_view().await?;
+                    }
+                    Some(_) => {
+                        // A member not yet in a set answers 94; what
+                        // matters here is that the command is allowed.
+                        match conn.member_status().await {
+                            Ok(_) => {}
+                            Err(crate::health::mongo::MongoError::Command { code: 94, .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    None => {
+                        conn.hello().await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| fail(format!("{addr}: {e}")))?;
+        Ok(format!(
+            "{} at {addr}: {}{}",
+            c.name,
+            if authenticated { "authenticated, " } else { "" },
+            command.unwrap_or("hello")
+        ))
     }
 
     /// Keeps (or clears) why `c`'s last probe did not pass.

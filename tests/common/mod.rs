@@ -61,6 +61,11 @@ impl TestFleet {
 
     /// Creates and starts the containers, a few at a time.
     pub fn start(id: &str, specs: Vec<Spec>) -> TestFleet {
+        Self::start_on(id, specs, None)
+    }
+
+    /// The same, on a network (where containers find each other by name).
+    pub fn start_on(id: &str, specs: Vec<Spec>, network: Option<&TestNetwork>) -> TestFleet {
         let fleet = TestFleet {
             id: id.to_string(),
             names: specs.iter().map(|s| s.name.clone()).collect(),
@@ -87,6 +92,9 @@ impl TestFleet {
                         ]);
                         for (k, v) in &s.labels {
                             cmd.args(["--label", &format!("{k}={v}")]);
+                        }
+                        if let Some(n) = network {
+                            cmd.args(["--network", &n.name]);
                         }
                         for (k, v) in &s.env {
                             cmd.args(["--env", &format!("{k}={v}")]);
@@ -135,6 +143,37 @@ impl TestFleet {
 impl Drop for TestFleet {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// A user-defined Docker network labelled `rekindle.test=<id>` (Docker's
+/// embedded DNS resolves container names on it), removed on drop — after
+/// the fleet on it, so declare it first.
+pub struct TestNetwork {
+    pub name: String,
+}
+
+impl TestNetwork {
+    pub fn create(id: &str) -> TestNetwork {
+        let name = format!("rekindle-{id}");
+        let out = Command::new("docker")
+            .args(["network", "create", "--label", &format!("rekindle.test={id}"), &name])
+            .output()
+            .expect("docker network create");
+        assert!(
+            out.status.success(),
+            "docker network create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestNetwork { name }
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
     }
 }
 

@@ -1,0 +1,437 @@
+//! The MongoDB health gates on the real Docker Engine, with the dbnode
+//! fixture speaking the wire protocol: a router gate that sees a mongos
+//! which answers `hello` but cannot reach its shards (the incident), and a
+//! member gate that waits for replication lag to close. Docker's own event
+//! log is the witness of every start; the fixture's `connPoolStats`,
+//! asked by the test itself, is the witness of what the routers reach.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn write_playbook(dir: &tempfile::TempDir, file: &str, text: &str) -> String {
+    let path = dir.path().join(file);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The container's address on its network.
+fn ip_of(name: &str) -> std::net::IpAddr {
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            name,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("no address for {name}: {text:?}"))
+}
+
+/// The replica sets of each cluster (set → "host:port" members), from the
+/// specs' labels and ports.
+fn sets_of(specs: &[Spec]) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for s in specs {
+        let label = |k: &str| {
+            s.labels
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let (Some(cluster), Some(set)) = (label("db.cluster"), label("db.replset")) else {
+            continue;
+        };
+        let port = s
+            .env
+            .iter()
+            .find(|(k, _)| k == "DBNODE_PORT")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        out.entry(cluster)
+            .or_default()
+            .entry(set)
+            .or_default()
+            .push(format!("{}:{port}", s.name));
+    }
+    out
+}
+
+/// Each router of `specs` as its replica-set monitor sees its cluster now:
+/// the sets it cannot reach (empty: it reaches every one).
+fn unreachable_by_router(specs: &[Spec]) -> BTreeMap<String, Vec<String>> {
+    let sets = sets_of(specs);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for s in specs.iter().filter(|s| s.name.contains("-mongos-")) {
+        let cluster = s
+            .labels
+            .iter()
+            .find(|(k, _)| k == "db.cluster")
+            .unwrap()
+            .1
+            .clone();
+        let expected: Vec<String> = sets[&cluster].keys().cloned().collect();
+        let addr = std::net::SocketAddr::new(ip_of(&s.name), 27017);
+        let view = rt
+            .block_on(rekindle::health::mongo::with_conn(
+                addr,
+                Duration::from_secs(5),
+                |c| Box::pin(c.router_view()),
+            ))
+            .unwrap_or_else(|e| panic!("connPoolStats on {}: {e}", s.name));
+        out.insert(s.name.clone(), view.unreachable(&expected));
+    }
+    out
+}
+
+/// `sharded_specs` with each mongos told its cluster's replica sets, and
+/// each shard member slow to open its port (a mongod replaying its journal).
+fn gated_specs(id: &str, clusters: usize, shards: usize, routers: usize) -> Vec<Spec> {
+    gated_specs_with(id, clusters, shards, routers, 4000)
+}
+
+fn gated_specs_with(
+    id: &str,
+    clusters: usize,
+    shards: usize,
+    routers: usize,
+    listen_delay_ms: u64,
+) -> Vec<Spec> {
+    let mut specs = sharded_specs(id, clusters, shards, routers);
+    let sets = sets_of(&specs);
+    for s in specs.iter_mut() {
+        if s.name.contains("-mongos-") {
+            let cluster = s
+                .labels
+                .iter()
+                .find(|(k, _)| k == "db.cluster")
+                .unwrap()
+                .1
+                .clone();
+            let shards: Vec<String> = sets[&cluster]
+                .iter()
+                .map(|(set, hosts)| format!("{set}={}", hosts.join(",")))
+                .collect();
+            s.env.push(("DBNODE_SHARDS".into(), shards.join(";")));
+        } else if s.name.contains("-rs") {
+            s.env
+                .push(("DBNODE_LISTEN_DELAY_MS".into(), listen_delay_ms.to_string()));
+        }
+        // One primary per set: member 0.
+        if s.name.ends_with("-0") && !s.name.contains("-mongos-") {
+            s.env.push(("DBNODE_PRIMARY".into(), "1".into()));
+        }
+    }
+    specs
+}
+
+/// A recovery playbook that restarts routers as soon as the config
+/// servers pass (not after the shards): routers come up while the shards
+/// are still closed — how a router gets stuck in a real recovery.
+fn early_router_playbook(id: &str, router_health: &str) -> String {
+    run_playbook(id, "", "fail")
+        .replace(
+            r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27019, interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27018, interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
+            router_health,
+        )
+        .replace(r#"after = ["configsvr", "shard"]"#, r#"after = ["configsvr"]"#)
+        .replace(
+            "max_unavailable_per_replset = 1",
+            "max_unavailable_per_replset = \"all\"",
+        )
+        .replace("stuck_rerestarts = 0", "stuck_rerestarts = 2")
+}
+
+#[test]
+fn router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_passes_them_stuck() {
+    if !docker_available("router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_passes_them_stuck") {
+        return;
+    }
+    let id = TestFleet::id_for("gate");
+    let net = TestNetwork::create(&id);
+    // 2 clusters × (3 config servers + 2 shards × 3 + 4 routers) = 26.
+    let specs = gated_specs(&id, 2, 2, 4);
+    let expected_names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let fleet = TestFleet::start_on(&id, on_two_hosts(gated_specs(&id, 2, 2, 4)), Some(&net));
+    assert_eq!(fleet.names, expected_names);
+    let routers: Vec<&String> = fleet.names.iter().filter(|n| n.contains("-mongos-")).collect();
+    assert_eq!(routers.len(), 8);
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1. hello only: every router answers, so the run passes them all —
+    //    while they cannot reach their shards.
+    let hello_only = early_router_playbook(
+        &id,
+        r#"health = { kind = "mongo", port = 27017, interval = "250ms", deadline = "30s" }"#,
+    );
+    let pb = write_playbook(&dir, "hello.toml", &hello_only);
+    let state = dir.path().join("state-hello");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    for r in &routers {
+        assert_eq!(starts(&events).get(*r).copied(), Some(1), "{r}\n{ran}");
+    }
+    // Give a working router's monitor time it would need; these stay stuck.
+    std::thread::sleep(Duration::from_secs(6));
+    let after_hello = unreachable_by_router(&specs);
+    let stuck: Vec<_> = after_hello.iter().filter(|(_, u)| !u.is_empty()).collect();
+    eprintln!("after the hello-only run, {} of 8 routers cannot reach a set: {stuck:?}", stuck.len());
+    assert!(
+        !stuck.is_empty(),
+        "the hello-only run was meant to strand routers: {after_hello:?}\n{ran}"
+    );
+    for (router, sets) in &stuck {
+        assert!(
+            sets.iter().any(|s| s.contains("-rs0")),
+            "{router} should miss a shard: {sets:?}"
+        );
+    }
+
+    // 2. The router gate, same fleet, same early start: a stuck router is
+    //    restarted again once its cluster's members pass, at most
+    //    stuck_rerestarts (2) more times, and ends reaching every set.
+    let gated = early_router_playbook(
+        &id,
+        r#"health = { kind = "mongos", port = 27017, stuck_after = "1s", interval = "250ms", deadline = "30s" }"#,
+    );
+    let pb = write_playbook(&dir, "gate.toml", &gated);
+    let state = dir.path().join("state-gate");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let counts = starts(&events);
+    let mut rerestarted = 0;
+    for r in &routers {
+        let n = counts.get(*r).copied().unwrap_or(0);
+        assert!((1..=3).contains(&n), "{r} started {n} times\n{ran}");
+        if n > 1 {
+            rerestarted += 1;
+        }
+    }
+    eprintln!("router gate: {rerestarted} of 8 routers restarted again; starts {counts:?}");
+    assert!(
+        rerestarted > 0,
+        "routers started before their shards must be found stuck: {counts:?}\n{ran}"
+    );
+    for name in fleet.names.iter().filter(|n| !n.contains("-mongos-")) {
+        assert_eq!(counts.get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+    let log_text = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        log_text.contains("stuck") && log_text.contains("cannot reach") && log_text.contains("-rs0"),
+        "the stuck router's reason names the shard it cannot reach\n{ran}"
+    );
+    let after_gate = unreachable_by_router(&specs);
+    assert!(
+        after_gate.values().all(|u| u.is_empty()),
+        "every router reaches every set after the gated run: {after_gate:?}"
+    );
+}
+
+#[test]
+fn member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_naming_its_lag() {
+    if !docker_available("member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_naming_its_lag") {
+        return;
+    }
+    let id = TestFleet::id_for("lag");
+    // 1 cluster: 3 config servers, 1 shard of 3, 1 router. rs00-1 starts
+    // 4 s behind its primary and catches up over 3 s.
+    let mut specs = sharded_specs(&id, 1, 1, 1);
+    for s in specs.iter_mut() {
+        if s.name.ends_with("-0") && !s.name.contains("-mongos-") {
+            s.env.push(("DBNODE_PRIMARY".into(), "1".into()));
+        }
+        if s.name.ends_with("-rs00-1") {
+            s.env.push(("DBNODE_LAG_MS".into(), "4000".into()));
+            s.env.push(("DBNODE_CATCHUP_MS".into(), "3000".into()));
+        }
+    }
+    let fleet = TestFleet::start(&id, on_two_hosts(specs));
+    let dir = tempfile::tempdir().unwrap();
+    let member_gate = |deadline: &str| {
+        run_playbook(&id, "", "warn")
+            .replace(
+                r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+                &format!(r#"health = {{ kind = "mongo", port = 27018, max_lag = "1s", interval = "250ms", deadline = "{deadline}" }}"#),
+            )
+            .replace("max_unavailable_per_replset = 1", "max_unavailable_per_replset = \"all\"")
+    };
+    let pb = write_playbook(&dir, "lag.toml", &member_gate("30s"));
+    let state = dir.path().join("state");
+    let log = EventLog::follow(&id);
+    let started = std::time::Instant::now();
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    // The lagging member passes no sooner than its lag is under 1 s: about
+    // 2.25 s after its start; the router waits for it.
+    let t = |name: &str, action: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == action && e.name.ends_with(name))
+            .map(|e| e.time_nano)
+            .max()
+            .unwrap_or_else(|| panic!("no {action} of {name}: {events:?}"))
+    };
+    let gap_ms = (t("-mongos-0", "start") - t("-rs00-1", "start")) / 1_000_000;
+    assert!(gap_ms >= 2000, "router started {gap_ms} ms after the lagging member\n{ran}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+
+    // A member that never catches up: its gate fails at the deadline with
+    // the lag in the reason; the wave halts (exit 3).
+    let out = std::process::Command::new("docker")
+        .args(["rm", "-f", &format!("{id}-c0-rs00-1")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut behind = sharded_specs(&id, 1, 1, 1)
+        .into_iter()
+        .filter(|s| s.name.ends_with("-rs00-1"))
+        .collect::<Vec<_>>();
+    behind[0].env.push(("DBNODE_LAG_MS".into(), "60000".into()));
+    let _behind = TestFleet::start(&id, on_two_hosts(behind));
+    let pb = write_playbook(&dir, "behind.toml", &member_gate("3s"));
+    let state = dir.path().join("state-behind");
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(3), "{ran}");
+    let why = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        why.contains("-rs00-1") && why.contains("60.0s behind its primary") && why.contains("bound 1.0s"),
+        "{ran}"
+    );
+}
+
+/// Every file under `dir`, read as text (journals, reports).
+fn all_text_under(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_preflight() {
+    if !docker_available("credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_preflight") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    const RIGHT: &str = "correct-horse-7Qx";
+    const WRONG: &str = "wrong-battery-9Zk";
+    let id = TestFleet::id_for("auth");
+    let net = TestNetwork::create(&id);
+    // 1 cluster: 3 config servers, 1 shard of 3, 2 routers; every process
+    // requires SCRAM-SHA-256 for anything but hello.
+    let mut specs = gated_specs_with(&id, 1, 1, 2, 0);
+    for s in specs.iter_mut() {
+        s.env.push(("DBNODE_AUTH_USER".into(), "rekindle".into()));
+        s.env.push(("DBNODE_AUTH_PASSWORD".into(), RIGHT.into()));
+    }
+    let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("mongo-password");
+    let gated = |password_file: &std::path::Path| {
+        run_playbook(&id, "", "fail")
+            .replace(
+                r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongo", port = 27019, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+            )
+            .replace(
+                r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongo", port = 27018, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+            )
+            .replace(
+                r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongos", port = 27017, stuck_after = "2s", interval = "250ms", deadline = "30s" }"#,
+            )
+            + &format!("[mongo]\nuser = \"rekindle\"\npassword_file = {:?}\n", password_file.to_str().unwrap())
+    };
+    let pb = write_playbook(&dir, "auth.toml", &gated(&pw));
+
+    // The right password: every gate authenticates and passes.
+    std::fs::write(&pw, format!("{RIGHT}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = dir.path().join("state-right");
+    let report = dir.path().join("report-right");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&[
+        "run", &pb, "--yes", "--state-dir", state.to_str().unwrap(), "--report", report.to_str().unwrap(),
+    ]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    assert!(ran.stderr.contains("authenticated, connPoolStats"), "{ran}");
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+    let written = all_text_under(&state) + &all_text_under(&report);
+    assert!(!written.is_empty());
+    for text in [&ran.stdout, &ran.stderr, &written] {
+        assert!(!text.contains(RIGHT), "the password leaked");
+    }
+
+    // A wrong password: pre-flight stops the run, exit 2, nothing
+    // restarted, the container and "authentication failed" named.
+    std::fs::write(&pw, format!("{WRONG}\n")).unwrap();
+    let state = dir.path().join("state-wrong");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(2), "{ran}");
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(out.contains("pre-flight failed") && out.contains("authentication failed"), "{ran}");
+    assert!(
+        fleet.names.iter().any(|n| out.contains(&format!("container {n} "))),
+        "the failure names the container\n{ran}"
+    );
+    assert!(starts(&events).is_empty(), "nothing restarted: {events:?}");
+    for text in [&ran.stdout, &ran.stderr, &all_text_under(&state)] {
+        assert!(!text.contains(WRONG) && !text.contains(RIGHT), "the password leaked");
+    }
+
+    // The file readable by everyone, or missing: a located error (exit 2).
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(2), "{ran}");
+    assert!(ran.stderr.contains("mongo.password_file") && ran.stderr.contains("readable by every user"), "{ran}");
+    let missing = write_playbook(&dir, "missing.toml", &gated(&dir.path().join("nope")));
+    let ran = rekindle(&["run", &missing, "--yes", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(2), "{ran}");
+    assert!(ran.stderr.contains("mongo.password_file") && ran.stderr.contains("nope"), "{ran}");
+    assert!(!ran.stderr.contains(WRONG));
+}
