@@ -96,6 +96,11 @@ pub struct Container {
     pub ports: Vec<u16>,
     #[serde(default)]
     pub state: ContainerState,
+    /// A replica-set member that said it was PRIMARY when discovered (asked
+    /// only for roles whose gate steps primaries down): a rolling restart
+    /// puts it last in its set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary: bool,
 }
 
 /// What discovery saw of one host.

@@ -331,6 +331,7 @@ fn build_case(c: &Case) -> (Inventory, Playbook) {
                 dns_name: None,
                 ports: vec![],
                 state: ContainerState::Running,
+                primary: i % 3 == 0,
             }
         })
         .collect();

@@ -143,11 +143,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     };
     // One connection setup per Docker host for the whole run.
     let hosts = DockerHosts::connect(&pb).await;
-    let inventory = match InventorySource::Docker.load_on(&pb, &hosts).await {
+    let mut inventory = match InventorySource::Docker.load_on(&pb, &hosts).await {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
     };
-    let plan = match Plan::build(&inventory, &pb) {
+    let mut plan = match Plan::build(&inventory, &pb) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -155,7 +155,16 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let probe = match dns_probe(&pb, &inventory, false, hosts.resolver()).await {
+    let runtime = DockerRuntime::from_hosts(&pb, hosts);
+    if crate::recovery::steps_down(&pb) {
+        // MongoDB's rolling order: each primary last in its set.
+        crate::recovery::mark_primaries(&pb, &mut inventory, &plan, &runtime).await;
+        plan = match Plan::build(&inventory, &pb) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+    }
+    let probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -165,7 +174,6 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         .map(|h| json!({ "host": h.name, "error": h.error }))
         .collect();
     let total = plan.containers;
-    let runtime = DockerRuntime::from_hosts(&pb, hosts);
     let pre = crate::recovery::preflight::preflight(&pb, &inventory, &plan, &runtime).await;
     run.push(json!({ "event": "preflight", "checks": pre.checks }));
     if let Some(failed) = pre.failure() {

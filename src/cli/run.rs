@@ -9,7 +9,9 @@ use crate::engine::{Event, Handle, Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::model::Inventory;
 use crate::plan::Plan;
-use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
+use crate::recovery::{
+    archive, default_state_dir, dns_probe, journal_path, mark_primaries, steps_down,
+};
 use crate::recovery::preflight::preflight;
 use crate::report::RunReport;
 use crate::runtime::docker::{DockerHosts, DockerRuntime};
@@ -59,7 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     // One connection setup per Docker host for the whole run: discovery
     // and the runtime share it (a file inventory connects after the plan).
-    let (inventory, hosts) = match &args.inventory {
+    let (mut inventory, mut hosts) = match &args.inventory {
         Some(f) => (
             InventorySource::File(f.clone()).load(&playbook).await?,
             None,
@@ -72,7 +74,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let plan = Plan::build(&inventory, &playbook)?;
+    let mut plan = Plan::build(&inventory, &playbook)?;
+    // MongoDB's rolling order: ask which member is primary, then cut the
+    // plan again with each primary last in its set.
+    let mut runtime = None;
+    if steps_down(&playbook) {
+        let h = match hosts.take() {
+            Some(h) => h,
+            None => DockerHosts::connect(&playbook).await,
+        };
+        let rt = DockerRuntime::from_hosts(&playbook, h);
+        let n = mark_primaries(&playbook, &mut inventory, &plan, &rt).await;
+        eprintln!("rolling order: {n} primaries found; each goes last in its replica set, after a step-down");
+        plan = Plan::build(&inventory, &playbook)?;
+        runtime = Some(rt);
+    }
     {
         // The plan goes where the summary goes; with --output json, stdout
         // carries the JSON summary only and the plan table goes to stderr.
@@ -96,14 +112,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let hosts = match hosts {
-        Some(h) => h,
-        None => DockerHosts::connect(&playbook).await,
+    let runtime = match (runtime, hosts) {
+        (Some(rt), _) => rt,
+        (None, Some(h)) => DockerRuntime::from_hosts(&playbook, h),
+        (None, None) => DockerRuntime::from_hosts(&playbook, DockerHosts::connect(&playbook).await),
     };
-    let probe = dns_probe(&playbook, &inventory, args.no_pacing, hosts.resolver())
+    let probe = dns_probe(&playbook, &inventory, args.no_pacing, runtime.resolver())
         .await
         .map_err(Usage)?;
-    let runtime = DockerRuntime::from_hosts(&playbook, hosts);
     let pre = preflight(&playbook, &inventory, &plan, &runtime).await;
     pre.render(&mut std::io::stderr().lock())?;
     if let Some(failed) = pre.failure() {

@@ -118,6 +118,11 @@ pub enum HealthKind {
         port: u16,
         #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
         max_lag: Option<Duration>,
+        /// MongoDB's rolling order: the set's primary goes last and is
+        /// asked to step down (`replSetStepDown`) before its restart, with
+        /// this catch-up period for a secondary.
+        #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+        step_down: Option<Duration>,
     },
     /// The router gate: a mongos (`hello` says `isdbgrid`) whose replica-set
     /// monitor (`connPoolStats`) has a reachable primary for every replica
@@ -1092,6 +1097,11 @@ impl Resolver<'_> {
                     .as_ref()
                     .map(|l| self.duration(l, &field("max_lag")))
                     .transpose()?,
+                step_down: h
+                    .step_down
+                    .as_ref()
+                    .map(|l| self.duration(l, &field("step_down")))
+                    .transpose()?,
             },
             "mongos" => HealthKind::Mongos {
                 port: mongo_port()?,
@@ -1137,8 +1147,10 @@ impl Resolver<'_> {
                 "port applies only to kinds \"tcp\", \"mongo\" and \"mongos\"",
             ));
         }
-        if let Some(l) = h.max_lag.as_ref().filter(|_| !matches!(kind, HealthKind::Mongo { .. })) {
-            return Err(self.err(l, field("max_lag"), "max_lag applies only to kind \"mongo\""));
+        for (key, value) in [("max_lag", &h.max_lag), ("step_down", &h.step_down)] {
+            if let Some(l) = value.as_ref().filter(|_| !matches!(kind, HealthKind::Mongo { .. })) {
+                return Err(self.err(l, field(key), format!("{key} applies only to kind \"mongo\"")));
+            }
         }
         if let Some(l) = h
             .stuck_after

@@ -112,6 +112,8 @@ pub struct RawHealth {
     #[serde(default)]
     pub max_lag: Option<Spanned<String>>,
     #[serde(default)]
+    pub step_down: Option<Spanned<String>>,
+    #[serde(default)]
     pub stuck_after: Option<Spanned<String>>,
 }
 

@@ -695,6 +695,35 @@ async fn restart_container<R: ContainerRuntime>(
                     continue;
                 }
             };
+            // MongoDB's rolling order: a primary steps down before its
+            // restart (it goes last in its set; the plan saw to that).
+            if let crate::config::HealthKind::Mongo {
+                step_down: Some(catch_up),
+                ..
+            } = &check.kind
+            {
+                let bound = *catch_up + Duration::from_secs(30);
+                let stepped = tokio::time::timeout(bound, s.rt.step_down(c, &check, *catch_up)).await;
+                match stepped {
+                    Ok(Ok(true)) => {
+                        tracing::info!(container = %c.name, "primary stepped down before its restart")
+                    }
+                    Ok(Ok(false)) => {}
+                    failed => {
+                        // Never restart a primary that would not step down.
+                        last_reason = match failed {
+                            Ok(Err(e)) => format!("step-down before the restart: {e}"),
+                            _ => format!("step-down did not finish within {}s", bound.as_secs()),
+                        };
+                        failures += 1;
+                        if failures > s.pb.policy.retries {
+                            break;
+                        }
+                        backoff(s, failures).await;
+                        continue;
+                    }
+                }
+            }
             if let Err(e) = s.record(Record::Intent {
                 id: c.id.clone(),
                 wave: w,

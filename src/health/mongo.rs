@@ -593,6 +593,63 @@ where
         .map_err(|_| MongoError::Timeout(timeout.as_secs_f64()))?
 }
 
+/// MongoDB's rolling order, one member: if the server at `addr` is its
+/// set's primary, `replSetStepDown` (it waits up to `catch_up` for an
+/// electable secondary to catch up, `secondaryCatchUpPeriodSecs`, and
+/// refuses with ExceededTimeLimit, 262, when none does), then `hello`
+/// until it says it is no longer primary. `Ok(false)`: it was not primary.
+/// Each exchange is bounded by `timeout` beyond the catch-up period.
+pub async fn step_down(
+    addr: std::net::SocketAddr,
+    creds: Option<&crate::health::scram::Credentials>,
+    catch_up: Duration,
+    timeout: Duration,
+) -> Result<bool, MongoError> {
+    let catch_up_s = catch_up.as_secs().max(1) as i64;
+    let asked = tokio::time::timeout(catch_up + timeout, async {
+        let mut conn = Conn::connect(addr).await?;
+        if !conn.hello().await?.writable_primary {
+            return Ok(false);
+        }
+        if let Some(creds) = creds {
+            conn.authenticate(creds).await?;
+        }
+        // The primary stays ineligible for stepDownSecs: long enough for
+        // its restart to begin, as MongoDB's procedure does (60 s default).
+        let cmd = doc! {
+            "replSetStepDown": (catch_up_s * 2).max(60),
+            "secondaryCatchUpPeriodSecs": catch_up_s,
+        };
+        match conn.run(&cmd).await {
+            Ok((m, id)) => command_ok("replSetStepDown", reply_body(&m, id)?)?,
+            // Servers before 4.2 close every connection as they step down.
+            Err(MongoError::Io(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(true)
+    })
+    .await
+    .map_err(|_| MongoError::Timeout((catch_up + timeout).as_secs_f64()))??;
+    if !asked {
+        return Ok(false);
+    }
+    // It answers secondary now (or soon): look on a fresh connection.
+    let until = tokio::time::Instant::now() + timeout + Duration::from_secs(10);
+    loop {
+        if let Ok(h) = hello(addr, timeout).await {
+            if !h.writable_primary {
+                return Ok(true);
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(MongoError::Malformed(
+                "replSetStepDown answered, yet the member still says it is primary".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Connects to `addr`, sends `hello` and reads the answer, all within `timeout`.
 pub async fn hello(addr: std::net::SocketAddr, timeout: Duration) -> Result<Hello, MongoError> {
     with_conn(addr, timeout, |c| Box::pin(c.hello())).await

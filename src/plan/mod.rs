@@ -288,13 +288,16 @@ impl PlanBuilder<'_> {
     }
 }
 
-/// Containers of a stage in a stable order: replica set, then name, then
-/// host. Members of a replica set come together, so whole sets fit waves.
+/// Containers of a stage in a stable order: replica set, then its
+/// primary last (MongoDB's rolling order: when members go one at a time,
+/// the primary is restarted after its secondaries), then name, then host.
+/// Members of a replica set come together, so whole sets fit waves.
 fn sort_stage(stage: &mut [u32], inv: &Inventory, rs_of: &[Option<u32>]) {
     stage.sort_unstable_by(|&a, &b| {
         let (ca, cb) = (&inv.containers[a as usize], &inv.containers[b as usize]);
         rs_of[a as usize]
             .cmp(&rs_of[b as usize])
+            .then_with(|| ca.primary.cmp(&cb.primary))
             .then_with(|| ca.name.cmp(&cb.name))
             .then_with(|| ca.host.cmp(&cb.host))
     });

@@ -55,6 +55,68 @@ pub fn archive_name(path: &Path) -> PathBuf {
     path.with_extension(format!("{secs}.done"))
 }
 
+/// MongoDB's rolling order needs each replica set's primary before the
+/// plan is cut (the primary goes last): for the roles whose gate steps
+/// primaries down, every running member is asked `hello` (64 at a time)
+/// and the one that says PRIMARY is marked. A member that does not answer
+/// is left unmarked (logged): it is not serving as primary. Returns how
+/// many primaries were found; the caller cuts the plan again.
+pub async fn mark_primaries(
+    pb: &Playbook,
+    inv: &mut Inventory,
+    plan: &crate::plan::Plan,
+    rt: &crate::runtime::docker::DockerRuntime,
+) -> usize {
+    use crate::config::HealthKind;
+    use futures_util::StreamExt;
+    let asks: Vec<(usize, u16, std::time::Duration)> = plan
+        .waves
+        .iter()
+        .filter_map(|w| match &pb.roles[w.role].health.kind {
+            HealthKind::Mongo {
+                port,
+                step_down: Some(_),
+                ..
+            } => Some((w, *port, pb.roles[w.role].health.timeout)),
+            _ => None,
+        })
+        .flat_map(|(w, port, t)| w.containers.iter().map(move |&ci| (ci as usize, port, t)))
+        .filter(|(ci, _, _)| inv.containers[*ci].state == crate::model::ContainerState::Running)
+        .collect();
+    let containers = &inv.containers;
+    let found: Vec<usize> = futures_util::stream::iter(asks)
+        .map(|(ci, port, t)| async move {
+            match rt.is_primary(&containers[ci], port, t).await {
+                Ok(p) => p.then_some(ci),
+                Err(e) => {
+                    tracing::warn!(container = %containers[ci].name, error = %e, "could not ask whether it is primary");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    for &ci in &found {
+        inv.containers[ci].primary = true;
+    }
+    found.len()
+}
+
+/// Whether any role's gate steps primaries down (the rolling order).
+pub fn steps_down(pb: &Playbook) -> bool {
+    pb.roles.iter().any(|r| {
+        matches!(
+            r.health.kind,
+            crate::config::HealthKind::Mongo {
+                step_down: Some(_),
+                ..
+            }
+        )
+    })
+}
+
 /// The name the adaptive budget probes: the playbook's `dns.probe_name`,
 /// or else the first name of the fleet's own inventory (what the
 /// restarted processes will look up), with where it came from.

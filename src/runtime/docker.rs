@@ -643,6 +643,16 @@ impl DockerRuntime {
         }
     }
 
+    /// Whether `c` says (`hello`) it is its replica set's primary.
+    pub async fn is_primary(&self, c: &Container, port: u16, timeout: Duration) -> Result<bool, String> {
+        let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await?, port));
+        crate::health::mongo::hello(addr, timeout)
+            .await
+            .map(|h| h.ok && h.writable_primary)
+            .map_err(|e| format!("hello to {addr}: {e}"))
+    }
+
     /// Pre-flight for one container of a role gated on MongoDB: it
     /// answers, the credentials (if any) authenticate, and the gate's own
     /// command is allowed (`connPoolStats` on a mongos, `replSetGetStatus`
@@ -651,7 +661,7 @@ impl DockerRuntime {
     pub async fn preflight_mongo(&self, c: &Container, check: &HealthCheck) -> Result<String, String> {
         let (port, command) = match &check.kind {
             HealthKind::Mongos { port, .. } => (*port, Some("connPoolStats")),
-            HealthKind::Mongo { port, max_lag } => {
+            HealthKind::Mongo { port, max_lag, .. } => {
                 (*port, max_lag.map(|_| "replSetGetStatus"))
             }
             _ => return Ok("no MongoDB gate".into()),
@@ -1009,7 +1019,7 @@ impl ContainerRuntime for DockerRuntime {
             HealthKind::Docker => return Ok(base),
             _ if base == Health::Down => return Ok(Health::Down),
             HealthKind::Tcp { port } => self.probe_tcp(c, *port, &inspected, check.timeout).await,
-            HealthKind::Mongo { port, max_lag } => {
+            HealthKind::Mongo { port, max_lag, .. } => {
                 self.probe_mongo(c, *port, *max_lag, &inspected, check.timeout)
                     .await
             }
@@ -1071,6 +1081,29 @@ impl ContainerRuntime for DockerRuntime {
         Ok(health)
     }
 
+    async fn step_down(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+        catch_up: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let HealthKind::Mongo { port, .. } = &check.kind else {
+            return Ok(false);
+        };
+        let api = |reason: String| RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op: "step down",
+            reason,
+        };
+        let inspected = self.inspect_full(c).await?;
+        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await.map_err(api)?, *port));
+        let creds = self.credentials().map_err(api)?;
+        crate::health::mongo::step_down(addr, creds.as_deref(), catch_up, check.timeout)
+            .await
+            .map_err(|e| api(format!("{addr}: {e}")))
+    }
+
     fn probe_note(&self, c: &Container) -> Option<String> {
         self.notes.lock().unwrap().get(&c.id).cloned()
     }
@@ -1113,6 +1146,7 @@ pub fn summary_to_container(
             .state
             .map(|st| ContainerState::parse(st.as_ref()))
             .unwrap_or_default(),
+        primary: false,
     })
 }
 

@@ -97,6 +97,20 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         let _ = c;
         None
     }
+    /// MongoDB's rolling order: if `c` is its replica set's primary, asks it
+    /// to step down (a secondary catches up for `catch_up`) and returns once
+    /// it no longer is. `Ok(false)`: it was not primary, nothing asked. A
+    /// runtime without replica sets (the simulator) has no primaries to
+    /// step down.
+    fn step_down(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+        catch_up: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, RuntimeError>> + Send {
+        let _ = (c, check, catch_up);
+        std::future::ready(Ok(false))
+    }
     /// Subscribes to container events from now on (a slow reader loses the
     /// oldest ones: events are hints, inspect and health are the truth).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;

@@ -110,6 +110,8 @@ impl Scenario {
             for _ in 0..shape.count {
                 let cluster = format!("c{k:0cw$}");
                 let mut add = |name: String, role: SimRole, replset: Option<String>, host: u32| {
+                    // Member 0 of each replica set is its primary.
+                    let primary = replset.is_some() && name.ends_with("-0");
                     let mut labels = vec![
                         (self.labels.role.clone(), role.label().to_string()),
                         (self.labels.cluster.clone(), cluster.clone()),
@@ -130,6 +132,7 @@ impl Scenario {
                         labels: labels.into_iter().collect::<Labels>(),
                         ports: vec![port],
                         state: ContainerState::Running,
+                        primary,
                     });
                     sim.push(SimContainer {
                         role,
