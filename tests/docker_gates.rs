@@ -85,7 +85,7 @@ fn unreachable_by_router(specs: &[Spec]) -> BTreeMap<String, Vec<String>> {
         let addr = std::net::SocketAddr::new(ip_of(&s.name), 27017);
         let view = rt
             .block_on(rekindle::health::mongo::with_conn(
-                addr,
+                &rekindle::health::mongo::Target::plain(addr),
                 Duration::from_secs(5),
                 |c| Box::pin(c.router_view()),
             ))
@@ -98,7 +98,9 @@ fn unreachable_by_router(specs: &[Spec]) -> BTreeMap<String, Vec<String>> {
 /// `sharded_specs` with each mongos told its cluster's replica sets, and
 /// each shard member slow to open its port (a mongod replaying its journal).
 fn gated_specs(id: &str, clusters: usize, shards: usize, routers: usize) -> Vec<Spec> {
-    gated_specs_with(id, clusters, shards, routers, 4000)
+    // Long enough that routers started once the config servers pass (a
+    // second or two, more on a loaded machine) find the shards closed.
+    gated_specs_with(id, clusters, shards, routers, 10_000)
 }
 
 fn gated_specs_with(
@@ -173,7 +175,11 @@ fn router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_p
     let expected_names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let fleet = TestFleet::start_on(&id, on_two_hosts(gated_specs(&id, 2, 2, 4)), Some(&net));
     assert_eq!(fleet.names, expected_names);
-    let routers: Vec<&String> = fleet.names.iter().filter(|n| n.contains("-mongos-")).collect();
+    let routers: Vec<&String> = fleet
+        .names
+        .iter()
+        .filter(|n| n.contains("-mongos-"))
+        .collect();
     assert_eq!(routers.len(), 8);
     let dir = tempfile::tempdir().unwrap();
 
@@ -196,7 +202,10 @@ fn router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_p
     std::thread::sleep(Duration::from_secs(6));
     let after_hello = unreachable_by_router(&specs);
     let stuck: Vec<_> = after_hello.iter().filter(|(_, u)| !u.is_empty()).collect();
-    eprintln!("after the hello-only run, {} of 8 routers cannot reach a set: {stuck:?}", stuck.len());
+    eprintln!(
+        "after the hello-only run, {} of 8 routers cannot reach a set: {stuck:?}",
+        stuck.len()
+    );
     assert!(
         !stuck.is_empty(),
         "the hello-only run was meant to strand routers: {after_hello:?}\n{ran}"
@@ -240,7 +249,9 @@ fn router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_p
     }
     let log_text = format!("{}{}", ran.stdout, ran.stderr);
     assert!(
-        log_text.contains("stuck") && log_text.contains("cannot reach") && log_text.contains("-rs0"),
+        log_text.contains("stuck")
+            && log_text.contains("cannot reach")
+            && log_text.contains("-rs0"),
         "the stuck router's reason names the shard it cannot reach\n{ran}"
     );
     let after_gate = unreachable_by_router(&specs);
@@ -252,7 +263,9 @@ fn router_gate_restarts_stuck_routers_until_they_reach_every_shard_where_hello_p
 
 #[test]
 fn member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_naming_its_lag() {
-    if !docker_available("member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_naming_its_lag") {
+    if !docker_available(
+        "member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_naming_its_lag",
+    ) {
         return;
     }
     let id = TestFleet::id_for("lag");
@@ -296,7 +309,10 @@ fn member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_namin
             .unwrap_or_else(|| panic!("no {action} of {name}: {events:?}"))
     };
     let gap_ms = (t("-mongos-0", "start") - t("-rs00-1", "start")) / 1_000_000;
-    assert!(gap_ms >= 2000, "router started {gap_ms} ms after the lagging member\n{ran}");
+    assert!(
+        gap_ms >= 2000,
+        "router started {gap_ms} ms after the lagging member\n{ran}"
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
     for name in &fleet.names {
         assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
@@ -321,7 +337,9 @@ fn member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_namin
     assert_eq!(ran.code, Some(3), "{ran}");
     let why = format!("{}{}", ran.stdout, ran.stderr);
     assert!(
-        why.contains("-rs00-1") && why.contains("60.0s behind its primary") && why.contains("bound 1.0s"),
+        why.contains("-rs00-1")
+            && why.contains("60.0s behind its primary")
+            && why.contains("bound 1.0s"),
         "{ran}"
     );
 }
@@ -348,7 +366,9 @@ fn all_text_under(dir: &std::path::Path) -> String {
 
 #[test]
 fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_preflight() {
-    if !docker_available("credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_preflight") {
+    if !docker_available(
+        "credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_preflight",
+    ) {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -391,7 +411,13 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
     let report = dir.path().join("report-right");
     let log = EventLog::follow(&id);
     let ran = rekindle(&[
-        "run", &pb, "--yes", "--state-dir", state.to_str().unwrap(), "--report", report.to_str().unwrap(),
+        "run",
+        &pb,
+        "--yes",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
     ]);
     let events = log.stop();
     assert_eq!(ran.code, Some(0), "{ran}");
@@ -414,25 +440,46 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
     let events = log.stop();
     assert_eq!(ran.code, Some(2), "{ran}");
     let out = format!("{}{}", ran.stdout, ran.stderr);
-    assert!(out.contains("pre-flight failed") && out.contains("authentication failed"), "{ran}");
     assert!(
-        fleet.names.iter().any(|n| out.contains(&format!("container {n} "))),
+        out.contains("pre-flight failed") && out.contains("authentication failed"),
+        "{ran}"
+    );
+    assert!(
+        fleet
+            .names
+            .iter()
+            .any(|n| out.contains(&format!("container {n} "))),
         "the failure names the container\n{ran}"
     );
     assert!(starts(&events).is_empty(), "nothing restarted: {events:?}");
     for text in [&ran.stdout, &ran.stderr, &all_text_under(&state)] {
-        assert!(!text.contains(WRONG) && !text.contains(RIGHT), "the password leaked");
+        assert!(
+            !text.contains(WRONG) && !text.contains(RIGHT),
+            "the password leaked"
+        );
     }
 
     // The file readable by everyone, or missing: a located error (exit 2).
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
     let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
     assert_eq!(ran.code, Some(2), "{ran}");
-    assert!(ran.stderr.contains("mongo.password_file") && ran.stderr.contains("readable by every user"), "{ran}");
+    assert!(
+        ran.stderr.contains("mongo.password_file") && ran.stderr.contains("readable by every user"),
+        "{ran}"
+    );
     let missing = write_playbook(&dir, "missing.toml", &gated(&dir.path().join("nope")));
-    let ran = rekindle(&["run", &missing, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let ran = rekindle(&[
+        "run",
+        &missing,
+        "--yes",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
     assert_eq!(ran.code, Some(2), "{ran}");
-    assert!(ran.stderr.contains("mongo.password_file") && ran.stderr.contains("nope"), "{ran}");
+    assert!(
+        ran.stderr.contains("mongo.password_file") && ran.stderr.contains("nope"),
+        "{ran}"
+    );
     assert!(!ran.stderr.contains(WRONG));
 }
 
@@ -508,10 +555,17 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
             assert!(
                 pair[0].1 < pair[1].0,
                 "{} was down until {} but {} went down at {}: two members of {set} down\n{ran}",
-                pair[0].2, pair[0].1, pair[1].2, pair[1].0
+                pair[0].2,
+                pair[0].1,
+                pair[1].2,
+                pair[1].0
             );
         }
-        assert_eq!(spans.last().unwrap().2, &primary, "the primary goes last in {set}: {spans:?}");
+        assert_eq!(
+            spans.last().unwrap().2,
+            &primary,
+            "the primary goes last in {set}: {spans:?}"
+        );
         // Asked to step down before it went down.
         let logs = std::process::Command::new("docker")
             .args(["logs", &primary])
@@ -524,29 +578,65 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|ms| ms.parse().ok())
             .unwrap_or_else(|| panic!("{primary} was never asked to step down: {text}"));
-        assert!(asked_ms * 1_000_000 <= time(&primary, "die"), "{primary} stepped down after it went down");
+        assert!(
+            asked_ms * 1_000_000 <= time(&primary, "die"),
+            "{primary} stepped down after it went down"
+        );
         for m in members.iter().filter(|m| **m != primary) {
-            let text = std::process::Command::new("docker").args(["logs", m]).output().unwrap();
-            assert!(!String::from_utf8_lossy(&text.stdout).contains("replSetStepDown"), "{m} is no primary");
+            let text = std::process::Command::new("docker")
+                .args(["logs", m])
+                .output()
+                .unwrap();
+            assert!(
+                !String::from_utf8_lossy(&text.stdout).contains("replSetStepDown"),
+                "{m} is no primary"
+            );
         }
     }
     // Config servers before shards before the router.
-    let last_start = |part: &str| fleet.names.iter().filter(|n| n.contains(part)).map(|n| time(n, "start")).max().unwrap();
-    let first_die = |part: &str| fleet.names.iter().filter(|n| n.contains(part)).map(|n| time(n, "die")).min().unwrap();
-    assert!(last_start("-cfg-") < first_die("-rs"), "config servers first\n{ran}");
-    assert!(last_start("-rs") < first_die("-mongos-"), "routers last\n{ran}");
+    let last_start = |part: &str| {
+        fleet
+            .names
+            .iter()
+            .filter(|n| n.contains(part))
+            .map(|n| time(n, "start"))
+            .max()
+            .unwrap()
+    };
+    let first_die = |part: &str| {
+        fleet
+            .names
+            .iter()
+            .filter(|n| n.contains(part))
+            .map(|n| time(n, "die"))
+            .min()
+            .unwrap()
+    };
+    assert!(
+        last_start("-cfg-") < first_die("-rs"),
+        "config servers first\n{ran}"
+    );
+    assert!(
+        last_start("-rs") < first_die("-mongos-"),
+        "routers last\n{ran}"
+    );
 
     // A primary that cannot step down (no secondary caught up) is never
     // restarted: the run halts naming it and MongoDB's refusal.
     let stuck = format!("{id}-c0-rs00-1");
-    let out = std::process::Command::new("docker").args(["rm", "-f", &stuck]).output().unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["rm", "-f", &stuck])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let mut refusing: Vec<Spec> = sharded_specs(&id, 1, 2, 1)
         .into_iter()
         .filter(|s| s.name == stuck)
         .collect();
     refusing[0].env.push(("DBNODE_PRIMARY".into(), "1".into()));
-    refusing[0].env.push(("DBNODE_STEPDOWN_FAIL".into(), "1".into()));
+    refusing[0]
+        .env
+        .push(("DBNODE_STEPDOWN_FAIL".into(), "1".into()));
     let _refusing = TestFleet::start(&id, on_two_hosts(refusing));
     let state = dir.path().join("state-refusing");
     let log = EventLog::follow(&id);
@@ -554,7 +644,10 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
     let events = log.stop();
     assert_eq!(ran.code, Some(3), "{ran}");
     let why = format!("{}{}", ran.stdout, ran.stderr);
-    assert!(why.contains(&stuck) && why.contains("step-down") && why.contains("code 262"), "{ran}");
+    assert!(
+        why.contains(&stuck) && why.contains("step-down") && why.contains("code 262"),
+        "{ran}"
+    );
     assert!(
         !events.iter().any(|e| e.name == stuck && e.action == "die"),
         "a primary that did not step down must not be restarted\n{ran}"

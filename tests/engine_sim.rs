@@ -572,11 +572,13 @@ impl rekindle::runtime::ContainerRuntime for Stranded {
                 .unwrap()
                 .insert(c.name.clone(), sets.clone());
         }
-        Ok(if Stranded::router(c) && h == rekindle::model::Health::Healthy {
-            rekindle::model::Health::Unhealthy
-        } else {
-            h
-        })
+        Ok(
+            if Stranded::router(c) && h == rekindle::model::Health::Healthy {
+                rekindle::model::Health::Unhealthy
+            } else {
+                h
+            },
+        )
     }
     fn probe_note(&self, c: &rekindle::model::Container) -> Option<String> {
         Stranded::router(c).then(|| {
@@ -594,7 +596,12 @@ fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_
     paused().block_on(async {
         let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
         assert!(matches!(
-            s.pb.roles.iter().find(|r| r.name == "router").unwrap().health.kind,
+            s.pb.roles
+                .iter()
+                .find(|r| r.name == "router")
+                .unwrap()
+                .health
+                .kind,
             rekindle::config::HealthKind::Mongos { .. }
         ));
         let dir = tempfile::tempdir().unwrap();
@@ -616,25 +623,41 @@ fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_
         let mut failed = HashMap::<String, String>::new();
         while let Ok(ev) = events.try_recv() {
             match ev {
-                Event::Stuck { container, reason, .. } => {
-                    assert!(reason.contains("cannot reach") && reason.contains("-rs01"), "{reason}");
+                Event::Stuck {
+                    container, reason, ..
+                } => {
+                    assert!(
+                        reason.contains("cannot reach") && reason.contains("-rs01"),
+                        "{reason}"
+                    );
                     *stuck.entry(container).or_default() += 1;
                 }
-                Event::ContainerFailed { container, reason, .. } => {
+                Event::ContainerFailed {
+                    container, reason, ..
+                } => {
                     failed.insert(container, reason);
                 }
                 _ => {}
             }
         }
-        let routers: Vec<&rekindle::model::Container> =
-            s.inv.containers.iter().filter(|c| Stranded::router(c)).collect();
+        let routers: Vec<&rekindle::model::Container> = s
+            .inv
+            .containers
+            .iter()
+            .filter(|c| Stranded::router(c))
+            .collect();
         assert!(!routers.is_empty());
         assert_eq!(out.state, RunState::Halted);
         for r in &routers {
             // policy.stuck_rerestarts = 2 in the shipped playbook.
             assert_eq!(stuck.get(&r.name).copied(), Some(2), "{}", r.name);
-            let why = failed.get(&r.name).unwrap_or_else(|| panic!("{} not failed", r.name));
-            assert!(why.contains("cannot reach") && why.contains("-rs01"), "{why}");
+            let why = failed
+                .get(&r.name)
+                .unwrap_or_else(|| panic!("{} not failed", r.name));
+            assert!(
+                why.contains("cannot reach") && why.contains("-rs01"),
+                "{why}"
+            );
         }
         // The gate was asked about every replica set of the router's
         // cluster, from the inventory's replset labels.
@@ -657,7 +680,8 @@ fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_
 }
 
 #[test]
-fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_router_gate_leaves_none() {
+fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_router_gate_leaves_none(
+) {
     // A resolver weaker than the playbook claims, paced statically at the
     // claim: lookups time out and containers come up stuck.
     let weak = smoke(|t| {
@@ -683,6 +707,10 @@ fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_rout
     assert_eq!(weak_gate.state, RunState::Succeeded);
     assert!(weak_gate.stuck > 0, "{} stuck", weak_gate.stuck);
     assert!(strong.stuck_events > 0);
-    assert_eq!(strong.stuck, 0, "{} stuck left by the router gate", strong.stuck);
+    assert_eq!(
+        strong.stuck, 0,
+        "{} stuck left by the router gate",
+        strong.stuck
+    );
     assert_eq!(strong.healthy, strong.total);
 }

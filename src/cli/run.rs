@@ -9,10 +9,10 @@ use crate::engine::{Event, Handle, Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::model::Inventory;
 use crate::plan::Plan;
+use crate::recovery::preflight::preflight;
 use crate::recovery::{
     archive, default_state_dir, dns_probe, journal_path, mark_primaries, steps_down,
 };
-use crate::recovery::preflight::preflight;
 use crate::report::RunReport;
 use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};

@@ -41,6 +41,16 @@ pub struct Playbook {
     /// Credentials for the MongoDB gates (`[mongo]`), when the servers
     /// require authentication.
     pub mongo: Option<MongoAuth>,
+    /// TLS for the MongoDB gates (`[mongo.tls]`).
+    pub mongo_tls: Option<MongoTls>,
+}
+
+/// TLS to the MongoDB servers: the CA to trust, and a client certificate
+/// when the servers ask for one.
+#[derive(Debug, Clone, Serialize)]
+pub struct MongoTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Who the MongoDB gates authenticate as, and where the password is read
@@ -141,7 +151,10 @@ pub enum HealthKind {
 
 /// Durations in JSON output as seconds.
 mod humantime_secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -856,11 +869,42 @@ impl Resolver<'_> {
             discovery,
             hosts,
             resolver,
-            mongo: raw.mongo.as_ref().map(|m| self.mongo(m)).transpose()?,
+            mongo: match &raw.mongo {
+                Some(m) => self.mongo(m)?,
+                None => None,
+            },
+            mongo_tls: raw
+                .mongo
+                .as_ref()
+                .and_then(|m| m.get_ref().tls.as_ref())
+                .map(|t| self.mongo_tls(t))
+                .transpose()?,
         })
     }
 
-    fn mongo(&self, raw: &Spanned<raw::RawMongo>) -> Result<MongoAuth, SourceError> {
+    fn mongo_tls(&self, raw: &Spanned<raw::RawMongoTls>) -> Result<MongoTls, SourceError> {
+        let t = raw.get_ref();
+        let file = |s: &Spanned<String>, field: &str| -> Result<PathBuf, SourceError> {
+            let p = PathBuf::from(s.get_ref());
+            std::fs::metadata(&p)
+                .map_err(|e| self.err(s, field, format!("{}: {e}", p.display())))?;
+            Ok(p)
+        };
+        let ca = file(&t.ca, "mongo.tls.ca")?;
+        let client = match (&t.cert, &t.key) {
+            (Some(c), Some(k)) => Some((file(c, "mongo.tls.cert")?, file(k, "mongo.tls.key")?)),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(self.err(c, "mongo.tls.key", "a client certificate needs its key"))
+            }
+            (None, Some(k)) => {
+                return Err(self.err(k, "mongo.tls.cert", "a key needs its client certificate"))
+            }
+        };
+        Ok(MongoTls { ca, client })
+    }
+
+    fn mongo(&self, raw: &Spanned<raw::RawMongo>) -> Result<Option<MongoAuth>, SourceError> {
         let m = raw.get_ref();
         if let Some(p) = &m.password {
             return Err(self.err(
@@ -869,7 +913,13 @@ impl Resolver<'_> {
                 "the password never goes in the playbook: name a file (password_file) or an environment variable (password_env)",
             ));
         }
-        let user = self.non_empty(&m.user, "mongo.user")?;
+        let Some(user) = &m.user else {
+            if let Some(p) = m.password_file.as_ref().or(m.password_env.as_ref()) {
+                return Err(self.err(p, "mongo.user", "a password needs a user"));
+            }
+            return Ok(None);
+        };
+        let user = self.non_empty(user, "mongo.user")?;
         let password = match (&m.password_file, &m.password_env) {
             (Some(f), None) => {
                 let path = PathBuf::from(f.get_ref());
@@ -906,11 +956,11 @@ impl Resolver<'_> {
             Some(a) => self.non_empty(a, "mongo.auth_source")?,
             None => "admin".to_string(),
         };
-        Ok(MongoAuth {
+        Ok(Some(MongoAuth {
             user,
             password,
             auth_source,
-        })
+        }))
     }
 
     fn roles(&self, raw: &Spanned<Vec<Spanned<RawRole>>>) -> Result<Vec<Role>, SourceError> {
@@ -1131,16 +1181,12 @@ impl Resolver<'_> {
                 ))
             }
         };
-        if let Some(port) = h
-            .port
-            .as_ref()
-            .filter(|_| {
-                !matches!(
-                    kind,
-                    HealthKind::Tcp { .. } | HealthKind::Mongo { .. } | HealthKind::Mongos { .. }
-                )
-            })
-        {
+        if let Some(port) = h.port.as_ref().filter(|_| {
+            !matches!(
+                kind,
+                HealthKind::Tcp { .. } | HealthKind::Mongo { .. } | HealthKind::Mongos { .. }
+            )
+        }) {
             return Err(self.err(
                 port,
                 field("port"),
@@ -1148,8 +1194,15 @@ impl Resolver<'_> {
             ));
         }
         for (key, value) in [("max_lag", &h.max_lag), ("step_down", &h.step_down)] {
-            if let Some(l) = value.as_ref().filter(|_| !matches!(kind, HealthKind::Mongo { .. })) {
-                return Err(self.err(l, field(key), format!("{key} applies only to kind \"mongo\"")));
+            if let Some(l) = value
+                .as_ref()
+                .filter(|_| !matches!(kind, HealthKind::Mongo { .. }))
+            {
+                return Err(self.err(
+                    l,
+                    field(key),
+                    format!("{key} applies only to kind \"mongo\""),
+                ));
             }
         }
         if let Some(l) = h

@@ -37,7 +37,8 @@ pub struct RawPlaybook {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMongo {
-    pub user: Spanned<String>,
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
     #[serde(default)]
     pub password_file: Option<Spanned<String>>,
     #[serde(default)]
@@ -47,6 +48,18 @@ pub struct RawMongo {
     pub password: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub auth_source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawMongoTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoTls {
+    pub ca: Spanned<String>,
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
 }
 
 /// rekindle's own resolver (health probes, host names).

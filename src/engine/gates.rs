@@ -33,9 +33,8 @@ impl Gates {
         plan: &Plan,
         passed: &std::collections::HashSet<usize>,
     ) -> Gates {
-        let cluster_of = |c: &crate::model::Container| {
-            c.labels.get(&pb.cluster_label).unwrap_or("").to_string()
-        };
+        let cluster_of =
+            |c: &crate::model::Container| c.labels.get(&pb.cluster_label).unwrap_or("").to_string();
         let replset = |c: &crate::model::Container| {
             pb.replset_label
                 .as_deref()
@@ -48,8 +47,11 @@ impl Gates {
                 sets.entry(cluster_of(c)).or_default().insert(rs);
             }
         }
-        let roles: Vec<Arc<HealthCheck>> =
-            pb.roles.iter().map(|r| Arc::new(r.health.clone())).collect();
+        let roles: Vec<Arc<HealthCheck>> = pb
+            .roles
+            .iter()
+            .map(|r| Arc::new(r.health.clone()))
+            .collect();
         let mut per_cluster = HashMap::new();
         let mut pending: HashMap<String, usize> = HashMap::new();
         for w in &plan.waves {

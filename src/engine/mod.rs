@@ -703,7 +703,8 @@ async fn restart_container<R: ContainerRuntime>(
             } = &check.kind
             {
                 let bound = *catch_up + Duration::from_secs(30);
-                let stepped = tokio::time::timeout(bound, s.rt.step_down(c, &check, *catch_up)).await;
+                let stepped =
+                    tokio::time::timeout(bound, s.rt.step_down(c, &check, *catch_up)).await;
                 match stepped {
                     Ok(Ok(true)) => {
                         tracing::info!(container = %c.name, "primary stepped down before its restart")
@@ -803,9 +804,7 @@ async fn restart_container<R: ContainerRuntime>(
                 });
                 let left = s
                     .gates
-                    .members_healthy(c, role.health.deadline, || {
-                        s.pacer.flow() == Flow::Closed
-                    })
+                    .members_healthy(c, role.health.deadline, || s.pacer.flow() == Flow::Closed)
                     .await;
                 if left > 0 {
                     tracing::warn!(container = %c.name, members = left,
@@ -816,12 +815,10 @@ async fn restart_container<R: ContainerRuntime>(
                 last_reason = match h {
                     Health::Down => "not running after restart".into(),
                     Health::Unhealthy => match &why {
-                        Some(why) => format!(
-                            "unhealthy after restart {attempt}: {why}"
-                        ),
-                        None => format!(
-                            "unhealthy (its health check fails) after restart {attempt}"
-                        ),
+                        Some(why) => format!("unhealthy after restart {attempt}: {why}"),
+                        None => {
+                            format!("unhealthy (its health check fails) after restart {attempt}")
+                        }
                     },
                     _ => match &why {
                         Some(why) => format!(

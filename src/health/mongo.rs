@@ -33,6 +33,8 @@ pub enum MongoError {
     Io(std::io::Error),
     #[error("malformed reply: {0}")]
     Malformed(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The credentials were refused (or the exchange failed).
     #[error("authentication failed: {0}")]
     Auth(String),
@@ -138,7 +140,9 @@ impl RouterView {
             return Ok(view);
         };
         let RawBsonRef::Document(sets) = sets else {
-            return Err(MongoError::Malformed("replicaSets is not a document".into()));
+            return Err(MongoError::Malformed(
+                "replicaSets is not a document".into(),
+            ));
         };
         for element in sets {
             let (name, set) = element.map_err(MongoError::malformed)?;
@@ -149,7 +153,9 @@ impl RouterView {
                 )));
             };
             let mut hosts = Vec::new();
-            if let Some(RawBsonRef::Array(list)) = set.get("hosts").map_err(MongoError::malformed)? {
+            if let Some(RawBsonRef::Array(list)) =
+                set.get("hosts").map_err(MongoError::malformed)?
+            {
                 for h in list {
                     let RawBsonRef::Document(h) = h.map_err(MongoError::malformed)? else {
                         continue;
@@ -240,7 +246,9 @@ impl MemberStatus {
         command_ok("replSetGetStatus", d)?;
         let Some(RawBsonRef::Array(members)) = d.get("members").map_err(MongoError::malformed)?
         else {
-            return Err(MongoError::Malformed("replSetGetStatus without members".into()));
+            return Err(MongoError::Malformed(
+                "replSetGetStatus without members".into(),
+            ));
         };
         let mut me: Option<(i32, Option<i64>)> = None;
         let mut primary: Option<(String, Option<i64>)> = None;
@@ -379,7 +387,9 @@ pub fn reply_body(msg: &[u8], request_id: i32) -> Result<&RawDocument, MongoErro
 /// Every element of `d` (and of its documents and arrays) parses.
 fn validate(d: &RawDocument, depth: usize) -> Result<(), MongoError> {
     if depth > 32 {
-        return Err(MongoError::Malformed("documents nested deeper than 32".into()));
+        return Err(MongoError::Malformed(
+            "documents nested deeper than 32".into(),
+        ));
     }
     for element in d {
         let (_, v) = element.map_err(MongoError::malformed)?;
@@ -413,19 +423,102 @@ pub fn parse_status_reply(msg: &[u8], request_id: i32) -> Result<MemberStatus, M
     MemberStatus::from_doc(reply_body(msg, request_id)?)
 }
 
+/// Where a probe connects: an address, and TLS when the servers require it.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: std::net::SocketAddr,
+    pub tls: Option<Tls>,
+}
+
+/// TLS to one server: the client configuration (CA, client certificate)
+/// and the name the server's certificate must carry.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Target {
+    pub fn plain(addr: std::net::SocketAddr) -> Target {
+        Target { addr, tls: None }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tls {
+            None => write!(f, "{}", self.addr),
+            Some(t) => write!(f, "{} (TLS, {})", self.addr, t.name.to_str()),
+        }
+    }
+}
+
+/// The client side of TLS for the MongoDB gates: trust `ca` (PEM), and
+/// present `cert` + `key` (PEM) when given (servers with
+/// `net.tls.mode: requireTLS` and `CAFile` ask for one).
+pub fn tls_config(
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate in it", ca.display()));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    Ok(std::sync::Arc::new(config))
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// One connection to a server: commands in turn, each answered before the
 /// next is sent.
 pub struct Conn {
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn Io>,
     next_id: i32,
 }
 
 impl Conn {
-    pub async fn connect(addr: std::net::SocketAddr) -> Result<Conn, MongoError> {
-        let stream = tokio::net::TcpStream::connect(addr)
+    pub async fn connect(target: &Target) -> Result<Conn, MongoError> {
+        let tcp = tokio::net::TcpStream::connect(target.addr)
             .await
             .map_err(MongoError::Connect)?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = match &target.tls {
+            None => Box::new(tcp),
+            Some(tls) => Box::new(
+                tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(tls.name.clone(), tcp)
+                    .await
+                    .map_err(|e| MongoError::Tls(e.to_string()))?,
+            ),
+        };
         Ok(Conn { stream, next_id: 1 })
     }
 
@@ -470,18 +563,20 @@ impl Conn {
             .run(&doc! { "hello": 1i32, "saslSupportedMechs": creds.namespace() })
             .await?;
         let reply = reply_body(&m, id)?;
-        let offered: Option<Vec<String>> =
-            match reply.get("saslSupportedMechs").map_err(MongoError::malformed)? {
-                Some(RawBsonRef::Array(a)) => Some(
-                    a.into_iter()
-                        .filter_map(|v| match v {
-                            Ok(RawBsonRef::String(s)) => Some(s.to_string()),
-                            _ => None,
-                        })
-                        .collect(),
-                ),
-                _ => None,
-            };
+        let offered: Option<Vec<String>> = match reply
+            .get("saslSupportedMechs")
+            .map_err(MongoError::malformed)?
+        {
+            Some(RawBsonRef::Array(a)) => Some(
+                a.into_iter()
+                    .filter_map(|v| match v {
+                        Ok(RawBsonRef::String(s)) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         let mech = Mechanism::pick(offered.as_deref()).map_err(MongoError::Auth)?;
         let mut conv = Conversation::new(creds, mech);
         let binary = |bytes: Vec<u8>| Binary {
@@ -546,7 +641,11 @@ impl Conn {
         };
         let payload = match d.get("payload").map_err(MongoError::malformed)? {
             Some(RawBsonRef::Binary(b)) => b.bytes.to_vec(),
-            _ => return Err(MongoError::Malformed(format!("{command} reply without a payload"))),
+            _ => {
+                return Err(MongoError::Malformed(format!(
+                    "{command} reply without a payload"
+                )))
+            }
         };
         let done = matches!(
             d.get("done").map_err(MongoError::malformed)?,
@@ -571,12 +670,8 @@ impl Conn {
     }
 }
 
-/// `f` on a fresh connection to `addr`, all within `timeout`.
-pub async fn with_conn<T, F>(
-    addr: std::net::SocketAddr,
-    timeout: Duration,
-    f: F,
-) -> Result<T, MongoError>
+/// `f` on a fresh connection to `target`, all within `timeout`.
+pub async fn with_conn<T, F>(target: &Target, timeout: Duration, f: F) -> Result<T, MongoError>
 where
     F: for<'c> FnOnce(
         &'c mut Conn,
@@ -585,7 +680,7 @@ where
     >,
 {
     let exchange = async {
-        let mut conn = Conn::connect(addr).await?;
+        let mut conn = Conn::connect(target).await?;
         f(&mut conn).await
     };
     tokio::time::timeout(timeout, exchange)
@@ -600,14 +695,14 @@ where
 /// until it says it is no longer primary. `Ok(false)`: it was not primary.
 /// Each exchange is bounded by `timeout` beyond the catch-up period.
 pub async fn step_down(
-    addr: std::net::SocketAddr,
+    target: &Target,
     creds: Option<&crate::health::scram::Credentials>,
     catch_up: Duration,
     timeout: Duration,
 ) -> Result<bool, MongoError> {
     let catch_up_s = catch_up.as_secs().max(1) as i64;
     let asked = tokio::time::timeout(catch_up + timeout, async {
-        let mut conn = Conn::connect(addr).await?;
+        let mut conn = Conn::connect(target).await?;
         if !conn.hello().await?.writable_primary {
             return Ok(false);
         }
@@ -636,7 +731,7 @@ pub async fn step_down(
     // It answers secondary now (or soon): look on a fresh connection.
     let until = tokio::time::Instant::now() + timeout + Duration::from_secs(10);
     loop {
-        if let Ok(h) = hello(addr, timeout).await {
+        if let Ok(h) = hello(target, timeout).await {
             if !h.writable_primary {
                 return Ok(true);
             }
@@ -650,9 +745,9 @@ pub async fn step_down(
     }
 }
 
-/// Connects to `addr`, sends `hello` and reads the answer, all within `timeout`.
-pub async fn hello(addr: std::net::SocketAddr, timeout: Duration) -> Result<Hello, MongoError> {
-    with_conn(addr, timeout, |c| Box::pin(c.hello())).await
+/// Connects to `target`, sends `hello` and reads the answer, all within `timeout`.
+pub async fn hello(target: &Target, timeout: Duration) -> Result<Hello, MongoError> {
+    with_conn(target, timeout, |c| Box::pin(c.hello())).await
 }
 
 #[cfg(test)]
@@ -758,7 +853,9 @@ mod tests {
         };
         let view = parse_router_reply(&reply(3, &body), 3).unwrap();
         assert_eq!(view.sets.len(), 3);
-        let all: Vec<String> = ["csRS", "shardA", "shardB", "shardC"].map(String::from).to_vec();
+        let all: Vec<String> = ["csRS", "shardA", "shardB", "shardC"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(
             view.unreachable(&all),
             vec![
@@ -776,7 +873,9 @@ mod tests {
     fn an_unauthorized_command_is_an_error_with_the_servers_code() {
         let body = doc! { "ok": 0.0, "errmsg": "command connPoolStats requires authentication", "code": 13i32, "codeName": "Unauthorized" };
         match parse_router_reply(&reply(4, &body), 4) {
-            Err(MongoError::Command { code: 13, message, .. }) => assert!(message.contains("requires authentication")),
+            Err(MongoError::Command {
+                code: 13, message, ..
+            }) => assert!(message.contains("requires authentication")),
             other => panic!("{other:?}"),
         }
     }
@@ -795,14 +894,21 @@ mod tests {
         let st = parse_status_reply(&reply(5, &body), 5).unwrap();
         assert_eq!(
             st,
-            MemberStatus { state: Some(2), primary: Some("a:27018".into()), lag_ms: Some(12_500) }
+            MemberStatus {
+                state: Some(2),
+                primary: Some("a:27018".into()),
+                lag_ms: Some(12_500)
+            }
         );
         // Dates at the ends of the range (the fuzzer's find: an overflow).
         let body = doc! { "members": [
             { "name": "a", "state": 1i32, "optimeDate": at(i64::MAX) },
             { "name": "b", "state": 2i32, "optimeDate": at(i64::MIN), "self": true },
         ], "ok": 1i32 };
-        assert_eq!(parse_status_reply(&reply(7, &body), 7).unwrap().lag_ms, Some(i64::MAX));
+        assert_eq!(
+            parse_status_reply(&reply(7, &body), 7).unwrap().lag_ms,
+            Some(i64::MAX)
+        );
         // No primary: no lag to speak of.
         let body = doc! { "members": [ { "name": "b:27018", "state": 2i32, "optimeDate": at(1), "self": true } ], "ok": 1i32 };
         let st = parse_status_reply(&reply(6, &body), 6).unwrap();

@@ -88,14 +88,18 @@ impl Mechanism {
     }
 }
 
+/// (mechanism, salt, iterations): what one salted password depends on.
+type KeyId = (Mechanism, Vec<u8>, u32);
+/// (client key, server key).
+type Keys = (Vec<u8>, Vec<u8>);
+
 /// Who rekindle authenticates as.
 #[derive(Debug)]
 pub struct Credentials {
     pub user: String,
     pub source: String,
     password: Secret,
-    /// (mechanism, salt, iterations) → (client key, server key).
-    keys: Mutex<HashMap<(Mechanism, Vec<u8>, u32), (Vec<u8>, Vec<u8>)>>,
+    keys: Mutex<HashMap<KeyId, Keys>>,
 }
 
 impl Credentials {
@@ -119,11 +123,15 @@ impl Credentials {
                     .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
                 text.lines().next().unwrap_or("").to_string()
             }
-            PasswordSource::Env(var) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set"))?,
+            PasswordSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
         };
         if password.is_empty() {
-            return Err(format!("{}: the password is empty", auth.password.describe()));
+            return Err(format!(
+                "{}: the password is empty",
+                auth.password.describe()
+            ));
         }
         Ok(Credentials::new(
             auth.user.clone(),
@@ -158,7 +166,12 @@ impl Credentials {
         }
     }
 
-    fn keys(&self, mech: Mechanism, salt: &[u8], iterations: u32) -> Result<(Vec<u8>, Vec<u8>), String> {
+    fn keys(
+        &self,
+        mech: Mechanism,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>), String> {
         let key = (mech, salt.to_vec(), iterations);
         if let Some(k) = self.keys.lock().unwrap().get(&key) {
             return Ok(k.clone());
@@ -258,7 +271,9 @@ impl<'a> Conversation<'a> {
             return Err(format!("the server refused: {e}"));
         }
         let (Some(r), Some(s), Some(i)) = (a.get(&'r'), a.get(&'s'), a.get(&'i')) else {
-            return Err(format!("server-first message {server_first:?} lacks r, s or i"));
+            return Err(format!(
+                "server-first message {server_first:?} lacks r, s or i"
+            ));
         };
         if !r.starts_with(&self.nonce) || r.len() <= self.nonce.len() {
             return Err("the server's nonce does not extend ours".into());
@@ -315,7 +330,9 @@ impl<'a> Conversation<'a> {
             .as_ref()
             .ok_or("server-final before client-final")?;
         if unb64(v)? != *expected {
-            return Err("the server's signature does not match: not the server that holds this user".into());
+            return Err(
+                "the server's signature does not match: not the server that holds this user".into(),
+            );
         }
         Ok(())
     }
@@ -329,9 +346,9 @@ mod md5 {
     impl Md5 {
         pub fn digest(input: &[u8]) -> [u8; 16] {
             const S: [u32; 64] = [
-                7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9,
-                14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+                7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14,
+                20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11,
+                16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
             ];
             let k: Vec<u32> = (0..64)
                 .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
@@ -356,10 +373,7 @@ mod md5 {
                         2 => (b ^ c ^ d, (3 * i + 5) % 16),
                         _ => (c ^ (b | !d), (7 * i) % 16),
                     };
-                    let f = f
-                        .wrapping_add(a)
-                        .wrapping_add(k[i])
-                        .wrapping_add(m[g]);
+                    let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
                     a = d;
                     d = c;
                     c = b;
@@ -403,7 +417,8 @@ mod tests {
     #[test]
     fn sha256_conversation_is_rfc_7677s_example() {
         let creds = Credentials::new("user".into(), Secret::new("pencil".into()), "admin".into());
-        let mut c = Conversation::with_nonce(&creds, Mechanism::Sha256, "rOprNGfwEbeRWgbNEkqO".into());
+        let mut c =
+            Conversation::with_nonce(&creds, Mechanism::Sha256, "rOprNGfwEbeRWgbNEkqO".into());
         assert_eq!(c.client_first(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
         let server_first =
             b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
@@ -424,7 +439,8 @@ mod tests {
     #[test]
     fn sha1_conversation_is_mongodbs_example() {
         let creds = Credentials::new("user".into(), Secret::new("pencil".into()), "admin".into());
-        let mut c = Conversation::with_nonce(&creds, Mechanism::Sha1, "fyko+d2lbbFgONRv9qkxdawL".into());
+        let mut c =
+            Conversation::with_nonce(&creds, Mechanism::Sha1, "fyko+d2lbbFgONRv9qkxdawL".into());
         let client_final = c
             .client_final(b"r=fyko+d2lbbFgONRv9qkxdawLHo+Vgk7qvUOKUwuWLIWg4l/9SraGMHEE,s=rQ9ZY3MntBeuP3E1TDVC4w==,i=10000")
             .unwrap();
@@ -432,7 +448,8 @@ mod tests {
             String::from_utf8(client_final).unwrap(),
             "c=biws,r=fyko+d2lbbFgONRv9qkxdawLHo+Vgk7qvUOKUwuWLIWg4l/9SraGMHEE,p=MC2T8BvbmWRckDw8oWl5IVghwCY="
         );
-        c.verify_server_final(b"v=UMWeI25JD1yNYZRMpZ4VHvhZ9e0=").unwrap();
+        c.verify_server_final(b"v=UMWeI25JD1yNYZRMpZ4VHvhZ9e0=")
+            .unwrap();
     }
 
     #[test]
@@ -443,7 +460,7 @@ mod tests {
         assert!(c.client_final(b"r=abc123,s=AAAA,i=1000").is_err());
         assert!(c.client_final(b"e=other-error").is_err());
         assert!(c.client_final(b"garbage").is_err());
-        assert_eq!(format!("{creds:?}").contains("\"p\""), false);
+        assert!(!format!("{creds:?}").contains("\"p\""));
         assert!(format!("{creds:?}").contains("<redacted>"));
     }
 

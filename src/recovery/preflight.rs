@@ -55,7 +55,12 @@ impl Preflight {
             .filter(|c| c.verdict == Verdict::Fail)
             .map(|c| format!("{}: {}", c.what, c.detail))
             .collect();
-        (!failed.is_empty()).then(|| format!("pre-flight failed, nothing was restarted: {}", failed.join("; ")))
+        (!failed.is_empty()).then(|| {
+            format!(
+                "pre-flight failed, nothing was restarted: {}",
+                failed.join("; ")
+            )
+        })
     }
 
     /// A few lines for a terminal.
@@ -77,7 +82,12 @@ impl Preflight {
 const TRIES_PER_ROLE: usize = 3;
 
 /// Runs the checks against the hosts the run will use.
-pub async fn preflight(pb: &Playbook, inv: &Inventory, plan: &Plan, rt: &DockerRuntime) -> Preflight {
+pub async fn preflight(
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+    rt: &DockerRuntime,
+) -> Preflight {
     let mut checks = Vec::new();
     let unreachable: Vec<String> = inv
         .unreachable_hosts()
@@ -102,7 +112,10 @@ pub async fn preflight(pb: &Playbook, inv: &Inventory, plan: &Plan, rt: &DockerR
         }
     });
     for (ri, role) in pb.roles.iter().enumerate() {
-        if !matches!(role.health.kind, HealthKind::Mongo { .. } | HealthKind::Mongos { .. }) {
+        if !matches!(
+            role.health.kind,
+            HealthKind::Mongo { .. } | HealthKind::Mongos { .. }
+        ) {
             continue;
         }
         let what = format!("role {} (MongoDB gate)", role.name);
@@ -141,7 +154,10 @@ pub async fn preflight(pb: &Playbook, inv: &Inventory, plan: &Plan, rt: &DockerR
         let (verdict, detail) = verdict.unwrap_or_else(|| {
             (
                 Verdict::Warn,
-                format!("could not be checked, no container answered: {}", unanswered.join("; ")),
+                format!(
+                    "could not be checked, no container answered: {}",
+                    unanswered.join("; ")
+                ),
             )
         });
         checks.push(Check {
@@ -158,6 +174,7 @@ pub async fn preflight(pb: &Playbook, inv: &Inventory, plan: &Plan, rt: &DockerR
 fn refused(e: &str) -> bool {
     e.contains("authentication failed")
         || e.contains("MongoDB credentials:")
+        || e.contains("TLS")
         || e.contains("(code 13)")
         || e.contains("requires authentication")
         || e.contains("not authorized")

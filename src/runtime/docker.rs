@@ -300,6 +300,8 @@ pub struct DockerRuntime {
     /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
     /// was built; the error says why they could not be.
     credentials: Option<Result<Arc<crate::health::scram::Credentials>, String>>,
+    /// TLS for the MongoDB gates (`[mongo.tls]`), built once.
+    tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
@@ -349,9 +351,16 @@ impl DockerRuntime {
             resolver,
             notes: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
-            credentials: pb.mongo.as_ref().map(|m| {
-                crate::health::scram::Credentials::load(m).map(Arc::new)
+            tls: pb.mongo_tls.as_ref().map(|t| {
+                crate::health::mongo::tls_config(
+                    &t.ca,
+                    t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+                )
             }),
+            credentials: pb
+                .mongo
+                .as_ref()
+                .map(|m| crate::health::scram::Credentials::load(m).map(Arc::new)),
         };
         for (spec, client) in specs.iter().zip(clients) {
             match client {
@@ -539,9 +548,9 @@ impl DockerRuntime {
         timeout: Duration,
     ) -> Result<(), String> {
         use crate::health::mongo::{with_conn, Hello, MemberStatus, MongoError};
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        let addr = self.mongo_target(c, inspected, port).await?;
         let creds = self.credentials()?;
-        let asked = with_conn(addr, timeout, |conn| {
+        let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
                 let lagging = hello.set_name.is_some()
@@ -597,9 +606,9 @@ impl DockerRuntime {
         inspected: &ContainerInspectResponse,
         timeout: Duration,
     ) -> Result<Result<(), String>, String> {
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
+        let addr = self.mongo_target(c, inspected, port).await?;
         let creds = self.credentials()?;
-        let asked = crate::health::mongo::with_conn(addr, timeout, |conn| {
+        let asked = crate::health::mongo::with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
                 if !hello.ok || !hello.is_router() {
@@ -631,11 +640,40 @@ impl DockerRuntime {
         }
     }
 
+    /// Where the MongoDB gates connect to `c`: its address, with TLS when
+    /// the playbook says (the certificate must carry the container's DNS
+    /// name when it has one, else its address).
+    async fn mongo_target(
+        &self,
+        c: &Container,
+        inspected: &ContainerInspectResponse,
+        port: u16,
+    ) -> Result<crate::health::mongo::Target, String> {
+        let ip = self.probe_ip(c, inspected).await?;
+        let addr = std::net::SocketAddr::from((ip, port));
+        let tls = match &self.tls {
+            None => None,
+            Some(Err(e)) => return Err(format!("MongoDB TLS: {e}")),
+            Some(Ok(config)) => {
+                let name = match &c.dns_name {
+                    Some(n) => {
+                        rustls::pki_types::ServerName::try_from(n.trim_end_matches('.').to_string())
+                            .map_err(|e| format!("{n}: not a name TLS can check: {e}"))?
+                    }
+                    None => rustls::pki_types::ServerName::IpAddress(ip.into()),
+                };
+                Some(crate::health::mongo::Tls {
+                    config: config.clone(),
+                    name,
+                })
+            }
+        };
+        Ok(crate::health::mongo::Target { addr, tls })
+    }
+
     /// The gates' credentials: none configured, or read (an `Err` when
     /// the playbook names them but they could not be read).
-    fn credentials(
-        &self,
-    ) -> Result<Option<Arc<crate::health::scram::Credentials>>, String> {
+    fn credentials(&self) -> Result<Option<Arc<crate::health::scram::Credentials>>, String> {
         match &self.credentials {
             None => Ok(None),
             Some(Ok(c)) => Ok(Some(c.clone())),
@@ -644,10 +682,15 @@ impl DockerRuntime {
     }
 
     /// Whether `c` says (`hello`) it is its replica set's primary.
-    pub async fn is_primary(&self, c: &Container, port: u16, timeout: Duration) -> Result<bool, String> {
+    pub async fn is_primary(
+        &self,
+        c: &Container,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<bool, String> {
         let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await?, port));
-        crate::health::mongo::hello(addr, timeout)
+        let addr = self.mongo_target(c, &inspected, port).await?;
+        crate::health::mongo::hello(&addr, timeout)
             .await
             .map(|h| h.ok && h.writable_primary)
             .map_err(|e| format!("hello to {addr}: {e}"))
@@ -658,20 +701,22 @@ impl DockerRuntime {
     /// command is allowed (`connPoolStats` on a mongos, `replSetGetStatus`
     /// on a member gated on lag). `Err` says what failed, naming the
     /// container.
-    pub async fn preflight_mongo(&self, c: &Container, check: &HealthCheck) -> Result<String, String> {
+    pub async fn preflight_mongo(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+    ) -> Result<String, String> {
         let (port, command) = match &check.kind {
             HealthKind::Mongos { port, .. } => (*port, Some("connPoolStats")),
-            HealthKind::Mongo { port, max_lag, .. } => {
-                (*port, max_lag.map(|_| "replSetGetStatus"))
-            }
+            HealthKind::Mongo { port, max_lag, .. } => (*port, max_lag.map(|_| "replSetGetStatus")),
             _ => return Ok("no MongoDB gate".into()),
         };
         let fail = |e: String| format!("container {} on host {}: {e}", c.name, c.host);
         let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await.map_err(fail)?, port));
+        let addr = self.mongo_target(c, &inspected, port).await.map_err(fail)?;
         let creds = self.credentials().map_err(fail)?;
         let authenticated = creds.is_some();
-        crate::health::mongo::with_conn(addr, check.timeout, |conn| {
+        crate::health::mongo::with_conn(&addr, check.timeout, |conn| {
             Box::pin(async move {
                 if let Some(creds) = &creds {
                     conn.authenticate(creds).await?;
@@ -1033,7 +1078,10 @@ impl ContainerRuntime for DockerRuntime {
                     .as_ref()
                     .and_then(|st| st.started_at.clone())
                     .unwrap_or_default();
-                match self.probe_router(c, *port, sets, &inspected, check.timeout).await {
+                match self
+                    .probe_router(c, *port, sets, &inspected, check.timeout)
+                    .await
+                {
                     Ok(Err(why)) => {
                         // Answers, but cannot reach a set: stuck once it has
                         // failed so for `stuck_after` (a fresh mongos's
@@ -1097,9 +1145,9 @@ impl ContainerRuntime for DockerRuntime {
             reason,
         };
         let inspected = self.inspect_full(c).await?;
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, &inspected).await.map_err(api)?, *port));
+        let addr = self.mongo_target(c, &inspected, *port).await.map_err(api)?;
         let creds = self.credentials().map_err(api)?;
-        crate::health::mongo::step_down(addr, creds.as_deref(), catch_up, check.timeout)
+        crate::health::mongo::step_down(&addr, creds.as_deref(), catch_up, check.timeout)
             .await
             .map_err(|e| api(format!("{addr}: {e}")))
     }

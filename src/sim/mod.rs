@@ -603,6 +603,10 @@ impl ContainerRuntime for SimRuntime {
             HealthKind::Mongo { max_lag, .. } => data && max_lag.is_some(),
             HealthKind::Docker | HealthKind::Tcp { .. } => false,
         };
-        Ok(if sees_it { Health::Unhealthy } else { Health::Healthy })
+        Ok(if sees_it {
+            Health::Unhealthy
+        } else {
+            Health::Healthy
+        })
     }
 }

@@ -157,7 +157,13 @@ impl TestNetwork {
     pub fn create(id: &str) -> TestNetwork {
         let name = format!("rekindle-{id}");
         let out = Command::new("docker")
-            .args(["network", "create", "--label", &format!("rekindle.test={id}"), &name])
+            .args([
+                "network",
+                "create",
+                "--label",
+                &format!("rekindle.test={id}"),
+                &name,
+            ])
             .output()
             .expect("docker network create");
         assert!(
