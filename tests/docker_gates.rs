@@ -653,3 +653,93 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
         "a primary that did not step down must not be restarted\n{ran}"
     );
 }
+
+#[test]
+fn gates_over_tls_with_client_certificates_and_a_refused_handshake_stops_the_run_in_preflight() {
+    if !docker_available("gates_over_tls_with_client_certificates_and_a_refused_handshake_stops_the_run_in_preflight") {
+        return;
+    }
+    let id = TestFleet::id_for("tls");
+    // Fixed addresses, so that each certificate can carry the address
+    // rekindle dials (and the name the mongos dials).
+    let pid = std::process::id();
+    let subnet = format!("10.{}.{}", 100 + pid % 100, (pid / 100) % 250);
+    let net = TestNetwork::create_with(&id, &["--subnet", &format!("{subnet}.0/24")]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::Ca::new(dir.path(), "mongo");
+    let pem = |path: &str| std::fs::read_to_string(path).unwrap();
+    // 1 cluster: 3 config servers, 1 shard of 3, 1 router; TLS only, client
+    // certificates required.
+    let mut specs = gated_specs_with(&id, 1, 1, 1, 0);
+    for (i, s) in specs.iter_mut().enumerate() {
+        let ip = format!("{subnet}.{}", 10 + i);
+        let leaf = ca.issue(
+            &s.name,
+            &format!(
+                "subjectAltName=DNS:{},IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\n",
+                s.name
+            ),
+        );
+        s.env.push(("DBNODE_TLS_CERT".into(), pem(&leaf.cert)));
+        s.env.push(("DBNODE_TLS_KEY".into(), pem(&leaf.key)));
+        s.env.push(("DBNODE_TLS_CA".into(), pem(&ca.cert)));
+        s.ip = Some(ip);
+    }
+    let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    let client = ca.client("rekindle");
+    let playbook = |tls: &str| {
+        run_playbook(&id, "", "fail")
+            .replace(
+                r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongo", port = 27019, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+            )
+            .replace(
+                r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongo", port = 27018, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+            )
+            .replace(
+                r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
+                r#"health = { kind = "mongos", port = 27017, stuck_after = "2s", interval = "250ms", deadline = "30s" }"#,
+            )
+            + "[mongo.tls]\n"
+            + tls
+    };
+    let pb = write_playbook(
+        &dir,
+        "tls.toml",
+        &playbook(&format!(
+            "ca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            ca.cert, client.cert, client.key
+        )),
+    );
+    let state = dir.path().join("state");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    assert!(
+        ran.stderr.contains("(TLS, ") && ran.stderr.contains("connPoolStats"),
+        "{ran}"
+    );
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+
+    // No client certificate: the servers refuse the handshake; pre-flight
+    // stops the run, nothing restarted.
+    let pb = write_playbook(
+        &dir,
+        "no-cert.toml",
+        &playbook(&format!("ca = {:?}\n", ca.cert)),
+    );
+    let state = dir.path().join("state-no-cert");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(2), "{ran}");
+    assert!(
+        ran.stderr.contains("pre-flight failed") && ran.stderr.contains("TLS"),
+        "{ran}"
+    );
+    assert!(starts(&events).is_empty(), "nothing restarted: {events:?}");
+}

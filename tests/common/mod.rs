@@ -45,6 +45,8 @@ pub struct Spec {
     pub name: String,
     pub labels: Vec<(String, String)>,
     pub env: Vec<(String, String)>,
+    /// A fixed address on the fleet's network (its subnet).
+    pub ip: Option<String>,
 }
 
 /// Containers labelled `rekindle.test=<id>`, removed when dropped.
@@ -95,6 +97,9 @@ impl TestFleet {
                         }
                         if let Some(n) = network {
                             cmd.args(["--network", &n.name]);
+                        }
+                        if let Some(ip) = &s.ip {
+                            cmd.args(["--ip", ip]);
                         }
                         for (k, v) in &s.env {
                             cmd.args(["--env", &format!("{k}={v}")]);
@@ -155,6 +160,11 @@ pub struct TestNetwork {
 
 impl TestNetwork {
     pub fn create(id: &str) -> TestNetwork {
+        Self::create_with(id, &[])
+    }
+
+    /// With `docker network create` options (e.g. `--subnet`).
+    pub fn create_with(id: &str, options: &[&str]) -> TestNetwork {
         let name = format!("rekindle-{id}");
         let out = Command::new("docker")
             .args([
@@ -162,8 +172,9 @@ impl TestNetwork {
                 "create",
                 "--label",
                 &format!("rekindle.test={id}"),
-                &name,
             ])
+            .args(options)
+            .arg(&name)
             .output()
             .expect("docker network create");
         assert!(
@@ -203,6 +214,7 @@ pub fn sharded_specs(id: &str, clusters: usize, shards: usize, routers: usize) -
                 labels.push(("db.replset".to_string(), rs));
             }
             specs.push(Spec {
+                ip: None,
                 name,
                 labels,
                 env: vec![("DBNODE_PORT".to_string(), port.to_string()), hello],

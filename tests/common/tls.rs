@@ -70,7 +70,8 @@ impl Ca {
         self.issue(name, "extendedKeyUsage=clientAuth\n")
     }
 
-    fn issue(&self, name: &str, ext: &str) -> Leaf {
+    /// A certificate with the given extensions (`subjectAltName=…` lines).
+    pub fn issue(&self, name: &str, ext: &str) -> Leaf {
         let p = |f: &str| {
             self.dir
                 .join(format!("{name}.{f}"))
