@@ -13,59 +13,104 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// One journal record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
+    /// The run begins: what it restarts.
     Start {
+        /// The playbook's name.
         playbook: String,
+        /// The plan's fingerprint: a resume must bring the same one.
         fingerprint: String,
+        /// Containers in the plan.
         containers: usize,
     },
     /// About to restart `id`; `before` is its start marker before the call.
     Intent {
+        /// The container's id.
         id: String,
+        /// The wave it belongs to.
         wave: usize,
+        /// Attempts before this one (0 for the first).
         attempt: u32,
+        /// Its start marker before the call.
         before: String,
     },
+    /// A container's attempt ended.
     Outcome {
+        /// The container's id.
         id: String,
+        /// Whether it passed its gate.
         healthy: bool,
+        /// Why it did not, if it did not.
         reason: Option<String>,
     },
+    /// A wave passed its gates.
     WavePassed {
+        /// The wave's index in the plan.
         wave: usize,
     },
+    /// The run ended.
     End {
+        /// The run's final state, lowercase (`succeeded`, `halted`, `aborted`).
         state: String,
     },
 }
 
+/// Why a journal cannot be created, read or written.
 #[derive(Debug, Error)]
 pub enum JournalError {
+    /// Reading, writing, locking or syncing the file failed.
     #[error("journal {path}: {source}")]
     Io {
+        /// The journal file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The journal holds a run of another playbook or plan.
     #[error("journal {path} belongs to playbook {found:?} (fingerprint {found_fp}), not {want:?} (fingerprint {want_fp}): use another --state-dir or start without --resume")]
     Mismatch {
+        /// The journal file.
         path: PathBuf,
+        /// The playbook named in the journal.
         found: String,
+        /// The fingerprint in the journal.
         found_fp: String,
+        /// The playbook of this run.
         want: String,
+        /// The fingerprint of this run's plan.
         want_fp: String,
     },
+    /// A new run would overwrite a journal that holds one.
     #[error("journal {path} already holds a run of playbook {playbook:?}: pass --resume to continue it, or remove the file to start over")]
-    Exists { path: PathBuf, playbook: String },
+    Exists {
+        /// The journal file.
+        path: PathBuf,
+        /// The playbook of the run it holds.
+        playbook: String,
+    },
+    /// Another process holds the journal's lock.
     #[error("journal {path} is in use by another rekindle process (a run or a daemon): let it finish or stop it first")]
-    Busy { path: PathBuf },
+    Busy {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// Resuming, but there is no journal.
     #[error("journal {path} does not exist: nothing to resume")]
-    Missing { path: PathBuf },
+    Missing {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// A damaged record with records after it.
     #[error("journal {path}: the record at offset {offset} {what}, and records follow it: the journal is damaged in the middle, not torn at its end; nothing was truncated. Restore it, or move it aside to start over")]
     Corrupt {
+        /// The journal file.
         path: PathBuf,
+        /// Byte offset of the damaged record.
         offset: usize,
+        /// What is wrong with it (e.g. `fails its checksum`).
         what: String,
     },
 }
@@ -73,15 +118,19 @@ pub enum JournalError {
 /// What a journal says about a run so far.
 #[derive(Debug, Default)]
 pub struct Replay {
+    /// Every whole record, in file order.
     pub records: Vec<Record>,
     /// Containers whose last outcome is healthy.
     pub healthy: HashSet<String>,
     /// Containers with an intent and no outcome after it: in doubt.
     pub in_doubt: HashMap<String, String>,
+    /// Attempts made per container id.
     pub attempts: HashMap<String, u32>,
+    /// Indexes of the waves that passed.
     pub waves_passed: HashSet<usize>,
     /// Set when the file ended in a torn or corrupt record (bytes dropped).
     pub torn: Option<String>,
+    /// The state of the `End` record, if the run ended.
     pub ended: Option<String>,
 }
 
@@ -121,6 +170,7 @@ impl Replay {
     }
 }
 
+/// An open journal file, locked by this process.
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -242,6 +292,7 @@ impl Journal {
         Ok((j, replay))
     }
 
+    /// Appends one record; with `durable`, synced to disk before it returns.
     pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
         let payload = serde_json::to_vec(r).expect("records serialize");
         let mut buf = Vec::with_capacity(payload.len() + 8);
@@ -255,6 +306,7 @@ impl Journal {
         Ok(())
     }
 
+    /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
     }

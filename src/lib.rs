@@ -35,6 +35,8 @@
 //!   CLI use; [`cli`]: the command-line front end (parsing and rendering).
 //! - Leaves: [`source`] (located errors), [`duration`], [`rng`], [`dag`].
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod cli;
 pub mod config;

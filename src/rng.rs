@@ -2,16 +2,19 @@
 //! generation, the simulator and retry jitter. Same seed, same sequence, on
 //! every platform; never used for anything secret.
 
+/// The SplitMix64 generator: 64 bits of state, one addition and two multiplications per number.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
+    /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
+    /// The next number, uniform over all of `u64`.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -40,7 +40,9 @@ pub enum JournalMode {
 /// Where a session's journal lives and how it is opened.
 #[derive(Debug, Clone)]
 pub struct JournalSpec {
+    /// The journal file.
     pub path: PathBuf,
+    /// How it is opened.
     pub mode: JournalMode,
     /// Sync every record to disk (real runs); a rehearsal need not.
     pub durable: bool,
@@ -48,10 +50,15 @@ pub struct JournalSpec {
 
 /// What a session runs: the plan, and what it is plugged into.
 pub struct Session<R> {
+    /// The containers it restarts through.
     pub runtime: R,
+    /// The playbook.
     pub playbook: Arc<Playbook>,
+    /// The fleet as discovered.
     pub inventory: Arc<Inventory>,
+    /// The plan to run.
     pub plan: Arc<Plan>,
+    /// Where the journal lives and how it is opened.
     pub journal: JournalSpec,
     /// The adaptive DNS budget's probe; `None` paces at the static budget.
     pub probe: Option<Arc<dyn DnsProbe>>,
@@ -79,6 +86,7 @@ pub trait Observer: Send {
 
 /// How a session ended.
 pub struct Finished {
+    /// How the run ended.
     pub outcome: Outcome,
     /// The timeline collected from the events, for the report.
     pub timeline: Collector,
@@ -86,12 +94,16 @@ pub struct Finished {
     pub resumed: bool,
 }
 
+/// Why a session could not run to its end.
 #[derive(Debug, Error)]
 pub enum SessionError {
+    /// The journal could not be opened, or it belongs to another run.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The run's task panicked or was cancelled.
     #[error("the run's task ended: {0}")]
     Task(String),
 }

@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 /// An error in a user-supplied file, located precisely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceError {
+    /// The file the error is in.
     pub file: PathBuf,
+    /// 1-based line (0 when the file could not be read).
     pub line: usize,
+    /// 1-based column, in characters (0 when the file could not be read).
     pub column: usize,
     /// Dotted path of the field (`limits.max_per_host`, `roles[2].after`).
     pub field: String,
+    /// What is wrong, and what was expected.
     pub message: String,
 }
 
@@ -32,12 +36,15 @@ impl std::error::Error for SourceError {}
 /// The text of one file plus its name, for locating errors.
 #[derive(Debug, Clone)]
 pub struct SourceText {
+    /// The file's name, as errors print it.
     pub file: PathBuf,
+    /// The whole file.
     pub text: String,
 }
 
 impl SourceText {
-    /// Reads a file; an unreadable file is a located error at 1:1.
+    /// Reads a file; an unreadable file is an error naming it (line and
+    /// column 0: there is no place in it to point at).
     pub fn read(path: &Path) -> Result<Self, SourceError> {
         let text = std::fs::read_to_string(path).map_err(|e| SourceError {
             file: path.to_path_buf(),
@@ -52,6 +59,7 @@ impl SourceText {
         })
     }
 
+    /// A text held in memory, named `file` in errors.
     pub fn new(file: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         Self {
             file: file.into(),

@@ -31,6 +31,7 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// Counts one engine event.
     pub fn observe(&mut self, e: &Event) {
         match e {
             Event::WaveStarted {
@@ -89,6 +90,7 @@ type Key = (String, &'static str, String); // playbook, mode, role
 pub struct Totals(BTreeMap<Key, RoleStats>);
 
 impl Totals {
+    /// Adds one run's counts under its playbook and mode.
     pub fn add(&mut self, playbook: &str, mode: &'static str, stats: &RunStats) {
         for (role, s) in &stats.roles {
             let t = self

@@ -46,11 +46,13 @@ pub struct DaemonFile {
     /// `host:port` or `unix:/path/to.sock`.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Where journals, run records and the audit log live (`--state-dir` wins).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
     /// Env var holding the token (default REKINDLE_TOKEN).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A file holding the token (relative to the config file); it wins over the variable.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// The name the token's holder has in the audit log (default "token").
@@ -61,24 +63,34 @@ pub struct DaemonFile {
     /// name → scenario path, for rehearsals.
     #[serde(default)]
     pub scenarios: BTreeMap<String, PathBuf>,
+    /// Where to send notes of runs (`[[webhooks]]`).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
 }
 
 /// What a daemon serves, read from its config file.
 pub struct DaemonSetup {
+    /// The playbooks, by name, loaded and validated.
     pub playbooks: BTreeMap<String, Playbook>,
+    /// Scenario paths, by name, for rehearsals.
     pub scenarios: BTreeMap<String, PathBuf>,
+    /// (name for the audit log, secret); `None`: no token asked.
     pub token: Option<(String, String)>,
+    /// Where journals, run records and the audit log live.
     pub state_dir: PathBuf,
+    /// Delivers the webhooks' notes.
     pub notifier: Notifier,
 }
 
+/// The daemon: its playbooks, its runs, and their records.
 pub struct Daemon {
+    /// The playbooks, by name.
     pub playbooks: BTreeMap<String, Playbook>,
+    /// Scenario paths, by name, for rehearsals.
     pub scenarios: BTreeMap<String, PathBuf>,
     /// (name for the audit log, secret).
     token: Option<(String, String)>,
+    /// Where journals, run records and the audit log live.
     pub state_dir: PathBuf,
     runs_dir: PathBuf,
     runs: Mutex<Vec<Arc<Run>>>,
@@ -209,6 +221,7 @@ impl Daemon {
         Ok((interrupted, resumed))
     }
 
+    /// Whether the daemon is shutting down.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -366,6 +379,7 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// The HTTP API's routes, served by daemon `d`.
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "ok": true })) }))

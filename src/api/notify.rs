@@ -13,6 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Where notes go: `http://` or `https://`.
     pub url: String,
     /// Which notes to send (default: all of run_started, wave_halted, run_finished).
     #[serde(default)]
@@ -22,6 +23,7 @@ pub struct WebhookConfig {
     pub timeout: Option<String>,
 }
 
+/// Every kind of note.
 pub const KINDS: [&str; 3] = ["run_started", "wave_halted", "run_finished"];
 
 struct Hook {
@@ -33,11 +35,15 @@ struct Hook {
 /// A note to deliver.
 #[derive(Debug, Clone)]
 pub struct Note {
+    /// Its kind, one of [`KINDS`].
     pub kind: &'static str,
+    /// The one line a chat shows.
     pub text: String,
+    /// The details, sent as the `rekindle` object.
     pub details: serde_json::Value,
 }
 
+/// Delivers notes to every webhook that wants them, each hook on its own queue.
 #[derive(Clone, Default)]
 pub struct Notifier {
     /// Each hook's queue, drained in order by a task of its own: a hanging

@@ -12,23 +12,35 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// Restart the fleet for real.
     Run,
+    /// Rehearse on a simulated fleet.
     Rehearse,
+    /// Plan only: nothing restarts.
     Plan,
 }
 
+/// Where a run stands, as the API says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiState {
+    /// Accepted, not started yet.
     Pending,
+    /// Restarting.
     Running,
+    /// New restarts held by an operator.
     Paused,
+    /// Every wave passed.
     Succeeded,
+    /// Stopped by the failure policy.
     Halted,
+    /// Stopped by an operator.
     Aborted,
+    /// Could not run (an error before or outside the engine).
     Failed,
     /// The daemon stopped while a rehearsal or plan was active: it is not
     /// resumed (start it again); real runs resume instead.
@@ -36,6 +48,7 @@ pub enum ApiState {
 }
 
 impl ApiState {
+    /// Whether the run may still change: pending, running or paused.
     pub fn active(self) -> bool {
         matches!(
             self,
@@ -43,6 +56,7 @@ impl ApiState {
         )
     }
 
+    /// Every state, in the order above.
     pub const ALL: [ApiState; 8] = [
         ApiState::Pending,
         ApiState::Running,
@@ -54,6 +68,7 @@ impl ApiState {
         ApiState::Interrupted,
     ];
 
+    /// Its lowercase name, as the API writes it.
     pub fn name(self) -> &'static str {
         match self {
             ApiState::Pending => "pending",
@@ -71,16 +86,25 @@ impl ApiState {
 /// What the API shows of a run, and what its record holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
+    /// The run's id.
     pub id: String,
+    /// The playbook's name.
     pub playbook: String,
+    /// What the run does.
     pub mode: Mode,
+    /// The scenario's name, for a rehearsal.
     pub scenario: Option<String>,
+    /// Why the run was started, as its caller said (it goes to the audit log).
     pub reason: String,
+    /// Where it stands.
     pub state: ApiState,
+    /// What it produced once ended: a summary of the plan, the rehearsal or the run.
     pub result: Option<serde_json::Value>,
+    /// Why it failed, if it did.
     pub error: Option<String>,
     /// Unix seconds.
     pub created_at: f64,
+    /// When it ended (Unix seconds).
     #[serde(default)]
     pub ended_at: Option<f64>,
     /// How many times a daemon picked this run up again from its journal.
@@ -99,11 +123,15 @@ pub struct RunView {
 /// An operator's standing controls of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Controls {
+    /// New restarts held.
     pub paused: bool,
+    /// The operator's DNS budget ceiling, in q/s.
     pub dns_budget_qps: Option<f64>,
+    /// The operator's restart rate, in restarts per second.
     pub restart_rate: Option<f64>,
 }
 
+/// The wall clock now, in Unix seconds (0 if before 1970).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -114,7 +142,9 @@ pub fn unix_now() -> f64 {
 /// One event as the API sends it: its kind and its JSON text.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
+    /// Its `event` field (e.g. `wave_started`, `run_ended`).
     pub kind: String,
+    /// Its JSON text.
     pub data: String,
 }
 
@@ -165,11 +195,15 @@ impl Events {
     }
 }
 
+/// One run the daemon accepted: its view, its control handle and its events.
 pub struct Run {
+    /// What the API shows of it.
     pub view: Mutex<RunView>,
+    /// The engine's control handle, once the engine started.
     pub handle: Mutex<Option<Handle>>,
     /// The run's events (SSE id = index + 1), the last being `run_ended`.
     events: Mutex<Events>,
+    /// The number of events pushed so far, watched by event streams.
     pub seq: tokio::sync::watch::Sender<u64>,
     /// The real run's resolver, for /metrics.
     pub resolver: Mutex<Option<CachedResolver>>,
@@ -299,14 +333,17 @@ impl Run {
         *self.handle.lock().unwrap() = Some(h);
     }
 
+    /// The run's id.
     pub fn id(&self) -> String {
         self.view.lock().unwrap().id.clone()
     }
 
+    /// Where it stands now.
     pub fn state(&self) -> ApiState {
         self.view.lock().unwrap().state
     }
 
+    /// Whether it ended.
     pub fn ended(&self) -> bool {
         !self.state().active()
     }
@@ -331,6 +368,7 @@ impl Run {
         }
     }
 
+    /// Pushes one event (and, for real runs, appends it to the events file).
     pub fn push(&self, e: serde_json::Value) {
         self.push_text(&e.to_string());
     }

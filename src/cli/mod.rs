@@ -15,6 +15,7 @@ use crate::source::SourceError;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The command line as parsed.
 #[derive(Debug, Parser)]
 #[command(
     name = "rekindle",
@@ -25,22 +26,36 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written on stderr.
+// The variants carry `//` comments, not docs: clap would print variant docs
+// in `--help` and the manual page.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    // Human-readable lines.
     Text,
+    // One JSON object per line.
     Json,
 }
 
+/// How results are printed on stdout.
+// The variants carry `//` comments, not docs: clap would print variant docs
+// in `--help` and the manual page.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
+    // Tables for people.
     Table,
+    // JSON for programs.
     Json,
 }
 
+/// rekindle's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what a recovery would do: waves, order, DNS cost, estimated time. Changes nothing.
@@ -63,6 +78,7 @@ pub enum Command {
     Man,
 }
 
+/// Arguments of `rekindle rehearse`.
 #[derive(Debug, clap::Args)]
 pub struct RehearseArgs {
     /// The playbook (TOML).
@@ -96,6 +112,7 @@ pub struct RehearseArgs {
     pub drop_limit: f64,
 }
 
+/// Where `rekindle plan` takes the fleet from.
 #[derive(Debug, clap::Args)]
 pub struct InventoryArgs {
     /// Take the fleet from a reference scenario file (simulated fleet) instead of Docker.
@@ -107,6 +124,7 @@ pub struct InventoryArgs {
 }
 
 impl InventoryArgs {
+    /// The source these arguments name: a scenario, a file, else Docker.
     pub fn source(&self) -> InventorySource {
         match (&self.scenario, &self.inventory) {
             (Some(s), _) => InventorySource::Scenario(s.clone()),
@@ -116,10 +134,12 @@ impl InventoryArgs {
     }
 }
 
+/// Arguments of `rekindle plan`.
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// The playbook (TOML).
     pub playbook: PathBuf,
+    /// Where the fleet comes from.
     #[command(flatten)]
     pub inventory: InventoryArgs,
     /// Output format.
@@ -160,6 +180,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// Sends logs to stderr in `format`, filtered by `REKINDLE_LOG` (default
+/// `warn,rekindle=info`).
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("REKINDLE_LOG")
@@ -174,6 +196,7 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan(args).await,

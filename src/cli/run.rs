@@ -21,6 +21,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Arguments of `rekindle run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The playbook (TOML).
@@ -57,6 +58,8 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
 }
 
+/// Runs `rekindle run`: discovery, plan, confirmation, pre-flight, then the
+/// engine over Docker.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     // One connection setup per Docker host for the whole run: discovery

@@ -18,8 +18,11 @@ use toml::Spanned;
 /// A validated playbook, ready for planning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Playbook {
+    /// The playbook's name, as reports and the API show it.
     pub name: String,
+    /// Free text from the playbook, if any.
     pub description: Option<String>,
+    /// The file the playbook was read from.
     pub source: PathBuf,
     /// Label key whose value names a container's group (e.g. `db.cluster`):
     /// dependencies between roles are evaluated within one group.
@@ -28,11 +31,17 @@ pub struct Playbook {
     pub replset_label: Option<String>,
     /// Roles in a valid topological order (dependencies first).
     pub roles: Vec<Role>,
+    /// Wave and pacing limits (`[limits]`).
     pub limits: Limits,
+    /// The canary wave that goes first, alone (`[canary]`), if any.
     pub canary: Option<Canary>,
+    /// The DNS budget and how it adapts (`[dns]`).
     pub dns: DnsBudgetConfig,
+    /// Retries, backoff and when a run halts (`[policy]`).
     pub policy: Policy,
+    /// Figures used only for estimates (`[estimates]`).
     pub estimates: Estimates,
+    /// How containers are found on the Docker hosts (`[discovery]`).
     pub discovery: Discovery,
     /// Docker hosts; empty means `DOCKER_HOST` or the local socket.
     pub hosts: Vec<HostSpec>,
@@ -49,7 +58,9 @@ pub struct Playbook {
 /// when the servers ask for one.
 #[derive(Debug, Clone, Serialize)]
 pub struct MongoTls {
+    /// PEM file of the CA that signed the servers' certificates.
     pub ca: PathBuf,
+    /// PEM files of a client certificate and its key, for servers that ask for one.
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
@@ -58,12 +69,15 @@ pub struct MongoTls {
 /// held in a value that never prints).
 #[derive(Debug, Clone, Serialize)]
 pub struct MongoAuth {
+    /// The user to authenticate as (never empty).
     pub user: String,
+    /// Where the password is read when a run starts.
     pub password: PasswordSource,
     /// The database holding the user (default `admin`).
     pub auth_source: String,
 }
 
+/// Where the MongoDB password is read from.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PasswordSource {
@@ -74,6 +88,7 @@ pub enum PasswordSource {
 }
 
 impl PasswordSource {
+    /// Where the password comes from, for messages (never the password).
     pub fn describe(&self) -> String {
         match self {
             PasswordSource::File(p) => format!("password file {}", p.display()),
@@ -99,33 +114,47 @@ pub fn check_password_file(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A role (`[[roles]]`): the containers a selector picks, the roles they wait for, and their health gate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Role {
+    /// Unique name of the role.
     pub name: String,
     /// Labels a container must carry (all of them) to have this role.
     pub selector: BTreeMap<String, String>,
     /// Indexes (into `Playbook::roles`) of the roles this one waits for.
     pub after: Vec<usize>,
+    /// DNS lookups one restarted process makes as it starts: its cost in the DNS budget.
     pub startup_lookups: u32,
+    /// Expected time from start to healthy (estimates only).
     pub ready_estimate: Duration,
+    /// The gate a restarted container must pass.
     pub health: HealthCheck,
 }
 
+/// What a health probe checks, per kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum HealthKind {
     /// The container is running (and healthy, if it has a HEALTHCHECK).
     Docker,
     /// A TCP connect to the container's DNS name on a port succeeds.
-    Tcp { port: u16 },
+    Tcp {
+        /// Port probed.
+        port: u16,
+    },
     /// A command run in the container exits with 0.
-    Exec { command: Vec<String> },
+    Exec {
+        /// The argv run in the container.
+        command: Vec<String>,
+    },
     /// MongoDB's `hello` on a port: a mongos or standalone that answers, or
     /// a replica-set member that is primary, secondary or arbiter — and,
     /// with `max_lag`, whose `replSetGetStatus` shows a primary it trails by
     /// no more than that.
     Mongo {
+        /// Port probed (default 27017).
         port: u16,
+        /// A secondary passes only once it trails its primary by no more than this; `None`: `hello` alone.
         #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
         max_lag: Option<Duration>,
         /// MongoDB's rolling order: the set's primary goes last and is
@@ -139,7 +168,9 @@ pub enum HealthKind {
     /// set of its cluster. One that answers but fails that for
     /// `stuck_after` is stuck.
     Mongos {
+        /// Port probed (default 27017).
         port: u16,
+        /// How long a router may answer yet fail the gate before it counts as stuck.
         #[serde(with = "humantime_secs")]
         stuck_after: Duration,
         /// The replica sets it must reach: filled per cluster from the
@@ -171,8 +202,10 @@ mod opt_secs {
     }
 }
 
+/// A role's health gate: what is probed, and its timings.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthCheck {
+    /// What a probe checks.
     pub kind: HealthKind,
     /// Timeout of one probe.
     pub timeout: Duration,
@@ -182,32 +215,42 @@ pub struct HealthCheck {
     pub deadline: Duration,
 }
 
+/// `max_unavailable_per_replset`: how many members of one replica set may be down at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unavailable {
+    /// At most this many members of a set in one wave.
     Count(u32),
+    /// No limit: whole replica sets restart together (recovery).
     All,
 }
 
+/// Limits on waves and the pace of restarts (`[limits]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
     /// Max containers of one host in one wave.
     pub max_per_host: u32,
     /// Max members of one replica set in one wave.
     pub max_unavailable_per_replset: Unavailable,
+    /// Max containers in one wave.
     pub max_wave_size: u32,
     /// Restarts per second across the fleet (0 = unlimited).
     pub restart_rate: f64,
+    /// Docker's stop timeout for each restart.
     pub stop_timeout: Duration,
     /// Concurrent Docker API calls per host (the engine's API is the
     /// bottleneck of a busy host; bollard itself sets no cap).
     pub api_calls_per_host: u32,
 }
 
+/// The canary (`[canary]`): a first wave that runs alone before the rest.
 #[derive(Debug, Clone, Serialize)]
 pub struct Canary {
+    /// How many containers go first: one from each group's first root stage in turn.
     pub containers: u32,
+    /// Wait after the canary wave before going on.
     pub soak: Duration,
+    /// Ask for confirmation after the canary (interactive runs).
     pub confirm: bool,
 }
 
@@ -216,12 +259,17 @@ pub struct Canary {
 pub struct ResolverSettings {
     /// `ip:port` of the nameservers; empty = those of `resolv_conf`.
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// The resolv.conf read when `nameservers` is empty (default `/etc/resolv.conf`).
     pub resolv_conf: PathBuf,
+    /// Timeout of one query to a nameserver.
     pub timeout: Duration,
+    /// Tries per lookup before it fails.
     pub attempts: u32,
     /// Names kept (least recently used evicted first).
     pub cache_size: usize,
+    /// Shortest time an answer is cached, whatever its TTL says.
     pub min_ttl: Duration,
+    /// Longest time an answer is cached, whatever its TTL says.
     pub max_ttl: Duration,
     /// Cap on how long a "no such name" is believed.
     pub negative_max_ttl: Duration,
@@ -245,8 +293,10 @@ impl Default for ResolverSettings {
     }
 }
 
+/// The DNS budget (`[dns]`): what the fleet's resolver can answer, and how much of it restarts may use.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsBudgetConfig {
+    /// Queries per second the fleet's resolver answers.
     pub capacity_qps: f64,
     /// Fraction of the capacity rekindle's restarts may use, in (0, 1].
     pub headroom: f64,
@@ -299,10 +349,13 @@ pub struct FleetResolver {
     pub trailing_dot: bool,
 }
 
+/// Where the fleet's names resolve.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FleetNames {
+    /// As written (search domains glibc tries first find nothing).
     Absolute,
+    /// Under the first search domain.
     Search,
 }
 
@@ -364,6 +417,7 @@ pub enum CounterSource {
 /// Where the resolver's own counters are read, and which keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CounterConfig {
+    /// Where the counters are read.
     pub source: CounterSource,
     /// Queries received (e.g. unbound's `total.num.queries`).
     pub key: String,
@@ -379,50 +433,71 @@ impl DnsBudgetConfig {
     }
 }
 
+/// Retries and failure policy (`[policy]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Policy {
+    /// Restarts of one container before it counts as failed.
     pub retries: u32,
+    /// Failed fraction of a wave above which the run halts (0.0 to 1.0).
     pub max_failed_fraction: f64,
+    /// First pause between retries of one container (doubles up to `backoff_max`, with jitter).
     pub backoff_initial: Duration,
+    /// Longest pause between retries of one container.
     pub backoff_max: Duration,
+    /// Extra restarts of a container found stuck (up but disconnected).
     pub stuck_rerestarts: u32,
 }
 
+/// Figures used only for estimates (`[estimates]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimates {
     /// Expected time of one Docker restart call.
     pub restart: Duration,
 }
 
+/// What discovery does when a Docker host does not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnreachable {
+    /// Report the host by name and plan the rest.
     Warn,
+    /// Refuse to go on.
     Fail,
 }
 
+/// How containers are found (`[discovery]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {
     /// Labels every container must carry (ANDed with each role's selector).
     pub labels: BTreeMap<String, String>,
+    /// Per-host timeout of discovery.
     pub timeout: Duration,
+    /// What to do when a host does not answer.
     pub on_unreachable: OnUnreachable,
 }
 
+/// A Docker host (`[[hosts]]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostSpec {
+    /// A unique name (reports, errors).
     pub name: String,
+    /// The engine's address: `unix://`, `tcp://`, `http://` or `https://`.
     pub url: String,
+    /// Paths for TLS to the engine, if any.
     pub tls: Option<TlsPaths>,
     /// Only containers carrying these labels belong to this host entry
     /// (lets several entries share one engine, e.g. a node's slice of it).
     pub labels: BTreeMap<String, String>,
 }
 
+/// PEM files for TLS to a Docker engine.
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsPaths {
+    /// The CA that signed the engine's certificate.
     pub ca: PathBuf,
+    /// The client certificate.
     pub cert: PathBuf,
+    /// The client certificate's key.
     pub key: PathBuf,
 }
 
@@ -439,6 +514,7 @@ impl Playbook {
         Resolver { src }.resolve(raw)
     }
 
+    /// Index of the role named `name` in [`Playbook::roles`], if there is one.
     pub fn role_index(&self, name: &str) -> Option<usize> {
         self.roles.iter().position(|r| r.name == name)
     }

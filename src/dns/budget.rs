@@ -18,9 +18,11 @@ use std::time::Duration;
 pub struct DnsSample {
     /// Probe queries sent, and how many were lost (no answer in time).
     pub probes: u32,
+    /// Probe queries lost (no answer in time).
     pub lost: u32,
     /// The slowest and the fastest answered probe.
     pub latency: Option<Duration>,
+    /// The fastest answered probe.
     pub fastest: Option<Duration>,
     /// How long the counters' readings are apart (seconds).
     pub interval_s: Option<f64>,
@@ -38,7 +40,9 @@ pub struct DnsSample {
 /// A resolver's cumulative counters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CounterReading {
+    /// Queries received since the resolver started.
     pub received: f64,
+    /// Queries dropped since the resolver started, when it counts them.
     pub dropped: Option<f64>,
 }
 
@@ -88,10 +92,14 @@ const BUSY: f64 = 1.1;
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
 
+/// The adaptive DNS budget's control law: one sample in, the rate to pace at out.
 #[derive(Debug, Clone)]
 pub struct BudgetController {
+    /// The operator's ceiling, in q/s: the rate never goes above it.
     pub ceiling: f64,
+    /// The lowest rate, in q/s (0.2% of the ceiling).
     pub floor: f64,
+    /// The rate to pace at now, in q/s.
     pub rate: f64,
     /// A probe slower than this is strain.
     pub threshold: Duration,
@@ -170,6 +178,7 @@ impl BudgetController {
         self.knee
     }
 
+    /// Why `s` is strain, if it is: drops first, then losses, a queue, a busy counter.
     pub fn strain(&self, s: &DnsSample) -> Option<Strain> {
         let standing = match (s.fastest, self.baseline) {
             (Some(f), Some(b)) => {

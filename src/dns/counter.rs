@@ -9,16 +9,27 @@ use crate::config::{CounterConfig, CounterSource};
 use crate::dns::budget::CounterReading;
 use std::time::Duration;
 
+/// Why the resolver's counters could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CounterError {
+    /// The command failed or the URL did not answer.
     #[error("resolver counter {from}: {reason}")]
-    Read { from: String, reason: String },
+    Read {
+        /// The command or URL read.
+        from: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The output holds no number for the key.
     #[error(
         "resolver counter {from}: no `{key}` with a number in its output (first line: {first:?})"
     )]
     Garbage {
+        /// The command or URL read.
         from: String,
+        /// The key looked for.
         key: String,
+        /// The output's first line.
         first: String,
     },
 }
@@ -41,14 +52,20 @@ pub fn parse_counter(text: &str, key: &str) -> Option<f64> {
     })
 }
 
+/// Reads one resolver's counters.
 pub struct ResolverCounter {
+    /// Where they are read.
     pub source: CounterSource,
+    /// The counter of queries received.
     pub key: String,
+    /// The counter of queries dropped, if the resolver has one.
     pub dropped_key: Option<String>,
+    /// How long one reading may take.
     pub timeout: Duration,
 }
 
 impl ResolverCounter {
+    /// A reader of the counters `config` names, each reading bounded by `timeout`.
     pub fn new(config: &CounterConfig, timeout: Duration) -> Self {
         ResolverCounter {
             source: config.source.clone(),

@@ -26,12 +26,24 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Why a lookup gave no address.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DnsError {
+    /// The name does not exist, or has no A record.
     #[error("{name}: no such name (NXDOMAIN or no A record)")]
-    NotFound { name: String },
+    NotFound {
+        /// The name looked up.
+        name: String,
+    },
+    /// The upstream failed and no answer was cached, even stale.
     #[error("{name}: lookup failed and nothing cached: {reason}")]
-    Upstream { name: String, reason: String },
+    Upstream {
+        /// The name looked up.
+        name: String,
+        /// What the upstream said.
+        reason: String,
+    },
+    /// The resolver cannot be built (nameservers, resolv.conf).
     #[error("resolver configuration: {0}")]
     Config(String),
 }
@@ -39,15 +51,21 @@ pub enum DnsError {
 /// Counters since the resolver was built.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DnsMetrics {
+    /// Lookups answered from the cache, fresh.
     pub hits: u64,
+    /// Lookups that had to start an upstream query.
     pub misses: u64,
     /// Lookups that joined a query already in flight.
     pub collapsed: u64,
+    /// Expired answers served because the upstream failed.
     pub stale_served: u64,
+    /// Queries sent upstream.
     pub upstream_queries: u64,
+    /// Upstream queries that failed ("no such name" is an answer, not a failure).
     pub upstream_errors: u64,
     /// Mean and worst upstream latency (ms).
     pub upstream_latency_mean_ms: f64,
+    /// Worst upstream latency (ms).
     pub upstream_latency_max_ms: f64,
 }
 
@@ -271,6 +289,7 @@ impl CachedResolver {
         );
     }
 
+    /// The counters now.
     pub fn metrics(&self) -> DnsMetrics {
         let c = &self.0.counters;
         let q = c.upstream_queries.load(Relaxed);
@@ -301,12 +320,15 @@ impl CachedResolver {
 /// cannot be read or parsed is logged once, naming it, and dropped: the
 /// probe goes on with its queries alone.
 pub struct ResolverProbe {
+    /// The resolver the probe queries.
     pub resolver: CachedResolver,
+    /// The name it looks up.
     pub name: String,
     counter: std::sync::Mutex<Option<Arc<counter::ResolverCounter>>>,
 }
 
 impl ResolverProbe {
+    /// A probe of `name` through `resolver`, with the resolver's own counters when given.
     pub fn new(
         resolver: CachedResolver,
         name: String,

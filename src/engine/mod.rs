@@ -29,98 +29,160 @@ use tokio::task::JoinSet;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A wave's restarts began.
     WaveStarted {
+        /// The wave's index in the plan.
         wave: usize,
+        /// Its role's name.
         role: String,
+        /// Its group (cluster label value).
         group: String,
+        /// Containers in the wave.
         containers: usize,
+        /// Seconds since the run started.
         at_s: f64,
     },
+    /// Every container of a wave settled, within the failure policy.
     WavePassed {
+        /// The wave's index in the plan.
         wave: usize,
+        /// Containers that passed.
         healthy: usize,
+        /// Containers that failed (no more than the policy allows).
         failed: usize,
+        /// Seconds since the run started.
         at_s: f64,
     },
+    /// A wave failed more containers than the policy allows: the run halts.
     WaveHalted {
+        /// The wave's index in the plan.
         wave: usize,
+        /// Names of the containers that failed.
         failed: Vec<String>,
+        /// Seconds since the run started.
         at_s: f64,
     },
+    /// A restart is about to be issued.
     Restarting {
+        /// The container's name.
         container: String,
+        /// Its host's name.
         host: String,
+        /// Its wave's index.
         wave: usize,
+        /// Attempts before this one (0 for the first).
         attempt: u32,
     },
+    /// A container passed its gate.
     Healthy {
+        /// The container's name.
         container: String,
+        /// Its wave's index.
         wave: usize,
     },
+    /// A container failed for good: retries spent, or refused.
     ContainerFailed {
+        /// The container's name.
         container: String,
+        /// Its wave's index.
         wave: usize,
+        /// Why, as its last probe or call said.
         reason: String,
     },
     /// Up but failing its gate (a router that cannot reach a shard): it
     /// will be restarted again once its cluster's members are healthy.
     Stuck {
+        /// The container's name.
         container: String,
+        /// Its wave's index.
         wave: usize,
+        /// What its gate said.
         reason: String,
     },
+    /// An operator paused the run.
     Paused,
+    /// An operator resumed the run.
     Resumed,
+    /// An operator changed the ceilings.
     Retuned {
+        /// The DNS budget now, in q/s.
         dns_budget_qps: f64,
+        /// The restart rate now, in restarts per second (0 = unlimited).
         restart_rate: f64,
     },
     /// The adaptive budget moved (see [`crate::dns::budget`]).
     BudgetAdapted {
+        /// The new budget, in q/s.
         dns_budget_qps: f64,
+        /// The latency of the probe that moved it, in ms (`None`: it failed).
         probe_latency_ms: Option<f64>,
+        /// Seconds since the run started.
         at_s: f64,
     },
+    /// The run ended.
     Finished {
+        /// How it ended.
         state: RunState,
+        /// Seconds since the run started.
         at_s: f64,
     },
 }
 
+/// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
+    /// Restarting waves.
     Running,
+    /// New restarts held; those in flight go on.
     Paused,
+    /// Every wave passed.
     Succeeded,
+    /// Stopped by the failure policy.
     Halted,
+    /// Stopped by an operator (or a journal write that failed).
     Aborted,
 }
 
 /// A point-in-time view of a run.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Status {
+    /// Where the run stands.
     pub state: RunState,
+    /// Waves in the plan.
     pub waves_total: usize,
+    /// Waves that passed (resumed ones included).
     pub waves_passed: usize,
+    /// Indexes of the waves in progress.
     pub waves_running: Vec<usize>,
+    /// Containers in the plan.
     pub containers_total: usize,
+    /// Containers that passed their gate.
     pub healthy: usize,
+    /// Containers that failed for good.
     pub failed: usize,
+    /// Restart calls issued, retries included.
     pub restarts: u64,
+    /// The pacer's figures (set by [`Handle::status`]).
     pub pace: Option<PaceStatus>,
+    /// Seconds since the run started.
     pub elapsed_s: f64,
 }
 
 /// How a run ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// How the run ended.
     pub state: RunState,
     /// Why it halted, naming the wave and the containers.
     pub reason: Option<String>,
+    /// Names of the containers that failed.
     pub failed: Vec<String>,
+    /// Containers that passed their gate.
     pub healthy: usize,
+    /// Restart calls issued, retries included.
     pub restarts: u64,
+    /// Seconds the run took.
     pub elapsed_s: f64,
     /// The DNS budget over time when it adapted: (seconds, q/s), starting
     /// at the static budget.
@@ -135,8 +197,11 @@ pub struct Outcome {
 /// What the resolver's own counters showed over one adaptation interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResolverLoad {
+    /// Seconds since the run started, at the end of the interval.
     pub at_s: f64,
+    /// Queries the resolver received, per second.
     pub received_qps: f64,
+    /// Queries it dropped, per second, when it counts them.
     pub dropped_qps: Option<f64>,
 }
 
@@ -228,10 +293,12 @@ impl Handle {
         Ok(())
     }
 
+    /// A receiver of the run's events from now on (a slow one may skip some).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
+    /// The run's state and figures now.
     pub fn status(&self) -> Status {
         let mut s = self.status.lock().unwrap().clone();
         s.pace = Some(self.pacer.status());
@@ -239,8 +306,10 @@ impl Handle {
     }
 }
 
+/// Why the engine cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The journal cannot be created or read.
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -422,6 +491,7 @@ impl<R: ContainerRuntime> Engine<R> {
         rx
     }
 
+    /// A handle to control and watch the run.
     pub fn handle(&self) -> Handle {
         Handle {
             pacer: self.shared.pacer.clone(),

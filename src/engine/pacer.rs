@@ -26,7 +26,9 @@ use tokio::time::Instant;
 /// Whether admissions flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Admissions go on.
     Open,
+    /// Admissions held; containers already stopped are still started.
     Paused,
     /// Aborting or halting: pending admissions are refused.
     Closed,
@@ -136,8 +138,12 @@ pub struct PaceStatus {
     /// The operator's ceiling (0 = none).
     #[serde(default)]
     pub dns_ceiling_qps: f64,
+    /// Restarts per second across the fleet (0 = unlimited).
     pub restart_rate: f64,
+    /// DNS queries granted so far (a start costs its role's startup lookups
+    /// × the queries each sends).
     pub dns_lookups_granted: u64,
+    /// Starts granted so far.
     pub restarts_granted: u64,
     /// Requests waiting for admission or for their start.
     pub waiting: usize,
@@ -186,6 +192,7 @@ impl State {
     }
 }
 
+/// Grants stops and starts under the DNS budget and the restart rate, in priority order.
 pub struct Pacer {
     epoch: Instant,
     state: Mutex<State>,
@@ -295,12 +302,13 @@ impl Pacer {
         Some(())
     }
 
-    /// How long a stop took: the pipeline looks that far ahead.
-    /// The slowest stop seen lately (decaying), or the initial estimate.
+    /// The slowest stop seen lately (decaying), or the initial estimate:
+    /// the pipeline admits stops that far ahead.
     pub fn stop_high(&self) -> Duration {
         Duration::from_secs_f64(self.state.lock().unwrap().stop_high.max(0.0))
     }
 
+    /// Records how long a stop took, raising the decaying estimate of the slowest stop.
     pub fn observe_stop(&self, took: Duration) {
         let mut s = self.state.lock().unwrap();
         s.stop_high = took.as_secs_f64().max(s.stop_high * 0.9999);
@@ -329,6 +337,7 @@ impl Pacer {
         true
     }
 
+    /// Whether admissions flow now.
     pub fn flow(&self) -> Flow {
         *self.flow.borrow()
     }
@@ -373,6 +382,7 @@ impl Pacer {
         self.state.lock().unwrap().per_second.clone()
     }
 
+    /// The pacing figures now.
     pub fn status(&self) -> PaceStatus {
         let s = self.state.lock().unwrap();
         PaceStatus {

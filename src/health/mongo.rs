@@ -23,16 +23,22 @@ const OP_MSG: i32 = 2013;
 /// KB; the server's own limit is 48 MB).
 const MAX_REPLY: usize = 16 << 20;
 
+/// Why a MongoDB probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
+    /// The TCP connection failed.
     #[error("connect: {0}")]
     Connect(std::io::Error),
+    /// No reply within this many seconds.
     #[error("no reply within {0}s")]
     Timeout(f64),
+    /// Reading or writing the connection failed.
     #[error("wire: {0}")]
     Io(std::io::Error),
+    /// The reply does not parse, or says something impossible.
     #[error("malformed reply: {0}")]
     Malformed(String),
+    /// The TLS handshake failed (unknown CA, wrong name, no client certificate).
     #[error("TLS: {0}")]
     Tls(String),
     /// The credentials were refused (or the exchange failed).
@@ -41,8 +47,11 @@ pub enum MongoError {
     /// The server answered `ok: 0`.
     #[error("{command} failed: {message} (code {code})")]
     Command {
+        /// The command's name.
         command: String,
+        /// The server's error code.
         code: i32,
+        /// The server's error message.
         message: String,
     },
 }
@@ -56,9 +65,13 @@ impl MongoError {
 /// What `hello` says about the server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hello {
+    /// The command succeeded (`ok: 1`).
     pub ok: bool,
+    /// It is its replica set's primary (`isWritablePrimary`, or the older `ismaster`).
     pub writable_primary: bool,
+    /// It is a secondary.
     pub secondary: bool,
+    /// It is an arbiter.
     pub arbiter: bool,
     /// Replica set name; `None` for a standalone or a mongos.
     pub set_name: Option<String>,
@@ -120,14 +133,18 @@ impl Hello {
 /// `ismaster` "the primary".
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitoredHost {
+    /// The host's `host:port`, as the monitor names it.
     pub addr: String,
+    /// A known primary or secondary, reachable.
     pub ok: bool,
+    /// The primary.
     pub ismaster: bool,
 }
 
 /// A mongos's view of the replica sets it routes to.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouterView {
+    /// Each replica set's name, with its hosts.
     pub sets: std::collections::BTreeMap<String, Vec<MonitoredHost>>,
 }
 
@@ -426,7 +443,9 @@ pub fn parse_status_reply(msg: &[u8], request_id: i32) -> Result<MemberStatus, M
 /// Where a probe connects: an address, and TLS when the servers require it.
 #[derive(Clone)]
 pub struct Target {
+    /// The server's address.
     pub addr: std::net::SocketAddr,
+    /// TLS settings, when the servers require TLS.
     pub tls: Option<Tls>,
 }
 
@@ -434,11 +453,14 @@ pub struct Target {
 /// and the name the server's certificate must carry.
 #[derive(Clone)]
 pub struct Tls {
+    /// The client configuration: the CA, and the client certificate if any.
     pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry.
     pub name: rustls::pki_types::ServerName<'static>,
 }
 
 impl Target {
+    /// `addr` without TLS.
     pub fn plain(addr: std::net::SocketAddr) -> Target {
         Target { addr, tls: None }
     }
@@ -505,6 +527,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Connects over TCP, then TLS when `target` has it. It sets no timeout of its own: [`with_conn`] does.
     pub async fn connect(target: &Target) -> Result<Conn, MongoError> {
         let tcp = tokio::net::TcpStream::connect(target.addr)
             .await
@@ -654,16 +677,19 @@ impl Conn {
         Ok((conversation, payload, done))
     }
 
+    /// Sends `hello`: what the server is.
     pub async fn hello(&mut self) -> Result<Hello, MongoError> {
         let (m, id) = self.run(&doc! { "hello": 1i32 }).await?;
         parse_reply(&m, id)
     }
 
+    /// Sends `connPoolStats` (to a mongos): its view of the replica sets.
     pub async fn router_view(&mut self) -> Result<RouterView, MongoError> {
         let (m, id) = self.run(&doc! { "connPoolStats": 1i32 }).await?;
         parse_router_reply(&m, id)
     }
 
+    /// Sends `replSetGetStatus` (to a member): its state, its primary and its lag.
     pub async fn member_status(&mut self) -> Result<MemberStatus, MongoError> {
         let (m, id) = self.run(&doc! { "replSetGetStatus": 1i32 }).await?;
         parse_status_reply(&m, id)

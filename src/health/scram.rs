@@ -20,6 +20,7 @@ use std::sync::Mutex;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a password.
     pub fn new(s: String) -> Secret {
         Secret(s)
     }
@@ -31,13 +32,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A SCRAM variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mechanism {
+    /// SCRAM-SHA-256 (RFC 7677).
     Sha256,
+    /// SCRAM-SHA-1 (RFC 5802), for servers that offer nothing better.
     Sha1,
 }
 
 impl Mechanism {
+    /// The name MongoDB gives it (`SCRAM-SHA-256`, `SCRAM-SHA-1`).
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Sha256 => "SCRAM-SHA-256",
@@ -96,13 +101,16 @@ type Keys = (Vec<u8>, Vec<u8>);
 /// Who rekindle authenticates as.
 #[derive(Debug)]
 pub struct Credentials {
+    /// The user's name.
     pub user: String,
+    /// The database holding the user (`auth_source`).
     pub source: String,
     password: Secret,
     keys: Mutex<HashMap<KeyId, Keys>>,
 }
 
 impl Credentials {
+    /// Credentials for `user` in database `source`.
     pub fn new(user: String, password: Secret, source: String) -> Credentials {
         Credentials {
             user,
@@ -244,6 +252,7 @@ impl<'a> Conversation<'a> {
         Self::with_nonce(creds, mech, b64(&raw))
     }
 
+    /// A conversation with a given client nonce (base64; the RFC test vectors fix it).
     pub fn with_nonce(creds: &'a Credentials, mech: Mechanism, nonce: String) -> Conversation<'a> {
         Conversation {
             creds,

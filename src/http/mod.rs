@@ -12,30 +12,67 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// The URL does not parse.
     #[error("{url}: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The text given as a URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The connection (or its TLS handshake) failed.
     #[error("{url}: cannot connect: {reason}")]
-    Connect { url: String, reason: String },
+    Connect {
+        /// The URL called.
+        url: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The request or the response failed mid-way.
     #[error("{url}: {reason}")]
-    Exchange { url: String, reason: String },
+    Exchange {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No complete response before the deadline.
     #[error("{url}: no answer within {after:?}")]
-    Timeout { url: String, after: Duration },
+    Timeout {
+        /// The URL called.
+        url: String,
+        /// The deadline.
+        after: Duration,
+    },
 }
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Tcp { host: String, port: u16, tls: bool },
+    /// A TCP address, with TLS for `https://`.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port (default 80, or 443 with TLS).
+        port: u16,
+        /// Whether to speak TLS.
+        tls: bool,
+    },
+    /// A Unix socket's path.
     Unix(PathBuf),
 }
 
 /// A parsed base URL: the server and a path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// The URL as given.
     pub text: String,
+    /// The server.
     pub target: Target,
+    /// The path prefix, without a trailing `/` (empty for none).
     pub path: String,
 }
 
@@ -102,11 +139,14 @@ impl Url {
 /// A response whose body has been read whole.
 #[derive(Debug)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// The whole body.
     pub body: Bytes,
 }
 
 impl Response {
+    /// The body as JSON, if it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
@@ -114,13 +154,18 @@ impl Response {
 
 /// A request: method, path under the URL, headers and body.
 pub struct Request<'a> {
+    /// The method (`GET`, `POST`, ...).
     pub method: &'a str,
+    /// The path, appended to the URL's prefix.
     pub path: &'a str,
+    /// Extra headers, as (name, value).
     pub headers: Vec<(&'a str, String)>,
+    /// The body, if any.
     pub body: Option<Vec<u8>>,
 }
 
 impl<'a> Request<'a> {
+    /// A request without headers or body.
     pub fn new(method: &'a str, path: &'a str) -> Request<'a> {
         Request {
             method,
@@ -130,11 +175,13 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
+    /// Sets `v` as the body, with `content-type: application/json`.
     pub fn json(mut self, v: &serde_json::Value) -> Self {
         self.body = Some(serde_json::to_vec(v).expect("JSON serializes"));
         self.header("content-type", "application/json")
@@ -292,14 +339,19 @@ pub struct SseParser {
     buf: String,
 }
 
+/// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
+    /// Its `id:` field, if any.
     pub id: Option<String>,
+    /// Its `event:` field (`message` when it has none).
     pub event: String,
+    /// Its `data:` lines, joined by newlines.
     pub data: String,
 }
 
 impl SseParser {
+    /// Takes the next chunk; returns the events it completed (events without data are skipped).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         self.buf.push_str(&String::from_utf8_lossy(chunk));
         let mut out = Vec::new();

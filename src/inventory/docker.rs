@@ -12,8 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use thiserror::Error;
 
+/// Why discovery refused to go on.
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
+    /// Hosts did not answer and the playbook says `on_unreachable = "fail"`: the hosts that did not.
     #[error("{} Docker host(s) unreachable and the playbook says on_unreachable = \"fail\": {}", .0.len(), describe(.0))]
     Unreachable(Vec<HostReport>),
 }

@@ -8,6 +8,7 @@ use crate::source::{SourceError, SourceText};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Reads and validates a JSON inventory file.
 pub fn load(path: &Path) -> Result<Inventory, SourceError> {
     let src = SourceText::read(path)?;
     parse(&src)
@@ -26,6 +27,7 @@ fn position(src: &SourceText, e: &serde_json::Error) -> (usize, usize) {
     }
 }
 
+/// Validates a JSON inventory held in memory.
 pub fn parse(src: &SourceText) -> Result<Inventory, SourceError> {
     let mut inv: Inventory = serde_json::from_str(&src.text).map_err(|e| {
         let (line, column) = position(src, &e);

@@ -24,10 +24,13 @@ pub enum InventorySource {
     Scenario(PathBuf),
 }
 
+/// Why no inventory could be loaded.
 #[derive(Debug, Error)]
 pub enum InventoryError {
+    /// The inventory or scenario file is unreadable or invalid.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Docker discovery refused to go on.
     #[error(transparent)]
     Docker(#[from] docker::DiscoveryError),
 }

@@ -19,6 +19,7 @@ pub use waves::WaveLimits;
 /// A wave: containers of one role in one group restarted together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Wave {
+    /// Its position in [`Plan::waves`].
     pub index: usize,
     /// Index into `Playbook::roles`.
     pub role: usize,
@@ -31,17 +32,21 @@ pub struct Wave {
     /// Startup lookups of its containers, and the queries they send
     /// (lookups × the fleet's queries per lookup).
     pub dns_lookups: u64,
+    /// The queries those lookups send the resolver.
     pub dns_queries: u64,
+    /// Distinct hosts its containers are on.
     pub hosts: u32,
     /// Estimated duration if the wave ran alone under the DNS budget.
     #[serde(with = "secs")]
     pub estimate: Duration,
+    /// Whether it is a canary wave.
     pub canary: bool,
 }
 
 /// The whole plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The waves, in dependency order (a wave's `after` come before it).
     pub waves: Vec<Wave>,
     /// Containers in the plan (matched by a role).
     pub containers: usize,
@@ -49,10 +54,14 @@ pub struct Plan {
     pub unmatched: Vec<u32>,
     /// Roles that matched no container (a warning, unless none matched).
     pub empty_roles: Vec<String>,
+    /// Startup lookups of every container in the plan.
     pub dns_lookups: u64,
+    /// The queries those lookups send the resolver.
     pub dns_queries: u64,
+    /// The longest chain of wave estimates through the DAG, the canary's soak included.
     #[serde(with = "secs")]
     pub critical_path: Duration,
+    /// No schedule can be faster: one restart, all lookups at the DNS budget, and the shortest ready estimate.
     #[serde(with = "secs")]
     pub dns_bound: Duration,
     /// Estimated total: the longer of the critical path and the DNS bound.
@@ -63,16 +72,27 @@ pub struct Plan {
     pub role_of: Vec<Option<u16>>,
 }
 
+/// Why no plan can be made.
 #[derive(Debug, Error, PartialEq)]
 pub enum PlanError {
+    /// A container matches more than one role.
     #[error("container {container:?} on host {host:?} matches roles {roles:?}: make the role selectors exclusive")]
     AmbiguousRole {
+        /// The container's name.
         container: String,
+        /// Its host's name.
         host: String,
+        /// The roles it matches.
         roles: Vec<String>,
     },
+    /// No container matches any role.
     #[error("no container matches any role of playbook {playbook:?} ({inventory} containers inspected): check the roles' selectors and [discovery] labels")]
-    NothingMatched { playbook: String, inventory: usize },
+    NothingMatched {
+        /// The playbook's name.
+        playbook: String,
+        /// Containers inspected.
+        inventory: usize,
+    },
 }
 
 impl Plan {

@@ -3,10 +3,14 @@
 
 use std::collections::HashMap;
 
+/// The limits one wave must respect.
 #[derive(Debug, Clone, Copy)]
 pub struct WaveLimits {
+    /// Max containers of one host in one wave.
     pub max_per_host: u32,
+    /// Max members of one replica set in one wave (`u32::MAX`: no limit).
     pub max_per_replset: u32,
+    /// Max containers in one wave.
     pub max_wave_size: u32,
 }
 

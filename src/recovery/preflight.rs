@@ -27,22 +27,30 @@ use serde::Serialize;
 /// One check and what it found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// What was checked: `Docker hosts`, or a role's MongoDB gate.
     pub what: String,
+    /// What it found.
     pub verdict: Verdict,
+    /// The details: what answered, what refused, what to fix.
     pub detail: String,
 }
 
+/// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// Passed.
     Ok,
+    /// Worth saying, not a reason to stop.
     Warn,
+    /// The run must not start.
     Fail,
 }
 
 /// Every check, in order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Preflight {
+    /// The checks, in the order they ran.
     pub checks: Vec<Check>,
 }
 

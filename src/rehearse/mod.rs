@@ -17,20 +17,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
+/// The batch sizes of the fixed-batch baselines (containers per batch).
 pub const BATCH_SIZES: [usize; 6] = [25, 50, 100, 200, 400, 800];
 
+/// Why a rehearsal could not run.
 #[derive(Debug, Error)]
 pub enum RehearseError {
+    /// No plan could be made.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The session (journal, engine) failed.
     #[error(transparent)]
     Session(Box<crate::session::SessionError>),
+    /// The virtual-clock runtime could not be built.
     #[error("cannot start the simulation runtime: {0}")]
     Runtime(std::io::Error),
 }
 
+/// How to rehearse.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Also run the baselines (all-at-once, fixed batches) on the same world.
     pub compare: bool,
     /// Pace at the playbook's static budget even when it says adaptive.
     pub static_budget: bool,

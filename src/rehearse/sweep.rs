@@ -16,26 +16,39 @@ use serde::Serialize;
 pub struct SweepPoint {
     /// The budget as a fraction of the playbook's claimed capacity.
     pub fraction: f64,
+    /// The budget, in q/s.
     pub budget_qps: f64,
+    /// Whether every reachable container ended healthy.
     pub converged: bool,
+    /// When the last container became healthy (seconds); `None` if never.
     pub makespan_s: Option<f64>,
+    /// Queries the simulated resolver received.
     pub dns_queries: u64,
+    /// Queries it dropped or answered too late.
     pub dns_dropped: u64,
     /// Dropped over received.
     pub dropped_share: f64,
+    /// Containers stuck at the end.
     pub stuck: usize,
+    /// Times a container came up stuck, over the run.
     pub stuck_events: u64,
 }
 
 /// The frontier and its best point.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// The scenario's name.
     pub scenario: String,
+    /// The playbook's name.
     pub playbook: String,
+    /// The scenario's lower bound on recovery time (seconds).
     pub lower_bound_s: f64,
+    /// The share of queries the best point may drop.
     pub drop_limit: f64,
+    /// Every budget tried, in the order of the fractions given.
     pub points: Vec<SweepPoint>,
-    /// The fastest point that converged with drops under the limit.
+    /// The fastest point that converged, left nothing stuck, and dropped
+    /// under the limit.
     pub best: Option<SweepPoint>,
 }
 

@@ -21,11 +21,17 @@ use std::path::Path;
 /// When a wave ran: from its start to its gate passing (or halting).
 #[derive(Debug, Clone, Serialize)]
 pub struct WaveSpan {
+    /// The wave's index in the plan.
     pub wave: usize,
+    /// Its role's name.
     pub role: String,
+    /// Its group (cluster label value).
     pub group: String,
+    /// When it started (seconds since the run started).
     pub start_s: f64,
+    /// When it passed or halted (seconds); `None` while it runs.
     pub end_s: Option<f64>,
+    /// Whether it halted the run.
     pub halted: bool,
 }
 
@@ -33,11 +39,13 @@ pub struct WaveSpan {
 #[derive(Default)]
 pub struct Collector {
     healthy_at: Vec<f64>,
+    /// Every wave's span, in the order the waves started.
     pub spans: Vec<WaveSpan>,
     index: std::collections::HashMap<usize, usize>,
 }
 
 impl Collector {
+    /// Takes one event, `at` seconds since the start.
     pub fn on(&mut self, e: &Event, at: f64) {
         match e {
             Event::Healthy { .. } => self.healthy_at.push(at),
@@ -86,18 +94,25 @@ impl Collector {
 pub struct Chart<'a> {
     /// "Rehearsal: PLAYBOOK on SCENARIO", "Run: PLAYBOOK".
     pub title: String,
+    /// Containers in the run.
     pub total: usize,
+    /// DNS queries in each second (what `dns_series` says).
     pub dns_per_second: &'a [u64],
     /// What `dns_per_second` counts (the legend and the table say it).
     pub dns_series: &'a str,
     /// What the resolver's own counters showed, when read (a real run).
     pub resolver: &'a [crate::engine::ResolverLoad],
+    /// The resolver's capacity, in q/s.
     pub dns_capacity_qps: f64,
+    /// The static DNS budget, in q/s (0: none drawn).
     pub dns_budget_qps: f64,
+    /// The adaptive budget over time: (seconds, q/s).
     pub dns_budget: &'a [(f64, f64)],
     /// DNS totals for the legend.
     pub dns_totals: String,
+    /// Containers healthy by the end of each second.
     pub healthy_per_second: &'a [u64],
+    /// Each wave's span.
     pub wave_spans: &'a [WaveSpan],
 }
 

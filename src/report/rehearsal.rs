@@ -15,20 +15,30 @@ pub const BASELINE_CAP: Duration = Duration::from_secs(2 * 3600);
 /// Figures of one policy on the simulated world.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyFigures {
+    /// The policy's name (`all-at-once`, `fixed-batch-N`).
     pub policy: String,
+    /// Whether every reachable container ended healthy.
     pub converged: bool,
     /// When the last container became healthy (seconds); `None` if never.
     pub makespan_s: Option<f64>,
+    /// Queries the simulated resolver received.
     pub dns_queries: u64,
+    /// Queries it dropped or answered too late.
     pub dns_dropped: u64,
+    /// The most queries received in any one-second window.
     pub dns_peak_qps: u64,
+    /// Times a container came up stuck, over the run.
     pub stuck_events: u64,
+    /// Restarts beyond one per container.
     pub rerestarts: u64,
+    /// Restarts whose container exited instead of starting.
     pub restart_failures: u64,
+    /// Reachable containers not healthy at the end.
     pub still_down: usize,
 }
 
 impl PolicyFigures {
+    /// The figures of policy `policy` from the simulator's totals.
     pub fn from_stats(policy: String, s: &SimStats) -> Self {
         PolicyFigures {
             policy,
@@ -48,28 +58,51 @@ impl PolicyFigures {
 /// The rehearsal's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The scenario's name.
     pub scenario: String,
+    /// The playbook's name.
     pub playbook: String,
+    /// How the engine's run ended.
     pub state: RunState,
+    /// Why it halted, if it did.
     pub reason: Option<String>,
+    /// Containers in the simulated fleet.
     pub total: usize,
+    /// Containers healthy at the end.
     pub healthy: usize,
+    /// Containers on hosts that do not answer (never restartable).
     pub unreachable: usize,
+    /// When the last container became healthy (seconds); `None` if never.
     pub makespan_s: Option<f64>,
+    /// The scenario's lower bound on recovery time (seconds).
     pub lower_bound_s: f64,
+    /// Makespan over the lower bound.
     pub ratio: Option<f64>,
+    /// Queries the simulated resolver received.
     pub dns_queries: u64,
+    /// Queries it dropped or answered too late.
     pub dns_dropped: u64,
+    /// The most queries received in any one-second window.
     pub dns_peak_qps: u64,
+    /// The simulated resolver's capacity, in q/s.
     pub dns_capacity_qps: f64,
+    /// The playbook's static DNS budget, in q/s.
     pub dns_budget_qps: f64,
+    /// Containers stuck at the end, once the fleet settled.
     pub stuck: usize,
+    /// Times a container came up stuck, over the run.
     pub stuck_events: u64,
+    /// Restarts beyond one per container.
     pub rerestarts: u64,
+    /// Restarts whose container exited instead of starting.
     pub restart_failures: u64,
+    /// Names of the containers that failed.
     pub failed: Vec<String>,
+    /// Seconds the engine ran (virtual).
     pub engine_elapsed_s: f64,
+    /// Waves in the plan.
     pub waves: usize,
+    /// The journal file of the rehearsal.
     pub journal: PathBuf,
     /// Queries the resolver received in each second.
     pub dns_per_second: Vec<u64>,
@@ -79,5 +112,6 @@ pub struct Report {
     pub healthy_per_second: Vec<u64>,
     /// Each wave's span on the virtual clock.
     pub wave_spans: Vec<WaveSpan>,
+    /// The baselines' figures (empty unless compared).
     pub baselines: Vec<PolicyFigures>,
 }

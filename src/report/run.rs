@@ -13,30 +13,48 @@ use std::path::Path;
 /// A real run's report: `timeline.json` holds it whole.
 #[derive(Debug, serde::Serialize)]
 pub struct RunReport {
+    /// The playbook's name.
     pub playbook: String,
+    /// How the run ended.
     pub state: RunState,
+    /// Why it halted, if it did.
     pub reason: Option<String>,
     /// Whether this process continued a journaled run (its figures cover this part).
     pub resumed: bool,
+    /// Containers in the plan.
     pub total: usize,
+    /// Containers that passed their gate.
     pub healthy: usize,
+    /// Names of the containers that failed.
     pub failed: Vec<String>,
+    /// Restart calls issued, retries included.
     pub restarts: u64,
+    /// Seconds the run took.
     pub elapsed_s: f64,
+    /// Names of the Docker hosts that did not answer discovery.
     pub unreachable_hosts: Vec<String>,
+    /// Whether restarts were paced by the DNS budget (`--no-pacing` turns it off).
     pub pacing: bool,
+    /// The resolver's capacity the playbook claims, in q/s.
     pub dns_capacity_qps: f64,
+    /// The playbook's static DNS budget, in q/s.
     pub dns_budget_qps: f64,
+    /// The adaptive budget over time: (seconds, q/s).
     pub dns_budget: Vec<(f64, f64)>,
+    /// The sum of `dns_per_second`.
     pub dns_queries_budgeted: u64,
+    /// DNS queries granted to the starts sent in each second.
     pub dns_per_second: Vec<u64>,
     /// The resolver's own counters per adaptation sample, when read.
     pub resolver_load: Vec<crate::engine::ResolverLoad>,
+    /// Containers healthy by the end of each second.
     pub healthy_per_second: Vec<u64>,
+    /// Each wave's span.
     pub wave_spans: Vec<WaveSpan>,
 }
 
 impl RunReport {
+    /// The report of a run from its outcome and timeline; `total` is the plan's containers.
     pub fn new(
         pb: &Playbook,
         inv: &Inventory,
@@ -74,6 +92,7 @@ impl RunReport {
         }
     }
 
+    /// What the page and the Markdown draw.
     pub fn chart(&self) -> Chart<'_> {
         let peak = self.dns_per_second.iter().copied().max().unwrap_or(0);
         Chart {

@@ -9,6 +9,7 @@ fn opt_s(x: Option<f64>) -> String {
         .unwrap_or_else(|| "not converged".into())
 }
 
+/// Writes the summary table of rehearsal `r`, which took `wall_s` seconds of wall-clock time.
 pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io::Result<()> {
     writeln!(
         out,

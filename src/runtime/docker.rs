@@ -65,21 +65,36 @@ pub enum HostError {
     /// A TLS file is missing, unreadable, or holds no PEM of its kind.
     #[error("tls.{field} {path}: {reason}")]
     TlsFile {
+        /// The key under `tls` (`ca`, `cert` or `key`).
         field: &'static str,
+        /// The file's path.
         path: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// An `https://` host without the TLS files it needs.
     #[error("host {host:?} uses https:// but has no tls = {{ ca, cert, key }}")]
-    HttpsWithoutTls { host: String },
+    HttpsWithoutTls {
+        /// The host's name.
+        host: String,
+    },
     /// bollard's error, with its causes (which certificate, which refusal).
     #[error("{0}")]
     Client(String),
     /// The version handshake got no answer in time.
     #[error("no answer within {secs}s")]
-    NoAnswer { secs: f64 },
+    NoAnswer {
+        /// How long it waited, in seconds.
+        secs: f64,
+    },
     /// The host's name did not resolve through rekindle's resolver.
     #[error("{name}: {reason}")]
-    Resolve { name: String, reason: String },
+    Resolve {
+        /// The host name.
+        name: String,
+        /// What the resolver said.
+        reason: String,
+    },
 }
 
 /// A client for one host. `timeout` bounds the wait for each response's
@@ -227,6 +242,7 @@ pub struct CallTimeouts {
 }
 
 impl CallTimeouts {
+    /// The timeouts for a playbook: 10 s for API calls; the stop timeout plus 60 s for a restart.
     pub fn of(pb: &Playbook) -> CallTimeouts {
         CallTimeouts {
             api: Duration::from_secs(10),

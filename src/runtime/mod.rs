@@ -14,6 +14,7 @@ use thiserror::Error;
 /// What an inspect returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStatus {
+    /// The container's state.
     pub state: ContainerState,
     /// When the current process started, as the runtime reports it (an
     /// opaque, comparable marker: RFC 3339 from Docker, virtual nanoseconds
@@ -21,24 +22,47 @@ pub struct ContainerStatus {
     pub started_at: String,
 }
 
+/// Why a call to the runtime failed.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum RuntimeError {
+    /// The host did not answer.
     #[error("host {host}: unreachable: {reason}")]
-    Unreachable { host: String, reason: String },
+    Unreachable {
+        /// The host's name.
+        host: String,
+        /// Why it has no client (or is not a host of this playbook).
+        reason: String,
+    },
+    /// The host does not know the container (removed, or renamed).
     #[error("container {container} on host {host}: not found")]
-    NotFound { host: String, container: String },
+    NotFound {
+        /// The host's name.
+        host: String,
+        /// The container's name.
+        container: String,
+    },
+    /// A call got no answer in time.
     #[error("container {container} on host {host}: {op} timed out after {secs:.1}s")]
     Timeout {
+        /// The host's name.
         host: String,
+        /// The container's name.
         container: String,
+        /// The call (`inspect`, `stop`, `start`, ...).
         op: &'static str,
+        /// How long it waited, in seconds.
         secs: f64,
     },
+    /// The runtime refused or failed a call.
     #[error("container {container} on host {host}: {op} failed: {reason}")]
     Api {
+        /// The host's name.
         host: String,
+        /// The container's name.
         container: String,
+        /// The call (`inspect`, `stop`, `start`, ...).
         op: &'static str,
+        /// What the runtime said.
         reason: String,
     },
 }
@@ -47,14 +71,20 @@ pub enum RuntimeError {
 /// `health_status` events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEvent {
+    /// The container's runtime id.
     pub container_id: String,
+    /// What happened.
     pub kind: RuntimeEventKind,
 }
 
+/// What a runtime event says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeEventKind {
+    /// The container's process started.
     Start,
+    /// The container's process ended.
     Die,
+    /// Its health check reported a new status.
     Health(Health),
 }
 
@@ -62,6 +92,7 @@ pub enum RuntimeEventKind {
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container the runtime can see.
     fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
+    /// The container's state and start marker now.
     fn inspect(
         &self,
         c: &Container,

@@ -12,8 +12,11 @@ use std::collections::BinaryHeap;
 /// inventory record at the same index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimContainer {
+    /// Its process kind.
     pub role: SimRole,
+    /// Index of its cluster in the fleet.
     pub cluster: u32,
+    /// Index of its host (into [`Fleet::host_names`]).
     pub host: u32,
 }
 
@@ -21,10 +24,15 @@ pub struct SimContainer {
 /// simulation facts at the same index, and how each host answers.
 #[derive(Debug, Clone)]
 pub struct Fleet {
+    /// Every container, also those on hosts that do not answer.
     pub all: Vec<Container>,
+    /// Simulation facts, at the same index as `all`.
     pub sim: Vec<SimContainer>,
+    /// Host names, by host index.
     pub host_names: Vec<String>,
+    /// Whether each host (by index) does not answer the Docker API.
     pub down: Vec<bool>,
+    /// How each host answers discovery.
     pub hosts: Vec<HostReport>,
 }
 

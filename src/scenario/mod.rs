@@ -18,14 +18,19 @@ pub use fleet::{Fleet, SimContainer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SimRole {
+    /// A config-server mongod.
     Configsvr,
+    /// A shard's mongod (a replica-set member).
     Shard,
+    /// A mongos.
     Router,
 }
 
 impl SimRole {
+    /// Every role, in dependency order: the index used by per-role arrays.
     pub const ALL: [SimRole; 3] = [SimRole::Configsvr, SimRole::Shard, SimRole::Router];
 
+    /// The value of its `role` label (`configsvr`, `shard`, `router`).
     pub fn label(self) -> &'static str {
         match self {
             SimRole::Configsvr => "configsvr",
@@ -34,6 +39,7 @@ impl SimRole {
         }
     }
 
+    /// Whether it holds data (config servers and shards, not routers).
     pub fn is_data(self) -> bool {
         !matches!(self, SimRole::Router)
     }
@@ -79,8 +85,11 @@ struct RawClusters {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Labels {
+    /// The key whose value is the role (`configsvr`, `shard`, `router`).
     pub role: String,
+    /// The key naming the cluster.
     pub cluster: String,
+    /// The key naming the replica set.
     pub replset: String,
 }
 
@@ -122,10 +131,15 @@ struct RawDocker {
 /// A group of identical clusters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterShape {
+    /// How many clusters of this shape.
     pub count: u32,
+    /// Config-server members per cluster.
     pub config_members: u32,
+    /// Shards (replica sets) per cluster.
     pub shards: u32,
+    /// Members of each shard's replica set.
     pub members_per_shard: u32,
+    /// Routers (mongos) per cluster.
     pub routers: u32,
 }
 
@@ -141,49 +155,70 @@ pub enum ResolverMode {
     PerSecond,
 }
 
+/// The simulated resolver (`[dns]`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ResolverModel {
+    /// Queries per second it answers.
     pub capacity_qps: f64,
+    /// What it does with queries past its capacity.
     pub mode: ResolverMode,
     /// Queue mode: how many queries may wait (unused in per-second mode).
     pub queue: u32,
+    /// The client's timeout of one query (ms): an answer later than this is lost.
     pub timeout_ms: u64,
+    /// Tries per lookup, the first included.
     pub attempts: u32,
 }
 
 /// A uniform `[min, max]` in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Span {
+    /// Lower end (seconds).
     pub min: f64,
+    /// Upper end (seconds).
     pub max: f64,
 }
 
 /// A validated scenario.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Scenario {
+    /// A name for reports.
     pub name: String,
+    /// The random seed: same seed, same run.
     pub seed: u64,
+    /// Docker hosts in the fleet.
     pub hosts: u32,
+    /// DNS suffix of container names.
     pub domain: String,
+    /// The cluster shapes (`[[fleet.clusters]]`).
     pub clusters: Vec<ClusterShape>,
+    /// The label keys every simulated container carries.
     pub labels: Labels,
+    /// The simulated resolver.
     pub dns: ResolverModel,
     /// Startup lookups per role, indexed like [`SimRole::ALL`].
     pub startup_lookups: [u32; 3],
+    /// Time of one restart, spent stopping.
     pub restart: Span,
     /// Ready delay per role, indexed like [`SimRole::ALL`].
     pub ready: [Span; 3],
+    /// Chance (0 to 1) that a restarted container exits and must be restarted again.
     pub restart_failure_rate: f64,
+    /// Roles whose process stays up but disconnected if it starts while a data node of its cluster is not healthy.
     pub stuck_if_started_before_deps: Vec<SimRole>,
+    /// Hosts that do not answer the Docker API at all.
     pub down_hosts: u32,
+    /// Concurrent Docker API calls one host serves.
     pub api_concurrency_per_host: u32,
 }
 
 impl Scenario {
+    /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, SourceError> {
         Self::parse(&SourceText::read(path)?)
     }
 
+    /// Validates a scenario held in memory.
     pub fn parse(src: &SourceText) -> Result<Self, SourceError> {
         let raw: RawScenario = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
         let err =
@@ -383,6 +418,7 @@ impl Scenario {
         n
     }
 
+    /// Containers in the fleet, all roles.
     pub fn total_containers(&self) -> u64 {
         self.role_counts().iter().sum()
     }

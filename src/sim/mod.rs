@@ -27,9 +27,11 @@ use tokio::time::Instant;
 pub enum Phase {
     /// Up since before the incident, disconnected: the state to recover from.
     Disconnected,
+    /// Being stopped: a stop (or restart) call in progress.
     Restarting,
     /// Started; resolving its peers or waiting to be ready.
     Starting,
+    /// Ready: passes its gate.
     Healthy,
     /// Up but disconnected (started too early, or its lookups failed).
     Stuck,
@@ -51,18 +53,29 @@ struct Proc {
 /// Totals a rehearsal reports.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SimStats {
+    /// Containers in the fleet.
     pub total: usize,
+    /// Containers healthy now.
     pub healthy: usize,
+    /// Containers up but stuck now.
     pub stuck: usize,
+    /// Containers exited or stopped now.
     pub exited: usize,
+    /// Containers never restarted, still disconnected.
     pub disconnected: usize,
+    /// Restarts issued, all containers together.
     pub restarts: u64,
     /// Restarts beyond one per container.
     pub rerestarts: u64,
+    /// Restarts whose container exited instead of starting.
     pub restart_failures: u64,
+    /// Times a container came up stuck.
     pub stuck_events: u64,
+    /// Queries the simulated resolver received.
     pub dns_queries: u64,
+    /// Queries it dropped or answered too late.
     pub dns_dropped: u64,
+    /// The most queries received in any one-second window.
     pub dns_peak_qps: u64,
     /// Time (s) the last container became healthy, if all are.
     pub all_healthy_at: Option<f64>,
@@ -148,10 +161,12 @@ impl SimFleet {
         })
     }
 
+    /// The scenario it simulates.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
     }
 
+    /// The fleet it generated.
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
     }
@@ -207,6 +222,7 @@ impl SimFleet {
         Ok(i)
     }
 
+    /// Where container `i` (by fleet index) is now.
     pub fn phase(&self, i: usize) -> Phase {
         self.world.lock().unwrap().procs[i].phase
     }
@@ -222,6 +238,7 @@ impl SimFleet {
             .collect()
     }
 
+    /// Whether every reachable container is healthy now.
     pub fn all_healthy(&self) -> bool {
         self.world.lock().unwrap().unhealthy_total == 0
     }
@@ -259,6 +276,7 @@ impl SimFleet {
         }
     }
 
+    /// The totals now.
     pub fn stats(&self) -> SimStats {
         let w = self.world.lock().unwrap();
         let mut s = SimStats {
@@ -516,7 +534,9 @@ pub struct SimRuntime(pub Arc<SimFleet>);
 /// queries, and its counters when the playbook reads a resolver's counters
 /// (the same signals a real run has).
 pub struct SimDnsProbe {
+    /// The simulated fleet, whose resolver is probed.
     pub fleet: Arc<SimFleet>,
+    /// Whether the resolver's counters are read too.
     pub counters: bool,
 }
 

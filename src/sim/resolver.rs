@@ -21,13 +21,17 @@ pub enum QueryFate {
     Lost,
 }
 
+/// The simulated resolver: queue or per-second mode, and its counters.
 #[derive(Debug, Clone)]
 pub struct SimResolver {
     model: ResolverModel,
     /// When the resolver finishes the queries accepted so far (seconds).
     next_free: f64,
+    /// Queries received.
     pub received: u64,
+    /// Queries dropped at a full queue (or past a second's quota).
     pub dropped_queue: u64,
+    /// Queries answered after the client's timeout.
     pub timed_out: u64,
     /// Queries received per 100 ms slot.
     slots: Vec<u32>,
@@ -41,6 +45,7 @@ const PER_SECOND_LATENCY: f64 = 0.000_5;
 const SLOT: f64 = 0.1;
 
 impl SimResolver {
+    /// An idle resolver following `model`.
     pub fn new(model: ResolverModel) -> Self {
         SimResolver {
             model,
@@ -53,6 +58,7 @@ impl SimResolver {
         }
     }
 
+    /// The model it follows.
     pub fn model(&self) -> &ResolverModel {
         &self.model
     }
@@ -92,6 +98,7 @@ impl SimResolver {
         QueryFate::Answered(done)
     }
 
+    /// Queries lost to the client: dropped or timed out.
     pub fn dropped(&self) -> u64 {
         self.dropped_queue + self.timed_out
     }
