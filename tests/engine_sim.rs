@@ -713,4 +713,8 @@ fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_rout
         strong.stuck
     );
     assert_eq!(strong.healthy, strong.total);
+    // A stuck member is restarted again at once (only routers wait for
+    // their cluster's members), not after its gate's 120 s deadline.
+    let makespan = strong.makespan_s.unwrap();
+    assert!(makespan < 60.0, "stuck members waited: {makespan:.1} s");
 }

@@ -106,13 +106,15 @@ impl Gates {
         self.roles[role].clone()
     }
 
+    fn is_member(&self, c: &crate::model::Container) -> bool {
+        self.replset_label
+            .as_deref()
+            .is_some_and(|l| c.labels.get(l).is_some())
+    }
+
     /// `c` passed its gate: one member fewer to wait for.
     pub(crate) fn healthy(&self, c: &crate::model::Container) {
-        let member = self
-            .replset_label
-            .as_deref()
-            .is_some_and(|l| c.labels.get(l).is_some());
-        if !member {
+        if !self.is_member(c) {
             return;
         }
         let mut pending = self.pending.lock().unwrap();
@@ -135,13 +137,17 @@ impl Gates {
     /// Waits until every replica-set member of `c`'s cluster in this run
     /// has passed its gate, `stop()` says to give up, or `bound` passes (a
     /// member that fails must not hold its routers forever). Returns the
-    /// members still pending.
+    /// members still pending. A member itself does not wait: it is one of
+    /// those its routers wait for.
     pub(crate) async fn members_healthy(
         &self,
         c: &crate::model::Container,
         bound: Duration,
         stop: impl Fn() -> bool,
     ) -> usize {
+        if self.is_member(c) {
+            return 0;
+        }
         let cluster = self.cluster(c);
         let until = tokio::time::Instant::now() + bound;
         loop {
