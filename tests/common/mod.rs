@@ -187,10 +187,22 @@ impl TestNetwork {
 }
 
 impl Drop for TestNetwork {
+    /// Removes the network; an endpoint of a container just removed can
+    /// linger a moment, so it tries again for up to 10 s.
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.name])
-            .output();
+        for _ in 0..20 {
+            let gone = Command::new("docker")
+                .args(["network", "rm", &self.name])
+                .output()
+                .map(|o| {
+                    o.status.success() || String::from_utf8_lossy(&o.stderr).contains("not found")
+                })
+                .unwrap_or(true);
+            if gone {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 }
 
