@@ -685,7 +685,27 @@ fn gates_over_tls_with_client_certificates_and_a_refused_handshake_stops_the_run
         s.env.push(("DBNODE_TLS_CA".into(), pem(&ca.cert)));
         s.ip = Some(ip);
     }
+    let ports: Vec<(String, String)> = specs
+        .iter()
+        .map(|s| {
+            let port = s.env.iter().find(|(k, _)| k == "DBNODE_PORT").unwrap();
+            (s.ip.clone().unwrap(), port.1.clone())
+        })
+        .collect();
     let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    // The fleet as the incident leaves it: every process up and listening
+    // (a fixture mongos first tries its shards, a few seconds).
+    for (ip, port) in &ports {
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let client = ca.client("rekindle");
     let playbook = |tls: &str| {
         run_playbook(&id, "", "fail")

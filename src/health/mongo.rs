@@ -57,6 +57,35 @@ pub enum MongoError {
 }
 
 impl MongoError {
+    /// A definite refusal — the TLS handshake, the credentials or the
+    /// user's rights — as opposed to a server that did not answer (yet):
+    /// asking again will not change it, the configuration must.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            MongoError::Tls(_) | MongoError::Auth(_) => true,
+            // Unauthorized, AuthenticationFailed, UserNotFound.
+            MongoError::Command { code, .. } => matches!(code, 13 | 18 | 11),
+            MongoError::Connect(_)
+            | MongoError::Timeout(_)
+            | MongoError::Io(_)
+            | MongoError::Malformed(_) => false,
+        }
+    }
+
+    /// A read or write error; under TLS 1.3 the server's refusal of the
+    /// client's certificate arrives as an alert on the first read, after
+    /// the client's side of the handshake has completed: that is a TLS
+    /// refusal, not a connection that broke.
+    fn wire(e: std::io::Error) -> MongoError {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => MongoError::Tls(tls.to_string()),
+            None => MongoError::Io(e),
+        }
+    }
+
     fn malformed(e: impl std::fmt::Display) -> MongoError {
         MongoError::Malformed(e.to_string())
     }
@@ -553,12 +582,12 @@ impl Conn {
         self.stream
             .write_all(&command_request(id, cmd))
             .await
-            .map_err(MongoError::Io)?;
+            .map_err(MongoError::wire)?;
         let mut header = [0u8; 16];
         self.stream
             .read_exact(&mut header)
             .await
-            .map_err(MongoError::Io)?;
+            .map_err(MongoError::wire)?;
         let len = i32::from_le_bytes(header[0..4].try_into().unwrap());
         if len < 21 || len as usize > MAX_REPLY {
             return Err(MongoError::Malformed(format!("message length {len}")));
@@ -568,7 +597,7 @@ impl Conn {
         self.stream
             .read_exact(&mut whole[16..])
             .await
-            .map_err(MongoError::Io)?;
+            .map_err(MongoError::wire)?;
         Ok((whole, id))
     }
 

@@ -152,11 +152,11 @@ pub async fn preflight(
                     verdict = Some((Verdict::Ok, detail));
                     break;
                 }
-                Err(e) if refused(&e) => {
-                    verdict = Some((Verdict::Fail, e));
+                Err(e) if e.refused => {
+                    verdict = Some((Verdict::Fail, e.to_string()));
                     break;
                 }
-                Err(e) => unanswered.push(e),
+                Err(e) => unanswered.push(e.to_string()),
             }
         }
         let (verdict, detail) = verdict.unwrap_or_else(|| {
@@ -175,15 +175,4 @@ pub async fn preflight(
         });
     }
     Preflight { checks }
-}
-
-/// A definite refusal (credentials, rights, configuration), as opposed to
-/// a container that did not answer.
-fn refused(e: &str) -> bool {
-    e.contains("authentication failed")
-        || e.contains("MongoDB credentials:")
-        || e.contains("TLS")
-        || e.contains("(code 13)")
-        || e.contains("requires authentication")
-        || e.contains("not authorized")
 }

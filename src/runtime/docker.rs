@@ -564,7 +564,10 @@ impl DockerRuntime {
         timeout: Duration,
     ) -> Result<(), String> {
         use crate::health::mongo::{with_conn, Hello, MemberStatus, MongoError};
-        let addr = self.mongo_target(c, inspected, port).await?;
+        let addr = self
+            .mongo_target(c, inspected, port)
+            .await
+            .map_err(|e| e.to_string())?;
         let creds = self.credentials()?;
         let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
@@ -622,7 +625,10 @@ impl DockerRuntime {
         inspected: &ContainerInspectResponse,
         timeout: Duration,
     ) -> Result<Result<(), String>, String> {
-        let addr = self.mongo_target(c, inspected, port).await?;
+        let addr = self
+            .mongo_target(c, inspected, port)
+            .await
+            .map_err(|e| e.to_string())?;
         let creds = self.credentials()?;
         let asked = crate::health::mongo::with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
@@ -664,17 +670,22 @@ impl DockerRuntime {
         c: &Container,
         inspected: &ContainerInspectResponse,
         port: u16,
-    ) -> Result<crate::health::mongo::Target, String> {
-        let ip = self.probe_ip(c, inspected).await?;
+    ) -> Result<crate::health::mongo::Target, TargetError> {
+        let ip = self
+            .probe_ip(c, inspected)
+            .await
+            .map_err(TargetError::Address)?;
         let addr = std::net::SocketAddr::from((ip, port));
         let tls = match &self.tls {
             None => None,
-            Some(Err(e)) => return Err(format!("MongoDB TLS: {e}")),
+            Some(Err(e)) => return Err(TargetError::Tls(format!("MongoDB TLS: {e}"))),
             Some(Ok(config)) => {
                 let name = match &c.dns_name {
                     Some(n) => {
                         rustls::pki_types::ServerName::try_from(n.trim_end_matches('.').to_string())
-                            .map_err(|e| format!("{n}: not a name TLS can check: {e}"))?
+                            .map_err(|e| {
+                                TargetError::Tls(format!("{n}: not a name TLS can check: {e}"))
+                            })?
                     }
                     None => rustls::pki_types::ServerName::IpAddress(ip.into()),
                 };
@@ -705,7 +716,10 @@ impl DockerRuntime {
         timeout: Duration,
     ) -> Result<bool, String> {
         let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
-        let addr = self.mongo_target(c, &inspected, port).await?;
+        let addr = self
+            .mongo_target(c, &inspected, port)
+            .await
+            .map_err(|e| e.to_string())?;
         crate::health::mongo::hello(&addr, timeout)
             .await
             .map(|h| h.ok && h.writable_primary)
@@ -716,21 +730,34 @@ impl DockerRuntime {
     /// answers, the credentials (if any) authenticate, and the gate's own
     /// command is allowed (`connPoolStats` on a mongos, `replSetGetStatus`
     /// on a member gated on lag). `Err` says what failed, naming the
-    /// container.
+    /// container, and whether it was a refusal or no answer.
     pub async fn preflight_mongo(
         &self,
         c: &Container,
         check: &HealthCheck,
-    ) -> Result<String, String> {
+    ) -> Result<String, PreflightFailure> {
         let (port, command) = match &check.kind {
             HealthKind::Mongos { port, .. } => (*port, Some("connPoolStats")),
             HealthKind::Mongo { port, max_lag, .. } => (*port, max_lag.map(|_| "replSetGetStatus")),
             _ => return Ok("no MongoDB gate".into()),
         };
-        let fail = |e: String| format!("container {} on host {}: {e}", c.name, c.host);
-        let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
-        let addr = self.mongo_target(c, &inspected, port).await.map_err(fail)?;
-        let creds = self.credentials().map_err(fail)?;
+        let fail = |refused: bool, reason: String| PreflightFailure {
+            container: c.name.clone(),
+            host: c.host.clone(),
+            reason,
+            refused,
+        };
+        let inspected = self
+            .inspect_full(c)
+            .await
+            .map_err(|e| fail(false, e.to_string()))?;
+        // A TLS setting that does not load, or a name TLS cannot check, is
+        // refused; a container without an address has not answered.
+        let addr = self
+            .mongo_target(c, &inspected, port)
+            .await
+            .map_err(|e| fail(matches!(e, TargetError::Tls(_)), e.to_string()))?;
+        let creds = self.credentials().map_err(|e| fail(true, e))?;
         let authenticated = creds.is_some();
         crate::health::mongo::with_conn(&addr, check.timeout, |conn| {
             Box::pin(async move {
@@ -758,7 +785,7 @@ impl DockerRuntime {
             })
         })
         .await
-        .map_err(|e| fail(format!("{addr}: {e}")))?;
+        .map_err(|e| fail(e.is_refusal(), format!("{addr}: {e}")))?;
         Ok(format!(
             "{} at {addr}: {}{}",
             c.name,
@@ -775,6 +802,33 @@ impl DockerRuntime {
             None => notes.remove(&c.id),
         };
     }
+}
+
+/// Why the MongoDB gates cannot dial a container.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    /// The container has no address to dial (yet).
+    #[error("{0}")]
+    Address(String),
+    /// The playbook's TLS settings do not apply to it.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Why one container's pre-flight check did not pass.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("container {container} on host {host}: {reason}")]
+pub struct PreflightFailure {
+    /// The container checked.
+    pub container: String,
+    /// Its Docker host.
+    pub host: String,
+    /// What failed.
+    pub reason: String,
+    /// A definite refusal (TLS, credentials, rights, configuration) that
+    /// fails the pre-flight; otherwise the container did not answer, which
+    /// during a recovery is no verdict (another container is tried).
+    pub refused: bool,
 }
 
 /// rekindle's resolver, built when a host is named by DNS name or `probes`
@@ -1161,7 +1215,10 @@ impl ContainerRuntime for DockerRuntime {
             reason,
         };
         let inspected = self.inspect_full(c).await?;
-        let addr = self.mongo_target(c, &inspected, *port).await.map_err(api)?;
+        let addr = self
+            .mongo_target(c, &inspected, *port)
+            .await
+            .map_err(|e| api(e.to_string()))?;
         let creds = self.credentials().map_err(api)?;
         crate::health::mongo::step_down(&addr, creds.as_deref(), catch_up, check.timeout)
             .await
