@@ -718,3 +718,38 @@ fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_rout
     let makespan = strong.makespan_s.unwrap();
     assert!(makespan < 60.0, "stuck members waited: {makespan:.1} s");
 }
+
+#[test]
+fn baselines_look_through_the_playbooks_gates_a_hello_only_script_stops_with_stuck_routers() {
+    // The incident script (everything at once) on the shipped world: its
+    // routers come up before their shards and stick. Through the router
+    // gate it sees them and restarts them until they pass; through a
+    // hello-only gate it stops, believing them up.
+    let world = smoke(|t| t.to_string());
+    let opts = rekindle::rehearse::Options {
+        compare: true,
+        static_budget: false,
+        handle_tx: None,
+        state_dir: None,
+    };
+    let gated = playbook(40.0, |t| t.to_string());
+    let hello_only = playbook(40.0, |t| {
+        t.replace("kind = \"mongos\"", "kind = \"mongo\"")
+            .replace(", max_lag = \"10s\"", "")
+    });
+    let all_at_once = |pb| {
+        let r = rekindle::rehearse::rehearse(pb, &world, &opts, |_, _| {}).unwrap();
+        r.baselines
+            .into_iter()
+            .find(|b| b.policy == "all-at-once")
+            .unwrap()
+    };
+    let strong = all_at_once(&gated);
+    let weak = all_at_once(&hello_only);
+    assert!(strong.stuck_events > 0, "{strong:?}");
+    assert!(strong.converged, "{strong:?}");
+    assert_eq!(strong.stuck_passed, 0, "{strong:?}");
+    assert!(!weak.converged, "{weak:?}");
+    assert!(weak.stuck_passed > 0, "{weak:?}");
+    assert_eq!(weak.still_down, weak.stuck_passed, "{weak:?}");
+}

@@ -79,7 +79,8 @@ pub fn rehearse(
     let mut timeline = crate::report::Collector::default();
     let baseline_thread = opts.compare.then(|| {
         let scenario = scenario.clone();
-        std::thread::spawn(move || run_baselines(&scenario))
+        let pb = pb.clone();
+        std::thread::spawn(move || run_baselines(&scenario, &pb))
     });
     let tmp;
     let state_dir = match &opts.state_dir {
@@ -183,7 +184,11 @@ impl<F: FnMut(&Event, f64) + Send> Observer for Watcher<'_, F> {
 
 /// All baselines, two at a time (the machine's cores), each on its own
 /// world and virtual clock.
-pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, RehearseError> {
+pub fn run_baselines(
+    scenario: &Scenario,
+    playbook: &Playbook,
+) -> Result<Vec<PolicyFigures>, RehearseError> {
+    let gates = baseline_gates(scenario, playbook)?;
     let mut jobs: Vec<(String, Option<usize>)> = vec![("all-at-once".into(), None)];
     jobs.extend(
         BATCH_SIZES
@@ -194,6 +199,7 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
         let handles: Vec<_> = jobs
             .chunks(jobs.len().div_ceil(2))
             .map(|chunk| {
+                let gates = &gates;
                 scope.spawn(move || {
                     chunk
                         .iter()
@@ -201,12 +207,28 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
                             on_virtual_clock(async {
                                 let sim = SimFleet::new(scenario);
                                 match batch {
-                                    None => baselines::all_at_once(sim.clone(), BASELINE_CAP).await,
+                                    None => {
+                                        baselines::all_at_once(
+                                            sim.clone(),
+                                            gates.clone(),
+                                            BASELINE_CAP,
+                                        )
+                                        .await
+                                    }
                                     Some(b) => {
-                                        baselines::fixed_batch(sim.clone(), *b, BASELINE_CAP).await
+                                        baselines::fixed_batch(
+                                            sim.clone(),
+                                            gates.clone(),
+                                            *b,
+                                            BASELINE_CAP,
+                                        )
+                                        .await
                                     }
                                 }
-                                PolicyFigures::from_stats(name.clone(), &sim.stats())
+                                PolicyFigures {
+                                    stuck_passed: baselines::stuck_passed(&sim, gates),
+                                    ..PolicyFigures::from_stats(name.clone(), &sim.stats())
+                                }
                             })
                         })
                         .collect::<Vec<_>>()
@@ -219,6 +241,30 @@ pub fn run_baselines(scenario: &Scenario) -> Result<Vec<PolicyFigures>, Rehearse
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// The playbook's health check for each container of the scenario's
+/// fleet, by fleet index: the gate a script would use.
+fn baseline_gates(scenario: &Scenario, pb: &Playbook) -> Result<baselines::Gates, RehearseError> {
+    let fleet = scenario.fleet();
+    let inv = fleet.inventory();
+    let plan = Plan::build(&inv, pb)?;
+    let by_id: std::collections::HashMap<&str, usize> = fleet
+        .all
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut gates = vec![None; fleet.all.len()];
+    for w in &plan.waves {
+        let kind = &pb.roles[w.role].health.kind;
+        for &ci in &w.containers {
+            if let Some(&i) = by_id.get(inv.containers[ci as usize].id.as_str()) {
+                gates[i] = Some(kind.clone());
+            }
+        }
+    }
+    Ok(Arc::new(gates))
 }
 
 /// The best fixed batch: converged first, then fastest.

@@ -35,6 +35,10 @@ pub struct PolicyFigures {
     pub restart_failures: u64,
     /// Reachable containers not healthy at the end.
     pub still_down: usize,
+    /// Of those, the ones restarted into a stuck state that the playbook's
+    /// checks pass (a router that answers `hello` but cannot reach its
+    /// shards): the policy stopped believing they were up.
+    pub stuck_passed: usize,
 }
 
 impl PolicyFigures {
@@ -51,6 +55,7 @@ impl PolicyFigures {
             rerestarts: s.rerestarts,
             restart_failures: s.restart_failures,
             still_down: s.total - s.unreachable - s.healthy,
+            stuck_passed: 0,
         }
     }
 }

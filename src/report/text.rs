@@ -108,6 +108,13 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
                 vs
             )?;
         }
+        for b in r.baselines.iter().filter(|b| b.stuck_passed > 0) {
+            writeln!(
+                out,
+                "  {}: stopped with {} containers that its checks (the playbook's gates) pass though they are stuck",
+                b.policy, b.stuck_passed
+            )?;
+        }
     }
     Ok(())
 }

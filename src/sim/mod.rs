@@ -243,6 +243,43 @@ impl SimFleet {
         self.world.lock().unwrap().unhealthy_total == 0
     }
 
+    /// What a health check of `kind` says of container `i` now (`None`:
+    /// no check, the truth). A starting process already runs and listens:
+    /// Docker's state and a TCP connect pass it. A stuck or disconnected
+    /// process still runs and answers: those and a bare `hello` pass it.
+    /// The router gate (`mongos`) sees a router that cannot reach its
+    /// shards; the member gate (`mongo` with `max_lag`) sees a member that
+    /// cannot follow a primary; an `exec` command is the operator's own
+    /// check and taken to see the truth. So a rehearsal shows what a weak
+    /// gate costs: stuck containers left at the end.
+    pub fn gate_says(&self, i: usize, kind: Option<&crate::config::HealthKind>) -> Health {
+        use crate::config::HealthKind;
+        let truth = self.status_of(i).1;
+        let Some(kind) = kind else {
+            return truth;
+        };
+        let weak = matches!(kind, HealthKind::Docker | HealthKind::Tcp { .. });
+        if truth == Health::Starting && weak {
+            // Running, and listening before it is ready (a mongod opens its
+            // port in STARTUP2).
+            return Health::Healthy;
+        }
+        if truth != Health::Unhealthy {
+            return truth;
+        }
+        let data = self.fleet.sim[i].role.is_data();
+        let sees_it = match kind {
+            HealthKind::Mongos { .. } | HealthKind::Exec { .. } => true,
+            HealthKind::Mongo { max_lag, .. } => data && max_lag.is_some(),
+            HealthKind::Docker | HealthKind::Tcp { .. } => false,
+        };
+        if sees_it {
+            Health::Unhealthy
+        } else {
+            Health::Healthy
+        }
+    }
+
     /// Indexes (into `fleet().all`) of containers not healthy now.
     pub fn not_healthy(&self) -> Vec<usize> {
         let w = self.world.lock().unwrap();
@@ -596,37 +633,9 @@ impl ContainerRuntime for SimRuntime {
         self.0.events.subscribe()
     }
 
-    /// What each kind of check can see. A starting process already runs
-    /// and listens: Docker's state and a TCP connect pass it. A stuck or
-    /// disconnected process still runs and answers: those and a bare
-    /// `hello` pass it. The router gate (`mongos`) sees a router that
-    /// cannot reach its shards; the member gate (`mongo` with `max_lag`)
-    /// sees a member that cannot follow a primary; an `exec` command is the
-    /// operator's own check and taken to see the truth. So a rehearsal
-    /// shows what a weak gate costs: stuck containers left at the end.
+    /// What each kind of check can see: [`SimFleet::gate_says`].
     async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
-        use crate::config::HealthKind;
         let i = self.0.find(c)?;
-        let truth = self.0.status_of(i).1;
-        let weak = matches!(check.kind, HealthKind::Docker | HealthKind::Tcp { .. });
-        if truth == Health::Starting && weak {
-            // Running, and listening before it is ready (a mongod opens its
-            // port in STARTUP2).
-            return Ok(Health::Healthy);
-        }
-        if truth != Health::Unhealthy {
-            return Ok(truth);
-        }
-        let data = self.0.fleet.sim[i].role.is_data();
-        let sees_it = match &check.kind {
-            HealthKind::Mongos { .. } | HealthKind::Exec { .. } => true,
-            HealthKind::Mongo { max_lag, .. } => data && max_lag.is_some(),
-            HealthKind::Docker | HealthKind::Tcp { .. } => false,
-        };
-        Ok(if sees_it {
-            Health::Unhealthy
-        } else {
-            Health::Healthy
-        })
+        Ok(self.0.gate_says(i, Some(&check.kind)))
     }
 }
