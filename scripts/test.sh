@@ -5,21 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, each with the binaries that show it is
-# there: unbound (the real DNS server), bsdutils (`script`: a terminal for
-# the Ctrl-C test), openssl and python3 (a CA and an HTTPS webhook
-# receiver). A package counts as missing when one of its binaries is, not
-# by the package database (a package removed but not purged, or a binary
-# deleted, still shows there); missing ones are (re)installed.
+# Debian packages the tests use, each with the binaries (or files) that
+# show it is there: unbound (the real DNS server), bsdutils (`script`: a
+# terminal for the Ctrl-C test), openssl and python3 (a CA and an HTTPS
+# webhook receiver), etcd-server and etcd-client (the real etcd of the HA
+# tests, and etcdctl), protobuf-compiler and libprotobuf-dev (the `etcd`
+# feature's build generates its gRPC code with protoc). A package counts as
+# missing when one of its binaries is, not by the package database (a
+# package removed but not purged, or a binary deleted, still shows there);
+# missing ones are (re)installed.
 declare -A BINARIES=(
   [unbound]="unbound unbound-control"
   [bsdutils]="script"
   [openssl]="openssl"
   [python3]="python3"
+  [etcd-server]="etcd"
+  [etcd-client]="etcdctl"
+  [protobuf-compiler]="protoc"
+  [libprotobuf-dev]="/usr/include/google/protobuf/descriptor.proto"
 )
-has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+has() {
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
+  esac
+}
 missing=()
-for p in unbound bsdutils openssl python3; do
+for p in unbound bsdutils openssl python3 etcd-server etcd-client protobuf-compiler libprotobuf-dev; do
   for b in ${BINARIES[$p]}; do
     if ! has "$b"; then missing+=("$p"); break; fi
   done
@@ -50,12 +62,14 @@ fi
 # warning an error, on every target.
 echo "== cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+# Every target with the `etcd` feature (the HA tests), the same build the
+# tests use.
+echo "== cargo clippy --all-targets --features etcd -- -D warnings"
+cargo clippy --all-targets --features etcd --quiet -- -D warnings
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --features etcd --no-fail-fast "$@"
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --features etcd --no-fail-fast "$@"
 fi

@@ -103,6 +103,16 @@ pub enum JournalError {
         /// The journal file.
         path: PathBuf,
     },
+    /// The replica refused the record (or could not take it in time).
+    #[error("journal {path}: record {seq} did not reach its replica: {source}")]
+    Replica {
+        /// The journal file.
+        path: PathBuf,
+        /// The record's number.
+        seq: u64,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A damaged record with records after it.
     #[error("journal {path}: the record at offset {offset} {what}, and records follow it: the journal is damaged in the middle, not torn at its end; nothing was truncated. Restore it, or move it aside to start over")]
     Corrupt {
@@ -113,6 +123,19 @@ pub enum JournalError {
         /// What is wrong with it (e.g. `fails its checksum`).
         what: String,
     },
+}
+
+/// A copy of the journal elsewhere that a record must reach before it
+/// counts (the daemon's HA mode replicates to etcd, fenced by its
+/// leadership). A record it refuses fails the append, so the engine starts
+/// no restart whose intent it does not hold.
+pub trait Replica: Send {
+    /// Stores record number `seq` (1 for the run's start), its JSON bytes.
+    fn replicate(
+        &mut self,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// What a journal says about a run so far.
@@ -175,6 +198,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     durable: bool,
+    /// Records in the file.
+    seq: u64,
+    replica: Option<Box<dyn Replica>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -189,6 +215,17 @@ impl Journal {
     /// lock is taken before anything is read or truncated: a live run's
     /// journal is never cut by a second process.
     pub fn create(path: &Path, start: Record, durable: bool) -> Result<Journal, JournalError> {
+        Journal::create_replicated(path, start, durable, None)
+    }
+
+    /// [`Journal::create`], each record replicated (the start first)
+    /// before it counts.
+    pub fn create_replicated(
+        path: &Path,
+        start: Record,
+        durable: bool,
+        replica: Option<Box<dyn Replica>>,
+    ) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(path))?;
         }
@@ -220,6 +257,8 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             durable,
+            seq: 0,
+            replica,
         };
         j.append(&start)?;
         Ok(j)
@@ -234,6 +273,8 @@ impl Journal {
             path: path.to_path_buf(),
             file: File::open(path).unwrap(),
             durable: false,
+            seq: 0,
+            replica: None,
         }
     }
 
@@ -287,22 +328,61 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             durable,
+            seq: replay.records.len() as u64,
+            replica: None,
         };
         j.file.seek(SeekFrom::End(0)).map_err(io(path))?;
         Ok((j, replay))
     }
 
-    /// Appends one record; with `durable`, synced to disk before it returns.
+    /// Replicates every later record to `replica` (a resumed journal
+    /// whose earlier records the replica already holds: the takeover).
+    pub fn set_replica(&mut self, replica: Box<dyn Replica>) {
+        self.replica = Some(replica);
+    }
+
+    /// Appends one record: to the replica first when there is one (a
+    /// refusal leaves the file as it was), then to the file; with
+    /// `durable`, synced to disk before it returns.
     pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
         let payload = serde_json::to_vec(r).expect("records serialize");
+        if let Some(replica) = &mut self.replica {
+            replica
+                .replicate(self.seq + 1, &payload)
+                .map_err(|source| JournalError::Replica {
+                    path: self.path.clone(),
+                    seq: self.seq + 1,
+                    source,
+                })?;
+        }
         let mut buf = Vec::with_capacity(payload.len() + 8);
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
+        frame(&payload, &mut buf);
         self.file.write_all(&buf).map_err(io(&self.path))?;
         if self.durable {
             self.file.sync_data().map_err(io(&self.path))?;
         }
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Writes a journal from a replica's records (JSON bytes, in order)
+    /// at `path`, replacing what is there: the next leader's copy of the
+    /// run, to resume from. Written aside and renamed, so a crash leaves
+    /// the old file or the whole new one.
+    pub fn restore(path: &Path, records: &[Vec<u8>]) -> Result<(), JournalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(path))?;
+        }
+        let aside = path.with_extension("restoring");
+        let mut buf = Vec::new();
+        for payload in records {
+            frame(payload, &mut buf);
+        }
+        let mut f = File::create(&aside).map_err(io(path))?;
+        f.write_all(&buf)
+            .and_then(|_| f.sync_all())
+            .map_err(io(path))?;
+        std::fs::rename(&aside, path).map_err(io(path))?;
         Ok(())
     }
 
@@ -310,6 +390,13 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// One record as the file holds it: `[len u32][crc32c u32][json]`.
+fn frame(payload: &[u8], buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
 }
 
 /// One process drives a journal at a time (the lock goes with the file).

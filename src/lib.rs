@@ -40,6 +40,8 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "etcd")]
+pub mod coord;
 pub mod dag;
 pub mod dns;
 pub mod duration;

@@ -365,7 +365,15 @@ impl<R> Shared<R> {
             let mut failed = self.journal_failed.lock().unwrap();
             if failed.is_none() {
                 tracing::error!(error = %e, "the journal could not be written: no new restarts");
-                *failed = Some(e.to_string());
+                // What to do about it: a disk is fixed; a replica that
+                // refuses means another daemon leads and continues.
+                let then = match e {
+                    JournalError::Replica { .. } => {
+                        "The next leader continues the run from the replicated journal"
+                    }
+                    _ => "Fix the disk, then resume",
+                };
+                *failed = Some(format!("{e}. {then}"));
                 self.pacer.set_flow(Flow::Closed);
             }
         }
@@ -637,7 +645,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 )
             }).or(journal_failed.map(|e| {
                 format!(
-                    "the journal could not be written ({e}): no restart starts without its record, so the run stopped starting restarts; those in flight were watched. Fix the disk, then resume"
+                    "no restart starts without its record, so the run stopped starting restarts; those in flight were watched: the journal could not be written: {e}"
                 )
             })),
             failed: failed_all,

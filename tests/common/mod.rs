@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod etcd;
 pub mod fakefleet;
 pub mod tls;
 pub mod unbound;
