@@ -91,16 +91,19 @@ fn etcd(e: etcd_client::Error) -> CoordError {
 
 /// A client for one cluster name, on its own runtime.
 pub struct Coordinator {
-    rt: Option<tokio::runtime::Runtime>,
+    rt: OwnRuntime,
     client: Client,
     settings: EtcdSettings,
     prefix: String,
 }
 
-impl Drop for Coordinator {
+/// The coordination runtime; dropped without blocking (dropping a
+/// runtime may not block inside another one: the daemon's).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            // Dropping a runtime may not block inside another one.
+        if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
     }
@@ -120,39 +123,31 @@ impl Coordinator {
     /// Connects and checks that etcd answers; an error names the
     /// endpoints.
     pub fn connect(settings: EtcdSettings) -> Result<Coordinator, CoordError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("rekindle-etcd")
-            .enable_all()
-            .build()
-            .map_err(|e| CoordError::Runtime(e.to_string()))?;
+        let rt = OwnRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("rekindle-etcd")
+                .enable_all()
+                .build()
+                .map_err(|e| CoordError::Runtime(e.to_string()))?,
+        ));
         let endpoints = settings.endpoints.clone();
-        let unreachable = |reason: String| CoordError::Unreachable {
-            endpoints: endpoints.join(","),
-            reason,
-        };
-        let client = rt.block_on(async {
-            let opts = ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_timeout(Duration::from_secs(3))
-                .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-            let mut client = tokio::time::timeout(
-                Duration::from_secs(5),
-                Client::connect(&settings.endpoints, Some(opts)),
-            )
-            .await
-            .map_err(|_| unreachable("no connection within 5 s".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-            // Connecting is lazy: one request proves an answer.
-            tokio::time::timeout(Duration::from_secs(5), client.status())
-                .await
-                .map_err(|_| unreachable("no answer within 5 s".into()))?
-                .map_err(|e| unreachable(e.to_string()))?;
-            Ok::<_, CoordError>(client)
-        })?;
+        // Spawned and waited for, not `block_on`: a caller may be inside
+        // another runtime (the daemon's).
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.0.as_ref().expect("just built").spawn(async move {
+            let _ = tx.send(connect_checked(&endpoints).await);
+        });
+        let client = rx
+            .recv()
+            .map_err(|_| CoordError::Runtime("the coordination runtime stopped".into()))?
+            .map_err(|reason| CoordError::Unreachable {
+                endpoints: settings.endpoints.join(","),
+                reason,
+            })?;
         let prefix = format!("/rekindle/{}/", settings.cluster);
         Ok(Coordinator {
-            rt: Some(rt),
+            rt,
             client,
             settings,
             prefix,
@@ -160,7 +155,7 @@ impl Coordinator {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.rt.as_ref().expect("runtime until drop")
+        self.rt.0.as_ref().expect("runtime until drop")
     }
 
     /// Runs `f` on the coordination runtime and waits for it, from any
@@ -347,6 +342,41 @@ impl Coordinator {
         self.fenced(lead, key, record, true)
     }
 
+    /// Waits until `lead`'s lease is confirmed (etcd away: up to the
+    /// outage limit); an error when it is known to be gone or another
+    /// daemon leads.
+    pub fn confirm(&self, lead: &Leadership) -> Result<(), CoordError> {
+        let deposed = |reason: String| CoordError::Deposed {
+            cluster: lead.cluster.clone(),
+            reason,
+        };
+        let started = Instant::now();
+        loop {
+            if lead.lease.lost.load(Ordering::Relaxed) {
+                return Err(deposed("its lease expired".into()));
+            }
+            if lead.confirmed(self.settings.ttl) {
+                return Ok(());
+            }
+            if started.elapsed() > self.settings.outage_limit {
+                return Err(deposed(format!(
+                    "its lease could not be confirmed for {:?}",
+                    self.settings.outage_limit
+                )));
+            }
+            if let Ok(Some(other)) = self.leader_revision() {
+                if other != lead.rev {
+                    return Err(deposed(if other == 0 {
+                        "its leader key is gone (lease expired)".into()
+                    } else {
+                        format!("another daemon leads since revision {other}")
+                    }));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn fenced(
         &self,
         lead: &Leadership,
@@ -360,29 +390,8 @@ impl Coordinator {
         };
         let started = Instant::now();
         loop {
-            if lead.lease.lost.load(Ordering::Relaxed) {
-                return Err(deposed("its lease expired".into()));
-            }
-            if !lead.confirmed(self.settings.ttl) {
-                if started.elapsed() > self.settings.outage_limit {
-                    return Err(deposed(format!(
-                        "its lease could not be confirmed for {:?}",
-                        self.settings.outage_limit
-                    )));
-                }
-                // Not known to lead: if etcd answers, it may say who does.
-                if let Ok(Some(other)) = self.leader_revision() {
-                    if other != lead.rev {
-                        return Err(deposed(if other == 0 {
-                            "its leader key is gone (lease expired)".into()
-                        } else {
-                            format!("another daemon leads since revision {other}")
-                        }));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
+            // Not known to lead: wait, or learn who does.
+            self.confirm(lead)?;
             let mut client = self.client.clone();
             let (leader, rev) = (lead.key.clone(), lead.rev);
             let (k, v) = (key.clone(), value.clone());
@@ -455,7 +464,7 @@ impl Coordinator {
 
     /// The leader key's create revision (0: no leader), if etcd answers
     /// within a second.
-    fn leader_revision(&self) -> Result<Option<i64>, CoordError> {
+    pub fn leader_revision(&self) -> Result<Option<i64>, CoordError> {
         let mut client = self.client.clone();
         let key = self.key("leader");
         self.call(async move {
@@ -519,12 +528,32 @@ impl Coordinator {
     }
 
     /// Steps down: revokes the leadership's lease (its key goes at once).
-    pub fn resign(&self, lead: Leadership) {
+    pub fn resign(&self, lead: &Leadership) {
         lead.lease.keeper.abort();
         let mut client = self.client.clone();
         let id = lead.lease.id;
         let _ = self.call(async move { client.lease_revoke(id).await });
     }
+}
+
+/// A client to `endpoints` that has had one answer (connecting is lazy).
+async fn connect_checked(endpoints: &[String]) -> Result<Client, String> {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(3))
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+    let mut client = tokio::time::timeout(
+        Duration::from_secs(5),
+        Client::connect(endpoints, Some(opts)),
+    )
+    .await
+    .map_err(|_| "no connection within 5 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(5), client.status())
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(client)
 }
 
 /// Keeps lease `id` alive every third of `ttl`; records when each
@@ -640,5 +669,9 @@ impl crate::journal::Replica for EtcdReplica {
         self.coord
             .append(&self.lead, seq, record.to_vec())
             .map_err(|e| Box::new(e) as _)
+    }
+
+    fn confirm(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.coord.confirm(&self.lead).map_err(|e| Box::new(e) as _)
     }
 }

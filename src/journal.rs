@@ -113,6 +113,14 @@ pub enum JournalError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The replica cannot confirm that this writer may act.
+    #[error("journal {path}: its replica does not confirm this writer may act: {source}")]
+    Unconfirmed {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A damaged record with records after it.
     #[error("journal {path}: the record at offset {offset} {what}, and records follow it: the journal is damaged in the middle, not torn at its end; nothing was truncated. Restore it, or move it aside to start over")]
     Corrupt {
@@ -136,6 +144,13 @@ pub trait Replica: Send {
         seq: u64,
         record: &[u8],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    /// Whether this writer may act now (a leader whose lease is
+    /// confirmed), asked right before a restart's first call to a host;
+    /// it may wait (etcd away). By default, yes.
+    fn confirm(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
 }
 
 /// What a journal says about a run so far.
@@ -363,6 +378,18 @@ impl Journal {
         }
         self.seq += 1;
         Ok(())
+    }
+
+    /// Asks the replica, if any, whether this writer may act now (see
+    /// [`Replica::confirm`]).
+    pub fn confirm(&mut self) -> Result<(), JournalError> {
+        match &mut self.replica {
+            Some(r) => r.confirm().map_err(|source| JournalError::Unconfirmed {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Writes a journal from a replica's records (JSON bytes, in order)

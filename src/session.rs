@@ -65,6 +65,9 @@ pub struct Session<R> {
     /// Pace nothing (`run --no-pacing`): the budget and the restart rate
     /// are lifted before the first restart.
     pub no_pacing: bool,
+    /// Where each journal record must also go before it counts (the
+    /// daemon's HA mode: etcd, fenced by its leadership).
+    pub replica: Option<Box<dyn crate::journal::Replica>>,
 }
 
 /// Who watches a session: the CLI's progress and Ctrl-C, the daemon's run
@@ -115,6 +118,18 @@ pub fn open_journal(
     inv: &Inventory,
     plan: &Plan,
 ) -> Result<(Journal, Replay), JournalError> {
+    open_replicated(spec, pb, inv, plan, None)
+}
+
+/// [`open_journal`], each record of it (from the start of a new run, from
+/// the next of a resumed one) also written to `replica` before it counts.
+pub fn open_replicated(
+    spec: &JournalSpec,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+    replica: Option<Box<dyn crate::journal::Replica>>,
+) -> Result<(Journal, Replay), JournalError> {
     let path = &spec.path;
     let fp = fingerprint(pb, inv, plan);
     if spec.mode == JournalMode::New && path.exists() {
@@ -145,7 +160,10 @@ pub fn open_journal(
         }
     };
     if resume {
-        let (j, r) = Journal::resume(path, &pb.name, &fp, spec.durable)?;
+        let (mut j, r) = Journal::resume(path, &pb.name, &fp, spec.durable)?;
+        if let Some(replica) = replica {
+            j.set_replica(replica);
+        }
         if let Some(t) = &r.torn {
             tracing::warn!(journal = %path.display(), "journal ended in a torn record (dropped): {t}");
         }
@@ -158,7 +176,7 @@ pub fn open_journal(
             containers: plan.containers,
         };
         Ok((
-            Journal::create(path, start, spec.durable)?,
+            Journal::create_replicated(path, start, spec.durable, replica)?,
             Replay::default(),
         ))
     }
@@ -181,7 +199,8 @@ pub async fn run<R: ContainerRuntime>(
     s: Session<R>,
     obs: &mut dyn Observer,
 ) -> Result<Finished, SessionError> {
-    let (journal, replay) = open_journal(&s.journal, &s.playbook, &s.inventory, &s.plan)?;
+    let (journal, replay) =
+        open_replicated(&s.journal, &s.playbook, &s.inventory, &s.plan, s.replica)?;
     let resumed = replay.continues_a_run();
     let mut engine = Engine::new(
         Arc::new(s.runtime),

@@ -6,6 +6,8 @@
 //! restarted daemon resumes real runs from their journals. It holds no
 //! planning or restart logic: runs go through the same engine as the CLI.
 
+#[cfg(feature = "etcd")]
+pub mod ha;
 pub mod metrics;
 pub mod notify;
 mod runs;
@@ -80,6 +82,9 @@ pub struct DaemonSetup {
     pub state_dir: PathBuf,
     /// Delivers the webhooks' notes.
     pub notifier: Notifier,
+    /// The cluster this daemon belongs to (HA mode), if any.
+    #[cfg(feature = "etcd")]
+    pub ha: Option<Arc<ha::Ha>>,
 }
 
 /// The daemon: its playbooks, its runs, and their records.
@@ -102,6 +107,9 @@ pub struct Daemon {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Real runs' tasks, awaited on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The cluster this daemon belongs to (HA mode), if any.
+    #[cfg(feature = "etcd")]
+    ha: Option<Arc<ha::Ha>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +172,8 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
+            #[cfg(feature = "etcd")]
+            ha: setup.ha,
         })
     }
 
@@ -179,6 +189,13 @@ impl Daemon {
         for run in &loaded {
             let v = run.view.lock().unwrap().clone();
             if !v.state.active() {
+                continue;
+            }
+            #[cfg(feature = "etcd")]
+            if self.ha.is_some() && v.mode == Mode::Run {
+                // HA mode: a real run is the cluster's; its leader
+                // continues it from etcd (this daemon too, if it wins).
+                run.end(ApiState::Interrupted, None, Some("the daemon stopped while this run was active; in HA mode the cluster's leader continues it from etcd".into()));
                 continue;
             }
             match (v.mode, self.playbooks.get(&v.playbook)) {
@@ -252,12 +269,17 @@ impl Daemon {
                 "real runs did not settle in time; their journals say where they stopped"
             );
         }
+        #[cfg(feature = "etcd")]
+        if let Some(ha) = &self.ha {
+            ha.resign();
+        }
         self.shutdown.send_replace(true);
     }
 
     /// Checks the bearer token of a mutating call; `Err` is the 401.
     #[allow(clippy::result_large_err)]
     fn authorize(&self, headers: &HeaderMap) -> Result<String, Response> {
+        self.check_leading()?;
         let Some((name, token)) = &self.token else {
             return Ok("anonymous".into());
         };
@@ -273,6 +295,59 @@ impl Daemon {
                 "missing Authorization: Bearer <token>",
             )),
         }
+    }
+
+    /// In HA mode only the leader acts: a follower's answer to a mutating
+    /// call is 503 with the leader's address.
+    #[allow(clippy::result_large_err)]
+    fn check_leading(&self) -> Result<(), Response> {
+        #[cfg(feature = "etcd")]
+        if let Some(ha) = &self.ha {
+            if ha.leading().is_none() {
+                let leader = ha.leader();
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "error": format!("this daemon does not lead cluster {}: send mutating calls to the leader", ha.coord.settings().cluster),
+                        "leader": leader,
+                    })),
+                )
+                    .into_response());
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the HA loop (join, campaign, take over) on a thread of its
+    /// own, once the daemon listens at `me`. Refused membership is an
+    /// error; without HA mode, nothing.
+    pub fn start_ha(self: &Arc<Self>, me: &str) -> Result<(), String> {
+        #[cfg(feature = "etcd")]
+        if let Some(ha) = &self.ha {
+            ha.join(me).map_err(|e| e.to_string())?;
+            let d = self.clone();
+            let rt = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("rekindle-leader".into())
+                .spawn(move || d.lead_forever(rt))
+                .map_err(|e| e.to_string())?;
+        }
+        let _ = me;
+        Ok(())
+    }
+
+    /// `GET /v1/cluster`: the cluster, this daemon, the leader.
+    fn cluster_view(&self) -> serde_json::Value {
+        #[cfg(feature = "etcd")]
+        if let Some(ha) = &self.ha {
+            return json!({
+                "cluster": ha.coord.settings().cluster,
+                "me": ha.me(),
+                "leader": ha.leader(),
+                "leading": ha.leading().is_some(),
+            });
+        }
+        json!({ "cluster": null, "leading": true })
     }
 
     fn audit(&self, who: &str, what: &str, reason: &str) {
@@ -393,6 +468,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .route("/metrics", get(metrics_text))
+        .route(
+            "/v1/cluster",
+            get(|State(d): State<Arc<Daemon>>| async move { Json(d.cluster_view()) }),
+        )
         .route("/v1/runs/{id}/{action}", post(control_run))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(d)

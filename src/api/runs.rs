@@ -180,6 +180,24 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         return fail(failed);
     }
     *run.resolver.lock().unwrap() = runtime.resolver().cloned();
+    // HA mode: the run is the cluster's, recorded in etcd, and its journal
+    // replicated there, fenced by this daemon's leadership.
+    #[cfg(feature = "etcd")]
+    let replica = match &d.ha {
+        Some(ha) => {
+            let view = run.view.lock().unwrap().clone();
+            if let Err(e) = ha.put_run(&view) {
+                return fail(format!("recording the run in etcd: {e}"));
+            }
+            match ha.replica() {
+                Ok(r) => Some(r),
+                Err(e) => return fail(e),
+            }
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "etcd"))]
+    let replica = None;
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let session = Session {
         runtime,
@@ -193,6 +211,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         },
         probe,
         no_pacing: false,
+        replica,
     };
     let mut record = Record { d, run };
     let (outcome, timeline, resumed) = match session::run(session, &mut record).await {
@@ -235,6 +254,12 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
     });
     run.end(api_state(outcome.state), Some(result), None);
+    // The cluster's record of it goes, if this daemon still leads (a
+    // deposed leader's run is the next leader's to continue).
+    #[cfg(feature = "etcd")]
+    if let Some(ha) = &d.ha {
+        ha.clear_run();
+    }
     crash_point("run-ended");
     if let Some(done) = done {
         if let Err(e) = std::fs::rename(&path, &done) {

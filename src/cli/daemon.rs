@@ -25,6 +25,27 @@ pub struct DaemonArgs {
     /// address is loopback).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// HA mode: the name of the cluster of daemons that take over from one
+    /// another through etcd (needs --etcd, and a build with the `etcd`
+    /// feature; see docs/ha.md). Without it the daemon runs alone.
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub cluster: Option<String>,
+    /// HA mode: etcd's client endpoints, comma-separated (`host:port`).
+    #[arg(
+        long,
+        value_name = "ENDPOINTS",
+        value_delimiter = ',',
+        requires = "cluster"
+    )]
+    pub etcd: Vec<String>,
+    /// HA mode: the leader's lease; a leader that goes silent is replaced
+    /// this long after its last keep-alive.
+    #[arg(long, value_name = "DURATION", default_value = "6s", value_parser = crate::duration::parse_duration)]
+    pub lease_ttl: Duration,
+    /// HA mode: the address followers give for this daemon (default: the
+    /// one it listens on).
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
 }
 
 /// Whether `listen` (host:port) is a loopback address (`localhost`, 127/8, ::1).
@@ -46,11 +67,18 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
     let mut playbooks = BTreeMap::new();
+    // The playbook set's digest (names and texts): the daemons of one HA
+    // cluster must serve the same set.
+    let mut digest = 0u32;
     for (name, path) in &file.playbooks {
         let pb = Playbook::load(&base.join(path))
             .map_err(|e| Usage(format!("{}: playbooks.{name}: {e}", args.config.display())))?;
+        digest = crc32c::crc32c_append(digest, name.as_bytes());
+        digest = crc32c::crc32c_append(digest, &std::fs::read(base.join(path))?);
         playbooks.insert(name.clone(), pb);
     }
+    #[cfg_attr(not(feature = "etcd"), allow(clippy::let_unit_value, unused_variables))]
+    let ha = ha_setup(&args, format!("{digest:08x}"))?;
     let scenarios: BTreeMap<String, PathBuf> = file
         .scenarios
         .iter()
@@ -127,6 +155,8 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         token,
         state_dir: state_dir.clone(),
         notifier,
+        #[cfg(feature = "etcd")]
+        ha,
     })?);
     let app = api::router(d.clone());
     let grace = Duration::from_secs(120);
@@ -181,7 +211,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .map_err(listen_err)?;
             std::fs::rename(&staged, &path).map_err(listen_err)?;
             drop(private);
-            announce(&d, &format!("unix:{}", path.display()))?;
+            announce(&d, &format!("unix:{}", path.display()), &args.advertise)?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
@@ -192,7 +222,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
             let addr = listener.local_addr()?;
-            announce(&d, &format!("http://{addr}"))?;
+            announce(&d, &format!("http://{addr}"), &args.advertise)?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
@@ -202,10 +232,45 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Picks up what a previous daemon left, then says where it listens (the
-/// first line of stdout: scripts and tests wait for it).
-fn announce(d: &Arc<Daemon>, url: &str) -> anyhow::Result<()> {
+/// HA mode from the flags: etcd connected (an error names the endpoints).
+#[cfg(feature = "etcd")]
+fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api::ha::Ha>>> {
+    let Some(cluster) = &args.cluster else {
+        return Ok(None);
+    };
+    if cluster.is_empty() || cluster.contains('/') {
+        return Err(Usage(format!("--cluster {cluster:?}: a name without '/'")).into());
+    }
+    let settings = crate::coord::EtcdSettings {
+        endpoints: args.etcd.clone(),
+        cluster: cluster.clone(),
+        ttl: args.lease_ttl.max(Duration::from_secs(2)),
+        outage_limit: Duration::from_secs(300),
+    };
+    let ha = api::ha::Ha::connect(settings, digest).map_err(|e| Usage(format!("--etcd: {e}")))?;
+    Ok(Some(Arc::new(ha)))
+}
+
+/// Without the `etcd` feature there is no HA mode: asking for it is an
+/// error that says how to get it.
+#[cfg(not(feature = "etcd"))]
+fn ha_setup(args: &DaemonArgs, _digest: String) -> anyhow::Result<()> {
+    if args.cluster.is_some() {
+        return Err(Usage(
+            "--cluster: this rekindle is built without the `etcd` feature (cargo build --features etcd; docs/ha.md)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Picks up what a previous daemon left, joins its cluster (HA mode), then
+/// says where it listens (the first line of stdout: scripts and tests wait
+/// for it).
+fn announce(d: &Arc<Daemon>, url: &str, advertise: &Option<String>) -> anyhow::Result<()> {
     let (interrupted, resumed) = d.recover()?;
+    d.start_ha(advertise.as_deref().unwrap_or(url))
+        .map_err(|e| Usage(format!("--cluster: {e}")))?;
     tracing::info!(%url, state_dir = %d.state_dir.display(), interrupted, resumed, "daemon listening");
     println!("listening on {url}");
     Ok(())

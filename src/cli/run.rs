@@ -149,6 +149,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         probe,
         no_pacing: args.no_pacing,
+        replica: None,
     };
     let (outcome, timeline, resumed) = execute(session).await?;
     let kept = match outcome.state {

@@ -361,6 +361,18 @@ impl<R> Shared<R> {
     /// halted with the reason.
     fn record(&self, r: Record) -> Result<(), JournalError> {
         let result = self.journal.lock().unwrap().append(&r);
+        self.journal_result(result)
+    }
+
+    /// Whether the journal's replica lets this run act now (a leader whose
+    /// lease is confirmed); a refusal closes the run as a failed write does.
+    fn may_act(&self) -> Result<(), JournalError> {
+        let result = self.journal.lock().unwrap().confirm();
+        self.journal_result(result)
+    }
+
+    /// A journal write (or confirmation) that failed closes the run.
+    fn journal_result(&self, result: Result<(), JournalError>) -> Result<(), JournalError> {
         if let Err(e) = &result {
             let mut failed = self.journal_failed.lock().unwrap();
             if failed.is_none() {
@@ -983,6 +995,14 @@ async fn stop_then_start<R: ContainerRuntime>(
     }
     {
         let _slot = slots.acquire().await.expect("never closed");
+        // The last moment before the host is asked: does this run still
+        // lead (HA mode)? Nothing stopped otherwise.
+        if let Err(e) = s.may_act() {
+            return Err(CallFailed {
+                reason: format!("journal: {e}"),
+                answered: true,
+            });
+        }
         let t0 = tokio::time::Instant::now();
         match tokio::time::timeout(limit, s.rt.stop(c)).await {
             Ok(Ok(())) => s.pacer.observe_stop(t0.elapsed()),

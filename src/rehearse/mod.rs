@@ -114,6 +114,7 @@ pub fn rehearse(
             },
             probe,
             no_pacing: false,
+            replica: None,
         };
         let mut watcher = Watcher {
             handle_tx: opts.handle_tx.clone(),

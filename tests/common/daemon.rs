@@ -55,6 +55,18 @@ impl DaemonProc {
         token: Option<&str>,
         env: &[(&str, &str)],
     ) -> DaemonProc {
+        DaemonProc::start_args(config, state, listen, token, env, &[])
+    }
+
+    /// [`DaemonProc::start_env`] with more arguments (`--cluster`, …).
+    pub fn start_args(
+        config: &str,
+        state: Option<&Path>,
+        listen: &str,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> DaemonProc {
         let own = if state.is_none() {
             Some(tempfile::tempdir().unwrap())
         } else {
@@ -73,6 +85,7 @@ impl DaemonProc {
             "--state-dir",
         ])
         .arg(&state)
+        .args(args)
         .env("RUST_LOG", "info")
         .env_remove("REKINDLE_TOKEN");
         if let Some(t) = token {
@@ -81,7 +94,15 @@ impl DaemonProc {
         cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its log, kept with its state (a test that fails can say it).
+            .stderr({
+                std::fs::create_dir_all(&state).unwrap();
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(state.join("daemon.stderr"))
+                    .unwrap()
+            })
             .spawn()
             .unwrap();
         let mut line = String::new();
