@@ -69,6 +69,12 @@ pub enum CoordError {
         /// Why it knows.
         reason: String,
     },
+    /// This daemon does not lead (it never did, or no longer does).
+    #[error("this daemon does not lead cluster {cluster}")]
+    NotLeading {
+        /// The cluster.
+        cluster: String,
+    },
     /// This daemon may not join the cluster.
     #[error("cluster {cluster} refuses this daemon: {reason}")]
     Refused {

@@ -248,6 +248,7 @@ fn serve_api(dir: &Path) -> PathBuf {
                     token: Some(("fuzz".into(), API_TOKEN.into())),
                     state_dir: state,
                     notifier: Notifier::default(),
+                    ha: None,
                 })
                 .unwrap();
                 let listener = tokio::net::UnixListener::bind(&at).unwrap();

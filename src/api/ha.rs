@@ -17,6 +17,33 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Why a new leader could not take over the cluster's run.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoverError {
+    /// etcd did not give the run or its journal.
+    #[error(transparent)]
+    Coord(#[from] CoordError),
+    /// The run's record in etcd does not parse.
+    #[error("the cluster's run record: {0}")]
+    Record(serde_json::Error),
+    /// The run is of a playbook this daemon does not serve.
+    #[error(
+        "the cluster's run {run} is of playbook {playbook:?}, which this daemon does not serve"
+    )]
+    Playbook {
+        /// The run.
+        run: String,
+        /// Its playbook.
+        playbook: String,
+    },
+    /// The journal could not be restored.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// A local file could not be written or removed.
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Local(std::path::PathBuf, std::io::Error),
+}
+
 /// This daemon's place in its cluster.
 pub struct Ha {
     /// The cluster's etcd client.
@@ -71,11 +98,23 @@ impl Ha {
         self.coord.leader().ok().flatten()
     }
 
+    fn lead_or_refuse(&self) -> Result<Arc<Leadership>, CoordError> {
+        self.leading().ok_or_else(|| CoordError::NotLeading {
+            cluster: self.coord.settings().cluster.clone(),
+        })
+    }
+
+    /// The fence of a run this leader drives: its lease confirmed.
+    pub fn fence(&self) -> Result<Arc<dyn crate::runtime::Fence>, CoordError> {
+        Ok(Arc::new(LeaseFence {
+            lead: self.lead_or_refuse()?,
+            ttl: self.coord.settings().ttl,
+        }))
+    }
+
     /// The journal's replica for a run this leader starts or resumes.
-    pub fn replica(&self) -> Result<Box<dyn crate::journal::Replica>, String> {
-        let lead = self
-            .leading()
-            .ok_or_else(|| "this daemon no longer leads its cluster".to_string())?;
+    pub fn replica(&self) -> Result<Box<dyn crate::journal::Replica>, CoordError> {
+        let lead = self.lead_or_refuse()?;
         Ok(Box::new(EtcdReplica {
             coord: self.coord.clone(),
             lead,
@@ -83,14 +122,10 @@ impl Ha {
     }
 
     /// Records the run this leader drives (fenced).
-    pub fn put_run(&self, view: &RunView) -> Result<(), String> {
-        let lead = self
-            .leading()
-            .ok_or_else(|| "this daemon no longer leads its cluster".to_string())?;
+    pub fn put_run(&self, view: &RunView) -> Result<(), CoordError> {
+        let lead = self.lead_or_refuse()?;
         let bytes = serde_json::to_vec(view).expect("run views serialize");
-        self.coord
-            .fenced_put(&lead, "run", bytes)
-            .map_err(|e| e.to_string())
+        self.coord.fenced_put(&lead, "run", bytes)
     }
 
     /// Steps down (a daemon shutting down): the next leader need not wait
@@ -109,6 +144,18 @@ impl Ha {
                 tracing::warn!(error = %e, "the ended run could not be cleared from etcd");
             }
         }
+    }
+}
+
+/// The Docker runtime's fence in HA mode: this daemon's lease confirmed.
+struct LeaseFence {
+    lead: Arc<Leadership>,
+    ttl: Duration,
+}
+
+impl crate::runtime::Fence for LeaseFence {
+    fn holds(&self) -> bool {
+        self.lead.confirmed(self.ttl)
     }
 }
 
@@ -157,25 +204,24 @@ impl Daemon {
 
     /// A new leader continues the cluster's run, if one is recorded: its
     /// journal restored from etcd, resumed as `--resume` does.
-    async fn take_over(self: &Arc<Self>, ha: &Ha) -> Result<(), String> {
-        let Some(bytes) = ha.coord.get("run").map_err(|e| e.to_string())? else {
+    async fn take_over(self: &Arc<Self>, ha: &Ha) -> Result<(), TakeoverError> {
+        let Some(bytes) = ha.coord.get("run")? else {
             return Ok(());
         };
-        let mut view: RunView =
-            serde_json::from_slice(&bytes).map_err(|e| format!("the cluster's run record: {e}"))?;
+        let mut view: RunView = serde_json::from_slice(&bytes).map_err(TakeoverError::Record)?;
         let Some(pb) = self.playbooks.get(&view.playbook).cloned() else {
-            return Err(format!(
-                "the cluster's run {} is of playbook {:?}, which this daemon does not serve",
-                view.id, view.playbook
-            ));
+            return Err(TakeoverError::Playbook {
+                run: view.id,
+                playbook: view.playbook,
+            });
         };
-        let records = ha.coord.journal().map_err(|e| e.to_string())?;
+        let records = ha.coord.journal()?;
         let path = crate::recovery::journal_path(&super::runs::journal_dir(self), &pb.name);
         if !records.is_empty() {
-            Journal::restore(&path, &records).map_err(|e| e.to_string())?;
+            Journal::restore(&path, &records)?;
         } else if path.exists() {
             // Nothing of this run reached etcd: nothing was restarted.
-            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::remove_file(&path).map_err(|e| TakeoverError::Local(path.clone(), e))?;
         }
         view.state = ApiState::Pending;
         view.resumed += 1;
@@ -189,9 +235,8 @@ impl Daemon {
         let run = {
             let mut runs = self.runs.lock().unwrap();
             runs.retain(|r| r.id() != view.id);
-            let run = Run::new(&self.runs_dir, view, true).map_err(|e| {
-                format!("cannot record the run in {}: {e}", self.runs_dir.display())
-            })?;
+            let run = Run::new(&self.runs_dir, view, true)
+                .map_err(|e| TakeoverError::Local(self.runs_dir.clone(), e))?;
             runs.push(run.clone());
             run
         };

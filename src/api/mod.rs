@@ -8,6 +8,11 @@
 
 #[cfg(feature = "etcd")]
 pub mod ha;
+#[cfg(feature = "etcd")]
+pub use ha::Ha;
+/// The daemon's place in an HA cluster: none without the `etcd` feature.
+#[cfg(not(feature = "etcd"))]
+pub enum Ha {}
 pub mod metrics;
 pub mod notify;
 mod runs;
@@ -83,8 +88,7 @@ pub struct DaemonSetup {
     /// Delivers the webhooks' notes.
     pub notifier: Notifier,
     /// The cluster this daemon belongs to (HA mode), if any.
-    #[cfg(feature = "etcd")]
-    pub ha: Option<Arc<ha::Ha>>,
+    pub ha: Option<Arc<Ha>>,
 }
 
 /// The daemon: its playbooks, its runs, and their records.
@@ -108,8 +112,8 @@ pub struct Daemon {
     /// Real runs' tasks, awaited on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The cluster this daemon belongs to (HA mode), if any.
-    #[cfg(feature = "etcd")]
-    ha: Option<Arc<ha::Ha>>,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    ha: Option<Arc<Ha>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,7 +176,6 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
-            #[cfg(feature = "etcd")]
             ha: setup.ha,
         })
     }
@@ -321,16 +324,15 @@ impl Daemon {
     /// Starts the HA loop (join, campaign, take over) on a thread of its
     /// own, once the daemon listens at `me`. Refused membership is an
     /// error; without HA mode, nothing.
-    pub fn start_ha(self: &Arc<Self>, me: &str) -> Result<(), String> {
+    pub fn start_ha(self: &Arc<Self>, me: &str) -> anyhow::Result<()> {
         #[cfg(feature = "etcd")]
         if let Some(ha) = &self.ha {
-            ha.join(me).map_err(|e| e.to_string())?;
+            ha.join(me)?;
             let d = self.clone();
             let rt = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("rekindle-leader".into())
-                .spawn(move || d.lead_forever(rt))
-                .map_err(|e| e.to_string())?;
+                .spawn(move || d.lead_forever(rt))?;
         }
         let _ = me;
         Ok(())

@@ -155,7 +155,8 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let runtime = DockerRuntime::from_hosts(&pb, hosts);
+    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
+    let mut runtime = DockerRuntime::from_hosts(&pb, hosts);
     if crate::recovery::steps_down(&pb) {
         // MongoDB's rolling order: each primary last in its set.
         crate::recovery::mark_primaries(&pb, &mut inventory, &plan, &runtime).await;
@@ -189,9 +190,12 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
             if let Err(e) = ha.put_run(&view) {
                 return fail(format!("recording the run in etcd: {e}"));
             }
-            match ha.replica() {
-                Ok(r) => Some(r),
-                Err(e) => return fail(e),
+            match (ha.replica(), ha.fence()) {
+                (Ok(r), Ok(f)) => {
+                    runtime.set_fence(f);
+                    Some(r)
+                }
+                (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
             }
         }
         None => None,

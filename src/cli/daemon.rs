@@ -77,7 +77,6 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         digest = crc32c::crc32c_append(digest, &std::fs::read(base.join(path))?);
         playbooks.insert(name.clone(), pb);
     }
-    #[cfg_attr(not(feature = "etcd"), allow(clippy::let_unit_value, unused_variables))]
     let ha = ha_setup(&args, format!("{digest:08x}"))?;
     let scenarios: BTreeMap<String, PathBuf> = file
         .scenarios
@@ -155,7 +154,6 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         token,
         state_dir: state_dir.clone(),
         notifier,
-        #[cfg(feature = "etcd")]
         ha,
     })?);
     let app = api::router(d.clone());
@@ -234,7 +232,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
 
 /// HA mode from the flags: etcd connected (an error names the endpoints).
 #[cfg(feature = "etcd")]
-fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api::ha::Ha>>> {
+fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api::Ha>>> {
     let Some(cluster) = &args.cluster else {
         return Ok(None);
     };
@@ -254,14 +252,14 @@ fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api:
 /// Without the `etcd` feature there is no HA mode: asking for it is an
 /// error that says how to get it.
 #[cfg(not(feature = "etcd"))]
-fn ha_setup(args: &DaemonArgs, _digest: String) -> anyhow::Result<()> {
+fn ha_setup(args: &DaemonArgs, _digest: String) -> anyhow::Result<Option<Arc<api::Ha>>> {
     if args.cluster.is_some() {
         return Err(Usage(
             "--cluster: this rekindle is built without the `etcd` feature (cargo build --features etcd; docs/ha.md)".into(),
         )
         .into());
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Picks up what a previous daemon left, joins its cluster (HA mode), then

@@ -336,7 +336,12 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 /// take back `(id, event, data)` for every complete event.
 #[derive(Default)]
 pub struct SseParser {
-    buf: String,
+    /// Bytes of a line not yet whole.
+    buf: Vec<u8>,
+    /// The pending event's fields.
+    id: Option<String>,
+    event: Option<String>,
+    data: Vec<String>,
 }
 
 /// One Server-Sent Event.
@@ -351,37 +356,64 @@ pub struct SseEvent {
 }
 
 impl SseParser {
-    /// Takes the next chunk; returns the events it completed (events without data are skipped).
+    /// Takes the next chunk; returns the events it completed (events
+    /// without data are skipped). Bytes are kept until their line is
+    /// whole, so a character split across chunks arrives whole; lines end
+    /// with LF, CRLF or CR, as the SSE format allows (a CR that ends a
+    /// chunk waits for the next one, which may bring its LF).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        self.buf.push_str(&String::from_utf8_lossy(chunk));
+        self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(end) = self.buf.find("\n\n") {
-            let block: String = self.buf.drain(..end + 2).collect();
-            let (mut id, mut event, mut data) = (None, String::from("message"), Vec::new());
-            for line in block.lines() {
-                if line.starts_with(':') {
-                    continue; // a keep-alive comment
-                }
-                let (field, value) = line
-                    .split_once(':')
-                    .map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)))
-                    .unwrap_or((line, ""));
-                match field {
-                    "id" => id = Some(value.to_string()),
-                    "event" => event = value.to_string(),
-                    "data" => data.push(value),
-                    _ => {}
-                }
-            }
+        let mut start = 0;
+        while let Some(rel) = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            let end = start + rel;
+            let terminator = match (self.buf[end], self.buf.get(end + 1)) {
+                (b'\r', Some(b'\n')) => 2,
+                (b'\r', None) => break,
+                _ => 1,
+            };
+            let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+            start = end + terminator;
+            self.line(&line, &mut out);
+        }
+        self.buf.drain(..start);
+        out
+    }
+
+    /// One whole line: a field of the pending event, a comment, or the
+    /// blank line that dispatches it.
+    fn line(&mut self, line: &str, out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            let (id, event, data) = (
+                self.id.take(),
+                self.event.take(),
+                std::mem::take(&mut self.data),
+            );
             if !data.is_empty() {
                 out.push(SseEvent {
                     id,
-                    event,
+                    event: event.unwrap_or_else(|| "message".into()),
                     data: data.join("\n"),
                 });
             }
+            return;
         }
-        out
+        if line.starts_with(':') {
+            return; // a keep-alive comment
+        }
+        let (field, value) = line
+            .split_once(':')
+            .map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)))
+            .unwrap_or((line, ""));
+        match field {
+            "id" => self.id = Some(value.to_string()),
+            "event" => self.event = Some(value.to_string()),
+            "data" => self.data.push(value.to_string()),
+            _ => {}
+        }
     }
 }
 
@@ -451,5 +483,32 @@ mod tests {
             }
         );
         assert_eq!(got[1].event, "message");
+    }
+
+    #[test]
+    fn sse_keeps_a_character_split_across_chunks_and_reads_crlf_and_cr_lines() {
+        let text = "id: 7\r\nevent: note\r\ndata: caf\u{e9} \u{2713}\r\n\r\n";
+        let bytes = text.as_bytes();
+        // Every split point, the multi-byte characters and the CRLFs cut too.
+        for cut in 0..bytes.len() {
+            let mut p = SseParser::default();
+            let mut got = p.feed(&bytes[..cut]);
+            got.extend(p.feed(&bytes[cut..]));
+            assert_eq!(
+                got,
+                vec![SseEvent {
+                    id: Some("7".into()),
+                    event: "note".into(),
+                    data: "caf\u{e9} \u{2713}".into()
+                }],
+                "cut at {cut}"
+            );
+        }
+        let mut p = SseParser::default();
+        let got = p.feed(b"data: a\rdata: b\r\rdata: c\n\n");
+        assert_eq!(
+            got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            ["a\nb", "c"]
+        );
     }
 }

@@ -321,6 +321,8 @@ pub struct DockerRuntime {
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
+    /// Asked before each stop is sent (HA mode); none: always allowed.
+    fence: Option<Arc<dyn super::Fence>>,
 }
 
 impl Drop for DockerRuntime {
@@ -367,6 +369,7 @@ impl DockerRuntime {
             resolver,
             notes: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
+            fence: None,
             tls: pb.mongo_tls.as_ref().map(|t| {
                 crate::health::mongo::tls_config(
                     &t.ca,
@@ -436,13 +439,32 @@ impl DockerRuntime {
         F: Fn(Docker) -> Fut,
         Fut: Future<Output = Result<T, bollard::errors::Error>>,
     {
+        self.call_fenced(c, op, limit, idempotent, false, f).await
+    }
+
+    /// [`Self::call`]; with `fenced`, each attempt asks the fence (HA
+    /// mode) once it holds the host's call slot, and is not sent when it
+    /// does not hold.
+    async fn call_fenced<T, F, Fut>(
+        &self,
+        c: &Container,
+        op: &'static str,
+        limit: Duration,
+        idempotent: bool,
+        fenced: bool,
+        f: F,
+    ) -> Result<T, RuntimeError>
+    where
+        F: Fn(Docker) -> Fut,
+        Fut: Future<Output = Result<T, bollard::errors::Error>>,
+    {
         let attempts = if idempotent { 3 } else { 1 };
         let mut last = None;
         for attempt in 0..attempts {
             if attempt > 0 {
                 self.pause_before_retry(attempt).await;
             }
-            match self.call_once(c, op, limit, &f).await {
+            match self.call_once(c, op, limit, fenced, &f).await {
                 Ok(v) => return Ok(v),
                 Err((err, again)) => {
                     last = Some(err);
@@ -461,6 +483,7 @@ impl DockerRuntime {
         c: &Container,
         op: &'static str,
         limit: Duration,
+        fenced: bool,
         f: &F,
     ) -> Result<T, (RuntimeError, bool)>
     where
@@ -469,6 +492,17 @@ impl DockerRuntime {
     {
         let host = self.host(&c.host).map_err(|e| (e, false))?;
         let _permit = host.calls.acquire().await.expect("semaphore never closed");
+        if fenced && self.fence.as_ref().is_some_and(|f| !f.holds()) {
+            return Err((
+                RuntimeError::Fenced {
+                    host: c.host.clone(),
+                    container: c.name.clone(),
+                    op,
+                },
+                false,
+            ));
+        }
+        tracing::debug!(container = %c.name, host = %c.host, op, "call");
         match tokio::time::timeout(limit, f(host.docker.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -706,6 +740,11 @@ impl DockerRuntime {
             Some(Ok(c)) => Ok(Some(c.clone())),
             Some(Err(e)) => Err(format!("MongoDB credentials: {e}")),
         }
+    }
+
+    /// Asks `fence` before each stop is sent (the daemon's HA mode).
+    pub fn set_fence(&mut self, fence: Arc<dyn super::Fence>) {
+        self.fence = Some(fence);
     }
 
     /// Whether `c` says (`hello`) it is its replica set's primary.
@@ -1002,7 +1041,7 @@ impl ContainerRuntime for DockerRuntime {
     async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
         let t = self.timeouts.stop.as_secs().min(i32::MAX as u64) as i32;
         // Idempotent: stopping a stopped container answers 304.
-        self.call(c, "stop", self.timeouts.restart, true, |d| {
+        self.call_fenced(c, "stop", self.timeouts.restart, true, true, |d| {
             let id = c.id.clone();
             async move {
                 d.stop_container(
@@ -1030,7 +1069,7 @@ impl ContainerRuntime for DockerRuntime {
         let mut attempt = 0;
         loop {
             match self
-                .call_once(c, "start", self.timeouts.restart, &start)
+                .call_once(c, "start", self.timeouts.restart, false, &start)
                 .await
             {
                 Ok(()) => break,

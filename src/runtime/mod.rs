@@ -53,6 +53,17 @@ pub enum RuntimeError {
         /// How long it waited, in seconds.
         secs: f64,
     },
+    /// Not sent: the [`Fence`] did not hold (this daemon's leadership is
+    /// not confirmed).
+    #[error("container {container} on host {host}: {op} not sent: this daemon's leadership of its cluster is not confirmed")]
+    Fenced {
+        /// The host's name.
+        host: String,
+        /// The container's name.
+        container: String,
+        /// The call.
+        op: &'static str,
+    },
     /// The runtime refused or failed a call.
     #[error("container {container} on host {host}: {op} failed: {reason}")]
     Api {
@@ -65,6 +76,16 @@ pub enum RuntimeError {
         /// What the runtime said.
         reason: String,
     },
+}
+
+/// Whether this process may still act on the fleet. In the daemon's HA
+/// mode: while its leadership of its cluster is confirmed. The Docker
+/// runtime asks right before it sends a stop, after waiting for the host's
+/// call slot, so that a leader paused while it waited does not stop a
+/// container the next leader has already restarted.
+pub trait Fence: Send + Sync {
+    /// Whether acting now is allowed.
+    fn holds(&self) -> bool;
 }
 
 /// A change the runtime reports on its own (Docker's `start`, `die` and
