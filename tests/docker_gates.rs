@@ -64,6 +64,34 @@ fn sets_of(specs: &[Spec]) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
     out
 }
 
+/// Each spec's container name and the port its fixture listens on.
+fn ports_of(specs: &[Spec]) -> Vec<(String, u16)> {
+    specs
+        .iter()
+        .map(|s| {
+            let port = s.env.iter().find(|(k, _)| k == "DBNODE_PORT").unwrap();
+            (s.name.clone(), port.1.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Waits until every container listens: the fleet as the incident leaves
+/// it, every process up (a fixture mongos first tries its shards, a few
+/// seconds, before it listens).
+fn wait_listening(ports: &[(String, u16)]) {
+    for (name, port) in ports {
+        let addr = std::net::SocketAddr::new(ip_of(name), *port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} ({addr}) never listened"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Each router of `specs` as its replica-set monitor sees its cluster now:
 /// the sets it cannot reach (empty: it reaches every one).
 fn unreachable_by_router(specs: &[Spec]) -> BTreeMap<String, Vec<String>> {
@@ -383,7 +411,9 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
         s.env.push(("DBNODE_AUTH_USER".into(), "rekindle".into()));
         s.env.push(("DBNODE_AUTH_PASSWORD".into(), RIGHT.into()));
     }
+    let ports = ports_of(&specs);
     let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    wait_listening(&ports);
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("mongo-password");
     let gated = |password_file: &std::path::Path| {
@@ -685,27 +715,9 @@ fn gates_over_tls_with_client_certificates_and_a_refused_handshake_stops_the_run
         s.env.push(("DBNODE_TLS_CA".into(), pem(&ca.cert)));
         s.ip = Some(ip);
     }
-    let ports: Vec<(String, String)> = specs
-        .iter()
-        .map(|s| {
-            let port = s.env.iter().find(|(k, _)| k == "DBNODE_PORT").unwrap();
-            (s.ip.clone().unwrap(), port.1.clone())
-        })
-        .collect();
+    let ports = ports_of(&specs);
     let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
-    // The fleet as the incident leaves it: every process up and listening
-    // (a fixture mongos first tries its shards, a few seconds).
-    for (ip, port) in &ports {
-        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{addr} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    wait_listening(&ports);
     let client = ca.client("rekindle");
     let playbook = |tls: &str| {
         run_playbook(&id, "", "fail")
