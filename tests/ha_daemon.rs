@@ -294,6 +294,11 @@ fn ha_leader_paused_past_its_lease_starts_nothing_after_waking_and_steps_down() 
     );
     let run_a = real_run(&a).unwrap();
     assert_ne!(run_a["state"], "succeeded", "{run_a}");
+    // A container restarted twice was started again by the old leader's
+    // own task: it comes up (its ready delay), never left stopped.
+    wait_until("every container healthy", Duration::from_secs(30), || {
+        w.ff.stats()["healthy"].as_u64() == Some(w.n)
+    });
     let stats = w.ff.stats();
     assert_eq!(
         (
