@@ -357,8 +357,17 @@ fn ha_refuses_a_daemon_with_other_playbooks_and_names_an_unreachable_etcd() {
             .unwrap();
         (child.stdout.take().unwrap(), child, state)
     };
+    /// Kills the process on drop, also when an assertion fails first.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     // The first member joins and stays.
-    let (out, mut first, _s1) = run(&one, &etcd.endpoint());
+    let (out, first, _s1) = run(&one, &etcd.endpoint());
+    let _first = Killed(first);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
     assert!(line.starts_with("listening on "), "{line:?}");
@@ -378,8 +387,6 @@ fn ha_refuses_a_daemon_with_other_playbooks_and_names_an_unreachable_etcd() {
         stderr.contains(&closed) && stderr.contains("does not answer"),
         "{stderr}"
     );
-    let _ = first.kill();
-    let _ = first.wait();
 }
 
 #[test]
