@@ -14,7 +14,7 @@
 mod common;
 
 use common::daemon::{call, DaemonProc, TOKEN};
-use common::fakefleet::{smoke_playbook, zone_names, FakeFleet};
+use common::fakefleet::{assert_each_started_once, smoke_playbook, zone_names, FakeFleet};
 use common::unbound::{unbound_available, Unbound};
 use rekindle::rng::SplitMix64;
 use rekindle::scenario::Scenario;
@@ -94,21 +94,6 @@ fn fleet(s: &Setup, dir: &Path) -> (Unbound, FakeFleet, PathBuf) {
     let pb = dir.join("pb.toml");
     std::fs::write(&pb, text).unwrap();
     (unbound, ff, pb)
-}
-
-/// Every container started exactly once (the fake fleet's counts).
-fn assert_each_started_once(ff: &FakeFleet, n: u64, context: &str) {
-    let stats = ff.stats();
-    assert_eq!(
-        (
-            stats["started_once"].as_u64(),
-            stats["started_more_than_once"].as_u64(),
-            stats["never_started"].as_u64(),
-            stats["healthy"].as_u64(),
-        ),
-        (Some(n), Some(0), Some(0), Some(n)),
-        "every container started exactly once and healthy: {stats}\n{context}"
-    );
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {

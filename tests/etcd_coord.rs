@@ -246,27 +246,28 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         })),
     )
     .unwrap();
-    let paused = || {
+    // The engine on the simulated fleet, on a paused clock, to its end.
+    let run = |journal: Journal, replay: rekindle::journal::Replay| {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap()
+            .block_on(async {
+                Engine::new(
+                    Arc::new(SimRuntime(sim.clone())),
+                    pb.clone(),
+                    inv.clone(),
+                    plan.clone(),
+                    journal,
+                    replay,
+                )
+                .run()
+                .await
+            })
+            .unwrap()
     };
-    let first = paused()
-        .block_on(async {
-            Engine::new(
-                Arc::new(SimRuntime(sim.clone())),
-                pb.clone(),
-                inv.clone(),
-                plan.clone(),
-                journal,
-                Default::default(),
-            )
-            .run()
-            .await
-        })
-        .unwrap();
+    let first = run(journal, Default::default());
     assert_eq!(first.state, RunState::Halted, "{:?}", first.reason);
     let why = first.reason.clone().unwrap_or_default();
     assert!(why.contains("no longer the leader"), "{why}");
@@ -283,20 +284,7 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         coord: b.clone(),
         lead: lead_b.clone(),
     }));
-    let second = paused()
-        .block_on(async {
-            Engine::new(
-                Arc::new(SimRuntime(sim.clone())),
-                pb.clone(),
-                inv.clone(),
-                plan.clone(),
-                journal,
-                replay,
-            )
-            .run()
-            .await
-        })
-        .unwrap();
+    let second = run(journal, replay);
     assert_eq!(second.state, RunState::Succeeded, "{:?}", second.reason);
 
     // Every restart the fleet saw has its intent in etcd; none twice.

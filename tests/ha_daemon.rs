@@ -14,7 +14,7 @@ mod common;
 
 use common::daemon::{call, DaemonProc, TOKEN};
 use common::etcd::{etcd_available, Etcd};
-use common::fakefleet::{smoke_playbook, zone_names, FakeFleet};
+use common::fakefleet::{assert_each_started_once, smoke_playbook, zone_names, FakeFleet};
 use common::unbound::{unbound_available, Unbound};
 use rekindle::scenario::Scenario;
 use rekindle::source::SourceText;
@@ -107,6 +107,18 @@ fn daemon_ttl(w: &World, name: &str, ttl_s: u64) -> DaemonProc {
     d
 }
 
+/// `POST /v1/runs`: the real run of playbook `ha` on `d`.
+fn start_run(d: &DaemonProc) -> (u16, Value) {
+    let body = json!({ "playbook": "ha", "mode": "run", "reason": "ha test" }).to_string();
+    call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(body.as_bytes()),
+    )
+}
+
 fn cluster(d: &DaemonProc) -> Value {
     call(&d.addr, "GET", "/v1/cluster", None, None).1
 }
@@ -132,20 +144,6 @@ fn real_run(d: &DaemonProc) -> Option<Value> {
         .and_then(|a| a.iter().find(|r| r["mode"] == "run").cloned())
 }
 
-fn assert_each_started_once(ff: &FakeFleet, n: u64, context: &str) {
-    let stats = ff.stats();
-    assert_eq!(
-        (
-            stats["started_once"].as_u64(),
-            stats["started_more_than_once"].as_u64(),
-            stats["never_started"].as_u64(),
-            stats["healthy"].as_u64(),
-        ),
-        (Some(n), Some(0), Some(0), Some(n)),
-        "every container started exactly once and healthy: {stats}\n{context}"
-    );
-}
-
 /// Two daemons, A leading; a run started on A; A stopped by `stop` once a
 /// tenth of the fleet has started; B takes over and finishes. Returns the
 /// daemons and the takeover time (from the stop).
@@ -159,24 +157,11 @@ fn takeover(w: &World, stop: impl FnOnce(&mut DaemonProc)) -> (DaemonProc, Daemo
     assert_eq!(view["leading"], false, "{view}");
     assert_eq!(view["leader"], format!("http://{}", a.addr), "{view}");
     // A follower refuses mutating calls and names the leader.
-    let body = json!({ "playbook": "ha", "mode": "run", "reason": "ha test" }).to_string();
-    let (code, r) = call(
-        &b.addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(body.as_bytes()),
-    );
+    let (code, r) = start_run(&b);
     assert_eq!(code, 503, "{r}");
     assert_eq!(r["leader"], format!("http://{}", a.addr), "{r}");
 
-    let (code, r) = call(
-        &a.addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(body.as_bytes()),
-    );
+    let (code, r) = start_run(&a);
     assert_eq!(code, 201, "{r}");
     let tenth = w.n / 10;
     wait_until(
@@ -402,14 +387,7 @@ fn ha_etcd_stopped_20_s_mid_run_pauses_the_leaders_restarts_which_go_on_when_it_
         cluster(&a)["leading"] == true
     });
     let b = daemon_ttl(&w, "b", 6);
-    let body = json!({ "playbook": "ha", "mode": "run", "reason": "ha test" }).to_string();
-    let (code, r) = call(
-        &a.addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(body.as_bytes()),
-    );
+    let (code, r) = start_run(&a);
     assert_eq!(code, 201, "{r}");
     let starts = || w.ff.stats()["starts_total"].as_u64().unwrap();
     wait_until(

@@ -201,3 +201,19 @@ on_unreachable = "warn"
         capacity = scenario.dns.capacity_qps,
     )
 }
+
+/// Every container started exactly once (the fake fleet's counts).
+#[allow(dead_code)]
+pub fn assert_each_started_once(ff: &FakeFleet, n: u64, context: &str) {
+    let stats = ff.stats();
+    assert_eq!(
+        (
+            stats["started_once"].as_u64(),
+            stats["started_more_than_once"].as_u64(),
+            stats["never_started"].as_u64(),
+            stats["healthy"].as_u64(),
+        ),
+        (Some(n), Some(0), Some(0), Some(n)),
+        "every container started exactly once and healthy: {stats}\n{context}"
+    );
+}
