@@ -50,6 +50,17 @@
 #                     run anew if it died before its journal), until it
 #                     ends by itself; prints the kills and whether every
 #                     container was started once per journaled restart.
+#   MEASURE=1         the scale figures (scripts/bench-scale.sh): rekindle's
+#                     CPU time (user + sys, read from /proc until it exits)
+#                     per core over the run and per start, its peak RSS and
+#                     sockets, the connections each fake host saw (the most
+#                     open, the most idle at one sample and the most idle
+#                     throughout a whole second: sampled every 100 ms; the
+#                     connection setups in all), and when the last host had
+#                     its first restart call (stop) and its first container
+#                     started, as shares of the run. rekindle logs with the
+#                     default filter (warn,rekindle=info) unless REKINDLE_LOG
+#                     says otherwise.
 #   CHAOS=1           mid-run faults (docs/real-path.md): once a quarter of
 #                     the fleet has started, one host refuses connections
 #                     and another hangs for CHAOS_HOST_S (10) seconds; once
@@ -65,6 +76,9 @@ PLAYBOOK=${2:-}
 DROP_LIMIT=${DROP_LIMIT:-0.005}
 if [ -n "${STATIC:-}" ] && [ -n "${SWEEP:-}" ]; then
   echo "bench-real-path: STATIC and SWEEP are exclusive" >&2; exit 2
+fi
+if [ "${MEASURE:-}" = "1" ] && [ -n "${CRASH:-}${SWEEP:-}" ]; then
+  echo "bench-real-path: MEASURE measures one whole run: not with CRASH or SWEEP" >&2; exit 2
 fi
 for f in ${STATIC:-} ${SWEEP:-}; do
   python3 -c 'import sys; f = float(sys.argv[1]); sys.exit(0 if 0 < f <= 1 else 1)' "$f" 2>/dev/null \
@@ -364,10 +378,54 @@ PY
     # writes it before its first restart), else a run anew.
     resume=()
     [ "$kills" -gt 0 ] && compgen -G "$dir/state/*.journal" >/dev/null && resume=(--resume)
-    REKINDLE_LOG=${REKINDLE_LOG:-warn,rekindle=info,rekindle::engine=trace} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" "${resume[@]}" \
+    local log_filter=warn,rekindle=info,rekindle::engine=trace
+    # MEASURE: the default filter of a real run (a log line per container
+    # event costs CPU too).
+    [ "${MEASURE:-}" = "1" ] && log_filter=warn,rekindle=info
+    REKINDLE_LOG=${REKINDLE_LOG:-$log_filter} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" "${resume[@]}" \
       >"$dir/run.out" 2>>"$dir/run.err" &
     run_pid=$!
     pids+=("$run_pid")
+    local sampler_pid=
+    if [ "${MEASURE:-}" = "1" ]; then
+      # Reads /proc/PID until the process is a zombie (its CPU times are
+      # final then, and it is not reaped before this ends).
+      python3 - "$run_pid" "$dir/proc.json" <<'PY' &
+import json, os, sys, time
+pid, out = sys.argv[1], sys.argv[2]
+tick = os.sysconf("SC_CLK_TCK")
+peak_rss = peak_sockets = peak_threads = 0
+cpu = 0.0
+while True:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        break
+    fields = stat[stat.rindex(")") + 2:].split()
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    if fields[0] == "Z":
+        break
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                peak_rss = max(peak_rss, int(line.split()[1]))
+            elif line.startswith("Threads:"):
+                peak_threads = max(peak_threads, int(line.split()[1]))
+        n = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    n += 1
+            except OSError:
+                pass
+        peak_sockets = max(peak_sockets, n)
+    except OSError:
+        pass
+    time.sleep(0.2)
+json.dump({"cpu_s": cpu, "peak_rss_kb": peak_rss, "peak_sockets": peak_sockets, "peak_threads": peak_threads}, open(out, "w"))
+PY
+      sampler_pid=$!
+    fi
     if [ "${CHAOS:-}" = "1" ] && [ "$kills" = 0 ]; then chaos "$dir" "$ff_control" "$run_pid"; fi
     if [ "$kills" -lt "${CRASH:-0}" ]; then
       # kill -9 at a random point (uniform in CRASH_MIN..CRASH_MAX s after
@@ -384,6 +442,7 @@ PY
       fi
     fi
     run_exit=0
+    [ -n "$sampler_pid" ] && { wait "$sampler_pid" || true; }
     wait "$run_pid" || run_exit=$?
     stop_pids "$run_pid"
     break
@@ -514,6 +573,32 @@ if chaos or kills:
         rate = lambda xs: sum(xs) / len(xs) if xs else 0.0
         print(f"  DNS outage                fleet clock {a}–{b}s; rekindle's queries (relay) per second: before {rate(before):.2f} "
               f"(max {max(before or [0])}), during {rate(during):.2f} (max {max(during or [0])}), after {rate(after):.2f}")
+if __import__("os").environ.get("MEASURE") == "1":
+    try:
+        pr = json.load(open(f"{work}/proc.json"))
+    except Exception:
+        pr = None
+    hs = st.get("hosts_seen") or {}
+    wall = float(end) - float(start)
+    starts = st["starts_total"]
+    print(f"  scale                     (rekindle's own process, read from /proc; connections as the fake hosts saw them)")
+    if pr:
+        print(f"  CPU                       {pr['cpu_s']:.1f}s user+sys over {wall:.1f}s wall: {pr['cpu_s'] / wall:.3f} cores; "
+              f"{1000 * pr['cpu_s'] / max(starts, 1):.3f} ms per start ({starts} starts)")
+        print(f"  memory                    peak RSS {pr['peak_rss_kb'] / 1024:.1f} MB; at most {pr['peak_sockets']} sockets, {pr['peak_threads']} threads")
+    print(f"  connections per host      at most {hs.get('max_open_per_host')} open; idle: at most {hs.get('max_idle_per_host')} at one sample, "
+          f"at most {hs.get('max_idle_second_per_host')} throughout a second; "
+          f"{hs.get('accepted_total')} connection setups in all ({hs.get('accepted_total', 0) / max(st['hosts'] - st['hosts_down'], 1):.1f} per host)")
+    # The run, as the hosts saw it: from the first stop call to all healthy.
+    s0 = hs.get("first_stop_s")
+    run_s = allh - s0 if (s0 is not None and allh is not None) else None
+    into_run = lambda t: f"{100 * (t - s0) / run_s:.1f}% into the run" if (t is not None and run_s) else "n/a"
+    print(f"  every host's first stop   by {f(hs.get('last_first_stop_s'))}s (fleet clock; first stop {f(s0)}s, all healthy {f(allh)}s): "
+          + into_run(hs.get("last_first_stop_s")) + f" ({hs.get('hosts_stopped')} hosts had one)")
+    print(f"  every host's first start  by {f(hs.get('last_first_start_s'))}s: "
+          + into_run(hs.get("last_first_start_s")) + f" ({hs.get('hosts_started')} hosts had one)")
+    print(f"  started exactly once      {st['started_once']} of {st['containers']}; more than once {st['started_more_than_once']} "
+          f"(beyond their own failures {st['unexplained_starts']}), never {st['never_started']}")
 if run_exit != "0":
     print(f"\n  rekindle run failed (exit {run_exit}); last lines of its stderr:")
     print("".join(open(f"{work}/run.err", errors="replace").readlines()[-15:]))
@@ -527,6 +612,7 @@ json.dump({
     "peak_second": max(st["queries_per_second"] or [0]),
     "rehearse": {k: rh.get(k) for k in ("state", "makespan_s", "ratio", "dns_queries", "dns_dropped", "stuck", "stuck_events", "rerestarts")} | {"dropped_share": rshare},
     "budget": budget, "budget_qps": report.get("dns_budget_qps"), "dns_samples": samples, "strain": strains,
+    "hosts_seen": st.get("hosts_seen"),
 }, open(f"{work}/result.json", "w"))
 PY
 }

@@ -216,6 +216,65 @@ pub struct Journal {
     /// Records in the file.
     seq: u64,
     replica: Option<Box<dyn Replica>>,
+    syncer: std::sync::Arc<Syncer>,
+}
+
+/// Makes a journal's records durable for many writers at once (group
+/// commit): one `fsync` covers every record written before it, so the
+/// restarts of a wave that journal their intents together wait for one
+/// sync, not one each.
+pub struct Syncer {
+    file: Option<File>,
+    path: PathBuf,
+    /// Records written.
+    written: std::sync::atomic::AtomicU64,
+    /// Records known synced; held while a sync runs.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+impl Syncer {
+    fn new(file: &File, path: &Path, durable: bool) -> std::sync::Arc<Syncer> {
+        std::sync::Arc::new(Syncer {
+            // A second handle on the same file: syncing it syncs the file.
+            file: if durable { file.try_clone().ok() } else { None },
+            path: path.to_path_buf(),
+            written: std::sync::atomic::AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+        })
+    }
+
+    /// Returns once record `seq` and every one before it are on disk (at
+    /// once for a journal that is not durable). The `fsync` runs on the
+    /// blocking pool; writers waiting meanwhile find their records covered
+    /// by it.
+    pub async fn sync_to(self: std::sync::Arc<Self>, seq: u64) -> Result<(), JournalError> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let mut synced = self.synced.lock().await;
+        if *synced >= seq {
+            return Ok(());
+        }
+        let target = self.written.load(std::sync::atomic::Ordering::Acquire);
+        let me = self.clone();
+        let result = tokio::task::spawn_blocking(move || match &me.file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        result.map_err(io(&self.path))?;
+        *synced = target;
+        Ok(())
+    }
+
+    /// The blocking form, for writers outside a runtime.
+    fn sync_now(&self) -> Result<(), JournalError> {
+        if let Some(f) = &self.file {
+            f.sync_data().map_err(io(&self.path))?;
+        }
+        Ok(())
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -270,6 +329,7 @@ impl Journal {
         }
         let mut j = Journal {
             path: path.to_path_buf(),
+            syncer: Syncer::new(&file, path, durable),
             file,
             durable,
             seq: 0,
@@ -284,9 +344,11 @@ impl Journal {
     #[cfg(test)]
     pub(crate) fn unwritable(path: &Path) -> Journal {
         std::fs::write(path, b"").unwrap();
+        let file = File::open(path).unwrap();
         Journal {
             path: path.to_path_buf(),
-            file: File::open(path).unwrap(),
+            syncer: Syncer::new(&file, path, false),
+            file,
             durable: false,
             seq: 0,
             replica: None,
@@ -341,11 +403,15 @@ impl Journal {
         file.set_len(valid_len).map_err(io(path))?;
         let mut j = Journal {
             path: path.to_path_buf(),
+            syncer: Syncer::new(&file, path, durable),
             file,
             durable,
             seq: replay.records.len() as u64,
             replica: None,
         };
+        j.syncer
+            .written
+            .store(j.seq, std::sync::atomic::Ordering::Release);
         j.file.seek(SeekFrom::End(0)).map_err(io(path))?;
         Ok((j, replay))
     }
@@ -360,6 +426,17 @@ impl Journal {
     /// refusal leaves the file as it was), then to the file; with
     /// `durable`, synced to disk before it returns.
     pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
+        self.append_deferred(r)?;
+        if self.durable {
+            self.syncer.sync_now()?;
+        }
+        Ok(())
+    }
+
+    /// Appends one record as [`Journal::append`] does but does not wait
+    /// for the disk: it is durable once [`Syncer::sync_to`] its sequence
+    /// number (returned) has returned, or after any later sync.
+    pub fn append_deferred(&mut self, r: &Record) -> Result<u64, JournalError> {
         let payload = serde_json::to_vec(r).expect("records serialize");
         if let Some(replica) = &mut self.replica {
             replica
@@ -373,11 +450,16 @@ impl Journal {
         let mut buf = Vec::with_capacity(payload.len() + 8);
         frame(&payload, &mut buf);
         self.file.write_all(&buf).map_err(io(&self.path))?;
-        if self.durable {
-            self.file.sync_data().map_err(io(&self.path))?;
-        }
         self.seq += 1;
-        Ok(())
+        self.syncer
+            .written
+            .store(self.seq, std::sync::atomic::Ordering::Release);
+        Ok(self.seq)
+    }
+
+    /// The journal's group commit, to wait for a deferred record.
+    pub fn syncer(&self) -> std::sync::Arc<Syncer> {
+        self.syncer.clone()
     }
 
     /// Asks the replica, if any, whether this writer may act now (see

@@ -238,9 +238,17 @@ pub struct Limits {
     pub restart_rate: f64,
     /// Docker's stop timeout for each restart.
     pub stop_timeout: Duration,
-    /// Concurrent Docker API calls per host (the engine's API is the
+    /// Concurrent stop and start calls per host (the engine's API is the
     /// bottleneck of a busy host; bollard itself sets no cap).
     pub api_calls_per_host: u32,
+    /// Each host's pool: concurrent short calls (inspect, list, exec) and
+    /// the idle connections kept open between calls. Stops and starts
+    /// hold a connection of their own while they last.
+    pub connections_per_host: u32,
+    /// Restarts admitted and not yet started, across the fleet: each
+    /// stop in flight holds a connection (and a file descriptor) of its
+    /// own, whatever the number of hosts.
+    pub restarts_in_flight: u32,
 }
 
 /// The canary (`[canary]`): a first wave that runs alone before the rest.
@@ -1381,6 +1389,20 @@ impl Resolver<'_> {
                 1024,
                 d.api_calls_per_host as i64,
             )? as u32,
+            connections_per_host: self.opt_count(
+                &l.connections_per_host,
+                "limits.connections_per_host",
+                1,
+                64,
+                d.connections_per_host as i64,
+            )? as u32,
+            restarts_in_flight: self.opt_count(
+                &l.restarts_in_flight,
+                "limits.restarts_in_flight",
+                1,
+                1_000_000,
+                d.restarts_in_flight as i64,
+            )? as u32,
         })
     }
 
@@ -1442,6 +1464,8 @@ impl Default for Limits {
             restart_rate: 0.0,
             stop_timeout: Duration::from_secs(30),
             api_calls_per_host: 16,
+            connections_per_host: 2,
+            restarts_in_flight: 4096,
         }
     }
 }

@@ -211,9 +211,17 @@ pub struct RawLimits {
     /// `stop_timeout`: Docker's stop timeout for each restart (a duration).
     #[serde(default)]
     pub stop_timeout: Option<Spanned<String>>,
-    /// `api_calls_per_host`: concurrent Docker API calls per host.
+    /// `api_calls_per_host`: concurrent stop and start calls per host.
     #[serde(default)]
     pub api_calls_per_host: Option<Spanned<i64>>,
+    /// `connections_per_host`: each host's pool of connections for the
+    /// other calls (and the idle ones kept).
+    #[serde(default)]
+    pub connections_per_host: Option<Spanned<i64>>,
+    /// `restarts_in_flight`: restarts admitted and not yet started,
+    /// across the fleet.
+    #[serde(default)]
+    pub restarts_in_flight: Option<Spanned<i64>>,
 }
 
 /// `[canary]` as written (validated into [`super::Canary`]).

@@ -364,6 +364,28 @@ impl<R> Shared<R> {
         self.journal_result(result)
     }
 
+    /// Journals `r` and returns once it is on disk; the syncs of records
+    /// written together are shared (a wave's intents wait for one `fsync`,
+    /// not one each), and no thread of the runtime waits for the disk.
+    async fn record_synced(&self, r: Record) -> Result<(), JournalError> {
+        let appended = {
+            let mut j = self.journal.lock().unwrap();
+            j.append_deferred(&r).map(|seq| (seq, j.syncer()))
+        };
+        let (seq, syncer) = self.journal_result(appended)?;
+        let synced = syncer.sync_to(seq).await;
+        self.journal_result(synced)
+    }
+
+    /// Journals `r` without waiting for the disk: it is durable with the
+    /// next synced record. For outcomes: one lost in a crash leaves its
+    /// restart in doubt, which a resume settles by the container's start
+    /// time.
+    fn record_deferred(&self, r: Record) -> Result<(), JournalError> {
+        let result = self.journal.lock().unwrap().append_deferred(&r);
+        self.journal_result(result).map(|_| ())
+    }
+
     /// Whether the journal's replica lets this run act now (a leader whose
     /// lease is confirmed); a refusal closes the run as a failed write does.
     fn may_act(&self) -> Result<(), JournalError> {
@@ -372,7 +394,7 @@ impl<R> Shared<R> {
     }
 
     /// A journal write (or confirmation) that failed closes the run.
-    fn journal_result(&self, result: Result<(), JournalError>) -> Result<(), JournalError> {
+    fn journal_result<T>(&self, result: Result<T, JournalError>) -> Result<T, JournalError> {
         if let Err(e) = &result {
             let mut failed = self.journal_failed.lock().unwrap();
             if failed.is_none() {
@@ -437,6 +459,7 @@ impl<R: ContainerRuntime> Engine<R> {
             pb.limits.restart_rate,
             pb.estimates.restart,
         );
+        pacer.set_max_in_flight(pb.limits.restarts_in_flight as usize);
         let slots = pb.limits.api_calls_per_host as usize;
         let host_slots = inv
             .containers
@@ -682,14 +705,12 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
         containers: wave.containers.len(),
         at_s: s.at_s(),
     });
+    // A container gets a task once it is admitted (or has a journaled
+    // past to settle): one waiting for its turn is an index, not a task.
     let mut jobs = JoinSet::new();
-    for &c in &wave.containers {
-        let s = s.clone();
-        jobs.spawn(async move { (c, restart_container(&s, w, c).await) });
-    }
     let mut failed = Vec::new();
     let mut healthy = 0;
-    while let Some(j) = jobs.join_next().await {
+    let mut tally = |j: Result<(u32, ContainerResult), tokio::task::JoinError>| {
         let (c, r) = j.expect("container tasks do not panic");
         let name = &s.inv.containers[c as usize].name;
         match r {
@@ -697,6 +718,33 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
             ContainerResult::Failed(reason) => failed.push(format!("{name}: {reason}")),
             ContainerResult::Cancelled => {}
         }
+    };
+    let priority = (s.depth[wave.role], w as u32);
+    let cost = s.pb.restart_queries(wave.role);
+    let mut closed = false;
+    for &c in &wave.containers {
+        let id = &s.inv.containers[c as usize].id;
+        let admission =
+            if closed || s.replay.healthy.contains(id) || s.replay.in_doubt.contains_key(id) {
+                None
+            } else {
+                match s.pacer.admit(priority, cost).await {
+                    Some(a) => Some(a),
+                    None => {
+                        // Stopping: the rest are left untouched (cancelled).
+                        closed = true;
+                        None
+                    }
+                }
+            };
+        let s = s.clone();
+        jobs.spawn(async move { (c, restart_container(&s, w, c, admission).await) });
+        while let Some(j) = jobs.try_join_next() {
+            tally(j);
+        }
+    }
+    while let Some(j) = jobs.join_next().await {
+        tally(j);
     }
     failed.sort();
     (failed, healthy)
@@ -707,6 +755,7 @@ async fn restart_container<R: ContainerRuntime>(
     s: &Arc<Shared<R>>,
     w: usize,
     ci: u32,
+    mut admitted: Option<pacer::Admission>,
 ) -> ContainerResult {
     let c: &Container = &s.inv.containers[ci as usize];
     let role = &s.pb.roles[s.plan.waves[w].role];
@@ -725,7 +774,7 @@ async fn restart_container<R: ContainerRuntime>(
     if let Some(before) = s.replay.in_doubt.get(&c.id) {
         // A restart outlives the client that asked for it: it may have been
         // issued and still be stopping the old process.
-        skip_restart = settle(s, c, before, true).await == Settled::Restarted;
+        skip_restart = Box::pin(settle(s, c, before, true)).await == Settled::Restarted;
         if skip_restart {
             tracing::info!(container = %c.name, "restarted before the crash: not restarting again");
         } else {
@@ -739,7 +788,11 @@ async fn restart_container<R: ContainerRuntime>(
     loop {
         if !skip_restart {
             let cost = s.pb.restart_queries(s.plan.waves[w].role);
-            let Some(admission) = s.pacer.admit(priority, cost).await else {
+            let admission = match admitted.take() {
+                Some(a) => Some(a),
+                None => s.pacer.admit(priority, cost).await,
+            };
+            let Some(admission) = admission else {
                 if untouched(failures, stuck) {
                     return ContainerResult::Cancelled;
                 }
@@ -756,7 +809,8 @@ async fn restart_container<R: ContainerRuntime>(
                 if s.pacer.flow() == Flow::Closed {
                     break None;
                 }
-                let inspected = tokio::time::timeout(role.health.timeout, s.rt.inspect(c)).await;
+                let inspected =
+                    tokio::time::timeout(role.health.timeout, Box::pin(s.rt.inspect(c))).await;
                 if s.pacer.flow() == Flow::Open {
                     break Some(inspected);
                 }
@@ -794,7 +848,8 @@ async fn restart_container<R: ContainerRuntime>(
             {
                 let bound = *catch_up + Duration::from_secs(30);
                 let stepped =
-                    tokio::time::timeout(bound, s.rt.step_down(c, &check, *catch_up)).await;
+                    tokio::time::timeout(bound, Box::pin(s.rt.step_down(c, &check, *catch_up)))
+                        .await;
                 match stepped {
                     Ok(Ok(true)) => {
                         tracing::info!(container = %c.name, "primary stepped down before its restart")
@@ -815,12 +870,15 @@ async fn restart_container<R: ContainerRuntime>(
                     }
                 }
             }
-            if let Err(e) = s.record(Record::Intent {
-                id: c.id.clone(),
-                wave: w,
-                attempt,
-                before: before.clone(),
-            }) {
+            if let Err(e) = s
+                .record_synced(Record::Intent {
+                    id: c.id.clone(),
+                    wave: w,
+                    attempt,
+                    before: before.clone(),
+                })
+                .await
+            {
                 return ContainerResult::Failed(format!("journal: {e}"));
             }
             attempt = attempt.saturating_add(1);
@@ -834,14 +892,14 @@ async fn restart_container<R: ContainerRuntime>(
             if let Err(CallFailed {
                 reason: e,
                 answered,
-            }) = stop_then_start(s, c, &before, admission).await
+            }) = Box::pin(stop_then_start(s, c, &before, admission)).await
             {
                 // The call failed or timed out, but the host may have done
                 // it (an answer lost, a stop that outlived its timeout).
                 // One intent, one restart: look before asking again; an
                 // answer that came back (an error status) needs one look,
                 // a lost one a watch until the restart would be over.
-                match settle(s, c, &before, !answered).await {
+                match Box::pin(settle(s, c, &before, !answered)).await {
                     Settled::Restarted => {
                         tracing::info!(container = %c.name, error = %e,
                             "the restart call failed but the container was restarted: not asking again");
@@ -862,11 +920,11 @@ async fn restart_container<R: ContainerRuntime>(
             }
         }
         skip_restart = false;
-        let (health, why) = watch_health(s, c, &check).await;
+        let (health, why) = Box::pin(watch_health(s, c, &check)).await;
         match health {
             Health::Healthy => {
                 s.gates.healthy(c);
-                let _ = s.record(Record::Outcome {
+                let _ = s.record_deferred(Record::Outcome {
                     id: c.id.clone(),
                     healthy: true,
                     reason: None,
@@ -1004,7 +1062,7 @@ async fn stop_then_start<R: ContainerRuntime>(
             });
         }
         let t0 = tokio::time::Instant::now();
-        match tokio::time::timeout(limit, s.rt.stop(c)).await {
+        match tokio::time::timeout(limit, Box::pin(s.rt.stop(c))).await {
             Ok(Ok(())) => s.pacer.observe_stop(t0.elapsed()),
             Ok(Err(e)) => return Err(CallFailed::of(e)),
             Err(_) => return Err(CallFailed::timed_out("stop", limit)),
@@ -1014,7 +1072,7 @@ async fn stop_then_start<R: ContainerRuntime>(
     if let Some(a) = admission {
         s.pacer.start(a).await;
     }
-    match tokio::time::timeout(limit, s.rt.start(c, before)).await {
+    match tokio::time::timeout(limit, Box::pin(s.rt.start(c, before))).await {
         Ok(r) => r.map_err(CallFailed::of),
         Err(_) => Err(CallFailed::timed_out("start", limit)),
     }

@@ -164,6 +164,9 @@ struct State {
     /// Cost admitted and not yet started.
     pipeline_cost: u64,
     pipeline_len: usize,
+    /// At most this many admitted and not yet started (0: no cap): each
+    /// holds a connection to its host while it stops.
+    max_pipeline: usize,
     /// A high estimate of one stop's duration (seconds), decaying.
     stop_high: f64,
     lookups_granted: u64,
@@ -184,8 +187,14 @@ impl State {
     /// Admitted cost may reach this much: about one stop time of budget
     /// beyond the second in progress, and always one request.
     fn pipeline_room(&self, cost: u32) -> bool {
+        if self.pipeline_len == 0 {
+            return true;
+        }
+        if self.max_pipeline > 0 && self.pipeline_len >= self.max_pipeline {
+            return false;
+        }
         let budget = self.budget();
-        if budget <= 0.0 || self.pipeline_len == 0 {
+        if budget <= 0.0 {
             return true;
         }
         (self.pipeline_cost + cost as u64) as f64 <= budget * (1.0 + self.stop_high)
@@ -238,6 +247,7 @@ impl Pacer {
                 seq: 0,
                 pipeline_cost: 0,
                 pipeline_len: 0,
+                max_pipeline: 0,
                 stop_high: stop_estimate.as_secs_f64(),
                 lookups_granted: 0,
                 restarts_granted: 0,
@@ -369,6 +379,14 @@ impl Pacer {
         s.adaptive = Some(rate);
         s.dns.per_second = s.budget();
         drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Caps how many containers may be admitted and not yet started
+    /// (stopping, or stopped and waiting for DNS budget); 0: no cap but
+    /// the DNS pipeline's.
+    pub fn set_max_in_flight(&self, n: usize) {
+        self.state.lock().unwrap().max_pipeline = n;
         self.notify.notify_one();
     }
 

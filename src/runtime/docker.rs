@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
@@ -98,23 +99,89 @@ pub enum HostError {
 }
 
 /// A client for one host. `timeout` bounds the wait for each response's
-/// headers (bollard counts it in whole seconds; at least 1).
-pub fn connect(spec: &HostSpec, timeout: Duration) -> Result<Docker, HostError> {
+/// headers (bollard counts it in whole seconds; at least 1). Plain TCP and
+/// TLS hosts get a pool that keeps up to `idle` connections open between
+/// calls (bollard's own clients open a connection per call); a `unix://`
+/// socket keeps bollard's client.
+pub fn connect(spec: &HostSpec, timeout: Duration, idle: usize) -> Result<Docker, HostError> {
     let secs = timeout.as_secs().max(1);
     let url = spec.url.as_str();
     let result = if let Some(path) = url.strip_prefix("unix://") {
         Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION)
     } else if let Some(tls) = &spec.tls {
         check_tls_files(tls)?;
-        Docker::connect_with_ssl(url, &tls.key, &tls.cert, &tls.ca, secs, API_DEFAULT_VERSION)
+        let config = crate::health::mongo::tls_config(
+            &tls.ca,
+            Some((tls.cert.as_path(), tls.key.as_path())),
+        )
+        .map_err(|reason| HostError::Client(format!("TLS: {reason}")))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let mut https = hyper_rustls::HttpsConnector::from((http, config));
+        https.enforce_https();
+        pooled(https, format!("https://{}", authority(url)), secs, idle)
     } else if url.starts_with("https://") {
         return Err(HostError::HttpsWithoutTls {
             host: spec.name.clone(),
         });
     } else {
-        Docker::connect_with_http(url, secs, API_DEFAULT_VERSION)
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        pooled(http, format!("http://{}", authority(url)), secs, idle)
     };
     result.map_err(|e| HostError::Client(with_causes(&e)))
+}
+
+/// `tcp://host:port`, `http://…`, `https://…` → `host:port`.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.trim_end_matches('/')
+}
+
+/// Each pooled connection's read buffer: Docker's answers to rekindle's
+/// calls are a few KiB (headers, an inspect); longer ones are read through
+/// it in turns.
+const READ_BUF: usize = 4096;
+
+/// How long an idle pooled connection stays open.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A bollard client over a hyper client whose pool keeps at most `idle`
+/// connections to its host open between calls.
+fn pooled<C>(
+    connector: C,
+    addr: String,
+    secs: u64,
+    idle: usize,
+) -> Result<Docker, bollard::errors::Error>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let client = Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(idle)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // A fixed read buffer: hyper's adaptive one starts at 8 KiB and
+            // grows, and a host holds as many connections as it has stops
+            // in flight (16,000 at 1,000 hosts).
+            .http1_read_buf_exact_size(READ_BUF)
+            .build(connector),
+    );
+    Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let client = Arc::clone(&client);
+            async move {
+                client
+                    .request(req)
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            }
+        },
+        Some(addr),
+        secs,
+        API_DEFAULT_VERSION,
+    )
 }
 
 /// An error with its causes: bollard's own text hides them ("client error
@@ -166,12 +233,13 @@ pub async fn connect_negotiated(
     timeout: Duration,
     call_timeout: Duration,
     resolver: Option<&CachedResolver>,
+    idle: usize,
 ) -> Result<Docker, HostError> {
     let spec = match resolver {
         Some(r) => resolve_host(spec, r).await?,
         None => spec.clone(),
     };
-    let docker = connect(&spec, call_timeout.max(timeout))?;
+    let docker = connect(&spec, call_timeout.max(timeout), idle)?;
     match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(HostError::Client(with_causes(&e))),
@@ -227,8 +295,54 @@ pub fn host_label_filters(spec: &HostSpec) -> Vec<String> {
 
 struct HostClient {
     docker: Docker,
+    /// The host's pool: one permit per connection for the short calls
+    /// (`limits.connections_per_host`).
     calls: Arc<Semaphore>,
+    /// What the host's events stream said.
+    heard: Arc<Heard>,
 }
+
+/// What one host's events stream said about its containers, so that a
+/// Docker health gate reads it instead of inspecting each container every
+/// interval (at 100,000 containers those inspects were most of the calls).
+#[derive(Default)]
+struct Heard {
+    /// The stream's generation: 0 while it is down or has said nothing yet
+    /// since it (re)connected, a new number each time it comes back (the
+    /// events in between are lost).
+    gen: std::sync::atomic::AtomicU64,
+    /// The last generation handed out.
+    last_gen: std::sync::atomic::AtomicU64,
+    /// Per container id.
+    said: Mutex<HashMap<String, Said>>,
+}
+
+/// The last health and death a stream reported for one container, with
+/// their event times (the host's clock, nanoseconds since the epoch).
+#[derive(Debug, Clone, Copy, Default)]
+struct Said {
+    health_ns: u64,
+    health: Option<Health>,
+    died_ns: u64,
+}
+
+/// A restarted container's new process, as its start confirmed it.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    /// The host stream's generation when the start was sent: the stream
+    /// has missed nothing of this process while it is still the same.
+    gen: u64,
+    /// `State.StartedAt` of the new process (host clock, ns).
+    ns: u64,
+    /// Whether the image defines a HEALTHCHECK.
+    has_health: bool,
+    /// When the container was last inspected.
+    checked: tokio::time::Instant,
+}
+
+/// How often a Docker gate inspects a container all the same while the
+/// events stream is live: a stream can stall without breaking.
+const HEARD_RECHECK: Duration = Duration::from_secs(10);
 
 /// Timeouts of the calls the runtime makes.
 #[derive(Debug, Clone, Copy)]
@@ -271,11 +385,15 @@ impl DockerHosts {
         let timeouts = CallTimeouts::of(pb);
         let handshake = pb.discovery.timeout;
         let resolver = resolver_for(pb, true);
-        let clients = futures_util::future::join_all(
-            specs
-                .iter()
-                .map(|s| connect_negotiated(s, handshake, timeouts.restart, resolver.as_ref())),
-        )
+        let clients = futures_util::future::join_all(specs.iter().map(|s| {
+            connect_negotiated(
+                s,
+                handshake,
+                timeouts.restart,
+                resolver.as_ref(),
+                pb.limits.connections_per_host as usize,
+            )
+        }))
         .await;
         DockerHosts {
             specs,
@@ -316,6 +434,9 @@ pub struct DockerRuntime {
     /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
     /// was built; the error says why they could not be.
     credentials: Option<Result<Arc<crate::health::scram::Credentials>, String>>,
+    /// Each restarted container's new process as its start confirmed it,
+    /// for the Docker gate to read the events stream instead of inspecting.
+    started: Mutex<HashMap<String, Started>>,
     /// TLS for the MongoDB gates (`[mongo.tls]`), built once.
     tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
     /// Routers failing the router gate: since when, per process (the
@@ -369,6 +490,7 @@ impl DockerRuntime {
             resolver,
             notes: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashMap::new()),
             fence: None,
             tls: pb.mongo_tls.as_ref().map(|t| {
                 crate::health::mongo::tls_config(
@@ -384,16 +506,24 @@ impl DockerRuntime {
         for (spec, client) in specs.iter().zip(clients) {
             match client {
                 Ok(docker) => {
-                    let calls = Arc::new(Semaphore::new(pb.limits.api_calls_per_host as usize));
+                    let calls = Arc::new(Semaphore::new(pb.limits.connections_per_host as usize));
+                    let heard = Arc::new(Heard::default());
                     let task = tokio::spawn(watch_events(
                         docker.clone(),
                         spec.clone(),
                         rt.selector.clone(),
                         rt.events.clone(),
+                        heard.clone(),
                     ));
                     rt.watchers.push(task.abort_handle());
-                    rt.hosts
-                        .insert(spec.name.clone(), HostClient { docker, calls });
+                    rt.hosts.insert(
+                        spec.name.clone(),
+                        HostClient {
+                            docker,
+                            calls,
+                            heard,
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(host = %spec.name, url = %spec.url, error = %e, "Docker host unreachable");
@@ -402,6 +532,75 @@ impl DockerRuntime {
             }
         }
         rt
+    }
+
+    /// Keeps what a confirmed start saw of the new process, for
+    /// [`Self::heard_health`]; `gen`: the host stream's generation when the
+    /// start was sent.
+    fn note_started(&self, c: &Container, gen: u64, inspected: &ContainerInspectResponse) {
+        let st = inspected.state.as_ref();
+        let ns = st
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(rfc3339_ns);
+        let has_health = st
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status)
+            .is_some_and(|s| !matches!(s, HealthStatusEnum::NONE | HealthStatusEnum::EMPTY));
+        let mut started = self.started.lock().unwrap();
+        match ns {
+            Some(ns) if gen != 0 => {
+                started.insert(
+                    c.id.clone(),
+                    Started {
+                        gen,
+                        ns,
+                        has_health,
+                        checked: tokio::time::Instant::now(),
+                    },
+                );
+            }
+            _ => {
+                started.remove(&c.id);
+            }
+        }
+    }
+
+    /// The Docker gate's answer from the host's events stream, without a
+    /// call: when the stream has been live, unbroken, since the container's
+    /// start was sent, it reports the health its HEALTHCHECK last reported
+    /// for the new process (`Starting` until it does), or running for an
+    /// image without one. `None` (inspect instead): no such stream, the
+    /// process died since, or [`HEARD_RECHECK`] passed since the last
+    /// inspect.
+    fn heard_health(&self, c: &Container) -> Option<Health> {
+        use std::sync::atomic::Ordering;
+        let host = self.hosts.get(&c.host)?;
+        let mut started = self.started.lock().unwrap();
+        let st = started.get_mut(&c.id)?;
+        let gen = host.heard.gen.load(Ordering::Acquire);
+        if gen == 0 || gen != st.gen {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(st.checked) >= HEARD_RECHECK {
+            return None;
+        }
+        let said = host
+            .heard
+            .said
+            .lock()
+            .unwrap()
+            .get(&c.id)
+            .copied()
+            .unwrap_or_default();
+        if said.died_ns >= st.ns {
+            return None;
+        }
+        Some(match said.health {
+            Some(h) if said.health_ns >= st.ns => h,
+            _ if !st.has_health => Health::Healthy,
+            _ => Health::Starting,
+        })
     }
 
     /// Hosts that did not answer, with the reason.
@@ -491,7 +690,14 @@ impl DockerRuntime {
         Fut: Future<Output = Result<T, bollard::errors::Error>>,
     {
         let host = self.host(&c.host).map_err(|e| (e, false))?;
-        let _permit = host.calls.acquire().await.expect("semaphore never closed");
+        // Stops and starts are bounded by the engine's slots per host
+        // (`api_calls_per_host`) and hold a connection of their own while
+        // they last; the other calls share the host's pool.
+        let _permit = if matches!(op, "stop" | "start") {
+            None
+        } else {
+            Some(host.calls.acquire().await.expect("semaphore never closed"))
+        };
         if fenced && self.fence.as_ref().is_some_and(|f| !f.holds()) {
             return Err((
                 RuntimeError::Fenced {
@@ -980,6 +1186,68 @@ fn container_ip(r: &ContainerInspectResponse) -> Option<String> {
         .find(|ip| !ip.is_empty())
 }
 
+/// An RFC 3339 time as Docker writes it (`2026-11-30T21:10:43.123456789Z`,
+/// or with an offset) in nanoseconds since the Unix epoch; `None` before
+/// the epoch (a container never started: `0001-01-01T00:00:00Z`) or when
+/// it cannot be read.
+pub fn rfc3339_ns(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ns = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let kept = &digits[..digits.len().min(9)];
+        frac_ns = kept.parse::<i64>().ok()? * 10i64.pow(9 - kept.len() as u32);
+    }
+    let offset_s = match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    if secs < 0 {
+        return None;
+    }
+    Some(secs as u64 * 1_000_000_000 + frac_ns as u64)
+}
+
 /// Health as Docker reports it: the container's HEALTHCHECK status, or
 /// "running" when the image defines none.
 fn docker_health(r: &ContainerInspectResponse) -> Health {
@@ -1066,6 +1334,9 @@ impl ContainerRuntime for DockerRuntime {
             let id = c.id.clone();
             async move { d.start_container(&id, None::<StartContainerOptions>).await }
         };
+        let gen = self.hosts.get(&c.host).map_or(0, |h| {
+            h.heard.gen.load(std::sync::atomic::Ordering::Acquire)
+        });
         let mut attempt = 0;
         loop {
             match self
@@ -1094,8 +1365,10 @@ impl ContainerRuntime for DockerRuntime {
         // The call returned; confirm the process really started anew.
         let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let now = self.inspect(c).await?;
+            let inspected = self.inspect_full(c).await?;
+            let now = status_of(&inspected);
             if now.started_at != started_before && !now.started_at.is_empty() {
+                self.note_started(c, gen, &inspected);
                 return Ok(());
             }
             if tokio::time::Instant::now() >= give_up {
@@ -1164,7 +1437,15 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
+        if check.kind == HealthKind::Docker {
+            if let Some(h) = self.heard_health(c) {
+                return Ok(h);
+            }
+        }
         let inspected = self.inspect_full(c).await?;
+        if let Some(st) = self.started.lock().unwrap().get_mut(&c.id) {
+            st.checked = tokio::time::Instant::now();
+        }
         let base = docker_health(&inspected);
         // Probes of our own: only a running container is probed, and a
         // failing probe means "not yet" — the deadline decides; why it
@@ -1317,7 +1598,9 @@ async fn watch_events(
     spec: HostSpec,
     selector: Vec<(String, String)>,
     tx: broadcast::Sender<RuntimeEvent>,
+    heard: Arc<Heard>,
 ) {
+    use std::sync::atomic::Ordering;
     let mut labels = host_label_filters(&spec);
     labels.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
     let mut filters: HashMap<String, Vec<String>> = HashMap::from([
@@ -1333,9 +1616,17 @@ async fn watch_events(
     let mut delay = Duration::from_millis(200);
     loop {
         let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        let mut live = false;
         while let Some(item) = stream.next().await {
             let Ok(msg) = item else { break };
             delay = Duration::from_millis(200);
+            if !live {
+                // Live from its first event on: nothing since it was
+                // subscribed has been missed.
+                live = true;
+                let g = heard.last_gen.fetch_add(1, Ordering::AcqRel) + 1;
+                heard.gen.store(g, Ordering::Release);
+            }
             let (Some(action), Some(id)) = (
                 msg.action.as_deref(),
                 msg.actor.as_ref().and_then(|a| a.id.clone()),
@@ -1352,13 +1643,68 @@ async fn watch_events(
                 },
                 _ => continue,
             };
+            let ns = msg
+                .time_nano
+                .map(|n| n.max(0) as u64)
+                .or(msg.time.map(|t| t.max(0) as u64 * 1_000_000_000));
+            if let Some(ns) = ns {
+                let mut said = heard.said.lock().unwrap();
+                let entry = said.entry(id.clone()).or_default();
+                match kind {
+                    RuntimeEventKind::Die => entry.died_ns = entry.died_ns.max(ns),
+                    RuntimeEventKind::Health(h) if ns >= entry.health_ns => {
+                        entry.health_ns = ns;
+                        entry.health = Some(h);
+                    }
+                    _ => {}
+                }
+            }
             let _ = tx.send(RuntimeEvent {
                 container_id: id,
                 kind,
             });
         }
+        heard.gen.store(0, Ordering::Release);
         tracing::debug!(host = %spec.name, "event stream ended; reconnecting");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ns;
+
+    #[test]
+    fn reads_docker_times() {
+        assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_ns("2026-11-30T21:10:43.123456789Z"),
+            Some(1_796_073_043_123_456_789)
+        );
+        // An offset, fewer digits, a leap day.
+        assert_eq!(
+            rfc3339_ns("2000-02-29T01:02:03.5+02:00"),
+            Some(951_778_923_500_000_000)
+        );
+        // More than nanoseconds: the rest is dropped.
+        assert_eq!(
+            rfc3339_ns("1970-01-01T00:00:01.0000000019Z"),
+            Some(1_000_000_001)
+        );
+        // Never started, or not a time.
+        assert_eq!(rfc3339_ns("0001-01-01T00:00:00Z"), None);
+        for bad in [
+            "",
+            "2026-11-30",
+            "2026-13-01T00:00:00Z",
+            "2026-11-30T21:10:43.Z",
+            "2026-11-30T21:10:43",
+            "2026-11-30T21:10:43+0200",
+            "2026-11-30T2x:10:43Z",
+            "２026-11-30T21:10:43Z",
+        ] {
+            assert_eq!(rfc3339_ns(bad), None, "{bad:?}");
+        }
     }
 }
