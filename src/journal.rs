@@ -232,6 +232,9 @@ pub struct Syncer {
     synced: tokio::sync::Mutex<u64>,
 }
 
+/// How long a sync waits for more records to cover.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl Syncer {
     fn new(file: &File, path: &Path, durable: bool) -> std::sync::Arc<Syncer> {
         std::sync::Arc::new(Syncer {
@@ -255,6 +258,10 @@ impl Syncer {
         if *synced >= seq {
             return Ok(());
         }
+        // Let the records of the next moment join this sync: a wave's
+        // intents come a few per millisecond, and each sync wakes a thread
+        // of the blocking pool.
+        tokio::time::sleep(GROUP_LINGER).await;
         let target = self.written.load(std::sync::atomic::Ordering::Acquire);
         let me = self.clone();
         let result = tokio::task::spawn_blocking(move || match &me.file {
@@ -595,6 +602,52 @@ mod tests {
             fingerprint: "f".into(),
             containers: 2,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_records_are_numbered_on_from_a_resume_and_synced_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, start(), true).unwrap();
+        assert_eq!(
+            j.append_deferred(&Record::WavePassed { wave: 0 }).unwrap(),
+            2
+        );
+        drop(j);
+        // Resumed: the numbering goes on after the records in the file.
+        let (j, replay) = Journal::resume(&path, "p", "f", true).unwrap();
+        assert_eq!(replay.records.len(), 2);
+        let j = std::sync::Arc::new(std::sync::Mutex::new(j));
+        // Writers at once, each waiting for its own record on disk.
+        let mut tasks = Vec::new();
+        for w in 1..=40usize {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                let (seq, syncer) = {
+                    let mut j = j.lock().unwrap();
+                    let seq = j.append_deferred(&Record::WavePassed { wave: w }).unwrap();
+                    (seq, j.syncer())
+                };
+                syncer.sync_to(seq).await.unwrap();
+                seq
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (3..=42).collect::<Vec<u64>>());
+        drop(j);
+        let (_, replay) = Journal::resume(&path, "p", "f", true).unwrap();
+        assert_eq!(replay.records.len(), 42);
+        for w in 0..=40 {
+            assert!(replay.waves_passed.contains(&w), "wave {w}");
+        }
+        // Not durable: nothing to wait for.
+        let mut k = Journal::create(&dir.path().join("k"), start(), false).unwrap();
+        let seq = k.append_deferred(&Record::WavePassed { wave: 0 }).unwrap();
+        k.syncer().sync_to(seq).await.unwrap();
     }
 
     #[test]

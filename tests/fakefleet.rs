@@ -715,6 +715,66 @@ fn fakefleet_run_sets_up_each_host_once_and_resolves_its_name_once() {
     );
 }
 
+/// What scale needs of the real path, on a small fleet: the runtime keeps a
+/// pool per host and gates from each host's events stream instead of
+/// polling. realpath-small (400 containers on 10 hosts) with one lookup per
+/// start: every container healthy, none started more often than its own
+/// failures explain; at most 1.5 inspects per start (the one before each
+/// stop, and fallbacks while a host's stream has said nothing yet: polling
+/// at the gate's 250 ms interval through ready times of 0.5–3 s made
+/// several per start); no host kept more than `connections_per_host` (2)
+/// connections idle throughout a second; and far fewer connection setups
+/// than calls (bollard's own client connected once per call).
+#[test]
+fn fakefleet_run_gates_from_the_events_stream_over_pooled_connections() {
+    if !unbound_available("fakefleet_run_gates_from_the_events_stream_over_pooled_connections") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut light = std::fs::read_to_string(REALPATH_SMALL).unwrap();
+    for (from, to) in [
+        ("configsvr = 5\n", "configsvr = 1\n"),
+        ("shard = 5\n", "shard = 1\n"),
+        ("router = 41\n", "router = 1\n"),
+        ("capacity_qps = 300\n", "capacity_qps = 5000\n"),
+    ] {
+        assert!(light.contains(from), "realpath-small has {from:?}");
+        light = light.replacen(from, to, 1);
+    }
+    let path = dir.path().join("light.toml");
+    std::fs::write(&path, &light).unwrap();
+    let scenario = Scenario::load(&path).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let ff = FakeFleet::start(&path, &unbound.addr(), dir.path());
+    let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
+    let (ran, stats) = run_to_success(&ff, dir.path(), &text);
+    let n = scenario.total_containers();
+    assert_eq!(
+        (
+            stats["healthy"].as_u64(),
+            stats["never_started"].as_u64(),
+            stats["unexplained_starts"].as_u64()
+        ),
+        (Some(n), Some(0), Some(0)),
+        "{stats}\n{ran}"
+    );
+    let get = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("{k}: {stats}"));
+    let (starts, inspects) = (get("starts_total"), get("inspect_calls"));
+    assert!(
+        inspects as f64 <= 1.5 * starts as f64,
+        "{inspects} inspects for {starts} starts: the gate polls instead of reading the events stream\n{stats}"
+    );
+    let seen = &stats["hosts_seen"];
+    let idle = seen["max_idle_second_per_host"].as_i64().unwrap();
+    assert!(idle <= 2, "a host kept {idle} connections idle: {stats}");
+    let calls = inspects + get("stop_calls") + get("start_calls");
+    let setups = seen["accepted_total"].as_u64().unwrap();
+    assert!(
+        setups * 2 <= calls,
+        "{setups} connection setups for {calls} calls: {stats}"
+    );
+}
+
 /// The real-path benchmark's scenarios (scripts/bench-real-path.sh) model
 /// what the script runs: unbound's `ip-ratelimit`, a per-second resolver.
 /// The big one keeps the size it exists for. Parsing only: no unbound.

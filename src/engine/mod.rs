@@ -1336,6 +1336,11 @@ async fn backoff<R>(s: &Shared<R>, failures: u32) {
     tokio::time::sleep(Duration::from_secs_f64(j)).await;
 }
 
+/// The longest a health gate waits for the runtime to hear of a change
+/// before probing again (a runtime that hears nothing probes every
+/// interval).
+const HEARD_WAIT: Duration = Duration::from_secs(5);
+
 /// Polls a container's health until it is decided or the deadline passes.
 async fn watch_health<R: ContainerRuntime>(
     s: &Shared<R>,
@@ -1361,10 +1366,12 @@ async fn watch_health<R: ContainerRuntime>(
             Health::Unhealthy => return (h, why.or_else(|| s.rt.probe_note(c))),
             Health::Starting => {}
         }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return (Health::Starting, why.or_else(|| s.rt.probe_note(c)));
         }
-        tokio::time::sleep(check.interval).await;
+        let longest = (deadline - now).min(HEARD_WAIT).max(check.interval);
+        s.rt.changed(c, check.interval, longest).await;
     }
 }
 

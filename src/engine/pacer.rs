@@ -505,6 +505,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn restarts_in_flight_cap_holds_admissions_until_one_starts() {
+        // No DNS budget to speak of: only the cap holds admissions back.
+        let pacer = Pacer::new(0.0, 0.0, Duration::from_secs(1));
+        pacer.set_max_in_flight(2);
+        let a = pacer.admit((0, 0), 1).await.unwrap();
+        let b = pacer.admit((0, 0), 1).await.unwrap();
+        let p = pacer.clone();
+        let third = tokio::spawn(async move { p.admit((0, 0), 1).await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!third.is_finished(), "a third admission past a cap of 2");
+        assert_eq!(pacer.status().in_pipeline, 2);
+        // One starts: its place goes to the third.
+        pacer.start(a).await;
+        let _c = tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .expect("admitted once one started")
+            .unwrap()
+            .unwrap();
+        // One dropped unstarted (its restart failed before the start) frees
+        // its place too.
+        let p = pacer.clone();
+        let fourth = tokio::spawn(async move { p.admit((0, 0), 1).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!fourth.is_finished());
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(1), fourth)
+            .await
+            .expect("admitted once one was dropped")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn higher_priority_goes_first_and_a_retune_never_refills() {
         let pacer = Pacer::new(10.0, 0.0, Duration::from_secs(1));
         pacer.acquire((0, 0), 10).await.unwrap(); // the next grant is 1 s away

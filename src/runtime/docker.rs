@@ -315,12 +315,17 @@ struct Heard {
     last_gen: std::sync::atomic::AtomicU64,
     /// Per container id.
     said: Mutex<HashMap<String, Said>>,
+    /// Health gates waiting to hear of their container, by id: woken by
+    /// its next health or death event (a wake-up with no one waiting is
+    /// kept for the next wait).
+    waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 /// The last health and death a stream reported for one container, with
 /// their event times (the host's clock, nanoseconds since the epoch).
 #[derive(Debug, Clone, Copy, Default)]
 struct Said {
+    start_ns: u64,
     health_ns: u64,
     health: Option<Health>,
     died_ns: u64,
@@ -434,6 +439,8 @@ pub struct DockerRuntime {
     /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
     /// was built; the error says why they could not be.
     credentials: Option<Result<Arc<crate::health::scram::Credentials>, String>>,
+    /// Whether each inspected container's image has a HEALTHCHECK.
+    healthcheck: Mutex<HashMap<String, bool>>,
     /// Each restarted container's new process as its start confirmed it,
     /// for the Docker gate to read the events stream instead of inspecting.
     started: Mutex<HashMap<String, Started>>,
@@ -491,6 +498,7 @@ impl DockerRuntime {
             notes: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            healthcheck: Mutex::new(HashMap::new()),
             fence: None,
             tls: pb.mongo_tls.as_ref().map(|t| {
                 crate::health::mongo::tls_config(
@@ -538,17 +546,32 @@ impl DockerRuntime {
     /// [`Self::heard_health`]; `gen`: the host stream's generation when the
     /// start was sent.
     fn note_started(&self, c: &Container, gen: u64, inspected: &ContainerInspectResponse) {
-        let st = inspected.state.as_ref();
-        let ns = st
+        let ns = inspected
+            .state
+            .as_ref()
             .and_then(|s| s.started_at.as_deref())
             .and_then(rfc3339_ns);
-        let has_health = st
-            .and_then(|s| s.health.as_ref())
-            .and_then(|h| h.status)
-            .is_some_and(|s| !matches!(s, HealthStatusEnum::NONE | HealthStatusEnum::EMPTY));
+        self.record_started(c, gen, ns, has_healthcheck(inspected));
+    }
+
+    /// Keeps a confirmed start's new process (`ns`: when it started, host
+    /// clock) for the Docker gate; none: the gate inspects.
+    fn record_started(&self, c: &Container, gen: u64, ns: Option<u64>, has_health: bool) {
+        let heard = ns.filter(|_| gen != 0);
+        if let Some(host) = self.hosts.get(&c.host) {
+            let mut waiters = host.heard.waiters.lock().unwrap();
+            if heard.is_some() {
+                // Kept if the start made it: a wake-up may be in it already.
+                waiters
+                    .entry(c.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Notify::new()));
+            } else {
+                waiters.remove(&c.id);
+            }
+        }
         let mut started = self.started.lock().unwrap();
-        match ns {
-            Some(ns) if gen != 0 => {
+        match heard {
+            Some(ns) => {
                 started.insert(
                     c.id.clone(),
                     Started {
@@ -559,8 +582,41 @@ impl DockerRuntime {
                     },
                 );
             }
-            _ => {
+            None => {
                 started.remove(&c.id);
+            }
+        }
+    }
+
+    /// The new process's start as the host's stream reported it, without an
+    /// inspect: a `start` event for `c` more than a second after the old
+    /// process started (`before_ns`; the old process's own event comes
+    /// within milliseconds of it), heard while the stream stayed the one
+    /// of generation `gen`. Waits up to a second for it; `None`: inspect.
+    async fn heard_start(&self, c: &Container, gen: u64, before_ns: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let host = self.hosts.get(&c.host)?;
+        let waiter = host.heard.waiters.lock().unwrap().get(&c.id).cloned()?;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            if host.heard.gen.load(Ordering::Acquire) != gen {
+                return None;
+            }
+            let start_ns = host
+                .heard
+                .said
+                .lock()
+                .unwrap()
+                .get(&c.id)
+                .map_or(0, |s| s.start_ns);
+            if start_ns > before_ns.saturating_add(1_000_000_000) {
+                return Some(start_ns);
+            }
+            if tokio::time::timeout_at(give_up, waiter.notified())
+                .await
+                .is_err()
+            {
+                return None;
             }
         }
     }
@@ -596,11 +652,16 @@ impl DockerRuntime {
         if said.died_ns >= st.ns {
             return None;
         }
-        Some(match said.health {
+        let h = match said.health {
             Some(h) if said.health_ns >= st.ns => h,
             _ if !st.has_health => Health::Healthy,
             _ => Health::Starting,
-        })
+        };
+        if h != Health::Starting {
+            // Decided: nobody waits for this process any more.
+            host.heard.waiters.lock().unwrap().remove(&c.id);
+        }
+        Some(h)
     }
 
     /// Hosts that did not answer, with the reason.
@@ -1248,6 +1309,25 @@ pub fn rfc3339_ns(s: &str) -> Option<u64> {
     Some(secs as u64 * 1_000_000_000 + frac_ns as u64)
 }
 
+/// Whether the container's image defines a HEALTHCHECK (its config's
+/// test, or a health state Docker keeps).
+fn has_healthcheck(r: &ContainerInspectResponse) -> bool {
+    let configured = r
+        .config
+        .as_ref()
+        .and_then(|c| c.healthcheck.as_ref())
+        .and_then(|h| h.test.as_ref())
+        .and_then(|t| t.first())
+        .is_some_and(|t| t != "NONE");
+    let reported = r
+        .state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.status)
+        .is_some_and(|s| !matches!(s, HealthStatusEnum::NONE | HealthStatusEnum::EMPTY));
+    configured || reported
+}
+
 /// Health as Docker reports it: the container's HEALTHCHECK status, or
 /// "running" when the image defines none.
 fn docker_health(r: &ContainerInspectResponse) -> Health {
@@ -1303,7 +1383,14 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
-        Ok(status_of(&self.inspect_full(c).await?))
+        let inspected = self.inspect_full(c).await?;
+        // Whether its image has a HEALTHCHECK, for a start confirmed by
+        // the events stream (the engine inspects before each restart).
+        self.healthcheck
+            .lock()
+            .unwrap()
+            .insert(c.id.clone(), has_healthcheck(&inspected));
+        Ok(status_of(&inspected))
     }
 
     async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
@@ -1335,7 +1422,16 @@ impl ContainerRuntime for DockerRuntime {
             async move { d.start_container(&id, None::<StartContainerOptions>).await }
         };
         let gen = self.hosts.get(&c.host).map_or(0, |h| {
-            h.heard.gen.load(std::sync::atomic::Ordering::Acquire)
+            let gen = h.heard.gen.load(std::sync::atomic::Ordering::Acquire);
+            if gen != 0 {
+                // A fresh waiter: no wake-up from an earlier process.
+                h.heard
+                    .waiters
+                    .lock()
+                    .unwrap()
+                    .insert(c.id.clone(), Arc::new(tokio::sync::Notify::new()));
+            }
+            gen
         });
         let mut attempt = 0;
         loop {
@@ -1362,7 +1458,17 @@ impl ContainerRuntime for DockerRuntime {
                 }
             }
         }
-        // The call returned; confirm the process really started anew.
+        // The call returned; confirm the process really started anew: the
+        // host's stream says so, or else an inspect.
+        let has_health = self.healthcheck.lock().unwrap().get(&c.id).copied();
+        if let (true, Some(before_ns), Some(has_health)) =
+            (gen != 0, rfc3339_ns(started_before), has_health)
+        {
+            if let Some(ns) = self.heard_start(c, gen, before_ns).await {
+                self.record_started(c, gen, Some(ns), has_health);
+                return Ok(());
+            }
+        }
         let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let inspected = self.inspect_full(c).await?;
@@ -1549,6 +1655,28 @@ impl ContainerRuntime for DockerRuntime {
         self.notes.lock().unwrap().get(&c.id).cloned()
     }
 
+    async fn changed(&self, c: &Container, interval: Duration, longest: Duration) {
+        // Only while the stream has missed nothing of this process: else
+        // probe every interval.
+        let waiter = self.hosts.get(&c.host).and_then(|h| {
+            let gen = h.heard.gen.load(std::sync::atomic::Ordering::Acquire);
+            let live = self
+                .started
+                .lock()
+                .unwrap()
+                .get(&c.id)
+                .is_some_and(|st| gen != 0 && st.gen == gen);
+            live.then(|| h.heard.waiters.lock().unwrap().get(&c.id).cloned())
+                .flatten()
+        });
+        match waiter {
+            Some(w) => {
+                let _ = tokio::time::timeout(longest, w.notified()).await;
+            }
+            None => tokio::time::sleep(interval).await,
+        }
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
@@ -1651,12 +1779,17 @@ async fn watch_events(
                 let mut said = heard.said.lock().unwrap();
                 let entry = said.entry(id.clone()).or_default();
                 match kind {
+                    RuntimeEventKind::Start => entry.start_ns = entry.start_ns.max(ns),
                     RuntimeEventKind::Die => entry.died_ns = entry.died_ns.max(ns),
                     RuntimeEventKind::Health(h) if ns >= entry.health_ns => {
                         entry.health_ns = ns;
                         entry.health = Some(h);
                     }
                     _ => {}
+                }
+                drop(said);
+                if let Some(w) = heard.waiters.lock().unwrap().get(&id) {
+                    w.notify_one();
                 }
             }
             let _ = tx.send(RuntimeEvent {

@@ -163,6 +163,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         let _ = (c, check, catch_up);
         std::future::ready(Ok(false))
     }
+    /// Waits before the next health probe of `c`: `interval` (the check's),
+    /// or, when the runtime hears of changes on its own (Docker's events
+    /// stream), until it hears of one for `c`, at most `longest`.
+    fn changed(
+        &self,
+        c: &Container,
+        interval: std::time::Duration,
+        longest: std::time::Duration,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (c, longest);
+        tokio::time::sleep(interval)
+    }
     /// Subscribes to container events from now on (a slow reader loses the
     /// oldest ones: events are hints, inspect and health are the truth).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
