@@ -722,26 +722,40 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
     let priority = (s.depth[wave.role], w as u32);
     let cost = s.pb.restart_queries(wave.role);
     let mut closed = false;
-    for &c in &wave.containers {
-        let id = &s.inv.containers[c as usize].id;
-        let admission =
-            if closed || s.replay.healthy.contains(id) || s.replay.in_doubt.contains_key(id) {
-                None
-            } else {
-                match s.pacer.admit(priority, cost).await {
-                    Some(a) => Some(a),
-                    None => {
-                        // Stopping: the rest are left untouched (cancelled).
-                        closed = true;
-                        None
-                    }
-                }
-            };
+    // Up to ADMIT_AHEAD of the wave's requests wait in the pacer's queue at
+    // once, so that its priority order holds against other waves (one at a
+    // time would leave gaps that later waves' requests slip into).
+    let mut asking = futures_util::stream::FuturesUnordered::new();
+    let mut rest = wave.containers.iter().copied();
+    loop {
+        while !closed && asking.len() < ADMIT_AHEAD {
+            let Some(c) = rest.next() else { break };
+            let id = &s.inv.containers[c as usize].id;
+            if s.replay.healthy.contains(id) || s.replay.in_doubt.contains_key(id) {
+                let s = s.clone();
+                jobs.spawn(async move { (c, restart_container(&s, w, c, None).await) });
+                continue;
+            }
+            let pacer = s.pacer.clone();
+            asking.push(async move { (c, pacer.admit(priority, cost).await) });
+        }
+        let Some((c, admission)) = futures_util::StreamExt::next(&mut asking).await else {
+            break;
+        };
+        if admission.is_none() {
+            // Stopping: the rest are left untouched (cancelled).
+            closed = true;
+        }
         let s = s.clone();
         jobs.spawn(async move { (c, restart_container(&s, w, c, admission).await) });
         while let Some(j) = jobs.try_join_next() {
             tally(j);
         }
+    }
+    // Those never asked for (the run is stopping) are cancelled.
+    for c in rest {
+        let s = s.clone();
+        jobs.spawn(async move { (c, restart_container(&s, w, c, None).await) });
     }
     while let Some(j) = jobs.join_next().await {
         tally(j);
@@ -1335,6 +1349,12 @@ async fn backoff<R>(s: &Shared<R>, failures: u32) {
     let j = s.jitter.lock().unwrap().uniform(cap / 2.0, cap);
     tokio::time::sleep(Duration::from_secs_f64(j)).await;
 }
+
+/// How many of a wave's admissions wait in the pacer's queue at once (a
+/// request, not a task: a few hundred bytes). At least a default wave
+/// (`max_wave_size` 500, the shipped playbooks' 2,000), so that the queue's
+/// order across waves is the whole priority order.
+const ADMIT_AHEAD: usize = 4096;
 
 /// The longest a health gate waits for the runtime to hear of a change
 /// before probing again (a runtime that hears nothing probes every
