@@ -801,3 +801,55 @@ fn realpath_scenarios_are_per_second_resolvers_of_the_benchmarks_size() {
         big.hosts
     );
 }
+
+/// A fence that holds the first time it is asked, and never again.
+struct HoldsOnce(std::sync::atomic::AtomicUsize);
+
+impl rekindle::runtime::Fence for HoldsOnce {
+    fn holds(&self) -> bool {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+    }
+}
+
+/// HA fencing's last check is in the connection itself: a leader paused
+/// after its stop passed the runtime's own check (waiting for a pooled
+/// connection, opening one) must not send it when it wakes deposed. Here
+/// the fence holds for the runtime's check and fails by the time the
+/// stop's bytes would be written: the call answers `Fenced`, the host
+/// never hears a stop, the container runs on as it was, and calls other
+/// than stops still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reaches_the_host() {
+    use rekindle::runtime::docker::{DockerHosts, DockerRuntime};
+    use rekindle::runtime::{ContainerRuntime, RuntimeError};
+    if !unbound_available(
+        "fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reaches_the_host",
+    ) {
+        return;
+    }
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
+    let pb =
+        rekindle::config::Playbook::parse(&rekindle::source::SourceText::new("fenced.toml", text))
+            .unwrap();
+    let hosts = DockerHosts::connect(&pb).await;
+    let inv = rekindle::inventory::docker::discover(&pb, &hosts)
+        .await
+        .unwrap();
+    let mut rt = DockerRuntime::from_hosts(&pb, hosts);
+    let c = inv.containers[0].clone();
+    let before = rt.inspect(&c).await.unwrap();
+    rt.set_fence(std::sync::Arc::new(HoldsOnce(0.into())));
+    let err = rt.stop(&c).await.unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Fenced { op: "stop", .. }),
+        "{err:?}"
+    );
+    let stats = ff.stats();
+    assert_eq!(stats["stop_calls"], 0, "the host heard a stop: {stats}");
+    let after = rt.inspect(&c).await.unwrap();
+    assert_eq!(after, before, "the container runs on as it was");
+}

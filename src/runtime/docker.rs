@@ -7,6 +7,7 @@
 //! moving, never by the call returning. This module never decides what to
 //! restart or when: that is the engine's.
 
+use super::fenced::{FenceSlot, FencedConnector};
 use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
 use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
@@ -103,7 +104,15 @@ pub enum HostError {
 /// TLS hosts get a pool that keeps up to `idle` connections open between
 /// calls (bollard's own clients open a connection per call); a `unix://`
 /// socket keeps bollard's client.
-pub fn connect(spec: &HostSpec, timeout: Duration, idle: usize) -> Result<Docker, HostError> {
+///
+/// Every connection asks `fence` before it writes a stop
+/// ([`super::fenced`]).
+pub fn connect(
+    spec: &HostSpec,
+    timeout: Duration,
+    idle: usize,
+    fence: &FenceSlot,
+) -> Result<Docker, HostError> {
     let secs = timeout.as_secs().max(1);
     let url = spec.url.as_str();
     let result = if let Some(path) = url.strip_prefix("unix://") {
@@ -120,7 +129,8 @@ pub fn connect(spec: &HostSpec, timeout: Duration, idle: usize) -> Result<Docker
         http.set_nodelay(true);
         let mut https = hyper_rustls::HttpsConnector::from((http, config));
         https.enforce_https();
-        pooled(https, format!("https://{}", authority(url)), secs, idle)
+        let conn = FencedConnector::new(https, fence.clone());
+        pooled(conn, format!("https://{}", authority(url)), secs, idle)
     } else if url.starts_with("https://") {
         return Err(HostError::HttpsWithoutTls {
             host: spec.name.clone(),
@@ -128,7 +138,8 @@ pub fn connect(spec: &HostSpec, timeout: Duration, idle: usize) -> Result<Docker
     } else {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        pooled(http, format!("http://{}", authority(url)), secs, idle)
+        let conn = FencedConnector::new(http, fence.clone());
+        pooled(conn, format!("http://{}", authority(url)), secs, idle)
     };
     result.map_err(|e| HostError::Client(with_causes(&e)))
 }
@@ -234,12 +245,13 @@ pub async fn connect_negotiated(
     call_timeout: Duration,
     resolver: Option<&CachedResolver>,
     idle: usize,
+    fence: &FenceSlot,
 ) -> Result<Docker, HostError> {
     let spec = match resolver {
         Some(r) => resolve_host(spec, r).await?,
         None => spec.clone(),
     };
-    let docker = connect(&spec, call_timeout.max(timeout), idle)?;
+    let docker = connect(&spec, call_timeout.max(timeout), idle, fence)?;
     match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(HostError::Client(with_causes(&e))),
@@ -379,6 +391,8 @@ pub struct DockerHosts {
     specs: Vec<HostSpec>,
     clients: Vec<Result<Docker, HostError>>,
     resolver: Option<CachedResolver>,
+    /// The run's fence, asked by every host's connections.
+    fence: FenceSlot,
 }
 
 impl DockerHosts {
@@ -390,6 +404,7 @@ impl DockerHosts {
         let timeouts = CallTimeouts::of(pb);
         let handshake = pb.discovery.timeout;
         let resolver = resolver_for(pb, true);
+        let fence = FenceSlot::default();
         let clients = futures_util::future::join_all(specs.iter().map(|s| {
             connect_negotiated(
                 s,
@@ -397,6 +412,7 @@ impl DockerHosts {
                 timeouts.restart,
                 resolver.as_ref(),
                 pb.limits.connections_per_host as usize,
+                &fence,
             )
         }))
         .await;
@@ -404,6 +420,7 @@ impl DockerHosts {
             specs,
             clients,
             resolver,
+            fence,
         }
     }
 
@@ -449,8 +466,9 @@ pub struct DockerRuntime {
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
-    /// Asked before each stop is sent (HA mode); none: always allowed.
-    fence: Option<Arc<dyn super::Fence>>,
+    /// Asked before each stop is sent, and by every connection before it
+    /// writes a stop (HA mode); empty: always allowed.
+    fence: FenceSlot,
 }
 
 impl Drop for DockerRuntime {
@@ -477,6 +495,7 @@ impl DockerRuntime {
             specs,
             clients,
             resolver,
+            fence,
         } = connected;
         let timeouts = CallTimeouts::of(pb);
         let (events, _) = broadcast::channel(4096);
@@ -499,7 +518,7 @@ impl DockerRuntime {
             failing: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
             healthcheck: Mutex::new(HashMap::new()),
-            fence: None,
+            fence,
             tls: pb.mongo_tls.as_ref().map(|t| {
                 crate::health::mongo::tls_config(
                     &t.ca,
@@ -759,7 +778,7 @@ impl DockerRuntime {
         } else {
             Some(host.calls.acquire().await.expect("semaphore never closed"))
         };
-        if fenced && self.fence.as_ref().is_some_and(|f| !f.holds()) {
+        if fenced && !self.fence.holds() {
             return Err((
                 RuntimeError::Fenced {
                     host: c.host.clone(),
@@ -773,7 +792,8 @@ impl DockerRuntime {
         match tokio::time::timeout(limit, f(host.docker.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let again = transient(&e);
+                // A write the connection refused (the fence) is final.
+                let again = transient(&e) && !super::fenced::is_fenced(&e);
                 Err((classify(c, op, e), again))
             }
             Err(_) => Err((
@@ -1009,9 +1029,12 @@ impl DockerRuntime {
         }
     }
 
-    /// Asks `fence` before each stop is sent (the daemon's HA mode).
+    /// Asks `fence` before each stop is sent, and again as the stop's
+    /// bytes are written (the daemon's HA mode). A runtime is fenced once.
     pub fn set_fence(&mut self, fence: Arc<dyn super::Fence>) {
-        self.fence = Some(fence);
+        if !self.fence.set(fence) {
+            tracing::warn!("this runtime already has a fence; the first one stays");
+        }
     }
 
     /// Whether `c` says (`hello`) it is its replica set's primary.
@@ -1184,6 +1207,13 @@ pub fn transient(e: &bollard::errors::Error) -> bool {
 
 fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
+    if super::fenced::is_fenced(&e) {
+        return RuntimeError::Fenced {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op,
+        };
+    }
     match e {
         E::DockerResponseServerError {
             status_code: 404, ..
