@@ -31,8 +31,10 @@
 //!   pause/resume/abort.
 //! - [`recovery`]: what a real run needs around the engine; [`report`]:
 //!   timeline files; [`rehearse`]: rehearsals on a virtual clock.
-//! - [`api`]: the daemon and its HTTP API; [`http`]: the client it and the
-//!   CLI use; [`cli`]: the command-line front end (parsing and rendering).
+//! - [`daemon`]: runs, their records, the audit log, webhooks, metrics and
+//!   HA; [`api`]: its HTTP surface; [`http`]: the client the daemon's
+//!   webhooks and the CLI use; [`cli`]: the command-line front end
+//!   (parsing and rendering).
 //! - Leaves: [`source`] (located errors), [`duration`], [`rng`], [`dag`].
 
 #![warn(missing_docs)]
@@ -42,6 +44,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "etcd")]
 pub mod coord;
+pub mod daemon;
 pub mod dag;
 pub mod dns;
 pub mod duration;

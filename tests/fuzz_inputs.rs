@@ -32,9 +32,9 @@
 //! Targets: `playbook`, `scenario`, `inventory`, `journal`, `api` (the
 //! daemon's request bodies, through its router), `mongo` (the `hello` reply).
 
-use rekindle::api::notify::Notifier;
-use rekindle::api::{Daemon, DaemonSetup};
 use rekindle::config::Playbook;
+use rekindle::daemon::notify::Notifier;
+use rekindle::daemon::{Daemon, DaemonSetup};
 use rekindle::health::mongo::{parse_reply, parse_router_reply, parse_status_reply};
 use rekindle::journal::{self, Journal, JournalError, Record};
 use rekindle::rng::SplitMix64;

@@ -6,6 +6,7 @@
 //! here: the daemon owns the runs.
 
 use super::{progress, Aborted, Halted, Output, Usage};
+use crate::daemon::{Retune, StartRequest};
 use crate::engine::Event;
 use crate::http::{self, Request, SseParser, Url};
 use http_body_util::BodyExt;
@@ -190,14 +191,14 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             resume,
             watch,
         } => {
-            let mut body = json!({ "playbook": playbook, "mode": mode, "reason": reason });
-            if let Some(s) = scenario {
-                body["scenario"] = json!(s);
-            }
-            if resume {
-                body["resume"] = json!(true);
-            }
-            let v = c.call("POST", "/v1/runs", Some(body)).await?;
+            let body = StartRequest {
+                playbook,
+                mode: serde_json::from_value(json!(mode))?,
+                scenario,
+                reason,
+                resume,
+            };
+            let v = c.call("POST", "/v1/runs", Some(json!(body))).await?;
             let id = v["id"].as_str().unwrap_or_default().to_string();
             if watch {
                 progress::println(&format!("started run {id}"));
@@ -248,15 +249,13 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             if dns_budget.is_none() && restart_rate.is_none() {
                 return Err(Usage("tune: give --dns-budget and/or --restart-rate".into()).into());
             }
-            let mut body = json!({ "reason": reason });
-            if let Some(q) = dns_budget {
-                body["dns_budget_qps"] = json!(q);
-            }
-            if let Some(r) = restart_rate {
-                body["restart_rate"] = json!(r);
-            }
+            let body = Retune {
+                dns_budget_qps: dns_budget,
+                restart_rate,
+                reason: Some(reason),
+            };
             let v = c
-                .call("PATCH", &format!("/v1/runs/{id}"), Some(body))
+                .call("PATCH", &format!("/v1/runs/{id}"), Some(json!(body)))
                 .await?;
             print(out, &v, || run_lines(&v))
         }

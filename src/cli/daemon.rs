@@ -3,8 +3,9 @@
 //! serves the API on TCP or a unix socket until SIGTERM or Ctrl-C.
 
 use super::Usage;
-use crate::api::{self, Daemon, DaemonFile};
+use crate::api;
 use crate::config::Playbook;
+use crate::daemon::{self, Daemon, DaemonFile};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,7 +130,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .into());
     }
     let token = secret.map(|s| (file.token_name.clone().unwrap_or_else(|| "token".into()), s));
-    let notifier = api::notify::Notifier::start(&file.webhooks)
+    let notifier = daemon::notify::Notifier::start(&file.webhooks)
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let state_dir = args
         .state_dir
@@ -148,7 +149,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let d = Arc::new(Daemon::new(api::DaemonSetup {
+    let d = Arc::new(Daemon::new(daemon::DaemonSetup {
         playbooks,
         scenarios,
         token,
@@ -232,7 +233,7 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
 
 /// HA mode from the flags: etcd connected (an error names the endpoints).
 #[cfg(feature = "etcd")]
-fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api::Ha>>> {
+fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<daemon::Ha>>> {
     let Some(cluster) = &args.cluster else {
         return Ok(None);
     };
@@ -245,14 +246,15 @@ fn ha_setup(args: &DaemonArgs, digest: String) -> anyhow::Result<Option<Arc<api:
         ttl: args.lease_ttl.max(Duration::from_secs(2)),
         outage_limit: Duration::from_secs(300),
     };
-    let ha = api::ha::Ha::connect(settings, digest).map_err(|e| Usage(format!("--etcd: {e}")))?;
+    let ha =
+        daemon::ha::Ha::connect(settings, digest).map_err(|e| Usage(format!("--etcd: {e}")))?;
     Ok(Some(Arc::new(ha)))
 }
 
 /// Without the `etcd` feature there is no HA mode: asking for it is an
 /// error that says how to get it.
 #[cfg(not(feature = "etcd"))]
-fn ha_setup(args: &DaemonArgs, _digest: String) -> anyhow::Result<Option<Arc<api::Ha>>> {
+fn ha_setup(args: &DaemonArgs, _digest: String) -> anyhow::Result<Option<Arc<daemon::Ha>>> {
     if args.cluster.is_some() {
         return Err(Usage(
             "--cluster: this rekindle is built without the `etcd` feature (cargo build --features etcd; docs/ha.md)".into(),
