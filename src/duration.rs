@@ -4,35 +4,56 @@
 
 use std::time::Duration;
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number where one was expected.
+    #[error("expected a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\", found {0:?}")]
+    NotADuration(String),
+    /// A unit other than ms, s, m or h.
+    #[error("unknown duration unit {unit:?} in {text:?}: use ms, s, m or h")]
+    UnknownUnit {
+        /// The unit found.
+        unit: String,
+        /// The whole text.
+        text: String,
+    },
+    /// Negative, or not finite.
+    #[error("duration {0:?} must be a finite, non-negative value")]
+    OutOfRange(String),
+    /// Longer than a `Duration` holds.
+    #[error("duration {0:?} is too long")]
+    TooLong(String),
+}
+
 /// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"` or `"3"` (seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| {
-        format!("expected a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\", found {text:?}")
-    })?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| DurationError::NotADuration(text.to_string()))?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {text:?}: use ms, s, m or h"
-            ))
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_string(),
+                text: text.to_string(),
+            })
         }
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!(
-            "duration {text:?} must be a finite, non-negative value"
-        ));
+        return Err(DurationError::OutOfRange(text.to_string()));
     }
     // Finite yet past what a Duration holds (~5.8e11 years): an error, not
     // the panic `from_secs_f64` would raise.
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {text:?} is too long"))
+    Duration::try_from_secs_f64(secs).map_err(|_| DurationError::TooLong(text.to_string()))
 }
 
 /// Formats a duration for tables: `850ms`, `12.3s`, `4m05s`, `1h02m`.
@@ -80,7 +101,8 @@ mod tests {
             assert!(parse_duration(t).is_err(), "{t}");
         }
         let e = parse_duration("99999999999999999999h").unwrap_err();
-        assert!(e.contains("too long"), "{e}");
+        assert!(matches!(e, DurationError::TooLong(_)), "{e}");
+        assert!(e.to_string().contains("too long"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub mod plan;
 pub mod recovery;
 pub mod rehearse;
 pub mod report;
+pub mod retry;
 pub mod rng;
 pub mod runtime;
 pub mod scenario;

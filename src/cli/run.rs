@@ -122,7 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let probe = dns_probe(&playbook, &inventory, args.no_pacing, runtime.resolver())
         .await
-        .map_err(Usage)?;
+        .map_err(|e| Usage(e.to_string()))?;
     let pre = preflight(&playbook, &inventory, &plan, &runtime).await;
     pre.render(&mut std::io::stderr().lock())?;
     if let Some(failed) = pre.failure() {

@@ -543,7 +543,7 @@ impl Resolver<'_> {
     }
 
     fn duration(&self, s: &Spanned<String>, field: &str) -> Result<Duration, SourceError> {
-        parse_duration(s.get_ref()).map_err(|m| self.err(s, field, m))
+        parse_duration(s.get_ref()).map_err(|m| self.err(s, field, m.to_string()))
     }
 
     fn opt_duration(

@@ -5,6 +5,7 @@
 //! full hook is logged and its notes dropped, never waited for by a run.
 
 use crate::http::{self, Url};
+use crate::retry::{Backoff, Failed};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,30 +53,53 @@ pub struct Notifier {
 }
 
 /// Attempts per delivery, and notes waiting per hook.
-const ATTEMPTS: u32 = 3;
+/// Three attempts, 0.5 s then 1 s apart.
+const DELIVERY: Backoff = Backoff {
+    attempts: 3,
+    first: Duration::from_millis(500),
+};
+
+/// A `[[webhooks]]` entry that cannot be used, by its place and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhooks[{index}].{field}: {reason}")]
+pub struct WebhookError {
+    /// Its place in the list, from 0.
+    pub index: usize,
+    /// The field (`url`, `events`, `timeout`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
 const QUEUE: usize = 256;
 
 impl Notifier {
     /// Checks every hook; their delivery tasks start on the current runtime.
-    pub fn start(configs: &[WebhookConfig]) -> Result<Notifier, String> {
+    pub fn start(configs: &[WebhookConfig]) -> Result<Notifier, WebhookError> {
         let mut hooks = Vec::new();
         for (i, c) in configs.iter().enumerate() {
-            let url = Url::parse(&c.url).map_err(|e| format!("webhooks[{i}].url: {e}"))?;
+            let bad = |field: &'static str, reason: String| WebhookError {
+                index: i,
+                field,
+                reason,
+            };
+            let url = Url::parse(&c.url).map_err(|e| bad("url", e.to_string()))?;
             if matches!(url.target, http::Target::Unix(_)) {
-                return Err(format!("webhooks[{i}].url: expected http:// or https://"));
+                return Err(bad("url", "expected http:// or https://".into()));
             }
             let events = c
                 .events
                 .clone()
                 .unwrap_or_else(|| KINDS.iter().map(|s| s.to_string()).collect());
-            if let Some(bad) = events.iter().find(|e| !KINDS.contains(&e.as_str())) {
-                return Err(format!(
-                    "webhooks[{i}].events: unknown {bad:?}, expected some of {KINDS:?}"
+            if let Some(unknown) = events.iter().find(|e| !KINDS.contains(&e.as_str())) {
+                return Err(bad(
+                    "events",
+                    format!("unknown {unknown:?}, expected some of {KINDS:?}"),
                 ));
             }
             let timeout = match &c.timeout {
-                Some(t) => crate::duration::parse_duration(t)
-                    .map_err(|e| format!("webhooks[{i}].timeout: {e}"))?,
+                Some(t) => {
+                    crate::duration::parse_duration(t).map_err(|e| bad("timeout", e.to_string()))?
+                }
                 None => Duration::from_secs(5),
             };
             hooks.push(Arc::new(Hook {
@@ -116,31 +140,27 @@ impl Notifier {
 
 async fn deliver(hook: &Hook, note: &Note) {
     let body = serde_json::json!({ "text": note.text, "rekindle": note.details });
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
+    let delivered = crate::retry::retry(&DELIVERY, None, |_| async {
         let req = http::Request::new("POST", "")
             .json(&body)
             .header("user-agent", "rekindle");
         match http::send(&hook.url, req, hook.timeout).await {
-            Ok(r) if (200..300).contains(&r.status) => {
-                tracing::debug!(url = %hook.url.text, kind = note.kind, "webhook delivered");
-                return;
-            }
-            Ok(r) => {
-                last = format!(
-                    "answered {}: {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
-                )
-            }
-            Err(e) => last = e.to_string(),
+            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            Ok(r) => Err(Failed::Retry(format!(
+                "answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))),
+            Err(e) => Err(Failed::Retry(e.to_string())),
         }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
-        }
-    }
-    tracing::warn!(url = %hook.url.text, kind = note.kind, error = %last, "webhook not delivered after {ATTEMPTS} attempts");
+    })
+    .await;
+    let Err(last) = delivered else {
+        tracing::debug!(url = %hook.url.text, kind = note.kind, "webhook delivered");
+        return;
+    };
+    tracing::warn!(url = %hook.url.text, kind = note.kind, error = %last, "webhook not delivered after {} attempts", DELIVERY.attempts);
 }

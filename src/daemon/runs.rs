@@ -167,7 +167,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     }
     let probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let path = journal_path(&journal_dir(d), &pb.name);
     let unreachable: Vec<_> = inventory

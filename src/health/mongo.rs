@@ -43,7 +43,7 @@ pub enum MongoError {
     Tls(String),
     /// The credentials were refused (or the exchange failed).
     #[error("authentication failed: {0}")]
-    Auth(String),
+    Auth(crate::health::scram::ScramError),
     /// The server answered `ok: 0`.
     #[error("{command} failed: {message} (code {code})")]
     Command {
@@ -504,42 +504,63 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Why a TLS client configuration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsFileError {
+    /// A PEM file could not be read or held nothing usable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration (the client certificate and key).
+    #[error("{0}")]
+    Config(String),
+}
+
 /// The client side of TLS for the MongoDB gates: trust `ca` (PEM), and
 /// present `cert` + `key` (PEM) when given (servers with
 /// `net.tls.mode: requireTLS` and `CAFile` ask for one).
 pub fn tls_config(
     ca: &std::path::Path,
     client: Option<(&std::path::Path, &std::path::Path)>,
-) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+) -> Result<std::sync::Arc<rustls::ClientConfig>, TlsFileError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    let at = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |e: &dyn std::fmt::Display| TlsFileError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        }
+    };
+    let bad_ca = at(ca);
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(&e))? {
+        let cert = cert.map_err(|e| bad_ca(&e))?;
+        roots.add(cert).map_err(|e| bad_ca(&e))?;
     }
     if roots.is_empty() {
-        return Err(format!("{}: no certificate in it", ca.display()));
+        return Err(bad_ca(&"no certificate in it"));
     }
     let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| TlsFileError::Config(e.to_string()))?
     .with_root_certificates(roots);
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+                .map_err(|e| at(cert)(&e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| at(key)(&e))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
+                .map_err(|e| TlsFileError::Config(format!("client certificate: {e}")))?
         }
     };
     Ok(std::sync::Arc::new(config))
@@ -659,7 +680,11 @@ impl Conn {
         while !done {
             rounds += 1;
             if rounds > 2 {
-                return Err(MongoError::Auth("the conversation does not end".into()));
+                return Err(MongoError::Auth(
+                    crate::health::scram::ScramError::Protocol(
+                        "the conversation does not end".into(),
+                    ),
+                ));
             }
             let empty = doc! {
                 "saslContinue": 1i32,
@@ -683,7 +708,9 @@ impl Conn {
         match command_ok(command, d) {
             Ok(()) => {}
             Err(MongoError::Command { code, message, .. }) => {
-                return Err(MongoError::Auth(format!("{message} (code {code})")))
+                return Err(MongoError::Auth(crate::health::scram::ScramError::Refused(
+                    format!("{message} (code {code})"),
+                )))
             }
             Err(e) => return Err(e),
         }

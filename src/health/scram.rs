@@ -15,6 +15,27 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 
+/// Why a SCRAM authentication could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScramError {
+    /// The playbook's credentials cannot be used (the password file or
+    /// variable, an empty password, one that needs SASLprep).
+    #[error("{0}")]
+    Credentials(String),
+    /// The server offers no mechanism rekindle speaks for this user.
+    #[error("{0}")]
+    Mechanism(String),
+    /// The server refused (its `e=` attribute).
+    #[error("the server refused: {0}")]
+    Refused(String),
+    /// A server message that does not follow the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The server could not prove it holds the password.
+    #[error("the server's signature does not match: not the server that holds this user")]
+    ServerSignature,
+}
+
 /// A password: never printed.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -52,14 +73,14 @@ impl Mechanism {
 
     /// SHA-256 when offered, else SHA-1 (also when the server lists
     /// nothing: a user from before 4.0, as the spec says).
-    pub fn pick(offered: Option<&[String]>) -> Result<Mechanism, String> {
+    pub fn pick(offered: Option<&[String]>) -> Result<Mechanism, ScramError> {
         match offered {
             None => Ok(Mechanism::Sha1),
             Some(list) if list.iter().any(|m| m == "SCRAM-SHA-256") => Ok(Mechanism::Sha256),
             Some(list) if list.iter().any(|m| m == "SCRAM-SHA-1") => Ok(Mechanism::Sha1),
-            Some(list) => Err(format!(
+            Some(list) => Err(ScramError::Mechanism(format!(
                 "the server offers {list:?} for this user, neither SCRAM-SHA-256 nor SCRAM-SHA-1"
-            )),
+            ))),
         }
     }
 
@@ -122,24 +143,24 @@ impl Credentials {
 
     /// The playbook's `[mongo]` credentials, the password read now: the
     /// file's first line (its newline is not part of it) or the variable.
-    pub fn load(auth: &crate::config::MongoAuth) -> Result<Credentials, String> {
+    pub fn load(auth: &crate::config::MongoAuth) -> Result<Credentials, ScramError> {
         use crate::config::PasswordSource;
+        use ScramError::Credentials as Unusable;
         let password = match &auth.password {
             PasswordSource::File(p) => {
-                crate::config::check_password_file(p)?;
+                crate::config::check_password_file(p).map_err(Unusable)?;
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+                    .map_err(|e| Unusable(format!("{}: cannot read: {e}", p.display())))?;
                 text.lines().next().unwrap_or("").to_string()
             }
-            PasswordSource::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
-            }
+            PasswordSource::Env(var) => std::env::var(var)
+                .map_err(|_| Unusable(format!("environment variable {var} is not set")))?,
         };
         if password.is_empty() {
-            return Err(format!(
+            return Err(Unusable(format!(
                 "{}: the password is empty",
                 auth.password.describe()
-            ));
+            )));
         }
         Ok(Credentials::new(
             auth.user.clone(),
@@ -157,7 +178,7 @@ impl Credentials {
     /// legacy digest hex(MD5("user:mongo:password")); SHA-256 the password
     /// itself, which SASLprep leaves unchanged when it is printable ASCII
     /// (the only kind accepted here).
-    fn hashed_password(&self, mech: Mechanism) -> Result<Vec<u8>, String> {
+    fn hashed_password(&self, mech: Mechanism) -> Result<Vec<u8>, ScramError> {
         let p = &self.password.0;
         match mech {
             Mechanism::Sha1 => {
@@ -168,7 +189,7 @@ impl Credentials {
                 if p.bytes().all(|b| (0x20..0x7f).contains(&b)) {
                     Ok(p.as_bytes().to_vec())
                 } else {
-                    Err("the password has characters outside printable ASCII, which would need SASLprep (not implemented)".into())
+                    Err(ScramError::Credentials("the password has characters outside printable ASCII, which would need SASLprep (not implemented)".into()))
                 }
             }
         }
@@ -179,7 +200,7 @@ impl Credentials {
         mech: Mechanism,
         salt: &[u8],
         iterations: u32,
-    ) -> Result<(Vec<u8>, Vec<u8>), String> {
+    ) -> Result<(Vec<u8>, Vec<u8>), ScramError> {
         let key = (mech, salt.to_vec(), iterations);
         if let Some(k) = self.keys.lock().unwrap().get(&key) {
             return Ok(k.clone());
@@ -187,7 +208,8 @@ impl Credentials {
         let mut salted = vec![0u8; mech.digest_alg().output_len()];
         pbkdf2::derive(
             mech.pbkdf2_alg(),
-            NonZeroU32::new(iterations).ok_or("iteration count 0")?,
+            NonZeroU32::new(iterations)
+                .ok_or_else(|| ScramError::Protocol("iteration count 0".into()))?,
             salt,
             &self.hashed_password(mech)?,
             &mut salted,
@@ -225,11 +247,11 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unb64(s: &str) -> Result<Vec<u8>, String> {
+fn unb64(s: &str) -> Result<Vec<u8>, ScramError> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(s)
-        .map_err(|e| format!("bad base64 from the server: {e}"))
+        .map_err(|e| ScramError::Protocol(format!("bad base64 from the server: {e}")))
 }
 
 /// The attributes of a SCRAM message (`r=…,s=…,i=…`).
@@ -272,30 +294,31 @@ impl<'a> Conversation<'a> {
     }
 
     /// The client-final message, from the server-first one.
-    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
-        let server_first =
-            std::str::from_utf8(server_first).map_err(|_| "server-first message is not UTF-8")?;
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        use ScramError::Protocol;
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| Protocol("server-first message is not UTF-8".into()))?;
         let a = attributes(server_first);
         if let Some(e) = a.get(&'e') {
-            return Err(format!("the server refused: {e}"));
+            return Err(ScramError::Refused(e.to_string()));
         }
         let (Some(r), Some(s), Some(i)) = (a.get(&'r'), a.get(&'s'), a.get(&'i')) else {
-            return Err(format!(
+            return Err(Protocol(format!(
                 "server-first message {server_first:?} lacks r, s or i"
-            ));
+            )));
         };
         if !r.starts_with(&self.nonce) || r.len() <= self.nonce.len() {
-            return Err("the server's nonce does not extend ours".into());
+            return Err(Protocol("the server's nonce does not extend ours".into()));
         }
         let iterations: u32 = i
             .parse()
-            .map_err(|_| format!("iteration count {i:?} is not a number"))?;
+            .map_err(|_| Protocol(format!("iteration count {i:?} is not a number")))?;
         if iterations < self.mech.min_iterations() {
-            return Err(format!(
+            return Err(Protocol(format!(
                 "iteration count {iterations} is below {}'s minimum {}",
                 self.mech.name(),
                 self.mech.min_iterations()
-            ));
+            )));
         }
         let salt = unb64(s)?;
         let (client_key, server_key) = self.creds.keys(self.mech, &salt, iterations)?;
@@ -324,24 +347,23 @@ impl<'a> Conversation<'a> {
 
     /// Checks the server-final message: the server proves it knows the
     /// password too.
-    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), String> {
-        let text =
-            std::str::from_utf8(server_final).map_err(|_| "server-final message is not UTF-8")?;
+    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        use ScramError::Protocol;
+        let text = std::str::from_utf8(server_final)
+            .map_err(|_| Protocol("server-final message is not UTF-8".into()))?;
         let a = attributes(text);
         if let Some(e) = a.get(&'e') {
-            return Err(format!("the server refused: {e}"));
+            return Err(ScramError::Refused(e.to_string()));
         }
         let v = a
             .get(&'v')
-            .ok_or_else(|| format!("server-final message {text:?} has no signature"))?;
+            .ok_or_else(|| Protocol(format!("server-final message {text:?} has no signature")))?;
         let expected = self
             .expected_server_signature
             .as_ref()
-            .ok_or("server-final before client-final")?;
+            .ok_or_else(|| Protocol("server-final before client-final".into()))?;
         if unb64(v)? != *expected {
-            return Err(
-                "the server's signature does not match: not the server that holds this user".into(),
-            );
+            return Err(ScramError::ServerSignature);
         }
         Ok(())
     }

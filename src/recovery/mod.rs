@@ -130,6 +130,19 @@ pub fn probe_name(pb: &Playbook, inv: &Inventory) -> Option<(String, &'static st
         .map(|n| (n, "the inventory"))
 }
 
+/// The adaptive DNS budget's probe name does not resolve: the run stops
+/// before anything is restarted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the adaptive DNS budget's probe name {name:?} (from {from}) does not resolve: {reason}; set dns.probe_name to a name the fleet's resolver answers, or dns.adaptive = false")]
+pub struct ProbeNameError {
+    /// The name.
+    pub name: String,
+    /// Where it came from (`dns.probe_name`, a container's DNS name).
+    pub from: &'static str,
+    /// What the resolver said.
+    pub reason: String,
+}
+
 /// The adaptive budget's probe, on by default: probe queries for
 /// [`probe_name`] through rekindle's resolver, and the resolver's counters
 /// when the playbook names them. Static pacing only when the playbook says
@@ -141,7 +154,7 @@ pub async fn dns_probe(
     inv: &Inventory,
     no_pacing: bool,
     resolver: Option<&CachedResolver>,
-) -> Result<Option<Arc<dyn DnsProbe>>, String> {
+) -> Result<Option<Arc<dyn DnsProbe>>, ProbeNameError> {
     if no_pacing || !pb.dns.adaptive {
         return Ok(None);
     }
@@ -154,9 +167,11 @@ pub async fn dns_probe(
         return Ok(None);
     };
     if let Err(e) = resolver.lookup(&name).await {
-        return Err(format!(
-            "the adaptive DNS budget's probe name {name:?} (from {from}) does not resolve: {e}; set dns.probe_name to a name the fleet's resolver answers, or dns.adaptive = false"
-        ));
+        return Err(ProbeNameError {
+            name,
+            from,
+            reason: e.to_string(),
+        });
     }
     let counter = pb
         .dns

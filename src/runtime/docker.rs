@@ -12,6 +12,7 @@ use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, Runti
 use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
 use crate::model::{Container, ContainerState, Health, Labels};
+use crate::retry::{retry, Backoff, Failed};
 use crate::rng::SplitMix64;
 use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
 use bollard::query_parameters::{
@@ -154,6 +155,13 @@ fn authority(url: &str) -> &str {
 /// calls are a few KiB (headers, an inspect); longer ones are read through
 /// it in turns.
 const READ_BUF: usize = 4096;
+
+/// Calls that may be tried again: three attempts, 50–100 ms, then
+/// 100–200 ms between them (jittered).
+const CALL_BACKOFF: Backoff = Backoff {
+    attempts: 3,
+    first: Duration::from_millis(100),
+};
 
 /// How long an idle pooled connection stays open.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -455,14 +463,15 @@ pub struct DockerRuntime {
     notes: Mutex<HashMap<String, String>>,
     /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
     /// was built; the error says why they could not be.
-    credentials: Option<Result<Arc<crate::health::scram::Credentials>, String>>,
+    credentials:
+        Option<Result<Arc<crate::health::scram::Credentials>, crate::health::scram::ScramError>>,
     /// Whether each inspected container's image has a HEALTHCHECK.
     healthcheck: Mutex<HashMap<String, bool>>,
     /// Each restarted container's new process as its start confirmed it,
     /// for the Docker gate to read the events stream instead of inspecting.
     started: Mutex<HashMap<String, Started>>,
     /// TLS for the MongoDB gates (`[mongo.tls]`), built once.
-    tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    tls: Option<Result<Arc<rustls::ClientConfig>, crate::health::mongo::TlsFileError>>,
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
@@ -737,23 +746,16 @@ impl DockerRuntime {
         F: Fn(Docker) -> Fut,
         Fut: Future<Output = Result<T, bollard::errors::Error>>,
     {
-        let attempts = if idempotent { 3 } else { 1 };
-        let mut last = None;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                self.pause_before_retry(attempt).await;
-            }
-            match self.call_once(c, op, limit, fenced, &f).await {
-                Ok(v) => return Ok(v),
-                Err((err, again)) => {
-                    last = Some(err);
-                    if !again {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        let b = Backoff {
+            attempts: if idempotent { 3 } else { 1 },
+            ..CALL_BACKOFF
+        };
+        retry(&b, Some(&self.jitter), |_| async {
+            self.call_once(c, op, limit, fenced, &f)
+                .await
+                .map_err(|(e, again)| Failed::new(e, again))
+        })
+        .await
     }
 
     /// One attempt of a call; `Err` says whether trying again may help.
@@ -806,14 +808,6 @@ impl DockerRuntime {
                 true,
             )),
         }
-    }
-
-    /// Backoff with jitter before retry `attempt` (1, 2, …): 50–100 ms,
-    /// then 100–200 ms, …
-    async fn pause_before_retry(&self, attempt: i32) {
-        let cap = 0.1 * 2f64.powi(attempt - 1);
-        let d = self.jitter.lock().unwrap().uniform(cap / 2.0, cap);
-        tokio::time::sleep(Duration::from_secs_f64(d)).await;
     }
 
     async fn inspect_full(&self, c: &Container) -> Result<ContainerInspectResponse, RuntimeError> {
@@ -1463,31 +1457,28 @@ impl ContainerRuntime for DockerRuntime {
             }
             gen
         });
-        let mut attempt = 0;
-        loop {
-            match self
-                .call_once(c, "start", self.timeouts.restart, false, &start)
-                .await
-            {
-                Ok(()) => break,
-                Err((e, again)) => {
-                    if !again || attempt == 2 {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    self.pause_before_retry(attempt).await;
+        // A start is not sent twice for one failure that may have acted:
+        // before another attempt, an inspect shows whether it did.
+        retry(&CALL_BACKOFF, Some(&self.jitter), |attempt| {
+            let start = &start;
+            async move {
+                if attempt > 1 {
                     match self.inspect(c).await {
                         Ok(now)
                             if now.started_at != started_before && !now.started_at.is_empty() =>
                         {
-                            break
+                            return Ok(())
                         }
-                        Ok(_) => continue,
-                        Err(_) => return Err(e),
+                        Ok(_) => {}
+                        Err(e) => return Err(Failed::Final(e)),
                     }
                 }
+                self.call_once(c, "start", self.timeouts.restart, false, start)
+                    .await
+                    .map_err(|(e, again)| Failed::new(e, again))
             }
-        }
+        })
+        .await?;
         // The call returned; confirm the process really started anew: the
         // host's stream says so, or else an inspect.
         let has_health = self.healthcheck.lock().unwrap().get(&c.id).copied();
