@@ -132,7 +132,7 @@ impl Notifier {
             .filter(|(h, _)| h.events.iter().any(|e| e == note.kind))
         {
             if let Err(e) = tx.try_send(note.clone()) {
-                tracing::warn!(url = %hook.url.text, kind = note.kind, error = %e, "webhook queue full: note dropped");
+                tracing::warn!(url = %hook.url.shown(), kind = note.kind, error = %e, "webhook queue full: note dropped");
             }
         }
     }
@@ -159,8 +159,8 @@ async fn deliver(hook: &Hook, note: &Note) {
     })
     .await;
     let Err(last) = delivered else {
-        tracing::debug!(url = %hook.url.text, kind = note.kind, "webhook delivered");
+        tracing::debug!(url = %hook.url.shown(), kind = note.kind, "webhook delivered");
         return;
     };
-    tracing::warn!(url = %hook.url.text, kind = note.kind, error = %last, "webhook not delivered after {} attempts", DELIVERY.attempts);
+    tracing::warn!(url = %hook.url.shown(), kind = note.kind, error = %last, "webhook not delivered after {} attempts", DELIVERY.attempts);
 }

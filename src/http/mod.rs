@@ -2,7 +2,9 @@
 //! over HTTP: the `rekindle runs` commands talking to a daemon (`http://`
 //! or `unix:/path/to.sock`) and the daemon's webhooks (`http://` or
 //! `https://`, verified against the system's roots). One connection per
-//! request and a deadline on each; it never retries on its own.
+//! request and a deadline on each; it never retries on its own. URLs are
+//! parsed by the `url` crate and shown only as scheme, host and port
+//! ([`Url::shown`]): a webhook's path or query may be its secret.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,7 +20,7 @@ pub enum HttpError {
     /// The URL does not parse.
     #[error("{url}: {reason}")]
     BadUrl {
-        /// The text given as a URL.
+        /// The URL as shown ([`Url::shown`]: no path, query or credentials).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -26,7 +28,7 @@ pub enum HttpError {
     /// The connection (or its TLS handshake) failed.
     #[error("{url}: cannot connect: {reason}")]
     Connect {
-        /// The URL called.
+        /// The URL called, as shown ([`Url::shown`]).
         url: String,
         /// What the connection said.
         reason: String,
@@ -34,7 +36,7 @@ pub enum HttpError {
     /// The request or the response failed mid-way.
     #[error("{url}: {reason}")]
     Exchange {
-        /// The URL called.
+        /// The URL called, as shown ([`Url::shown`]).
         url: String,
         /// What went wrong.
         reason: String,
@@ -42,7 +44,7 @@ pub enum HttpError {
     /// No complete response before the deadline.
     #[error("{url}: no answer within {after:?}")]
     Timeout {
-        /// The URL called.
+        /// The URL called, as shown ([`Url::shown`]).
         url: String,
         /// The deadline.
         after: Duration,
@@ -65,22 +67,33 @@ pub enum Target {
     Unix(PathBuf),
 }
 
-/// A parsed base URL: the server and a path prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed base URL: the server, a path prefix and a query. Parsed by the
+/// `url` crate (WHATWG rules: IPv6 literals, percent-encoding, default
+/// ports). A webhook's URL often holds its secret in the path or query, so
+/// the URL is never shown whole: errors and logs use [`Url::shown`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Url {
-    /// The URL as given.
-    pub text: String,
     /// The server.
     pub target: Target,
     /// The path prefix, without a trailing `/` (empty for none).
     pub path: String,
+    /// The query, without its `?`, sent with every request.
+    pub query: Option<String>,
+    shown: String,
+}
+
+impl std::fmt::Debug for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
 }
 
 impl Url {
-    /// `http://host[:port][/path]`, `https://…`, or `unix:/path/to.sock`.
+    /// `http://host[:port][/path][?query]`, `https://…`, or
+    /// `unix:/path/to.sock`.
     pub fn parse(text: &str) -> Result<Url, HttpError> {
         let bad = |reason: &str| HttpError::BadUrl {
-            url: text.to_string(),
+            url: shown_of_text(text),
             reason: reason.to_string(),
         };
         if let Some(p) = text.strip_prefix("unix:") {
@@ -88,52 +101,81 @@ impl Url {
                 return Err(bad("expected unix:/path/to.sock"));
             }
             return Ok(Url {
-                text: text.to_string(),
                 target: Target::Unix(PathBuf::from(p)),
                 path: String::new(),
+                query: None,
+                shown: text.to_string(),
             });
         }
-        let (tls, rest, default_port) = if let Some(r) = text.strip_prefix("http://") {
-            (false, r, 80)
-        } else if let Some(r) = text.strip_prefix("https://") {
-            (true, r, 443)
-        } else {
-            return Err(bad("expected http://, https:// or unix:"));
+        let u = url::Url::parse(text).map_err(|e| match e {
+            url::ParseError::InvalidPort => bad("the port is not a number"),
+            e => bad(&e.to_string()),
+        })?;
+        let tls = match u.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(bad("expected http://, https:// or unix:")),
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/').to_string()),
-            None => (rest, String::new()),
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(bad(
+                "credentials in the URL are not supported: put a token in the path or query",
+            ));
+        }
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(bad("no host")),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                match p.parse::<u16>() {
-                    Ok(p) => (h, p),
-                    Err(_) => return Err(bad("the port is not a number")),
-                }
-            }
-            _ => (authority, default_port),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad("no host"));
+        let port = u
+            .port_or_known_default()
+            .expect("http and https have default ports");
+        let path = u.path().trim_end_matches('/').to_string();
+        let query = u.query().map(str::to_string);
+        let mut shown = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
+        if let Some(p) = u.port() {
+            shown += &format!(":{p}");
+        }
+        if !path.is_empty() || query.is_some() {
+            shown += "/…";
         }
         Ok(Url {
-            text: text.to_string(),
-            target: Target::Tcp {
-                host: host.to_string(),
-                port,
-                tls,
-            },
+            target: Target::Tcp { host, port, tls },
             path,
+            query,
+            shown,
         })
+    }
+
+    /// The URL as errors and logs show it: scheme, host and port, with
+    /// any path or query (where a webhook keeps its secret) as `/…`.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     fn host_header(&self) -> String {
         match &self.target {
+            Target::Tcp { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
             Target::Tcp { host, port, .. } => format!("{host}:{port}"),
             Target::Unix(_) => "localhost".into(),
         }
     }
+}
+
+/// What an unparsed URL shows in an error: its scheme and host, nothing
+/// after them, no credentials.
+fn shown_of_text(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return "the URL".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let more = if rest.len() > authority.len() {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{more}")
 }
 
 /// A response whose body has been read whole.
@@ -204,7 +246,7 @@ pub async fn send(url: &Url, req: Request<'_>, timeout: Duration) -> Result<Resp
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| HttpError::Timeout {
-            url: url.text.clone(),
+            url: url.shown.clone(),
             after: timeout,
         })?
 }
@@ -219,29 +261,31 @@ pub async fn stream(
     tokio::time::timeout(timeout, open(url, req))
         .await
         .map_err(|_| HttpError::Timeout {
-            url: url.text.clone(),
+            url: url.shown.clone(),
             after: timeout,
         })?
 }
 
 fn exchange(url: &Url, e: impl std::fmt::Display) -> HttpError {
     HttpError::Exchange {
-        url: url.text.clone(),
+        url: url.shown.clone(),
         reason: e.to_string(),
     }
 }
 
 async fn open(url: &Url, req: Request<'_>) -> Result<hyper::Response<Incoming>, HttpError> {
     let connect = |e: std::io::Error| HttpError::Connect {
-        url: url.text.clone(),
+        url: url.shown.clone(),
         reason: e.to_string(),
     };
-    let path = format!("{}{}", url.path, req.path);
-    let path = if path.is_empty() {
-        "/".to_string()
-    } else {
-        path
-    };
+    let mut path = format!("{}{}", url.path, req.path);
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = &url.query {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(q);
+    }
     let mut b = hyper::Request::builder()
         .method(req.method)
         .uri(path)
@@ -464,6 +508,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("port is not a number"));
+    }
+
+    #[test]
+    fn a_webhooks_secret_path_and_query_never_show() {
+        let u = Url::parse("https://hooks.example.com/services/T0/B0/s3cr3t?token=s3cr3t").unwrap();
+        assert_eq!(u.path, "/services/T0/B0/s3cr3t");
+        assert_eq!(u.query.as_deref(), Some("token=s3cr3t"));
+        assert_eq!(u.shown(), "https://hooks.example.com/…");
+        assert!(!format!("{u:?}").contains("s3cr3t"));
+        let e = Url::parse("https://user:s3cr3t@hooks.example.com/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credentials") && !e.contains("s3cr3t"), "{e}");
+        let e = Url::parse("https://hooks.example.com:99999/s3cr3t")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert_eq!(
+            Url::parse("http://h:8080").unwrap().shown(),
+            "http://h:8080"
+        );
     }
 
     #[test]
