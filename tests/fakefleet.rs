@@ -836,7 +836,7 @@ async fn fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reac
         rekindle::config::Playbook::parse(&rekindle::source::SourceText::new("fenced.toml", text))
             .unwrap();
     let hosts = DockerHosts::connect(&pb).await;
-    let inv = rekindle::inventory::docker::discover(&pb, &hosts)
+    let inv = rekindle::runtime::docker::discover::discover(&pb, &hosts)
         .await
         .unwrap();
     let mut rt = DockerRuntime::from_hosts(&pb, hosts);

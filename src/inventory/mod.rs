@@ -3,7 +3,6 @@
 //! [`crate::model::Inventory`]; once loaded, an inventory is never
 //! refreshed behind the planner's back.
 
-pub mod docker;
 pub mod file;
 
 use crate::config::Playbook;
@@ -32,7 +31,7 @@ pub enum InventoryError {
     Source(#[from] SourceError),
     /// Docker discovery refused to go on.
     #[error(transparent)]
-    Docker(#[from] docker::DiscoveryError),
+    Docker(#[from] crate::runtime::docker::discover::DiscoveryError),
 }
 
 impl InventorySource {
@@ -44,7 +43,9 @@ impl InventorySource {
         hosts: &crate::runtime::docker::DockerHosts,
     ) -> Result<Inventory, InventoryError> {
         match self {
-            InventorySource::Docker => Ok(docker::discover(playbook, hosts).await?),
+            InventorySource::Docker => {
+                Ok(crate::runtime::docker::discover::discover(playbook, hosts).await?)
+            }
             other => other.load(playbook).await,
         }
     }
@@ -55,7 +56,7 @@ impl InventorySource {
         match self {
             InventorySource::Docker => {
                 let hosts = crate::runtime::docker::DockerHosts::connect(playbook).await;
-                Ok(docker::discover(playbook, &hosts).await?)
+                Ok(crate::runtime::docker::discover::discover(playbook, &hosts).await?)
             }
             InventorySource::File(path) => Ok(file::load(path)?),
             InventorySource::Scenario(path) => Ok(Scenario::load(path)?.fleet().into_inventory()),

@@ -5,7 +5,6 @@
 //! knows which one it has.
 
 pub mod docker;
-pub mod fenced;
 
 use crate::config::HealthCheck;
 use crate::model::{Container, ContainerState, Health};

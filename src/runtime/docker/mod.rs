@@ -1,13 +1,20 @@
-//! The Docker side of [`ContainerRuntime`], through bollard: one client per
-//! host entry, every host at once. Each host gets a cap on concurrent API
-//! calls (bollard keeps no connection pool and sets no limit), every call a
-//! timeout, and only calls that are safe to repeat (inspect, list, stop and
-//! start, which answer 304 when already done) are retried here. A restart is
-//! a stop then a start; it is confirmed by the container's start time
-//! moving, never by the call returning. This module never decides what to
-//! restart or when: that is the engine's.
+//! The Docker adapter: the [`ContainerRuntime`] and discovery
+//! ([`discover`]) over one client per host, built once per run
+//! ([`DockerHosts`]) and shared by both. Plain-TCP and TLS hosts get a
+//! hyper connection pool behind bollard (`limits.connections_per_host`
+//! idle connections and slots for short calls; stops and starts hold one
+//! each), whose connections ask the run's fence before they write a stop
+//! ([`fenced`]). Each host's events stream confirms starts and carries
+//! health, with inspect as the fallback (docs/scale.md). Every call has a
+//! timeout, and only calls that are safe to repeat (inspect, list, stop
+//! and start, which answer 304 when already done) are retried here
+//! ([`crate::retry`]). A restart is a stop then a start; it is confirmed by
+//! the container's start time moving, never by the call returning. This
+//! module never decides what to restart or when: that is the engine's.
 
-use super::fenced::{FenceSlot, FencedConnector};
+pub mod discover;
+pub mod fenced;
+
 use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
 use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
@@ -19,6 +26,7 @@ use bollard::query_parameters::{
     EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
+use fenced::{FenceSlot, FencedConnector};
 use futures_util::StreamExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::{BTreeMap, HashMap};
@@ -795,7 +803,7 @@ impl DockerRuntime {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 // A write the connection refused (the fence) is final.
-                let again = transient(&e) && !super::fenced::is_fenced(&e);
+                let again = transient(&e) && !fenced::is_fenced(&e);
                 Err((classify(c, op, e), again))
             }
             Err(_) => Err((
@@ -1201,7 +1209,7 @@ pub fn transient(e: &bollard::errors::Error) -> bool {
 
 fn classify(c: &Container, op: &'static str, e: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
-    if super::fenced::is_fenced(&e) {
+    if fenced::is_fenced(&e) {
         return RuntimeError::Fenced {
             host: c.host.clone(),
             container: c.name.clone(),

@@ -3,14 +3,23 @@
 //! is fatal only when the playbook says `on_unreachable = "fail"`. Read-only:
 //! discovery never changes a container.
 
+use super::{host_label_filters, summary_to_container, transient, with_causes, DockerHosts};
 use crate::config::{HostSpec, OnUnreachable, Playbook};
 use crate::model::{Container, HostReport, Inventory};
-use crate::runtime::docker::{host_label_filters, summary_to_container, DockerHosts};
+use crate::retry::{retry, Backoff, Failed};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use thiserror::Error;
+
+/// A list is a read: an error status of the server's (5xx) or a lost
+/// connection is tried again, twice (200 ms, then 400 ms), before the host
+/// counts as unreachable (one 500 must not take a host out of the plan).
+const LIST_BACKOFF: Backoff = Backoff {
+    attempts: 3,
+    first: Duration::from_millis(200),
+};
 
 /// Why discovery refused to go on.
 #[derive(Debug, Error)]
@@ -100,20 +109,13 @@ async fn list_host(
                 filters: Some(filters),
                 ..Default::default()
             };
-            // A read: an error status of the server's (5xx) or a lost
-            // connection is tried again, twice, before the host counts as
-            // unreachable (one 500 must not take a host out of the plan).
-            let mut attempt = 0;
-            let list = loop {
-                match docker.list_containers(Some(opts.clone())).await {
-                    Ok(list) => break list,
-                    Err(e) if attempt < 2 && crate::runtime::docker::transient(&e) => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                    }
-                    Err(e) => return Err(crate::runtime::docker::with_causes(&e)),
-                }
-            };
+            let list = retry(&LIST_BACKOFF, None, |_| async {
+                docker
+                    .list_containers(Some(opts.clone()))
+                    .await
+                    .map_err(|e| Failed::new(with_causes(&e), transient(&e)))
+            })
+            .await?;
             for s in list {
                 let Some(c) = summary_to_container(spec, s) else {
                     continue;

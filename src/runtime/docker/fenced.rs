@@ -18,7 +18,7 @@
 //! which hyper writes at the start of a write: HTTP/1.1 carries one request
 //! at a time on a connection.
 
-use super::Fence;
+use crate::runtime::Fence;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
