@@ -349,6 +349,25 @@ struct Heard {
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
+impl Heard {
+    /// What the stream last said of container `id` (nothing: all zero).
+    fn said_of(&self, id: &str) -> Said {
+        self.said
+            .lock()
+            .unwrap()
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether the stream has missed nothing since generation `gen` (a
+    /// start sent while it was `gen`): it is up and still the same.
+    fn unbroken_since(&self, gen: u64) -> bool {
+        let now = self.gen.load(std::sync::atomic::Ordering::Acquire);
+        now != 0 && now == gen
+    }
+}
+
 /// The last health and death a stream reported for one container, with
 /// their event times (the host's clock, nanoseconds since the epoch).
 #[derive(Debug, Clone, Copy, Default)]
@@ -630,21 +649,14 @@ impl DockerRuntime {
     /// within milliseconds of it), heard while the stream stayed the one
     /// of generation `gen`. Waits up to a second for it; `None`: inspect.
     async fn heard_start(&self, c: &Container, gen: u64, before_ns: u64) -> Option<u64> {
-        use std::sync::atomic::Ordering;
         let host = self.hosts.get(&c.host)?;
         let waiter = host.heard.waiters.lock().unwrap().get(&c.id).cloned()?;
         let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
-            if host.heard.gen.load(Ordering::Acquire) != gen {
+            if !host.heard.unbroken_since(gen) {
                 return None;
             }
-            let start_ns = host
-                .heard
-                .said
-                .lock()
-                .unwrap()
-                .get(&c.id)
-                .map_or(0, |s| s.start_ns);
+            let start_ns = host.heard.said_of(&c.id).start_ns;
             if start_ns > before_ns.saturating_add(1_000_000_000) {
                 return Some(start_ns);
             }
@@ -665,26 +677,17 @@ impl DockerRuntime {
     /// process died since, or [`HEARD_RECHECK`] passed since the last
     /// inspect.
     fn heard_health(&self, c: &Container) -> Option<Health> {
-        use std::sync::atomic::Ordering;
         let host = self.hosts.get(&c.host)?;
         let mut started = self.started.lock().unwrap();
         let st = started.get_mut(&c.id)?;
-        let gen = host.heard.gen.load(Ordering::Acquire);
-        if gen == 0 || gen != st.gen {
+        if !host.heard.unbroken_since(st.gen) {
             return None;
         }
         let now = tokio::time::Instant::now();
         if now.duration_since(st.checked) >= HEARD_RECHECK {
             return None;
         }
-        let said = host
-            .heard
-            .said
-            .lock()
-            .unwrap()
-            .get(&c.id)
-            .copied()
-            .unwrap_or_default();
+        let said = host.heard.said_of(&c.id);
         if said.died_ns >= st.ns {
             return None;
         }
@@ -1688,13 +1691,12 @@ impl ContainerRuntime for DockerRuntime {
         // Only while the stream has missed nothing of this process: else
         // probe every interval.
         let waiter = self.hosts.get(&c.host).and_then(|h| {
-            let gen = h.heard.gen.load(std::sync::atomic::Ordering::Acquire);
             let live = self
                 .started
                 .lock()
                 .unwrap()
                 .get(&c.id)
-                .is_some_and(|st| gen != 0 && st.gen == gen);
+                .is_some_and(|st| h.heard.unbroken_since(st.gen));
             live.then(|| h.heard.waiters.lock().unwrap().get(&c.id).cloned())
                 .flatten()
         });
