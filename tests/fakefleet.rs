@@ -32,6 +32,17 @@ const REALPATH_4K: &str = concat!(
     "/benches/scenarios/realpath-4k.toml"
 );
 
+/// The smoke scenario's fake fleet, its zone served by a real unbound, in
+/// a temporary folder. Bound in this order, they drop in reverse: the
+/// fleet first, unbound last.
+fn smoke_fleet() -> (Scenario, Unbound, tempfile::TempDir, FakeFleet) {
+    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    (scenario, unbound, dir, ff)
+}
+
 /// Polls `f` every 100 ms until it holds or `limit` passes.
 async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -67,11 +78,8 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     ) {
         return;
     }
-    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
+    let (scenario, unbound, _dir, ff) = smoke_fleet();
     let fleet_model = scenario.fleet();
-    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
-    let dir = tempfile::tempdir().unwrap();
-    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
     assert_eq!(ff.hosts.len(), scenario.hosts as usize);
 
     // A config server and what its host holds of its cluster's config servers.
@@ -463,10 +471,7 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
     if !unbound_available("fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once") {
         return;
     }
-    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
-    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
-    let dir = tempfile::tempdir().unwrap();
-    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    let (scenario, unbound, dir, ff) = smoke_fleet();
     let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
     let (ran, stats) = run_to_success(&ff, dir.path(), &text);
     let n = scenario.total_containers();
@@ -827,10 +832,7 @@ async fn fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reac
     ) {
         return;
     }
-    let scenario = Scenario::load(Path::new(SMOKE)).unwrap();
-    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
-    let dir = tempfile::tempdir().unwrap();
-    let ff = FakeFleet::start(Path::new(SMOKE), &unbound.addr(), dir.path());
+    let (scenario, _unbound, _dir, ff) = smoke_fleet();
     let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
     let pb =
         rekindle::config::Playbook::parse(&rekindle::source::SourceText::new("fenced.toml", text))
