@@ -41,6 +41,10 @@ impl ApiError {
     fn bad_request(msg: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, msg)
     }
+
+    fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, msg)
+    }
 }
 
 impl From<Refusal> for ApiError {
@@ -65,10 +69,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
     }
-}
-
-fn err(code: StatusCode, msg: impl Into<String>) -> Response {
-    ApiError::new(code, msg).into_response()
 }
 
 /// The caller of a mutating call, from its `Authorization: Bearer` header.
@@ -136,11 +136,12 @@ async fn list_runs(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
     Json(json!({ "runs": runs }))
 }
 
-async fn get_run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Response {
-    match d.find(&id) {
-        Some(r) => Json(view_of(&r)).into_response(),
-        None => err(StatusCode::NOT_FOUND, format!("no run {id:?}")),
-    }
+async fn get_run(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let run = d.run(&id)?;
+    Ok(Json(view_of(&run)))
 }
 
 #[derive(Deserialize)]
@@ -155,30 +156,25 @@ async fn run_report(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
     query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Ok(axum::extract::Query(q)) = query else {
-        return err(StatusCode::BAD_REQUEST, "format: expected html, json or md");
+        return Err(ApiError::bad_request("format: expected html, json or md"));
     };
     let (file, content_type) = match q.format.as_deref().unwrap_or("html") {
         "html" => ("timeline.html", "text/html; charset=utf-8"),
         "json" => ("timeline.json", "application/json"),
         "md" => ("timeline.md", "text/markdown; charset=utf-8"),
         other => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("format: expected html, json or md, found {other:?}"),
-            )
+            return Err(ApiError::bad_request(format!(
+                "format: expected html, json or md, found {other:?}"
+            )))
         }
     };
-    let Some(run) = d.find(&id) else {
-        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
-    };
+    let run = d.run(&id)?;
     match tokio::fs::read(d.report_path(&run, file)).await {
-        Ok(bytes) => ([("content-type", content_type)], bytes).into_response(),
-        Err(_) if !run.ended() => err(StatusCode::NOT_FOUND, format!("run {id} has not ended: its report is written when it does")),
-        Err(_) => {
-            err(StatusCode::NOT_FOUND, format!("run {id} has no report (plans, runs that failed before the engine started, and runs ended before reports existed have none)"))
-        }
+        Ok(bytes) => Ok(([("content-type", content_type)], bytes).into_response()),
+        Err(_) if !run.ended() => Err(ApiError::not_found(format!("run {id} has not ended: its report is written when it does"))),
+        Err(_) => Err(ApiError::not_found(format!("run {id} has no report (plans, runs that failed before the engine started, and runs ended before reports existed have none)"))),
     }
 }
 
@@ -223,11 +219,9 @@ async fn run_events(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-    let Some(run) = d.find(&id) else {
-        return err(StatusCode::NOT_FOUND, format!("no run {id:?}"));
-    };
+    let run = d.run(&id)?;
     let after: u64 = match headers
         .get("last-event-id")
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse().ok()))
@@ -235,10 +229,9 @@ async fn run_events(
         None => 0,
         Some(Some(n)) => n,
         Some(None) => {
-            return err(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "Last-Event-ID: expected the number of an event",
-            )
+            ))
         }
     };
     let rx = run.seq.subscribe();
@@ -274,9 +267,9 @@ async fn run_events(
             }
         },
     );
-    Sse::new(stream)
+    Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 /// PATCH a running run: a new DNS budget ceiling or restart rate.

@@ -408,6 +408,12 @@ impl Daemon {
         }
     }
 
+    /// The run `id`; a refusal naming it when the daemon does not know it.
+    pub fn run(&self, id: &str) -> Result<Arc<Run>, Refusal> {
+        self.find(id)
+            .ok_or_else(|| Refusal::NotFound(format!("no run {id:?}")))
+    }
+
     /// The run `id`, if the daemon knows it.
     pub fn find(&self, id: &str) -> Option<Arc<Run>> {
         self.runs
@@ -648,9 +654,7 @@ impl Daemon {
         reason: &str,
     ) -> Result<Arc<Run>, Refusal> {
         use Refusal::Conflict;
-        let run = self
-            .find(id)
-            .ok_or_else(|| Refusal::NotFound(format!("no run {id:?}")))?;
+        let run = self.run(id)?;
         let state = run.state();
         if !state.active() {
             return Err(Conflict(format!("run {id} has ended ({})", state.name())));
@@ -721,9 +725,7 @@ impl Daemon {
                 "expected dns_budget_qps and/or restart_rate".into(),
             ));
         }
-        let run = self
-            .find(id)
-            .ok_or_else(|| Refusal::NotFound(format!("no run {id:?}")))?;
+        let run = self.run(id)?;
         if run.ended() {
             return Err(Conflict(format!("run {id} has ended")));
         }
