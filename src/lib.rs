@@ -55,6 +55,7 @@ pub mod inventory;
 pub mod journal;
 pub mod model;
 pub mod plan;
+pub mod probe;
 pub mod recovery;
 pub mod rehearse;
 pub mod report;

@@ -14,6 +14,7 @@ use crate::engine::{fingerprint, Engine, EngineError, Event, Handle, Outcome};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::model::Inventory;
 use crate::plan::Plan;
+use crate::probe::HealthProbe;
 use crate::report::Collector;
 use crate::runtime::ContainerRuntime;
 use std::path::{Path, PathBuf};
@@ -49,9 +50,11 @@ pub struct JournalSpec {
 }
 
 /// What a session runs: the plan, and what it is plugged into.
-pub struct Session<R> {
+pub struct Session<R, P> {
     /// The containers it restarts through.
-    pub runtime: R,
+    pub runtime: Arc<R>,
+    /// The health gate's probe (over the same containers).
+    pub health: P,
     /// The playbook.
     pub playbook: Arc<Playbook>,
     /// The fleet as discovered.
@@ -61,7 +64,7 @@ pub struct Session<R> {
     /// Where the journal lives and how it is opened.
     pub journal: JournalSpec,
     /// The adaptive DNS budget's probe; `None` paces at the static budget.
-    pub probe: Option<Arc<dyn DnsProbe>>,
+    pub dns_probe: Option<Arc<dyn DnsProbe>>,
     /// Pace nothing (`run --no-pacing`): the budget and the restart rate
     /// are lifted before the first restart.
     pub no_pacing: bool,
@@ -195,22 +198,23 @@ pub fn check_new(path: &Path, playbook: &str) -> Result<(), JournalError> {
 }
 
 /// Prepares and executes one run to its end.
-pub async fn run<R: ContainerRuntime>(
-    s: Session<R>,
+pub async fn run<R: ContainerRuntime, P: HealthProbe>(
+    s: Session<R, P>,
     obs: &mut dyn Observer,
 ) -> Result<Finished, SessionError> {
     let (journal, replay) =
         open_replicated(&s.journal, &s.playbook, &s.inventory, &s.plan, s.replica)?;
     let resumed = replay.continues_a_run();
     let mut engine = Engine::new(
-        Arc::new(s.runtime),
+        s.runtime,
+        s.health,
         s.playbook,
         s.inventory,
         s.plan,
         journal,
         replay,
     );
-    if let Some(p) = s.probe {
+    if let Some(p) = s.dns_probe {
         engine = engine.with_dns_probe(p);
     }
     let handle = engine.handle();

@@ -10,7 +10,7 @@ use rekindle::journal::{Journal, Record, Replay};
 use rekindle::model::Inventory;
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
-use rekindle::sim::{SimFleet, SimRuntime};
+use rekindle::sim::{SimFleet, SimProbe, SimRuntime};
 use rekindle::source::SourceText;
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,9 +77,10 @@ fn new_journal(s: &Setup, path: &Path) -> Journal {
     .unwrap()
 }
 
-fn engine(s: &Setup, journal: Journal, replay: Replay) -> Engine<SimRuntime> {
+fn engine(s: &Setup, journal: Journal, replay: Replay) -> Engine<SimRuntime, SimProbe> {
     Engine::new(
         Arc::new(SimRuntime(s.sim.clone())),
+        SimProbe(s.sim.clone()),
         s.pb.clone(),
         s.inv.clone(),
         s.plan.clone(),
@@ -89,7 +90,9 @@ fn engine(s: &Setup, journal: Journal, replay: Replay) -> Engine<SimRuntime> {
 }
 
 /// Runs to the end, collecting (virtual time, event).
-async fn run_collect(e: Engine<SimRuntime>) -> (rekindle::engine::Outcome, Vec<(f64, Event)>) {
+async fn run_collect(
+    e: Engine<SimRuntime, SimProbe>,
+) -> (rekindle::engine::Outcome, Vec<(f64, Event)>) {
     let mut rx = e.handle().subscribe();
     let start = tokio::time::Instant::now();
     let run = tokio::spawn(e.run());
@@ -292,9 +295,8 @@ impl rekindle::runtime::ContainerRuntime for SlowInspect {
     async fn health(
         &self,
         c: &rekindle::model::Container,
-        check: &rekindle::config::HealthCheck,
     ) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
-        self.sim.health(c, check).await
+        self.sim.health(c).await
     }
     fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {
         self.sim.events()
@@ -316,6 +318,7 @@ fn a_restart_granted_but_not_yet_sent_waits_out_a_pause_and_is_dropped_by_an_abo
             };
             let e = Engine::new(
                 Arc::new(rt),
+                SimProbe(s.sim.clone()),
                 s.pb.clone(),
                 s.inv.clone(),
                 s.plan.clone(),
@@ -518,7 +521,7 @@ proptest! {
 /// replica set of its cluster (a shard the router gate must name), and
 /// each router check's replica sets are kept for the test to read.
 struct Stranded {
-    sim: SimRuntime,
+    probe: SimProbe,
     sets_seen: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
 
@@ -528,44 +531,13 @@ impl Stranded {
     }
 }
 
-impl rekindle::runtime::ContainerRuntime for Stranded {
-    async fn list(
-        &self,
-    ) -> Result<Vec<rekindle::model::Container>, rekindle::runtime::RuntimeError> {
-        self.sim.list().await
-    }
-    async fn inspect(
-        &self,
-        c: &rekindle::model::Container,
-    ) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
-        self.sim.inspect(c).await
-    }
-    async fn stop(
-        &self,
-        c: &rekindle::model::Container,
-    ) -> Result<(), rekindle::runtime::RuntimeError> {
-        self.sim.stop(c).await
-    }
-    async fn start(
-        &self,
-        c: &rekindle::model::Container,
-        before: &str,
-    ) -> Result<(), rekindle::runtime::RuntimeError> {
-        self.sim.start(c, before).await
-    }
-    async fn exec(
-        &self,
-        c: &rekindle::model::Container,
-        cmd: &[String],
-    ) -> Result<i64, rekindle::runtime::RuntimeError> {
-        self.sim.exec(c, cmd).await
-    }
-    async fn health(
+impl rekindle::probe::HealthProbe for Stranded {
+    async fn check(
         &self,
         c: &rekindle::model::Container,
         check: &rekindle::config::HealthCheck,
-    ) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
-        let h = self.sim.health(c, check).await?;
+    ) -> Result<rekindle::probe::Probed, rekindle::runtime::RuntimeError> {
+        let p = self.probe.check(c, check).await?;
         if let rekindle::config::HealthKind::Mongos { sets, .. } = &check.kind {
             self.sets_seen
                 .lock()
@@ -573,21 +545,18 @@ impl rekindle::runtime::ContainerRuntime for Stranded {
                 .insert(c.name.clone(), sets.clone());
         }
         Ok(
-            if Stranded::router(c) && h == rekindle::model::Health::Healthy {
-                rekindle::model::Health::Unhealthy
+            if Stranded::router(c) && p.health == rekindle::model::Health::Healthy {
+                let cluster = c.name.split("-mongos-").next().unwrap();
+                rekindle::probe::Probed {
+                    health: rekindle::model::Health::Unhealthy,
+                    note: Some(format!(
+                        "mongos at 10.0.0.1:27017 cannot reach {cluster}-rs01 (no primary reachable)"
+                    )),
+                }
             } else {
-                h
+                p
             },
         )
-    }
-    fn probe_note(&self, c: &rekindle::model::Container) -> Option<String> {
-        Stranded::router(c).then(|| {
-            let cluster = c.name.split("-mongos-").next().unwrap();
-            format!("mongos at 10.0.0.1:27017 cannot reach {cluster}-rs01 (no primary reachable)")
-        })
-    }
-    fn events(&self) -> tokio::sync::broadcast::Receiver<rekindle::runtime::RuntimeEvent> {
-        self.sim.events()
     }
 }
 
@@ -605,12 +574,13 @@ fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_
             rekindle::config::HealthKind::Mongos { .. }
         ));
         let dir = tempfile::tempdir().unwrap();
-        let rt = Arc::new(Stranded {
-            sim: SimRuntime(s.sim.clone()),
+        let probe = Arc::new(Stranded {
+            probe: SimProbe(s.sim.clone()),
             sets_seen: Default::default(),
         });
         let e = Engine::new(
-            rt.clone(),
+            Arc::new(SimRuntime(s.sim.clone())),
+            probe.clone(),
             s.pb.clone(),
             s.inv.clone(),
             s.plan.clone(),
@@ -661,7 +631,7 @@ fn a_router_that_never_reaches_a_shard_is_restarted_stuck_rerestarts_times_then_
         }
         // The gate was asked about every replica set of the router's
         // cluster, from the inventory's replset labels.
-        let seen = rt.sets_seen.lock().unwrap();
+        let seen = probe.sets_seen.lock().unwrap();
         for r in &routers {
             let cluster = r.labels.get("db.cluster").unwrap();
             let mut want: Vec<String> = s

@@ -256,6 +256,7 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
             .block_on(async {
                 Engine::new(
                     Arc::new(SimRuntime(sim.clone())),
+                    rekindle::sim::SimProbe(sim.clone()),
                     pb.clone(),
                     inv.clone(),
                     plan.clone(),

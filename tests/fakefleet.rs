@@ -841,7 +841,7 @@ async fn fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reac
     let inv = rekindle::runtime::docker::discover::discover(&pb, &hosts)
         .await
         .unwrap();
-    let mut rt = DockerRuntime::from_hosts(&pb, hosts);
+    let rt = DockerRuntime::from_hosts(&pb, hosts);
     let c = inv.containers[0].clone();
     let before = rt.inspect(&c).await.unwrap();
     rt.set_fence(std::sync::Arc::new(HoldsOnce(0.into())));

@@ -45,7 +45,7 @@ fn playbook(capacity: f64, headroom: f64, adaptive: bool) -> Playbook {
 
 struct Run {
     sim: Arc<SimFleet>,
-    engine: Engine<SimRuntime>,
+    engine: Engine<SimRuntime, rekindle::sim::SimProbe>,
     _dir: tempfile::TempDir,
 }
 
@@ -67,6 +67,7 @@ fn prepare(sc: &Scenario, pb: Playbook, probe: bool) -> Run {
     .unwrap();
     let mut engine = Engine::new(
         Arc::new(SimRuntime(sim.clone())),
+        rekindle::sim::SimProbe(sim.clone()),
         pb,
         inv,
         plan,

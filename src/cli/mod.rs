@@ -315,13 +315,18 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     };
     let mut inventory = inventory;
     let mut plan = Plan::build(&inventory, &playbook)?;
-    let runtime = hosts.map(|h| crate::runtime::docker::DockerRuntime::from_hosts(&playbook, h));
-    if let Some(rt) = runtime
+    let prober = hosts.map(|h| {
+        crate::probe::Prober::docker(
+            &playbook,
+            crate::runtime::docker::DockerRuntime::from_hosts(&playbook, h),
+        )
+    });
+    if let Some(p) = prober
         .as_ref()
         .filter(|_| crate::recovery::steps_down(&playbook))
     {
         // MongoDB's rolling order: each primary last in its set.
-        crate::recovery::mark_primaries(&playbook, &mut inventory, &plan, rt).await;
+        crate::recovery::mark_primaries(&playbook, &mut inventory, &plan, p).await;
         plan = Plan::build(&inventory, &playbook)?;
     }
     {
@@ -333,9 +338,9 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     }
     // What `run` would check before its first restart (the JSON output
     // keeps stdout for the plan: the pre-flight goes to stderr).
-    if let Some(runtime) = runtime {
+    if let Some(prober) = prober {
         let pre =
-            crate::recovery::preflight::preflight(&playbook, &inventory, &plan, &runtime).await;
+            crate::recovery::preflight::preflight(&playbook, &inventory, &plan, &prober).await;
         match args.output {
             Output::Table => {
                 let mut out = std::io::stdout().lock();

@@ -9,6 +9,7 @@ use crate::engine::{Event, Handle, Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::model::Inventory;
 use crate::plan::Plan;
+use crate::probe::Prober;
 use crate::recovery::preflight::preflight;
 use crate::recovery::{
     archive, default_state_dir, dns_probe, journal_path, mark_primaries, steps_down,
@@ -80,17 +81,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut plan = Plan::build(&inventory, &playbook)?;
     // MongoDB's rolling order: ask which member is primary, then cut the
     // plan again with each primary last in its set.
-    let mut runtime = None;
+    let mut prober = None;
     if steps_down(&playbook) {
         let h = match hosts.take() {
             Some(h) => h,
             None => DockerHosts::connect(&playbook).await,
         };
-        let rt = DockerRuntime::from_hosts(&playbook, h);
-        let n = mark_primaries(&playbook, &mut inventory, &plan, &rt).await;
+        let p = Prober::docker(&playbook, DockerRuntime::from_hosts(&playbook, h));
+        let n = mark_primaries(&playbook, &mut inventory, &plan, &p).await;
         eprintln!("rolling order: {n} primaries found; each goes last in its replica set, after a step-down");
         plan = Plan::build(&inventory, &playbook)?;
-        runtime = Some(rt);
+        prober = Some(p);
     }
     {
         // The plan goes where the summary goes; with --output json, stdout
@@ -115,15 +116,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let runtime = match (runtime, hosts) {
-        (Some(rt), _) => rt,
-        (None, Some(h)) => DockerRuntime::from_hosts(&playbook, h),
-        (None, None) => DockerRuntime::from_hosts(&playbook, DockerHosts::connect(&playbook).await),
+    let prober = match (prober, hosts) {
+        (Some(p), _) => p,
+        (None, Some(h)) => Prober::docker(&playbook, DockerRuntime::from_hosts(&playbook, h)),
+        (None, None) => Prober::docker(
+            &playbook,
+            DockerRuntime::from_hosts(&playbook, DockerHosts::connect(&playbook).await),
+        ),
     };
-    let probe = dns_probe(&playbook, &inventory, args.no_pacing, runtime.resolver())
-        .await
-        .map_err(|e| Usage(e.to_string()))?;
-    let pre = preflight(&playbook, &inventory, &plan, &runtime).await;
+    let dns_probe = dns_probe(
+        &playbook,
+        &inventory,
+        args.no_pacing,
+        prober.runtime().resolver(),
+    )
+    .await
+    .map_err(|e| Usage(e.to_string()))?;
+    let pre = preflight(&playbook, &inventory, &plan, &prober).await;
     pre.render(&mut std::io::stderr().lock())?;
     if let Some(failed) = pre.failure() {
         return Err(Usage(failed).into());
@@ -138,7 +147,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let total = plan.containers;
     let session = Session {
-        runtime,
+        runtime: prober.runtime().clone(),
+        health: prober,
         playbook: Arc::new(playbook.clone()),
         inventory: Arc::new(inventory.clone()),
         plan: Arc::new(plan),
@@ -147,7 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             mode,
             durable: true,
         },
-        probe,
+        dns_probe,
         no_pacing: args.no_pacing,
         replica: None,
     };
@@ -252,7 +262,7 @@ impl Observer for Terminal {
 
 /// Runs the session with progress and Ctrl-C handling to its outcome.
 async fn execute(
-    session: Session<DockerRuntime>,
+    session: Session<DockerRuntime, Prober<DockerRuntime>>,
 ) -> anyhow::Result<(Outcome, crate::report::Collector, bool)> {
     // The handlers go in before any progress shows or the engine starts: a
     // Ctrl-C at the first bar must pause the run, not kill the process.

@@ -10,6 +10,7 @@ use crate::config::Playbook;
 use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
 use crate::plan::Plan;
+use crate::probe::Prober;
 use crate::recovery::{archive_name, dns_probe, journal_path};
 use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
@@ -155,17 +156,17 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
-    let mut runtime = DockerRuntime::from_hosts(&pb, hosts);
+    let prober = Prober::docker(&pb, DockerRuntime::from_hosts(&pb, hosts));
+    let runtime = prober.runtime().clone();
     if crate::recovery::steps_down(&pb) {
         // MongoDB's rolling order: each primary last in its set.
-        crate::recovery::mark_primaries(&pb, &mut inventory, &plan, &runtime).await;
+        crate::recovery::mark_primaries(&pb, &mut inventory, &plan, &prober).await;
         plan = match Plan::build(&inventory, &pb) {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
     }
-    let probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
+    let dns_probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -175,7 +176,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         .map(|h| json!({ "host": h.name, "error": h.error }))
         .collect();
     let total = plan.containers;
-    let pre = crate::recovery::preflight::preflight(&pb, &inventory, &plan, &runtime).await;
+    let pre = crate::recovery::preflight::preflight(&pb, &inventory, &plan, &prober).await;
     run.push(json!({ "event": "preflight", "checks": pre.checks }));
     if let Some(failed) = pre.failure() {
         return fail(failed);
@@ -205,6 +206,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
     let session = Session {
         runtime,
+        health: prober,
         playbook: pb_arc,
         inventory: inventory.clone(),
         plan,
@@ -213,7 +215,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
             mode: journal,
             durable: true,
         },
-        probe,
+        dns_probe,
         no_pacing: false,
         replica,
     };

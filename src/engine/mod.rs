@@ -15,6 +15,7 @@ use crate::dns::budget::{BudgetController, DnsProbe, DnsSample};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::model::{Container, ContainerState, Health, Inventory};
 use crate::plan::Plan;
+use crate::probe::HealthProbe;
 use crate::rng::SplitMix64;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use pacer::{Flow, PaceStatus, Pacer};
@@ -320,8 +321,10 @@ enum ContainerResult {
     Cancelled,
 }
 
-struct Shared<R> {
+struct Shared<R, P> {
     rt: Arc<R>,
+    /// The health gate's probe.
+    health: P,
     pb: Arc<Playbook>,
     inv: Arc<Inventory>,
     plan: Arc<Plan>,
@@ -351,7 +354,7 @@ struct Shared<R> {
     gates: gates::Gates,
 }
 
-impl<R> Shared<R> {
+impl<R, P> Shared<R, P> {
     fn at_s(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
@@ -421,8 +424,8 @@ impl<R> Shared<R> {
 }
 
 /// A run being prepared: build it, take its [`Handle`], then [`Engine::run`].
-pub struct Engine<R> {
-    shared: Arc<Shared<R>>,
+pub struct Engine<R, P> {
+    shared: Arc<Shared<R, P>>,
 }
 
 /// The journal fingerprint of a plan: playbook name and the containers.
@@ -444,16 +447,17 @@ pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
     format!("{h:08x}")
 }
 
-impl<R: ContainerRuntime> Engine<R> {
+impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
     pub fn new(
         rt: Arc<R>,
+        health: P,
         pb: Arc<Playbook>,
         inv: Arc<Inventory>,
         plan: Arc<Plan>,
         journal: Journal,
         replay: Replay,
-    ) -> Engine<R> {
+    ) -> Engine<R, P> {
         let pacer = Pacer::new(
             pb.dns.budget_qps(),
             pb.limits.restart_rate,
@@ -494,6 +498,7 @@ impl<R: ContainerRuntime> Engine<R> {
         Engine {
             shared: Arc::new(Shared {
                 rt,
+                health,
                 pb,
                 inv,
                 plan,
@@ -696,7 +701,10 @@ impl<R: ContainerRuntime> Engine<R> {
 
 /// One wave: restarts its containers as the pacer grants them, then waits
 /// for each to pass or fail. Returns (failed descriptions, healthy count).
-async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<String>, usize) {
+async fn run_wave<R: ContainerRuntime, P: HealthProbe>(
+    s: &Arc<Shared<R, P>>,
+    w: usize,
+) -> (Vec<String>, usize) {
     let wave = &s.plan.waves[w];
     s.emit(Event::WaveStarted {
         wave: w,
@@ -765,8 +773,8 @@ async fn run_wave<R: ContainerRuntime>(s: &Arc<Shared<R>>, w: usize) -> (Vec<Str
 }
 
 /// One container: restart, watch, retry. Journaled before and after.
-async fn restart_container<R: ContainerRuntime>(
-    s: &Arc<Shared<R>>,
+async fn restart_container<R: ContainerRuntime, P: HealthProbe>(
+    s: &Arc<Shared<R, P>>,
     w: usize,
     ci: u32,
     mut admitted: Option<pacer::Admission>,
@@ -862,7 +870,7 @@ async fn restart_container<R: ContainerRuntime>(
             {
                 let bound = *catch_up + Duration::from_secs(30);
                 let stepped =
-                    tokio::time::timeout(bound, Box::pin(s.rt.step_down(c, &check, *catch_up)))
+                    tokio::time::timeout(bound, Box::pin(s.health.step_down(c, &check, *catch_up)))
                         .await;
                 match stepped {
                     Ok(Ok(true)) => {
@@ -1047,8 +1055,8 @@ impl CallFailed {
 /// slot in hand, the start's DNS budget and at once the start, so the
 /// process's lookups reach the resolver when the pacer says. A container
 /// that was stopped is started even when the run is closing.
-async fn stop_then_start<R: ContainerRuntime>(
-    s: &Arc<Shared<R>>,
+async fn stop_then_start<R: ContainerRuntime, P: HealthProbe>(
+    s: &Arc<Shared<R, P>>,
     c: &Container,
     before: &str,
     admission: pacer::Admission,
@@ -1155,7 +1163,7 @@ fn probes_per_second(rate: f64) -> f64 {
 /// moments of the interval, so they cannot align with a resolver's
 /// per-second window, then its counters — and moves the DNS budget by the control law of [`BudgetController`], under
 /// the operator's ceiling.
-async fn adapt_budget<R>(s: Arc<Shared<R>>, probe: Arc<dyn DnsProbe>) {
+async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
     let mut c = BudgetController::new(s.pb.dns.budget_qps(), s.pb.dns.latency_threshold);
     c.capacity = Some(s.pb.dns.capacity_qps);
     // The probes are load too: restarts get the rest of the rate.
@@ -1305,8 +1313,8 @@ enum Settled {
 /// this run has seen (at least [`IN_DOUBT_GRACE`]), so a slow host's late
 /// restart is seen before a retry would send a second one.
 /// Without `patient`, one look decides (the host answered the call).
-async fn settle<R: ContainerRuntime>(
-    s: &Shared<R>,
+async fn settle<R: ContainerRuntime, P: HealthProbe>(
+    s: &Shared<R, P>,
     c: &Container,
     before: &str,
     patient: bool,
@@ -1341,7 +1349,7 @@ async fn settle<R: ContainerRuntime>(
 }
 
 /// Exponential backoff with full jitter, capped.
-async fn backoff<R>(s: &Shared<R>, failures: u32) {
+async fn backoff<R, P>(s: &Shared<R, P>, failures: u32) {
     let p = &s.pb.policy;
     let exp =
         p.backoff_initial.as_secs_f64() * 2f64.powi(failures.saturating_sub(1).min(20) as i32);
@@ -1362,15 +1370,15 @@ const ADMIT_AHEAD: usize = 4096;
 const HEARD_WAIT: Duration = Duration::from_secs(5);
 
 /// Polls a container's health until it is decided or the deadline passes.
-async fn watch_health<R: ContainerRuntime>(
-    s: &Shared<R>,
+async fn watch_health<R: ContainerRuntime, P: HealthProbe>(
+    s: &Shared<R, P>,
     c: &Container,
     check: &crate::config::HealthCheck,
 ) -> (Health, Option<String>) {
     let deadline = tokio::time::Instant::now() + check.deadline;
     loop {
-        let (h, why) = match tokio::time::timeout(check.timeout, s.rt.health(c, check)).await {
-            Ok(Ok(h)) => (h, None),
+        let (h, why) = match tokio::time::timeout(check.timeout, s.health.check(c, check)).await {
+            Ok(Ok(p)) => (p.health, p.note),
             Ok(Err(e)) => (Health::Starting, Some(e.to_string())),
             Err(_) => (
                 Health::Starting,
@@ -1383,12 +1391,12 @@ async fn watch_health<R: ContainerRuntime>(
         match h {
             Health::Healthy | Health::Down => return (h, None),
             // Why it fails its gate, when the probe knows more.
-            Health::Unhealthy => return (h, why.or_else(|| s.rt.probe_note(c))),
+            Health::Unhealthy => return (h, why),
             Health::Starting => {}
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return (Health::Starting, why.or_else(|| s.rt.probe_note(c)));
+            return (Health::Starting, why);
         }
         let longest = (deadline - now).min(HEARD_WAIT).max(check.interval);
         s.rt.changed(c, check.interval, longest).await;
@@ -1398,7 +1406,7 @@ async fn watch_health<R: ContainerRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{SimFleet, SimRuntime};
+    use crate::sim::{SimFleet, SimProbe, SimRuntime};
     use std::path::Path;
 
     /// The shipped playbook, the smoke scenario, and a paused clock.
@@ -1426,6 +1434,7 @@ mod tests {
             let journal = Journal::unwritable(&dir.path().join("j"));
             let engine = Engine::new(
                 Arc::new(SimRuntime(sim.clone())),
+                SimProbe(sim.clone()),
                 Arc::new(pb.clone()),
                 inv,
                 plan,
@@ -1508,12 +1517,8 @@ mod tests {
         async fn exec(&self, c: &Container, cmd: &[String]) -> Result<i64, RuntimeError> {
             self.sim.exec(c, cmd).await
         }
-        async fn health(
-            &self,
-            c: &Container,
-            check: &crate::config::HealthCheck,
-        ) -> Result<Health, RuntimeError> {
-            self.sim.health(c, check).await
+        async fn health(&self, c: &Container) -> Result<Health, RuntimeError> {
+            self.sim.health(c).await
         }
         fn events(&self) -> broadcast::Receiver<crate::runtime::RuntimeEvent> {
             self.sim.events()
@@ -1545,6 +1550,7 @@ mod tests {
             };
             let engine = Engine::new(
                 Arc::new(runtime),
+                SimProbe(sim.clone()),
                 Arc::new(pb.clone()),
                 inv.clone(),
                 plan,

@@ -65,7 +65,7 @@ pub async fn mark_primaries(
     pb: &Playbook,
     inv: &mut Inventory,
     plan: &crate::plan::Plan,
-    rt: &crate::runtime::docker::DockerRuntime,
+    probe: &crate::probe::Prober<crate::runtime::docker::DockerRuntime>,
 ) -> usize {
     use crate::config::HealthKind;
     use futures_util::StreamExt;
@@ -86,7 +86,7 @@ pub async fn mark_primaries(
     let containers = &inv.containers;
     let found: Vec<usize> = futures_util::stream::iter(asks)
         .map(|(ci, port, t)| async move {
-            match rt.is_primary(&containers[ci], port, t).await {
+            match probe.is_primary(&containers[ci], port, t).await {
                 Ok(p) => p.then_some(ci),
                 Err(e) => {
                     tracing::warn!(container = %containers[ci].name, error = %e, "could not ask whether it is primary");

@@ -21,6 +21,7 @@
 use crate::config::{HealthKind, Playbook};
 use crate::model::{ContainerState, Inventory};
 use crate::plan::Plan;
+use crate::probe::Prober;
 use crate::runtime::docker::DockerRuntime;
 use serde::Serialize;
 
@@ -94,7 +95,7 @@ pub async fn preflight(
     pb: &Playbook,
     inv: &Inventory,
     plan: &Plan,
-    rt: &DockerRuntime,
+    probe: &Prober<DockerRuntime>,
 ) -> Preflight {
     let mut checks = Vec::new();
     let unreachable: Vec<String> = inv
@@ -147,7 +148,7 @@ pub async fn preflight(
         let mut unanswered = Vec::new();
         let mut verdict = None;
         for c in candidates {
-            match rt.preflight_mongo(c, &role.health).await {
+            match probe.preflight_mongo(c, &role.health).await {
                 Ok(detail) => {
                     verdict = Some((Verdict::Ok, detail));
                     break;

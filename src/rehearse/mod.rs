@@ -11,7 +11,7 @@ use crate::engine::{Event, Handle};
 use crate::plan::{Plan, PlanError};
 use crate::scenario::Scenario;
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
-use crate::sim::{SimDnsProbe, SimFleet, SimRuntime};
+use crate::sim::{SimDnsProbe, SimFleet, SimProbe, SimRuntime};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +95,7 @@ pub fn rehearse(
         let sim = SimFleet::new(scenario);
         let inv = Arc::new(sim.fleet().inventory());
         let plan = Arc::new(Plan::build(&inv, &pb)?);
-        let probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
+        let dns_probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
             (!opts.static_budget && pb.dns.adaptive).then(|| {
                 Arc::new(SimDnsProbe {
                     fleet: sim.clone(),
@@ -103,7 +103,8 @@ pub fn rehearse(
                 }) as _
             });
         let session = Session {
-            runtime: SimRuntime(sim.clone()),
+            runtime: Arc::new(SimRuntime(sim.clone())),
+            health: SimProbe(sim.clone()),
             playbook: pb.clone(),
             inventory: inv,
             plan: plan.clone(),
@@ -112,7 +113,7 @@ pub fn rehearse(
                 mode: JournalMode::Replace,
                 durable: false,
             },
-            probe,
+            dns_probe,
             no_pacing: false,
             replica: None,
         };

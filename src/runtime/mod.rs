@@ -1,12 +1,14 @@
 //! The boundary between rekindle and containers: the [`ContainerRuntime`]
-//! trait (list, inspect, stop, start, exec, health). The engine touches
-//! containers only through it; the simulator ([`crate::sim`]) implements it
-//! for rehearsals, Docker (bollard) for real runs. Nothing above this line
-//! knows which one it has.
+//! trait (list, inspect, stop, start, exec, the runtime's own view of
+//! health, its events). The engine touches containers only through it; the
+//! simulator ([`crate::sim`]) implements it for rehearsals, Docker
+//! (bollard) for real runs. Nothing above this line knows which one it
+//! has. Health checks of other kinds (TCP, exec, MongoDB) are
+//! [`crate::probe`]'s: they ask this trait whether the process runs and
+//! where, then dial it themselves.
 
 pub mod docker;
 
-use crate::config::HealthCheck;
 use crate::model::{Container, ContainerState, Health};
 use std::future::Future;
 use thiserror::Error;
@@ -20,6 +22,9 @@ pub struct ContainerStatus {
     /// opaque, comparable marker: RFC 3339 from Docker, virtual nanoseconds
     /// from the simulator). A restart changes it.
     pub started_at: String,
+    /// The container's address on its network, when the runtime knows one
+    /// (a probe dials it when the container has no DNS name label).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// Why a call to the runtime failed.
@@ -137,32 +142,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         c: &Container,
         cmd: &[String],
     ) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
-    /// Probes the container with its role's health check.
-    fn health(
-        &self,
-        c: &Container,
-        check: &HealthCheck,
-    ) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
-    /// Why the last probe of `c` did not pass, when the runtime knows more
-    /// than "not yet" (the address it tried, what the server answered).
-    fn probe_note(&self, c: &Container) -> Option<String> {
-        let _ = c;
-        None
-    }
-    /// MongoDB's rolling order: if `c` is its replica set's primary, asks it
-    /// to step down (a secondary catches up for `catch_up`) and returns once
-    /// it no longer is. `Ok(false)`: it was not primary, nothing asked. A
-    /// runtime without replica sets (the simulator) has no primaries to
-    /// step down.
-    fn step_down(
-        &self,
-        c: &Container,
-        check: &HealthCheck,
-        catch_up: std::time::Duration,
-    ) -> impl Future<Output = Result<bool, RuntimeError>> + Send {
-        let _ = (c, check, catch_up);
-        std::future::ready(Ok(false))
-    }
+    /// The container's health as the runtime itself sees it: Docker's
+    /// state and the image's HEALTHCHECK (running counts as healthy for an
+    /// image without one). The health gate's `docker` kind.
+    fn health(&self, c: &Container) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
     /// Waits before the next health probe of `c`: `interval` (the check's),
     /// or, when the runtime hears of changes on its own (Docker's events
     /// stream), until it hears of one for `c`, at most `longest`.

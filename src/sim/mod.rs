@@ -10,6 +10,7 @@ pub mod resolver;
 
 use crate::config::HealthCheck;
 use crate::model::{Container, ContainerState, Health};
+use crate::probe::{HealthProbe, Probed};
 use crate::rng::SplitMix64;
 use crate::runtime::{
     ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind,
@@ -607,7 +608,11 @@ impl ContainerRuntime for SimRuntime {
     async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
         let i = self.0.find(c)?;
         let (state, _, started_at) = self.0.status_of(i);
-        Ok(ContainerStatus { state, started_at })
+        Ok(ContainerStatus {
+            state,
+            started_at,
+            address: None,
+        })
     }
 
     async fn stop(&self, c: &Container) -> Result<(), RuntimeError> {
@@ -633,9 +638,25 @@ impl ContainerRuntime for SimRuntime {
         self.0.events.subscribe()
     }
 
-    /// What each kind of check can see: [`SimFleet::gate_says`].
-    async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
+    /// What Docker's own view sees: [`SimFleet::gate_says`] of the
+    /// `docker` kind.
+    async fn health(&self, c: &Container) -> Result<Health, RuntimeError> {
         let i = self.0.find(c)?;
-        Ok(self.0.gate_says(i, Some(&check.kind)))
+        Ok(self
+            .0
+            .gate_says(i, Some(&crate::config::HealthKind::Docker)))
+    }
+}
+
+/// The simulated fleet's [`HealthProbe`]: what each kind of check can see
+/// of a simulated process ([`SimFleet::gate_says`]), so that a rehearsal
+/// gates through the same kinds as a run, weak ones included.
+#[derive(Clone)]
+pub struct SimProbe(pub Arc<SimFleet>);
+
+impl HealthProbe for SimProbe {
+    async fn check(&self, c: &Container, check: &HealthCheck) -> Result<Probed, RuntimeError> {
+        let i = self.0.find(c)?;
+        Ok(Probed::plain(self.0.gate_says(i, Some(&check.kind))))
     }
 }

@@ -16,7 +16,7 @@ pub mod discover;
 pub mod fenced;
 
 use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
-use crate::config::{HealthCheck, HealthKind, HostSpec, Playbook, TlsPaths};
+use crate::config::{HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
 use crate::model::{Container, ContainerState, Health, Labels};
 use crate::retry::{retry, Backoff, Failed};
@@ -484,24 +484,14 @@ pub struct DockerRuntime {
     events: broadcast::Sender<RuntimeEvent>,
     watchers: Vec<tokio::task::AbortHandle>,
     jitter: Mutex<SplitMix64>,
-    /// Names in TCP probes go through rekindle's cached resolver.
+    /// The run's one resolver (host names here; the probes' names through
+    /// [`crate::probe::Prober`]).
     resolver: Option<CachedResolver>,
-    /// Why each container's last probe of our own did not pass.
-    notes: Mutex<HashMap<String, String>>,
-    /// The MongoDB gates' credentials (`[mongo]`), read when the runtime
-    /// was built; the error says why they could not be.
-    credentials:
-        Option<Result<Arc<crate::health::scram::Credentials>, crate::health::scram::ScramError>>,
     /// Whether each inspected container's image has a HEALTHCHECK.
     healthcheck: Mutex<HashMap<String, bool>>,
     /// Each restarted container's new process as its start confirmed it,
     /// for the Docker gate to read the events stream instead of inspecting.
     started: Mutex<HashMap<String, Started>>,
-    /// TLS for the MongoDB gates (`[mongo.tls]`), built once.
-    tls: Option<Result<Arc<rustls::ClientConfig>, crate::health::mongo::TlsFileError>>,
-    /// Routers failing the router gate: since when, per process (the
-    /// container's start marker), to tell "not yet" from stuck.
-    failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
     /// Asked before each stop is sent, and by every connection before it
     /// writes a stop (HA mode); empty: always allowed.
     fence: FenceSlot,
@@ -516,8 +506,8 @@ impl Drop for DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// The cached resolver its TCP probes and host names go through, if the
-    /// playbook needs one (for its metrics).
+    /// The run's one cached resolver, if one could be built: host names go
+    /// through it, and the probes and the DNS budget's probe share it.
     pub fn resolver(&self) -> Option<&CachedResolver> {
         self.resolver.as_ref()
     }
@@ -550,21 +540,9 @@ impl DockerRuntime {
             watchers: Vec::new(),
             jitter: Mutex::new(SplitMix64::new(0x5eed)),
             resolver,
-            notes: Mutex::new(HashMap::new()),
-            failing: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
             healthcheck: Mutex::new(HashMap::new()),
             fence,
-            tls: pb.mongo_tls.as_ref().map(|t| {
-                crate::health::mongo::tls_config(
-                    &t.ca,
-                    t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-                )
-            }),
-            credentials: pb
-                .mongo
-                .as_ref()
-                .map(|m| crate::health::scram::Credentials::load(m).map(Arc::new)),
         };
         for (spec, client) in specs.iter().zip(clients) {
             match client {
@@ -829,340 +807,13 @@ impl DockerRuntime {
         .await
     }
 
-    /// The address a probe connects to: the container's DNS name label
-    /// through rekindle's resolver, else its network IP. `Err`: why none.
-    async fn probe_ip(
-        &self,
-        c: &Container,
-        inspected: &ContainerInspectResponse,
-    ) -> Result<IpAddr, String> {
-        match &c.dns_name {
-            Some(name) => {
-                let r = self.resolver.as_ref().ok_or_else(|| {
-                    format!(
-                        "{name}: rekindle has no resolver of its own (see the warning at start)"
-                    )
-                })?;
-                match r.lookup(name).await {
-                    Ok(ips) => ips
-                        .first()
-                        .copied()
-                        .ok_or_else(|| format!("{name}: no address")),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            None => container_ip(inspected)
-                .and_then(|ip| ip.parse().ok())
-                .ok_or_else(|| {
-                    "the container has no network address to probe (label it rekindle.dns_name)"
-                        .to_string()
-                }),
-        }
-    }
-
-    /// A TCP connect; `Err` says why it did not pass.
-    async fn probe_tcp(
-        &self,
-        c: &Container,
-        port: u16,
-        inspected: &ContainerInspectResponse,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let addr = std::net::SocketAddr::from((self.probe_ip(c, inspected).await?, port));
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("tcp connect to {addr}: {e}")),
-            Err(_) => Err(format!(
-                "tcp connect to {addr}: no answer within {}s",
-                timeout.as_secs_f64()
-            )),
-        }
-    }
-
-    /// MongoDB's hello (and, with `max_lag`, the member's lag behind its
-    /// primary); `Err` says why it did not pass.
-    async fn probe_mongo(
-        &self,
-        c: &Container,
-        port: u16,
-        max_lag: Option<Duration>,
-        inspected: &ContainerInspectResponse,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        use crate::health::mongo::{with_conn, Hello, MemberStatus, MongoError};
-        let addr = self
-            .mongo_target(c, inspected, port)
-            .await
-            .map_err(|e| e.to_string())?;
-        let creds = self.credentials()?;
-        let asked = with_conn(&addr, timeout, |conn| {
-            Box::pin(async move {
-                let hello = conn.hello().await?;
-                let lagging = hello.set_name.is_some()
-                    && hello.health() == Health::Healthy
-                    && !hello.writable_primary
-                    && max_lag.is_some();
-                let status = if lagging {
-                    if let Some(creds) = &creds {
-                        conn.authenticate(creds).await?;
-                    }
-                    Some(conn.member_status().await?)
-                } else {
-                    None
-                };
-                Ok::<(Hello, Option<MemberStatus>), MongoError>((hello, status))
-            })
-        })
-        .await;
-        let (h, status) = asked.map_err(|e| format!("hello to {addr}: {e}"))?;
-        if h.health() != Health::Healthy {
-            return Err(match (&h.errmsg, &h.set_name) {
-                (Some(m), _) => format!("hello to {addr}: {m}"),
-                (None, Some(set)) => format!("hello to {addr}: member of {set} is neither primary nor secondary (STARTUP2, RECOVERING…)"),
-                (None, None) => format!("hello to {addr}: ok is not 1"),
-            });
-        }
-        if let (Some(st), Some(bound), Some(set)) = (status, max_lag, &h.set_name) {
-            let Some(primary) = st.primary else {
-                return Err(format!(
-                    "replSetGetStatus on {addr}: replica set {set} has no primary"
-                ));
-            };
-            let lag = Duration::from_millis(st.lag_ms.unwrap_or(0).max(0) as u64);
-            if lag > bound {
-                return Err(format!(
-                    "replSetGetStatus on {addr}: member of {set} is {:.1}s behind its primary {primary} (bound {:.1}s)",
-                    lag.as_secs_f64(),
-                    bound.as_secs_f64()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The router gate: hello says mongos, and its replica-set monitor has
-    /// a reachable primary for each of `sets`. `Ok(false)`: it answers but
-    /// cannot reach them (the `Err` of a failed probe is "not yet").
-    async fn probe_router(
-        &self,
-        c: &Container,
-        port: u16,
-        sets: &[String],
-        inspected: &ContainerInspectResponse,
-        timeout: Duration,
-    ) -> Result<Result<(), String>, String> {
-        let addr = self
-            .mongo_target(c, inspected, port)
-            .await
-            .map_err(|e| e.to_string())?;
-        let creds = self.credentials()?;
-        let asked = crate::health::mongo::with_conn(&addr, timeout, |conn| {
-            Box::pin(async move {
-                let hello = conn.hello().await?;
-                if !hello.ok || !hello.is_router() {
-                    return Ok((hello, None));
-                }
-                if let Some(creds) = &creds {
-                    conn.authenticate(creds).await?;
-                }
-                Ok((hello, Some(conn.router_view().await?)))
-            })
-        })
-        .await;
-        let (hello, view) = asked.map_err(|e| format!("mongos at {addr}: {e}"))?;
-        let Some(view) = view else {
-            return Err(match hello.errmsg {
-                Some(m) => format!("hello to {addr}: {m}"),
-                None if hello.ok => format!("hello to {addr}: not a mongos (no msg \"isdbgrid\")"),
-                None => format!("hello to {addr}: ok is not 1"),
-            });
-        };
-        let unreachable = view.unreachable(sets);
-        if unreachable.is_empty() {
-            Ok(Ok(()))
-        } else {
-            Ok(Err(format!(
-                "mongos at {addr} cannot reach {}",
-                unreachable.join("; ")
-            )))
-        }
-    }
-
-    /// Where the MongoDB gates connect to `c`: its address, with TLS when
-    /// the playbook says (the certificate must carry the container's DNS
-    /// name when it has one, else its address).
-    async fn mongo_target(
-        &self,
-        c: &Container,
-        inspected: &ContainerInspectResponse,
-        port: u16,
-    ) -> Result<crate::health::mongo::Target, TargetError> {
-        let ip = self
-            .probe_ip(c, inspected)
-            .await
-            .map_err(TargetError::Address)?;
-        let addr = std::net::SocketAddr::from((ip, port));
-        let tls = match &self.tls {
-            None => None,
-            Some(Err(e)) => return Err(TargetError::Tls(format!("MongoDB TLS: {e}"))),
-            Some(Ok(config)) => {
-                let name = match &c.dns_name {
-                    Some(n) => {
-                        rustls::pki_types::ServerName::try_from(n.trim_end_matches('.').to_string())
-                            .map_err(|e| {
-                                TargetError::Tls(format!("{n}: not a name TLS can check: {e}"))
-                            })?
-                    }
-                    None => rustls::pki_types::ServerName::IpAddress(ip.into()),
-                };
-                Some(crate::health::mongo::Tls {
-                    config: config.clone(),
-                    name,
-                })
-            }
-        };
-        Ok(crate::health::mongo::Target { addr, tls })
-    }
-
-    /// The gates' credentials: none configured, or read (an `Err` when
-    /// the playbook names them but they could not be read).
-    fn credentials(&self) -> Result<Option<Arc<crate::health::scram::Credentials>>, String> {
-        match &self.credentials {
-            None => Ok(None),
-            Some(Ok(c)) => Ok(Some(c.clone())),
-            Some(Err(e)) => Err(format!("MongoDB credentials: {e}")),
-        }
-    }
-
     /// Asks `fence` before each stop is sent, and again as the stop's
     /// bytes are written (the daemon's HA mode). A runtime is fenced once.
-    pub fn set_fence(&mut self, fence: Arc<dyn super::Fence>) {
+    pub fn set_fence(&self, fence: Arc<dyn super::Fence>) {
         if !self.fence.set(fence) {
             tracing::warn!("this runtime already has a fence; the first one stays");
         }
     }
-
-    /// Whether `c` says (`hello`) it is its replica set's primary.
-    pub async fn is_primary(
-        &self,
-        c: &Container,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<bool, String> {
-        let inspected = self.inspect_full(c).await.map_err(|e| e.to_string())?;
-        let addr = self
-            .mongo_target(c, &inspected, port)
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::health::mongo::hello(&addr, timeout)
-            .await
-            .map(|h| h.ok && h.writable_primary)
-            .map_err(|e| format!("hello to {addr}: {e}"))
-    }
-
-    /// Pre-flight for one container of a role gated on MongoDB: it
-    /// answers, the credentials (if any) authenticate, and the gate's own
-    /// command is allowed (`connPoolStats` on a mongos, `replSetGetStatus`
-    /// on a member gated on lag). `Err` says what failed, naming the
-    /// container, and whether it was a refusal or no answer.
-    pub async fn preflight_mongo(
-        &self,
-        c: &Container,
-        check: &HealthCheck,
-    ) -> Result<String, PreflightFailure> {
-        let (port, command) = match &check.kind {
-            HealthKind::Mongos { port, .. } => (*port, Some("connPoolStats")),
-            HealthKind::Mongo { port, max_lag, .. } => (*port, max_lag.map(|_| "replSetGetStatus")),
-            _ => return Ok("no MongoDB gate".into()),
-        };
-        let fail = |refused: bool, reason: String| PreflightFailure {
-            container: c.name.clone(),
-            host: c.host.clone(),
-            reason,
-            refused,
-        };
-        let inspected = self
-            .inspect_full(c)
-            .await
-            .map_err(|e| fail(false, e.to_string()))?;
-        // A TLS setting that does not load, or a name TLS cannot check, is
-        // refused; a container without an address has not answered.
-        let addr = self
-            .mongo_target(c, &inspected, port)
-            .await
-            .map_err(|e| fail(matches!(e, TargetError::Tls(_)), e.to_string()))?;
-        let creds = self.credentials().map_err(|e| fail(true, e))?;
-        let authenticated = creds.is_some();
-        crate::health::mongo::with_conn(&addr, check.timeout, |conn| {
-            Box::pin(async move {
-                if let Some(creds) = &creds {
-                    conn.authenticate(creds).await?;
-                }
-                match command {
-                    Some("connPoolStats") => {
-                        conn.router_view().await?;
-                    }
-                    Some(_) => {
-                        // A member not yet in a set answers 94; what
-                        // matters here is that the command is allowed.
-                        match conn.member_status().await {
-                            Ok(_) => {}
-                            Err(crate::health::mongo::MongoError::Command { code: 94, .. }) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    None => {
-                        conn.hello().await?;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
-        .map_err(|e| fail(e.is_refusal(), format!("{addr}: {e}")))?;
-        Ok(format!(
-            "{} at {addr}: {}{}",
-            c.name,
-            if authenticated { "authenticated, " } else { "" },
-            command.unwrap_or("hello")
-        ))
-    }
-
-    /// Keeps (or clears) why `c`'s last probe did not pass.
-    fn note(&self, c: &Container, note: Option<String>) {
-        let mut notes = self.notes.lock().unwrap();
-        match note {
-            Some(n) => notes.insert(c.id.clone(), n),
-            None => notes.remove(&c.id),
-        };
-    }
-}
-
-/// Why the MongoDB gates cannot dial a container.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TargetError {
-    /// The container has no address to dial (yet).
-    #[error("{0}")]
-    Address(String),
-    /// The playbook's TLS settings do not apply to it.
-    #[error("{0}")]
-    Tls(String),
-}
-
-/// Why one container's pre-flight check did not pass.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("container {container} on host {host}: {reason}")]
-pub struct PreflightFailure {
-    /// The container checked.
-    pub container: String,
-    /// Its Docker host.
-    pub host: String,
-    /// What failed.
-    pub reason: String,
-    /// A definite refusal (TLS, credentials, rights, configuration) that
-    /// fails the pre-flight; otherwise the container did not answer, which
-    /// during a recovery is no verdict (another container is tried).
-    pub refused: bool,
 }
 
 /// rekindle's resolver, built when a host is named by DNS name or `probes`
@@ -1269,6 +920,7 @@ fn status_of(r: &ContainerInspectResponse) -> ContainerStatus {
     ContainerStatus {
         state,
         started_at: st.and_then(|s| s.started_at.clone()).unwrap_or_default(),
+        address: container_ip(r).and_then(|ip| ip.parse().ok()),
     }
 }
 
@@ -1574,117 +1226,15 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn health(&self, c: &Container, check: &HealthCheck) -> Result<Health, RuntimeError> {
-        if check.kind == HealthKind::Docker {
-            if let Some(h) = self.heard_health(c) {
-                return Ok(h);
-            }
+    async fn health(&self, c: &Container) -> Result<Health, RuntimeError> {
+        if let Some(h) = self.heard_health(c) {
+            return Ok(h);
         }
         let inspected = self.inspect_full(c).await?;
         if let Some(st) = self.started.lock().unwrap().get_mut(&c.id) {
             st.checked = tokio::time::Instant::now();
         }
-        let base = docker_health(&inspected);
-        // Probes of our own: only a running container is probed, and a
-        // failing probe means "not yet" — the deadline decides; why it
-        // failed is kept for the failure's reason.
-        let probed = match &check.kind {
-            HealthKind::Docker => return Ok(base),
-            _ if base == Health::Down => return Ok(Health::Down),
-            HealthKind::Tcp { port } => self.probe_tcp(c, *port, &inspected, check.timeout).await,
-            HealthKind::Mongo { port, max_lag, .. } => {
-                self.probe_mongo(c, *port, *max_lag, &inspected, check.timeout)
-                    .await
-            }
-            HealthKind::Mongos {
-                port,
-                stuck_after,
-                sets,
-            } => {
-                let started = inspected
-                    .state
-                    .as_ref()
-                    .and_then(|st| st.started_at.clone())
-                    .unwrap_or_default();
-                match self
-                    .probe_router(c, *port, sets, &inspected, check.timeout)
-                    .await
-                {
-                    Ok(Err(why)) => {
-                        // Answers, but cannot reach a set: stuck once it has
-                        // failed so for `stuck_after` (a fresh mongos's
-                        // monitor needs a heartbeat or two to see its shards).
-                        let now = tokio::time::Instant::now();
-                        let since = {
-                            let mut failing = self.failing.lock().unwrap();
-                            let entry = failing
-                                .entry(c.id.clone())
-                                .or_insert_with(|| (started.clone(), now));
-                            if entry.0 != started {
-                                *entry = (started.clone(), now);
-                            }
-                            entry.1
-                        };
-                        let stuck = now.duration_since(since) >= *stuck_after;
-                        self.note(c, Some(why));
-                        return Ok(if stuck {
-                            self.failing.lock().unwrap().remove(&c.id);
-                            Health::Unhealthy
-                        } else {
-                            Health::Starting
-                        });
-                    }
-                    Ok(Ok(())) => {
-                        self.failing.lock().unwrap().remove(&c.id);
-                        Ok(())
-                    }
-                    Err(why) => Err(why),
-                }
-            }
-            HealthKind::Exec { command } => match self.exec(c, command).await {
-                Ok(0) => Ok(()),
-                Ok(code) => Err(format!("{command:?} exited with {code}")),
-                Err(e @ RuntimeError::Api { .. }) => Err(e.to_string()),
-                Err(e) => return Err(e),
-            },
-        };
-        let health = if probed.is_ok() {
-            Health::Healthy
-        } else {
-            Health::Starting
-        };
-        self.note(c, probed.err());
-        Ok(health)
-    }
-
-    async fn step_down(
-        &self,
-        c: &Container,
-        check: &HealthCheck,
-        catch_up: Duration,
-    ) -> Result<bool, RuntimeError> {
-        let HealthKind::Mongo { port, .. } = &check.kind else {
-            return Ok(false);
-        };
-        let api = |reason: String| RuntimeError::Api {
-            host: c.host.clone(),
-            container: c.name.clone(),
-            op: "step down",
-            reason,
-        };
-        let inspected = self.inspect_full(c).await?;
-        let addr = self
-            .mongo_target(c, &inspected, *port)
-            .await
-            .map_err(|e| api(e.to_string()))?;
-        let creds = self.credentials().map_err(api)?;
-        crate::health::mongo::step_down(&addr, creds.as_deref(), catch_up, check.timeout)
-            .await
-            .map_err(|e| api(format!("{addr}: {e}")))
-    }
-
-    fn probe_note(&self, c: &Container) -> Option<String> {
-        self.notes.lock().unwrap().get(&c.id).cloned()
+        Ok(docker_health(&inspected))
     }
 
     async fn changed(&self, c: &Container, interval: Duration, longest: Duration) {
