@@ -855,3 +855,75 @@ async fn fakefleet_a_stop_whose_fence_fails_after_the_runtime_checked_never_reac
     let after = rt.inspect(&c).await.unwrap();
     assert_eq!(after, before, "the container runs on as it was");
 }
+
+/// A `docker` gate sees what the images' HEALTHCHECK sees, and a
+/// rehearsal of the scenario says the same as the fake fleet's real path:
+/// images without one (Docker reports running only) pass routers that
+/// started before their shards were ready, which stay stuck, in both;
+/// images with one hold them until ready, and nothing is left stuck, in
+/// both.
+#[test]
+fn fakefleet_a_docker_gate_leaves_routers_stuck_without_a_healthcheck_as_its_rehearsal_says() {
+    if !unbound_available(
+        "fakefleet_a_docker_gate_leaves_routers_stuck_without_a_healthcheck_as_its_rehearsal_says",
+    ) {
+        return;
+    }
+    let base = std::fs::read_to_string(SMOKE).unwrap();
+    assert!(
+        base.contains("healthcheck = true\n"),
+        "smoke.toml's [docker]"
+    );
+    for healthcheck in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenario.toml");
+        std::fs::write(
+            &path,
+            base.replace(
+                "healthcheck = true\n",
+                &format!("healthcheck = {healthcheck}\n"),
+            )
+            // Data nodes slow to be ready: a gate that does not wait for
+            // them lets routers start first.
+            .replace(
+                "configsvr = [1.0, 2.0]\nshard = [1.0, 2.0]\n",
+                "configsvr = [4.0, 5.0]\nshard = [4.0, 5.0]\n",
+            ),
+        )
+        .unwrap();
+        let scenario = Scenario::load(&path).unwrap();
+        let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+        let ff = FakeFleet::start(&path, &unbound.addr(), dir.path());
+        let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
+        let pb = dir.path().join("rehearsed.toml");
+        std::fs::write(&pb, &text).unwrap();
+        let rehearsed = common::rekindle(&[
+            "rehearse",
+            pb.to_str().unwrap(),
+            "--scenario",
+            path.to_str().unwrap(),
+            "--output",
+            "json",
+        ]);
+        assert_eq!(rehearsed.code, Some(0), "{rehearsed}");
+        let r: Value =
+            serde_json::from_str(&rehearsed.stdout).unwrap_or_else(|e| panic!("{e}\n{rehearsed}"));
+        let (_, stats) = run_to_success(&ff, dir.path(), &text);
+        let (predicted, real) = (
+            r["stuck"].as_u64().unwrap(),
+            stats["stuck"].as_u64().unwrap(),
+        );
+        if healthcheck {
+            assert_eq!(
+                (predicted, real),
+                (0, 0),
+                "with a HEALTHCHECK: {stats}\n{rehearsed}"
+            );
+        } else {
+            assert!(
+                predicted > 0 && real > 0,
+                "without a HEALTHCHECK the gate is weak in both: rehearsal {predicted} stuck, real path {real}\n{stats}\n{rehearsed}"
+            );
+        }
+    }
+}

@@ -98,7 +98,7 @@ impl PasswordSource {
 }
 
 /// A password file must exist and not be readable by every user.
-pub fn check_password_file(p: &Path) -> Result<(), String> {
+pub(crate) fn check_password_file(p: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
     if !meta.is_file() {

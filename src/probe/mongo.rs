@@ -175,16 +175,22 @@ impl<R: ContainerRuntime> Prober<R> {
         c: &Container,
         port: u16,
         timeout: Duration,
-    ) -> Result<bool, String> {
-        let status = self.rt.inspect(c).await.map_err(|e| e.to_string())?;
+    ) -> Result<bool, RuntimeError> {
+        let api = |reason: String| RuntimeError::Api {
+            host: c.host.clone(),
+            container: c.name.clone(),
+            op: "hello",
+            reason,
+        };
+        let status = self.rt.inspect(c).await?;
         let addr = self
             .target(c, &status, port)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| api(e.to_string()))?;
         hello(&addr, timeout)
             .await
             .map(|h| h.ok && h.writable_primary)
-            .map_err(|e| format!("hello to {addr}: {e}"))
+            .map_err(|e| api(format!("{addr}: {e}")))
     }
 
     /// Pre-flight for one container of a role gated on MongoDB: it

@@ -126,6 +126,8 @@ struct RawFaults {
 #[serde(deny_unknown_fields)]
 struct RawDocker {
     api_concurrency_per_host: Spanned<i64>,
+    #[serde(default)]
+    healthcheck: bool,
 }
 
 /// A group of identical clusters.
@@ -210,6 +212,12 @@ pub struct Scenario {
     pub down_hosts: u32,
     /// Concurrent Docker API calls one host serves.
     pub api_concurrency_per_host: u32,
+    /// Whether the images define a Docker HEALTHCHECK, the operator's own
+    /// check of readiness: healthy once a process is ready, unhealthy while
+    /// it is disconnected or stuck. Without one (the default, like the
+    /// official mongo image), Docker reports a running process and a
+    /// `docker` gate passes it as soon as it runs.
+    pub healthcheck: bool,
 }
 
 impl Scenario {
@@ -403,6 +411,7 @@ impl Scenario {
                 1,
                 10_000,
             )?,
+            healthcheck: raw.docker.healthcheck,
         })
     }
 

@@ -246,12 +246,14 @@ impl SimFleet {
 
     /// What a health check of `kind` says of container `i` now (`None`:
     /// no check, the truth). A starting process already runs and listens:
-    /// Docker's state and a TCP connect pass it. A stuck or disconnected
+    /// Docker's state (of an image without a HEALTHCHECK: the scenario's
+    /// `docker.healthcheck`) and a TCP connect pass it. A stuck or disconnected
     /// process still runs and answers: those and a bare `hello` pass it.
     /// The router gate (`mongos`) sees a router that cannot reach its
     /// shards; the member gate (`mongo` with `max_lag`) sees a member that
-    /// cannot follow a primary; an `exec` command is the operator's own
-    /// check and taken to see the truth. So a rehearsal shows what a weak
+    /// cannot follow a primary; an `exec` command, like an image's
+    /// HEALTHCHECK, is the operator's own check and taken to see the truth.
+    /// So a rehearsal shows what a weak
     /// gate costs: stuck containers left at the end.
     pub fn gate_says(&self, i: usize, kind: Option<&crate::config::HealthKind>) -> Health {
         use crate::config::HealthKind;
@@ -259,7 +261,14 @@ impl SimFleet {
         let Some(kind) = kind else {
             return truth;
         };
-        let weak = matches!(kind, HealthKind::Docker | HealthKind::Tcp { .. });
+        // Docker's own view sees readiness only through an image's
+        // HEALTHCHECK (the operator's check, taken to see the truth).
+        let docker_sees = self.scenario.healthcheck;
+        let weak = match kind {
+            HealthKind::Docker => !docker_sees,
+            HealthKind::Tcp { .. } => true,
+            _ => false,
+        };
         if truth == Health::Starting && weak {
             // Running, and listening before it is ready (a mongod opens its
             // port in STARTUP2).
@@ -272,7 +281,8 @@ impl SimFleet {
         let sees_it = match kind {
             HealthKind::Mongos { .. } | HealthKind::Exec { .. } => true,
             HealthKind::Mongo { max_lag, .. } => data && max_lag.is_some(),
-            HealthKind::Docker | HealthKind::Tcp { .. } => false,
+            HealthKind::Docker => docker_sees,
+            HealthKind::Tcp { .. } => false,
         };
         if sees_it {
             Health::Unhealthy
