@@ -109,3 +109,47 @@ fn cli_exits_2_with_the_location_on_stderr() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// An inventory that cannot be read, and one no role matches, are input
+/// errors too: exit 2 naming the place, for `plan` and for `run` (which
+/// refuses before it connects to anything).
+#[test]
+fn cli_exits_2_on_a_bad_inventory_and_on_one_no_role_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = concat!(env!("CARGO_MANIFEST_DIR"), "/config/mongo-sharded.toml");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"containers\": [\n  {\"id\": 1}\n]}\n").unwrap();
+    let unmatched = dir.path().join("unmatched.json");
+    std::fs::write(
+        &unmatched,
+        r#"{"containers": [{"id": "c1", "name": "web-1", "host": "h1", "labels": {"app": "web"}, "state": "running"}], "hosts": []}"#,
+    )
+    .unwrap();
+    for (inventory, says) in [
+        (&broken, format!("{}:2:", broken.display())),
+        (&unmatched, "no container matches any role".to_string()),
+    ] {
+        for cmd in ["plan", "run"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+                .args([cmd, playbook, "--inventory", inventory.to_str().unwrap()])
+                .args(if cmd == "run" {
+                    &["--dry-run"][..]
+                } else {
+                    &[][..]
+                })
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} {}: {stderr}",
+                inventory.display()
+            );
+            assert!(
+                stderr.contains(&says),
+                "{cmd}: stderr lacks {says:?}: {stderr}"
+            );
+        }
+    }
+}

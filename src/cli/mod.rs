@@ -10,7 +10,8 @@ pub mod run;
 
 use crate::config::Playbook;
 use crate::inventory::{InventoryError, InventorySource};
-use crate::plan::{Plan, PlanError};
+use crate::plan::PlanError;
+use crate::recovery::prepare::PrepareError;
 use crate::source::SourceError;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -171,6 +172,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(InventoryError::Source(_)) = cause.downcast_ref::<InventoryError>() {
             return 2;
         }
+        if let Some(PrepareError::Plan(_) | PrepareError::Inventory(InventoryError::Source(_))) =
+            cause.downcast_ref::<PrepareError>()
+        {
+            return 2;
+        }
         if let Some(crate::rehearse::RehearseError::Plan(_)) =
             cause.downcast_ref::<crate::rehearse::RehearseError>()
         {
@@ -304,43 +310,30 @@ pub struct Aborted;
 async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let playbook = Playbook::load(&args.playbook)?;
-    let source = args.inventory.source();
     // On Docker, the hosts discovery connected are the pre-flight's too.
-    let (inventory, hosts) = match source {
-        InventorySource::Docker => {
-            let hosts = crate::runtime::docker::DockerHosts::connect(&playbook).await;
-            (source.load_on(&playbook, &hosts).await?, Some(hosts))
-        }
-        _ => (source.load(&playbook).await?, None),
-    };
-    let mut inventory = inventory;
-    let mut plan = Plan::build(&inventory, &playbook)?;
-    let prober = hosts.map(|h| {
-        crate::probe::Prober::docker(
-            &playbook,
-            crate::runtime::docker::DockerRuntime::from_hosts(&playbook, h),
-        )
-    });
-    if let Some(p) = prober
-        .as_ref()
-        .filter(|_| crate::recovery::steps_down(&playbook))
-    {
-        // MongoDB's rolling order: each primary last in its set.
-        crate::recovery::mark_primaries(&playbook, &mut inventory, &plan, p).await;
-        plan = Plan::build(&inventory, &playbook)?;
-    }
+    let mut prepared =
+        crate::recovery::prepare::Prepared::new(&playbook, &args.inventory.source()).await?;
     {
         let mut out = std::io::stdout().lock();
         match args.output {
-            Output::Json => render::plan_json(&mut out, &playbook, &inventory, &plan)?,
-            Output::Table => render::plan_table(&mut out, &playbook, &inventory, &plan, args.all)?,
+            Output::Json => {
+                render::plan_json(&mut out, &playbook, &prepared.inventory, &prepared.plan)?
+            }
+            Output::Table => render::plan_table(
+                &mut out,
+                &playbook,
+                &prepared.inventory,
+                &prepared.plan,
+                args.all,
+            )?,
         }
     }
     // What `run` would check before its first restart (the JSON output
     // keeps stdout for the plan: the pre-flight goes to stderr).
-    if let Some(prober) = prober {
-        let pre =
-            crate::recovery::preflight::preflight(&playbook, &inventory, &plan, &prober).await;
+    if prepared.on_docker() {
+        let prober = prepared.prober(&playbook).await;
+        let (inventory, plan) = (&prepared.inventory, &prepared.plan);
+        let pre = crate::recovery::preflight::preflight(&playbook, inventory, plan, &prober).await;
         match args.output {
             Output::Table => {
                 let mut out = std::io::stdout().lock();
@@ -351,4 +344,26 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_that_cannot_be_planned_or_read_is_an_input_error() {
+        let plan = PrepareError::Plan(PlanError::NothingMatched {
+            playbook: "p".into(),
+            inventory: 1,
+        });
+        assert_eq!(exit_code(&anyhow::Error::from(plan)), 2);
+        let source = PrepareError::Inventory(InventoryError::Source(SourceError {
+            file: "inv.json".into(),
+            line: 2,
+            column: 1,
+            field: String::new(),
+            message: "invalid".into(),
+        }));
+        assert_eq!(exit_code(&anyhow::Error::from(source)), 2);
+    }
 }

@@ -11,11 +11,10 @@ use crate::model::Inventory;
 use crate::plan::Plan;
 use crate::probe::Prober;
 use crate::recovery::preflight::preflight;
-use crate::recovery::{
-    archive, default_state_dir, dns_probe, journal_path, mark_primaries, steps_down,
-};
+use crate::recovery::prepare::Prepared;
+use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
 use crate::report::RunReport;
-use crate::runtime::docker::{DockerHosts, DockerRuntime};
+use crate::runtime::docker::DockerRuntime;
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -65,33 +64,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     // One connection setup per Docker host for the whole run: discovery
     // and the runtime share it (a file inventory connects after the plan).
-    let (mut inventory, mut hosts) = match &args.inventory {
-        Some(f) => (
-            InventorySource::File(f.clone()).load(&playbook).await?,
-            None,
-        ),
-        None => {
-            let hosts = DockerHosts::connect(&playbook).await;
-            (
-                InventorySource::Docker.load_on(&playbook, &hosts).await?,
-                Some(hosts),
-            )
-        }
+    let source = match &args.inventory {
+        Some(f) => InventorySource::File(f.clone()),
+        None => InventorySource::Docker,
     };
-    let mut plan = Plan::build(&inventory, &playbook)?;
-    // MongoDB's rolling order: ask which member is primary, then cut the
-    // plan again with each primary last in its set.
-    let mut prober = None;
-    if steps_down(&playbook) {
-        let h = match hosts.take() {
-            Some(h) => h,
-            None => DockerHosts::connect(&playbook).await,
-        };
-        let p = Prober::docker(&playbook, DockerRuntime::from_hosts(&playbook, h));
-        let n = mark_primaries(&playbook, &mut inventory, &plan, &p).await;
+    let mut prepared = Prepared::new(&playbook, &source).await?;
+    if let Some(n) = prepared.primaries {
         eprintln!("rolling order: {n} primaries found; each goes last in its replica set, after a step-down");
-        plan = Plan::build(&inventory, &playbook)?;
-        prober = Some(p);
     }
     {
         // The plan goes where the summary goes; with --output json, stdout
@@ -100,11 +79,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Output::Table => Box::new(std::io::stdout().lock()),
             Output::Json => Box::new(std::io::stderr().lock()),
         };
-        render::plan_table(&mut plan_out, &playbook, &inventory, &plan, false)?;
+        render::plan_table(
+            &mut plan_out,
+            &playbook,
+            &prepared.inventory,
+            &prepared.plan,
+            false,
+        )?;
     }
     if args.dry_run {
         if args.output == Output::Json {
-            render::plan_json(&mut std::io::stdout().lock(), &playbook, &inventory, &plan)?;
+            let out = &mut std::io::stdout().lock();
+            render::plan_json(out, &playbook, &prepared.inventory, &prepared.plan)?;
         }
         return Ok(());
     }
@@ -116,14 +102,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         session::check_new(&path, &playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let prober = match (prober, hosts) {
-        (Some(p), _) => p,
-        (None, Some(h)) => Prober::docker(&playbook, DockerRuntime::from_hosts(&playbook, h)),
-        (None, None) => Prober::docker(
-            &playbook,
-            DockerRuntime::from_hosts(&playbook, DockerHosts::connect(&playbook).await),
-        ),
-    };
+    let prober = prepared.prober(&playbook).await;
+    let Prepared {
+        inventory, plan, ..
+    } = prepared;
     let dns_probe = dns_probe(
         &playbook,
         &inventory,

@@ -10,9 +10,8 @@ use crate::config::Playbook;
 use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
 use crate::plan::Plan;
-use crate::probe::Prober;
+use crate::recovery::prepare::Prepared;
 use crate::recovery::{archive_name, dns_probe, journal_path};
-use crate::runtime::docker::{DockerHosts, DockerRuntime};
 use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
 use serde_json::json;
 use std::path::PathBuf;
@@ -143,12 +142,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         d.note_finished(run);
     };
     // One connection setup per Docker host for the whole run.
-    let hosts = DockerHosts::connect(&pb).await;
-    let mut inventory = match InventorySource::Docker.load_on(&pb, &hosts).await {
-        Ok(i) => i,
-        Err(e) => return fail(e.to_string()),
-    };
-    let mut plan = match Plan::build(&inventory, &pb) {
+    let mut prepared = match Prepared::new(&pb, &InventorySource::Docker).await {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -156,16 +150,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let prober = Prober::docker(&pb, DockerRuntime::from_hosts(&pb, hosts));
+    let prober = prepared.prober(&pb).await;
     let runtime = prober.runtime().clone();
-    if crate::recovery::steps_down(&pb) {
-        // MongoDB's rolling order: each primary last in its set.
-        crate::recovery::mark_primaries(&pb, &mut inventory, &plan, &prober).await;
-        plan = match Plan::build(&inventory, &pb) {
-            Ok(p) => p,
-            Err(e) => return fail(e.to_string()),
-        };
-    }
+    let Prepared {
+        inventory, plan, ..
+    } = prepared;
     let dns_probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),

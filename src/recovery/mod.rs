@@ -1,9 +1,11 @@
 //! A real recovery's surroundings, shared by `rekindle run` and the daemon:
-//! where a playbook's journal lives, the adaptive budget's probe, and
-//! archiving a finished journal (the journal itself is opened by
+//! its preparation ([`prepare`]: inventory, plan, rolling order), the
+//! pre-flight, where a playbook's journal lives, the adaptive budget's
+//! probe, and archiving a finished journal (the journal itself is opened by
 //! [`crate::session`]). It never restarts anything itself: that is the engine's.
 
 pub mod preflight;
+pub mod prepare;
 
 use crate::config::Playbook;
 use crate::dns::budget::DnsProbe;

@@ -1,0 +1,93 @@
+//! The preparation every real run shares, `rekindle plan`, `rekindle run`
+//! and the daemon's runs alike: discover the fleet (over one client per
+//! Docker host, kept for the runtime), cut the plan, and for MongoDB's
+//! rolling order ask which member is primary and cut it again with each
+//! primary last in its set. What comes after (the pre-flight, the
+//! journal, the engine) takes the [`Prober`] this hands over, built on the
+//! same clients.
+
+use crate::config::Playbook;
+use crate::inventory::{InventoryError, InventorySource};
+use crate::model::Inventory;
+use crate::plan::{Plan, PlanError};
+use crate::probe::Prober;
+use crate::runtime::docker::{DockerHosts, DockerRuntime};
+use thiserror::Error;
+
+/// Why a run could not be prepared.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    /// No inventory (the file is invalid, or discovery refused to go on).
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The fleet cannot be planned under the playbook.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// A fleet and its plan, and the Docker hosts' clients they were found
+/// over.
+pub struct Prepared {
+    /// The fleet as discovered (or read).
+    pub inventory: Inventory,
+    /// The plan to run.
+    pub plan: Plan,
+    /// For the rolling order: how many primaries were found (`None`: no
+    /// role steps primaries down).
+    pub primaries: Option<usize>,
+    /// Discovery's hosts, until the runtime takes them over.
+    hosts: Option<DockerHosts>,
+    /// The probes over them, once built.
+    prober: Option<Prober<DockerRuntime>>,
+}
+
+impl Prepared {
+    /// Loads the inventory from `source` (on Docker: connecting each host
+    /// once), cuts the plan, and, when a role steps primaries down, asks
+    /// each running member whether it is primary and cuts the plan again.
+    pub async fn new(pb: &Playbook, source: &InventorySource) -> Result<Prepared, PrepareError> {
+        let (inventory, hosts) = match source {
+            InventorySource::Docker => {
+                let hosts = DockerHosts::connect(pb).await;
+                (source.load_on(pb, &hosts).await?, Some(hosts))
+            }
+            other => (other.load(pb).await?, None),
+        };
+        let plan = Plan::build(&inventory, pb)?;
+        let mut prepared = Prepared {
+            inventory,
+            plan,
+            primaries: None,
+            hosts,
+            prober: None,
+        };
+        if super::steps_down(pb) {
+            let prober = prepared.prober(pb).await;
+            let n =
+                super::mark_primaries(pb, &mut prepared.inventory, &prepared.plan, &prober).await;
+            prepared.plan = Plan::build(&prepared.inventory, pb)?;
+            prepared.primaries = Some(n);
+            prepared.prober = Some(prober);
+        }
+        Ok(prepared)
+    }
+
+    /// Whether the fleet came from Docker hosts already connected (so a
+    /// pre-flight costs no new connection).
+    pub fn on_docker(&self) -> bool {
+        self.hosts.is_some() || self.prober.is_some()
+    }
+
+    /// The probes, and under them the runtime, over the hosts discovery
+    /// connected; an inventory read from a file connects them now.
+    pub async fn prober(&mut self, pb: &Playbook) -> Prober<DockerRuntime> {
+        if let Some(p) = self.prober.take() {
+            return p;
+        }
+        let hosts = match self.hosts.take() {
+            Some(h) => h,
+            None => DockerHosts::connect(pb).await,
+        };
+        Prober::docker(pb, DockerRuntime::from_hosts(pb, hosts))
+    }
+}
