@@ -1,10 +1,11 @@
 //! A session: the one path every run takes once its playbook, inventory
 //! and plan are known — `rekindle run`, `rehearse` and the daemon alike.
-//! It opens (or resumes) the journal, wires the engine to the runtime and
-//! the DNS probe it is given, hands the control handle to the caller's
-//! [`Observer`], feeds it every engine event and a periodic tick, collects
-//! the timeline, and returns the outcome. Callers differ only in what they
-//! plug in (runtime, probe, journal place, observer); none of them builds
+//! It opens (or resumes) the journal, wires the engine to the runtime, the
+//! health gate's probe and the DNS budget's probe it is given, hands the
+//! control handle to the caller's [`Observer`], feeds it every engine event
+//! and a periodic tick, collects the timeline, and returns the outcome.
+//! Callers differ only in what they plug in (runtime, probes, journal
+//! place, observer); none of them builds
 //! an engine or opens a journal itself. It decides nothing about restarts:
 //! that is the engine's.
 

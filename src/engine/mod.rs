@@ -1,7 +1,8 @@
-//! The engine: executes a [`Plan`] through a [`ContainerRuntime`]. Waves
-//! start as soon as the waves they wait for have passed their gate, so
-//! clusters pipeline. Each restart first takes its DNS cost from the
-//! [`Pacer`]; each container is then watched until healthy, retried with
+//! The engine: executes a [`Plan`] through a [`ContainerRuntime`], gating
+//! through a [`HealthProbe`]. Waves start as soon as the waves they wait
+//! for have passed their gate, so clusters pipeline. Each restart first
+//! takes its DNS cost from the [`Pacer`]; each container is then watched
+//! until healthy (the probe, with its role's check), retried with
 //! backoff and jitter up to the playbook's limit; a wave whose failed
 //! fraction exceeds the policy halts the run. Every action is journaled
 //! before and after. Time is tokio's clock only (virtual in rehearsals); the
