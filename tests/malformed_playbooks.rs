@@ -6,6 +6,18 @@ use rekindle::config::Playbook;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs the CLI: its exit code and stderr.
+fn rekindle(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 struct Expect {
     line: usize,
     field: String,
@@ -85,22 +97,13 @@ fn each_invalid_playbook_names_line_and_field() {
 fn cli_exits_2_with_the_location_on_stderr() {
     for path in invalid_playbooks() {
         let want = expectations(&path);
-        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args([
-                "plan",
-                path.to_str().unwrap(),
-                "--inventory",
-                "/nonexistent-not-read.json",
-            ])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{}: stderr: {stderr}",
-            path.display()
-        );
+        let (code, stderr) = rekindle(&[
+            "plan",
+            path.to_str().unwrap(),
+            "--inventory",
+            "/nonexistent-not-read.json",
+        ]);
+        assert_eq!(code, Some(2), "{}: stderr: {stderr}", path.display());
         assert!(
             stderr.contains(&format!("{}:{}:", path.display(), want.line)),
             "{}: stderr lacks file:line: {stderr}",
@@ -130,22 +133,12 @@ fn cli_exits_2_on_a_bad_inventory_and_on_one_no_role_matches() {
         (&unmatched, "no container matches any role".to_string()),
     ] {
         for cmd in ["plan", "run"] {
-            let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-                .args([cmd, playbook, "--inventory", inventory.to_str().unwrap()])
-                .args(if cmd == "run" {
-                    &["--dry-run"][..]
-                } else {
-                    &[][..]
-                })
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "{cmd} {}: {stderr}",
-                inventory.display()
-            );
+            let mut args = vec![cmd, playbook, "--inventory", inventory.to_str().unwrap()];
+            if cmd == "run" {
+                args.push("--dry-run");
+            }
+            let (code, stderr) = rekindle(&args);
+            assert_eq!(code, Some(2), "{cmd} {}: {stderr}", inventory.display());
             assert!(
                 stderr.contains(&says),
                 "{cmd}: stderr lacks {says:?}: {stderr}"

@@ -28,11 +28,7 @@ impl<R: ContainerRuntime> Prober<R> {
         status: &ContainerStatus,
         timeout: Duration,
     ) -> Result<(), String> {
-        let addr = self
-            .target(c, status, port)
-            .await
-            .map_err(|e| e.to_string())?;
-        let creds = self.credentials()?;
+        let (addr, creds) = self.dial(c, status, port).await?;
         let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
@@ -79,8 +75,9 @@ impl<R: ContainerRuntime> Prober<R> {
     }
 
     /// The router gate: hello says mongos, and its replica-set monitor has
-    /// a reachable primary for each of `sets`. `Ok(false)`: it answers but
-    /// cannot reach them (the `Err` of a failed probe is "not yet").
+    /// a reachable primary for each of `sets`. `Ok(Err(why))`: it answers
+    /// but cannot reach them (the outer `Err` of a failed probe is "not
+    /// yet").
     pub(super) async fn router(
         &self,
         c: &Container,
@@ -89,11 +86,7 @@ impl<R: ContainerRuntime> Prober<R> {
         status: &ContainerStatus,
         timeout: Duration,
     ) -> Result<Result<(), String>, String> {
-        let addr = self
-            .target(c, status, port)
-            .await
-            .map_err(|e| e.to_string())?;
-        let creds = self.credentials()?;
+        let (addr, creds) = self.dial(c, status, port).await?;
         let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
@@ -124,6 +117,21 @@ impl<R: ContainerRuntime> Prober<R> {
                 unreachable.join("; ")
             )))
         }
+    }
+
+    /// Where a gate dials `c`, and the credentials it authenticates with;
+    /// `Err` says why it cannot.
+    async fn dial(
+        &self,
+        c: &Container,
+        status: &ContainerStatus,
+        port: u16,
+    ) -> Result<(Target, Option<Arc<Credentials>>), String> {
+        let addr = self
+            .target(c, status, port)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((addr, self.credentials()?))
     }
 
     /// Where the MongoDB gates connect to `c`: its address, with TLS when
