@@ -1481,9 +1481,6 @@ mod tests {
     }
 
     impl ContainerRuntime for LostAnswers {
-        async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-            self.sim.list().await
-        }
         async fn inspect(
             &self,
             c: &Container,
@@ -1520,9 +1517,6 @@ mod tests {
         }
         async fn health(&self, c: &Container) -> Result<Health, RuntimeError> {
             self.sim.health(c).await
-        }
-        fn events(&self) -> broadcast::Receiver<crate::runtime::RuntimeEvent> {
-            self.sim.events()
         }
     }
 

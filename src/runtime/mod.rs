@@ -1,6 +1,6 @@
 //! The boundary between rekindle and containers: the [`ContainerRuntime`]
-//! trait (list, inspect, stop, start, exec, the runtime's own view of
-//! health, its events). The engine touches containers only through it; the
+//! trait (inspect, stop, start, exec, the runtime's own view of health,
+//! and waiting for a change it hears of). The engine touches containers only through it; the
 //! simulator ([`crate::sim`]) implements it for rehearsals, Docker
 //! (bollard) for real runs. Nothing above this line knows which one it
 //! has. Health checks of other kinds (TCP, exec, MongoDB) are
@@ -93,31 +93,8 @@ pub trait Fence: Send + Sync {
     fn holds(&self) -> bool;
 }
 
-/// A change the runtime reports on its own (Docker's `start`, `die` and
-/// `health_status` events).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeEvent {
-    /// The container's runtime id.
-    pub container_id: String,
-    /// What happened.
-    pub kind: RuntimeEventKind,
-}
-
-/// What a runtime event says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuntimeEventKind {
-    /// The container's process started.
-    Start,
-    /// The container's process ended.
-    Die,
-    /// Its health check reported a new status.
-    Health(Health),
-}
-
 /// The one way rekindle acts on containers.
 pub trait ContainerRuntime: Send + Sync + 'static {
-    /// Every container the runtime can see.
-    fn list(&self) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
     /// The container's state and start marker now.
     fn inspect(
         &self,
@@ -158,7 +135,4 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         let _ = (c, longest);
         tokio::time::sleep(interval)
     }
-    /// Subscribes to container events from now on (a slow reader loses the
-    /// oldest ones: events are hints, inspect and health are the truth).
-    fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
 }

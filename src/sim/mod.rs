@@ -12,9 +12,7 @@ use crate::config::HealthCheck;
 use crate::model::{Container, ContainerState, Health};
 use crate::probe::{HealthProbe, Probed};
 use crate::rng::SplitMix64;
-use crate::runtime::{
-    ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind,
-};
+use crate::runtime::{ContainerRuntime, ContainerStatus, RuntimeError};
 use crate::scenario::{Fleet, Scenario, SimContainer, SimRole};
 use resolver::{QueryFate, SimResolver};
 use std::collections::HashMap;
@@ -104,7 +102,6 @@ pub struct SimFleet {
     hosts: Vec<Arc<Semaphore>>,
     epoch: Instant,
     world: Mutex<World>,
-    events: tokio::sync::broadcast::Sender<RuntimeEvent>,
 }
 
 impl SimFleet {
@@ -158,7 +155,6 @@ impl SimFleet {
             index,
             hosts,
             epoch: Instant::now(),
-            events: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
@@ -368,21 +364,6 @@ impl SimFleet {
         let was_healthy = w.procs[i].phase == Phase::Healthy;
         let healthy = phase == Phase::Healthy;
         w.procs[i].phase = phase;
-        let kind = match phase {
-            Phase::Starting => Some(RuntimeEventKind::Start),
-            Phase::Exited | Phase::Stopped => Some(RuntimeEventKind::Die),
-            Phase::Healthy => Some(RuntimeEventKind::Health(Health::Healthy)),
-            Phase::Stuck => Some(RuntimeEventKind::Health(Health::Unhealthy)),
-            Phase::Restarting | Phase::Disconnected => None,
-        };
-        if let Some(kind) = kind {
-            if self.events.receiver_count() > 0 {
-                let _ = self.events.send(RuntimeEvent {
-                    container_id: self.fleet.all[i].id.clone(),
-                    kind,
-                });
-            }
-        }
         if was_healthy != healthy {
             if healthy {
                 w.unhealthy_total -= 1;
@@ -611,10 +592,6 @@ impl crate::dns::budget::DnsProbe for SimDnsProbe {
 }
 
 impl ContainerRuntime for SimRuntime {
-    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        Ok(self.0.fleet.inventory().containers)
-    }
-
     async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
         let i = self.0.find(c)?;
         let (state, _, started_at) = self.0.status_of(i);
@@ -642,10 +619,6 @@ impl ContainerRuntime for SimRuntime {
         } else {
             1
         })
-    }
-
-    fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent> {
-        self.0.events.subscribe()
     }
 
     /// What Docker's own view sees: [`SimFleet::gate_says`] of the

@@ -15,7 +15,7 @@
 pub mod discover;
 pub mod fenced;
 
-use super::{ContainerRuntime, ContainerStatus, RuntimeError, RuntimeEvent, RuntimeEventKind};
+use super::{ContainerRuntime, ContainerStatus, RuntimeError};
 use crate::config::{HostSpec, Playbook, TlsPaths};
 use crate::dns::CachedResolver;
 use crate::model::{Container, ContainerState, Health, Labels};
@@ -23,7 +23,7 @@ use crate::retry::{retry, Backoff, Failed};
 use crate::rng::SplitMix64;
 use bollard::models::{ContainerInspectResponse, ExecConfig, HealthStatusEnum};
 use bollard::query_parameters::{
-    EventsOptionsBuilder, ListContainersOptions, StartContainerOptions, StopContainerOptions,
+    EventsOptionsBuilder, StartContainerOptions, StopContainerOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use fenced::{FenceSlot, FencedConnector};
@@ -35,7 +35,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::Semaphore;
 
 /// The hosts to talk to: the playbook's, or the one `DOCKER_HOST` names
 /// (TLS from `DOCKER_CERT_PATH` when `DOCKER_TLS_VERIFY` is set, as the
@@ -478,10 +478,8 @@ pub struct DockerRuntime {
     hosts: HashMap<String, HostClient>,
     /// Hosts that did not answer when connecting, with the reason.
     unreachable: BTreeMap<String, String>,
-    specs: Vec<HostSpec>,
     selector: Vec<(String, String)>,
     timeouts: CallTimeouts,
-    events: broadcast::Sender<RuntimeEvent>,
     watchers: Vec<tokio::task::AbortHandle>,
     jitter: Mutex<SplitMix64>,
     /// The run's one resolver (host names here; the probes' names through
@@ -524,11 +522,9 @@ impl DockerRuntime {
             fence,
         } = connected;
         let timeouts = CallTimeouts::of(pb);
-        let (events, _) = broadcast::channel(4096);
         let mut rt = DockerRuntime {
             hosts: HashMap::new(),
             unreachable: BTreeMap::new(),
-            specs: specs.clone(),
             selector: pb
                 .discovery
                 .labels
@@ -536,7 +532,6 @@ impl DockerRuntime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             timeouts,
-            events,
             watchers: Vec::new(),
             jitter: Mutex::new(SplitMix64::new(0x5eed)),
             resolver,
@@ -553,7 +548,6 @@ impl DockerRuntime {
                         docker.clone(),
                         spec.clone(),
                         rt.selector.clone(),
-                        rt.events.clone(),
                         heard.clone(),
                     ));
                     rt.watchers.push(task.abort_handle());
@@ -1036,39 +1030,6 @@ fn docker_health(r: &ContainerInspectResponse) -> Health {
 }
 
 impl ContainerRuntime for DockerRuntime {
-    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        let mut out = Vec::new();
-        for spec in &self.specs {
-            let Ok(host) = self.host(&spec.name) else {
-                continue;
-            };
-            let mut labels = host_label_filters(spec);
-            labels.extend(self.selector.iter().map(|(k, v)| format!("{k}={v}")));
-            let opts = ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([("label".to_string(), labels)])),
-                ..Default::default()
-            };
-            let _permit = host.calls.acquire().await.expect("semaphore never closed");
-            let list =
-                tokio::time::timeout(self.timeouts.api, host.docker.list_containers(Some(opts)))
-                    .await
-                    .map_err(|_| RuntimeError::Unreachable {
-                        host: spec.name.clone(),
-                        reason: "list timed out".into(),
-                    })?
-                    .map_err(|e| RuntimeError::Unreachable {
-                        host: spec.name.clone(),
-                        reason: with_causes(&e),
-                    })?;
-            out.extend(
-                list.into_iter()
-                    .filter_map(|s| summary_to_container(spec, s)),
-            );
-        }
-        Ok(out)
-    }
-
     async fn inspect(&self, c: &Container) -> Result<ContainerStatus, RuntimeError> {
         let inspected = self.inspect_full(c).await?;
         // Whether its image has a HEALTHCHECK, for a start confirmed by
@@ -1257,10 +1218,6 @@ impl ContainerRuntime for DockerRuntime {
             None => tokio::time::sleep(interval).await,
         }
     }
-
-    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
-        self.events.subscribe()
-    }
 }
 
 /// A container as a list call reports it, or `None` without an id.
@@ -1300,13 +1257,24 @@ pub fn summary_to_container(
     })
 }
 
-/// Follows one host's container events (start, die, health) and forwards
-/// them; reconnects with backoff when the stream breaks.
+/// What one event of a host's stream says.
+#[derive(Debug, Clone, Copy)]
+enum EventKind {
+    /// The container's process started.
+    Start,
+    /// The container's process ended.
+    Die,
+    /// Its HEALTHCHECK reported a new status.
+    Health(Health),
+}
+
+/// Follows one host's container events (start, die, health) into what
+/// the runtime has heard ([`Heard`]); reconnects with backoff when the
+/// stream breaks.
 async fn watch_events(
     docker: Docker,
     spec: HostSpec,
     selector: Vec<(String, String)>,
-    tx: broadcast::Sender<RuntimeEvent>,
     heard: Arc<Heard>,
 ) {
     use std::sync::atomic::Ordering;
@@ -1343,12 +1311,12 @@ async fn watch_events(
                 continue;
             };
             let kind = match action {
-                "start" => RuntimeEventKind::Start,
-                "die" => RuntimeEventKind::Die,
+                "start" => EventKind::Start,
+                "die" => EventKind::Die,
                 a if a.starts_with("health_status") => match a.rsplit(' ').next() {
-                    Some("healthy") => RuntimeEventKind::Health(Health::Healthy),
-                    Some("unhealthy") => RuntimeEventKind::Health(Health::Unhealthy),
-                    _ => RuntimeEventKind::Health(Health::Starting),
+                    Some("healthy") => EventKind::Health(Health::Healthy),
+                    Some("unhealthy") => EventKind::Health(Health::Unhealthy),
+                    _ => EventKind::Health(Health::Starting),
                 },
                 _ => continue,
             };
@@ -1360,9 +1328,9 @@ async fn watch_events(
                 let mut said = heard.said.lock().unwrap();
                 let entry = said.entry(id.clone()).or_default();
                 match kind {
-                    RuntimeEventKind::Start => entry.start_ns = entry.start_ns.max(ns),
-                    RuntimeEventKind::Die => entry.died_ns = entry.died_ns.max(ns),
-                    RuntimeEventKind::Health(h) if ns >= entry.health_ns => {
+                    EventKind::Start => entry.start_ns = entry.start_ns.max(ns),
+                    EventKind::Die => entry.died_ns = entry.died_ns.max(ns),
+                    EventKind::Health(h) if ns >= entry.health_ns => {
                         entry.health_ns = ns;
                         entry.health = Some(h);
                     }
@@ -1373,10 +1341,6 @@ async fn watch_events(
                     w.notify_one();
                 }
             }
-            let _ = tx.send(RuntimeEvent {
-                container_id: id,
-                kind,
-            });
         }
         heard.gen.store(0, Ordering::Release);
         tracing::debug!(host = %spec.name, "event stream ended; reconnecting");
