@@ -54,8 +54,13 @@ fn braze_rehearsal_meets_its_figures_and_beats_the_baselines() {
     assert!(r["dns_peak_qps"].as_u64().is_some());
     let makespan = r["makespan_s"].as_f64().unwrap();
     let lb = r["lower_bound_s"].as_f64().unwrap();
-    assert!((lb - 116.4).abs() < 0.01);
-    assert!(makespan / lb <= 1.10, "ratio {}", makespan / lb);
+    // 116.4 s, and the start call before the process begins (0.2 s × 0.99).
+    assert!((lb - 116.598).abs() < 0.01, "{lb}");
+    // The pacer holds its budget over one second widened by the spread of
+    // the start calls (a process begins at the end of its call, 0.2–0.35 s
+    // after the grant): safe on a per-second-limited resolver, 13% of pace
+    // given up on this deep-queue one (1.059 when starts were instant).
+    assert!(makespan / lb <= 1.25, "ratio {}", makespan / lb);
     let baselines = r["baselines"].as_array().unwrap();
     let aao = baselines
         .iter()

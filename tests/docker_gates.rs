@@ -775,3 +775,149 @@ fn gates_over_tls_with_client_certificates_and_a_refused_handshake_stops_the_run
     );
     assert!(starts(&events).is_empty(), "nothing restarted: {events:?}");
 }
+
+/// The shipped gates (`mongo` on members, `mongos` on routers), as
+/// docs/playbook.md recommends them.
+fn shipped_gates_playbook(id: &str, member_extra: &str) -> String {
+    run_playbook(id, "", "fail")
+        .replace(
+            r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+            &format!(r#"health = {{ kind = "mongo", port = 27019, interval = "250ms", deadline = "30s"{member_extra} }}"#),
+        )
+        .replace(
+            r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+            &format!(r#"health = {{ kind = "mongo", port = 27018, interval = "250ms", deadline = "30s"{member_extra} }}"#),
+        )
+        .replace(
+            r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongos", port = 27017, stuck_after = "2s", interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace("max_unavailable_per_replset = 1", "max_unavailable_per_replset = \"all\"")
+}
+
+/// Issue 24: a mongod answers `hello` before it has loaded its replica-set
+/// config (STARTUP: `isreplicaset: true`, no `setName`, the drivers'
+/// RSGhost). The member gate must not pass it: the routers of its cluster
+/// start only once every member has joined its set. (Before the SDAM
+/// classification, such a reply passed as a "standalone" at once, and the
+/// routers started while the shard had no member in it.)
+#[test]
+fn a_member_without_its_replica_set_config_is_not_passed_and_routers_wait_for_it() {
+    if !docker_available(
+        "a_member_without_its_replica_set_config_is_not_passed_and_routers_wait_for_it",
+    ) {
+        return;
+    }
+    const NO_CONFIG_MS: i64 = 4000;
+    let id = TestFleet::id_for("ghost");
+    let net = TestNetwork::create(&id);
+    // 1 cluster: 3 config servers, 1 shard of 3, 2 routers; the shard's
+    // members answer as RSGhost for 4 s after they listen.
+    let mut specs = gated_specs_with(&id, 1, 1, 2, 0);
+    for s in specs.iter_mut().filter(|s| s.name.contains("-rs00-")) {
+        s.env
+            .push(("DBNODE_NO_CONFIG_MS".into(), NO_CONFIG_MS.to_string()));
+    }
+    let ports = ports_of(&specs);
+    let kept = specs.clone();
+    let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    wait_listening(&ports);
+    let dir = tempfile::tempdir().unwrap();
+    let pb = write_playbook(&dir, "ghost.toml", &shipped_gates_playbook(&id, ""));
+    let state = dir.path().join("state");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+    let start_of = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == "start" && e.name == name)
+            .map(|e| e.time_nano)
+            .max()
+            .unwrap_or_else(|| panic!("no start of {name}"))
+    };
+    let members: Vec<&String> = fleet
+        .names
+        .iter()
+        .filter(|n| n.contains("-rs00-"))
+        .collect();
+    let joined = members.iter().map(|m| start_of(m)).max().unwrap() + NO_CONFIG_MS * 1_000_000;
+    for router in fleet.names.iter().filter(|n| n.contains("-mongos-")) {
+        let early_ms = (joined - start_of(router)) / 1_000_000;
+        assert!(
+            start_of(router) >= joined,
+            "{router} started {early_ms} ms before the shard's last member loaded its config\n{ran}"
+        );
+    }
+    assert!(
+        unreachable_by_router(&kept).values().all(|u| u.is_empty()),
+        "every router reaches every set"
+    );
+}
+
+/// Issue 24: SCRAM-SHA-1 end to end (a server that offers only SHA-1, and
+/// wants the empty last SASL round of servers before 4.4): every gate
+/// authenticates (the member gate's `replSetGetStatus`, the router gate's
+/// `connPoolStats`) and the run passes; a wrong password is refused in the
+/// pre-flight.
+#[test]
+fn scram_sha1_with_the_extra_sasl_round_authenticates_every_gate() {
+    if !docker_available("scram_sha1_with_the_extra_sasl_round_authenticates_every_gate") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    const RIGHT: &str = "sha1-horse-4Lp";
+    let id = TestFleet::id_for("sha1");
+    let net = TestNetwork::create(&id);
+    let mut specs = gated_specs_with(&id, 1, 1, 1, 0);
+    for s in specs.iter_mut() {
+        s.env.push(("DBNODE_AUTH_USER".into(), "rekindle".into()));
+        s.env.push(("DBNODE_AUTH_PASSWORD".into(), RIGHT.into()));
+        s.env
+            .push(("DBNODE_AUTH_MECHS".into(), "SCRAM-SHA-1".into()));
+        s.env.push(("DBNODE_SASL_EXTRA_ROUND".into(), "1".into()));
+    }
+    let ports = ports_of(&specs);
+    let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    wait_listening(&ports);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("mongo-password");
+    let text = shipped_gates_playbook(&id, r#", max_lag = "5s""#)
+        + &format!(
+            "[mongo]\nuser = \"rekindle\"\npassword_file = {:?}\n",
+            pw.to_str().unwrap()
+        );
+    let pb = write_playbook(&dir, "sha1.toml", &text);
+    std::fs::write(&pw, format!("{RIGHT}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = dir.path().join("state");
+    let log = EventLog::follow(&id);
+    let ran = rekindle(&["run", &pb, "--yes", "--state-dir", state.to_str().unwrap()]);
+    let events = log.stop();
+    assert_eq!(ran.code, Some(0), "{ran}");
+    assert!(ran.stderr.contains("authenticated, connPoolStats"), "{ran}");
+    assert!(
+        ran.stderr.contains("authenticated, replSetGetStatus"),
+        "{ran}"
+    );
+    for name in &fleet.names {
+        assert_eq!(starts(&events).get(name).copied(), Some(1), "{name}\n{ran}");
+    }
+    std::fs::write(&pw, "not-the-password\n").unwrap();
+    let ran = rekindle(&[
+        "run",
+        &pb,
+        "--yes",
+        "--state-dir",
+        dir.path().join("s2").to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, Some(2), "{ran}");
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains("authentication failed"),
+        "{ran}"
+    );
+}

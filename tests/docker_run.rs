@@ -787,7 +787,7 @@ fn docker_run_mongo_hello_gates_routers_on_secondaries_and_halts_on_a_recovering
     let why = format!("{}{}", ran.stdout, ran.stderr);
     assert!(
         why.contains("not healthy within 6s: hello to ")
-            && why.contains(":27018: member of ")
+            && why.contains(":27018: RSOther (member of ")
             && why.contains("neither primary nor secondary"),
         "{ran}"
     );

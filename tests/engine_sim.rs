@@ -380,10 +380,41 @@ fn abort_stops_new_restarts_and_leaves_nothing_restarting() {
 
 #[test]
 fn crashed_engine_resumes_without_restarting_anything_twice() {
-    // Twelve crash points over the run; every third with a torn journal tail.
+    crash_and_resume(|t| t);
+}
+
+/// Issue 23: the same in a world where starts take seconds and wait behind
+/// the stops in the host's call slots, and a stop shows only when its
+/// process exits: a crashed run's calls are still in flight when the next
+/// one looks (a stop that will land after a new start, a start that will
+/// land after a new stop). Without waiting them out, the resumed run
+/// restarts containers twice, or leaves one stopped.
+#[test]
+fn crashed_engine_resumes_exactly_once_while_the_dead_runs_calls_still_land() {
+    crash_and_resume(|t| {
+        t.replace("start = [0.2, 0.35]", "start = [1.0, 3.0]")
+            .replace("starts_share_slots = false", "starts_share_slots = true")
+            .replace(
+                "api_concurrency_per_host = 4",
+                "api_concurrency_per_host = 2",
+            )
+    });
+    // Starts that queue among themselves for seconds (one at a time, 2 s
+    // each): a dead run's start lands while the next run waits for its
+    // own call slot to restart a container it saw stopped.
+    crash_and_resume(|t| {
+        t.replace("start = [0.2, 0.35]", "start = [2.0, 2.0]")
+            .replace("start_concurrency = 2", "start_concurrency = 1")
+    });
+}
+
+/// Crashes a run on the smoke world (edited) at twelve points, every third
+/// with a torn journal tail, and resumes it at once: each container is
+/// started exactly once and all are healthy at the end.
+fn crash_and_resume(world: fn(String) -> String) {
     for k in 0..12u64 {
         paused().block_on(async {
-            let scenario = smoke(|t| t);
+            let scenario = smoke(world);
             let s = setup(&scenario, playbook(40.0, |t| t));
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("j");
@@ -701,4 +732,182 @@ fn baselines_look_through_the_playbooks_gates_a_hello_only_script_stops_with_stu
     assert!(!weak.converged, "{weak:?}");
     assert!(weak.stuck_passed > 0, "{weak:?}");
     assert_eq!(weak.still_down, weak.stuck_passed, "{weak:?}");
+}
+
+/// Issue 24: the simulator knows mongod's STARTUP without a replica-set
+/// config (`timing.no_config`): a data node is not ready before it, the
+/// member gate does not pass it and says RSGhost when its deadline comes
+/// first; a `tcp` gate (listening is all it sees) passes it, so routers
+/// start on members with no config and stick.
+#[test]
+fn the_no_config_phase_holds_members_and_their_routers_and_a_gate_names_rsghost() {
+    let long_startup = || {
+        smoke(|t| {
+            t.replace(
+                "restart = [0.5, 1.5]",
+                "restart = [0.5, 1.5]\nno_config = [4.0, 4.0]",
+            )
+        })
+    };
+    assert_eq!(long_startup().no_config.min, 4.0);
+    paused().block_on(async {
+        let s = setup(&long_startup(), playbook(40.0, |t| t));
+        let dir = tempfile::tempdir().unwrap();
+        let (out, events) = run_collect(engine(
+            &s,
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        ))
+        .await;
+        assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
+        check_dependency_order(&events);
+        // Every member is healthy no sooner than 4 s after its restart
+        // began (the stop, then 4 s of STARTUP without config).
+        let mut began: HashMap<String, f64> = HashMap::new();
+        for (t, e) in &events {
+            match e {
+                Event::Restarting { container, .. } => {
+                    began.insert(container.clone(), *t);
+                }
+                Event::Healthy { container, .. } if !container.contains("mongos") => {
+                    let since = t - began[container];
+                    assert!(
+                        since >= 4.0,
+                        "{container} healthy {since:.2} s after its restart"
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(s.sim.stats().stuck, 0);
+    });
+    // A member gate whose deadline comes before the config: the failure
+    // names what hello would say.
+    paused().block_on(async {
+        let pb = playbook(40.0, |t| {
+            t.replace(
+                "health = { kind = \"mongo\", port = 27019, timeout = \"2s\", max_lag = \"10s\", deadline = \"120s\" }",
+                "health = { kind = \"mongo\", port = 27019, timeout = \"2s\", max_lag = \"10s\", deadline = \"2s\" }",
+            )
+            .replace("retries = 3", "retries = 0")
+        });
+        let s = setup(&long_startup(), pb);
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _) = run_collect(engine(
+            &s,
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        ))
+        .await;
+        assert_eq!(out.state, RunState::Halted);
+        let why = format!("{:?} {:?}", out.reason, out.failed);
+        assert!(why.contains("RSGhost (no replica-set config yet)"), "{why}");
+    });
+    // A tcp gate on members passes them in STARTUP: routers start on
+    // members without config and come up stuck.
+    let opts = rekindle::rehearse::Options {
+        compare: false,
+        static_budget: false,
+        handle_tx: None,
+        state_dir: None,
+    };
+    let tcp = playbook(40.0, |t| {
+        t.replace(
+            "kind = \"mongo\", port = 27019, timeout = \"2s\", max_lag = \"10s\"",
+            "kind = \"tcp\", port = 27019, timeout = \"2s\"",
+        )
+        .replace(
+            "kind = \"mongo\", port = 27018, timeout = \"2s\", max_lag = \"10s\"",
+            "kind = \"tcp\", port = 27018, timeout = \"2s\"",
+        )
+    });
+    let weak = rekindle::rehearse::rehearse(&tcp, &long_startup(), &opts, |_, _| {}).unwrap();
+    assert!(weak.stuck_events > 0, "{} stuck events", weak.stuck_events);
+}
+
+/// A host whose Engine API answers every inspect (and so every probe of
+/// Docker's state) in 3 s: slower than the checks' 2 s timeout.
+struct SlowHost(SimRuntime);
+
+const SLOW: Duration = Duration::from_secs(3);
+
+impl rekindle::runtime::ContainerRuntime for SlowHost {
+    async fn inspect(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<rekindle::runtime::ContainerStatus, rekindle::runtime::RuntimeError> {
+        tokio::time::sleep(SLOW).await;
+        self.0.inspect(c).await
+    }
+    async fn stop(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.0.stop(c).await
+    }
+    async fn start(
+        &self,
+        c: &rekindle::model::Container,
+        before: &str,
+    ) -> Result<(), rekindle::runtime::RuntimeError> {
+        self.0.start(c, before).await
+    }
+    async fn exec(
+        &self,
+        c: &rekindle::model::Container,
+        cmd: &[String],
+    ) -> Result<i64, rekindle::runtime::RuntimeError> {
+        self.0.exec(c, cmd).await
+    }
+    async fn health(
+        &self,
+        c: &rekindle::model::Container,
+    ) -> Result<rekindle::model::Health, rekindle::runtime::RuntimeError> {
+        tokio::time::sleep(SLOW).await;
+        self.0.health(c).await
+    }
+}
+
+/// The simulator's probe, as slow as the host it asks.
+struct SlowProbe(SimProbe);
+
+impl rekindle::probe::HealthProbe for SlowProbe {
+    async fn check(
+        &self,
+        c: &rekindle::model::Container,
+        check: &rekindle::config::HealthCheck,
+    ) -> Result<rekindle::probe::Probed, rekindle::runtime::RuntimeError> {
+        tokio::time::sleep(SLOW).await;
+        self.0.check(c, check).await
+    }
+}
+
+/// Issue 23, item 7: a slow host is slow, not failed. Every inspect and
+/// every probe takes 3 s against checks whose timeout is 2 s: the run
+/// asks again with more patience within each container's deadline and
+/// succeeds, every container restarted once (it halted at the first wave:
+/// "inspect timed out after 2s").
+#[test]
+fn a_host_slower_than_the_checks_timeout_is_waited_for_not_failed() {
+    paused().block_on(async {
+        let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::new(
+            Arc::new(SlowHost(SimRuntime(s.sim.clone()))),
+            SlowProbe(SimProbe(s.sim.clone())),
+            s.pb.clone(),
+            s.inv.clone(),
+            s.plan.clone(),
+            new_journal(&s, &dir.path().join("j")),
+            Replay::default(),
+        );
+        let out = e.run().await.unwrap();
+        assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
+        assert!(s.sim.all_healthy());
+        assert!(
+            s.sim.restart_counts().iter().all(|&n| n == 1),
+            "{:?}",
+            s.sim.restart_counts()
+        );
+    });
 }

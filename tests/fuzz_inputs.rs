@@ -325,10 +325,14 @@ fn exec_mongo(input: &[u8]) -> bool {
         let _ = view.unreachable(&[]);
         let _ = view.unreachable(&["rs0".to_string()]);
     }
-    let _ = parse_status_reply(input, id);
+    if let Ok(status) = parse_status_reply(input, id) {
+        let _ = status.lag_ms();
+    }
     match parse_reply(input, id) {
         Ok(hello) => {
-            hello.health();
+            hello.server_type();
+            let _ = hello.member_verdict(Some("rs0"), false);
+            let _ = hello.member_verdict(None, true);
             true
         }
         Err(e) => {
@@ -2058,6 +2062,21 @@ fn write_corpus() {
             (0x02, "codeName", string("ShutdownInProgress")),
         ],
     );
+    // STARTUP before the config is loaded (the drivers' RSGhost).
+    reply(
+        "ghost.bin",
+        &[
+            (0x08, "isWritablePrimary", vec![0]),
+            (0x08, "secondary", vec![0]),
+            (0x08, "isreplicaset", vec![1]),
+            (
+                0x02,
+                "info",
+                string("Does not have a valid replica set config"),
+            ),
+            (0x01, "ok", 1.0f64.to_le_bytes().to_vec()),
+        ],
+    );
     // The router gate's connPoolStats and the member gate's
     // replSetGetStatus, in the documented shapes.
     let framed = |name: &str, body: bson::Document| {
@@ -2099,6 +2118,34 @@ fn write_corpus() {
     framed(
         "unauthorized.bin",
         bson::doc! { "ok": 0.0, "errmsg": "command connPoolStats requires authentication", "code": 13i32, "codeName": "Unauthorized" },
+    );
+    // Bad input the member gate must answer with a reason (issue 24): a
+    // field of the wrong BSON type, hosts that are not strings, a setName
+    // past its bound (a 10 MB one is a unit test in health::mongo: the
+    // fuzzer's inputs stop at 64 KiB), a secondary without optimeDate.
+    framed(
+        "isreplicaset-int.bin",
+        bson::doc! { "isWritablePrimary": false, "secondary": false, "isreplicaset": 1i32, "ok": 1.0 },
+    );
+    framed(
+        "hosts-not-strings.bin",
+        bson::doc! { "setName": "rs0", "secondary": true, "hosts": ["a:27018", 27018i32, { "host": "b" }], "ok": 1.0 },
+    );
+    framed(
+        "setname-long.bin",
+        bson::doc! { "setName": "r".repeat(16 << 10), "secondary": true, "ok": 1.0 },
+    );
+    framed(
+        "status-no-optime.bin",
+        bson::doc! {
+            "set": "rs0",
+            "myState": 2i32,
+            "members": [
+                { "_id": 0i32, "name": "a:27018", "state": 1i32, "stateStr": "PRIMARY" },
+                { "_id": 1i32, "name": "b:27018", "state": 2i32, "stateStr": "SECONDARY", "self": true },
+            ],
+            "ok": 1i32,
+        },
     );
 
     // Inventory files: the smoke scenario's fleet as `inventory --output

@@ -147,10 +147,13 @@ pub enum HealthKind {
         /// The argv run in the container.
         command: Vec<String>,
     },
-    /// MongoDB's `hello` on a port: a mongos or standalone that answers, or
-    /// a replica-set member that is primary, secondary or arbiter — and,
-    /// with `max_lag`, whose `replSetGetStatus` shows a primary it trails by
-    /// no more than that.
+    /// MongoDB's `hello` on a port, classified as the drivers do (SDAM
+    /// server types): a container with a replica-set label passes only as
+    /// that set's primary or secondary (or arbiter with `arbiters`); one
+    /// without, also as a standalone or a mongos. A member without a
+    /// replica-set config (RSGhost) or in STARTUP2/RECOVERING (RSOther)
+    /// never passes. With `max_lag`, a secondary's `replSetGetStatus` must
+    /// show a primary it trails by no more than that.
     Mongo {
         /// Port probed (default 27017).
         port: u16,
@@ -162,6 +165,10 @@ pub enum HealthKind {
         /// this catch-up period for a secondary.
         #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
         step_down: Option<Duration>,
+        /// A member that answers as an arbiter passes (it holds no data, so
+        /// by default it does not).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        arbiters: bool,
     },
     /// The router gate: a mongos (`hello` says `isdbgrid`) whose replica-set
     /// monitor (`connPoolStats`) has a reachable primary for every replica
@@ -241,6 +248,11 @@ pub struct Limits {
     /// Concurrent stop and start calls per host (the engine's API is the
     /// bottleneck of a busy host; bollard itself sets no cap).
     pub api_calls_per_host: u32,
+    /// Concurrent start calls per host: as many as the engine serves at
+    /// once (measured: 2), so that a start granted its DNS lookups is
+    /// served at once and its process begins when the pacer planned, not
+    /// seconds later behind other starts (docs/docker-world.md).
+    pub starts_per_host: u32,
     /// Each host's pool: concurrent short calls (inspect, list, exec) and
     /// the idle connections kept open between calls. Stops and starts
     /// hold a connection of their own while they last.
@@ -1236,6 +1248,7 @@ impl Resolver<'_> {
                     .as_ref()
                     .map(|l| self.duration(l, &field("step_down")))
                     .transpose()?,
+                arbiters: h.arbiters.as_ref().is_some_and(|a| *a.get_ref()),
             },
             "mongos" => HealthKind::Mongos {
                 port: mongo_port()?,
@@ -1275,6 +1288,17 @@ impl Resolver<'_> {
                 port,
                 field("port"),
                 "port applies only to kinds \"tcp\", \"mongo\" and \"mongos\"",
+            ));
+        }
+        if let Some(a) = h
+            .arbiters
+            .as_ref()
+            .filter(|_| !matches!(kind, HealthKind::Mongo { .. }))
+        {
+            return Err(self.err(
+                a,
+                field("arbiters"),
+                "arbiters applies only to kind \"mongo\"",
             ));
         }
         for (key, value) in [("max_lag", &h.max_lag), ("step_down", &h.step_down)] {
@@ -1389,6 +1413,13 @@ impl Resolver<'_> {
                 1024,
                 d.api_calls_per_host as i64,
             )? as u32,
+            starts_per_host: self.opt_count(
+                &l.starts_per_host,
+                "limits.starts_per_host",
+                1,
+                1024,
+                d.starts_per_host as i64,
+            )? as u32,
             connections_per_host: self.opt_count(
                 &l.connections_per_host,
                 "limits.connections_per_host",
@@ -1464,6 +1495,7 @@ impl Default for Limits {
             restart_rate: 0.0,
             stop_timeout: Duration::from_secs(30),
             api_calls_per_host: 16,
+            starts_per_host: 2,
             connections_per_host: 2,
             restarts_in_flight: 4096,
         }

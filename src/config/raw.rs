@@ -180,6 +180,10 @@ pub struct RawHealth {
     /// `stuck_after`: for `mongos`, how long a router may fail the gate before it is stuck (a duration).
     #[serde(default)]
     pub stuck_after: Option<Spanned<String>>,
+    /// `arbiters`: for `mongo`, whether a member that answers as an
+    /// arbiter passes (default false).
+    #[serde(default)]
+    pub arbiters: Option<Spanned<bool>>,
 }
 
 /// `max_unavailable_per_replset`: a count or `"all"`.
@@ -211,6 +215,9 @@ pub struct RawLimits {
     /// `stop_timeout`: Docker's stop timeout for each restart (a duration).
     #[serde(default)]
     pub stop_timeout: Option<Spanned<String>>,
+    /// `starts_per_host`: concurrent start calls per host.
+    #[serde(default)]
+    pub starts_per_host: Option<Spanned<i64>>,
     /// `api_calls_per_host`: concurrent stop and start calls per host.
     #[serde(default)]
     pub api_calls_per_host: Option<Spanned<i64>>,

@@ -351,6 +351,8 @@ struct Shared<R, P> {
     /// (`limits.api_calls_per_host`): a start's DNS budget is taken only
     /// with a slot in hand, so its lookups never wait behind the host.
     host_slots: HashMap<String, Arc<Semaphore>>,
+    /// Per host, the start calls it may serve at once (`starts_per_host`).
+    start_slots: HashMap<String, Arc<Semaphore>>,
     /// Each container's gate, and what a stuck router waits for.
     gates: gates::Gates,
 }
@@ -471,6 +473,12 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
             .iter()
             .map(|c| (c.host.clone(), Arc::new(Semaphore::new(slots))))
             .collect();
+        let starts = pb.limits.starts_per_host as usize;
+        let start_slots = inv
+            .containers
+            .iter()
+            .map(|c| (c.host.clone(), Arc::new(Semaphore::new(starts))))
+            .collect();
         let mut depth = vec![0u32; pb.roles.len()];
         for (i, r) in pb.roles.iter().enumerate() {
             depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
@@ -518,6 +526,7 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
                 budget_log: Mutex::new(Vec::new()),
                 resolver_log: Mutex::new(Vec::new()),
                 host_slots,
+                start_slots,
             }),
         }
     }
@@ -805,6 +814,11 @@ async fn restart_container<R: ContainerRuntime, P: HealthProbe>(
         }
     }
     let mut last_reason = String::new();
+    // How long the inspect before a restart may take: the probe's timeout,
+    // doubled each time a slow host lets it pass, until the role's deadline
+    // from now (a slow host is slow, not failed).
+    let mut inspect_limit = role.health.timeout;
+    let slow_until = tokio::time::Instant::now() + role.health.deadline;
     // Stopping before a container's first attempt leaves it untouched
     // (cancelled); after a failed attempt, it is reported failed.
     let untouched = |failures: u32, stuck: u32| failures + stuck == 0;
@@ -833,7 +847,7 @@ async fn restart_container<R: ContainerRuntime, P: HealthProbe>(
                     break None;
                 }
                 let inspected =
-                    tokio::time::timeout(role.health.timeout, Box::pin(s.rt.inspect(c))).await;
+                    tokio::time::timeout(inspect_limit, Box::pin(s.rt.inspect(c))).await;
                 if s.pacer.flow() == Flow::Open {
                     break Some(inspected);
                 }
@@ -846,13 +860,21 @@ async fn restart_container<R: ContainerRuntime, P: HealthProbe>(
             };
             let before = match inspected {
                 Ok(Ok(st)) => st.started_at,
+                Err(_) if tokio::time::Instant::now() + inspect_limit * 2 <= slow_until => {
+                    // A slow host, not a failed container: the host
+                    // answered no inspect within the limit. Ask again with
+                    // twice the patience, within the container's deadline,
+                    // without counting a failure (issue 23: a host whose
+                    // Engine API answered in seconds failed whole waves).
+                    tracing::info!(container = %c.name, host = %c.host, limit_s = inspect_limit.as_secs_f64(),
+                        "inspect slower than its limit: asking again with a longer one");
+                    inspect_limit *= 2;
+                    continue;
+                }
                 failed => {
                     last_reason = match failed {
                         Ok(Err(e)) => e.to_string(),
-                        _ => format!(
-                            "inspect timed out after {}s",
-                            role.health.timeout.as_secs_f64()
-                        ),
+                        _ => format!("inspect timed out after {}s", inspect_limit.as_secs_f64()),
                     };
                     failures += 1;
                     if failures > s.pb.policy.retries {
@@ -1091,12 +1113,27 @@ async fn stop_then_start<R: ContainerRuntime, P: HealthProbe>(
             Err(_) => return Err(CallFailed::timed_out("stop", limit)),
         }
     }
+    // A start is granted its lookups once the host will serve it at once:
+    // its process begins at the end of the call, so a start that queued
+    // behind others would bring its lookups seconds after their grant.
+    let starting = s
+        .start_slots
+        .get(&c.host)
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+    let _starting = starting.acquire().await.expect("never closed");
     let _slot = slots.acquire().await.expect("never closed");
     if let Some(a) = admission {
         s.pacer.start(a).await;
     }
+    let t0 = tokio::time::Instant::now();
     match tokio::time::timeout(limit, Box::pin(s.rt.start(c, before))).await {
-        Ok(r) => r.map_err(CallFailed::of),
+        Ok(r) => {
+            if r.is_ok() {
+                s.pacer.observe_start(t0.elapsed());
+            }
+            r.map_err(CallFailed::of)
+        }
         Err(_) => Err(CallFailed::timed_out("start", limit)),
     }
 }
@@ -1295,6 +1332,11 @@ async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
 /// restart in doubt is watched for.
 const IN_DOUBT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a start call in flight may still take to land, at least
+/// (the slowest start seen, if longer): the real engine served lone
+/// starts in 0.2–0.55 s and 16 at once in up to 2.2 s (docs/docker-world.md).
+const START_GRACE: Duration = Duration::from_secs(3);
+
 /// What a restart whose call failed, timed out, or outlived its client left.
 #[derive(Debug, Clone, PartialEq)]
 enum Settled {
@@ -1309,18 +1351,24 @@ enum Settled {
 }
 
 /// Settles a restart in doubt by inspecting `c` until its start time moves
-/// away from `before` (restarted), it is exited with the old start time
-/// (stopped), or the bound passes: the stop timeout plus the slowest stop
-/// this run has seen (at least [`IN_DOUBT_GRACE`]), so a slow host's late
-/// restart is seen before a retry would send a second one.
-/// Without `patient`, one look decides (the host answered the call).
+/// away from `before` (restarted) or the bound passes: what a call in
+/// flight may still do has been done by then. The bound is the stop
+/// timeout plus the slowest stop this run has seen (at least
+/// [`IN_DOUBT_GRACE`]) plus the slowest start (at least [`START_GRACE`]):
+/// a stop shows only when its process exits, and a call outlives the
+/// client that sent it (a crashed run's, or one whose answer was lost), so
+/// a stop may still land and a start may still follow it. Until the bound
+/// nothing is concluded but "restarted": an exited container may yet be
+/// started by a start in flight, a running one stopped by a stop in
+/// flight. Without `patient`, one look decides (the host answered the
+/// call: nothing of it is in flight).
 async fn settle<R: ContainerRuntime, P: HealthProbe>(
     s: &Shared<R, P>,
     c: &Container,
     before: &str,
     patient: bool,
 ) -> Settled {
-    let slowest = s.pacer.stop_high().max(IN_DOUBT_GRACE);
+    let slowest = s.pacer.stop_high().max(IN_DOUBT_GRACE) + s.pacer.start_high().max(START_GRACE);
     let give_up = tokio::time::Instant::now() + s.pb.limits.stop_timeout + slowest;
     let call = Duration::from_secs(10).min(s.pb.limits.stop_timeout + slowest);
     loop {
@@ -1335,9 +1383,10 @@ async fn settle<R: ContainerRuntime, P: HealthProbe>(
                 if now.started_at == before
                     && matches!(now.state, ContainerState::Exited | ContainerState::Created)
                 {
-                    return Settled::Stopped;
+                    Settled::Stopped
+                } else {
+                    Settled::NotRestarted
                 }
-                Settled::NotRestarted
             }
             Ok(Err(e)) => Settled::Unknown(format!("inspect: {e}")),
             Err(_) => Settled::Unknown(format!("inspect took over {}s", call.as_secs())),
@@ -1377,17 +1426,28 @@ async fn watch_health<R: ContainerRuntime, P: HealthProbe>(
     check: &crate::config::HealthCheck,
 ) -> (Health, Option<String>) {
     let deadline = tokio::time::Instant::now() + check.deadline;
+    // A probe slower than its timeout (a slow host's inspect) is given
+    // twice the time next, within the deadline: slow is not unhealthy.
+    let mut limit = check.timeout;
     loop {
-        let (h, why) = match tokio::time::timeout(check.timeout, s.health.check(c, check)).await {
+        let (h, why) = match tokio::time::timeout(limit, s.health.check(c, check)).await {
             Ok(Ok(p)) => (p.health, p.note),
             Ok(Err(e)) => (Health::Starting, Some(e.to_string())),
-            Err(_) => (
-                Health::Starting,
-                Some(format!(
-                    "the probe took longer than {}s",
-                    check.timeout.as_secs_f64()
-                )),
-            ),
+            Err(_) => {
+                let took = limit;
+                limit = (limit * 2).min(
+                    deadline
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .max(check.timeout),
+                );
+                (
+                    Health::Starting,
+                    Some(format!(
+                        "the probe took longer than {}s",
+                        took.as_secs_f64()
+                    )),
+                )
+            }
         };
         match h {
             Health::Healthy | Health::Down => return (h, None),

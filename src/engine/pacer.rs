@@ -39,6 +39,12 @@ pub enum Flow {
 #[derive(Debug)]
 struct Spacing {
     per_second: f64,
+    /// The window grants are summed over: one second, widened by how much
+    /// the moment a grant's lookups reach the resolver varies after it
+    /// (a start's process begins at the end of its call, whose length
+    /// varies): any second of what the resolver receives then comes from
+    /// grants inside one such window.
+    window_len: Duration,
     /// The earliest time the next grant may go (the theoretical arrival time).
     next: Instant,
     window: VecDeque<(Instant, u32)>,
@@ -46,12 +52,21 @@ struct Spacing {
 }
 
 const WINDOW: Duration = Duration::from_secs(1);
+/// How much start calls' durations are taken to vary before eight were
+/// seen (measured on the real engine: 0.2–0.55 s alone, docs/docker-world.md).
+pub const PRIOR_SPREAD: Duration = Duration::from_millis(250);
+/// Start calls whose spread of durations widens the DNS window.
+pub const START_SAMPLES: usize = 64;
+/// The most the DNS window is widened (a host this erratic is better
+/// paced by the adaptive budget's drop counter than by a window).
+pub const MAX_SPREAD: Duration = Duration::from_secs(2);
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
 impl Spacing {
     fn new(per_second: f64, now: Instant) -> Spacing {
         Spacing {
             per_second,
+            window_len: WINDOW,
             next: now,
             window: VecDeque::new(),
             in_window: 0,
@@ -63,7 +78,11 @@ impl Spacing {
         if self.per_second <= 0.0 {
             return Duration::ZERO;
         }
-        while self.window.front().is_some_and(|&(t, _)| t + WINDOW <= now) {
+        while self
+            .window
+            .front()
+            .is_some_and(|&(t, _)| t + self.window_len <= now)
+        {
             let (_, k) = self.window.pop_front().unwrap();
             self.in_window -= k as u64;
         }
@@ -83,7 +102,7 @@ impl Spacing {
             for &(t, k) in &self.window {
                 left -= k as f64;
                 if left <= limit + 1e-9 {
-                    wait = wait.max((t + WINDOW).saturating_duration_since(now));
+                    wait = wait.max((t + self.window_len).saturating_duration_since(now));
                     break;
                 }
             }
@@ -169,6 +188,12 @@ struct State {
     max_pipeline: usize,
     /// A high estimate of one stop's duration (seconds), decaying.
     stop_high: f64,
+    /// A high estimate of one start call's duration (seconds), decaying:
+    /// a start's process begins at the end of its call (docs/docker-world.md).
+    start_high: f64,
+    /// The last start calls' durations (seconds), newest last: their spread
+    /// widens the DNS window.
+    start_recent: VecDeque<f64>,
     lookups_granted: u64,
     restarts_granted: u64,
     /// Lookups granted in each second since the pacer began.
@@ -238,7 +263,10 @@ impl Pacer {
         let pacer = Arc::new(Pacer {
             epoch: now,
             state: Mutex::new(State {
-                dns: Spacing::new(dns_qps, now),
+                dns: Spacing {
+                    window_len: WINDOW + PRIOR_SPREAD,
+                    ..Spacing::new(dns_qps, now)
+                },
                 ceiling: dns_qps,
                 adaptive: None,
                 restarts: Spacing::new(restart_rate, now),
@@ -249,6 +277,8 @@ impl Pacer {
                 pipeline_len: 0,
                 max_pipeline: 0,
                 stop_high: stop_estimate.as_secs_f64(),
+                start_high: 0.0,
+                start_recent: VecDeque::new(),
                 lookups_granted: 0,
                 restarts_granted: 0,
                 per_second: Vec::new(),
@@ -322,6 +352,43 @@ impl Pacer {
     pub fn observe_stop(&self, took: Duration) {
         let mut s = self.state.lock().unwrap();
         s.stop_high = took.as_secs_f64().max(s.stop_high * 0.9999);
+    }
+
+    /// The slowest start call seen lately (decaying; zero before any).
+    pub fn start_high(&self) -> Duration {
+        Duration::from_secs_f64(self.state.lock().unwrap().start_high.max(0.0))
+    }
+
+    /// Records how long a start call took. The spread of the last
+    /// [`START_SAMPLES`] calls (slowest minus quickest, at most
+    /// [`MAX_SPREAD`]) widens the window the DNS budget holds over: a
+    /// start's lookups reach the resolver when its process begins, at the
+    /// end of its call, so grants one second apart may land closer.
+    pub fn observe_start(&self, took: Duration) {
+        let mut s = self.state.lock().unwrap();
+        let took = took.as_secs_f64();
+        s.start_high = took.max(s.start_high * 0.9999);
+        if s.start_recent.len() == START_SAMPLES {
+            s.start_recent.pop_front();
+        }
+        s.start_recent.push_back(took);
+        let (lo, hi) = s
+            .start_recent
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        let mut spread = (hi - lo).clamp(0.0, MAX_SPREAD.as_secs_f64());
+        if s.start_recent.len() < 8 {
+            spread = spread.max(PRIOR_SPREAD.as_secs_f64());
+        }
+        s.dns.window_len = WINDOW + Duration::from_secs_f64(spread);
+    }
+
+    /// The window the DNS budget holds over now (one second plus the
+    /// spread of recent start calls).
+    pub fn dns_window(&self) -> Duration {
+        self.state.lock().unwrap().dns.window_len
     }
 
     /// Moves the flow; once closed (an abort, a halt) it stays closed: a
@@ -490,6 +557,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn grants_follow_the_budget_on_virtual_time_without_a_burst() {
         let pacer = Pacer::new(100.0, 0.0, Duration::from_secs(1));
+        // Starts whose calls all take the same time: lookups land as
+        // granted, the window is one second.
+        for _ in 0..8 {
+            pacer.observe_start(Duration::from_millis(250));
+        }
+        assert_eq!(pacer.dns_window(), Duration::from_secs(1));
         let start = Instant::now();
         for _ in 0..50 {
             pacer.acquire((0, 0), 10).await.unwrap();
@@ -502,6 +575,40 @@ mod tests {
             "{:?}",
             pacer.granted_per_second()
         );
+    }
+
+    /// Start calls that take 0.2 to 0.7 s: a grant's lookups land up to
+    /// 0.5 s apart from where it was granted, so the budget holds over 1.5 s
+    /// windows of grants, and any one second of landings stays within it.
+    #[tokio::test(start_paused = true)]
+    async fn the_spread_of_start_calls_widens_the_window_the_budget_holds_over() {
+        let pacer = Pacer::new(100.0, 0.0, Duration::from_secs(1));
+        assert_eq!(pacer.dns_window(), WINDOW + PRIOR_SPREAD);
+        for i in 0..10 {
+            pacer.observe_start(Duration::from_millis(if i % 2 == 0 { 200 } else { 700 }));
+        }
+        assert_eq!(pacer.dns_window(), Duration::from_millis(1500));
+        let start = Instant::now();
+        let mut granted = Vec::new();
+        for _ in 0..30 {
+            pacer.acquire((0, 0), 10).await.unwrap();
+            granted.push(start.elapsed().as_secs_f64());
+        }
+        // Any 1.5 s of grants holds at most 100 lookups (10 grants).
+        for (i, &t) in granted.iter().enumerate() {
+            let within = granted[i..]
+                .iter()
+                .take_while(|&&u| u < t + 1.5 - 1e-9)
+                .count();
+            assert!(
+                within <= 10,
+                "{within} grants within 1.5 s from {t:.3}: {granted:?}"
+            );
+        }
+        // 300 lookups, 100 per 1.5 s window, each window's grants 0.1 s
+        // apart: the last at 2 × 1.5 + 0.9 s.
+        let took = start.elapsed().as_secs_f64();
+        assert!((3.85..3.95).contains(&took), "{took}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,8 +3,11 @@
 //! validated as it is read, and a malformed one is an error, never a
 //! panic), and the three things a gate asks a server:
 //!
-//! - `hello` (no credentials needed): is it a mongos, a primary, a
-//!   secondary, or still in STARTUP2 / RECOVERING?
+//! - `hello` (no credentials needed): what it is, as one of the server
+//!   types of MongoDB's Server Discovery and Monitoring spec
+//!   ([`ServerType`]): a mongos, a primary, a secondary, an arbiter, a
+//!   member in STARTUP2 / RECOVERING (RSOther) or one without its
+//!   replica-set config yet (RSGhost), a standalone;
 //! - `connPoolStats` on a mongos: its replica-set monitor's view of every
 //!   shard and the config servers — the router gate (docs/playbook.md);
 //! - `replSetGetStatus` on a member: how far it is behind its primary —
@@ -13,7 +16,6 @@
 //! It owns the wire format and the verdict; the engine's gate decides
 //! retries and deadlines. Only read-only commands are sent.
 
-use crate::model::Health;
 use bson::{doc, Document, RawBsonRef, RawDocument};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,68 +93,250 @@ impl MongoError {
     }
 }
 
+/// The server types of MongoDB's Server Discovery and Monitoring
+/// specification (mongodb/specifications,
+/// source/server-discovery-and-monitoring/server-discovery-and-monitoring.md,
+/// "Parsing a hello or legacy hello response" → "type"): what the drivers
+/// make of one `hello` reply, and so what the gates make of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerType {
+    /// `ok` is not 1: the server cannot say what it is.
+    Unknown,
+    /// No `msg: "isdbgrid"`, no `setName`, no `isreplicaset: true`.
+    Standalone,
+    /// `msg: "isdbgrid"`: a router.
+    Mongos,
+    /// `setName`, and `isWritablePrimary` (or the legacy `ismaster`) true.
+    RSPrimary,
+    /// `setName` and `secondary: true`.
+    RSSecondary,
+    /// `setName` and `arbiterOnly: true`.
+    RSArbiter,
+    /// `setName`, but hidden, or neither primary, secondary nor arbiter
+    /// (STARTUP2, RECOVERING, ROLLBACK…).
+    RSOther,
+    /// `isreplicaset: true`: started with `--replSet` but without a
+    /// replica-set config (yet): STARTUP, an uninitialised set, or a
+    /// member removed from its set.
+    RSGhost,
+}
+
+impl ServerType {
+    /// The spec's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerType::Unknown => "Unknown",
+            ServerType::Standalone => "Standalone",
+            ServerType::Mongos => "Mongos",
+            ServerType::RSPrimary => "RSPrimary",
+            ServerType::RSSecondary => "RSSecondary",
+            ServerType::RSArbiter => "RSArbiter",
+            ServerType::RSOther => "RSOther",
+            ServerType::RSGhost => "RSGhost",
+        }
+    }
+}
+
+impl std::fmt::Display for ServerType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The longest `setName` accepted (MongoDB has no documented limit; real
+/// ones are short, and a name goes into the gate's reasons).
+const MAX_SET_NAME: usize = 255;
+
 /// What `hello` says about the server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hello {
     /// The command succeeded (`ok: 1`).
     pub ok: bool,
-    /// It is its replica set's primary (`isWritablePrimary`, or the older `ismaster`).
+    /// It is its replica set's primary: `isWritablePrimary`, or the legacy
+    /// `ismaster` when `isWritablePrimary` is absent (the spec's rule).
     pub writable_primary: bool,
     /// It is a secondary.
     pub secondary: bool,
     /// It is an arbiter.
     pub arbiter: bool,
-    /// Replica set name; `None` for a standalone or a mongos.
+    /// It is a hidden member.
+    pub hidden: bool,
+    /// `isreplicaset: true`: a member without a replica-set config.
+    pub isreplicaset: bool,
+    /// Replica set name; `None` for a standalone, a mongos or an RSGhost.
     pub set_name: Option<String>,
     /// `"isdbgrid"` from a mongos.
     pub msg: Option<String>,
     /// The server's error message when `ok` is 0.
     pub errmsg: Option<String>,
+    /// The set's members as this one knows them (`hosts`).
+    pub hosts: Vec<String>,
+}
+
+/// The type of a BSON value, for reasons.
+fn type_name(v: RawBsonRef<'_>) -> &'static str {
+    match v {
+        RawBsonRef::Double(_) => "a double",
+        RawBsonRef::String(_) => "a string",
+        RawBsonRef::Document(_) => "a document",
+        RawBsonRef::Array(_) => "an array",
+        RawBsonRef::Boolean(_) => "a boolean",
+        RawBsonRef::Null => "null",
+        RawBsonRef::Int32(_) => "an int32",
+        RawBsonRef::Int64(_) => "an int64",
+        _ => "another BSON type",
+    }
 }
 
 impl Hello {
-    /// From a reply's body document.
+    /// From a reply's body document. A field the classification reads
+    /// with the wrong BSON type, a `hosts` entry that is not a string, or
+    /// a `setName` longer than 255 bytes is [`MongoError::Malformed`].
     pub fn from_doc(d: &RawDocument) -> Result<Hello, MongoError> {
         let mut hello = Hello::default();
+        let mut is_writable_primary: Option<bool> = None;
+        let mut ismaster: Option<bool> = None;
+        let wrong = |key: &str, v: RawBsonRef<'_>, want: &str| {
+            MongoError::Malformed(format!("hello: {key} is {}, expected {want}", type_name(v)))
+        };
         for element in d {
             let (key, value) = element.map_err(MongoError::malformed)?;
-            match (key.as_str(), value) {
-                ("ok", v) => hello.ok = number(v) == Some(1.0),
-                ("isWritablePrimary" | "ismaster", RawBsonRef::Boolean(b)) => {
-                    hello.writable_primary |= b
+            let key = key.as_str();
+            let flag = |v: RawBsonRef<'_>| match v {
+                RawBsonRef::Boolean(b) => Ok(b),
+                other => Err(wrong(key, other, "a boolean")),
+            };
+            let text = |v: RawBsonRef<'_>| match v {
+                RawBsonRef::String(s) => Ok(s.to_string()),
+                other => Err(wrong(key, other, "a string")),
+            };
+            match key {
+                "ok" => hello.ok = number(value) == Some(1.0),
+                "isWritablePrimary" => is_writable_primary = Some(flag(value)?),
+                "ismaster" => ismaster = Some(flag(value)?),
+                "secondary" => hello.secondary = flag(value)?,
+                "arbiterOnly" => hello.arbiter = flag(value)?,
+                "hidden" => hello.hidden = flag(value)?,
+                "isreplicaset" => hello.isreplicaset = flag(value)?,
+                "setName" => {
+                    let RawBsonRef::String(s) = value else {
+                        return Err(wrong(key, value, "a string"));
+                    };
+                    if s.len() > MAX_SET_NAME {
+                        return Err(MongoError::Malformed(format!(
+                            "hello: setName of {} bytes (at most {MAX_SET_NAME})",
+                            s.len()
+                        )));
+                    }
+                    hello.set_name = Some(s.to_string());
                 }
-                ("secondary", RawBsonRef::Boolean(b)) => hello.secondary = b,
-                ("arbiterOnly", RawBsonRef::Boolean(b)) => hello.arbiter = b,
-                ("setName", RawBsonRef::String(s)) => hello.set_name = Some(s.to_string()),
-                ("msg", RawBsonRef::String(s)) => hello.msg = Some(s.to_string()),
-                ("errmsg", RawBsonRef::String(s)) => hello.errmsg = Some(s.to_string()),
+                "msg" => hello.msg = Some(text(value)?),
+                "errmsg" => hello.errmsg = Some(text(value)?),
+                "hosts" => {
+                    let RawBsonRef::Array(list) = value else {
+                        return Err(wrong(key, value, "an array of strings"));
+                    };
+                    for (i, h) in list.into_iter().enumerate() {
+                        match h.map_err(MongoError::malformed)? {
+                            RawBsonRef::String(s) => hello.hosts.push(s.to_string()),
+                            other => return Err(wrong(&format!("hosts.{i}"), other, "a string")),
+                        }
+                    }
+                }
                 _ => {}
             }
         }
+        hello.writable_primary = is_writable_primary.or(ismaster).unwrap_or(false);
         Ok(hello)
+    }
+
+    /// The server's type by the SDAM specification's rules: not `ok` →
+    /// Unknown; `isreplicaset: true` → RSGhost (the spec: "any server is an
+    /// RSGhost that reports isreplicaset: true"); `msg: "isdbgrid"` →
+    /// Mongos; with a `setName`: hidden → RSOther, then primary, secondary,
+    /// arbiter, else RSOther; else Standalone. Where the spec's table
+    /// leaves the order open (isdbgrid with a setName) it follows the
+    /// official Rust driver (`HelloCommandResponse::server_type`).
+    pub fn server_type(&self) -> ServerType {
+        if !self.ok {
+            ServerType::Unknown
+        } else if self.isreplicaset {
+            ServerType::RSGhost
+        } else if self.msg.as_deref() == Some("isdbgrid") {
+            ServerType::Mongos
+        } else if self.set_name.is_some() {
+            if self.hidden {
+                ServerType::RSOther
+            } else if self.writable_primary {
+                ServerType::RSPrimary
+            } else if self.secondary {
+                ServerType::RSSecondary
+            } else if self.arbiter {
+                ServerType::RSArbiter
+            } else {
+                ServerType::RSOther
+            }
+        } else {
+            ServerType::Standalone
+        }
     }
 
     /// A mongos says so: `msg: "isdbgrid"` (MongoDB's hello docs).
     pub fn is_router(&self) -> bool {
-        self.msg.as_deref() == Some("isdbgrid")
+        self.server_type() == ServerType::Mongos
     }
 
-    /// Healthy: a mongos or a standalone that answers, or a replica-set
-    /// member that is primary, secondary or arbiter. A member in any other
-    /// state (STARTUP2, RECOVERING, ROLLBACK…) is still starting.
-    pub fn health(&self) -> Health {
-        if !self.ok {
-            return Health::Starting;
-        }
-        if self.is_router()
-            || self.set_name.is_none()
-            || self.writable_primary
-            || self.secondary
-            || self.arbiter
-        {
-            Health::Healthy
-        } else {
-            Health::Starting
+    /// The member gate's verdict on this reply. With `expected_set` (the
+    /// container's replica-set label), it passes only as RSPrimary or
+    /// RSSecondary of that set (RSArbiter too with `arbiters`); without
+    /// one, also as a Standalone or a Mongos (nothing says it must be a
+    /// member). RSGhost, RSOther and Unknown never pass. `Err` names the
+    /// server type and why it does not pass.
+    pub fn member_verdict(
+        &self,
+        expected_set: Option<&str>,
+        arbiters: bool,
+    ) -> Result<ServerType, String> {
+        let t = self.server_type();
+        let set = self.set_name.as_deref().unwrap_or("");
+        let member = match t {
+            ServerType::RSPrimary | ServerType::RSSecondary => true,
+            ServerType::RSArbiter if arbiters => true,
+            ServerType::RSArbiter => {
+                return Err(format!(
+                    "{t} of {set} (an arbiter holds no data; the role's check says arbiters = false)"
+                ))
+            }
+            ServerType::RSGhost => return Err(format!("{t} (no replica-set config yet)")),
+            ServerType::RSOther if self.hidden => {
+                return Err(format!("{t} (a hidden member of {set})"))
+            }
+            ServerType::RSOther => {
+                return Err(format!(
+                    "{t} (member of {set} neither primary nor secondary: STARTUP2, RECOVERING, ROLLBACK…)"
+                ))
+            }
+            ServerType::Unknown => {
+                return Err(format!(
+                    "{t} ({})",
+                    self.errmsg.as_deref().unwrap_or("ok is not 1")
+                ))
+            }
+            ServerType::Standalone | ServerType::Mongos => false,
+        };
+        match (expected_set, member) {
+            (Some(want), true) if want != set => Err(format!(
+                "{t} of replica set {set}, but its label names {want}"
+            )),
+            (Some(want), false) => Err(format!(
+                "{t} ({}), but its label names replica set {want}",
+                if t == ServerType::Mongos {
+                    "a router where a member is expected"
+                } else {
+                    "no replica set: started without --replSet?"
+                }
+            )),
+            _ => Ok(t),
         }
     }
 }
@@ -275,13 +459,17 @@ impl RouterView {
 /// A member's replication as `replSetGetStatus` reports it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MemberStatus {
-    /// This member's state (1 PRIMARY, 2 SECONDARY, …).
+    /// This member's state (1 PRIMARY, 2 SECONDARY, 5 STARTUP2…): the
+    /// `self` member's `state`, else `myState`.
     pub state: Option<i32>,
     /// The primary's name, when the member knows one.
     pub primary: Option<String>,
-    /// How far this member's last applied operation is behind the
-    /// primary's (`optimeDate`, milliseconds); `None` without a primary.
-    pub lag_ms: Option<i64>,
+    /// The primary's last applied operation (`optimeDate`, ms), if it
+    /// reports one.
+    pub primary_optime: Option<i64>,
+    /// This member's last applied operation (`optimeDate`, ms), if it
+    /// reports one.
+    pub my_optime: Option<i64>,
 }
 
 impl MemberStatus {
@@ -296,8 +484,13 @@ impl MemberStatus {
                 "replSetGetStatus without members".into(),
             ));
         };
-        let mut me: Option<(i32, Option<i64>)> = None;
-        let mut primary: Option<(String, Option<i64>)> = None;
+        let my_state = d
+            .get("myState")
+            .map_err(MongoError::malformed)?
+            .and_then(number)
+            .map(|s| s as i32);
+        let mut status = MemberStatus::default();
+        let mut found_self = false;
         for m in members {
             let RawBsonRef::Document(m) = m.map_err(MongoError::malformed)? else {
                 continue;
@@ -309,28 +502,39 @@ impl MemberStatus {
                 _ => None,
             };
             if matches!(get("self")?, Some(RawBsonRef::Boolean(true))) {
-                me = Some((state.unwrap_or(0), optime));
+                found_self = true;
+                status.state = state.or(my_state);
+                status.my_optime = optime;
             }
             if state == Some(1) {
-                let name = match get("name")? {
+                status.primary = Some(match get("name")? {
                     Some(RawBsonRef::String(s)) => s.to_string(),
                     _ => "?".to_string(),
-                };
-                primary = Some((name, optime));
+                });
+                status.primary_optime = optime;
             }
         }
-        let Some((state, mine)) = me else {
+        if !found_self {
             return Err(MongoError::Malformed("no member marked self".into()));
+        }
+        Ok(status)
+    }
+
+    /// How far this member's last applied operation is behind its
+    /// primary's, in milliseconds (0 for the primary itself). `Err` says
+    /// which fact is missing: no primary, or an `optimeDate` that the
+    /// primary or this member does not report — never counted as caught up.
+    pub fn lag_ms(&self) -> Result<i64, String> {
+        let Some(primary) = &self.primary else {
+            return Err("the replica set has no primary".into());
         };
-        let lag_ms = match (&primary, mine) {
-            (Some((_, Some(p))), Some(m)) => Some(p.saturating_sub(m).max(0)),
-            _ => None,
+        let Some(p) = self.primary_optime else {
+            return Err(format!("its primary {primary} reports no optimeDate"));
         };
-        Ok(MemberStatus {
-            state: Some(state),
-            primary: primary.map(|p| p.0),
-            lag_ms,
-        })
+        let Some(m) = self.my_optime else {
+            return Err("the member reports no optimeDate of its own".into());
+        };
+        Ok(p.saturating_sub(m).max(0))
     }
 }
 
@@ -975,30 +1179,28 @@ mod tests {
         };
         let st = parse_status_reply(&reply(5, &body), 5).unwrap();
         assert_eq!(
-            st,
-            MemberStatus {
-                state: Some(2),
-                primary: Some("a:27018".into()),
-                lag_ms: Some(12_500)
-            }
+            (st.state, st.primary.as_deref()),
+            (Some(2), Some("a:27018"))
         );
+        assert_eq!(st.lag_ms(), Ok(12_500));
         // Dates at the ends of the range (the fuzzer's find: an overflow).
         let body = doc! { "members": [
             { "name": "a", "state": 1i32, "optimeDate": at(i64::MAX) },
             { "name": "b", "state": 2i32, "optimeDate": at(i64::MIN), "self": true },
         ], "ok": 1i32 };
         assert_eq!(
-            parse_status_reply(&reply(7, &body), 7).unwrap().lag_ms,
-            Some(i64::MAX)
+            parse_status_reply(&reply(7, &body), 7).unwrap().lag_ms(),
+            Ok(i64::MAX)
         );
         // No primary: no lag to speak of.
         let body = doc! { "members": [ { "name": "b:27018", "state": 2i32, "optimeDate": at(1), "self": true } ], "ok": 1i32 };
         let st = parse_status_reply(&reply(6, &body), 6).unwrap();
-        assert_eq!((st.primary, st.lag_ms), (None, None));
+        assert_eq!(st.primary, None);
+        assert!(st.lag_ms().is_err());
     }
 
     #[test]
-    fn secondary_reply_with_every_field_type_is_healthy() {
+    fn secondary_reply_with_every_field_type_is_a_secondary() {
         let h = parse_reply(&secondary_reply(5), 5).unwrap();
         assert_eq!(
             h,
@@ -1006,33 +1208,269 @@ mod tests {
                 ok: true,
                 secondary: true,
                 set_name: Some("rs0".into()),
+                hosts: vec!["a:27017".into()],
                 ..Hello::default()
             }
         );
-        assert_eq!(h.health(), Health::Healthy);
+        assert_eq!(h.server_type(), ServerType::RSSecondary);
+        assert_eq!(
+            h.member_verdict(Some("rs0"), false),
+            Ok(ServerType::RSSecondary)
+        );
+    }
+
+    /// One reply per SDAM server type and edge, written here from the
+    /// rules of the specification's "Parsing a hello or legacy hello
+    /// response" → "type" (mongodb/specifications,
+    /// source/server-discovery-and-monitoring/server-discovery-and-monitoring.md),
+    /// with the member gate's verdict for a container labelled `rs0` and
+    /// for one without a replica-set label. Checked against the spec's own
+    /// test files (rs/, single/, sharded/: read, not copied; they are
+    /// CC BY-NC-SA).
+    #[test]
+    fn every_sdam_server_type_and_the_member_gates_verdict() {
+        use ServerType::*;
+        // (what, reply, type, passes as a member of rs0, passes unlabelled)
+        let table: Vec<(&str, Document, ServerType, bool, bool)> = vec![
+            (
+                "ok: 0",
+                doc! { "ok": 0.0, "errmsg": "node is shutting down" },
+                Unknown,
+                false,
+                false,
+            ),
+            (
+                "no ok at all",
+                doc! { "isWritablePrimary": true },
+                Unknown,
+                false,
+                false,
+            ),
+            (
+                "ok: 1 as an int32",
+                doc! { "ok": 1i32, "isWritablePrimary": true },
+                Standalone,
+                false,
+                true,
+            ),
+            (
+                "standalone",
+                doc! { "ok": 1.0, "isWritablePrimary": true, "maxWireVersion": 21i32 },
+                Standalone,
+                false,
+                true,
+            ),
+            (
+                "mongos",
+                doc! { "ok": 1.0, "isWritablePrimary": true, "msg": "isdbgrid" },
+                Mongos,
+                false,
+                true,
+            ),
+            (
+                "primary",
+                doc! { "ok": 1.0, "isWritablePrimary": true, "secondary": false, "setName": "rs0", "hosts": ["a:27018", "b:27018"] },
+                RSPrimary,
+                true,
+                true,
+            ),
+            (
+                "primary, legacy ismaster only",
+                doc! { "ok": 1.0, "ismaster": true, "secondary": false, "setName": "rs0" },
+                RSPrimary,
+                true,
+                true,
+            ),
+            (
+                "isWritablePrimary wins over ismaster",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "ismaster": true, "secondary": true, "setName": "rs0" },
+                RSSecondary,
+                true,
+                true,
+            ),
+            (
+                "secondary",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": true, "setName": "rs0" },
+                RSSecondary,
+                true,
+                true,
+            ),
+            (
+                "arbiter",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": false, "arbiterOnly": true, "setName": "rs0" },
+                RSArbiter,
+                false,
+                false,
+            ),
+            (
+                "hidden secondary",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": true, "hidden": true, "setName": "rs0" },
+                RSOther,
+                false,
+                false,
+            ),
+            (
+                "STARTUP2 / RECOVERING",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": false, "setName": "rs0" },
+                RSOther,
+                false,
+                false,
+            ),
+            (
+                "STARTUP, no config",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": false, "isreplicaset": true, "info": "Does not have a valid replica set config" },
+                RSGhost,
+                false,
+                false,
+            ),
+            (
+                "isreplicaset with a setName",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": true, "isreplicaset": true, "setName": "rs0" },
+                RSGhost,
+                false,
+                false,
+            ),
+            (
+                "isreplicaset: false",
+                doc! { "ok": 1.0, "isWritablePrimary": true, "isreplicaset": false },
+                Standalone,
+                false,
+                true,
+            ),
+            (
+                "secondary of another set",
+                doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": true, "setName": "rs1" },
+                RSSecondary,
+                false,
+                true,
+            ),
+            (
+                "isdbgrid beats a setName",
+                doc! { "ok": 1.0, "isWritablePrimary": true, "msg": "isdbgrid", "setName": "rs0" },
+                Mongos,
+                false,
+                true,
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (what, body, want, in_rs0, unlabelled) in &table {
+            let h = parse_reply(&reply(9, body), 9).unwrap();
+            let got = (
+                h.server_type(),
+                h.member_verdict(Some("rs0"), false).is_ok(),
+                h.member_verdict(None, false).is_ok(),
+            );
+            if got != (*want, *in_rs0, *unlabelled) {
+                failures.push(format!(
+                    "{what}: got {got:?}, want {:?}",
+                    (want, in_rs0, unlabelled)
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]
-    fn member_neither_primary_nor_secondary_is_starting_and_routers_are_healthy() {
-        let recovering = Hello {
-            ok: true,
-            set_name: Some("rs0".into()),
-            ..Hello::default()
+    fn a_failed_verdict_names_the_type_and_both_set_names() {
+        let h = |body: Document| parse_reply(&reply(9, &body), 9).unwrap();
+        let ghost = h(
+            doc! { "ok": 1.0, "isWritablePrimary": false, "secondary": false, "isreplicaset": true },
+        );
+        assert_eq!(
+            ghost.member_verdict(Some("rs0"), false),
+            Err("RSGhost (no replica-set config yet)".into())
+        );
+        let other = h(doc! { "ok": 1.0, "secondary": true, "setName": "rs1" });
+        let why = other.member_verdict(Some("rs0"), false).unwrap_err();
+        assert!(
+            why.contains("RSSecondary") && why.contains("rs1") && why.contains("rs0"),
+            "{why}"
+        );
+        let mongos = h(doc! { "ok": 1.0, "msg": "isdbgrid" });
+        let why = mongos.member_verdict(Some("rs0"), false).unwrap_err();
+        assert!(
+            why.starts_with("Mongos (a router where a member is expected)"),
+            "{why}"
+        );
+        let arbiter = h(doc! { "ok": 1.0, "arbiterOnly": true, "setName": "rs0" });
+        assert!(arbiter
+            .member_verdict(Some("rs0"), false)
+            .unwrap_err()
+            .starts_with("RSArbiter"));
+        assert_eq!(
+            arbiter.member_verdict(Some("rs0"), true),
+            Ok(ServerType::RSArbiter)
+        );
+        let down = h(doc! { "ok": 0.0, "errmsg": "node is shutting down" });
+        assert_eq!(
+            down.member_verdict(None, false),
+            Err("Unknown (node is shutting down)".into())
+        );
+    }
+
+    /// Bad input (issue 24): a field of the wrong BSON type, `hosts` with a
+    /// non-string, a 10 MB `setName` — a reason, never a panic.
+    #[test]
+    fn hello_fields_of_the_wrong_type_or_size_are_malformed() {
+        let bad = [
+            (
+                doc! { "ok": 1.0, "isreplicaset": 1i32 },
+                "isreplicaset is an int32, expected a boolean",
+            ),
+            (
+                doc! { "ok": 1.0, "secondary": "yes", "setName": "rs0" },
+                "secondary is a string",
+            ),
+            (doc! { "ok": 1.0, "setName": 7i32 }, "setName is an int32"),
+            (
+                doc! { "ok": 1.0, "setName": "rs0", "hosts": ["a:1", 2i32] },
+                "hosts.1 is an int32",
+            ),
+            (
+                doc! { "ok": 1.0, "setName": "rs0", "hosts": "a:1" },
+                "hosts is a string",
+            ),
+            (
+                doc! { "ok": 1.0, "setName": "x".repeat(10 << 20) },
+                "setName of 10485760 bytes",
+            ),
+        ];
+        for (body, want) in bad {
+            match parse_reply(&reply(9, &body), 9) {
+                Err(MongoError::Malformed(m)) => assert!(m.contains(want), "{m} / {want}"),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_optime_dates_fail_instead_of_counting_as_caught_up() {
+        let at = |ms: i64| bson::DateTime::from_millis(ms);
+        let status = |members: Vec<Document>| {
+            let body = doc! { "set": "rs0", "members": members, "ok": 1i32 };
+            parse_status_reply(&reply(5, &body), 5).unwrap()
         };
-        assert_eq!(recovering.health(), Health::Starting);
-        let mongos = Hello {
-            ok: true,
-            writable_primary: true,
-            msg: Some("isdbgrid".into()),
-            ..Hello::default()
-        };
-        assert_eq!(mongos.health(), Health::Healthy);
-        let failed = Hello {
-            ok: false,
-            errmsg: Some("node is shutting down".into()),
-            ..Hello::default()
-        };
-        assert_eq!(failed.health(), Health::Starting);
+        let no_own = status(vec![
+            doc! { "name": "a:1", "state": 1i32, "optimeDate": at(10_000) },
+            doc! { "name": "b:1", "state": 2i32, "self": true },
+        ]);
+        assert!(no_own
+            .lag_ms()
+            .unwrap_err()
+            .contains("no optimeDate of its own"));
+        let no_primarys = status(vec![
+            doc! { "name": "a:1", "state": 1i32 },
+            doc! { "name": "b:1", "state": 2i32, "optimeDate": at(1), "self": true },
+        ]);
+        assert!(no_primarys
+            .lag_ms()
+            .unwrap_err()
+            .contains("primary a:1 reports no optimeDate"));
+        // STARTUP2 with its config: ok 1, myState 5, no primary yet.
+        let body = doc! { "set": "rs0", "myState": 5i32, "members": [ { "name": "b:1", "self": true } ], "ok": 1i32 };
+        let st = parse_status_reply(&reply(5, &body), 5).unwrap();
+        assert_eq!(st.state, Some(5));
+        assert!(st.lag_ms().unwrap_err().contains("no primary"));
     }
 
     #[test]

@@ -119,8 +119,8 @@ type KeyId = (Mechanism, Vec<u8>, u32);
 /// (client key, server key).
 type Keys = (Vec<u8>, Vec<u8>);
 
-/// Who rekindle authenticates as.
-#[derive(Debug)]
+/// Who rekindle authenticates as. Its `Debug` shows the user and the
+/// database only: neither the password nor a key derived from it.
 pub struct Credentials {
     /// The user's name.
     pub user: String,
@@ -128,6 +128,59 @@ pub struct Credentials {
     pub source: String,
     password: Secret,
     keys: Mutex<HashMap<KeyId, Keys>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("source", &self.source)
+            .field("password", &self.password)
+            .finish_non_exhaustive()
+    }
+}
+
+/// (client key, server key) from a password as the mechanism hashes it
+/// (RFC 5802 §3: SaltedPassword = Hi(password, salt, i)).
+fn derive_keys(
+    mech: Mechanism,
+    hashed_password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Result<Keys, ScramError> {
+    let mut salted = vec![0u8; mech.digest_alg().output_len()];
+    pbkdf2::derive(
+        mech.pbkdf2_alg(),
+        NonZeroU32::new(iterations)
+            .ok_or_else(|| ScramError::Protocol("iteration count 0".into()))?,
+        salt,
+        hashed_password,
+        &mut salted,
+    );
+    let salted = hmac::Key::new(mech.hmac_alg(), &salted);
+    let client = hmac::sign(&salted, b"Client Key").as_ref().to_vec();
+    let server = hmac::sign(&salted, b"Server Key").as_ref().to_vec();
+    Ok((client, server))
+}
+
+/// (ClientProof, ServerSignature) for an auth message (RFC 5802 §3).
+fn proof_and_signature(mech: Mechanism, keys: &Keys, auth_message: &str) -> (Vec<u8>, Vec<u8>) {
+    let (client_key, server_key) = keys;
+    let stored = digest::digest(mech.digest_alg(), client_key);
+    let signature = hmac::sign(
+        &hmac::Key::new(mech.hmac_alg(), stored.as_ref()),
+        auth_message.as_bytes(),
+    );
+    let proof = client_key
+        .iter()
+        .zip(signature.as_ref())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let server = hmac::sign(
+        &hmac::Key::new(mech.hmac_alg(), server_key),
+        auth_message.as_bytes(),
+    );
+    (proof, server.as_ref().to_vec())
 }
 
 impl Credentials {
@@ -205,18 +258,7 @@ impl Credentials {
         if let Some(k) = self.keys.lock().unwrap().get(&key) {
             return Ok(k.clone());
         }
-        let mut salted = vec![0u8; mech.digest_alg().output_len()];
-        pbkdf2::derive(
-            mech.pbkdf2_alg(),
-            NonZeroU32::new(iterations)
-                .ok_or_else(|| ScramError::Protocol("iteration count 0".into()))?,
-            salt,
-            &self.hashed_password(mech)?,
-            &mut salted,
-        );
-        let salted = hmac::Key::new(mech.hmac_alg(), &salted);
-        let client = hmac::sign(&salted, b"Client Key").as_ref().to_vec();
-        let server = hmac::sign(&salted, b"Server Key").as_ref().to_vec();
+        let (client, server) = derive_keys(mech, &self.hashed_password(mech)?, salt, iterations)?;
         self.keys
             .lock()
             .unwrap()
@@ -302,6 +344,13 @@ impl<'a> Conversation<'a> {
         if let Some(e) = a.get(&'e') {
             return Err(ScramError::Refused(e.to_string()));
         }
+        // RFC 5802 §5.1: "m" is reserved for a mandatory extension; a
+        // client that does not know it must fail the authentication.
+        if server_first.starts_with("m=") || a.contains_key(&'m') {
+            return Err(Protocol(
+                "the server-first message asks for a mandatory extension (m=) rekindle does not know".into(),
+            ));
+        }
         let (Some(r), Some(s), Some(i)) = (a.get(&'r'), a.get(&'s'), a.get(&'i')) else {
             return Err(Protocol(format!(
                 "server-first message {server_first:?} lacks r, s or i"
@@ -321,27 +370,11 @@ impl<'a> Conversation<'a> {
             )));
         }
         let salt = unb64(s)?;
-        let (client_key, server_key) = self.creds.keys(self.mech, &salt, iterations)?;
+        let keys = self.creds.keys(self.mech, &salt, iterations)?;
         let without_proof = format!("c=biws,r={r}");
         let auth_message = format!("{},{server_first},{without_proof}", self.first_bare());
-        let stored = digest::digest(self.mech.digest_alg(), &client_key);
-        let signature = hmac::sign(
-            &hmac::Key::new(self.mech.hmac_alg(), stored.as_ref()),
-            auth_message.as_bytes(),
-        );
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(signature.as_ref())
-            .map(|(a, b)| a ^ b)
-            .collect();
-        self.expected_server_signature = Some(
-            hmac::sign(
-                &hmac::Key::new(self.mech.hmac_alg(), &server_key),
-                auth_message.as_bytes(),
-            )
-            .as_ref()
-            .to_vec(),
-        );
+        let (proof, server_signature) = proof_and_signature(self.mech, &keys, &auth_message);
+        self.expected_server_signature = Some(server_signature);
         Ok(format!("{without_proof},p={}", b64(&proof)).into_bytes())
     }
 
@@ -493,6 +526,63 @@ mod tests {
         assert!(c.client_final(b"garbage").is_err());
         assert!(!format!("{creds:?}").contains("\"p\""));
         assert!(format!("{creds:?}").contains("<redacted>"));
+    }
+
+    /// RFC 5802 §5's SCRAM-SHA-1 example, on the password itself (MongoDB
+    /// hashes it first, which the conversation above covers): user "user",
+    /// password "pencil".
+    #[test]
+    fn sha1_proof_and_signature_are_rfc_5802s_example() {
+        let salt = unb64("QSXCR+Q6sek8bf92").unwrap();
+        let keys = derive_keys(Mechanism::Sha1, b"pencil", &salt, 4096).unwrap();
+        let auth = "n=user,r=fyko+d2lbbFgONRv9qkxdawL,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096,c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j";
+        let (proof, server) = proof_and_signature(Mechanism::Sha1, &keys, auth);
+        assert_eq!(b64(&proof), "v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=");
+        assert_eq!(b64(&server), "rmF9pqV8S7suAoZWja4dJRkFsKQ=");
+    }
+
+    #[test]
+    fn a_mandatory_extension_is_refused() {
+        let creds = Credentials::new("user".into(), Secret::new("pencil".into()), "admin".into());
+        for first in [
+            "m=ext,r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+            "r=abcdef,m=ext,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        ] {
+            let mut c = Conversation::with_nonce(&creds, Mechanism::Sha256, "abc".into());
+            match c.client_final(first.as_bytes()) {
+                Err(ScramError::Protocol(m)) => assert!(m.contains("m="), "{m}"),
+                other => panic!("{first}: {other:?}"),
+            }
+        }
+    }
+
+    /// After a conversation the derived keys are cached in the
+    /// credentials; their Debug shows neither the password nor the keys.
+    #[test]
+    fn credentials_debug_shows_no_password_and_no_derived_key() {
+        let creds = Credentials::new("user".into(), Secret::new("pencil".into()), "admin".into());
+        let mut c =
+            Conversation::with_nonce(&creds, Mechanism::Sha256, "rOprNGfwEbeRWgbNEkqO".into());
+        c.client_final(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+            .unwrap();
+        let keys = creds
+            .keys(
+                Mechanism::Sha256,
+                &unb64("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(),
+                4096,
+            )
+            .unwrap();
+        let shown = format!("{creds:?} {creds:#?}");
+        assert!(
+            shown.contains("user") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pencil"), "{shown}");
+        for key in [&keys.0, &keys.1] {
+            // As Debug prints a Vec<u8>: its first bytes in decimal.
+            let bytes = format!("{:?}", &key[..4]);
+            assert!(!shown.contains(bytes.trim_end_matches(']')), "{shown}");
+        }
     }
 
     #[test]

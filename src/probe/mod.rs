@@ -89,6 +89,9 @@ pub struct Prober<R> {
     tls: Option<Result<Arc<rustls::ClientConfig>, TlsFileError>>,
     /// The MongoDB gates' credentials (`[mongo]`), read once.
     credentials: Option<Result<Arc<Credentials>, ScramError>>,
+    /// The label naming a container's replica set (`groups.replset`): the
+    /// member gate passes a member only of the set it names.
+    replset_label: Option<String>,
     /// Routers failing the router gate: since when, per process (the
     /// container's start marker), to tell "not yet" from stuck.
     failing: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
@@ -113,6 +116,7 @@ impl<R: ContainerRuntime> Prober<R> {
                 .mongo
                 .as_ref()
                 .map(|m| Credentials::load(m).map(Arc::new)),
+            replset_label: pb.replset_label.clone(),
             failing: Mutex::new(HashMap::new()),
         }
     }
@@ -229,8 +233,13 @@ impl<R: ContainerRuntime> HealthProbe for Prober<R> {
         let probed = match &check.kind {
             HealthKind::Docker => unreachable!("answered above"),
             HealthKind::Tcp { port } => self.tcp(c, *port, &status, check.timeout).await,
-            HealthKind::Mongo { port, max_lag, .. } => {
-                self.member(c, *port, *max_lag, &status, check.timeout)
+            HealthKind::Mongo {
+                port,
+                max_lag,
+                arbiters,
+                ..
+            } => {
+                self.member(c, *port, *max_lag, *arbiters, &status, check.timeout)
                     .await
             }
             HealthKind::Mongos {

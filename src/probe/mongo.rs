@@ -9,64 +9,68 @@
 use super::Prober;
 use crate::config::{HealthCheck, HealthKind};
 use crate::health::mongo::{
-    hello, step_down, with_conn, Hello, MemberStatus, MongoError, Target, Tls,
+    hello, step_down, with_conn, Hello, MemberStatus, MongoError, ServerType, Target, Tls,
 };
 use crate::health::scram::Credentials;
-use crate::model::{Container, Health};
+use crate::model::Container;
 use crate::runtime::{ContainerRuntime, ContainerStatus, RuntimeError};
 use std::sync::Arc;
 use std::time::Duration;
 
 impl<R: ContainerRuntime> Prober<R> {
-    /// MongoDB's hello (and, with `max_lag`, the member's lag behind its
-    /// primary); `Err` says why it did not pass.
+    /// The member gate: MongoDB's hello, classified as the drivers do
+    /// ([`Hello::member_verdict`]: a member passes only as its labelled
+    /// set's primary or secondary), and, with `max_lag`, a secondary's lag
+    /// behind its primary from `replSetGetStatus` (a missing primary or
+    /// `optimeDate` fails). `Err` says why it did not pass, naming the
+    /// server type.
     pub(super) async fn member(
         &self,
         c: &Container,
         port: u16,
         max_lag: Option<Duration>,
+        arbiters: bool,
         status: &ContainerStatus,
         timeout: Duration,
     ) -> Result<(), String> {
         let (addr, creds) = self.dial(c, status, port).await?;
+        let expected = self
+            .replset_label
+            .as_deref()
+            .and_then(|k| c.labels.get(k))
+            .map(str::to_string);
         let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
-                let lagging = hello.set_name.is_some()
-                    && hello.health() == Health::Healthy
-                    && !hello.writable_primary
-                    && max_lag.is_some();
-                let status = if lagging {
-                    if let Some(creds) = &creds {
-                        conn.authenticate(creds).await?;
+                let verdict = hello.member_verdict(expected.as_deref(), arbiters);
+                let status = match (&verdict, max_lag) {
+                    (Ok(ServerType::RSSecondary), Some(_)) => {
+                        if let Some(creds) = &creds {
+                            conn.authenticate(creds).await?;
+                        }
+                        Some(conn.member_status().await?)
                     }
-                    Some(conn.member_status().await?)
-                } else {
-                    None
+                    _ => None,
                 };
-                Ok::<(Hello, Option<MemberStatus>), MongoError>((hello, status))
+                Ok::<(Hello, Result<ServerType, String>, Option<MemberStatus>), MongoError>((
+                    hello, verdict, status,
+                ))
             })
         })
         .await;
-        let (h, status) = asked.map_err(|e| format!("hello to {addr}: {e}"))?;
-        if h.health() != Health::Healthy {
-            return Err(match (&h.errmsg, &h.set_name) {
-                (Some(m), _) => format!("hello to {addr}: {m}"),
-                (None, Some(set)) => format!("hello to {addr}: member of {set} is neither primary nor secondary (STARTUP2, RECOVERING…)"),
-                (None, None) => format!("hello to {addr}: ok is not 1"),
-            });
-        }
-        if let (Some(st), Some(bound), Some(set)) = (status, max_lag, &h.set_name) {
-            let Some(primary) = st.primary else {
-                return Err(format!(
-                    "replSetGetStatus on {addr}: replica set {set} has no primary"
-                ));
-            };
-            let lag = Duration::from_millis(st.lag_ms.unwrap_or(0).max(0) as u64);
+        let (h, verdict, status) = asked.map_err(|e| format!("hello to {addr}: {e}"))?;
+        verdict.map_err(|why| format!("hello to {addr}: {why}"))?;
+        if let (Some(st), Some(bound)) = (status, max_lag) {
+            let set = h.set_name.as_deref().unwrap_or("?");
+            let lag = st
+                .lag_ms()
+                .map_err(|why| format!("replSetGetStatus on {addr}: member of {set}: {why}"))?;
+            let lag = Duration::from_millis(lag as u64);
             if lag > bound {
                 return Err(format!(
-                    "replSetGetStatus on {addr}: member of {set} is {:.1}s behind its primary {primary} (bound {:.1}s)",
+                    "replSetGetStatus on {addr}: member of {set} is {:.1}s behind its primary {} (bound {:.1}s)",
                     lag.as_secs_f64(),
+                    st.primary.as_deref().unwrap_or("?"),
                     bound.as_secs_f64()
                 ));
             }
@@ -90,7 +94,7 @@ impl<R: ContainerRuntime> Prober<R> {
         let asked = with_conn(&addr, timeout, |conn| {
             Box::pin(async move {
                 let hello = conn.hello().await?;
-                if !hello.ok || !hello.is_router() {
+                if hello.server_type() != ServerType::Mongos {
                     return Ok((hello, None));
                 }
                 if let Some(creds) = &creds {
@@ -102,10 +106,12 @@ impl<R: ContainerRuntime> Prober<R> {
         .await;
         let (hello, view) = asked.map_err(|e| format!("mongos at {addr}: {e}"))?;
         let Some(view) = view else {
-            return Err(match hello.errmsg {
-                Some(m) => format!("hello to {addr}: {m}"),
-                None if hello.ok => format!("hello to {addr}: not a mongos (no msg \"isdbgrid\")"),
-                None => format!("hello to {addr}: ok is not 1"),
+            return Err(match hello.server_type() {
+                t @ ServerType::Unknown => format!(
+                    "hello to {addr}: {t} ({})",
+                    hello.errmsg.as_deref().unwrap_or("ok is not 1")
+                ),
+                t => format!("hello to {addr}: {t} (not a mongos: a router is expected)"),
             });
         };
         let unreachable = view.unreachable(sets);
@@ -197,7 +203,7 @@ impl<R: ContainerRuntime> Prober<R> {
             .map_err(|e| api(e.to_string()))?;
         hello(&addr, timeout)
             .await
-            .map(|h| h.ok && h.writable_primary)
+            .map(|h| h.server_type() == ServerType::RSPrimary)
             .map_err(|e| api(format!("{addr}: {e}")))
     }
 

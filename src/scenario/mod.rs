@@ -110,6 +110,8 @@ struct RawDns {
 struct RawTiming {
     restart: Spanned<[f64; 2]>,
     ready: Spanned<BTreeMap<String, Spanned<[f64; 2]>>>,
+    #[serde(default)]
+    no_config: Option<Spanned<[f64; 2]>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +130,14 @@ struct RawDocker {
     api_concurrency_per_host: Spanned<i64>,
     #[serde(default)]
     healthcheck: bool,
+    #[serde(default)]
+    start: Option<Spanned<[f64; 2]>>,
+    #[serde(default)]
+    start_process_at: Option<Spanned<f64>>,
+    #[serde(default)]
+    start_concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
+    starts_share_slots: bool,
 }
 
 /// A group of identical clusters.
@@ -204,6 +214,11 @@ pub struct Scenario {
     pub restart: Span,
     /// Ready delay per role, indexed like [`SimRole::ALL`].
     pub ready: [Span; 3],
+    /// How long a data node, once started, answers `hello` without its
+    /// replica-set config (mongod's STARTUP: the drivers' RSGhost) before
+    /// STARTUP2; part of its ready delay (a member is not ready before its
+    /// config is loaded). `timing.no_config`, default [0.2, 0.6] s.
+    pub no_config: Span,
     /// Chance (0 to 1) that a restarted container exits and must be restarted again.
     pub restart_failure_rate: f64,
     /// Roles whose process stays up but disconnected if it starts while a data node of its cluster is not healthy.
@@ -218,7 +233,35 @@ pub struct Scenario {
     /// official mongo image), Docker reports a running process and a
     /// `docker` gate passes it as soon as it runs.
     pub healthcheck: bool,
+    /// How long a start call is served by its host (`docker.start`,
+    /// uniform seconds), holding one of the host's start slots
+    /// (`start_concurrency`) after its wait for one: Docker's start is not
+    /// instant and queues (docs/docker-world.md).
+    pub start: Span,
+    /// Where in a start's service time its process begins, and with it its
+    /// startup lookups and its `start` event (`docker.start_process_at`, 0
+    /// to 1).
+    pub start_process_at: f64,
+    /// How many starts a host serves at once (`docker.start_concurrency`,
+    /// default 2: measured, starts saturate at 7–11 per second).
+    pub start_concurrency: u32,
+    /// Whether a start also needs one of the host's call slots
+    /// (`api_concurrency_per_host`) and so queues behind the stops holding
+    /// them (`docker.starts_share_slots`). Measured: it does not (a start
+    /// with four stops in flight took 267 ms, 218 ms without), so the
+    /// default is `false`; `true` models an engine that serializes them.
+    pub starts_share_slots: bool,
 }
+
+/// Calibrated on this project's machine (Docker Engine 20.10, a
+/// FROM-scratch container, one start call at a time): docs/docker-world.md.
+pub const DEFAULT_START: Span = Span {
+    min: 0.2,
+    max: 0.35,
+};
+/// Where the process begins in a start call, measured by the `start`
+/// event's place in the call: docs/docker-world.md.
+pub const DEFAULT_START_PROCESS_AT: f64 = 0.99;
 
 impl Scenario {
     /// Reads and validates a scenario file.
@@ -402,6 +445,10 @@ impl Scenario {
             startup_lookups: startup_lookups.map(|x| x.unwrap()),
             restart: span_of(&raw.timing.restart, "timing.restart")?,
             ready: ready.map(|x| x.unwrap()),
+            no_config: match &raw.timing.no_config {
+                Some(v) => span_of(v, "timing.no_config")?,
+                None => Span { min: 0.2, max: 0.6 },
+            },
             restart_failure_rate: rate,
             stuck_if_started_before_deps: stuck,
             down_hosts,
@@ -412,6 +459,29 @@ impl Scenario {
                 10_000,
             )?,
             healthcheck: raw.docker.healthcheck,
+            start: match &raw.docker.start {
+                Some(v) => span_of(v, "docker.start")?,
+                None => DEFAULT_START,
+            },
+            start_process_at: match &raw.docker.start_process_at {
+                Some(v) => {
+                    let f = *v.get_ref();
+                    if !(0.0..=1.0).contains(&f) {
+                        return Err(err(
+                            v.span(),
+                            "docker.start_process_at",
+                            format!("expected a fraction from 0 to 1 of the start call, found {f}"),
+                        ));
+                    }
+                    f
+                }
+                None => DEFAULT_START_PROCESS_AT,
+            },
+            start_concurrency: match &raw.docker.start_concurrency {
+                Some(v) => int(v, "docker.start_concurrency", 1, 10_000)?,
+                None => 2,
+            },
+            starts_share_slots: raw.docker.starts_share_slots,
         })
     }
 
@@ -450,21 +520,24 @@ impl Scenario {
             .iter()
             .map(|r| self.ready[*r as usize].min)
             .fold(f64::INFINITY, f64::min);
-        let dns = self.restart.min
+        // From a stop's call to its process's lookups: the stop, then the
+        // start's service up to where the process begins.
+        let to_process = self.restart.min + self.start.min * self.start_process_at;
+        let dns = to_process
             + self.total_startup_lookups() as f64 / self.dns.capacity_qps
             + min_ready.min(f64::MAX);
         let data_ready = present
             .iter()
             .filter(|r| r.is_data())
-            .map(|r| self.ready[*r as usize].min)
+            .map(|r| self.ready[*r as usize].min.max(self.no_config.min))
             .fold(0.0, f64::max);
-        let mut chain = self.restart.min + data_ready;
+        let mut chain = to_process + data_ready;
         let dependents: Vec<&SimRole> = present
             .iter()
             .filter(|r| self.stuck_if_started_before_deps.contains(r) && !r.is_data())
             .collect();
         if !dependents.is_empty() && present.iter().any(|r| r.is_data()) {
-            chain += self.restart.min
+            chain += to_process
                 + dependents
                     .iter()
                     .map(|r| self.ready[**r as usize].min)
@@ -495,7 +568,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.total_containers(), 22_200);
         let lb = s.lower_bound_s();
-        assert!((lb - 116.4).abs() < 1e-9, "{lb}");
+        // 116.4 s before the start call's service (0.2 s, its process at
+        // 0.99 of it) was part of the world.
+        assert!((lb - (116.4 + 0.2 * 0.99)).abs() < 1e-9, "{lb}");
     }
 
     #[test]

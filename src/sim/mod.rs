@@ -46,6 +46,9 @@ struct Proc {
     /// Bumped by every restart; late events of an older process are ignored.
     generation: u64,
     started_at: f64,
+    /// A data node's process: when its replica-set config is loaded (until
+    /// then `hello` says RSGhost).
+    config_at: f64,
     restarts: u32,
 }
 
@@ -100,6 +103,8 @@ pub struct SimFleet {
     fleet: Fleet,
     index: HashMap<String, usize>,
     hosts: Vec<Arc<Semaphore>>,
+    /// Per host, the starts it serves at once (`docker.start_concurrency`).
+    start_slots: Vec<Arc<Semaphore>>,
     epoch: Instant,
     world: Mutex<World>,
 }
@@ -131,6 +136,9 @@ impl SimFleet {
         let hosts = (0..scenario.hosts)
             .map(|_| Arc::new(Semaphore::new(scenario.api_concurrency_per_host as usize)))
             .collect();
+        let start_slots = (0..scenario.hosts)
+            .map(|_| Arc::new(Semaphore::new(scenario.start_concurrency as usize)))
+            .collect();
         Arc::new(SimFleet {
             world: Mutex::new(World {
                 procs: vec![
@@ -138,6 +146,7 @@ impl SimFleet {
                         phase: Phase::Disconnected,
                         generation: 0,
                         started_at: 0.0,
+                        config_at: 0.0,
                         restarts: 0
                     };
                     n
@@ -154,6 +163,7 @@ impl SimFleet {
             fleet,
             index,
             hosts,
+            start_slots,
             epoch: Instant::now(),
         })
     }
@@ -241,7 +251,9 @@ impl SimFleet {
     }
 
     /// What a health check of `kind` says of container `i` now (`None`:
-    /// no check, the truth). A starting process already runs and listens:
+    /// no check, the truth). A starting process already runs and listens
+    /// (a data node first without its replica-set config, RSGhost, then in
+    /// STARTUP2: [`SimFleet::gate_note`] says which):
     /// Docker's state (of an image without a HEALTHCHECK: the scenario's
     /// `docker.healthcheck`) and a TCP connect pass it. A stuck or disconnected
     /// process still runs and answers: those and a bare `hello` pass it.
@@ -285,6 +297,26 @@ impl SimFleet {
         } else {
             Health::Healthy
         }
+    }
+
+    /// Why a `mongo` or `mongos` gate does not pass container `i` now, as
+    /// MongoDB's `hello` would say it of a data node still starting: RSGhost
+    /// before its replica-set config is loaded, RSOther (STARTUP2) after.
+    pub fn gate_note(&self, i: usize, kind: &crate::config::HealthKind) -> Option<String> {
+        use crate::config::HealthKind;
+        if !matches!(kind, HealthKind::Mongo { .. } | HealthKind::Mongos { .. }) {
+            return None;
+        }
+        let w = self.world.lock().unwrap();
+        let p = &w.procs[i];
+        if p.phase != Phase::Starting || !self.fleet.sim[i].role.is_data() {
+            return None;
+        }
+        Some(if self.now_s() < p.config_at {
+            "simulated hello: RSGhost (no replica-set config yet)".into()
+        } else {
+            "simulated hello: RSOther (STARTUP2: neither primary nor secondary)".into()
+        })
     }
 
     /// Indexes (into `fleet().all`) of containers not healthy now.
@@ -407,11 +439,48 @@ impl SimFleet {
         }
     }
 
-    /// A start, as the host performs it: an instant (the host's API limit
-    /// bounds its slow calls, the stops), then the process runs and makes
-    /// its startup lookups at once. Starting a running container does
-    /// nothing (Docker answers 304).
+    /// A start, as the host performs it (docs/docker-world.md): it waits
+    /// for one of the host's start slots (and, with
+    /// `docker.starts_share_slots`, first for a call slot behind the stops);
+    /// its process begins `docker.start_process_at` into its service time
+    /// (`docker.start`), and makes its startup lookups at once; the call
+    /// returns at the end of the service time. Starting a running
+    /// container does nothing (Docker answers 304). It runs to the end even
+    /// if the caller goes away.
     async fn perform_start(self: Arc<Self>, i: usize) {
+        let sim: SimContainer = self.fleet.sim[i];
+        let _slot = match self.scenario.starts_share_slots {
+            true => Some(
+                self.hosts[sim.host as usize]
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
+            ),
+            false => None,
+        };
+        let _start = self.start_slots[sim.host as usize]
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let service = {
+            let mut w = self.world.lock().unwrap();
+            if !matches!(w.procs[i].phase, Phase::Stopped | Phase::Exited) {
+                return;
+            }
+            let span = self.scenario.start;
+            w.rng.uniform(span.min, span.max)
+        };
+        let at = self.scenario.start_process_at;
+        tokio::time::sleep(Duration::from_secs_f64(service * at)).await;
+        self.clone().begin_process(i);
+        tokio::time::sleep(Duration::from_secs_f64(service * (1.0 - at))).await;
+    }
+
+    /// The process begins (or the container exits at once): its start time
+    /// moves, and its lookups and ready delay run in a task of their own.
+    fn begin_process(self: Arc<Self>, i: usize) {
         let sim: SimContainer = self.fleet.sim[i];
         let (generation, stuck_on_start) = {
             let mut w = self.world.lock().unwrap();
@@ -483,12 +552,22 @@ impl SimFleet {
             pending = lost;
             tokio::time::sleep(timeout).await;
         }
-        let ready = {
+        let (ready, config_at) = {
             let mut w = self.world.lock().unwrap();
             let span = self.scenario.ready[role as usize];
-            w.rng.uniform(span.min, span.max)
+            let ready = w.rng.uniform(span.min, span.max);
+            let config_at = if role.is_data() {
+                let nc = self.scenario.no_config;
+                w.procs[i].started_at + w.rng.uniform(nc.min, nc.max)
+            } else {
+                0.0
+            };
+            w.procs[i].config_at = config_at;
+            (ready, config_at)
         };
-        let wait = (last_answer - self.now_s()).max(0.0) + ready;
+        // Ready after its lookups and its ready delay, and never before its
+        // replica-set config is loaded.
+        let wait = ((last_answer - self.now_s()).max(0.0) + ready).max(config_at - self.now_s());
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         let mut w = self.world.lock().unwrap();
         if w.procs[i].generation != generation || w.procs[i].phase != Phase::Starting {
@@ -521,7 +600,8 @@ impl SimFleet {
 
     async fn stop_index(self: &Arc<Self>, i: usize) -> Result<(), RuntimeError> {
         self.find(&self.fleet.all[i])?;
-        // The host has the request from here on: it shows as stopping.
+        // The host has the request from here on (it shows only when the
+        // process exits).
         {
             let mut w = self.world.lock().unwrap();
             if matches!(w.procs[i].phase, Phase::Stopped | Phase::Exited) {
@@ -546,7 +626,9 @@ impl SimFleet {
         let p = &w.procs[i];
         let (state, health) = match p.phase {
             Phase::Disconnected | Phase::Stuck => (ContainerState::Running, Health::Unhealthy),
-            Phase::Restarting => (ContainerState::Restarting, Health::Down),
+            // A stop shows only when the process exits: until then Docker
+            // reports the old process running, with its old start time.
+            Phase::Restarting => (ContainerState::Running, Health::Unhealthy),
             Phase::Starting => (ContainerState::Running, Health::Starting),
             Phase::Healthy => (ContainerState::Running, Health::Healthy),
             Phase::Exited | Phase::Stopped => (ContainerState::Exited, Health::Down),
@@ -640,6 +722,10 @@ pub struct SimProbe(pub Arc<SimFleet>);
 impl HealthProbe for SimProbe {
     async fn check(&self, c: &Container, check: &HealthCheck) -> Result<Probed, RuntimeError> {
         let i = self.0.find(c)?;
-        Ok(Probed::plain(self.0.gate_says(i, Some(&check.kind))))
+        let health = self.0.gate_says(i, Some(&check.kind));
+        let note = (health != Health::Healthy)
+            .then(|| self.0.gate_note(i, &check.kind))
+            .flatten();
+        Ok(Probed { health, note })
     }
 }

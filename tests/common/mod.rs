@@ -42,6 +42,7 @@ pub fn docker_available(test: &str) -> bool {
 }
 
 /// One container to create.
+#[derive(Clone)]
 pub struct Spec {
     pub name: String,
     pub labels: Vec<(String, String)>,
