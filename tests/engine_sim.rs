@@ -107,6 +107,18 @@ async fn run_collect(
     (run.await.unwrap().unwrap(), events)
 }
 
+/// A fresh run of `s` from the start (a new journal in a temporary
+/// directory), to the end.
+async fn run_fresh(s: &Setup) -> (rekindle::engine::Outcome, Vec<(f64, Event)>) {
+    let dir = tempfile::tempdir().unwrap();
+    run_collect(engine(
+        s,
+        new_journal(s, &dir.path().join("j")),
+        Replay::default(),
+    ))
+    .await
+}
+
 /// Routers restart only after every data node of their cluster was
 /// reported healthy, in the event log.
 fn check_dependency_order(events: &[(f64, Event)]) {
@@ -135,13 +147,7 @@ fn check_dependency_order(events: &[(f64, Event)]) {
 fn smoke_recovers_in_dependency_order_with_every_container_once() {
     paused().block_on(async {
         let s = setup(&smoke(|t| t), playbook(40.0, |t| t));
-        let dir = tempfile::tempdir().unwrap();
-        let (out, events) = run_collect(engine(
-            &s,
-            new_journal(&s, &dir.path().join("j")),
-            Replay::default(),
-        ))
-        .await;
+        let (out, events) = run_fresh(&s).await;
         assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
         assert!(s.sim.all_healthy());
         // Each of the 22 containers started once and is healthy now.
@@ -183,8 +189,7 @@ fn halt_policy_halts_and_names_the_failed_containers() {
         // Every restart fails: the first wave cannot pass.
         let scenario = smoke(|t| t.replace("restart_failure_rate = 0.0", "restart_failure_rate = 0.99"));
         let s = setup(&scenario, playbook(40.0, |t| t.replace("retries = 3", "retries = 1")));
-        let dir = tempfile::tempdir().unwrap();
-        let (out, events) = run_collect(engine(&s, new_journal(&s, &dir.path().join("j")), Replay::default())).await;
+        let (out, events) = run_fresh(&s).await;
         assert_eq!(out.state, RunState::Halted);
         let reason = out.reason.unwrap();
         assert!(reason.contains("halted") && reason.contains("not running after restart"), "{reason}");
@@ -752,13 +757,7 @@ fn the_no_config_phase_holds_members_and_their_routers_and_a_gate_names_rsghost(
     assert_eq!(long_startup().no_config.min, 4.0);
     paused().block_on(async {
         let s = setup(&long_startup(), playbook(40.0, |t| t));
-        let dir = tempfile::tempdir().unwrap();
-        let (out, events) = run_collect(engine(
-            &s,
-            new_journal(&s, &dir.path().join("j")),
-            Replay::default(),
-        ))
-        .await;
+        let (out, events) = run_fresh(&s).await;
         assert_eq!(out.state, RunState::Succeeded, "{:?}", out.reason);
         check_dependency_order(&events);
         // Every member is healthy no sooner than 4 s after its restart
@@ -792,13 +791,7 @@ fn the_no_config_phase_holds_members_and_their_routers_and_a_gate_names_rsghost(
             .replace("retries = 3", "retries = 0")
         });
         let s = setup(&long_startup(), pb);
-        let dir = tempfile::tempdir().unwrap();
-        let (out, _) = run_collect(engine(
-            &s,
-            new_journal(&s, &dir.path().join("j")),
-            Replay::default(),
-        ))
-        .await;
+        let (out, _) = run_fresh(&s).await;
         assert_eq!(out.state, RunState::Halted);
         let why = format!("{:?} {:?}", out.reason, out.failed);
         assert!(why.contains("RSGhost (no replica-set config yet)"), "{why}");

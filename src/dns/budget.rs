@@ -35,6 +35,12 @@ pub struct DnsSample {
     /// Lookups the pacer granted per second over the interval: how much of
     /// the rate the run used.
     pub granted_qps: Option<f64>,
+    /// The window (seconds) the pacer holds its rate over: one second
+    /// widened by the spread of start calls. The pacer grants the rate per
+    /// window, so the resolver receives the rate divided by it: a served
+    /// rate measured at the resolver is multiplied by it to become a rate
+    /// to pace at (else each cut would shrink the knee by that factor).
+    pub window_s: Option<f64>,
 }
 
 /// A resolver's cumulative counters.
@@ -213,9 +219,9 @@ impl BudgetController {
     /// got through.
     fn served(&self, s: &DnsSample, why: Strain) -> f64 {
         match (why, s.load_qps, s.dropped, s.interval_s) {
-            (Strain::Dropped, Some(load), Some(d), Some(secs)) => {
-                (load - d as f64 / secs).max(self.rate * 0.25)
-            }
+            (Strain::Dropped, Some(load), Some(d), Some(secs)) => ((load - d as f64 / secs)
+                * s.window_s.unwrap_or(1.0).max(1.0))
+            .max(self.rate * 0.25),
             (Strain::Lost, ..) if s.probes > 0 => {
                 self.rate * (1.0 - s.lost as f64 / s.probes as f64).max(0.5)
             }
@@ -327,6 +333,7 @@ mod tests {
         load_qps: None,
         dropped: Some(0),
         granted_qps: None,
+        window_s: None,
     };
 
     /// A resolver that serves `cap` per second and drops the rest.
@@ -370,6 +377,33 @@ mod tests {
         assert!(over <= 5, "{over} of 150 samples above the capacity");
         let mean = tail.iter().sum::<f64>() / tail.len() as f64;
         assert!(mean > 0.88 * 400.0, "mean {mean}");
+    }
+
+    /// The pacer grants the rate per widened window (1.25 s here), so the
+    /// resolver receives the rate / 1.25: the knee found from its counters
+    /// is scaled back to a rate to pace at, and what the resolver receives
+    /// settles under its capacity as with a one-second window — not 1.25
+    /// times lower with each cut.
+    #[test]
+    fn a_widened_window_does_not_ratchet_the_knee_down() {
+        let mut c = BudgetController::new(1000.0, MS(250));
+        let mut received = Vec::new();
+        for _ in 0..200 {
+            let s = DnsSample {
+                window_s: Some(1.25),
+                ..resolver(c.rate / 1.25, 400.0)
+            };
+            c.on_sample(s);
+            received.push(c.rate / 1.25);
+        }
+        let tail = &received[50..];
+        let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+        assert!(
+            mean > 0.88 * 400.0,
+            "the resolver receives {mean} on average"
+        );
+        let over = tail.iter().filter(|&&r| r > 400.0).count();
+        assert!(over <= 5, "{over} of 150 samples above the capacity");
     }
 
     #[test]
@@ -497,6 +531,7 @@ mod tests {
             load_qps: None,
             dropped: None,
             granted_qps: Some(0.0),
+            window_s: None,
         };
         for _ in 0..30 {
             c.on_sample(down);

@@ -467,18 +467,14 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
             pb.estimates.restart,
         );
         pacer.set_max_in_flight(pb.limits.restarts_in_flight as usize);
-        let slots = pb.limits.api_calls_per_host as usize;
-        let host_slots = inv
-            .containers
-            .iter()
-            .map(|c| (c.host.clone(), Arc::new(Semaphore::new(slots))))
-            .collect();
-        let starts = pb.limits.starts_per_host as usize;
-        let start_slots = inv
-            .containers
-            .iter()
-            .map(|c| (c.host.clone(), Arc::new(Semaphore::new(starts))))
-            .collect();
+        let per_host = |n: u32| -> HashMap<String, Arc<Semaphore>> {
+            inv.containers
+                .iter()
+                .map(|c| (c.host.clone(), Arc::new(Semaphore::new(n as usize))))
+                .collect()
+        };
+        let host_slots = per_host(pb.limits.api_calls_per_host);
+        let start_slots = per_host(pb.limits.starts_per_host);
         let mut depth = vec![0u32; pb.roles.len()];
         for (i, r) in pb.roles.iter().enumerate() {
             depth[i] = r.after.iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
@@ -1308,6 +1304,7 @@ async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
             sample.granted_qps = Some(granted_now.1.saturating_sub(granted_before.1) as f64 / secs);
         }
         granted_before = granted_now;
+        sample.window_s = Some(s.pacer.dns_window().as_secs_f64());
         let ceiling = s.pacer.ceiling();
         if ceiling > 0.0 && ceiling != c.ceiling {
             c.set_ceiling(ceiling);
