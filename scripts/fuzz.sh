@@ -35,7 +35,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-0}
 mkdir -p target/fuzz-logs
 
 echo "== building (release, overflow checks on, in $CARGO_TARGET_DIR)"
-cargo test --release --test fuzz_inputs --no-run --quiet
+cargo test --release --test integration --no-run --quiet
 
 summary=()
 failed=0
@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
   log=target/fuzz-logs/$t.log
   echo "== fuzz $t: ${SECS} s"
   set +e
-  REKINDLE_FUZZ_SECS=$SECS cargo test --release --quiet --test fuzz_inputs "$t" \
+  REKINDLE_FUZZ_SECS=$SECS cargo test --release --quiet --test integration "fuzz_inputs::$t" \
     -- --exact --nocapture >"$log" 2>&1
   rc=$?
   set -e

@@ -7,14 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-30}
-cargo nextest run --features etcd --test ha_daemon --no-run >/dev/null 2>&1 \
-  || cargo nextest run --features etcd --test ha_daemon --no-run
+cargo nextest run --features etcd --test integration --no-run >/dev/null 2>&1 \
+  || cargo nextest run --features etcd --test integration --no-run
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 pass=0 fail=0 twice=0
 for i in $(seq 1 "$n"); do
-  if cargo nextest run --features etcd --test ha_daemon \
-      ha_leader_paused_past_its_lease --no-capture >"$log/$i" 2>&1; then
+  if cargo nextest run --features etcd --test integration \
+      ha_daemon::ha_leader_paused_past_its_lease --no-capture >"$log/$i" 2>&1; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1))

@@ -7,35 +7,35 @@
 //!
 //! # Layout
 //!
-//! The modules are layered; a module uses only the layers below it
-//! (docs/ARCHITECTURE.md draws the table, `tests/layers.rs` enforces it):
+//! The modules are layered: a module uses only the rows below its own.
+//! The one table of the layers is in docs/ARCHITECTURE.md (`tests/layers.rs`
+//! reads it and checks every `crate::` path against it); bottom up:
 //!
-//! ```text
-//! cli ─ api ─ rehearse ─ recovery, report ─ engine ─ inventory, sim ─ runtime
-//!   ─ health ─ dns ─ plan, scenario ─ config ─ model ─ leaves
-//! ```
-//!
+//! - Leaves: [`source`] (located errors), [`duration`], [`rng`], [`dag`],
+//!   [`journal`] (the append-only record file), [`http`] (the small client
+//!   of the CLI and the webhooks).
 //! - [`model`]: containers, labels, states, health, the inventory: plain
-//!   data that uses nothing else.
-//! - [`config`]: the playbook schema and its validation; every error names
-//!   the file, line, column and field.
-//! - [`scenario`]: reference scenario files (simulated fleets) and their
-//!   deterministic fleet generation.
-//! - [`plan`]: pure functions from inventory + playbook to a wave DAG.
-//! - [`dns`]: the cached resolver and the adaptive DNS budget; [`health`]:
-//!   probes in a database's own protocol (MongoDB `hello`).
-//! - [`runtime`]: the container boundary (Docker via bollard); [`sim`]: the
-//!   simulated fleet behind the same trait; [`inventory`]: where the
-//!   containers come from (Docker hosts, a JSON file, a scenario).
-//! - [`engine`]: waves, pacing, health gates, the journal ([`journal`]),
-//!   pause/resume/abort.
-//! - [`recovery`]: what a real run needs around the engine; [`report`]:
-//!   timeline files; [`rehearse`]: rehearsals on a virtual clock.
-//! - [`daemon`]: runs, their records, the audit log, webhooks, metrics and
-//!   HA; [`api`]: its HTTP surface; [`http`]: the client the daemon's
-//!   webhooks and the CLI use; [`cli`]: the command-line front end
-//!   (parsing and rendering).
-//! - Leaves: [`source`] (located errors), [`duration`], [`rng`], [`dag`].
+//!   data; [`retry`]: the one rule for calls that may fail for a moment.
+//! - [`config`]: the playbook schema and its validation (every error names
+//!   the file, line, column and field); `coord` (feature `etcd`):
+//!   leadership and the fenced journal on etcd.
+//! - [`plan`]: pure functions from inventory + playbook to a wave DAG;
+//!   [`scenario`]: simulated fleets, read from scenario files.
+//! - [`dns`]: the cached resolver and the adaptive budget's signals;
+//!   [`health`]: MongoDB's wire protocol, SCRAM and the SDAM classification.
+//! - [`runtime`]: the container boundary (Docker via bollard); [`probe`]:
+//!   the health gate's probes, every check kind behind one trait.
+//! - [`inventory`]: where the containers come from (Docker hosts, a JSON
+//!   file, a scenario); [`sim`]: the simulated fleet behind the runtime
+//!   and probe traits.
+//! - [`engine`]: waves, the pacer, health gates, retries, pause, resume,
+//!   abort, retune.
+//! - [`recovery`]: a real run's preparation, DNS probe, pre-flight;
+//!   [`report`]: timeline files.
+//! - [`session`]: the one path of a run: journal, engine, observer.
+//! - [`rehearse`]: rehearsals, baselines, the budget sweep.
+//! - [`daemon`]: runs, their records, audit, webhooks, metrics, HA;
+//!   [`api`]: its HTTP surface; [`cli`]: the command line.
 
 #![warn(missing_docs)]
 

@@ -4,7 +4,7 @@
 //! resolver — a real unbound — or the run stops there, naming it, with no
 //! journal written and nothing restarted.
 
-mod common;
+use crate::common;
 
 use common::unbound::{unbound_available, Unbound};
 use std::path::Path;

@@ -11,7 +11,7 @@
 //! REKINDLE_CRASH_KILLS=20` (see docs/real-path.md). The random points are
 //! printed with the seed (`REKINDLE_CRASH_SEED` replays them).
 
-mod common;
+use crate::common;
 
 use common::daemon::{call, DaemonProc, TOKEN};
 use common::fakefleet::{assert_each_started_once, smoke_playbook, zone_names, FakeFleet};

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 use common::daemon::{
     call, control, get_text, start_body, wait_for, wait_state, DaemonProc, TOKEN,
 };

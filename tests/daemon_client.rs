@@ -2,7 +2,7 @@
 //! `rekindle runs` client (over TCP and a unix socket), and webhooks
 //! delivered to a real HTTP listener while a dead one never holds a run up.
 
-mod common;
+use crate::common;
 use common::daemon::{call, wait_state, DaemonProc, TOKEN};
 use std::io::{Read, Write};
 use std::net::TcpListener;

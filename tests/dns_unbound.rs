@@ -2,7 +2,7 @@
 //! loopback port, 5,000-record zone). The server's own query counter is
 //! the witness for what reached it.
 
-mod common;
+use crate::common;
 
 use common::unbound::{unbound_available, Unbound};
 use rekindle::config::ResolverSettings;

@@ -4,7 +4,7 @@
 //! shows every container started exactly once. A rehearsal active at the
 //! kill is reported interrupted.
 
-mod common;
+use crate::common;
 use common::daemon::{call, control, get_text, start_body, wait_for, DaemonProc, TOKEN};
 use common::{
     docker_available, on_two_hosts, run_playbook, sharded_specs, starts, EventLog, TestFleet,

@@ -2,7 +2,7 @@
 //! from the FROM-scratch test image are found, grouped and planned, and an
 //! unreachable second host is reported by name.
 
-mod common;
+use crate::common;
 
 use common::{closed_port, docker_available, sharded_specs, TestFleet};
 use rekindle::config::Playbook;

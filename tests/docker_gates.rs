@@ -5,7 +5,7 @@
 //! log is the witness of every start; the fixture's `connPoolStats`,
 //! asked by the test itself, is the witness of what the routers reach.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

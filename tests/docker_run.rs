@@ -5,7 +5,7 @@
 //! an unreachable host is reported by name and handled by the playbook's
 //! policy. Every fleet is removed on drop, even when a test fails.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! `dockerd --tlsverify` does (the engine itself listens on its unix
 //! socket only; its TLS listener cannot be reconfigured from a test).
 
-mod common;
+use crate::common;
 use common::tls::{Ca, TlsFront};
 use common::*;
 

@@ -4,7 +4,7 @@
 
 #![cfg(feature = "etcd")]
 
-mod common;
+use crate::common;
 
 use common::etcd::{etcd_available, Etcd, Proxy};
 use rekindle::coord::{CoordError, Coordinator, EtcdSettings};

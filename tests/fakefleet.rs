@@ -6,7 +6,7 @@
 //! the smoke scenario's fleet end to end. Every process a test starts is
 //! killed by its guard, also when the test fails.
 
-mod common;
+use crate::common;
 
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptions, RestartContainerOptions,

@@ -24,9 +24,9 @@
 //! `REKINDLE_FUZZ_SEED` replays a run's sequence (each run prints its seed).
 //!
 //! ```text
-//! cargo test --test fuzz_inputs                  # CI: ~2 s per target
+//! cargo test --test integration fuzz_inputs::      # CI: ~2 s per target
 //! scripts/fuzz.sh [TARGET]                       # 600 s per target, release build
-//! cargo test --test fuzz_inputs write_corpus -- --ignored   # regenerate generated seeds
+//! cargo test --test integration fuzz_inputs::write_corpus -- --ignored   # regenerate generated seeds
 //! ```
 //!
 //! Targets: `playbook`, `scenario`, `inventory`, `journal`, `api` (the

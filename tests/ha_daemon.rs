@@ -10,7 +10,7 @@
 
 #![cfg(feature = "etcd")]
 
-mod common;
+use crate::common;
 
 use common::daemon::{call, DaemonProc, TOKEN};
 use common::etcd::{etcd_available, Etcd};

@@ -4,7 +4,7 @@
 //! certificate from another CA, a name it does not carry, a missing client
 //! certificate. The server behind TLS answers `hello` as a secondary.
 
-mod common;
+use crate::common;
 
 use common::tls::{Ca, Leaf};
 use rekindle::health::mongo::{hello, tls_config, Target, Tls};

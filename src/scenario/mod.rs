@@ -615,6 +615,38 @@ mod tests {
     }
 
     #[test]
+    fn docker_start_times_out_of_order_are_located_errors() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        ))
+        .unwrap();
+        let parse = |t: String| Scenario::parse(&SourceText::new("s.toml", t));
+        for (bad, found) in [
+            ("start = [-0.2, 0.35]", "[-0.2, 0.35]"),
+            ("start = [0.35, 0.2]", "[0.35, 0.2]"),
+        ] {
+            let e = parse(text.replace("start = [0.2, 0.35]", bad)).unwrap_err();
+            assert_eq!((e.field.as_str(), e.line), ("docker.start", 49), "{e}");
+            assert!(e.to_string().contains(found), "{e}");
+        }
+        for bad in ["-0.5", "1.5"] {
+            let e = parse(text.replace(
+                "start_process_at = 0.99",
+                &format!("start_process_at = {bad}"),
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.line),
+                ("docker.start_process_at", 50),
+                "{e}"
+            );
+        }
+        let e = parse(text.replace("start_concurrency = 2", "start_concurrency = 0")).unwrap_err();
+        assert_eq!(e.field, "docker.start_concurrency", "{e}");
+    }
+
+    #[test]
     fn rejects_unknown_role_in_lookups() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
