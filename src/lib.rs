@@ -32,7 +32,9 @@
 //!   abort, retune.
 //! - [`recovery`]: a real run's preparation, DNS probe, pre-flight;
 //!   [`report`]: timeline files.
-//! - [`session`]: the one path of a run: journal, engine, observer.
+//! - [`session`]: a run's journal, engine and observer wired together;
+//!   [`pipeline`]: the one sequence every command and the daemon follow
+//!   (prepare on a fleet, check, run the session, report and archive).
 //! - [`rehearse`]: rehearsals, baselines, the budget sweep.
 //! - [`daemon`]: runs, their records, audit, webhooks, metrics, HA;
 //!   [`api`]: its HTTP surface; [`cli`]: the command line.
@@ -54,6 +56,7 @@ pub mod http;
 pub mod inventory;
 pub mod journal;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod recovery;

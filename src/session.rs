@@ -11,14 +11,14 @@
 
 use crate::config::Playbook;
 use crate::dns::budget::DnsProbe;
-use crate::engine::{fingerprint, Engine, EngineError, Event, Handle, Outcome};
+use crate::engine::{Engine, EngineError, Event, Handle, Outcome};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::model::Inventory;
 use crate::plan::Plan;
 use crate::probe::HealthProbe;
 use crate::report::Collector;
 use crate::runtime::ContainerRuntime;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -115,6 +115,26 @@ pub enum SessionError {
     Task(String),
 }
 
+/// The journal fingerprint of a plan: the playbook's name and the ids of
+/// the containers it restarts. A resume must bring the same one.
+pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
+    let mut ids: Vec<&str> = plan
+        .waves
+        .iter()
+        .flat_map(|w| {
+            w.containers
+                .iter()
+                .map(|&c| inv.containers[c as usize].id.as_str())
+        })
+        .collect();
+    ids.sort_unstable();
+    let mut h = crc32c::crc32c(pb.name.as_bytes());
+    for id in ids {
+        h = crc32c::crc32c_append(h, id.as_bytes());
+    }
+    format!("{h:08x}")
+}
+
 /// Opens the journal at `path` for this playbook, fleet and plan.
 pub fn open_journal(
     spec: &JournalSpec,
@@ -136,19 +156,6 @@ pub fn open_replicated(
 ) -> Result<(Journal, Replay), JournalError> {
     let path = &spec.path;
     let fp = fingerprint(pb, inv, plan);
-    if spec.mode == JournalMode::New && path.exists() {
-        // A run that succeeded but whose journal was not archived yet (a
-        // crash right after its end was recorded): archived now, so a new
-        // run can start. A halted or aborted run's journal stays, refused.
-        let (replay, _) = crate::journal::read(path)?;
-        if replay.ended.as_deref() == Some("succeeded") {
-            let done = crate::recovery::archive(path).map_err(|e| JournalError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            tracing::info!(journal = %path.display(), archived = %done.display(), "archived the journal of a run that had succeeded");
-        }
-    }
     let resume = match spec.mode {
         JournalMode::New => false,
         JournalMode::Resume => true,
@@ -184,18 +191,6 @@ pub fn open_replicated(
             Replay::default(),
         ))
     }
-}
-
-/// Refuses early (before a confirmation is asked) when a new run would
-/// find an unfinished journal: the same check [`open_journal`] makes.
-pub fn check_new(path: &Path, playbook: &str) -> Result<(), JournalError> {
-    if path.exists() {
-        return Err(JournalError::Exists {
-            path: path.to_path_buf(),
-            playbook: playbook.to_string(),
-        });
-    }
-    Ok(())
 }
 
 /// Prepares and executes one run to its end.
@@ -254,54 +249,4 @@ pub async fn run<R: ContainerRuntime, P: HealthProbe>(
         timeline,
         resumed,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn a_new_run_archives_a_succeeded_runs_journal_and_refuses_a_halted_one() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let pb = Playbook::load(&root.join("config/mongo-sharded.toml")).unwrap();
-        let scenario =
-            crate::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
-        let inv = scenario.fleet().into_inventory();
-        let plan = Plan::build(&inv, &pb).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let spec = |mode| JournalSpec {
-            path: dir.path().join("p.journal"),
-            mode,
-            durable: false,
-        };
-        for (end, archived) in [("succeeded", true), ("halted", false)] {
-            let (mut j, _) = open_journal(&spec(JournalMode::New), &pb, &inv, &plan).unwrap();
-            j.append(&Record::End { state: end.into() }).unwrap();
-            drop(j);
-            let again = open_journal(&spec(JournalMode::New), &pb, &inv, &plan);
-            let done = std::fs::read_dir(dir.path())
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .to_string_lossy()
-                        .ends_with(".done")
-                })
-                .count();
-            if archived {
-                assert!(again.is_ok(), "{:?}", again.err());
-                assert_eq!(done, 1, "the succeeded run's journal is archived");
-                drop(again);
-                std::fs::remove_file(dir.path().join("p.journal")).unwrap();
-            } else {
-                assert!(
-                    matches!(again, Err(JournalError::Exists { .. })),
-                    "a halted run's journal is kept for --resume: {:?}",
-                    again.err()
-                );
-            }
-        }
-    }
 }

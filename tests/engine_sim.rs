@@ -5,11 +5,12 @@
 
 use proptest::prelude::*;
 use rekindle::config::Playbook;
-use rekindle::engine::{fingerprint, Engine, Event, RunClosed, RunState};
+use rekindle::engine::{Engine, Event, RunClosed, RunState};
 use rekindle::journal::{Journal, Record, Replay};
 use rekindle::model::Inventory;
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
+use rekindle::session::fingerprint;
 use rekindle::sim::{SimFleet, SimProbe, SimRuntime};
 use rekindle::source::SourceText;
 use std::collections::HashMap;

@@ -176,8 +176,9 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         return;
     }
     use rekindle::coord::EtcdReplica;
-    use rekindle::engine::{fingerprint, Engine, RunState};
+    use rekindle::engine::{Engine, RunState};
     use rekindle::journal::{Journal, Record, Replica};
+    use rekindle::session::fingerprint;
     use rekindle::sim::{SimFleet, SimRuntime};
     use rekindle::source::SourceText;
 

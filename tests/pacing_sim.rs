@@ -6,10 +6,11 @@
 //! above 90% of the capacity.
 
 use rekindle::config::Playbook;
-use rekindle::engine::{fingerprint, Engine, RunState};
+use rekindle::engine::{Engine, RunState};
 use rekindle::journal::{Journal, Record, Replay};
 use rekindle::plan::Plan;
 use rekindle::scenario::Scenario;
+use rekindle::session::fingerprint;
 use rekindle::sim::{SimDnsProbe, SimFleet, SimRuntime};
 use rekindle::source::SourceText;
 use std::path::Path;

@@ -311,36 +311,28 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let playbook = Playbook::load(&args.playbook)?;
     // On Docker, the hosts discovery connected are the pre-flight's too.
-    let mut prepared =
-        crate::recovery::prepare::Prepared::new(&playbook, &args.inventory.source()).await?;
+    let fleet = crate::pipeline::DockerFleet::new(args.inventory.source());
+    let prepared = crate::pipeline::prepare(fleet, playbook).await?;
     {
         let mut out = std::io::stdout().lock();
+        let (pb, inv, plan) = (&prepared.playbook, &prepared.inventory, &prepared.plan);
         match args.output {
-            Output::Json => {
-                render::plan_json(&mut out, &playbook, &prepared.inventory, &prepared.plan)?
-            }
-            Output::Table => render::plan_table(
-                &mut out,
-                &playbook,
-                &prepared.inventory,
-                &prepared.plan,
-                args.all,
-            )?,
+            Output::Json => render::plan_json(&mut out, pb, inv, plan)?,
+            Output::Table => render::plan_table(&mut out, pb, inv, plan, args.all)?,
         }
     }
     // What `run` would check before its first restart (the JSON output
-    // keeps stdout for the plan: the pre-flight goes to stderr).
-    if prepared.on_docker() {
-        let prober = prepared.prober(&playbook).await;
-        let (inventory, plan) = (&prepared.inventory, &prepared.plan);
-        let pre = crate::recovery::preflight::preflight(&playbook, inventory, plan, &prober).await;
+    // keeps stdout for the plan: the pre-flight goes to stderr). Pacing
+    // off: the plan asks the resolver nothing.
+    if crate::pipeline::Fleet::connected(&prepared.fleet) {
+        let checked = prepared.check(true).await?;
         match args.output {
             Output::Table => {
                 let mut out = std::io::stdout().lock();
                 writeln!(out)?;
-                pre.render(&mut out)?;
+                checked.preflight.render(&mut out)?;
             }
-            Output::Json => pre.render(&mut std::io::stderr().lock())?,
+            Output::Json => checked.preflight.render(&mut std::io::stderr().lock())?,
         }
     }
     Ok(())

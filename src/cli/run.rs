@@ -8,18 +8,13 @@ use crate::config::Playbook;
 use crate::engine::{Event, Handle, Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::model::Inventory;
+use crate::pipeline::{self, DockerFleet};
 use crate::plan::Plan;
-use crate::probe::Prober;
-use crate::recovery::preflight::preflight;
-use crate::recovery::prepare::Prepared;
-use crate::recovery::{archive, default_state_dir, dns_probe, journal_path};
-use crate::report::RunReport;
-use crate::runtime::docker::DockerRuntime;
-use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
+use crate::recovery::{default_state_dir, journal_path};
+use crate::session::{JournalMode, JournalSpec, Observer};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Arguments of `rekindle run`.
 #[derive(Debug, clap::Args)]
@@ -58,8 +53,9 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
 }
 
-/// Runs `rekindle run`: discovery, plan, confirmation, pre-flight, then the
-/// engine over Docker.
+/// Runs `rekindle run`: the pipeline on the Docker hosts (discovery, plan,
+/// pre-flight, session, archive), with the plan shown, a confirmation,
+/// progress and Ctrl-C around it.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let playbook = Playbook::load(&args.playbook)?;
     // One connection setup per Docker host for the whole run: discovery
@@ -68,7 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(f) => InventorySource::File(f.clone()),
         None => InventorySource::Docker,
     };
-    let mut prepared = Prepared::new(&playbook, &source).await?;
+    let prepared = pipeline::prepare(DockerFleet::new(source), playbook).await?;
     if let Some(n) = prepared.primaries {
         eprintln!("rolling order: {n} primaries found; each goes last in its replica set, after a step-down");
     }
@@ -81,7 +77,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         render::plan_table(
             &mut plan_out,
-            &playbook,
+            &prepared.playbook,
             &prepared.inventory,
             &prepared.plan,
             false,
@@ -90,73 +86,61 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.dry_run {
         if args.output == Output::Json {
             let out = &mut std::io::stdout().lock();
-            render::plan_json(out, &playbook, &prepared.inventory, &prepared.plan)?;
+            render::plan_json(out, &prepared.playbook, &prepared.inventory, &prepared.plan)?;
         }
         return Ok(());
     }
 
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    let path = journal_path(&state_dir, &playbook.name);
+    let path = journal_path(&state_dir, &prepared.playbook.name);
     if !args.resume {
         // Refuse before asking anything (opening the journal says the same).
-        session::check_new(&path, &playbook.name)?;
+        pipeline::check_new(&path, &prepared.playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let prober = prepared.prober(&playbook).await;
-    let Prepared {
-        inventory, plan, ..
-    } = prepared;
-    let dns_probe = dns_probe(
-        &playbook,
-        &inventory,
-        args.no_pacing,
-        prober.runtime().resolver(),
-    )
-    .await
-    .map_err(|e| Usage(e.to_string()))?;
-    let pre = preflight(&playbook, &inventory, &plan, &prober).await;
-    pre.render(&mut std::io::stderr().lock())?;
-    if let Some(failed) = pre.failure() {
+    let checked = prepared
+        .check(args.no_pacing)
+        .await
+        .map_err(|e| Usage(e.to_string()))?;
+    checked.preflight.render(&mut std::io::stderr().lock())?;
+    if let Some(failed) = checked.refusal() {
         return Err(Usage(failed).into());
     }
     if !args.yes {
-        confirm(&playbook, &inventory, &plan, args.resume).await?;
+        confirm(
+            &checked.playbook,
+            &checked.inventory,
+            &checked.plan,
+            args.resume,
+        )
+        .await?;
     }
     let mode = if args.resume {
         JournalMode::Resume
     } else {
         JournalMode::New
     };
-    let total = plan.containers;
-    let session = Session {
-        runtime: prober.runtime().clone(),
-        health: prober,
-        playbook: Arc::new(playbook.clone()),
-        inventory: Arc::new(inventory.clone()),
-        plan: Arc::new(plan),
-        journal: JournalSpec {
-            path: path.clone(),
-            mode,
-            durable: true,
-        },
-        dns_probe,
-        no_pacing: args.no_pacing,
-        replica: None,
+    let journal = JournalSpec {
+        path: path.clone(),
+        mode,
+        durable: true,
     };
-    let (outcome, timeline, resumed) = execute(session).await?;
-    let kept = match outcome.state {
-        RunState::Succeeded => {
-            let done = archive(&path)?;
+    let finished = execute(checked, journal).await?;
+    let (playbook, inventory, outcome) =
+        (&finished.playbook, &finished.inventory, &finished.outcome);
+    let kept = match finished.archive_name() {
+        Some(done) => {
+            finished.archive(&done)?;
             format!("journal archived as {}", done.display())
         }
-        _ => format!("journal kept at {}: fix the cause, then `rekindle run --resume` continues without restarting anything twice", path.display()),
+        None => format!("journal kept at {}: fix the cause, then `rekindle run --resume` continues without restarting anything twice", path.display()),
     };
     summary(
         &mut std::io::stdout().lock(),
         args.output,
-        &playbook,
-        &inventory,
-        &outcome,
+        playbook,
+        inventory,
+        outcome,
         &kept,
     )?;
     if let Some(dir) = &args.report {
@@ -164,27 +148,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         summary(
             &mut text,
             Output::Table,
-            &playbook,
-            &inventory,
-            &outcome,
+            playbook,
+            inventory,
+            outcome,
             &kept,
         )?;
-        let report = RunReport::new(
-            &playbook,
-            &inventory,
-            &outcome,
-            &timeline,
-            total,
-            resumed,
-            !args.no_pacing,
-        );
-        report
+        finished
+            .report()
             .write(dir, &String::from_utf8_lossy(&text))
             .map_err(|e| anyhow::anyhow!("writing the report into {}: {e}", dir.display()))?;
         eprintln!("report written to {}", dir.join("timeline.html").display());
     }
     match outcome.state {
-        RunState::Halted => Err(anyhow::anyhow!(Halted(outcome.reason.unwrap_or_default()))),
+        RunState::Halted => Err(anyhow::anyhow!(Halted(
+            outcome.reason.clone().unwrap_or_default()
+        ))),
         RunState::Aborted => Err(anyhow::anyhow!(Aborted)),
         _ => Ok(()),
     }
@@ -242,10 +220,11 @@ impl Observer for Terminal {
     }
 }
 
-/// Runs the session with progress and Ctrl-C handling to its outcome.
+/// Runs the checked pipeline with progress and Ctrl-C handling to its end.
 async fn execute(
-    session: Session<DockerRuntime, Prober<DockerRuntime>>,
-) -> anyhow::Result<(Outcome, crate::report::Collector, bool)> {
+    checked: pipeline::Checked<DockerFleet>,
+    journal: JournalSpec,
+) -> anyhow::Result<pipeline::Finished<DockerFleet>> {
     // The handlers go in before any progress shows or the engine starts: a
     // Ctrl-C at the first bar must pause the run, not kill the process.
     use tokio::signal::unix::{signal, SignalKind};
@@ -254,8 +233,8 @@ async fn execute(
     let terminate = signal(SignalKind::terminate())
         .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
     let progress = progress::Progress::new(
-        session.plan.containers as u64,
-        session.plan.waves.len(),
+        checked.plan.containers as u64,
+        checked.plan.waves.len(),
         true,
     );
     let mut term = Terminal {
@@ -263,13 +242,12 @@ async fn execute(
         signals: Some((interrupt, terminate)),
         steer: None,
     };
-    let finished = session::run(session, &mut term).await;
+    let finished = checked.run(journal, None, &mut term).await;
     term.progress.finish();
     if let Some(t) = term.steer {
         t.abort();
     }
-    let f = finished?;
-    Ok((f.outcome, f.timeline, f.resumed))
+    Ok(finished?)
 }
 
 /// Ctrl-C pauses and asks (on a terminal); a second Ctrl-C, or Ctrl-C

@@ -9,10 +9,10 @@ use super::{ApiState, Daemon, Mode, Run};
 use crate::config::Playbook;
 use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
+use crate::pipeline::{self, DockerFleet};
 use crate::plan::Plan;
-use crate::recovery::prepare::Prepared;
-use crate::recovery::{archive_name, dns_probe, journal_path};
-use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
+use crate::recovery::journal_path;
+use crate::session::{JournalMode, JournalSpec, Observer};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -142,7 +142,8 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         d.note_finished(run);
     };
     // One connection setup per Docker host for the whole run.
-    let mut prepared = match Prepared::new(&pb, &InventorySource::Docker).await {
+    let fleet = DockerFleet::new(InventorySource::Docker);
+    let prepared = match pipeline::prepare(fleet, pb).await {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -150,27 +151,22 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let prober = prepared.prober(&pb).await;
-    let runtime = prober.runtime().clone();
-    let Prepared {
-        inventory, plan, ..
-    } = prepared;
-    let dns_probe = match dns_probe(&pb, &inventory, false, runtime.resolver()).await {
-        Ok(p) => p,
+    let checked = match prepared.check(false).await {
+        Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
-    let path = journal_path(&journal_dir(d), &pb.name);
-    let unreachable: Vec<_> = inventory
+    let path = journal_path(&journal_dir(d), &checked.playbook.name);
+    let unreachable: Vec<_> = checked
+        .inventory
         .unreachable_hosts()
         .map(|h| json!({ "host": h.name, "error": h.error }))
         .collect();
-    let total = plan.containers;
-    let pre = crate::recovery::preflight::preflight(&pb, &inventory, &plan, &prober).await;
-    run.push(json!({ "event": "preflight", "checks": pre.checks }));
-    if let Some(failed) = pre.failure() {
+    let total = checked.plan.containers;
+    run.push(json!({ "event": "preflight", "checks": checked.preflight.checks }));
+    if let Some(failed) = checked.refusal() {
         return fail(failed);
     }
-    *run.resolver.lock().unwrap() = runtime.resolver().cloned();
+    *run.resolver.lock().unwrap() = checked.runtime().resolver().cloned();
     // HA mode: the run is the cluster's, recorded in etcd, and its journal
     // replicated there, fenced by this daemon's leadership.
     #[cfg(feature = "etcd")]
@@ -182,7 +178,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
             }
             match (ha.replica(), ha.fence()) {
                 (Ok(r), Ok(f)) => {
-                    runtime.set_fence(f);
+                    checked.runtime().set_fence(f);
                     Some(r)
                 }
                 (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
@@ -192,27 +188,17 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     };
     #[cfg(not(feature = "etcd"))]
     let replica = None;
-    let (pb_arc, inventory, plan) = (Arc::new(pb.clone()), Arc::new(inventory), Arc::new(plan));
-    let session = Session {
-        runtime,
-        health: prober,
-        playbook: pb_arc,
-        inventory: inventory.clone(),
-        plan,
-        journal: JournalSpec {
-            path: path.clone(),
-            mode: journal,
-            durable: true,
-        },
-        dns_probe,
-        no_pacing: false,
-        replica,
+    let spec = JournalSpec {
+        path: path.clone(),
+        mode: journal,
+        durable: true,
     };
     let mut record = Record { d, run };
-    let (outcome, timeline, resumed) = match session::run(session, &mut record).await {
-        Ok(f) => (f.outcome, f.timeline, f.resumed),
+    let finished = match checked.run(spec, replica, &mut record).await {
+        Ok(f) => f,
         Err(e) => return fail(e.to_string()),
     };
+    let outcome = &finished.outcome;
     if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst)
     {
         // Stopped by the daemon's shutdown, not by anyone's decision: the
@@ -226,17 +212,16 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         run.push(json!({ "event": "daemon_stopping", "healthy": outcome.healthy }));
         return;
     }
-    let report =
-        crate::report::RunReport::new(&pb, &inventory, &outcome, &timeline, total, resumed, true);
+    let report = finished.report();
     if let Err(e) = report.write(&report_dir(d, &run.id()), &report.summary()) {
         tracing::warn!(run = %run.id(), error = %e, "the run's report could not be written");
     }
     // The record says the run ended before its journal is archived: a crash
     // between the two leaves an ended record and a journal whose last
     // record says it succeeded, which the next new run archives (see
-    // `session::open_journal`) — never an active record without a journal,
-    // which would start the fleet over.
-    let done = (outcome.state == RunState::Succeeded).then(|| archive_name(&path));
+    // `pipeline::Checked::run`) — never an active record without a
+    // journal, which would start the fleet over.
+    let done = finished.archive_name();
     let kept = match &done {
         Some(done) => format!("archived as {}", done.display()),
         None => format!(
@@ -257,7 +242,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     }
     crash_point("run-ended");
     if let Some(done) = done {
-        if let Err(e) = std::fs::rename(&path, &done) {
+        if let Err(e) = finished.archive(&done) {
             tracing::warn!(run = %run.id(), journal = %path.display(), error = %e, "the succeeded run's journal could not be archived; the next new run archives it");
         }
     }

@@ -431,25 +431,6 @@ pub struct Engine<R, P> {
     shared: Arc<Shared<R, P>>,
 }
 
-/// The journal fingerprint of a plan: playbook name and the containers.
-pub fn fingerprint(pb: &Playbook, inv: &Inventory, plan: &Plan) -> String {
-    let mut ids: Vec<&str> = plan
-        .waves
-        .iter()
-        .flat_map(|w| {
-            w.containers
-                .iter()
-                .map(|&c| inv.containers[c as usize].id.as_str())
-        })
-        .collect();
-    ids.sort_unstable();
-    let mut h = crc32c::crc32c(pb.name.as_bytes());
-    for id in ids {
-        h = crc32c::crc32c_append(h, id.as_bytes());
-    }
-    format!("{h:08x}")
-}
-
 impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
     pub fn new(

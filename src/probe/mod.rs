@@ -74,6 +74,30 @@ pub trait HealthProbe: Send + Sync + 'static {
     }
 }
 
+/// The pre-flight's question to one container of a role gated on
+/// MongoDB (before the first restart): does it answer, do the credentials
+/// authenticate, is the gate's own command allowed. `Ok` says what
+/// answered; `Err` says what failed and whether it was a refusal (final)
+/// or no answer (another container is tried).
+pub trait PreflightProbe: Send + Sync {
+    /// Asks `c` under `check`.
+    fn preflight(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+    ) -> impl Future<Output = Result<String, mongo::PreflightFailure>> + Send;
+}
+
+impl<R: ContainerRuntime> PreflightProbe for Prober<R> {
+    fn preflight(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+    ) -> impl Future<Output = Result<String, mongo::PreflightFailure>> + Send {
+        self.preflight_mongo(c, check)
+    }
+}
+
 /// The real probes, over any [`ContainerRuntime`] (Docker in a run): the
 /// `docker` kind asks the runtime's own view; the others first ask the
 /// runtime whether the process runs (a container that does not is `Down`,

@@ -21,8 +21,7 @@
 use crate::config::{HealthKind, Playbook};
 use crate::model::{ContainerState, Inventory};
 use crate::plan::Plan;
-use crate::probe::Prober;
-use crate::runtime::docker::DockerRuntime;
+use crate::probe::PreflightProbe;
 use serde::Serialize;
 
 /// One check and what it found.
@@ -91,11 +90,11 @@ impl Preflight {
 const TRIES_PER_ROLE: usize = 3;
 
 /// Runs the checks against the hosts the run will use.
-pub async fn preflight(
+pub async fn preflight<P: PreflightProbe>(
     pb: &Playbook,
     inv: &Inventory,
     plan: &Plan,
-    probe: &Prober<DockerRuntime>,
+    probe: &P,
 ) -> Preflight {
     let mut checks = Vec::new();
     let unreachable: Vec<String> = inv
@@ -148,7 +147,7 @@ pub async fn preflight(
         let mut unanswered = Vec::new();
         let mut verdict = None;
         for c in candidates {
-            match probe.preflight_mongo(c, &role.health).await {
+            match probe.preflight(c, &role.health).await {
                 Ok(detail) => {
                     verdict = Some((Verdict::Ok, detail));
                     break;

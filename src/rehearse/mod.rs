@@ -8,10 +8,13 @@ pub mod sweep;
 
 use crate::config::Playbook;
 use crate::engine::{Event, Handle};
+use crate::inventory::InventoryError;
+use crate::pipeline::{self, Simulated};
 use crate::plan::{Plan, PlanError};
+use crate::recovery::prepare::PrepareError;
 use crate::scenario::Scenario;
-use crate::session::{self, JournalMode, JournalSpec, Observer, Session};
-use crate::sim::{SimDnsProbe, SimFleet, SimProbe, SimRuntime};
+use crate::session::{JournalMode, JournalSpec, Observer};
+use crate::sim::SimFleet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,12 @@ pub enum RehearseError {
     /// No plan could be made.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The simulated fleet could not be read as an inventory.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The pre-flight on the simulated fleet refused (a check failed).
+    #[error("pre-flight: {0}")]
+    Preflight(String),
     /// The session (journal, engine) failed.
     #[error(transparent)]
     Session(Box<crate::session::SessionError>),
@@ -50,6 +59,15 @@ pub struct Options {
 
 pub use crate::report::rehearsal::{PolicyFigures, Report, BASELINE_CAP};
 pub use crate::report::WaveSpan;
+
+impl From<PrepareError> for RehearseError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Plan(p) => RehearseError::Plan(p),
+            PrepareError::Inventory(i) => RehearseError::Inventory(i),
+        }
+    }
+}
 
 impl From<crate::session::SessionError> for RehearseError {
     fn from(e: crate::session::SessionError) -> Self {
@@ -91,41 +109,48 @@ pub fn rehearse(
         }
     };
     let journal_path = state_dir.join(format!("rehearse-{}-{}.journal", pb.name, scenario.name));
-    let (outcome, stats, dns_per_second, waves) = on_virtual_clock(async {
-        let sim = SimFleet::new(scenario);
-        let inv = Arc::new(sim.fleet().inventory());
-        let plan = Arc::new(Plan::build(&inv, &pb)?);
-        let dns_probe: Option<Arc<dyn crate::dns::budget::DnsProbe>> =
-            (!opts.static_budget && pb.dns.adaptive).then(|| {
-                Arc::new(SimDnsProbe {
-                    fleet: sim.clone(),
-                    counters: pb.dns.counter.is_some(),
-                }) as _
-            });
-        let session = Session {
-            runtime: Arc::new(SimRuntime(sim.clone())),
-            health: SimProbe(sim.clone()),
-            playbook: pb.clone(),
-            inventory: inv,
-            plan: plan.clone(),
-            journal: JournalSpec {
-                path: journal_path.clone(),
-                mode: JournalMode::Replace,
-                durable: false,
-            },
-            dns_probe,
-            no_pacing: false,
-            replica: None,
+    let (outcome, stats, dns_per_second, waves, preflight) = on_virtual_clock(async {
+        let world = Simulated {
+            sim: SimFleet::new(scenario),
+            static_budget: opts.static_budget,
+        };
+        let prepared = pipeline::prepare(world, (*pb).clone()).await?;
+        let checked = prepared
+            .check(false)
+            .await
+            .map_err(|e| RehearseError::Preflight(e.to_string()))?;
+        if let Some(refused) = checked.refusal() {
+            return Err(RehearseError::Preflight(refused));
+        }
+        let preflight: Vec<String> = checked
+            .preflight
+            .checks
+            .iter()
+            .map(|c| {
+                let v = serde_json::to_value(c.verdict).unwrap_or_default();
+                format!("{} {}: {}", v.as_str().unwrap_or("?"), c.what, c.detail)
+            })
+            .collect();
+        let journal = JournalSpec {
+            path: journal_path.clone(),
+            mode: JournalMode::Replace,
+            durable: false,
         };
         let mut watcher = Watcher {
             handle_tx: opts.handle_tx.clone(),
             on_event: &mut on_event,
         };
-        let finished = session::run(session, &mut watcher).await?;
+        let finished = checked.run(journal, None, &mut watcher).await?;
+        let sim = &finished.fleet.sim;
         sim.settle(Duration::from_secs(600)).await;
         timeline = finished.timeline;
-        let outcome = finished.outcome;
-        Ok::<_, RehearseError>((outcome, sim.stats(), sim.dns_per_second(), plan.waves.len()))
+        Ok::<_, RehearseError>((
+            finished.outcome,
+            sim.stats(),
+            sim.dns_per_second(),
+            finished.waves,
+            preflight,
+        ))
     })??;
     let baselines = match baseline_thread {
         Some(t) => t.join().expect("baseline thread")?,
@@ -163,6 +188,7 @@ pub fn rehearse(
         healthy_per_second,
         wave_spans: timeline.spans,
         baselines,
+        preflight,
     })
 }
 

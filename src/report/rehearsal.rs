@@ -119,4 +119,7 @@ pub struct Report {
     pub wave_spans: Vec<WaveSpan>,
     /// The baselines' figures (empty unless compared).
     pub baselines: Vec<PolicyFigures>,
+    /// The pre-flight on the simulated fleet, a line per check
+    /// (`ok`, `warn` or `fail`, what, the detail).
+    pub preflight: Vec<String>,
 }

@@ -62,6 +62,23 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
     )?;
     writeln!(out, "  failed             {}", r.failed.len())?;
     writeln!(out, "  waves              {}", r.waves)?;
+    let warned: Vec<&String> = r
+        .preflight
+        .iter()
+        .filter(|l| !l.starts_with("ok "))
+        .collect();
+    match warned.is_empty() {
+        true => writeln!(
+            out,
+            "  pre-flight         {} checks passed",
+            r.preflight.len()
+        )?,
+        false => {
+            for l in warned {
+                writeln!(out, "  pre-flight         {l}")?;
+            }
+        }
+    }
     writeln!(out, "  wall time          {wall_s:.1}s")?;
     if !r.baselines.is_empty() {
         writeln!(out)?;

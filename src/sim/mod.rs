@@ -719,6 +719,31 @@ impl ContainerRuntime for SimRuntime {
 #[derive(Clone)]
 pub struct SimProbe(pub Arc<SimFleet>);
 
+/// The pre-flight on the simulated fleet: a container on a host that is
+/// down does not answer (no verdict, the next is tried); any other answers
+/// as its role, and the simulated credentials are always right.
+impl crate::probe::PreflightProbe for SimProbe {
+    async fn preflight(
+        &self,
+        c: &Container,
+        check: &HealthCheck,
+    ) -> Result<String, crate::probe::mongo::PreflightFailure> {
+        let fail = |reason: String| crate::probe::mongo::PreflightFailure {
+            container: c.name.clone(),
+            host: c.host.clone(),
+            reason,
+            refused: false,
+        };
+        self.0.find(c).map_err(|e| fail(e.to_string()))?;
+        Ok(match &check.kind {
+            crate::config::HealthKind::Mongos { .. } => {
+                format!("{} (simulated): connPoolStats", c.name)
+            }
+            _ => format!("{} (simulated): hello", c.name),
+        })
+    }
+}
+
 impl HealthProbe for SimProbe {
     async fn check(&self, c: &Container, check: &HealthCheck) -> Result<Probed, RuntimeError> {
         let i = self.0.find(c)?;
