@@ -623,6 +623,7 @@ impl Resolver<'_> {
         Ok(v.to_string())
     }
 
+    /// The whole playbook: each section resolved by its own method.
     fn resolve(&self, raw: RawPlaybook) -> Result<Playbook, SourceError> {
         let name = self.non_empty(&raw.name, "name")?;
         let groups = raw.groups.get_ref();
@@ -635,170 +636,218 @@ impl Resolver<'_> {
 
         let roles = self.roles(&raw.roles)?;
         let limits = self.limits(raw.limits.as_ref())?;
-        let canary = raw
-            .canary
-            .as_ref()
-            .map(|c| {
-                let c = c.get_ref();
-                Ok::<_, SourceError>(Canary {
-                    containers: self.count(&c.containers, "canary.containers", 1, 1_000_000)?
-                        as u32,
-                    soak: self.opt_duration(&c.soak, "canary.soak", Duration::ZERO)?,
-                    confirm: c.confirm.unwrap_or(false),
-                })
-            })
-            .transpose()?;
-        let dns = {
-            let d = raw.dns.get_ref();
-            let cap = *d.capacity_qps.get_ref();
-            if !(cap.is_finite() && cap > 0.0) {
-                return Err(self.err(
-                    &d.capacity_qps,
-                    "dns.capacity_qps",
-                    format!("expected a positive number of queries per second, found {cap}"),
-                ));
-            }
-            let headroom = d
-                .headroom
+        let canary = self.canary(raw.canary.as_ref())?;
+        let dns = self.dns(raw.dns.get_ref())?;
+        let policy = self.policy(raw.policy.as_ref().map(|p| p.get_ref()))?;
+        let estimates = self.estimates(raw.estimates.as_ref())?;
+        let discovery = self.discovery(raw.discovery.as_ref().map(|d| d.get_ref()))?;
+        let hosts = self.hosts(raw.hosts.as_deref().unwrap_or(&[]))?;
+        let resolver = self.resolver(raw.resolver.as_ref().map(|r| r.get_ref()))?;
+        Ok(Playbook {
+            name,
+            description: raw.description,
+            source: self.src.file.clone(),
+            cluster_label,
+            replset_label,
+            roles,
+            limits,
+            canary,
+            dns,
+            policy,
+            estimates,
+            discovery,
+            hosts,
+            resolver,
+            mongo: match &raw.mongo {
+                Some(m) => self.mongo(m)?,
+                None => None,
+            },
+            mongo_tls: raw
+                .mongo
                 .as_ref()
-                .map(|h| self.fraction(h, "dns.headroom", true))
-                .transpose()?
-                .unwrap_or(0.8);
-            let probe_name = match &d.probe_name {
-                Some(n) if n.get_ref().trim().is_empty() => {
-                    return Err(self.err(
-                        n,
-                        "dns.probe_name",
-                        "expected a resolvable name, found an empty string",
-                    ))
-                }
-                Some(n) => Some(n.get_ref().clone()),
-                None => None,
-            };
-            let fleet = match d.fleet.as_ref().map(|f| f.get_ref()) {
-                None => FleetResolver::default(),
-                Some(f) => {
-                    let dflt = FleetResolver::default();
-                    let names = match f.names.as_ref() {
-                        None => dflt.names,
-                        Some(n) => match n.get_ref().as_str() {
-                            "absolute" => FleetNames::Absolute,
-                            "search" => FleetNames::Search,
-                            other => {
-                                return Err(self.err(
-                                    n,
-                                    "dns.fleet.names",
-                                    format!("expected \"absolute\" or \"search\", found {other:?}"),
-                                ))
-                            }
-                        },
-                    };
-                    FleetResolver {
-                        families: self.opt_count(
-                            &f.families,
-                            "dns.fleet.families",
-                            1,
-                            2,
-                            dflt.families as i64,
-                        )? as u32,
-                        search: f.search.clone().unwrap_or_default(),
-                        ndots: self.opt_count(
-                            &f.ndots,
-                            "dns.fleet.ndots",
-                            0,
-                            15,
-                            dflt.ndots as i64,
-                        )? as u32,
-                        name_dots: self.opt_count(
-                            &f.name_dots,
-                            "dns.fleet.name_dots",
-                            0,
-                            127,
-                            dflt.name_dots as i64,
-                        )? as u32,
-                        names,
-                        trailing_dot: false,
+                .and_then(|m| m.get_ref().tls.as_ref())
+                .map(|t| self.mongo_tls(t))
+                .transpose()?,
+        })
+    }
+
+    /// `[canary]`: a first small wave, and how long it soaks.
+    fn canary(&self, c: Option<&Spanned<raw::RawCanary>>) -> Result<Option<Canary>, SourceError> {
+        c.map(|c| {
+            let c = c.get_ref();
+            Ok::<_, SourceError>(Canary {
+                containers: self.count(&c.containers, "canary.containers", 1, 1_000_000)? as u32,
+                soak: self.opt_duration(&c.soak, "canary.soak", Duration::ZERO)?,
+                confirm: c.confirm.unwrap_or(false),
+            })
+        })
+        .transpose()
+    }
+
+    /// `[dns]`: the resolver's capacity, the budget under it, how it adapts.
+    fn dns(&self, d: &raw::RawDns) -> Result<DnsBudgetConfig, SourceError> {
+        let cap = *d.capacity_qps.get_ref();
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(self.err(
+                &d.capacity_qps,
+                "dns.capacity_qps",
+                format!("expected a positive number of queries per second, found {cap}"),
+            ));
+        }
+        let headroom = d
+            .headroom
+            .as_ref()
+            .map(|h| self.fraction(h, "dns.headroom", true))
+            .transpose()?
+            .unwrap_or(0.8);
+        let probe_name = match &d.probe_name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return Err(self.err(
+                    n,
+                    "dns.probe_name",
+                    "expected a resolvable name, found an empty string",
+                ))
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => None,
+        };
+        let fleet = self.dns_fleet(d.fleet.as_ref().map(|f| f.get_ref()))?;
+        let counter = self.dns_counter(d.counter.as_ref())?;
+        Ok(DnsBudgetConfig {
+            counter,
+            fleet,
+            capacity_qps: cap,
+            headroom,
+            adaptive: d.adaptive.unwrap_or(true),
+            latency_threshold: self.opt_duration(
+                &d.latency_threshold,
+                "dns.latency_threshold",
+                Duration::from_millis(500),
+            )?,
+            adapt_interval: self.opt_duration(
+                &d.adapt_interval,
+                "dns.adapt_interval",
+                Duration::from_secs(1),
+            )?,
+            probe_name,
+            grant_at: match d.grant_at.as_ref() {
+                None => GrantAt::Start,
+                Some(s) => match s.get_ref().as_str() {
+                    "start" => GrantAt::Start,
+                    "restart" => GrantAt::Restart,
+                    other => {
+                        return Err(self.err(
+                            s,
+                            "dns.grant_at",
+                            format!("expected \"start\" or \"restart\", found {other:?}"),
+                        ))
                     }
-                }
-            };
-            let counter = match d.counter.as_ref() {
-                None => None,
-                Some(c) => {
-                    let cr = c.get_ref();
-                    let source = match (&cr.command, &cr.url) {
-                        (Some(cmd), None) if !cmd.is_empty() => CounterSource::Command(cmd.clone()),
-                        (None, Some(u))
-                            if ["http://", "https://"]
-                                .iter()
-                                .any(|p| u.get_ref().starts_with(p))
-                                && crate::http::Url::parse(u.get_ref()).is_ok() =>
-                        {
-                            CounterSource::Url(u.get_ref().clone())
-                        }
-                        (None, Some(u)) => {
-                            return Err(self.err(
-                                u,
-                                "dns.counter.url",
-                                format!(
-                                    "expected an http:// or https:// URL, found {:?}",
-                                    u.get_ref()
-                                ),
-                            ))
-                        }
-                        _ => {
-                            return Err(self.err(
-                                c,
-                                "dns.counter",
-                                "expected exactly one of `command` (a non-empty list) or `url`",
-                            ))
-                        }
-                    };
-                    let dropped_key = cr
-                        .dropped_key
-                        .as_ref()
-                        .map(|k| self.non_empty(k, "dns.counter.dropped_key"))
-                        .transpose()?;
-                    Some(CounterConfig {
-                        source,
-                        key: self.non_empty(&cr.key, "dns.counter.key")?,
-                        dropped_key,
-                    })
-                }
-            };
-            DnsBudgetConfig {
-                counter,
-                fleet,
-                capacity_qps: cap,
-                headroom,
-                adaptive: d.adaptive.unwrap_or(true),
-                latency_threshold: self.opt_duration(
-                    &d.latency_threshold,
-                    "dns.latency_threshold",
-                    Duration::from_millis(500),
-                )?,
-                adapt_interval: self.opt_duration(
-                    &d.adapt_interval,
-                    "dns.adapt_interval",
-                    Duration::from_secs(1),
-                )?,
-                probe_name,
-                grant_at: match d.grant_at.as_ref() {
-                    None => GrantAt::Start,
-                    Some(s) => match s.get_ref().as_str() {
-                        "start" => GrantAt::Start,
-                        "restart" => GrantAt::Restart,
+                },
+            },
+        })
+    }
+
+    /// `[dns.fleet]`: how the fleet's processes turn a lookup into queries.
+    fn dns_fleet(&self, f: Option<&raw::RawFleetResolver>) -> Result<FleetResolver, SourceError> {
+        let fleet = match f {
+            None => FleetResolver::default(),
+            Some(f) => {
+                let dflt = FleetResolver::default();
+                let names = match f.names.as_ref() {
+                    None => dflt.names,
+                    Some(n) => match n.get_ref().as_str() {
+                        "absolute" => FleetNames::Absolute,
+                        "search" => FleetNames::Search,
                         other => {
                             return Err(self.err(
-                                s,
-                                "dns.grant_at",
-                                format!("expected \"start\" or \"restart\", found {other:?}"),
+                                n,
+                                "dns.fleet.names",
+                                format!("expected \"absolute\" or \"search\", found {other:?}"),
                             ))
                         }
                     },
-                },
+                };
+                FleetResolver {
+                    families: self.opt_count(
+                        &f.families,
+                        "dns.fleet.families",
+                        1,
+                        2,
+                        dflt.families as i64,
+                    )? as u32,
+                    search: f.search.clone().unwrap_or_default(),
+                    ndots: self.opt_count(&f.ndots, "dns.fleet.ndots", 0, 15, dflt.ndots as i64)?
+                        as u32,
+                    name_dots: self.opt_count(
+                        &f.name_dots,
+                        "dns.fleet.name_dots",
+                        0,
+                        127,
+                        dflt.name_dots as i64,
+                    )? as u32,
+                    names,
+                    trailing_dot: false,
+                }
             }
         };
-        let policy = match raw.policy.as_ref().map(|p| p.get_ref()) {
+        Ok(fleet)
+    }
+
+    /// `[dns.counter]`: where the resolver's own counters are read.
+    fn dns_counter(
+        &self,
+        counter: Option<&Spanned<raw::RawCounter>>,
+    ) -> Result<Option<CounterConfig>, SourceError> {
+        let counter = match counter {
+            None => None,
+            Some(c) => {
+                let cr = c.get_ref();
+                let source = match (&cr.command, &cr.url) {
+                    (Some(cmd), None) if !cmd.is_empty() => CounterSource::Command(cmd.clone()),
+                    (None, Some(u))
+                        if ["http://", "https://"]
+                            .iter()
+                            .any(|p| u.get_ref().starts_with(p))
+                            && crate::http::Url::parse(u.get_ref()).is_ok() =>
+                    {
+                        CounterSource::Url(u.get_ref().clone())
+                    }
+                    (None, Some(u)) => {
+                        return Err(self.err(
+                            u,
+                            "dns.counter.url",
+                            format!(
+                                "expected an http:// or https:// URL, found {:?}",
+                                u.get_ref()
+                            ),
+                        ))
+                    }
+                    _ => {
+                        return Err(self.err(
+                            c,
+                            "dns.counter",
+                            "expected exactly one of `command` (a non-empty list) or `url`",
+                        ))
+                    }
+                };
+                let dropped_key = cr
+                    .dropped_key
+                    .as_ref()
+                    .map(|k| self.non_empty(k, "dns.counter.dropped_key"))
+                    .transpose()?;
+                Some(CounterConfig {
+                    source,
+                    key: self.non_empty(&cr.key, "dns.counter.key")?,
+                    dropped_key,
+                })
+            }
+        };
+        Ok(counter)
+    }
+
+    /// `[policy]`: retries, backoff, the failure threshold, stuck re-restarts.
+    fn policy(&self, p: Option<&raw::RawPolicy>) -> Result<Policy, SourceError> {
+        let policy = match p {
             None => Policy::default(),
             Some(p) => {
                 let d = Policy::default();
@@ -848,16 +897,25 @@ impl Resolver<'_> {
                 policy
             }
         };
+        Ok(policy)
+    }
+
+    /// `[estimates]`: what the plan's estimates assume.
+    fn estimates(&self, e: Option<&Spanned<raw::RawEstimates>>) -> Result<Estimates, SourceError> {
         let estimates = Estimates {
             restart: self.opt_duration(
-                &raw.estimates
-                    .as_ref()
-                    .and_then(|e| e.get_ref().restart.clone()),
+                &e.and_then(|e| e.get_ref().restart.clone()),
                 "estimates.restart",
                 Duration::from_secs(2),
             )?,
         };
-        let discovery = match raw.discovery.as_ref().map(|d| d.get_ref()) {
+        Ok(estimates)
+    }
+
+    /// `[discovery]`: which containers, how long to wait for a host, what an
+    /// unreachable one means.
+    fn discovery(&self, d: Option<&raw::RawDiscovery>) -> Result<Discovery, SourceError> {
+        let discovery = match d {
             None => Discovery {
                 labels: BTreeMap::new(),
                 timeout: Duration::from_secs(10),
@@ -886,8 +944,12 @@ impl Resolver<'_> {
                 },
             },
         };
-        let hosts = self.hosts(raw.hosts.as_deref().unwrap_or(&[]))?;
-        let resolver = match raw.resolver.as_ref().map(|r| r.get_ref()) {
+        Ok(discovery)
+    }
+
+    /// `[resolver]`: rekindle's own resolver (nameservers, timeouts, cache).
+    fn resolver(&self, r: Option<&raw::RawResolver>) -> Result<ResolverSettings, SourceError> {
+        let resolver = match r {
             None => ResolverSettings::default(),
             Some(r) => {
                 let d = ResolverSettings::default();
@@ -895,12 +957,12 @@ impl Resolver<'_> {
                 for (i, ns) in r.nameservers.iter().flatten().enumerate() {
                     let text = ns.get_ref();
                     let addr = text.parse::<std::net::SocketAddr>().or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53))).map_err(|_| {
-                        self.err(
-                            ns,
-                            format!("resolver.nameservers[{i}]"),
-                            format!("expected an IP address with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\"), found {text:?}"),
-                        )
-                    })?;
+                    self.err(
+                        ns,
+                        format!("resolver.nameservers[{i}]"),
+                        format!("expected an IP address with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\"), found {text:?}"),
+                    )
+                })?;
                     nameservers.push(addr);
                 }
                 let settings = ResolverSettings {
@@ -950,32 +1012,7 @@ impl Resolver<'_> {
                 settings
             }
         };
-        Ok(Playbook {
-            name,
-            description: raw.description,
-            source: self.src.file.clone(),
-            cluster_label,
-            replset_label,
-            roles,
-            limits,
-            canary,
-            dns,
-            policy,
-            estimates,
-            discovery,
-            hosts,
-            resolver,
-            mongo: match &raw.mongo {
-                Some(m) => self.mongo(m)?,
-                None => None,
-            },
-            mongo_tls: raw
-                .mongo
-                .as_ref()
-                .and_then(|m| m.get_ref().tls.as_ref())
-                .map(|t| self.mongo_tls(t))
-                .transpose()?,
-        })
+        Ok(resolver)
     }
 
     fn mongo_tls(&self, raw: &Spanned<raw::RawMongoTls>) -> Result<MongoTls, SourceError> {

@@ -64,6 +64,19 @@ impl Unbound {
     /// (TTL 300) for each of `names` (fully qualified); `extra` is added to
     /// its `server:` section (e.g. `ip-ratelimit: 5`).
     pub fn start_zone(domain: &str, names: &[String], extra: &str) -> Unbound {
+        // Its ports are found free and released before unbound binds them:
+        // a test starting in parallel may take one in between. Unbound then
+        // exits at once ("Address already in use"), and is started again on
+        // other ports.
+        for _ in 0..4 {
+            if let Some(u) = Self::try_start_zone(domain, names, extra) {
+                return u;
+            }
+        }
+        Self::try_start_zone(domain, names, extra).expect("unbound did not come up on free ports")
+    }
+
+    fn try_start_zone(domain: &str, names: &[String], extra: &str) -> Option<Unbound> {
         let domain = domain.trim_end_matches('.');
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -107,12 +120,14 @@ remote-control:
             ),
         )
         .unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let child = Command::new("unbound")
             .args(["-d", "-c"])
             .arg(&conf)
+            .stderr(stderr)
             .spawn()
             .expect("start unbound");
-        let u = Unbound {
+        let mut u = Unbound {
             port,
             dir,
             child: Some(child),
@@ -120,6 +135,12 @@ remote-control:
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while u.control(&["status"]).is_none() {
+            let exited = u.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() {
+                let log = u.log();
+                eprintln!("unbound exited at its start (a port taken meanwhile?), starting it again on others: {log}");
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "unbound did not come up: {}",
@@ -127,7 +148,7 @@ remote-control:
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        u
+        Some(u)
     }
 
     fn control(&self, args: &[&str]) -> Option<String> {
@@ -178,8 +199,10 @@ remote-control:
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Its log file, and what it wrote to stderr before it opened it.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("stderr"), read("unbound.log"))
     }
 
     pub fn stop(&mut self) {
