@@ -31,7 +31,8 @@
 //! - [`engine`]: waves, the pacer, health gates, retries, pause, resume,
 //!   abort, retune.
 //! - [`recovery`]: a real run's preparation, DNS probe, pre-flight;
-//!   [`report`]: timeline files.
+//!   [`report`]: timeline files; [`survey`]: every container asked its
+//!   gate, nothing restarted.
 //! - [`session`]: a run's journal, engine and observer wired together;
 //!   [`pipeline`]: the one sequence every command and the daemon follow
 //!   (prepare on a fleet, check, run the session, report and archive).
@@ -69,3 +70,4 @@ pub mod scenario;
 pub mod session;
 pub mod sim;
 pub mod source;
+pub mod survey;

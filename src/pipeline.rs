@@ -259,6 +259,12 @@ impl<F: Fleet> Checked<F> {
         self.preflight.failure()
     }
 
+    /// Every container asked its gate once, nothing restarted: how
+    /// broken the fleet is.
+    pub async fn survey(&self) -> crate::survey::Survey {
+        crate::survey::survey(&self.playbook, &self.inventory, &self.plan, &self.probe).await
+    }
+
     /// The runtime the run restarts through (the daemon fences it, and
     /// reads its resolver's figures).
     pub fn runtime(&self) -> &Arc<F::Runtime> {

@@ -921,3 +921,101 @@ fn scram_sha1_with_the_extra_sasl_round_authenticates_every_gate() {
         "{ran}"
     );
 }
+
+/// Issue 25, item 1: `rekindle survey` asks each container its own gate and
+/// restarts nothing. On a healthy cluster every container is ok (exit 0);
+/// with a shard member stopped and a router whose shard registry points at
+/// nothing, exactly those two are found (down, broken with the router
+/// gate's reason), the rest ok, exit 5, and no container was started.
+#[test]
+fn docker_survey_finds_exactly_the_stopped_member_and_the_cut_router_and_restarts_nothing() {
+    if !docker_available(
+        "docker_survey_finds_exactly_the_stopped_member_and_the_cut_router_and_restarts_nothing",
+    ) {
+        return;
+    }
+    let id = TestFleet::id_for("survey");
+    let net = TestNetwork::create(&id);
+    let mut specs = gated_specs_with(&id, 1, 1, 2, 0);
+    let cut = format!("{id}-c0-mongos-1");
+    for s in specs.iter_mut().filter(|s| s.name == cut) {
+        for (k, v) in s.env.iter_mut() {
+            if k == "DBNODE_SHARDS" {
+                // Its shard's members are named where nothing listens.
+                *v = v.replace(&format!("{id}-c0-rs00-"), "nowhere-rs00-");
+            }
+        }
+    }
+    let ports = ports_of(&specs);
+    let fleet = TestFleet::start_on(&id, on_two_hosts(specs), Some(&net));
+    wait_listening(&ports);
+    let dir = tempfile::tempdir().unwrap();
+    let pb = write_playbook(&dir, "survey.toml", &shipped_gates_playbook(&id, ""));
+    let verdicts = |ran: &Ran| -> BTreeMap<String, (String, String)> {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("survey JSON: {e}\n{ran}"));
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["container"].as_str().unwrap().to_string(),
+                    (
+                        f["verdict"].as_str().unwrap().to_string(),
+                        f["reason"].as_str().unwrap_or("").to_string(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    // The cut router is broken from the start; the rest is healthy.
+    let log = EventLog::follow(&id);
+    let first = rekindle(&["survey", &pb, "--output", "json"]);
+    let v = verdicts(&first);
+    assert_eq!(v.len(), fleet.names.len(), "{first}");
+    assert_eq!(first.code, Some(5), "{first}");
+    let stopped = format!("{id}-c0-rs00-2");
+    let out = std::process::Command::new("docker")
+        .args(["stop", "-t", "1", &stopped])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran = rekindle(&["survey", &pb, "--output", "json"]);
+    let events = log.stop();
+    let v = verdicts(&ran);
+    assert_eq!(ran.code, Some(5), "{ran}");
+    for name in &fleet.names {
+        let (verdict, reason) = &v[name];
+        let want = if *name == stopped {
+            "down"
+        } else if *name == cut {
+            "broken"
+        } else {
+            "ok"
+        };
+        assert_eq!(verdict, want, "{name}: {reason}\n{ran}");
+    }
+    assert!(
+        v[&cut].1.contains("rs00"),
+        "the router gate names the set it cannot reach: {:?}",
+        v[&cut].1
+    );
+    assert!(
+        starts(&events).is_empty(),
+        "a survey restarts nothing: {:?}",
+        starts(&events)
+    );
+    // The table says the same, per cluster and role.
+    let table = rekindle(&["survey", &pb]);
+    assert_eq!(table.code, Some(5), "{table}");
+    assert!(
+        table.stdout.contains("1 broken, 1 down, 0 unknown"),
+        "{table}"
+    );
+    drop(fleet);
+}

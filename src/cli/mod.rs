@@ -65,6 +65,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the real planner and engine against a simulated fleet on a virtual clock.
     Rehearse(RehearseArgs),
+    /// Ask every container its health gate once, restarting nothing: how broken is the fleet?
+    /// Exit code 5 when any container is not ok.
+    Survey(SurveyArgs),
     /// Serve the HTTP API: start, watch, pause, resume and abort runs.
     Daemon(daemon::DaemonArgs),
     /// Talk to a daemon: start, status, watch, pause, resume, abort, tune.
@@ -78,6 +81,26 @@ pub enum Command {
     /// Print the manual page (roff), e.g. `rekindle man | man -l -`.
     Man,
 }
+
+/// Arguments of `rekindle survey`.
+#[derive(Debug, clap::Args)]
+pub struct SurveyArgs {
+    /// The playbook (TOML).
+    pub playbook: PathBuf,
+    /// Where the fleet comes from (a scenario is surveyed as simulated,
+    /// before any restart: every container in it starts disconnected).
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Output format: a table per cluster and role, or every container's
+    /// verdict as JSON.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Something surveyed is broken, down or did not answer (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Broken(pub String);
 
 /// Arguments of `rekindle rehearse`.
 #[derive(Debug, clap::Args)]
@@ -152,7 +175,7 @@ pub struct PlanArgs {
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 usage or input error,
-/// 3 halted by policy, 4 aborted.
+/// 3 halted by policy, 4 aborted, 5 a survey found something not ok.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<Halted>() {
@@ -160,6 +183,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<Aborted>() {
             return 4;
+        }
+        if cause.is::<Broken>() {
+            return 5;
         }
         if cause.is::<SourceError>() || cause.is::<PlanError>() || cause.is::<Usage>() {
             return 2;
@@ -206,6 +232,7 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan(args).await,
+        Command::Survey(args) => survey(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Runs(args) => client::runs(args).await,
@@ -334,6 +361,49 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
             }
             Output::Json => checked.preflight.render(&mut std::io::stderr().lock())?,
         }
+    }
+    Ok(())
+}
+
+async fn survey(args: SurveyArgs) -> anyhow::Result<()> {
+    use crate::pipeline::{prepare, DockerFleet, Simulated};
+    let playbook = Playbook::load(&args.playbook)?;
+    let surveyed = match &args.inventory.scenario {
+        Some(path) => {
+            let scenario = crate::scenario::Scenario::load(path)?;
+            let world = Simulated {
+                sim: crate::sim::SimFleet::new(&scenario),
+                static_budget: true,
+            };
+            let checked = prepare(world, playbook).await?.check(true).await?;
+            checked.preflight.render(&mut std::io::stderr().lock())?;
+            checked.survey().await
+        }
+        None => {
+            let fleet = DockerFleet::new(args.inventory.source());
+            let checked = prepare(fleet, playbook).await?.check(true).await?;
+            checked.preflight.render(&mut std::io::stderr().lock())?;
+            checked.survey().await
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        match args.output {
+            Output::Json => {
+                serde_json::to_writer(&mut out, &surveyed)?;
+                use std::io::Write;
+                writeln!(out)?;
+            }
+            Output::Table => render::survey_table(&mut out, &surveyed)?,
+        }
+    }
+    if surveyed.anything_wrong() {
+        let n = surveyed.findings.len() - surveyed.count(&crate::survey::Verdict::Ok);
+        return Err(Broken(format!(
+            "{n} of {} containers are not ok",
+            surveyed.findings.len()
+        ))
+        .into());
     }
     Ok(())
 }

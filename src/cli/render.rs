@@ -274,3 +274,58 @@ fn pacing_line(pb: &Playbook, inv: &Inventory) -> String {
         signals.join("; ")
     )
 }
+
+/// `rekindle survey`'s table: per cluster and role, how many are ok,
+/// broken, down or unknown; then every container that is not ok, with why.
+pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io::Result<()> {
+    use crate::survey::Verdict;
+    writeln!(
+        out,
+        "Survey of playbook {:?}: {} containers: {} ok, {} broken, {} down, {} unknown",
+        s.playbook,
+        s.findings.len(),
+        s.count(&Verdict::Ok),
+        s.count(&Verdict::Broken),
+        s.count(&Verdict::Down),
+        s.count(&Verdict::Unknown)
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  {:<24} {:<16} {:>6} {:>7} {:>6} {:>8}",
+        "CLUSTER", "ROLE", "OK", "BROKEN", "DOWN", "UNKNOWN"
+    )?;
+    for ((cluster, role), n) in s.by_cluster() {
+        writeln!(
+            out,
+            "  {:<24} {:<16} {:>6} {:>7} {:>6} {:>8}",
+            cluster, role, n[0], n[1], n[2], n[3]
+        )?;
+    }
+    let wrong: Vec<_> = s
+        .findings
+        .iter()
+        .filter(|f| f.verdict != Verdict::Ok)
+        .collect();
+    if !wrong.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Not ok:")?;
+        for f in wrong {
+            let verdict = match f.verdict {
+                Verdict::Broken => "broken",
+                Verdict::Down => "down",
+                _ => "unknown",
+            };
+            writeln!(
+                out,
+                "  {:<8} {} on {} ({}): {}",
+                verdict,
+                f.container,
+                f.host,
+                f.role,
+                f.reason.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(())
+}

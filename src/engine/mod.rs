@@ -433,6 +433,34 @@ pub struct Engine<R, P> {
     shared: Arc<Shared<R, P>>,
 }
 
+/// What each container of a plan is gated on: its role's check, with a
+/// router's replica sets filled in from its cluster's (the same checks a
+/// run's waves pass), for whoever asks the gates without restarting
+/// anything (`survey`).
+pub struct GateChecks(gates::Gates);
+
+impl GateChecks {
+    /// The checks of `plan`'s containers.
+    pub fn new(pb: &Playbook, inv: &Inventory, plan: &Plan) -> GateChecks {
+        GateChecks(gates::Gates::new(
+            pb,
+            inv,
+            plan,
+            &std::collections::HashSet::new(),
+        ))
+    }
+
+    /// The check container `c` of role `role` (an index into the
+    /// playbook's roles) is gated on.
+    pub fn check(
+        &self,
+        role: usize,
+        c: &crate::model::Container,
+    ) -> Arc<crate::config::HealthCheck> {
+        self.0.check(role, c)
+    }
+}
+
 impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
     /// `journal` is a fresh or resumed journal; `replay` what it held.
     pub fn new(

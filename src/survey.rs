@@ -1,0 +1,180 @@
+//! Triage before treatment (issue 25): every container of a plan asked its
+//! own health gate once — the same check a run's wave would wait for —
+//! without restarting anything, so a DBA knows how much of the fleet is
+//! broken before the first restart. Bounded like a run's gates: at most
+//! `limits.connections_per_host` questions in flight per host, each within
+//! its check's timeout (doubled once: a slow host is slow, not broken).
+//!
+//! A verdict per container: `ok` (it passes its gate), `broken` (running
+//! but failing it, with the probe's reason: a router that cannot reach a
+//! replica set, a member that is not PRIMARY or SECONDARY or lags), `down`
+//! (not running), `unknown` (its host or the container did not answer).
+
+use crate::config::Playbook;
+use crate::engine::GateChecks;
+use crate::model::{Health, Inventory};
+use crate::plan::Plan;
+use crate::probe::HealthProbe;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// What the survey found of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// It passes its gate.
+    Ok,
+    /// Running, but failing its gate.
+    Broken,
+    /// Not running.
+    Down,
+    /// Its host, or the container, did not answer.
+    Unknown,
+}
+
+/// One container's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The container's name.
+    pub container: String,
+    /// Its Docker host.
+    pub host: String,
+    /// Its cluster (the playbook's cluster label).
+    pub cluster: String,
+    /// Its role.
+    pub role: String,
+    /// What the survey found.
+    pub verdict: Verdict,
+    /// Why, unless it is ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Every container's verdict, in the plan's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Survey {
+    /// The playbook surveyed.
+    pub playbook: String,
+    /// One finding per container of the plan.
+    pub findings: Vec<Finding>,
+}
+
+impl Survey {
+    /// How many containers got `v`.
+    pub fn count(&self, v: &Verdict) -> usize {
+        self.findings.iter().filter(|f| &f.verdict == v).count()
+    }
+
+    /// Whether anything is not ok (the command's exit code says so).
+    pub fn anything_wrong(&self) -> bool {
+        self.findings.iter().any(|f| f.verdict != Verdict::Ok)
+    }
+
+    /// Per (cluster, role): ok, broken, down, unknown.
+    pub fn by_cluster(&self) -> BTreeMap<(String, String), [usize; 4]> {
+        let mut m: BTreeMap<(String, String), [usize; 4]> = BTreeMap::new();
+        for f in &self.findings {
+            let i = match f.verdict {
+                Verdict::Ok => 0,
+                Verdict::Broken => 1,
+                Verdict::Down => 2,
+                Verdict::Unknown => 3,
+            };
+            m.entry((f.cluster.clone(), f.role.clone())).or_default()[i] += 1;
+        }
+        m
+    }
+}
+
+/// Asks each container of `plan` its gate once, through `probe`.
+pub async fn survey<P: HealthProbe>(
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+    probe: &P,
+) -> Survey {
+    let checks = GateChecks::new(pb, inv, plan);
+    let unreachable: HashMap<&str, Option<&str>> = inv
+        .unreachable_hosts()
+        .map(|h| (h.name.as_str(), h.error.as_deref()))
+        .collect();
+    let per_host = pb.limits.connections_per_host.max(1) as usize;
+    let mut slots: HashMap<&str, Arc<Semaphore>> = HashMap::new();
+    let mut asks = Vec::new();
+    for w in &plan.waves {
+        for &ci in &w.containers {
+            let c = &inv.containers[ci as usize];
+            let slot = slots
+                .entry(c.host.as_str())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            asks.push((ci as usize, w.role, slot));
+        }
+    }
+    let checks = &checks;
+    let unreachable = &unreachable;
+    let mut findings: Vec<(usize, Finding)> =
+        futures_util::stream::iter(asks.into_iter().enumerate())
+            .map(|(order, (ci, role, slot))| async move {
+                let c = &inv.containers[ci];
+                let finding = |verdict: Verdict, reason: Option<String>| Finding {
+                    container: c.name.clone(),
+                    host: c.host.clone(),
+                    cluster: c.labels.get(&pb.cluster_label).unwrap_or("").to_string(),
+                    role: pb.roles[role].name.clone(),
+                    verdict,
+                    reason,
+                };
+                if let Some(error) = unreachable.get(c.host.as_str()) {
+                    let why = format!(
+                        "host {} did not answer: {}",
+                        c.host,
+                        error.unwrap_or("no answer")
+                    );
+                    return (order, finding(Verdict::Unknown, Some(why)));
+                }
+                let check = checks.check(role, c);
+                let _slot = slot.acquire().await.expect("never closed");
+                let mut limit = check.timeout;
+                let mut asked = 0;
+                let probed = loop {
+                    asked += 1;
+                    match tokio::time::timeout(limit, probe.check(c, &check)).await {
+                        Ok(r) => break Ok(r),
+                        Err(_) if asked < 2 => limit *= 2,
+                        Err(_) => break Err(limit),
+                    }
+                };
+                let (verdict, reason) = match probed {
+                    Ok(Ok(p)) => match p.health {
+                        Health::Healthy => (Verdict::Ok, None),
+                        Health::Down => (Verdict::Down, Some("not running".to_string())),
+                        Health::Unhealthy => (
+                            Verdict::Broken,
+                            Some(p.note.unwrap_or_else(|| "fails its health check".into())),
+                        ),
+                        Health::Starting => (
+                            Verdict::Broken,
+                            Some(p.note.unwrap_or_else(|| "running, not ready".into())),
+                        ),
+                    },
+                    Ok(Err(e)) => (Verdict::Unknown, Some(e.to_string())),
+                    Err(limit) => (
+                        Verdict::Unknown,
+                        Some(format!("no answer within {}s", limit.as_secs_f64())),
+                    ),
+                };
+                (order, finding(verdict, reason))
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+    findings.sort_by_key(|(order, _)| *order);
+    Survey {
+        playbook: pb.name.clone(),
+        findings: findings.into_iter().map(|(_, f)| f).collect(),
+    }
+}
