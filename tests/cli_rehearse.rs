@@ -254,3 +254,40 @@ fn half_capacity_resolver_adaptive_budget_recovers_where_static_fails() {
     assert!(s["stuck"].as_u64().unwrap() > 0 || s["state"] != "succeeded");
     assert!(s["dns_budget"].as_array().unwrap().is_empty());
 }
+
+/// `rekindle survey` on a scenario surveys the simulated fleet before any
+/// restart: every container of it starts disconnected, so each is found
+/// broken (none ok, down or unknown), the JSON has one finding per
+/// container of the scenario, the table counts them per cluster and role,
+/// and the exit code is 5; the pre-flight ran against the simulated fleet.
+#[test]
+fn a_survey_of_a_simulated_fleet_before_its_recovery_finds_every_container_broken() {
+    let pb = root("config/mongo-sharded.toml");
+    let scenario = root("config/scenarios/smoke.toml");
+    let out = rekindle(&["survey", &pb, "--scenario", &scenario, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(5));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    let s = rekindle::scenario::Scenario::load(Path::new(&scenario)).unwrap();
+    assert_eq!(findings.len() as u64, s.total_containers());
+    assert!(
+        findings.iter().all(|f| f["verdict"] == "broken"),
+        "{findings:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Pre-flight:") && stderr.contains("(simulated)"),
+        "{stderr}"
+    );
+    let table = rekindle(&["survey", &pb, "--scenario", &scenario]);
+    assert_eq!(table.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!(
+            "{} containers: 0 ok, {} broken, 0 down, 0 unknown",
+            s.total_containers(),
+            s.total_containers()
+        )),
+        "{text}"
+    );
+}
