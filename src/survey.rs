@@ -35,6 +35,18 @@ pub enum Verdict {
     Unknown,
 }
 
+impl Verdict {
+    /// Its name, as the JSON says it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Broken => "broken",
+            Verdict::Down => "down",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
 /// One container's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {

@@ -923,10 +923,10 @@ fn scram_sha1_with_the_extra_sasl_round_authenticates_every_gate() {
 }
 
 /// Issue 25, item 1: `rekindle survey` asks each container its own gate and
-/// restarts nothing. On a healthy cluster every container is ok (exit 0);
-/// with a shard member stopped and a router whose shard registry points at
-/// nothing, exactly those two are found (down, broken with the router
-/// gate's reason), the rest ok, exit 5, and no container was started.
+/// restarts nothing. A router whose shard registry points at nothing is
+/// broken from the first survey (exit 5); with a shard member stopped too,
+/// exactly those two are found (down, and broken with the router gate's
+/// reason), the rest ok, exit 5, and no container was started.
 #[test]
 fn docker_survey_finds_exactly_the_stopped_member_and_the_cut_router_and_restarts_nothing() {
     if !docker_available(

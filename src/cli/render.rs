@@ -311,15 +311,10 @@ pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io:
         writeln!(out)?;
         writeln!(out, "Not ok:")?;
         for f in wrong {
-            let verdict = match f.verdict {
-                Verdict::Broken => "broken",
-                Verdict::Down => "down",
-                _ => "unknown",
-            };
             writeln!(
                 out,
                 "  {:<8} {} on {} ({}): {}",
-                verdict,
+                f.verdict.as_str(),
                 f.container,
                 f.host,
                 f.role,

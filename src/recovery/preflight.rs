@@ -54,6 +54,17 @@ pub struct Preflight {
     pub checks: Vec<Check>,
 }
 
+impl Verdict {
+    /// Its name, as the JSON says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
 impl Preflight {
     /// The failures, one line each; `None` when the run may go on.
     pub fn failure(&self) -> Option<String> {

@@ -126,10 +126,7 @@ pub fn rehearse(
             .preflight
             .checks
             .iter()
-            .map(|c| {
-                let v = serde_json::to_value(c.verdict).unwrap_or_default();
-                format!("{} {}: {}", v.as_str().unwrap_or("?"), c.what, c.detail)
-            })
+            .map(|c| format!("{} {}: {}", c.verdict.as_str(), c.what, c.detail))
             .collect();
         let journal = JournalSpec {
             path: journal_path.clone(),
