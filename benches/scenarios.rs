@@ -79,6 +79,7 @@ fn main() {
                 static_budget: false,
                 handle_tx: None,
                 state_dir: None,
+                only: rekindle::config::Only::All,
             },
             |_, _| {},
         )

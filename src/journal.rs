@@ -25,6 +25,10 @@ pub enum Record {
         fingerprint: String,
         /// Containers in the plan.
         containers: usize,
+        /// A run that restarts only what a survey chose: the ids it chose
+        /// (a resume cuts the same plan from them, without surveying again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<Vec<String>>,
     },
     /// About to restart `id`; `before` is its start marker before the call.
     Intent {
@@ -601,6 +605,7 @@ mod tests {
             playbook: "p".into(),
             fingerprint: "f".into(),
             containers: 2,
+            only: None,
         }
     }
 

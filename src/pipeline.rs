@@ -16,8 +16,9 @@ use crate::dns::budget::DnsProbe;
 use crate::engine::{Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::journal::JournalError;
+use crate::journal::Record;
 use crate::model::Inventory;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanError};
 use crate::probe::{HealthProbe, PreflightProbe, Prober};
 use crate::recovery::preflight::Preflight;
 use crate::recovery::prepare::{Connection, PrepareError};
@@ -27,6 +28,8 @@ use crate::runtime::docker::DockerRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::session::{JournalMode, JournalSpec, Observer, Session, SessionError};
 use crate::sim::{SimDnsProbe, SimFleet, SimProbe, SimRuntime};
+use crate::survey::select::Selection;
+use crate::survey::Survey;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,13 +224,15 @@ impl<F: Fleet> Prepared<F> {
             &probe,
         )
         .await;
+        let plan = Arc::new(self.plan);
         Ok(Checked {
             fleet: self.fleet,
             playbook: self.playbook,
             inventory: Arc::new(self.inventory),
-            plan: Arc::new(self.plan),
+            whole: plan.clone(),
+            plan,
             runtime,
-            probe,
+            probe: Arc::new(probe),
             dns_probe,
             preflight,
             no_pacing,
@@ -243,12 +248,15 @@ pub struct Checked<F: Fleet> {
     pub playbook: Arc<Playbook>,
     /// The fleet as found.
     pub inventory: Arc<Inventory>,
-    /// The plan.
+    /// The plan: every container its roles select, or what a survey chose
+    /// ([`Checked::only_broken`]).
     pub plan: Arc<Plan>,
     /// What the pre-flight found.
     pub preflight: Preflight,
+    /// The plan of every container its roles select (what a survey asks).
+    whole: Arc<Plan>,
     runtime: Arc<F::Runtime>,
-    probe: F::Probe,
+    probe: Arc<F::Probe>,
     dns_probe: Option<Arc<dyn DnsProbe>>,
     no_pacing: bool,
 }
@@ -259,10 +267,62 @@ impl<F: Fleet> Checked<F> {
         self.preflight.failure()
     }
 
-    /// Every container asked its gate once, nothing restarted: how
-    /// broken the fleet is.
-    pub async fn survey(&self) -> crate::survey::Survey {
-        crate::survey::survey(&self.playbook, &self.inventory, &self.plan, &self.probe).await
+    /// Every container its roles select asked its gate once, nothing
+    /// restarted: how broken the fleet is.
+    pub async fn survey(&self) -> Survey {
+        crate::survey::survey(&self.playbook, &self.inventory, &self.whole, &*self.probe).await
+    }
+
+    /// A new run that restarts only what is broken: surveys, applies the
+    /// rules ([`crate::survey::select`]), and cuts the plan to what they
+    /// chose (nothing restarted yet). A run that resumes a journal does not
+    /// call this: [`Checked::run`] cuts the plan its journal chose.
+    pub async fn only_broken(&mut self) -> Result<(Survey, Selection), PlanError> {
+        let survey = self.survey().await;
+        let selection = crate::survey::select::select(&self.playbook, &survey);
+        self.cut(selection.chosen().map(|i| i as usize))?;
+        Ok((survey, selection))
+    }
+
+    /// The plan cut to the containers at `chosen` (inventory indexes).
+    fn cut(&mut self, chosen: impl Iterator<Item = usize>) -> Result<(), PlanError> {
+        let mut keep = vec![false; self.inventory.containers.len()];
+        for i in chosen {
+            keep[i] = true;
+        }
+        self.plan = Arc::new(Plan::build_only(
+            &self.inventory,
+            &self.playbook,
+            Some(&keep),
+        )?);
+        Ok(())
+    }
+
+    /// A run resumed from a journal that recorded a choice restarts what
+    /// it chose: the plan cut to those ids (an id no longer found is left
+    /// out, and the fingerprint then refuses the resume, naming both).
+    fn cut_as_journaled(&mut self, journal: &JournalSpec) -> Result<(), SessionError> {
+        let resuming = match journal.mode {
+            JournalMode::Resume => true,
+            JournalMode::ResumeOrNew => journal.path.exists(),
+            JournalMode::New | JournalMode::Replace => false,
+        };
+        if !resuming || !journal.path.exists() {
+            return Ok(());
+        }
+        let (replay, _) = crate::journal::read(&journal.path)?;
+        if let Some(Record::Start {
+            only: Some(ids), ..
+        }) = replay.records.first()
+        {
+            let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let chosen: Vec<usize> = (0..self.inventory.containers.len())
+                .filter(|&i| ids.contains(self.inventory.containers[i].id.as_str()))
+                .collect();
+            self.cut(chosen.into_iter())
+                .map_err(|e| SessionError::Task(format!("the journal's choice: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The runtime the run restarts through (the daemon fences it, and
@@ -275,7 +335,7 @@ impl<F: Fleet> Checked<F> {
     /// first archives a journal left by a run that had succeeded), each
     /// record also to `replica` before it counts (HA), every event to `obs`.
     pub async fn run(
-        self,
+        mut self,
         journal: JournalSpec,
         replica: Option<Box<dyn crate::journal::Replica>>,
         obs: &mut dyn Observer,
@@ -283,10 +343,11 @@ impl<F: Fleet> Checked<F> {
         if journal.mode == JournalMode::New {
             archive_succeeded(&journal.path)?;
         }
+        self.cut_as_journaled(&journal)?;
         let path = journal.path.clone();
         let session = Session {
             runtime: self.runtime,
-            health: self.probe,
+            health: self.probe.clone(),
             playbook: self.playbook.clone(),
             inventory: self.inventory.clone(),
             plan: self.plan.clone(),
@@ -300,6 +361,9 @@ impl<F: Fleet> Checked<F> {
             fleet: self.fleet,
             playbook: self.playbook,
             inventory: self.inventory,
+            probe: self.probe,
+            whole: self.whole,
+            left_out: self.plan.left_out.len(),
             total: self.plan.containers,
             waves: self.plan.waves.len(),
             outcome: f.outcome,
@@ -312,9 +376,13 @@ impl<F: Fleet> Checked<F> {
 }
 
 /// Stage 3: the session ended.
-pub struct Finished<F> {
+pub struct Finished<F: Fleet> {
     /// The fleet (a rehearsal reads its world's figures).
     pub fleet: F,
+    /// Containers the plan left alone (a run of only what was broken).
+    pub left_out: usize,
+    probe: Arc<F::Probe>,
+    whole: Arc<Plan>,
     /// The playbook.
     pub playbook: Arc<Playbook>,
     /// The fleet as found.
@@ -335,7 +403,13 @@ pub struct Finished<F> {
     pub paced: bool,
 }
 
-impl<F> Finished<F> {
+impl<F: Fleet> Finished<F> {
+    /// The closing survey (post-flight): every container its roles select
+    /// asked its gate again, after the run: what is still broken.
+    pub async fn survey(&self) -> Survey {
+        crate::survey::survey(&self.playbook, &self.inventory, &self.whole, &*self.probe).await
+    }
+
     /// The run's report (timeline files and their summary).
     pub fn report(&self) -> crate::report::RunReport {
         crate::report::RunReport::new(

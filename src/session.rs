@@ -181,10 +181,20 @@ pub fn open_replicated(
         tracing::info!(journal = %path.display(), healthy = r.healthy.len(), in_doubt = r.in_doubt.len(), "resuming");
         Ok((j, r))
     } else {
+        // A plan cut to what a survey chose records its choice, so that a
+        // resume cuts the same one (see `pipeline`).
+        let only = (!plan.left_out.is_empty()).then(|| {
+            plan.waves
+                .iter()
+                .flat_map(|w| &w.containers)
+                .map(|&c| inv.containers[c as usize].id.clone())
+                .collect()
+        });
         let start = Record::Start {
             playbook: pb.name.clone(),
             fingerprint: fp,
             containers: plan.containers,
+            only,
         };
         Ok((
             Journal::create_replicated(path, start, spec.durable, replica)?,

@@ -72,6 +72,7 @@ fn new_journal(s: &Setup, path: &Path) -> Journal {
             playbook: s.pb.name.clone(),
             fingerprint: fingerprint(&s.pb, &s.inv, &s.plan),
             containers: s.plan.containers,
+            only: None,
         },
         false,
     )
@@ -514,6 +515,7 @@ fn a_journal_of_another_playbook_is_refused_before_anything_restarts() {
             playbook: "other".into(),
             fingerprint: "0".into(),
             containers: 1,
+            only: None,
         },
         false,
     )
@@ -604,6 +606,7 @@ impl rekindle::probe::HealthProbe for Stranded {
                     note: Some(format!(
                         "mongos at 10.0.0.1:27017 cannot reach {cluster}-rs01 (no primary reachable)"
                     )),
+                    primary: false,
                 }
             } else {
                 p
@@ -715,6 +718,7 @@ fn a_rehearsal_shows_what_a_weak_gate_costs_stuck_containers_left_where_the_rout
         static_budget: true,
         handle_tx: None,
         state_dir: None,
+        only: rekindle::config::Only::All,
     };
     let gated = playbook(40.0, |t| t.replace("headroom = 0.8", "headroom = 1.0"));
     let hello_only = playbook(40.0, |t| {
@@ -753,6 +757,7 @@ fn baselines_look_through_the_playbooks_gates_a_hello_only_script_stops_with_stu
         static_budget: false,
         handle_tx: None,
         state_dir: None,
+        only: rekindle::config::Only::All,
     };
     let gated = playbook(40.0, |t| t.to_string());
     let hello_only = playbook(40.0, |t| {
@@ -840,6 +845,7 @@ fn the_no_config_phase_holds_members_and_their_routers_and_a_gate_names_rsghost(
         static_budget: false,
         handle_tx: None,
         state_dir: None,
+        only: rekindle::config::Only::All,
     };
     let tcp = playbook(40.0, |t| {
         t.replace(

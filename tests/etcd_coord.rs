@@ -232,6 +232,7 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         playbook: pb.name.clone(),
         fingerprint: fp.clone(),
         containers: plan.containers,
+        only: None,
     };
     let journal = Journal::create_replicated(
         &dir.path().join("a.journal"),

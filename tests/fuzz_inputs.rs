@@ -1490,6 +1490,7 @@ fn random_record(rng: &mut Rng) -> Record {
             },
             fingerprint: format!("{:x}", rng.next_u64()),
             containers: big(rng, 100) as usize,
+            only: chance(rng, 3).then(|| (0..small(rng, 8)).map(|_| id(rng)).collect()),
         },
         1 => Record::Intent {
             id: id(rng),
@@ -1517,6 +1518,7 @@ fn written_journal(rng: &mut Rng, path: &Path) -> Vec<u8> {
         playbook: "p".into(),
         fingerprint: format!("{:x}", rng.next_u64()),
         containers: rng.below(100) as usize,
+        only: None,
     };
     let mut j = Journal::create(path, start, false).unwrap();
     for _ in 0..small(rng, 32) {
@@ -1881,6 +1883,7 @@ fn write_corpus() {
         playbook: "mongo-sharded".into(),
         fingerprint: "5f2c9a1e".into(),
         containers: n,
+        only: None,
     };
     let intent = |id: &str, wave, attempt| Record::Intent {
         id: id.into(),

@@ -29,6 +29,7 @@ mod ha_daemon;
 mod layers;
 mod malformed_playbooks;
 mod mongo_tls;
+mod only_broken;
 mod pacing_sim;
 mod plan_invariants;
 mod readme;

@@ -62,6 +62,7 @@ fn prepare(sc: &Scenario, pb: Playbook, probe: bool) -> Run {
             playbook: pb.name.clone(),
             fingerprint: fingerprint(&pb, &inv, &plan),
             containers: plan.containers,
+            only: None,
         },
         false,
     )

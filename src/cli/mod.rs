@@ -134,6 +134,12 @@ pub struct RehearseArgs {
     /// The share of queries a sweep's best budget may drop.
     #[arg(long, default_value_t = 0.005, value_name = "SHARE")]
     pub drop_limit: f64,
+    /// `broken`: survey the world as it starts (the scenario's `[broken]`),
+    /// restart only what the rules choose, close with a post-flight
+    /// survey; with --compare, the full restart on the same world too.
+    /// Default: the playbook's `[policy] only`, else `all`.
+    #[arg(long, value_name = "all|broken", conflicts_with = "sweep")]
+    pub only: Option<crate::config::Only>,
 }
 
 /// Where `rekindle plan` takes the fleet from.
@@ -172,6 +178,11 @@ pub struct PlanArgs {
     /// List every wave in the table (default: the first 40).
     #[arg(long)]
     pub all: bool,
+    /// `broken`: survey first (a scenario's world as it starts), then show
+    /// the plan of only what is broken, what it leaves out and why.
+    /// Default: the playbook's `[policy] only`, else `all`.
+    #[arg(long, value_name = "all|broken")]
+    pub only: Option<crate::config::Only>,
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 usage or input error,
@@ -286,6 +297,7 @@ fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
         static_budget: args.static_budget,
         handle_tx: None,
         state_dir: args.state_dir.clone(),
+        only: args.only.unwrap_or(playbook.policy.only),
     };
     let wall = std::time::Instant::now();
     let mut progress = progress::Progress::new(scenario.total_containers(), 0, false);
@@ -337,6 +349,22 @@ pub struct Aborted;
 async fn plan(args: PlanArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let playbook = Playbook::load(&args.playbook)?;
+    if args.only.unwrap_or(playbook.policy.only) == crate::config::Only::Broken {
+        return match &args.inventory.scenario {
+            Some(path) => {
+                let scenario = crate::scenario::Scenario::load(path)?;
+                let world = crate::pipeline::Simulated {
+                    sim: crate::sim::SimFleet::new(&scenario),
+                    static_budget: true,
+                };
+                plan_only_broken(world, playbook, &args).await
+            }
+            None => {
+                let fleet = crate::pipeline::DockerFleet::new(args.inventory.source());
+                plan_only_broken(fleet, playbook, &args).await
+            }
+        };
+    }
     // On Docker, the hosts discovery connected are the pre-flight's too.
     let fleet = crate::pipeline::DockerFleet::new(args.inventory.source());
     let prepared = crate::pipeline::prepare(fleet, playbook).await?;
@@ -360,6 +388,39 @@ async fn plan(args: PlanArgs) -> anyhow::Result<()> {
                 checked.preflight.render(&mut out)?;
             }
             Output::Json => checked.preflight.render(&mut std::io::stderr().lock())?,
+        }
+    }
+    Ok(())
+}
+
+/// `plan --only broken`: the pre-flight, the survey, then what the rules
+/// restart and leave alone, and the plan of what they restart.
+async fn plan_only_broken<F: crate::pipeline::Fleet>(
+    fleet: F,
+    playbook: Playbook,
+    args: &PlanArgs,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut checked = crate::pipeline::prepare(fleet, playbook)
+        .await?
+        .check(true)
+        .await?;
+    checked.preflight.render(&mut std::io::stderr().lock())?;
+    let (survey, selection) = checked.only_broken().await?;
+    let (pb, inv, plan) = (&checked.playbook, &checked.inventory, &checked.plan);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            let mut doc = Vec::new();
+            render::plan_json(&mut doc, pb, inv, plan)?;
+            let mut v: serde_json::Value = serde_json::from_slice(&doc)?;
+            v["selection"] = render::selection_json(inv, &selection);
+            serde_json::to_writer(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Output::Table => {
+            render::selection_table(&mut out, &survey, &selection)?;
+            render::plan_table(&mut out, pb, inv, plan, args.all)?;
         }
     }
     Ok(())

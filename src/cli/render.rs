@@ -79,6 +79,13 @@ pub fn plan_table(
         plan.waves.len(),
         plan.unmatched.len()
     )?;
+    if !plan.left_out.is_empty() {
+        writeln!(
+            out,
+            "  {} containers left alone: they pass their gates (only what is broken restarts)",
+            plan.left_out.len()
+        )?;
+    }
     for h in inv.unreachable_hosts() {
         writeln!(
             out,
@@ -321,6 +328,107 @@ pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io:
                 f.reason.as_deref().unwrap_or("")
             )?;
         }
+    }
+    Ok(())
+}
+
+/// What a run of only what is broken restarts and leaves alone, per rule
+/// (before its plan's table).
+pub fn selection_table(
+    out: &mut impl Write,
+    s: &crate::survey::Survey,
+    sel: &crate::survey::select::Selection,
+) -> std::io::Result<()> {
+    use crate::survey::Verdict;
+    writeln!(
+        out,
+        "Only what is broken: the survey found {} containers: {} ok, {} broken, {} down, {} unknown",
+        s.findings.len(),
+        s.count(&Verdict::Ok),
+        s.count(&Verdict::Broken),
+        s.count(&Verdict::Down),
+        s.count(&Verdict::Unknown)
+    )?;
+    let sets = sel.sets_without_primary();
+    for (why, n) in sel.counts() {
+        let verb = if why.restarts() { "restart" } else { "leave" };
+        let what = match &why {
+            crate::survey::select::Why::NoPrimary { .. } => format!(
+                "their replica set has no primary ({} sets: {})",
+                sets.len(),
+                abbreviate(&sets, 6)
+            ),
+            other => other.describe(),
+        };
+        writeln!(out, "  {verb:<8} {n:>7}  {what}")?;
+    }
+    writeln!(out)
+}
+
+/// The first `n` items, then how many more.
+fn abbreviate(items: &[String], n: usize) -> String {
+    let mut s = items.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > n {
+        s.push_str(&format!(" and {} more", items.len() - n));
+    }
+    s
+}
+
+/// The selection as JSON: counts per rule, and every container restarted
+/// with its reason (those left alone are counted).
+pub fn selection_json(
+    inv: &Inventory,
+    sel: &crate::survey::select::Selection,
+) -> serde_json::Value {
+    json!({
+        "restart": sel.why.iter().filter(|(_, w)| w.restarts()).map(|(&i, w)| {
+            let mut v = serde_json::to_value(w).unwrap_or_default();
+            v["container"] = json!(inv.containers[i as usize].name);
+            v
+        }).collect::<Vec<_>>(),
+        "left_alone": sel.left_alone(),
+        "by_rule": sel.counts().iter().map(|(w, n)| json!({"why": w.describe(), "restarts": w.restarts(), "containers": n})).collect::<Vec<_>>(),
+        "sets_without_primary": sel.sets_without_primary(),
+    })
+}
+
+/// The closing survey (post-flight) in one line, and what is still not
+/// ok (the first 20).
+pub fn post_flight(out: &mut impl Write, s: &crate::survey::Survey) -> std::io::Result<()> {
+    use crate::survey::Verdict;
+    let wrong: Vec<_> = s
+        .findings
+        .iter()
+        .filter(|f| f.verdict != Verdict::Ok)
+        .collect();
+    writeln!(
+        out,
+        "post-flight survey: {} of {} containers ok{}",
+        s.count(&Verdict::Ok),
+        s.findings.len(),
+        if wrong.is_empty() {
+            String::new()
+        } else {
+            format!("; {} still not ok:", wrong.len())
+        }
+    )?;
+    for f in wrong.iter().take(20) {
+        writeln!(
+            out,
+            "  {:<8} {} on {} ({}): {}",
+            f.verdict.as_str(),
+            f.container,
+            f.host,
+            f.role,
+            f.reason.as_deref().unwrap_or("")
+        )?;
+    }
+    if wrong.len() > 20 {
+        writeln!(
+            out,
+            "  … and {} more (rekindle survey lists them all)",
+            wrong.len() - 20
+        )?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! restart logic of its own: that is the engine's.
 
 use super::{progress, render, Aborted, Halted, Output, Usage};
-use crate::config::Playbook;
+use crate::config::{Only, Playbook};
 use crate::engine::{Event, Handle, Outcome, RunState};
 use crate::inventory::InventorySource;
 use crate::model::Inventory;
@@ -51,6 +51,13 @@ pub struct RunArgs {
     /// containers healthy over time; every wave's span).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// What to restart: `all` (every container the roles select) or
+    /// `broken` (survey first, then restart only what is broken, down or
+    /// silent, plus what the rules require; a post-flight survey closes
+    /// the run). Default: the playbook's `[policy] only`, else `all`. A
+    /// resumed run restarts what its journal chose.
+    #[arg(long, value_name = "all|broken")]
+    pub only: Option<Only>,
 }
 
 /// Runs `rekindle run`: the pipeline on the Docker hosts (discovery, plan,
@@ -68,7 +75,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = prepared.primaries {
         eprintln!("rolling order: {n} primaries found; each goes last in its replica set, after a step-down");
     }
-    {
+    let only = args.only.unwrap_or(prepared.playbook.policy.only);
+    // Only what is broken: the survey needs the probes, so the plan shows
+    // after the pre-flight (a resume restarts what its journal chose).
+    let selective = only == Only::Broken && !args.resume;
+    if !selective {
         // The plan goes where the summary goes; with --output json, stdout
         // carries the JSON summary only and the plan table goes to stderr.
         let mut plan_out: Box<dyn Write> = match args.output {
@@ -83,7 +94,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             false,
         )?;
     }
-    if args.dry_run {
+    if args.dry_run && !selective {
         if args.output == Output::Json {
             let out = &mut std::io::stdout().lock();
             render::plan_json(out, &prepared.playbook, &prepared.inventory, &prepared.plan)?;
@@ -93,18 +104,55 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let path = journal_path(&state_dir, &prepared.playbook.name);
-    if !args.resume {
+    if !args.resume && !args.dry_run {
         // Refuse before asking anything (opening the journal says the same).
         pipeline::check_new(&path, &prepared.playbook.name)?;
     }
     // Checked before anything is asked or restarted.
-    let checked = prepared
+    let mut checked = prepared
         .check(args.no_pacing)
         .await
         .map_err(|e| Usage(e.to_string()))?;
     checked.preflight.render(&mut std::io::stderr().lock())?;
     if let Some(failed) = checked.refusal() {
         return Err(Usage(failed).into());
+    }
+    if selective {
+        let (survey, selection) = checked.only_broken().await?;
+        let mut plan_out: Box<dyn Write> = match args.output {
+            Output::Table => Box::new(std::io::stdout().lock()),
+            Output::Json => Box::new(std::io::stderr().lock()),
+        };
+        render::selection_table(&mut plan_out, &survey, &selection)?;
+        render::plan_table(
+            &mut plan_out,
+            &checked.playbook,
+            &checked.inventory,
+            &checked.plan,
+            false,
+        )?;
+        drop(plan_out);
+        if args.dry_run {
+            if args.output == Output::Json {
+                let out = &mut std::io::stdout().lock();
+                let mut doc = Vec::new();
+                render::plan_json(
+                    &mut doc,
+                    &checked.playbook,
+                    &checked.inventory,
+                    &checked.plan,
+                )?;
+                let mut v: serde_json::Value = serde_json::from_slice(&doc)?;
+                v["selection"] = render::selection_json(&checked.inventory, &selection);
+                serde_json::to_writer(&mut *out, &v)?;
+                writeln!(out)?;
+            }
+            return Ok(());
+        }
+        if selection.restarts() == 0 {
+            println!("nothing is broken: nothing to restart");
+            return Ok(());
+        }
     }
     if !args.yes {
         confirm(
@@ -125,7 +173,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         mode,
         durable: true,
     };
+    let selective_run = !checked.plan.left_out.is_empty() || selective;
     let finished = execute(checked, journal).await?;
+    // A run of only what was broken closes with a survey of everything:
+    // what is still broken.
+    let post = match selective_run || finished.left_out > 0 {
+        true => Some(finished.survey().await),
+        false => None,
+    };
     let (playbook, inventory, outcome) =
         (&finished.playbook, &finished.inventory, &finished.outcome);
     let kept = match finished.archive_name() {
@@ -142,6 +197,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         inventory,
         outcome,
         &kept,
+        post.as_ref(),
     )?;
     if let Some(dir) = &args.report {
         let mut text = Vec::new();
@@ -152,6 +208,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             inventory,
             outcome,
             &kept,
+            post.as_ref(),
         )?;
         finished
             .report()
@@ -304,6 +361,7 @@ fn summary(
     inv: &Inventory,
     o: &Outcome,
     journal: &str,
+    post: Option<&crate::survey::Survey>,
 ) -> anyhow::Result<()> {
     let unreachable: Vec<_> = inv
         .unreachable_hosts()
@@ -321,6 +379,11 @@ fn summary(
                 "elapsed_s": (o.elapsed_s * 1000.0).round() / 1000.0,
                 "unreachable_hosts": unreachable,
                 "journal": journal,
+                "post_flight": post.map(|s| json!({
+                    "ok": s.count(&crate::survey::Verdict::Ok),
+                    "containers": s.findings.len(),
+                    "not_ok": s.findings.iter().filter(|f| f.verdict != crate::survey::Verdict::Ok).collect::<Vec<_>>(),
+                })),
             });
             serde_json::to_writer(&mut *out, &doc)?;
             writeln!(out)?;
@@ -343,6 +406,9 @@ fn summary(
                 )?;
             }
             writeln!(out, "  {journal}")?;
+            if let Some(s) = post {
+                render::post_flight(out, s)?;
+            }
         }
     }
     Ok(())

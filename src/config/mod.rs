@@ -466,6 +466,34 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// Extra restarts of a container found stuck (up but disconnected).
     pub stuck_rerestarts: u32,
+    /// What a run restarts unless its command says otherwise.
+    pub only: Only,
+    /// With [`Only::Broken`]: a router (a role that starts `after` others)
+    /// that passes its gate restarts too when members of its cluster do.
+    pub restart_routers_with_members: bool,
+}
+
+/// What a run restarts (`[policy] only`, `--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Only {
+    /// Every container its roles select.
+    #[default]
+    All,
+    /// What a survey finds broken, down or silent, plus what the rules
+    /// require (`survey::select`).
+    Broken,
+}
+
+impl std::str::FromStr for Only {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Only, String> {
+        match s {
+            "all" => Ok(Only::All),
+            "broken" => Ok(Only::Broken),
+            other => Err(format!("expected \"all\" or \"broken\", found {other:?}")),
+        }
+    }
 }
 
 /// Figures used only for estimates (`[estimates]`).
@@ -882,17 +910,36 @@ impl Resolver<'_> {
                         100,
                         d.stuck_rerestarts as i64,
                     )? as u32,
+                    only: match &p.only {
+                        None => d.only,
+                        Some(o) => o
+                            .get_ref()
+                            .parse()
+                            .map_err(|why: String| self.err(o, "policy.only", why))?,
+                    },
+                    restart_routers_with_members: p
+                        .restart_routers_with_members
+                        .unwrap_or(d.restart_routers_with_members),
                 };
                 if policy.backoff_max < policy.backoff_initial {
-                    let span = p
-                        .backoff_max
-                        .as_ref()
-                        .expect("set when smaller than a set initial");
-                    return Err(self.err(
-                        span,
-                        "policy.backoff_max",
-                        "must be at least policy.backoff_initial",
-                    ));
+                    // Name the value the user wrote: the maximum when it is
+                    // set, else the initial pause that passes the default.
+                    return Err(match (&p.backoff_max, &p.backoff_initial) {
+                        (Some(max), _) => self.err(
+                            max,
+                            "policy.backoff_max",
+                            "must be at least policy.backoff_initial",
+                        ),
+                        (None, Some(initial)) => self.err(
+                            initial,
+                            "policy.backoff_initial",
+                            format!(
+                                "must be at most policy.backoff_max ({} s by default; set it too)",
+                                d.backoff_max.as_secs()
+                            ),
+                        ),
+                        (None, None) => unreachable!("the defaults are ordered"),
+                    });
                 }
                 policy
             }
@@ -1547,6 +1594,8 @@ impl Default for Policy {
             backoff_initial: Duration::from_secs(2),
             backoff_max: Duration::from_secs(60),
             stuck_rerestarts: 2,
+            only: Only::All,
+            restart_routers_with_members: false,
         }
     }
 }

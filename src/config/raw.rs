@@ -334,6 +334,13 @@ pub struct RawPolicy {
     /// `stuck_rerestarts`: extra restarts of a container found stuck.
     #[serde(default)]
     pub stuck_rerestarts: Option<Spanned<i64>>,
+    /// `only`: what a run restarts unless told otherwise (`"all"` or `"broken"`).
+    #[serde(default)]
+    pub only: Option<Spanned<String>>,
+    /// `restart_routers_with_members`: with `only = "broken"`, also restart
+    /// a router that passes its gate when members of its cluster restart.
+    #[serde(default)]
+    pub restart_routers_with_members: Option<bool>,
 }
 
 /// `[estimates]` as written (validated into [`super::Estimates`]).

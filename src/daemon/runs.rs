@@ -78,6 +78,7 @@ pub(super) fn spawn_simulated(
             static_budget: false,
             state_dir: Some(journals),
             handle_tx: Some(tx),
+            only: crate::config::Only::All,
         };
         set_running(&run);
         let (d2, run2) = (d.clone(), run.clone());

@@ -1119,6 +1119,7 @@ mod tests {
                     fingerprint: String::new(),
                     playbook: String::new(),
                     containers: 0,
+                    only: None,
                 },
                 false,
             )

@@ -52,6 +52,10 @@ pub struct Plan {
     pub containers: usize,
     /// Inventory containers that match no role (left alone).
     pub unmatched: Vec<u32>,
+    /// Containers a role matches that the plan leaves alone (a run that
+    /// restarts only what is broken: [`Plan::build_only`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<u32>,
     /// Roles that matched no container (a warning, unless none matched).
     pub empty_roles: Vec<String>,
     /// Startup lookups of every container in the plan.
@@ -99,6 +103,19 @@ impl Plan {
     /// Builds the plan. Errors only when the inventory and playbook cannot
     /// form a plan at all (ambiguous roles, nothing matched).
     pub fn build(inv: &Inventory, pb: &Playbook) -> Result<Plan, PlanError> {
+        Plan::build_only(inv, pb, None)
+    }
+
+    /// Builds the plan of the containers `only` marks (by inventory index;
+    /// `None`: every one a role matches), in the same dependency order,
+    /// waves and budget as a whole plan; the others matched are
+    /// [`Plan::left_out`]. Every container keeps its role (a router's
+    /// gate still names every replica set of its cluster).
+    pub fn build_only(
+        inv: &Inventory,
+        pb: &Playbook,
+        only: Option<&[bool]>,
+    ) -> Result<Plan, PlanError> {
         let role_of = assign_roles(inv, pb)?;
         let matched = role_of.iter().filter(|r| r.is_some()).count();
         if matched == 0 {
@@ -128,7 +145,13 @@ impl Plan {
 
         // Stages: (group, role) -> containers, in deterministic order.
         let mut groups: HashMap<&str, Vec<Vec<u32>>> = HashMap::new();
+        let kept = |i: usize| only.is_none_or(|o| o.get(i).copied().unwrap_or(false));
+        let mut left_out = Vec::new();
         for (i, role) in role_of.iter().enumerate() {
+            if role.is_some() && !kept(i) {
+                left_out.push(i as u32);
+                continue;
+            }
             if let Some(r) = role {
                 let g = inv.containers[i]
                     .labels
@@ -247,7 +270,8 @@ impl Plan {
         let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
         empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
         Ok(Plan {
-            containers: matched,
+            containers: matched - left_out.len(),
+            left_out,
             unmatched: (0..inv.containers.len() as u32)
                 .filter(|&i| role_of[i as usize].is_none())
                 .collect(),

@@ -39,12 +39,19 @@ pub struct Probed {
     /// address it dialled, what the server answered): read by people, in
     /// the failure's reason.
     pub note: Option<String>,
+    /// The member said it is its replica set's writable primary (only a
+    /// `mongo` check can tell; `false` from any other).
+    pub primary: bool,
 }
 
 impl Probed {
     /// A verdict without a note.
     pub fn plain(health: Health) -> Probed {
-        Probed { health, note: None }
+        Probed {
+            health,
+            note: None,
+            primary: false,
+        }
     }
 }
 
@@ -256,7 +263,10 @@ impl<R: ContainerRuntime> HealthProbe for Prober<R> {
         }
         let probed = match &check.kind {
             HealthKind::Docker => unreachable!("answered above"),
-            HealthKind::Tcp { port } => self.tcp(c, *port, &status, check.timeout).await,
+            HealthKind::Tcp { port } => self
+                .tcp(c, *port, &status, check.timeout)
+                .await
+                .map(|()| false),
             HealthKind::Mongo {
                 port,
                 max_lag,
@@ -276,21 +286,26 @@ impl<R: ContainerRuntime> HealthProbe for Prober<R> {
                     return Ok(Probed {
                         health,
                         note: Some(why),
+                        primary: false,
                     });
                 }
                 Ok(Ok(())) => {
                     self.failing.lock().unwrap().remove(&c.id);
-                    Ok(())
+                    Ok(false)
                 }
                 Err(why) => Err(why),
             },
-            HealthKind::Exec { command } => self.exec(c, command).await?,
+            HealthKind::Exec { command } => self.exec(c, command).await?.map(|()| false),
         };
         Ok(match probed {
-            Ok(()) => Probed::plain(Health::Healthy),
+            Ok(primary) => Probed {
+                primary,
+                ..Probed::plain(Health::Healthy)
+            },
             Err(why) => Probed {
                 health: Health::Starting,
                 note: Some(why),
+                primary: false,
             },
         })
     }

@@ -23,7 +23,7 @@ impl<R: ContainerRuntime> Prober<R> {
     /// set's primary or secondary), and, with `max_lag`, a secondary's lag
     /// behind its primary from `replSetGetStatus` (a missing primary or
     /// `optimeDate` fails). `Err` says why it did not pass, naming the
-    /// server type.
+    /// server type; `Ok(true)`: it passes as its set's primary.
     pub(super) async fn member(
         &self,
         c: &Container,
@@ -32,7 +32,7 @@ impl<R: ContainerRuntime> Prober<R> {
         arbiters: bool,
         status: &ContainerStatus,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let (addr, creds) = self.dial(c, status, port).await?;
         let expected = self
             .replset_label
@@ -59,7 +59,8 @@ impl<R: ContainerRuntime> Prober<R> {
         })
         .await;
         let (h, verdict, status) = asked.map_err(|e| format!("hello to {addr}: {e}"))?;
-        verdict.map_err(|why| format!("hello to {addr}: {why}"))?;
+        let primary =
+            verdict.map_err(|why| format!("hello to {addr}: {why}"))? == ServerType::RSPrimary;
         if let (Some(st), Some(bound)) = (status, max_lag) {
             let set = h.set_name.as_deref().unwrap_or("?");
             let lag = st
@@ -75,7 +76,7 @@ impl<R: ContainerRuntime> Prober<R> {
                 ));
             }
         }
-        Ok(())
+        Ok(primary)
     }
 
     /// The router gate: hello says mongos, and its replica-set monitor has

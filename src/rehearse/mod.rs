@@ -6,7 +6,7 @@
 pub mod baselines;
 pub mod sweep;
 
-use crate::config::Playbook;
+use crate::config::{Only, Playbook};
 use crate::engine::{Event, Handle};
 use crate::inventory::InventoryError;
 use crate::pipeline::{self, Simulated};
@@ -15,6 +15,8 @@ use crate::recovery::prepare::PrepareError;
 use crate::scenario::Scenario;
 use crate::session::{JournalMode, JournalSpec, Observer};
 use crate::sim::SimFleet;
+use crate::survey::select::Selection;
+use crate::survey::{Survey, Verdict};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +57,12 @@ pub struct Options {
     pub handle_tx: Option<std::sync::mpsc::Sender<crate::engine::Handle>>,
     /// Where the journal goes; a temporary directory when unset.
     pub state_dir: Option<PathBuf>,
+    /// What to restart: everything, or only what a survey finds broken
+    /// (then `compare` also rehearses the full restart on the same world).
+    pub only: crate::config::Only,
 }
 
-pub use crate::report::rehearsal::{PolicyFigures, Report, BASELINE_CAP};
+pub use crate::report::rehearsal::{PolicyFigures, Report, SelectionFigures, BASELINE_CAP};
 pub use crate::report::WaveSpan;
 
 impl From<PrepareError> for RehearseError {
@@ -95,10 +100,26 @@ pub fn rehearse(
 ) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
     let mut timeline = crate::report::Collector::default();
+    let selective = opts.only == Only::Broken;
     let baseline_thread = opts.compare.then(|| {
         let scenario = scenario.clone();
         let pb = pb.clone();
-        std::thread::spawn(move || run_baselines(&scenario, &pb))
+        std::thread::spawn(move || {
+            let mut figures = Vec::new();
+            if selective {
+                // The full restart, on the same world.
+                let all = Options {
+                    only: Only::All,
+                    ..Options::default()
+                };
+                // A function pointer: one instance of `rehearse`, not one per caller.
+                let ignore: fn(&Event, f64) = |_, _| {};
+                let full = rehearse(&pb, &scenario, &all, ignore)?;
+                figures.push(PolicyFigures::from_report("rekindle, all".into(), &full));
+            }
+            figures.extend(run_baselines(&scenario, &pb)?);
+            Ok::<_, RehearseError>(figures)
+        })
     });
     let tmp;
     let state_dir = match &opts.state_dir {
@@ -109,13 +130,13 @@ pub fn rehearse(
         }
     };
     let journal_path = state_dir.join(format!("rehearse-{}-{}.journal", pb.name, scenario.name));
-    let (outcome, stats, dns_per_second, waves, preflight) = on_virtual_clock(async {
+    let (outcome, stats, dns_per_second, waves, preflight, selection) = on_virtual_clock(async {
         let world = Simulated {
             sim: SimFleet::new(scenario),
             static_budget: opts.static_budget,
         };
         let prepared = pipeline::prepare(world, (*pb).clone()).await?;
-        let checked = prepared
+        let mut checked = prepared
             .check(false)
             .await
             .map_err(|e| RehearseError::Preflight(e.to_string()))?;
@@ -128,6 +149,18 @@ pub fn rehearse(
             .iter()
             .map(|c| format!("{} {}: {}", c.verdict.as_str(), c.what, c.detail))
             .collect();
+        let mut selection = match selective {
+            true => {
+                let (survey, sel) = checked.only_broken().await?;
+                Some(selection_figures(
+                    &checked.fleet.sim,
+                    &checked.inventory,
+                    &survey,
+                    &sel,
+                ))
+            }
+            false => None,
+        };
         let journal = JournalSpec {
             path: journal_path.clone(),
             mode: JournalMode::Replace,
@@ -140,6 +173,11 @@ pub fn rehearse(
         let finished = checked.run(journal, None, &mut watcher).await?;
         let sim = &finished.fleet.sim;
         sim.settle(Duration::from_secs(600)).await;
+        if let Some(sel) = &mut selection {
+            let post = finished.survey().await;
+            sel.post_flight_ok = post.count(&Verdict::Ok);
+            sel.post_flight_not_ok = post.findings.len() - sel.post_flight_ok;
+        }
         timeline = finished.timeline;
         Ok::<_, RehearseError>((
             finished.outcome,
@@ -147,6 +185,7 @@ pub fn rehearse(
             sim.dns_per_second(),
             finished.waves,
             preflight,
+            selection,
         ))
     })??;
     let baselines = match baseline_thread {
@@ -186,7 +225,56 @@ pub fn rehearse(
         wave_spans: timeline.spans,
         baselines,
         preflight,
+        selection,
     })
+}
+
+/// What a survey of the simulated world found against the world's own
+/// count of what it broke, and what the rules chose.
+fn selection_figures(
+    sim: &SimFleet,
+    inv: &crate::model::Inventory,
+    survey: &Survey,
+    sel: &Selection,
+) -> SelectionFigures {
+    let fleet = sim.fleet();
+    let by_id: std::collections::HashMap<&str, usize> = fleet
+        .all
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let truth = |f: &crate::survey::Finding| {
+        let i = by_id[inv.containers[f.index as usize].id.as_str()];
+        fleet.broken[i]
+    };
+    let found = |f: &crate::survey::Finding| f.verdict != Verdict::Ok;
+    SelectionFigures {
+        surveyed: survey.findings.len(),
+        found: survey.findings.iter().filter(|f| found(f)).count(),
+        false_positives: survey
+            .findings
+            .iter()
+            .filter(|f| found(f) && !truth(f))
+            .count(),
+        missed: survey
+            .findings
+            .iter()
+            .filter(|f| !found(f) && truth(f))
+            .count(),
+        restarted: sel.restarts(),
+        left_alone: sel.left_alone(),
+        by_rule: sel
+            .counts()
+            .into_iter()
+            .map(|(w, n)| {
+                let verb = if w.restarts() { "restart" } else { "leave" };
+                (format!("{verb}: {}", w.describe()), n)
+            })
+            .collect(),
+        post_flight_ok: 0,
+        post_flight_not_ok: 0,
+    }
 }
 
 /// A rehearsal's view of its session: the caller's event callback, and

@@ -42,6 +42,24 @@ pub struct PolicyFigures {
 }
 
 impl PolicyFigures {
+    /// The figures of another rehearsal (the full restart beside a run of
+    /// only what is broken), named `policy`.
+    pub fn from_report(policy: String, r: &Report) -> Self {
+        PolicyFigures {
+            policy,
+            converged: r.makespan_s.is_some(),
+            makespan_s: r.makespan_s,
+            dns_queries: r.dns_queries,
+            dns_dropped: r.dns_dropped,
+            dns_peak_qps: r.dns_peak_qps,
+            stuck_events: r.stuck_events,
+            rerestarts: r.rerestarts,
+            restart_failures: r.restart_failures,
+            still_down: r.total - r.unreachable - r.healthy,
+            stuck_passed: 0,
+        }
+    }
+
     /// The figures of policy `policy` from the simulator's totals.
     pub fn from_stats(policy: String, s: &SimStats) -> Self {
         PolicyFigures {
@@ -122,4 +140,31 @@ pub struct Report {
     /// The pre-flight on the simulated fleet, a line per check
     /// (`ok`, `warn` or `fail`, what, the detail).
     pub preflight: Vec<String>,
+    /// A rehearsal of only what is broken: what the survey found against
+    /// the world's truth, what the rules chose, the post-flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionFigures>,
+}
+
+/// A run of only what is broken, on the simulated world.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SelectionFigures {
+    /// Containers the survey asked.
+    pub surveyed: usize,
+    /// Of those, found not ok (broken, down or silent).
+    pub found: usize,
+    /// Found not ok, yet healthy in the world (false positives).
+    pub false_positives: usize,
+    /// Broken in the world, yet found ok (missed).
+    pub missed: usize,
+    /// Containers the rules chose to restart.
+    pub restarted: usize,
+    /// Containers left alone.
+    pub left_alone: usize,
+    /// Containers per rule (`why`, how many), rule order.
+    pub by_rule: Vec<(String, usize)>,
+    /// The post-flight survey: ok, and not ok.
+    pub post_flight_ok: usize,
+    /// Not ok at the post-flight.
+    pub post_flight_not_ok: usize,
 }

@@ -79,6 +79,26 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
             }
         }
     }
+    if let Some(sel) = &r.selection {
+        writeln!(
+            out,
+            "  survey             {} of {} not ok ({} false positives, {} missed, by the world's count)",
+            sel.found, sel.surveyed, sel.false_positives, sel.missed
+        )?;
+        writeln!(
+            out,
+            "  only broken        {} restarted, {} left alone",
+            sel.restarted, sel.left_alone
+        )?;
+        for (why, n) in &sel.by_rule {
+            writeln!(out, "    {n:>7}  {why}")?;
+        }
+        writeln!(
+            out,
+            "  post-flight        {} ok, {} not ok",
+            sel.post_flight_ok, sel.post_flight_not_ok
+        )?;
+    }
     writeln!(out, "  wall time          {wall_s:.1}s")?;
     if !r.baselines.is_empty() {
         writeln!(out)?;

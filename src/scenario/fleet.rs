@@ -2,7 +2,7 @@
 //! sets, and placement (members of a replica set on distinct hosts, all
 //! containers spread evenly over the hosts).
 
-use super::{Scenario, SimRole};
+use super::{Broken, Scenario, SimRole};
 use crate::model::{Container, ContainerState, HostReport, Inventory, Labels};
 use crate::rng::SplitMix64;
 use std::cmp::Reverse;
@@ -34,6 +34,9 @@ pub struct Fleet {
     pub down: Vec<bool>,
     /// How each host answers discovery.
     pub hosts: Vec<HostReport>,
+    /// Whether each container (same index as `all`) starts broken (the
+    /// scenario's `[broken]`; without it, all do).
+    pub broken: Vec<bool>,
 }
 
 impl Fleet {
@@ -110,13 +113,12 @@ impl Scenario {
         let hw = digits(self.hosts as u64 - 1);
         let host_names: Vec<String> = (0..self.hosts).map(|h| format!("h{h:0hw$}")).collect();
         let total_clusters: u64 = self.clusters.iter().map(|c| c.count as u64).sum();
-        let cw = digits(total_clusters.saturating_sub(1)).max(3);
         let mut all = Vec::with_capacity(self.total_containers() as usize);
         let mut sim = Vec::with_capacity(all.capacity());
         let mut k = 0u32;
         for shape in &self.clusters {
             for _ in 0..shape.count {
-                let cluster = format!("c{k:0cw$}");
+                let cluster = cluster_name(k as u64, total_clusters);
                 let mut add = |name: String, role: SimRole, replset: Option<String>, host: u32| {
                     // Member 0 of each replica set is its primary.
                     let primary = replset.is_some() && name.ends_with("-0");
@@ -203,14 +205,60 @@ impl Scenario {
                 containers: if down[h] { 0 } else { per_host[h] },
             })
             .collect();
+        let broken = match &self.broken {
+            None => vec![true; all.len()],
+            Some(b) => pick_broken(b, &sim, total_clusters, self.seed),
+        };
         Fleet {
             all,
             sim,
             host_names,
             down,
             hosts,
+            broken,
         }
     }
+}
+
+/// The name of cluster `k` of `total` (`c000`, `c001`…; wider when more).
+pub(crate) fn cluster_name(k: u64, total: u64) -> String {
+    let w = digits(total.saturating_sub(1)).max(3);
+    format!("c{k:0w$}")
+}
+
+/// Which containers start broken: in each listed cluster, `round(share ×
+/// its containers)`; elsewhere, per role, `round(share × that role's
+/// containers outside the listed clusters)`; each drawn without
+/// replacement from the seed (its own stream: the fleet stays the same).
+fn pick_broken(b: &Broken, sim: &[SimContainer], clusters: u64, seed: u64) -> Vec<bool> {
+    let mut rng = SplitMix64::new(seed ^ 0xb40c_e4ab_1e5e_ed00);
+    let listed: Vec<Option<f64>> = (0..clusters)
+        .map(|k| b.clusters.get(&cluster_name(k, clusters)).copied())
+        .collect();
+    let mut groups: Vec<(f64, Vec<usize>)> = Vec::new();
+    for (k, share) in listed.iter().enumerate() {
+        if let Some(share) = share {
+            let members = (0..sim.len()).filter(|&i| sim[i].cluster as usize == k);
+            groups.push((*share, members.collect()));
+        }
+    }
+    for r in SimRole::ALL {
+        let share = b.roles[r as usize].unwrap_or(b.share);
+        let members = (0..sim.len())
+            .filter(|&i| sim[i].role == r && listed[sim[i].cluster as usize].is_none());
+        groups.push((share, members.collect()));
+    }
+    let mut broken = vec![false; sim.len()];
+    for (share, mut members) in groups {
+        let n = (share * members.len() as f64).round() as usize;
+        // A partial Fisher–Yates: the first n are the broken ones.
+        for j in 0..n {
+            let pick = j + rng.below((members.len() - j) as u64) as usize;
+            members.swap(j, pick);
+            broken[members[j]] = true;
+        }
+    }
+    broken
 }
 
 fn digits(n: u64) -> usize {
@@ -253,5 +301,67 @@ mod tests {
             per_host.values().max().unwrap(),
         );
         assert!(max - min <= 1, "uneven placement: {per_host:?}");
+    }
+
+    fn smoke_with(broken: &str) -> Result<Scenario, crate::source::SourceError> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/scenarios/smoke.toml"
+        ))
+        .unwrap();
+        Scenario::parse(&crate::source::SourceText::new(
+            "s.toml",
+            format!("{text}\n{broken}\n"),
+        ))
+    }
+
+    #[test]
+    fn broken_shares_are_exact_per_role_and_cluster_and_the_fleet_stays_the_same() {
+        use crate::scenario::SimRole;
+        let whole = smoke_with("").unwrap().fleet();
+        assert!(whole.broken.iter().all(|&b| b), "without [broken], all are");
+        // smoke: 2 clusters of 3 config members, 3 shards of 2, 2 routers.
+        let s = smoke_with(
+            "[broken]\nroles = { router = 0.5, shard = 0.25 }\nclusters = { c001 = 1.0 }",
+        )
+        .unwrap();
+        let f = s.fleet();
+        assert_eq!(f.all, whole.all, "[broken] leaves the fleet as it was");
+        assert_eq!(f.broken, s.fleet().broken, "drawn from the seed");
+        let count = |cluster: u32, role: SimRole| {
+            (0..f.all.len())
+                .filter(|&i| f.sim[i].cluster == cluster && f.sim[i].role == role && f.broken[i])
+                .count()
+        };
+        // Cluster 1 whole; cluster 0 by the role shares: round(0.5 × 2)
+        // routers, round(0.25 × 6) = 2 shard members, no config server.
+        assert_eq!(count(1, SimRole::Configsvr), 3);
+        assert_eq!(count(1, SimRole::Shard), 6);
+        assert_eq!(count(1, SimRole::Router), 2);
+        assert_eq!(count(0, SimRole::Router), 1);
+        assert_eq!(count(0, SimRole::Shard), 2);
+        assert_eq!(count(0, SimRole::Configsvr), 0);
+    }
+
+    #[test]
+    fn a_bad_broken_section_names_its_field() {
+        for (text, field, says) in [
+            ("[broken]\nshare = 1.5", "broken.share", "from 0 to 1"),
+            (
+                "[broken]\nroles = { mongos = 0.1 }",
+                "broken.roles.mongos",
+                "unknown role",
+            ),
+            (
+                "[broken]\nclusters = { c007 = 0.5 }",
+                "broken.clusters.c007",
+                "c000 to c001",
+            ),
+            ("[broken]\nshare = 0.0", "broken", "nothing is broken"),
+        ] {
+            let e = smoke_with(text).expect_err(text);
+            assert_eq!(e.field, field, "{text}: {e}");
+            assert!(e.message.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -61,6 +61,21 @@ struct RawScenario {
     timing: RawTiming,
     faults: RawFaults,
     docker: RawDocker,
+    #[serde(default)]
+    broken: Option<Spanned<RawBroken>>,
+}
+
+/// `[broken]`: which containers the incident left broken (the rest start
+/// healthy). Absent, every container starts broken.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroken {
+    #[serde(default)]
+    share: Option<Spanned<f64>>,
+    #[serde(default)]
+    roles: Option<BTreeMap<String, Spanned<f64>>>,
+    #[serde(default)]
+    clusters: Option<BTreeMap<String, Spanned<f64>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +155,74 @@ struct RawDocker {
     starts_share_slots: bool,
 }
 
+/// `[broken]` validated: shares are fractions from 0 to 1, roles and
+/// clusters exist.
+fn broken(
+    src: &SourceText,
+    b: &Spanned<RawBroken>,
+    shapes: &[ClusterShape],
+) -> Result<Broken, SourceError> {
+    let share = |v: &Spanned<f64>, field: &str| -> Result<f64, SourceError> {
+        let x = *v.get_ref();
+        if !(0.0..=1.0).contains(&x) {
+            return Err(src.error(
+                v.span(),
+                field,
+                format!("expected a share from 0 to 1, found {x}"),
+            ));
+        }
+        Ok(x)
+    };
+    let raw = b.get_ref();
+    let mut out = Broken {
+        share: match &raw.share {
+            Some(v) => share(v, "broken.share")?,
+            None => 0.0,
+        },
+        roles: [None; 3],
+        clusters: BTreeMap::new(),
+    };
+    for (k, v) in raw.roles.iter().flatten() {
+        let field = format!("broken.roles.{k}");
+        let r = SimRole::parse(k).ok_or_else(|| {
+            src.error(
+                v.span(),
+                &field,
+                format!("unknown role {k:?}: expected configsvr, shard or router"),
+            )
+        })?;
+        out.roles[r as usize] = Some(share(v, &field)?);
+    }
+    let total: u64 = shapes.iter().map(|c| c.count as u64).sum();
+    for (k, v) in raw.clusters.iter().flatten() {
+        let field = format!("broken.clusters.{k}");
+        let known = (0..total).any(|i| fleet::cluster_name(i, total) == *k);
+        if !known {
+            return Err(src.error(
+                v.span(),
+                &field,
+                format!(
+                    "no cluster {k:?} in this fleet (its clusters are {} to {})",
+                    fleet::cluster_name(0, total),
+                    fleet::cluster_name(total.saturating_sub(1), total)
+                ),
+            ));
+        }
+        out.clusters.insert(k.clone(), share(v, &field)?);
+    }
+    if out.share == 0.0
+        && out.roles.iter().all(|r| r.unwrap_or(0.0) == 0.0)
+        && out.clusters.values().all(|&s| s == 0.0)
+    {
+        return Err(src.error(
+            b.span(),
+            "broken",
+            "nothing is broken: give a share above 0 (fleet-wide, per role or per cluster), or leave [broken] out (then every container is)",
+        ));
+    }
+    Ok(out)
+}
+
 /// A group of identical clusters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterShape {
@@ -189,6 +272,21 @@ pub struct Span {
     pub min: f64,
     /// Upper end (seconds).
     pub max: f64,
+}
+
+/// Which containers the incident left broken (`[broken]`): exactly
+/// `round(share × n)` of each group, drawn from the seed; the rest start
+/// healthy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Broken {
+    /// The share of each role's containers broken, unless the role has
+    /// its own (`roles.<role>`), outside the listed clusters.
+    pub share: f64,
+    /// Per role (by [`SimRole`] index), its own share.
+    pub roles: [Option<f64>; 3],
+    /// Per cluster (by name), the share of its containers broken (all
+    /// roles; 1 is the whole cluster), in place of the shares above.
+    pub clusters: BTreeMap<String, f64>,
 }
 
 /// A validated scenario.
@@ -251,6 +349,8 @@ pub struct Scenario {
     /// with four stops in flight took 267 ms, 218 ms without), so the
     /// default is `false`; `true` models an engine that serializes them.
     pub starts_share_slots: bool,
+    /// Which containers start broken (`None`: all of them).
+    pub broken: Option<Broken>,
 }
 
 /// Calibrated on this project's machine (Docker Engine 20.10, a
@@ -434,6 +534,10 @@ impl Scenario {
             Some(d) => int(d, "faults.down_hosts", 0, hosts as i64 - 1)?,
             None => 0,
         };
+        let broken = match &raw.broken {
+            None => None,
+            Some(b) => Some(broken(src, b, &clusters)?),
+        };
         Ok(Scenario {
             name,
             seed: raw.seed,
@@ -482,6 +586,7 @@ impl Scenario {
                 None => 2,
             },
             starts_share_slots: raw.docker.starts_share_slots,
+            broken,
         })
     }
 

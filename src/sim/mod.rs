@@ -101,6 +101,10 @@ struct World {
 pub struct SimFleet {
     scenario: Scenario,
     fleet: Fleet,
+    /// Each container's replica set (an index into `members`).
+    replset_of: Vec<Option<u32>>,
+    /// Each replica set's members (fleet indexes, member 0 first).
+    members: Vec<Vec<u32>>,
     index: HashMap<String, usize>,
     hosts: Vec<Arc<Semaphore>>,
     /// Per host, the starts it serves at once (`docker.start_concurrency`).
@@ -114,19 +118,36 @@ impl SimFleet {
     /// disconnected.
     pub fn new(scenario: &Scenario) -> Arc<Self> {
         let fleet = scenario.fleet();
-        let n = fleet.all.len();
         let clusters = fleet.sim.iter().map(|s| s.cluster + 1).max().unwrap_or(0) as usize;
         let mut data_unhealthy = vec![0u32; clusters];
-        for s in &fleet.sim {
+        let mut unhealthy = 0;
+        for (i, s) in fleet.sim.iter().enumerate() {
+            if !fleet.broken[i] || fleet.down[s.host as usize] {
+                continue;
+            }
+            unhealthy += 1;
             if s.role.is_data() {
                 data_unhealthy[s.cluster as usize] += 1;
             }
         }
-        let reachable = fleet
-            .sim
+        // Replica sets, by the scenario's replset label: each member's set.
+        let mut sets: HashMap<&str, u32> = HashMap::new();
+        let replset_of: Vec<Option<u32>> = fleet
+            .all
             .iter()
-            .filter(|s| !fleet.down[s.host as usize])
-            .count();
+            .map(|c| {
+                c.labels.get(&scenario.labels.replset).map(|rs| {
+                    let n = sets.len() as u32;
+                    *sets.entry(rs).or_insert(n)
+                })
+            })
+            .collect();
+        let mut members = vec![Vec::new(); sets.len()];
+        for (i, rs) in replset_of.iter().enumerate() {
+            if let Some(rs) = rs {
+                members[*rs as usize].push(i as u32);
+            }
+        }
         let index = fleet
             .all
             .iter()
@@ -141,25 +162,32 @@ impl SimFleet {
             .collect();
         Arc::new(SimFleet {
             world: Mutex::new(World {
-                procs: vec![
-                    Proc {
-                        phase: Phase::Disconnected,
+                procs: fleet
+                    .broken
+                    .iter()
+                    .map(|&broken| Proc {
+                        phase: if broken {
+                            Phase::Disconnected
+                        } else {
+                            Phase::Healthy
+                        },
                         generation: 0,
                         started_at: 0.0,
                         config_at: 0.0,
-                        restarts: 0
-                    };
-                    n
-                ],
+                        restarts: 0,
+                    })
+                    .collect(),
                 resolver: SimResolver::new(scenario.dns.clone()),
                 rng: SplitMix64::new(scenario.seed ^ 0x5eed_f1ee7),
                 data_unhealthy,
-                unhealthy_total: reachable,
+                unhealthy_total: unhealthy,
                 last_healthy_at: 0.0,
                 restart_failures: 0,
                 stuck_events: 0,
             }),
             scenario: scenario.clone(),
+            replset_of,
+            members,
             fleet,
             index,
             hosts,
@@ -319,6 +347,21 @@ impl SimFleet {
         })
     }
 
+    /// Whether container `i` is its replica set's primary now: the first
+    /// of its healthy members (member 0 while it is), when the healthy
+    /// ones are a majority (they elect one; a set left without a majority,
+    /// or whose members are all disconnected, has none).
+    pub fn is_primary(&self, i: usize) -> bool {
+        let Some(rs) = self.replset_of[i] else {
+            return false;
+        };
+        let members = &self.members[rs as usize];
+        let w = self.world.lock().unwrap();
+        let healthy = |m: &u32| w.procs[*m as usize].phase == Phase::Healthy;
+        let up = members.iter().filter(|m| healthy(m)).count();
+        2 * up > members.len() && members.iter().find(|m| healthy(m)) == Some(&(i as u32))
+    }
+
     /// Indexes (into `fleet().all`) of containers not healthy now.
     pub fn not_healthy(&self) -> Vec<usize> {
         let w = self.world.lock().unwrap();
@@ -359,12 +402,13 @@ impl SimFleet {
             total: w.procs.len(),
             ..Default::default()
         };
-        for p in &w.procs {
+        for (i, p) in w.procs.iter().enumerate() {
+            let reachable = !self.fleet.down[self.fleet.sim[i].host as usize];
             match p.phase {
                 Phase::Healthy => s.healthy += 1,
                 Phase::Stuck => s.stuck += 1,
                 Phase::Exited | Phase::Stopped => s.exited += 1,
-                Phase::Disconnected => s.disconnected += 1,
+                Phase::Disconnected if reachable => s.disconnected += 1,
                 _ => {}
             }
             s.restarts += p.restarts as u64;
@@ -382,7 +426,6 @@ impl SimFleet {
             .iter()
             .filter(|x| self.fleet.down[x.host as usize])
             .count();
-        s.disconnected -= s.unreachable;
         s
     }
 
@@ -751,6 +794,13 @@ impl HealthProbe for SimProbe {
         let note = (health != Health::Healthy)
             .then(|| self.0.gate_note(i, &check.kind))
             .flatten();
-        Ok(Probed { health, note })
+        let primary = health == Health::Healthy
+            && matches!(check.kind, crate::config::HealthKind::Mongo { .. })
+            && self.0.is_primary(i);
+        Ok(Probed {
+            health,
+            note,
+            primary,
+        })
     }
 }

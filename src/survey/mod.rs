@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+pub mod select;
+
 /// What the survey found of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +52,9 @@ impl Verdict {
 /// One container's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// Its index in the inventory.
+    #[serde(skip)]
+    pub index: u32,
     /// The container's name.
     pub container: String,
     /// Its Docker host.
@@ -58,11 +63,21 @@ pub struct Finding {
     pub cluster: String,
     /// Its role.
     pub role: String,
+    /// Its replica set (the playbook's replset label), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replset: Option<String>,
+    /// It passes its gate as its replica set's primary (only a `mongo`
+    /// check can tell).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub primary: bool,
     /// What the survey found.
     pub verdict: Verdict,
     /// Why, unless it is ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Its Docker host did not answer (nothing can restart it now).
+    #[serde(skip)]
+    pub host_silent: bool,
 }
 
 /// Every container's verdict, in the plan's order.
@@ -133,12 +148,20 @@ pub async fn survey<P: HealthProbe>(
             .map(|(order, (ci, role, slot))| async move {
                 let c = &inv.containers[ci];
                 let finding = |verdict: Verdict, reason: Option<String>| Finding {
+                    index: ci as u32,
                     container: c.name.clone(),
                     host: c.host.clone(),
                     cluster: c.labels.get(&pb.cluster_label).unwrap_or("").to_string(),
                     role: pb.roles[role].name.clone(),
+                    replset: pb
+                        .replset_label
+                        .as_deref()
+                        .and_then(|k| c.labels.get(k))
+                        .map(str::to_string),
+                    primary: false,
                     verdict,
                     reason,
+                    host_silent: false,
                 };
                 if let Some(error) = unreachable.get(c.host.as_str()) {
                     let why = format!(
@@ -146,7 +169,9 @@ pub async fn survey<P: HealthProbe>(
                         c.host,
                         error.unwrap_or("no answer")
                     );
-                    return (order, finding(Verdict::Unknown, Some(why)));
+                    let mut f = finding(Verdict::Unknown, Some(why));
+                    f.host_silent = true;
+                    return (order, f);
                 }
                 let check = checks.check(role, c);
                 let _slot = slot.acquire().await.expect("never closed");
@@ -160,6 +185,7 @@ pub async fn survey<P: HealthProbe>(
                         Err(_) => break Err(limit),
                     }
                 };
+                let primary = matches!(&probed, Ok(Ok(p)) if p.primary);
                 let (verdict, reason) = match probed {
                     Ok(Ok(p)) => match p.health {
                         Health::Healthy => (Verdict::Ok, None),
@@ -179,7 +205,9 @@ pub async fn survey<P: HealthProbe>(
                         Some(format!("no answer within {}s", limit.as_secs_f64())),
                     ),
                 };
-                (order, finding(verdict, reason))
+                let mut f = finding(verdict, reason);
+                f.primary = primary;
+                (order, f)
             })
             .buffer_unordered(256)
             .collect()
