@@ -39,6 +39,14 @@
 #   GRANT_AT=restart  grant each restart's DNS cost before its stop (the
 #                     first version's pacing), to measure what the split
 #                     into stop and paced start is worth (docs/dns.md).
+#   ONLY=broken       rehearse and run with --only broken: survey first,
+#                     restart only what the scenario's [broken] broke (and
+#                     what the rules add), post-flight survey; the fake
+#                     fleet's broken_at_start counts what it broke.
+#   SURVEY_ONLY=1     `rekindle survey` alone (no rehearsal, no run): its
+#                     wall time, CPU and peak RSS (from /proc), its verdicts
+#                     against the fake fleet's count of what it broke, and
+#                     the connections each fake host saw.
 #   KEEP=1            keep the work directory (playbooks, logs, reports,
 #                     result.json of each run).
 #   FAULTS=JSON       faults the fake fleet injects from the start (its
@@ -171,6 +179,46 @@ wait_starts() {
     sleep 0.2
   done
   return 1
+}
+
+# sample_proc PID OUT: reads /proc/PID until the process is a zombie (its
+# CPU times are final then, and it is not reaped before this ends); writes
+# its CPU time, peak RSS, sockets and threads to OUT as JSON.
+sample_proc() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys, time
+pid, out = sys.argv[1], sys.argv[2]
+tick = os.sysconf("SC_CLK_TCK")
+peak_rss = peak_sockets = peak_threads = 0
+cpu = 0.0
+while True:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        break
+    fields = stat[stat.rindex(")") + 2:].split()
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    if fields[0] == "Z":
+        break
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                peak_rss = max(peak_rss, int(line.split()[1]))
+            elif line.startswith("Threads:"):
+                peak_threads = max(peak_threads, int(line.split()[1]))
+        n = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    n += 1
+            except OSError:
+                pass
+        peak_sockets = max(peak_sockets, n)
+    except OSError:
+        pass
+    time.sleep(0.2)
+json.dump({"cpu_s": cpu, "peak_rss_kb": peak_rss, "peak_sockets": peak_sockets, "peak_threads": peak_threads}, open(out, "w"))
+PY
 }
 
 # chaos DIR CONTROL RUN_PID: the mid-run faults of CHAOS=1, while rekindle
@@ -366,8 +414,65 @@ open(out, "w").write(text)
 PY
   echo "   $dir/pb.toml"
 
-  echo "== rekindle rehearse (same playbook, same scenario)"
-  "$BIN/rekindle" rehearse "$dir/pb.toml" --scenario "$SCENARIO" --output json >"$dir/rehearse.json" 2>"$dir/rehearse.err" || true
+  local only=()
+  [ -n "${ONLY:-}" ] && only=(--only "$ONLY")
+  if [ "${SURVEY_ONLY:-}" != "1" ]; then
+    echo "== rekindle rehearse (same playbook, same scenario)"
+    "$BIN/rekindle" rehearse "$dir/pb.toml" --scenario "$SCENARIO" "${only[@]}" --output json >"$dir/rehearse.json" 2>"$dir/rehearse.err" || true
+  fi
+
+  if [ "${SURVEY_ONLY:-}" = "1" ]; then
+    echo "== rekindle survey (nothing restarted; /proc sampled)"
+    local s0 s1 survey_pid survey_exit=0
+    s0=$(date +%s.%N)
+    "$BIN/rekindle" survey "$dir/pb.toml" --output json >"$dir/survey.json" 2>"$dir/survey.err" &
+    survey_pid=$!
+    pids+=("$survey_pid")
+    sample_proc "$survey_pid" "$dir/proc.json"
+    wait "$survey_pid" || survey_exit=$?
+    s1=$(date +%s.%N)
+    curl -sf "http://$ff_control/stats" >"$dir/stats.json"
+    curl -sf "http://$ff_control/containers" >"$dir/containers.json"
+    # The table a person reads, once more (not measured).
+    "$BIN/rekindle" survey "$dir/pb.toml" >"$dir/survey.txt" 2>/dev/null || true
+    stop_pids "$ff_pid" "$unbound_pid"
+    echo "== the survey's table (its first 40 lines)"
+    head -40 "$dir/survey.txt"
+    python3 - "$dir" "$survey_exit" "$s0" "$s1" <<'PY'
+import json, sys
+work, code, s0, s1 = sys.argv[1:5]
+wall = float(s1) - float(s0)
+st = json.load(open(f"{work}/stats.json"))
+pr = json.load(open(f"{work}/proc.json"))
+cs = json.load(open(f"{work}/containers.json"))
+try:
+    sv = json.load(open(f"{work}/survey.json"))
+except Exception:
+    print(open(f"{work}/survey.err").read()[-2000:]); raise
+hs = st.get("hosts_seen") or {}
+found = {x["container"] for x in sv["findings"] if x["verdict"] != "ok"}
+broke = {n for n, c in cs.items() if c["broken_at_start"]}
+counts = {v: sum(1 for x in sv["findings"] if x["verdict"] == v) for v in ("ok", "broken", "down", "unknown")}
+print(f"\nSurvey of {st['containers']} containers on {st['hosts']} fake hosts: exit {code}, {wall:.1f}s wall")
+print(f"  verdicts                  " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+print(f"  against the fleet's count {len(broke)} broken at the start: {len(found - broke)} false positives, {len(broke - found)} missed")
+print(f"  CPU                       {pr['cpu_s']:.1f}s user+sys over {wall:.1f}s wall: {pr['cpu_s'] / wall:.3f} cores")
+print(f"  memory                    peak RSS {pr['peak_rss_kb'] / 1024:.1f} MB; at most {pr['peak_sockets']} sockets, {pr['peak_threads']} threads")
+print(f"  connections per host      at most {hs.get('max_open_per_host')} open; idle: at most {hs.get('max_idle_per_host')} at one sample, "
+      f"at most {hs.get('max_idle_second_per_host')} throughout a second; {hs.get('accepted_total')} setups in all")
+print(f"  restarted                 {st['starts_total']} starts (a survey restarts nothing)")
+PY
+    return 0
+  fi
+  if [ -n "${ONLY:-}" ]; then
+    echo "== rekindle survey (before the run; the fake fleet's own count beside it)"
+    local s0 s1
+    s0=$(date +%s.%N)
+    "$BIN/rekindle" survey "$dir/pb.toml" --output json >"$dir/survey.json" 2>"$dir/survey.err" || true
+    s1=$(date +%s.%N)
+    echo "$s0 $s1" >"$dir/survey.time"
+    curl -sf "http://$ff_control/containers" >"$dir/containers-before.json"
+  fi
 
   echo "== rekindle run (against the fake fleet)"
   local start end run_exit=0 run_pid kills=0 resume=()
@@ -382,7 +487,7 @@ PY
     # MEASURE: the default filter of a real run (a log line per container
     # event costs CPU too).
     [ "${MEASURE:-}" = "1" ] && log_filter=warn,rekindle=info
-    REKINDLE_LOG=${REKINDLE_LOG:-$log_filter} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" "${resume[@]}" \
+    REKINDLE_LOG=${REKINDLE_LOG:-$log_filter} "$BIN/rekindle" --log-format json run "$dir/pb.toml" --yes --output json --state-dir "$dir/state" --report "$dir/report" "${only[@]}" "${resume[@]}" \
       >"$dir/run.out" 2>>"$dir/run.err" &
     run_pid=$!
     pids+=("$run_pid")
@@ -390,40 +495,7 @@ PY
     if [ "${MEASURE:-}" = "1" ]; then
       # Reads /proc/PID until the process is a zombie (its CPU times are
       # final then, and it is not reaped before this ends).
-      python3 - "$run_pid" "$dir/proc.json" <<'PY' &
-import json, os, sys, time
-pid, out = sys.argv[1], sys.argv[2]
-tick = os.sysconf("SC_CLK_TCK")
-peak_rss = peak_sockets = peak_threads = 0
-cpu = 0.0
-while True:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        break
-    fields = stat[stat.rindex(")") + 2:].split()
-    cpu = (int(fields[11]) + int(fields[12])) / tick
-    if fields[0] == "Z":
-        break
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                peak_rss = max(peak_rss, int(line.split()[1]))
-            elif line.startswith("Threads:"):
-                peak_threads = max(peak_threads, int(line.split()[1]))
-        n = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                    n += 1
-            except OSError:
-                pass
-        peak_sockets = max(peak_sockets, n)
-    except OSError:
-        pass
-    time.sleep(0.2)
-json.dump({"cpu_s": cpu, "peak_rss_kb": peak_rss, "peak_sockets": peak_sockets, "peak_threads": peak_threads}, open(out, "w"))
-PY
+      sample_proc "$run_pid" "$dir/proc.json" &
       sampler_pid=$!
     fi
     if [ "${CHAOS:-}" = "1" ] && [ "$kills" = 0 ]; then chaos "$dir" "$ff_control" "$run_pid"; fi
@@ -519,6 +591,24 @@ print(f"  at the end                healthy {st['healthy']}, stuck {st['stuck']}
 print(f"  started more than once    {st['started_more_than_once']} (max {st['max_starts']} starts; stop {st['stop_calls']}, start {st['start_calls']}, restart {st['restart_calls']} calls)")
 print(f"  rehearsal                 {rh.get('state', rh.get('error'))}: makespan {f(rh.get('makespan_s'))}s (ratio {f(rh.get('ratio'), 3)}), "
       f"{rq} queries, {rd} dropped ({pct(rshare)}), stuck {rh.get('stuck')}")
+try:
+    survey = json.load(open(f"{work}/survey.json"))
+    before = json.load(open(f"{work}/containers-before.json"))
+    after = json.load(open(f"{work}/containers.json"))
+    s0, s1 = map(float, open(f"{work}/survey.time").read().split())
+except Exception:
+    survey = None
+if survey is not None:
+    broke = {n for n, c in before.items() if c["broken_at_start"]}
+    found = {x["container"] for x in survey["findings"] if x["verdict"] != "ok"}
+    started = {n for n, c in after.items() if c["starts"] > 0}
+    print(f"  survey (before the run)   {len(found)} of {len(survey['findings'])} not ok in {s1 - s0:.1f}s; the fake fleet broke {len(broke)}: "
+          f"{len(found - broke)} false positives, {len(broke - found)} missed")
+    print(f"  only broken               {len(started)} containers started: {len(started - broke)} not broken at the start, {len(broke - started)} broken left unstarted")
+    post = summary.get("post_flight") or {}
+    print(f"  post-flight               {post.get('ok', 'n/a')} of {post.get('containers', 'n/a')} ok")
+    sel = rh.get("selection") or {}
+    print(f"  rehearsal's survey        {sel.get('found')} not ok ({sel.get('false_positives')} false positives, {sel.get('missed')} missed), {sel.get('restarted')} restarted")
 try:
     chaos = json.load(open(f"{work}/chaos.json"))
 except Exception:

@@ -511,3 +511,74 @@ fn daemon_refuses_insecure_no_auth_off_loopback() {
         "{stderr}"
     );
 }
+
+/// `mode: survey` and `only: "broken"` through the API, on a world where
+/// the outage broke part of the fleet: the survey counts what the scenario
+/// broke, a plan of only what is broken says what it restarts and leaves
+/// alone, a rehearsal restarts that and its post-flight finds all ok; a
+/// survey with `only` is refused.
+#[test]
+fn daemon_surveys_and_restarts_only_what_is_broken() {
+    let d = start();
+    let body = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+    let run = |v: serde_json::Value| {
+        let (code, r) = call(&d.addr, "POST", "/v1/runs", Some(TOKEN), Some(&body(v)));
+        assert_eq!(code, 201, "{r}");
+        let id = r["id"].as_str().unwrap().to_string();
+        wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"])
+    };
+    let survey = run(serde_json::json!({
+        "playbook": "mongo-sharded", "mode": "survey", "scenario": "smoke-partial", "reason": "how bad is it"
+    }));
+    assert_eq!(survey["state"], "succeeded", "{survey}");
+    let r = &survey["result"];
+    // smoke-partial: 1 + 1 of 6 config servers, 6 of 12 shard members,
+    // 2 of 4 routers.
+    assert_eq!(r["containers"], 22, "{r}");
+    assert_eq!(r["broken"], 10, "{r}");
+    assert_eq!(r["not_ok"].as_array().unwrap().len(), 10, "{r}");
+
+    let plan = run(serde_json::json!({
+        "playbook": "mongo-sharded", "mode": "plan", "scenario": "smoke-partial", "only": "broken", "reason": "what would it restart"
+    }));
+    let p = &plan["result"];
+    assert_eq!(plan["only"], "broken", "{plan}");
+    assert_eq!(
+        p["selection"]["sets_without_primary"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{p}"
+    );
+    assert_eq!(
+        p["containers"], 12,
+        "the 10 broken and the 2 healthy members of sets without a primary: {p}"
+    );
+    assert_eq!(p["left_alone"], 10, "{p}");
+
+    let rehearsal = run(serde_json::json!({
+        "playbook": "mongo-sharded", "mode": "rehearse", "scenario": "smoke-partial", "only": "broken", "reason": "game day"
+    }));
+    assert_eq!(rehearsal["state"], "succeeded", "{rehearsal}");
+    let sel = &rehearsal["result"]["selection"];
+    assert_eq!(sel["restarted"], 12, "{sel}");
+    assert_eq!(
+        (sel["false_positives"].as_u64(), sel["missed"].as_u64()),
+        (Some(0), Some(0)),
+        "{sel}"
+    );
+    assert_eq!(sel["post_flight_ok"], 22, "{sel}");
+
+    let (code, v) = call(
+        &d.addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&body(serde_json::json!({
+            "playbook": "mongo-sharded", "mode": "survey", "only": "broken", "reason": "x"
+        }))),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("only"), "{v}");
+}

@@ -23,6 +23,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/scenarios/smoke.toml");
+const SMOKE_PARTIAL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/scenarios/smoke-partial.toml"
+);
 const REALPATH_SMALL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/benches/scenarios/realpath-small.toml"
@@ -507,6 +511,87 @@ fn fakefleet_rekindle_run_recovers_the_smoke_fleet_each_container_once() {
         scenario.total_startup_lookups(),
         "one set of startup lookups per container: {stats}"
     );
+}
+
+/// Triage on the real path: the fake fleet starts smoke-partial's world
+/// (what its `[broken]` drew is disconnected, its image HEALTHCHECK says
+/// unhealthy; the rest healthy). `rekindle survey` finds exactly what the
+/// fleet broke (exit 5), and `run --only broken` starts exactly those,
+/// each once, and closes with a post-flight that finds all ok.
+#[test]
+fn fakefleet_survey_finds_what_the_fleet_broke_and_run_only_broken_starts_exactly_those() {
+    if !unbound_available(
+        "fakefleet_survey_finds_what_the_fleet_broke_and_run_only_broken_starts_exactly_those",
+    ) {
+        return;
+    }
+    let path = Path::new(SMOKE_PARTIAL);
+    let scenario = Scenario::load(path).unwrap();
+    let unbound = Unbound::start_zone(&scenario.domain, &zone_names(&scenario), "");
+    let dir = tempfile::tempdir().unwrap();
+    let ff = FakeFleet::start(path, &unbound.addr(), dir.path());
+    let text = smoke_playbook(&scenario, &std::fs::read_to_string(&ff.hosts_file).unwrap());
+    let pb = dir.path().join("pb.toml");
+    std::fs::write(&pb, &text).unwrap();
+
+    // The fleet's own count of what it broke, by name.
+    let before = http_get_json(&ff.control, "/containers");
+    let broke: std::collections::BTreeSet<String> = before
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| c["broken_at_start"] == true)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(broke.len(), 10, "{before}");
+
+    let survey = common::rekindle(&["survey", pb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(survey.code, Some(5), "something is broken: {survey}");
+    let v: Value =
+        serde_json::from_str(survey.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{survey}"));
+    let found: std::collections::BTreeSet<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] != "ok")
+        .map(|f| f["container"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(found, broke, "0 false positives, 0 missed: {survey}");
+
+    let state = dir.path().join("state");
+    let ran = common::rekindle(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--only",
+        "broken",
+        "--output",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran}\n{}", ff.log());
+    let summary: Value = serde_json::from_str(ran.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}\n{ran}"));
+    assert_eq!(summary["state"], "succeeded", "{ran}");
+    assert_eq!(
+        summary["post_flight"]["ok"], 22,
+        "post-flight all ok: {ran}"
+    );
+    let after = http_get_json(&ff.control, "/containers");
+    let started: std::collections::BTreeSet<String> = after
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| c["starts"].as_u64().unwrap() > 0)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(started, broke, "exactly what was broken started: {after}");
+    let stats = ff.stats();
+    assert_eq!(stats["started_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["healthy"], 22, "{stats}");
+    drop(ff);
+    drop(unbound);
 }
 
 /// Faults on the real path: 10% of container calls answer 500 without

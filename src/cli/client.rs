@@ -40,12 +40,16 @@ pub enum RunsCommand {
     Start {
         /// The playbook's name in the daemon's config (GET /v1/playbooks).
         playbook: String,
-        /// run = restart the real fleet; rehearse = simulate it; plan = plan only.
-        #[arg(long, value_parser = ["run", "rehearse", "plan"])]
+        /// run = restart the real fleet; rehearse = simulate it; plan = plan
+        /// only; survey = ask every container its gate, restart nothing.
+        #[arg(long, value_parser = ["run", "rehearse", "plan", "survey"])]
         mode: String,
-        /// The scenario (rehearse and plan).
+        /// The scenario (rehearse and plan; survey: instead of the Docker hosts).
         #[arg(long)]
         scenario: Option<String>,
+        /// `broken`: restart only what a survey finds broken (run, rehearse, plan).
+        #[arg(long, value_name = "all|broken")]
+        only: Option<crate::config::Only>,
         /// Why (it goes to the audit log and the notes).
         #[arg(long)]
         reason: String,
@@ -190,6 +194,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             reason,
             resume,
             watch,
+            only,
         } => {
             let body = StartRequest {
                 playbook,
@@ -197,6 +202,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
                 scenario,
                 reason,
                 resume,
+                only,
             };
             let v = c.call("POST", "/v1/runs", Some(json!(body))).await?;
             let id = v["id"].as_str().unwrap_or_default().to_string();

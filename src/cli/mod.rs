@@ -88,7 +88,7 @@ pub struct SurveyArgs {
     /// The playbook (TOML).
     pub playbook: PathBuf,
     /// Where the fleet comes from (a scenario is surveyed as simulated,
-    /// before any restart: every container in it starts disconnected).
+    /// before any restart: what its `[broken]` broke, else every container).
     #[command(flatten)]
     pub inventory: InventoryArgs,
     /// Output format: a table per cluster and role, or every container's

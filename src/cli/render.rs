@@ -309,15 +309,32 @@ pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io:
             cluster, role, n[0], n[1], n[2], n[3]
         )?;
     }
+    if !s.sets_without_primary.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Replica sets without a primary: {} ({})",
+            s.sets_without_primary.len(),
+            abbreviate(&s.sets_without_primary, 10)
+        )?;
+    }
     let wrong: Vec<_> = s
         .findings
         .iter()
         .filter(|f| f.verdict != Verdict::Ok)
         .collect();
+    const SHOWN: usize = 50;
     if !wrong.is_empty() {
         writeln!(out)?;
         writeln!(out, "Not ok:")?;
-        for f in wrong {
+        if wrong.len() > SHOWN {
+            writeln!(
+                out,
+                "  (the first {SHOWN} of {}: --output json lists every one)",
+                wrong.len()
+            )?;
+        }
+        for f in wrong.into_iter().take(SHOWN) {
             writeln!(
                 out,
                 "  {:<8} {} on {} ({}): {}",

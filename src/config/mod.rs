@@ -474,7 +474,7 @@ pub struct Policy {
 }
 
 /// What a run restarts (`[policy] only`, `--only`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Only {
     /// Every container its roles select.

@@ -122,6 +122,10 @@ pub struct StartRequest {
     /// Mode run: continue the unfinished run in the playbook's journal.
     #[serde(default)]
     pub resume: bool,
+    /// Modes run, rehearse and plan: `"broken"` restarts only what a
+    /// survey finds broken (default: the playbook's `[policy] only`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<crate::config::Only>,
 }
 
 /// `PATCH /v1/runs/{id}`: a new DNS budget ceiling and/or restart rate.
@@ -545,6 +549,8 @@ impl Daemon {
                     .into(),
             )),
             (Mode::Run, None) => None,
+            // A survey asks the playbook's Docker hosts, or a scenario's world.
+            (Mode::Survey, None) => None,
             (_, None) => {
                 return Err(BadRequest(
                     "scenario: required for rehearse and plan".into(),
@@ -557,6 +563,11 @@ impl Daemon {
         };
         if req.resume && req.mode != Mode::Run {
             return Err(BadRequest("resume: only for mode run".into()));
+        }
+        if req.only.is_some() && req.mode == Mode::Survey {
+            return Err(BadRequest(
+                "only: for run, rehearse and plan (a survey restarts nothing)".into(),
+            ));
         }
         let journal = crate::recovery::journal_path(&runs::journal_dir(self), &pb.name);
         let run = {
@@ -604,6 +615,7 @@ impl Daemon {
                 resumed: 0,
                 note: None,
                 controls: Default::default(),
+                only: req.only,
             };
             let run = Run::new(&self.runs_dir, view, req.mode == Mode::Run).map_err(|e| {
                 Refusal::Internal(format!(
@@ -636,6 +648,7 @@ impl Daemon {
                 self.spawn_real(run, pb, mode);
             }
             (mode, Some((_, path))) => runs::spawn_simulated(self.clone(), run, pb, path, mode),
+            (Mode::Survey, None) => self.spawn_survey(run, pb),
             (_, None) => unreachable!("checked above"),
         }
         Ok(id)
@@ -806,5 +819,6 @@ pub(crate) fn mode_name(m: Mode) -> &'static str {
         Mode::Run => "run",
         Mode::Rehearse => "rehearse",
         Mode::Plan => "plan",
+        Mode::Survey => "survey",
     }
 }

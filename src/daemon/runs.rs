@@ -6,13 +6,14 @@
 //! run stands.
 
 use super::{ApiState, Daemon, Mode, Run};
-use crate::config::Playbook;
+use crate::config::{Only, Playbook};
 use crate::engine::{Event, Handle, RunState};
 use crate::inventory::InventorySource;
-use crate::pipeline::{self, DockerFleet};
-use crate::plan::Plan;
+use crate::pipeline::{self, DockerFleet, Simulated};
 use crate::recovery::journal_path;
 use crate::session::{JournalMode, JournalSpec, Observer};
+use crate::survey::select::Selection;
+use crate::survey::{Survey, Verdict};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -58,17 +59,48 @@ pub(super) fn spawn_simulated(
             Ok(s) => s,
             Err(e) => return end(ApiState::Failed, None, Some(e.to_string())),
         };
-        if mode == Mode::Plan {
-            let inv = scenario.fleet().into_inventory();
-            return match Plan::build(&inv, &pb) {
-                Ok(p) => end(
-                    ApiState::Succeeded,
-                    Some(
-                        json!({ "containers": p.containers, "waves": p.waves.len(), "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64() }),
-                    ),
-                    None,
-                ),
-                Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
+        let only = run.view.lock().unwrap().only.unwrap_or(pb.policy.only);
+        if matches!(mode, Mode::Plan | Mode::Survey) {
+            // The scenario's world as it starts, through the pipeline (a
+            // plan of only what is broken surveys it first).
+            let clock = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build();
+            let clock = match clock {
+                Ok(c) => c,
+                Err(e) => return end(ApiState::Failed, None, Some(e.to_string())),
+            };
+            let result = clock.block_on(async {
+                let world = Simulated {
+                    sim: crate::sim::SimFleet::new(&scenario),
+                    static_budget: true,
+                };
+                let mut checked = pipeline::prepare(world, pb)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .check(true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if mode == Mode::Survey {
+                    return Ok(survey_result(&checked.survey().await, None));
+                }
+                let selection = match only {
+                    Only::Broken => {
+                        let (survey, sel) = checked.only_broken().await.map_err(|e| e.to_string())?;
+                        Some(survey_result(&survey, Some(&sel)))
+                    }
+                    Only::All => None,
+                };
+                let p = &checked.plan;
+                Ok::<_, String>(json!({
+                    "containers": p.containers, "left_alone": p.left_out.len(), "waves": p.waves.len(),
+                    "dns_queries": p.dns_queries, "estimate_s": p.estimate.as_secs_f64(), "selection": selection,
+                }))
+            });
+            return match result {
+                Ok(v) => end(ApiState::Succeeded, Some(v), None),
+                Err(e) => end(ApiState::Failed, None, Some(e)),
             };
         }
         let (tx, rx) = std::sync::mpsc::channel::<Handle>();
@@ -78,7 +110,7 @@ pub(super) fn spawn_simulated(
             static_budget: false,
             state_dir: Some(journals),
             handle_tx: Some(tx),
-            only: crate::config::Only::All,
+            only,
         };
         set_running(&run);
         let (d2, run2) = (d.clone(), run.clone());
@@ -105,12 +137,36 @@ pub(super) fn spawn_simulated(
                 Some(json!({
                     "healthy": report.healthy, "total": report.total, "makespan_s": report.makespan_s,
                     "dns_queries": report.dns_queries, "dns_dropped": report.dns_dropped, "stuck": report.stuck, "reason": report.reason,
+                    "selection": report.selection,
                 })),
                 None,
             ),
             Err(e) => end(ApiState::Failed, None, Some(e.to_string())),
         }
     });
+}
+
+/// A survey as a run's result: the counts, what is not ok (each with
+/// why), the sets without a primary, and, for a run of only what is
+/// broken, what the rules chose.
+pub(super) fn survey_result(s: &Survey, sel: Option<&Selection>) -> serde_json::Value {
+    let not_ok: Vec<_> = s
+        .findings
+        .iter()
+        .filter(|f| f.verdict != Verdict::Ok)
+        .collect();
+    json!({
+        "containers": s.findings.len(),
+        "ok": s.count(&Verdict::Ok),
+        "broken": s.count(&Verdict::Broken),
+        "down": s.count(&Verdict::Down),
+        "unknown": s.count(&Verdict::Unknown),
+        "not_ok": not_ok,
+        "restart": sel.map(Selection::restarts),
+        "left_alone": sel.map(Selection::left_alone),
+        "by_rule": sel.map(|sel| sel.counts().iter().map(|(w, n)| json!({"why": w.describe(), "restarts": w.restarts(), "containers": n})).collect::<Vec<_>>()),
+        "sets_without_primary": sel.map(Selection::sets_without_primary),
+    })
 }
 
 fn set_running(run: &Run) {
@@ -125,6 +181,34 @@ fn set_running(run: &Run) {
 }
 
 impl Daemon {
+    /// A survey of the playbook's Docker hosts, as a task the daemon awaits
+    /// on shutdown: every container asked its gate once, nothing restarted.
+    pub(super) fn spawn_survey(self: &Arc<Self>, run: Arc<Run>, pb: Playbook) {
+        let d = self.clone();
+        let task = tokio::spawn(async move {
+            set_running(&run);
+            let surveyed = async {
+                let fleet = DockerFleet::new(InventorySource::Docker);
+                let checked = pipeline::prepare(fleet, pb)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .check(true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                run.push(json!({ "event": "preflight", "checks": checked.preflight.checks }));
+                Ok::<_, String>(checked.survey().await)
+            };
+            match surveyed.await {
+                Ok(s) => run.end(ApiState::Succeeded, Some(survey_result(&s, None)), None),
+                Err(e) => run.end(ApiState::Failed, None, Some(e)),
+            }
+            d.note_finished(&run);
+        });
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
     /// A real run on the playbook's Docker hosts, as a task the daemon
     /// awaits on shutdown.
     pub(super) fn spawn_real(self: &Arc<Self>, run: Arc<Run>, pb: Playbook, journal: JournalMode) {
@@ -152,11 +236,42 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         // Nothing restarted yet; the record stays active and resumes.
         return;
     }
-    let checked = match prepared.check(false).await {
+    let mut checked = match prepared.check(false).await {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
     let path = journal_path(&journal_dir(d), &checked.playbook.name);
+    // Only what is broken: a new run surveys and chooses; a resumed one
+    // restarts what its journal chose (`pipeline::Checked::run`).
+    let only = run
+        .view
+        .lock()
+        .unwrap()
+        .only
+        .unwrap_or(checked.playbook.policy.only);
+    let resuming = match journal {
+        JournalMode::Resume => true,
+        JournalMode::ResumeOrNew => path.exists(),
+        JournalMode::New | JournalMode::Replace => false,
+    };
+    let selective = only == Only::Broken && !resuming;
+    if selective && checked.refusal().is_none() {
+        let (survey, sel) = match checked.only_broken().await {
+            Ok(x) => x,
+            Err(e) => return fail(e.to_string()),
+        };
+        let chosen = survey_result(&survey, Some(&sel));
+        run.push(json!({ "event": "selection", "selection": chosen }));
+        if sel.restarts() == 0 {
+            run.end(
+                ApiState::Succeeded,
+                Some(json!({ "healthy": 0, "total": 0, "restarts": 0, "note": "nothing is broken: nothing restarted", "selection": chosen })),
+                None,
+            );
+            d.note_finished(run);
+            return;
+        }
+    }
     let unreachable: Vec<_> = checked
         .inventory
         .unreachable_hosts()
@@ -199,6 +314,11 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         Ok(f) => f,
         Err(e) => return fail(e.to_string()),
     };
+    // A run of only what was broken closes with a survey of everything.
+    let post_flight = match finished.left_out > 0 {
+        true => Some(survey_result(&finished.survey().await, None)),
+        false => None,
+    };
     let outcome = &finished.outcome;
     if outcome.state == RunState::Aborted && d.stopping() && !run.abort_asked.load(Ordering::SeqCst)
     {
@@ -233,6 +353,7 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     let result = json!({
         "healthy": outcome.healthy, "total": total, "failed": outcome.failed, "restarts": outcome.restarts,
         "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
+        "post_flight": post_flight,
     });
     run.end(api_state(outcome.state), Some(result), None);
     // The cluster's record of it goes, if this daemon still leads (a

@@ -22,6 +22,8 @@ pub enum Mode {
     Rehearse,
     /// Plan only: nothing restarts.
     Plan,
+    /// Ask every container its gate once: nothing restarts.
+    Survey,
 }
 
 /// Where a run stands, as the API says it.
@@ -118,6 +120,10 @@ pub struct RunView {
     /// paused; a retune stays).
     #[serde(default)]
     pub controls: Controls,
+    /// What the run restarts, when its start said (`"broken"`: only what
+    /// a survey finds broken); else the playbook's `[policy] only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<crate::config::Only>,
 }
 
 /// An operator's standing controls of a run.

@@ -250,7 +250,12 @@ impl Prober<DockerRuntime> {
 impl<R: ContainerRuntime> HealthProbe for Prober<R> {
     async fn check(&self, c: &Container, check: &HealthCheck) -> Result<Probed, RuntimeError> {
         if check.kind == HealthKind::Docker {
-            return self.rt.health(c).await.map(Probed::plain);
+            let health = self.rt.health(c).await?;
+            return Ok(Probed {
+                note: (health == Health::Unhealthy)
+                    .then(|| "Docker says unhealthy (the image's HEALTHCHECK fails)".to_string()),
+                ..Probed::plain(health)
+            });
         }
         // Probes of our own: only a running container is probed, and a
         // failing probe means "not yet" (the gate's deadline decides); why

@@ -25,7 +25,16 @@ pub fn rehearsal_table(out: &mut impl Write, r: &Report, wall_s: f64) -> std::io
         r.healthy, r.total, r.unreachable
     )?;
     writeln!(out, "  makespan           {}", opt_s(r.makespan_s))?;
-    writeln!(out, "  lower bound        {:.1}s", r.lower_bound_s)?;
+    writeln!(
+        out,
+        "  lower bound        {:.1}s{}",
+        r.lower_bound_s,
+        if r.selection.is_some() {
+            " (a full restart's: this run restarts only what is broken)"
+        } else {
+            ""
+        }
+    )?;
     writeln!(
         out,
         "  ratio              {}",

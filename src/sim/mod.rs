@@ -329,7 +329,9 @@ impl SimFleet {
 
     /// Why a `mongo` or `mongos` gate does not pass container `i` now, as
     /// MongoDB's `hello` would say it of a data node still starting: RSGhost
-    /// before its replica-set config is loaded, RSOther (STARTUP2) after.
+    /// before its replica-set config is loaded, RSOther (STARTUP2) after;
+    /// of a process up but disconnected (or stuck), that it reaches no
+    /// primary.
     pub fn gate_note(&self, i: usize, kind: &crate::config::HealthKind) -> Option<String> {
         use crate::config::HealthKind;
         if !matches!(kind, HealthKind::Mongo { .. } | HealthKind::Mongos { .. }) {
@@ -337,7 +339,19 @@ impl SimFleet {
         }
         let w = self.world.lock().unwrap();
         let p = &w.procs[i];
-        if p.phase != Phase::Starting || !self.fleet.sim[i].role.is_data() {
+        let data = self.fleet.sim[i].role.is_data();
+        if matches!(p.phase, Phase::Disconnected | Phase::Stuck) {
+            // What the gate that sees it would say of a process that runs
+            // but reaches no peer.
+            return Some(if data {
+                "simulated replSetGetStatus: no primary reachable (disconnected from its set)"
+                    .into()
+            } else {
+                "simulated connPoolStats: no primary reachable for its cluster's replica sets"
+                    .into()
+            });
+        }
+        if p.phase != Phase::Starting || !data {
             return None;
         }
         Some(if self.now_s() < p.config_at {

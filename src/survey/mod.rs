@@ -9,8 +9,14 @@
 //! but failing it, with the probe's reason: a router that cannot reach a
 //! replica set, a member that is not PRIMARY or SECONDARY or lags), `down`
 //! (not running), `unknown` (its host or the container did not answer).
+//!
+//! rekindle's own lookups are paced too: a check that dials a container by
+//! its DNS name (`tcp`, `mongo`, `mongos`) waits for a slot under the
+//! playbook's DNS budget (`capacity_qps × headroom`) before it asks — a
+//! survey of 100,000 named containers must not be the burst that floods the
+//! resolver it is meant to spare. `docker` and `exec` checks look nothing up.
 
-use crate::config::Playbook;
+use crate::config::{HealthKind, Playbook};
 use crate::engine::GateChecks;
 use crate::model::{Health, Inventory};
 use crate::plan::Plan;
@@ -87,6 +93,9 @@ pub struct Survey {
     pub playbook: String,
     /// One finding per container of the plan.
     pub findings: Vec<Finding>,
+    /// Replica sets with no primary, as far as their gates can tell
+    /// ([`select::without_primary`]).
+    pub sets_without_primary: Vec<String>,
 }
 
 impl Survey {
@@ -116,6 +125,32 @@ impl Survey {
     }
 }
 
+/// Slots at a fixed rate: each caller waits for the next one.
+struct Pace {
+    interval: std::time::Duration,
+    next: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pace {
+    fn new(per_second: f64) -> Pace {
+        Pace {
+            interval: std::time::Duration::from_secs_f64(1.0 / per_second.max(1.0)),
+            next: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap();
+            let now = tokio::time::Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + self.interval);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 /// Asks each container of `plan` its gate once, through `probe`.
 pub async fn survey<P: HealthProbe>(
     pb: &Playbook,
@@ -141,6 +176,8 @@ pub async fn survey<P: HealthProbe>(
             asks.push((ci as usize, w.role, slot));
         }
     }
+    let pace = Pace::new(pb.dns.budget_qps());
+    let pace = &pace;
     let checks = &checks;
     let unreachable = &unreachable;
     let mut findings: Vec<(usize, Finding)> =
@@ -174,6 +211,16 @@ pub async fn survey<P: HealthProbe>(
                     return (order, f);
                 }
                 let check = checks.check(role, c);
+                let looks_up = c.dns_name.is_some()
+                    && matches!(
+                        check.kind,
+                        HealthKind::Tcp { .. }
+                            | HealthKind::Mongo { .. }
+                            | HealthKind::Mongos { .. }
+                    );
+                if looks_up {
+                    pace.wait().await;
+                }
                 let _slot = slot.acquire().await.expect("never closed");
                 let mut limit = check.timeout;
                 let mut asked = 0;
@@ -213,8 +260,10 @@ pub async fn survey<P: HealthProbe>(
             .collect()
             .await;
     findings.sort_by_key(|(order, _)| *order);
+    let findings: Vec<Finding> = findings.into_iter().map(|(_, f)| f).collect();
     Survey {
         playbook: pb.name.clone(),
-        findings: findings.into_iter().map(|(_, f)| f).collect(),
+        sets_without_primary: select::without_primary(pb, &findings).into_iter().collect(),
+        findings,
     }
 }

@@ -21,10 +21,10 @@
 //! ([`crate::plan::Plan::build_only`]), so the dependency order, the waves
 //! and the DNS budget hold as for a full restart.
 
-use super::{Survey, Verdict};
+use super::{Finding, Survey, Verdict};
 use crate::config::{HealthKind, Playbook};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Why a container restarts or is left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,6 +63,9 @@ impl Why {
             Why::Down => "down: not running".into(),
             Why::Silent => "did not answer its gate".into(),
             Why::HostSilent => "its Docker host did not answer (cannot be restarted)".into(),
+            Why::NoPrimary { replset } if replset.is_empty() => {
+                "its replica set has no primary (the whole set restarts)".into()
+            }
             Why::NoPrimary { replset } => format!("its replica set {replset} has no primary"),
             Why::WithMembers => {
                 "members of its cluster restart (restart_routers_with_members)".into()
@@ -145,6 +148,30 @@ fn rule_order(w: &Why) -> u8 {
     }
 }
 
+/// The replica sets with no primary, as far as a survey can tell: their
+/// role's gate is `mongo` (the only one that sees a primary), every member
+/// answered, and none said it is the primary.
+pub fn without_primary(pb: &Playbook, findings: &[Finding]) -> BTreeSet<String> {
+    let tells_primary = |role: &str| {
+        pb.roles
+            .iter()
+            .find(|r| r.name == role)
+            .is_some_and(|r| matches!(r.health.kind, HealthKind::Mongo { .. }))
+    };
+    let mut sets: HashMap<&str, (bool, bool)> = HashMap::new(); // (a primary, all answered)
+    for f in findings {
+        if let Some(rs) = f.replset.as_deref().filter(|_| tells_primary(&f.role)) {
+            let e = sets.entry(rs).or_insert((false, true));
+            e.0 |= f.primary;
+            e.1 &= f.verdict != Verdict::Unknown;
+        }
+    }
+    sets.into_iter()
+        .filter(|(_, s)| *s == (false, true))
+        .map(|(rs, _)| rs.to_string())
+        .collect()
+}
+
 /// Applies the rules to `survey`.
 pub fn select(pb: &Playbook, survey: &Survey) -> Selection {
     let role_index: HashMap<&str, usize> = pb
@@ -170,25 +197,12 @@ pub fn select(pb: &Playbook, survey: &Survey) -> Selection {
         .collect();
 
     // Rule 3: sets whose gate tells primaries, all answered, none primary.
-    let tells_primary = |role: &str| {
-        matches!(
-            pb.roles[role_index[role]].health.kind,
-            HealthKind::Mongo { .. }
-        )
-    };
-    let mut sets: HashMap<&str, (bool, bool)> = HashMap::new(); // (a primary, all answered)
-    for f in &survey.findings {
-        if let Some(rs) = f.replset.as_deref().filter(|_| tells_primary(&f.role)) {
-            let e = sets.entry(rs).or_insert((false, true));
-            e.0 |= f.primary;
-            e.1 &= f.verdict != Verdict::Unknown;
-        }
-    }
+    let sets = without_primary(pb, &survey.findings);
     for f in &survey.findings {
         let Some(rs) = f.replset.as_deref() else {
             continue;
         };
-        if sets.get(rs) == Some(&(false, true)) && why[&f.index] == Why::Ok {
+        if sets.contains(rs) && why[&f.index] == Why::Ok {
             why.insert(
                 f.index,
                 Why::NoPrimary {
@@ -223,7 +237,6 @@ pub fn select(pb: &Playbook, survey: &Survey) -> Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::survey::Finding;
     use std::path::Path;
 
     fn playbook(with_members: bool) -> Playbook {
@@ -264,6 +277,7 @@ mod tests {
         silent.host_silent = true;
         Survey {
             playbook: "p".into(),
+            sets_without_primary: vec![],
             findings: vec![
                 finding(0, "a", "shard", Some("a-rs0"), Ok, true),
                 finding(1, "a", "shard", Some("a-rs0"), Ok, false),
@@ -320,6 +334,7 @@ mod tests {
         silent.host_silent = true;
         let survey = Survey {
             playbook: "p".into(),
+            sets_without_primary: vec![],
             findings: vec![
                 finding(0, "a", "shard", Some("rs"), Ok, false),
                 finding(1, "a", "shard", Some("rs"), Ok, false),
