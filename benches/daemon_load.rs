@@ -103,11 +103,11 @@ impl Conn {
         let mut b = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "daemon");
+            .header("host", "daemon")
+            // Every route but /healthz needs a token (reads a viewer's).
+            .header("authorization", format!("Bearer {TOKEN}"));
         if body.is_some() {
-            b = b
-                .header("authorization", format!("Bearer {TOKEN}"))
-                .header("content-type", "application/json");
+            b = b.header("content-type", "application/json");
         }
         let req = b
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -207,7 +207,16 @@ fn fakefleet_daemon_killed_9_at_random_points_resumes_the_run_never_from_scratch
     );
     assert_eq!(code, 201, "{r}");
     let id = r["id"].as_str().unwrap().to_string();
-    let view = |d: &DaemonProc| call(&addr(d), "GET", &format!("/v1/runs/{id}"), None, None).1;
+    let view = |d: &DaemonProc| {
+        call(
+            &addr(d),
+            "GET",
+            &format!("/v1/runs/{id}"),
+            Some(TOKEN),
+            None,
+        )
+        .1
+    };
     let mut kills = Vec::new();
     while kills.len() < s.kills {
         let after = s.rng.uniform(s.window.0, s.window.1);
@@ -254,7 +263,7 @@ fn fakefleet_daemon_killed_9_at_random_points_resumes_the_run_never_from_scratch
     std::thread::sleep(Duration::from_secs(2));
     let v = view(&d);
     assert_eq!(v["state"], "succeeded", "{v}");
-    let (_, runs) = call(&addr(&d), "GET", "/v1/runs", None, None);
+    let (_, runs) = call(&addr(&d), "GET", "/v1/runs", Some(TOKEN), None);
     let real: Vec<&Value> = runs["runs"]
         .as_array()
         .map(|a| a.iter().filter(|r| r["mode"] == "run").collect())

@@ -63,22 +63,35 @@ fn daemon_refuses_bad_requests_without_changing_anything() {
         call(&d.addr, "POST", "/v1/runs/r1/pause", None, None).0,
         401
     );
-    let (code, v) = call(&d.addr, "GET", "/v1/runs", None, None);
+    let (code, v) = call(&d.addr, "GET", "/v1/runs", Some(TOKEN), None);
     assert_eq!(code, 200);
     assert_eq!(
         v["runs"].as_array().unwrap().len(),
         0,
         "nothing may have started: {v}"
     );
+    // Each refused call left its trace, and none is an action.
     let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap_or_default();
-    assert!(audit.is_empty(), "refused calls are not actions: {audit}");
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statuses: Vec<u64> = lines
+        .iter()
+        .map(|l| l["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, [401, 401, 413, 400, 400, 401], "{audit}");
+    assert!(
+        lines.iter().all(|l| l.get("what").is_none()),
+        "refused calls are not actions: {audit}"
+    );
     assert_eq!(call(&d.addr, "GET", "/healthz", None, None).0, 200);
 }
 
 #[test]
 fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     let d = start();
-    let (code, v) = call(&d.addr, "GET", "/v1/playbooks", None, None);
+    let (code, v) = call(&d.addr, "GET", "/v1/playbooks", Some(TOKEN), None);
     assert_eq!(code, 200);
     assert!(
         v["playbooks"]
@@ -118,7 +131,7 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         &d.addr,
         "GET",
         &format!("/v1/runs/{id}/report?format=json"),
-        None,
+        Some(TOKEN),
         None,
     );
     assert_eq!(code, 200, "{timeline}");
@@ -139,14 +152,14 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
             &d.addr,
             "GET",
             &format!("/v1/runs/{id}/report?format=pdf"),
-            None,
+            Some(TOKEN),
             None
         )
         .0,
         400
     );
     assert_eq!(
-        call(&d.addr, "GET", "/v1/runs/r999/report", None, None).0,
+        call(&d.addr, "GET", "/v1/runs/r999/report", Some(TOKEN), None).0,
         404
     );
 
@@ -163,7 +176,13 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     let paused = control(&d.addr, &id, "pause");
     assert_ne!(paused["state"], "succeeded", "{paused}");
     wait_state(&d.addr, &id, &["paused"]);
-    let (code, v) = call(&d.addr, "GET", &format!("/v1/runs/{id}/report"), None, None);
+    let (code, v) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{id}/report"),
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(code, 404, "no report before the end: {v}");
     assert!(
         v["error"].as_str().unwrap_or("").contains("has not ended"),
@@ -325,7 +344,9 @@ fn sse(
 ) -> Vec<(u64, String, serde_json::Value)> {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+    let mut req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n"
+    );
     if let Some(id) = last_event_id {
         req += &format!("Last-Event-ID: {id}\r\n");
     }
@@ -474,7 +495,7 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     );
 
     // The OpenAPI document served is the one in the repo.
-    let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", None, None);
+    let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", Some(TOKEN), None);
     assert_eq!(code, 200);
     let file: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR")))
@@ -581,4 +602,149 @@ fn daemon_surveys_and_restarts_only_what_is_broken() {
     );
     assert_eq!(code, 400, "{v}");
     assert!(v["error"].as_str().unwrap().contains("only"), "{v}");
+}
+
+/// Tokens with roles and an audit of every call: a viewer's token reads
+/// and is refused (403) what an operator's may do (201); no token or a
+/// wrong one is 401 on every route but /healthz (and /metrics, made public
+/// here); a body too large is 413; each refusal and each mutating call is
+/// a line of audit.log naming the token's name (never its secret), the
+/// remote address, the call and its status. audit.log is 0600 in a 0700
+/// state dir. A token file that others may read is refused at start,
+/// naming it.
+#[test]
+fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let viewer = dir.path().join("viewer.token");
+    std::fs::write(&viewer, "viewer-secret-91c2\n").unwrap();
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics_public = true\n[playbooks]\nmongo-sharded = \"{root}/config/mongo-sharded.toml\"\n\
+             [scenarios]\nsmoke = \"{root}/config/scenarios/smoke.toml\"\n\
+             [[tokens]]\nname = \"dashboard\"\nrole = \"viewer\"\nfile = \"viewer.token\"\n\
+             [[tokens]]\nname = \"automation\"\nrole = \"operator\"\nenv = \"OPERATOR_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let d = DaemonProc::start_env(
+        config.to_str().unwrap(),
+        Some(&state),
+        "127.0.0.1:0",
+        None,
+        &[("OPERATOR_TOKEN", "operator-secret-5d0e")],
+    );
+    let addr = d.addr.strip_prefix("http://").unwrap().to_string();
+    let (v, o) = (Some("viewer-secret-91c2"), Some("operator-secret-5d0e"));
+    let body = start_body("mongo-sharded", "smoke");
+
+    assert_eq!(call(&addr, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(
+        call(&addr, "GET", "/v1/runs", None, None).0,
+        401,
+        "reads need a token"
+    );
+    assert_eq!(call(&addr, "GET", "/v1/runs", Some("nope"), None).0, 401);
+    assert_eq!(call(&addr, "GET", "/v1/runs", v, None).0, 200);
+    assert_eq!(call(&addr, "GET", "/v1/openapi.json", v, None).0, 200);
+    assert!(get_metrics_without_token(&addr).starts_with("HTTP/1.0 200"));
+    let (code, refused) = call(&addr, "POST", "/v1/runs", v, Some(&body));
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("dashboard"),
+        "{refused}"
+    );
+    assert_eq!(call(&addr, "POST", "/v1/runs", None, Some(&body)).0, 401);
+    let big = vec![b' '; 64 * 1024];
+    assert_eq!(call(&addr, "POST", "/v1/runs", o, Some(&big)).0, 413);
+    let (code, started) = call(&addr, "POST", "/v1/runs", o, Some(&body));
+    assert_eq!(code, 201, "{started}");
+    let id = started["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            &addr,
+            "POST",
+            &format!("/v1/runs/{id}/pause"),
+            v,
+            Some(b"{}")
+        )
+        .0,
+        403
+    );
+
+    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &serde_json::Value| l.get("status").is_some())
+        .collect();
+    let has = |who: &str, call: &str, status: u64| {
+        lines.iter().any(|l| {
+            l["who"] == who
+                && l["call"].as_str().unwrap().starts_with(call)
+                && l["status"] == status
+                && l["remote"].as_str().unwrap().starts_with("127.0.0.1:")
+        })
+    };
+    assert!(has("unauthenticated", "GET /v1/runs", 401), "{audit}");
+    assert!(has("dashboard", "POST /v1/runs", 403), "{audit}");
+    assert!(has("unauthenticated", "POST /v1/runs", 401), "{audit}");
+    assert!(has("automation", "POST /v1/runs", 413), "{audit}");
+    assert!(has("automation", "POST /v1/runs", 201), "{audit}");
+    assert!(
+        has("dashboard", &format!("POST /v1/runs/{id}/pause"), 403),
+        "{audit}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["call"] == "GET /v1/runs" && l["status"] == 200),
+        "a read that passes is not audited: {audit}"
+    );
+    assert!(
+        !audit.contains("secret-"),
+        "no secret in the audit log: {audit}"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state.join("audit.log")), 0o600);
+    assert_eq!(mode(&state), 0o700);
+    drop(d);
+
+    // A token file others may read: refused at start, naming it.
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "daemon",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state2"))
+        .env("OPERATOR_TOKEN", "operator-secret-5d0e")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(viewer.to_str().unwrap()) && stderr.contains("644"),
+        "{stderr}"
+    );
+}
+
+/// `GET /metrics` with no Authorization header at all.
+fn get_metrics_without_token(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }

@@ -61,7 +61,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
     );
     assert!(err.contains("waves passed"), "watch shows progress: {err}");
     // status lists it, as a table and as JSON.
-    let (code, out, _) = runs(&server, None, &["status"]);
+    let (code, out, _) = runs(&server, Some(TOKEN), &["status"]);
     assert_eq!(code, Some(0));
     assert!(
         out.lines().any(|l| l.starts_with("r1 ")
@@ -70,11 +70,11 @@ fn daemon_client_starts_watches_and_steers_runs() {
             && l.contains("game day")),
         "{out}"
     );
-    let (_, out, _) = runs(&server, None, &["status", "r1", "-o", "json"]);
+    let (_, out, _) = runs(&server, Some(TOKEN), &["status", "r1", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["result"]["healthy"], 22, "{v}");
     // Its report: JSON on stdout, the page into a file; an unknown run is the daemon's 404.
-    let (code, out, err) = runs(&server, None, &["report", "r1", "--format", "json"]);
+    let (code, out, err) = runs(&server, Some(TOKEN), &["report", "r1", "--format", "json"]);
     assert_eq!(code, Some(0), "{err}");
     let timeline: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -82,7 +82,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
     let page = tempfile::NamedTempFile::new().unwrap();
     let (code, _, err) = runs(
         &server,
-        None,
+        Some(TOKEN),
         &["report", "r1", "--out", page.path().to_str().unwrap()],
     );
     assert_eq!(code, Some(0), "{err}");
@@ -91,7 +91,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
         html.starts_with("<!doctype html>") && html.contains("<svg"),
         "{html}"
     );
-    let (code, _, err) = runs(&server, None, &["report", "r9"]);
+    let (code, _, err) = runs(&server, Some(TOKEN), &["report", "r9"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("404") && err.contains("r9"), "{err}");
     // A wrong token is refused (exit 2, the daemon's word) and changes nothing.
@@ -112,7 +112,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(err.contains("401") && err.contains("wrong token"), "{err}");
     assert_eq!(
-        call(&d.addr, "GET", "/v1/runs", None, None).1["runs"]
+        call(&d.addr, "GET", "/v1/runs", Some(TOKEN), None).1["runs"]
             .as_array()
             .unwrap()
             .len(),
@@ -176,7 +176,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
         &["abort", "r2", "--reason", "drill over"],
     );
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let (code, out, err) = runs(&server, None, &["watch", "r2"]);
+    let (code, out, err) = runs(&server, Some(TOKEN), &["watch", "r2"]);
     assert_eq!(
         code,
         Some(4),

@@ -87,7 +87,13 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     // 2. A new daemon on the same state dir: the run resumes by itself, the
     //    rehearsal is reported interrupted. SIGTERM mid-run.
     let d = DaemonProc::start(&config, Some(&state));
-    let (_, r) = call(&d.addr, "GET", &format!("/v1/runs/{rehearsal}"), None, None);
+    let (_, r) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{rehearsal}"),
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(r["state"], "interrupted", "{r}");
     assert!(
         r["error"].as_str().unwrap_or("").contains("not resumed"),
@@ -161,9 +167,21 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         "the retune outlived the daemon: {paused}"
     );
     std::thread::sleep(Duration::from_secs(1));
-    let (_, a) = call(&d.addr, "GET", &format!("/v1/runs/{run}"), None, None);
+    let (_, a) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{run}"),
+        Some(TOKEN),
+        None,
+    );
     std::thread::sleep(Duration::from_secs(3));
-    let (_, b) = call(&d.addr, "GET", &format!("/v1/runs/{run}"), None, None);
+    let (_, b) = call(
+        &d.addr,
+        "GET",
+        &format!("/v1/runs/{run}"),
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(b["state"], "paused", "{b}");
     assert_eq!(
         status_of(&a, "restarts"),
@@ -193,7 +211,7 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         &d.addr,
         "GET",
         &format!("/v1/runs/{run}/report?format=json"),
-        None,
+        Some(TOKEN),
         None,
     );
     assert_eq!(code, 200, "{report}");

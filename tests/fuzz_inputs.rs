@@ -245,7 +245,12 @@ fn serve_api(dir: &Path) -> PathBuf {
                 let d = Daemon::new(DaemonSetup {
                     playbooks: BTreeMap::new(),
                     scenarios: BTreeMap::new(),
-                    token: Some(("fuzz".into(), API_TOKEN.into())),
+                    tokens: vec![rekindle::daemon::Token {
+                        name: "fuzz".into(),
+                        role: rekindle::daemon::Role::Operator,
+                        secret: API_TOKEN.into(),
+                    }],
+                    metrics_public: false,
                     state_dir: state,
                     notifier: Notifier::default(),
                     ha: None,

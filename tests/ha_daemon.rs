@@ -120,7 +120,7 @@ fn start_run(d: &DaemonProc) -> (u16, Value) {
 }
 
 fn cluster(d: &DaemonProc) -> Value {
-    call(&d.addr, "GET", "/v1/cluster", None, None).1
+    call(&d.addr, "GET", "/v1/cluster", Some(TOKEN), None).1
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -138,7 +138,7 @@ fn log_of(d: &DaemonProc) -> String {
 
 /// The real run on `d`, by mode.
 fn real_run(d: &DaemonProc) -> Option<Value> {
-    let (_, runs) = call(&d.addr, "GET", "/v1/runs", None, None);
+    let (_, runs) = call(&d.addr, "GET", "/v1/runs", Some(TOKEN), None);
     runs["runs"]
         .as_array()
         .and_then(|a| a.iter().find(|r| r["mode"] == "run").cloned())

@@ -1,11 +1,13 @@
-//! The daemon's HTTP surface (axum): routes under `/v1`, bearer-token
-//! authorization of mutating calls (compared in constant time by the
-//! daemon), size-capped JSON bodies, Server-Sent Events of a run, the
-//! metrics text, and one [`ApiError`] that is the answer to every refused
-//! call. What a call does is the [`crate::daemon`]'s: a handler parses,
-//! asks the daemon, and renders.
+//! The daemon's HTTP surface (axum): routes under `/v1`, bearer tokens with
+//! roles (compared in constant time by the daemon: a viewer's for every
+//! route but `/healthz` — and `/metrics` when the config says so — an
+//! operator's for starting and steering runs), an audit line for every
+//! mutating and every refused call ([`guard`]), size-capped JSON bodies,
+//! Server-Sent Events of a run, the metrics text, and one [`ApiError`]
+//! that is the answer to every refused call. What a call does is the
+//! [`crate::daemon`]'s: a handler parses, asks the daemon, and renders.
 
-use crate::daemon::{metrics, Action, Daemon, Refusal, Retune, Run, StartRequest};
+use crate::daemon::{metrics, Action, Daemon, Refusal, Retune, Role, Run, StartRequest};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -52,6 +54,7 @@ impl From<Refusal> for ApiError {
         let status = match &r {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::Unavailable(_) | Refusal::NotLeading { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,13 +74,50 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller of a mutating call, from its `Authorization: Bearer` header.
-fn authorize(d: &Daemon, headers: &HeaderMap) -> Result<String, ApiError> {
-    let bearer = headers
+/// The secret of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    Ok(d.authorize(bearer)?)
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The caller of a mutating call: an operator's token.
+fn authorize(d: &Daemon, headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(d.authorize(bearer(headers), Role::Operator)?)
+}
+
+/// Every call goes through here: a viewer's token for anything but
+/// `/healthz` (and `/metrics` when public), then the handler (which asks
+/// an operator's for what it changes), then an audit line for every
+/// mutating call and every refused one (401, 403, 409, 413: a wrong
+/// token, or a body too large, leaves its trace too).
+async fn guard(
+    State(d): State<Arc<Daemon>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let route = req.uri().path().to_string();
+    let who = d.actor(bearer(req.headers()));
+    let remote = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "local".to_string(), |c| c.0.to_string());
+    let open = route == "/healthz" || (route == "/metrics" && d.metrics_public);
+    let reads = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
+    let response = match (open, reads) {
+        (false, true) => match d.authorize(bearer(req.headers()), Role::Viewer) {
+            Ok(_) => next.run(req).await,
+            Err(r) => ApiError::from(r).into_response(),
+        },
+        _ => next.run(req).await,
+    };
+    let status = response.status().as_u16();
+    if !reads || matches!(status, 401 | 403 | 409 | 413) {
+        d.audit_call(&who, &remote, method.as_str(), &route, status);
+    }
+    response
 }
 
 /// A mutating call's caller and JSON body: 401 before 400.
@@ -112,6 +152,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/v1/runs/{id}/{action}", post(control_run))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(d.clone(), guard))
         .with_state(d)
 }
 

@@ -49,6 +49,88 @@ pub struct DaemonArgs {
     pub advertise: Option<String>,
 }
 
+/// The tokens the config names: its `[[tokens]]`, each secret from its
+/// variable or file, and the single operator's token of `token_file` or
+/// `token_env` (`$REKINDLE_TOKEN` by default; that default only when there
+/// is no `[[tokens]]`). A token file that group or others may read, an
+/// empty secret, or one named twice is refused, naming it.
+fn tokens(
+    config: &std::path::Path,
+    base: &std::path::Path,
+    file: &DaemonFile,
+    env: &str,
+) -> anyhow::Result<Vec<daemon::Token>> {
+    use daemon::{Role, Token};
+    let read = |f: &PathBuf, what: &str| -> anyhow::Result<String> {
+        let path = base.join(f);
+        let private = |e: std::io::Error| Usage(format!("{what} {}: {e}", path.display()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .map_err(private)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Usage(format!(
+                "{what} {}: group or others may read it (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ))
+            .into());
+        }
+        let secret = std::fs::read_to_string(&path)
+            .map_err(private)?
+            .trim()
+            .to_string();
+        if secret.is_empty() {
+            return Err(Usage(format!("{what} {}: empty", path.display())).into());
+        }
+        Ok(secret)
+    };
+    let mut out: Vec<Token> = Vec::new();
+    for (i, t) in file.tokens.iter().enumerate() {
+        let at = format!("{}: tokens[{i}] ({:?})", config.display(), t.name);
+        let secret = match (&t.env, &t.file) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(Usage(format!(
+                    "{at}: give its secret in `env` or in `file`, one of them"
+                ))
+                .into())
+            }
+            (Some(var), None) => std::env::var(var)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| Usage(format!("{at}: ${var} is not set")))?,
+            (None, Some(f)) => read(f, &format!("{at}: file"))?,
+        };
+        if t.name.trim().is_empty() {
+            return Err(Usage(format!("{at}: an empty name")).into());
+        }
+        if out.iter().any(|o| o.name == t.name || o.secret == secret) {
+            return Err(Usage(format!("{at}: its name or its secret is another token's")).into());
+        }
+        out.push(Token {
+            name: t.name.clone(),
+            role: t.role,
+            secret,
+        });
+    }
+    let single = match &file.token_file {
+        Some(f) => Some(read(f, "token_file")?),
+        None if file.tokens.is_empty() || file.token_env.is_some() => {
+            std::env::var(env).ok().filter(|t| !t.is_empty())
+        }
+        None => None,
+    };
+    if let Some(secret) = single {
+        out.push(Token {
+            name: file.token_name.clone().unwrap_or_else(|| "token".into()),
+            role: Role::Operator,
+            secret,
+        });
+    }
+    Ok(out)
+}
+
 /// Whether `listen` (host:port) is a loopback address (`localhost`, 127/8, ::1).
 fn is_loopback(listen: &str) -> bool {
     let host = match listen.rsplit_once(':') {
@@ -98,38 +180,23 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .token_env
         .clone()
         .unwrap_or_else(|| "REKINDLE_TOKEN".into());
-    let secret = match (
-        &file.token_file,
-        std::env::var(&env).ok().filter(|t| !t.is_empty()),
-    ) {
-        (Some(f), _) => Some(
-            std::fs::read_to_string(base.join(f))
-                .map_err(|e| Usage(format!("token_file {}: {e}", f.display())))?
-                .trim()
-                .to_string(),
-        ),
-        (None, t) => t,
-    };
-    if secret.as_deref() == Some("") {
-        return Err(Usage(format!("{}: token_file is empty", args.config.display())).into());
-    }
+    let tokens = tokens(&args.config, &base, &file, &env)?;
     let listen = args
         .listen
         .clone()
         .or(file.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:7878".into());
     let unix = listen.strip_prefix("unix:").map(PathBuf::from);
-    if secret.is_none() && unix.is_none() && !args.insecure_no_auth {
+    if tokens.is_empty() && unix.is_none() && !args.insecure_no_auth {
         return Err(Usage(format!("no token: set ${env} or token_file in {}, listen on a unix: socket, or pass --insecure-no-auth", args.config.display())).into());
     }
-    if secret.is_none() && unix.is_none() && !is_loopback(&listen) {
+    if tokens.is_empty() && unix.is_none() && !is_loopback(&listen) {
         return Err(Usage(format!(
             "--insecure-no-auth serves every call without a token: only on a loopback address or a unix: socket, not {listen}; set ${env} or token_file in {}",
             args.config.display()
         ))
         .into());
     }
-    let token = secret.map(|s| (file.token_name.clone().unwrap_or_else(|| "token".into()), s));
     let notifier = daemon::notify::Notifier::start(&file.webhooks)
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let state_dir = args
@@ -137,7 +204,15 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .clone()
         .or(file.state_dir.clone())
         .unwrap_or_else(|| crate::recovery::default_state_dir().join("daemon"));
+    // What the daemon writes is its own: files 0600 (run records,
+    // journals, reports, the audit log), directories 0700.
+    // SAFETY: umask only sets the process's file-mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(&state_dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
+        })
         .map_err(|e| Usage(format!("state dir {}: {e}", state_dir.display())))?;
     // One daemon per state dir (its runs' journals and records).
     let lock_path = state_dir.join("daemon.lock");
@@ -152,7 +227,8 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let d = Arc::new(Daemon::new(daemon::DaemonSetup {
         playbooks,
         scenarios,
-        token,
+        tokens,
+        metrics_public: file.metrics_public,
         state_dir: state_dir.clone(),
         notifier,
         ha,
@@ -222,9 +298,12 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
             let addr = listener.local_addr()?;
             announce(&d, &format!("http://{addr}"), &args.advertise)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
         }
     }
     drop(lock);

@@ -55,6 +55,16 @@ pub struct DaemonFile {
     /// The name the token's holder has in the audit log (default "token").
     #[serde(default)]
     pub token_name: Option<String>,
+    /// Tokens with roles (`[[tokens]]`): each a `name` (what the audit log
+    /// and run records say), a `role` (`viewer` or `operator`) and its
+    /// secret in `env` (a variable) or `file` (relative to the config
+    /// file; refused when group or others may read it).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Serve `/metrics` without a token (a Prometheus scrape); every other
+    /// route but `/healthz` needs one.
+    #[serde(default)]
+    pub metrics_public: bool,
     /// name → playbook path (relative to the config file).
     pub playbooks: BTreeMap<String, PathBuf>,
     /// name → scenario path, for rehearsals.
@@ -65,14 +75,63 @@ pub struct DaemonFile {
     pub webhooks: Vec<WebhookConfig>,
 }
 
+/// One `[[tokens]]` entry of the daemon's config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Its holder's name in the audit log and run records (never the secret).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The variable holding its secret.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The file holding its secret (relative to the config file).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every GET: runs, events, reports, metrics, the cluster.
+    Viewer,
+    /// Also start, pause, resume, abort and retune runs.
+    Operator,
+}
+
+/// A token the daemon accepts.
+#[derive(Clone)]
+pub struct Token {
+    /// Its holder's name (the audit log's actor).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The secret a caller sends as `Authorization: Bearer`.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a daemon serves, read from its config file.
 pub struct DaemonSetup {
     /// The playbooks, by name, loaded and validated.
     pub playbooks: BTreeMap<String, Playbook>,
     /// Scenario paths, by name, for rehearsals.
     pub scenarios: BTreeMap<String, PathBuf>,
-    /// (name for the audit log, secret); `None`: no token asked.
-    pub token: Option<(String, String)>,
+    /// The tokens it accepts; none: every call is served (a unix socket,
+    /// or `--insecure-no-auth` on loopback).
+    pub tokens: Vec<Token>,
+    /// `/metrics` served without a token.
+    pub metrics_public: bool,
     /// Where journals, run records and the audit log live.
     pub state_dir: PathBuf,
     /// Delivers the webhooks' notes.
@@ -87,8 +146,9 @@ pub struct Daemon {
     pub playbooks: BTreeMap<String, Playbook>,
     /// Scenario paths, by name, for rehearsals.
     pub scenarios: BTreeMap<String, PathBuf>,
-    /// (name for the audit log, secret).
-    token: Option<(String, String)>,
+    tokens: Vec<Token>,
+    /// `/metrics` served without a token.
+    pub metrics_public: bool,
     /// Where journals, run records and the audit log live.
     pub state_dir: PathBuf,
     runs_dir: PathBuf,
@@ -188,6 +248,9 @@ pub enum Refusal {
     /// No token, or the wrong one.
     #[error("{0}")]
     Unauthorized(String),
+    /// A token whose role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such run or action.
     #[error("{0}")]
     NotFound(String),
@@ -222,14 +285,19 @@ impl Daemon {
     pub fn new(setup: DaemonSetup) -> std::io::Result<Daemon> {
         let runs_dir = setup.state_dir.join("runs");
         std::fs::create_dir_all(&runs_dir)?;
-        let audit = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(setup.state_dir.join("audit.log"))?;
+        let audit = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(setup.state_dir.join("audit.log"))?
+        };
         Ok(Daemon {
             playbooks: setup.playbooks,
             scenarios: setup.scenarios,
-            token: setup.token,
+            tokens: setup.tokens,
+            metrics_public: setup.metrics_public,
             state_dir: setup.state_dir,
             runs_dir,
             runs: Mutex::new(Vec::new()),
@@ -342,19 +410,66 @@ impl Daemon {
         self.shutdown.send_replace(true);
     }
 
-    /// Who makes a mutating call, from its bearer token (`None`: no
-    /// `Authorization: Bearer` header). In HA mode only the leader acts.
-    pub fn authorize(&self, bearer: Option<&str>) -> Result<String, Refusal> {
-        self.check_leading()?;
-        let Some((name, token)) = &self.token else {
+    /// The token a bearer secret names (every token compared in constant
+    /// time).
+    fn token_of(&self, bearer: &str) -> Option<&Token> {
+        self.tokens.iter().fold(None, |found, t| {
+            match same(bearer.as_bytes(), t.secret.as_bytes()) {
+                true => Some(t),
+                false => found,
+            }
+        })
+    }
+
+    /// Who calls, for the audit log: the token's name, "unauthenticated"
+    /// (no token, or a wrong one), or "anonymous" when no token is asked.
+    pub fn actor(&self, bearer: Option<&str>) -> String {
+        if self.tokens.is_empty() {
+            return "anonymous".into();
+        }
+        bearer
+            .and_then(|b| self.token_of(b))
+            .map_or_else(|| "unauthenticated".into(), |t| t.name.clone())
+    }
+
+    /// Who makes a call that needs `role`, from its bearer token (`None`:
+    /// no `Authorization: Bearer` header): 401 without a known token, 403
+    /// when its role is too weak. In HA mode only the leader acts on an
+    /// operator's call.
+    pub fn authorize(&self, bearer: Option<&str>, role: Role) -> Result<String, Refusal> {
+        if role == Role::Operator {
+            self.check_leading()?;
+        }
+        if self.tokens.is_empty() {
             return Ok("anonymous".into());
+        }
+        let token = match bearer {
+            Some(b) => self
+                .token_of(b)
+                .ok_or_else(|| Refusal::Unauthorized("wrong token".into()))?,
+            None => {
+                return Err(Refusal::Unauthorized(
+                    "missing Authorization: Bearer <token>".into(),
+                ))
+            }
         };
-        match bearer {
-            Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(name.clone()),
-            Some(_) => Err(Refusal::Unauthorized("wrong token".into())),
-            None => Err(Refusal::Unauthorized(
-                "missing Authorization: Bearer <token>".into(),
-            )),
+        if token.role < role {
+            return Err(Refusal::Forbidden(format!(
+                "token {:?} is a viewer's: starting and steering runs needs an operator's",
+                token.name
+            )));
+        }
+        Ok(token.name.clone())
+    }
+
+    /// One line of the audit log for a call: every mutating call and
+    /// every refused one (401, 403, 409, 413), with who, from where, the
+    /// route and its answer.
+    pub fn audit_call(&self, who: &str, remote: &str, method: &str, route: &str, status: u16) {
+        let mut f = self.audit.lock().unwrap();
+        let line = json!({ "at": store::unix_now(), "who": who, "remote": remote, "call": format!("{method} {route}"), "status": status });
+        if let Err(e) = writeln!(f, "{line}").and_then(|_| f.sync_data()) {
+            tracing::error!(error = %e, "cannot write the audit log");
         }
     }
 
@@ -616,6 +731,7 @@ impl Daemon {
                 note: None,
                 controls: Default::default(),
                 only: req.only,
+                started_by: Some(who.to_string()),
             };
             let run = Run::new(&self.runs_dir, view, req.mode == Mode::Run).map_err(|e| {
                 Refusal::Internal(format!(

@@ -124,6 +124,10 @@ pub struct RunView {
     /// a survey finds broken); else the playbook's `[policy] only`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<crate::config::Only>,
+    /// Who started it: the token's name (never its secret), or
+    /// `anonymous` where no token is asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 /// An operator's standing controls of a run.

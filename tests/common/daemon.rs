@@ -165,8 +165,11 @@ pub fn call(
 pub fn get_text(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text
@@ -208,7 +211,7 @@ pub fn wait_for(
 ) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
-        let (code, v) = call(addr, "GET", &format!("/v1/runs/{id}"), None, None);
+        let (code, v) = call(addr, "GET", &format!("/v1/runs/{id}"), Some(TOKEN), None);
         assert_eq!(code, 200, "{v}");
         if until(&v) {
             return v;
