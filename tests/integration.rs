@@ -15,6 +15,7 @@ mod cli_run_preflight;
 mod crash_resume;
 mod daemon_api;
 mod daemon_client;
+mod daemon_tls;
 mod dns_unbound;
 mod docker_daemon;
 mod docker_discovery;

@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+pub mod tls;
+
 /// The API's description, kept in the repo (docs/openapi.json).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -102,8 +104,8 @@ async fn guard(
     let who = d.actor(bearer(req.headers()));
     let remote = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "local".to_string(), |c| c.0.to_string());
+        .get::<axum::extract::ConnectInfo<tls::Remote>>()
+        .map_or_else(|| "local".to_string(), |c| c.0 .0.to_string());
     let open = route == "/healthz" || (route == "/metrics" && d.metrics_public);
     let reads = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
     let response = match (open, reads) {

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
-    /// The daemon: http://HOST:PORT or unix:/path/to.sock (default: $REKINDLE_SERVER, else http://127.0.0.1:7878).
+    /// The daemon: https://HOST:PORT, http://HOST:PORT (loopback only with
+    /// a token) or unix:/path/to.sock (default: $REKINDLE_SERVER, else
+    /// http://127.0.0.1:7878).
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
     /// The env var holding the bearer token (tokens stay off command lines).
@@ -27,6 +29,10 @@ pub struct RunsArgs {
         value_name = "VAR"
     )]
     pub token_env: String,
+    /// Verify an https:// daemon against the CA certificates in FILE (PEM)
+    /// instead of the system's roots.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -180,10 +186,21 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "http://127.0.0.1:7878".into());
-    let url = Url::parse(&server).map_err(|e| Usage(format!("--server: {e}")))?;
+    let mut url = Url::parse(&server).map_err(|e| Usage(format!("--server: {e}")))?;
+    if let Some(ca) = &args.ca {
+        url = url.trusting(ca).map_err(|e| Usage(format!("--ca: {e}")))?;
+    }
     let token = std::env::var(&args.token_env)
         .ok()
         .filter(|t| !t.is_empty());
+    if token.is_some() && url.in_clear() {
+        return Err(Usage(format!(
+            "refusing to send ${} to {} over plain http: it would cross the network in clear; use https:// (the daemon's tls_cert), a unix: socket, or a loopback address",
+            args.token_env,
+            url.shown()
+        ))
+        .into());
+    }
     let c = Client { url, token };
     let out = args.output;
     match args.command {

@@ -26,6 +26,11 @@ pub struct DaemonArgs {
     /// address is loopback).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Serve plain HTTP on an address that is not loopback (tokens then
+    /// cross the network in clear): refused without it unless the config
+    /// gives tls_cert and tls_key.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// HA mode: the name of the cluster of daemons that take over from one
     /// another through etcd (needs --etcd, and a build with the `etcd`
     /// feature; see docs/ha.md). Without it the daemon runs alone.
@@ -197,6 +202,36 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let tls = match (&file.tls_cert, &file.tls_key, &file.tls_client_ca) {
+        (Some(cert), Some(key), ca) => Some(api::tls::TlsFiles {
+            cert: base.join(cert),
+            key: base.join(key),
+            client_ca: ca.as_ref().map(|c| base.join(c)),
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(Usage(format!(
+                "{}: tls_cert and tls_key go together (and tls_client_ca needs them)",
+                args.config.display()
+            ))
+            .into())
+        }
+    };
+    if tls.is_none() && unix.is_none() && !is_loopback(&listen) && !args.insecure_plaintext {
+        return Err(Usage(format!(
+            "listen on {listen}: an address other machines reach needs TLS (tls_cert and tls_key in {}), or --insecure-plaintext: tokens would cross the network in clear",
+            args.config.display()
+        ))
+        .into());
+    }
+    let tls = match tls {
+        Some(files) => {
+            let config = api::tls::load(&files, api::tls::unix_now())
+                .map_err(|e| Usage(format!("{}: TLS: {e}", args.config.display())))?;
+            Some((files, Arc::new(std::sync::RwLock::new(Arc::new(config)))))
+        }
+        None => None,
+    };
     let notifier = daemon::notify::Notifier::start(&file.webhooks)
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     let state_dir = args
@@ -297,16 +332,49 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
             let addr = listener.local_addr()?;
-            announce(&d, &format!("http://{addr}"), &args.advertise)?;
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?;
+            let app = app.into_make_service_with_connect_info::<api::tls::Remote>();
+            match tls {
+                Some((files, current)) => {
+                    reload_on_sighup(files, current.clone())?;
+                    let listener = api::tls::TlsListener::new(listener, current)?;
+                    announce(&d, &format!("https://{addr}"), &args.advertise)?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await?;
+                }
+                None => {
+                    announce(&d, &format!("http://{addr}"), &args.advertise)?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await?;
+                }
+            }
         }
     }
     drop(lock);
+    Ok(())
+}
+
+/// SIGHUP reads the TLS files again: new connections get them, those in
+/// progress (and every run) go on; files that do not load leave the
+/// previous ones in place, and the log says why.
+fn reload_on_sighup(files: api::tls::TlsFiles, current: api::tls::Current) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("installing the SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match api::tls::load(&files, api::tls::unix_now()) {
+                Ok(config) => {
+                    *current.write().unwrap() = Arc::new(config);
+                    tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificate and key reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: the TLS files did not load; the previous ones stay")
+                }
+            }
+        }
+    });
     Ok(())
 }
 

@@ -65,6 +65,15 @@ pub struct DaemonFile {
     /// route but `/healthz` needs one.
     #[serde(default)]
     pub metrics_public: bool,
+    /// TLS: the certificate chain (PEM, relative to the config file).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: its private key (PEM; refused when group or others may read it).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: a CA (PEM) whose client certificate every caller must present.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
     /// name → playbook path (relative to the config file).
     pub playbooks: BTreeMap<String, PathBuf>,
     /// name → scenario path, for rehearsals.

@@ -71,7 +71,7 @@ pub enum Target {
 /// `url` crate (WHATWG rules: IPv6 literals, percent-encoding, default
 /// ports). A webhook's URL often holds its secret in the path or query, so
 /// the URL is never shown whole: errors and logs use [`Url::shown`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Url {
     /// The server.
     pub target: Target,
@@ -80,7 +80,18 @@ pub struct Url {
     /// The query, without its `?`, sent with every request.
     pub query: Option<String>,
     shown: String,
+    /// For `https://`: the roots to verify the server against, when not
+    /// the system's ([`Url::trusting`]).
+    roots: Option<Arc<rustls::ClientConfig>>,
 }
+
+impl PartialEq for Url {
+    fn eq(&self, other: &Url) -> bool {
+        (&self.target, &self.path, &self.query) == (&other.target, &other.path, &other.query)
+    }
+}
+
+impl Eq for Url {}
 
 impl std::fmt::Debug for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,6 +116,7 @@ impl Url {
                 path: String::new(),
                 query: None,
                 shown: text.to_string(),
+                roots: None,
             });
         }
         let u = url::Url::parse(text).map_err(|e| match e {
@@ -144,7 +156,46 @@ impl Url {
             path,
             query,
             shown,
+            roots: None,
         })
+    }
+
+    /// An `https://` server verified against the CA certificates (PEM) in
+    /// `ca` instead of the system's roots.
+    pub fn trusting(mut self, ca: &std::path::Path) -> Result<Url, String> {
+        use rustls::pki_types::pem::PemObject;
+        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", ca.display());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| at(&e))? {
+            roots.add(c.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+        }
+        if roots.is_empty() {
+            return Err(at(&"no certificate in it"));
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| at(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.roots = Some(Arc::new(cfg));
+        Ok(self)
+    }
+
+    /// Whether a secret sent to this server crosses a network in clear:
+    /// plain `http://` to an address that is not loopback.
+    pub fn in_clear(&self) -> bool {
+        match &self.target {
+            Target::Unix(_) => false,
+            Target::Tcp { tls: true, .. } => false,
+            Target::Tcp { host, .. } => {
+                host != "localhost"
+                    && !host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        }
     }
 
     /// The URL as errors and logs show it: scheme, host and port, with
@@ -324,7 +375,7 @@ async fn open(url: &Url, req: Request<'_>) -> Result<hyper::Response<Incoming>, 
                 .map_err(connect)?;
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| exchange(url, e))?;
-            let io = tokio_rustls::TlsConnector::from(tls_config())
+            let io = tokio_rustls::TlsConnector::from(url.roots.clone().unwrap_or_else(tls_config))
                 .connect(name, tcp)
                 .await
                 .map_err(connect)?;
