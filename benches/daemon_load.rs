@@ -17,7 +17,9 @@
 //!
 //! Env: LOAD_RPS (default 1000), LOAD_SECONDS (default 30), CONTROL_SECONDS
 //! (default 15), BASELINE_RUNS (default 3, before and after), WARMUP_RUNS
-//! (default 10), LOAD_CONNECTIONS (default 32).
+//! (default 10), LOAD_CONNECTIONS (default 32), LOAD_TLS=1 (both daemons
+//! serve HTTPS with a certificate made here by the openssl CLI: a CA and a
+//! server certificate for 127.0.0.1; the load's connections verify it).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -48,8 +50,61 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(state: &std::path::Path) -> Daemon {
-    let config = format!("{}/config/daemon.toml", env!("CARGO_MANIFEST_DIR"));
+/// The daemons' TLS for LOAD_TLS=1: a CA and a server certificate for
+/// 127.0.0.1 made with the openssl CLI in `dir`, and the load's client
+/// settings that trust that CA.
+struct Tls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn make_tls(dir: &std::path::Path) -> Tls {
+    use rustls::pki_types::pem::PemObject;
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(&[&["req", "-x509"][..], &ec, &["-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2", "-subj", "/CN=load CA"]].concat());
+    openssl(&[&["req"][..], &ec, &["-keyout", &p("d.key"), "-out", &p("d.csr"), "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(p("d.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(&["x509", "-req", "-in", &p("d.csr"), "-CA", &p("ca.pem"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-out", &p("d.pem"), "-days", "2", "-extfile", &p("d.ext")]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p("d.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(p("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Tls {
+        cert: dir.join("d.pem"),
+        key: dir.join("d.key"),
+        client: Arc::new(client),
+    }
+}
+
+/// The client's TLS, when the daemons serve HTTPS.
+static CLIENT_TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+
+fn start_daemon(state: &std::path::Path, tls: Option<&Tls>) -> Daemon {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::create_dir_all(state).unwrap();
+    let config = state.join("daemon.toml");
+    let mut text = format!(
+        "[playbooks]\nmongo-sharded = \"{root}/config/mongo-sharded.toml\"\n[scenarios]\nbraze-us01 = \"{root}/config/scenarios/braze-us01.toml\"\n"
+    );
+    if let Some(t) = tls {
+        text = format!("tls_cert = {:?}\ntls_key = {:?}\n{text}", t.cert, t.key);
+    }
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
         .args([
             "daemon",
@@ -72,7 +127,8 @@ fn start_daemon(state: &std::path::Path) -> Daemon {
         .unwrap();
     let addr = line
         .trim()
-        .strip_prefix("listening on http://")
+        .strip_prefix("listening on ")
+        .and_then(|a| a.strip_prefix(if tls.is_some() { "https://" } else { "http://" }))
         .unwrap_or_else(|| panic!("daemon said {line:?}"))
         .to_string();
     Daemon { child, addr }
@@ -87,10 +143,24 @@ impl Conn {
     async fn open(addr: &str) -> Conn {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let sender = match CLIENT_TLS.get().cloned().flatten() {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                sender
+            }
+            Some(cfg) => {
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.unwrap();
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                sender
+            }
+        };
         Conn { sender }
     }
 
@@ -266,15 +336,18 @@ fn main() {
     let warmup_runs = env_or("WARMUP_RUNS", 10);
     let connections = env_or("LOAD_CONNECTIONS", 32);
     let state = tempfile::tempdir().unwrap();
-    let daemon = start_daemon(&state.path().join("a"));
-    let other = start_daemon(&state.path().join("b"));
+    let tls = (env_or("LOAD_TLS", 0) == 1).then(|| make_tls(state.path()));
+    CLIENT_TLS.set(tls.as_ref().map(|t| t.client.clone())).unwrap();
+    let daemon = start_daemon(&state.path().join("a"), tls.as_ref());
+    let other = start_daemon(&state.path().join("b"), tls.as_ref());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let (addr, other_addr) = (daemon.addr.clone(), other.addr.clone());
     rt.block_on(async move {
-        println!("daemon_load: {} at {addr}; {rps} status req/s for {seconds} s over {connections} connections", env!("CARGO_BIN_EXE_rekindle"));
+        let scheme = if CLIENT_TLS.get().cloned().flatten().is_some() { "https" } else { "http" };
+        println!("daemon_load: {} at {scheme}://{addr}; {rps} status req/s for {seconds} s over {connections} connections", env!("CARGO_BIN_EXE_rekindle"));
         // The other daemon holds one finished run for the control's requests.
         rehearse(&other_addr, &Mutex::new(String::new())).await;
         // A fresh daemon rehearses faster for its first few runs (a young
@@ -323,7 +396,7 @@ fn main() {
             println!("  error: {e}");
         }
         let json = serde_json::json!({
-            "rps": rps, "seconds": seconds, "answered": lat.len(), "errors": errors.len(),
+            "rps": rps, "seconds": seconds, "tls": scheme == "https", "answered": lat.len(), "errors": errors.len(),
             "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last(),
             "makespan_s": { "no_load": m0, "loaded": m1 }, "wall_s": { "no_load": w0, "loaded": w1, "load_elsewhere": wc },
         });
