@@ -60,29 +60,90 @@ struct Tls {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn make_tls(dir: &std::path::Path) -> Tls {
     use rustls::pki_types::pem::PemObject;
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    openssl(&[&["req", "-x509"][..], &ec, &["-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2", "-subj", "/CN=load CA"]].concat());
-    openssl(&[&["req"][..], &ec, &["-keyout", &p("d.key"), "-out", &p("d.csr"), "-subj", "/CN=127.0.0.1"]].concat());
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=load CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &p("d.key"),
+                "-out",
+                &p("d.csr"),
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
     std::fs::write(p("d.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(&["x509", "-req", "-in", &p("d.csr"), "-CA", &p("ca.pem"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-out", &p("d.pem"), "-days", "2", "-extfile", &p("d.ext")]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("d.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("d.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("d.ext"),
+    ]);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p("d.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(p("ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Tls {
         cert: dir.join("d.pem"),
         key: dir.join("d.key"),
@@ -91,7 +152,8 @@ fn make_tls(dir: &std::path::Path) -> Tls {
 }
 
 /// The client's TLS, when the daemons serve HTTPS.
-static CLIENT_TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+static CLIENT_TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> =
+    std::sync::OnceLock::new();
 
 fn start_daemon(state: &std::path::Path, tls: Option<&Tls>) -> Daemon {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -153,7 +215,10 @@ impl Conn {
             }
             Some(cfg) => {
                 let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-                let tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.unwrap();
+                let tls = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, tcp)
+                    .await
+                    .unwrap();
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
                     .unwrap();
@@ -337,7 +402,9 @@ fn main() {
     let connections = env_or("LOAD_CONNECTIONS", 32);
     let state = tempfile::tempdir().unwrap();
     let tls = (env_or("LOAD_TLS", 0) == 1).then(|| make_tls(state.path()));
-    CLIENT_TLS.set(tls.as_ref().map(|t| t.client.clone())).unwrap();
+    CLIENT_TLS
+        .set(tls.as_ref().map(|t| t.client.clone()))
+        .unwrap();
     let daemon = start_daemon(&state.path().join("a"), tls.as_ref());
     let other = start_daemon(&state.path().join("b"), tls.as_ref());
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -748,3 +748,106 @@ fn get_metrics_without_token(addr: &str) -> String {
     s.read_to_string(&mut text).unwrap();
     text
 }
+
+/// SSE clients that never read: the daemon holds for each at most what its
+/// socket takes (the stream is drawn from the run's history only as the
+/// socket drains), so 16 of them on a braze-us01 rehearsal (tens of
+/// thousands of events each) cost the daemon about what the rehearsal
+/// costs without them, and it answers and finishes the run meanwhile.
+/// Were each stalled stream buffered, the 16 would hold the run's events
+/// 16 times over (hundreds of MB).
+#[test]
+fn daemon_memory_stays_bounded_with_sse_clients_that_never_read() {
+    let d = start();
+    let rss_kb = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let rehearse = || {
+        let (code, v) = call(
+            &d.addr,
+            "POST",
+            "/v1/runs",
+            Some(TOKEN),
+            Some(&start_body("mongo-sharded", "braze-us01")),
+        );
+        assert_eq!(code, 201, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    };
+    let finish = |id: &str| {
+        let done = wait_for(&d.addr, id, Duration::from_secs(300), "the end", |v| {
+            v["ended_at"].is_f64()
+        });
+        assert_eq!(done["state"], "succeeded", "{done}");
+    };
+    // Two runs without clients: what one more run's history costs.
+    let id = rehearse();
+    finish(&id);
+    let after_first = rss_kb();
+    let id = rehearse();
+    finish(&id);
+    let after_second = rss_kb();
+    // A third with 16 clients that never read its events.
+    let id = rehearse();
+    // A 4 KiB receive buffer each: what the kernel holds for a client that
+    // never reads stays small, so a stream the daemon buffered would show.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stalled: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| {
+            let s = rt.block_on(async {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.set_recv_buffer_size(4096).unwrap();
+                sock.connect(d.addr.parse().unwrap()).await.unwrap()
+            });
+            let s = s.into_std().unwrap();
+            s.set_nonblocking(false).unwrap();
+            let mut w = &s;
+            w.write_all(
+                format!(
+                    "GET /v1/runs/{id}/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n\r\n",
+                    d.addr
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    finish(&id);
+    let with_stalled = rss_kb();
+    let one_run = after_second.saturating_sub(after_first);
+    let grew = with_stalled.saturating_sub(after_second);
+    assert!(
+        grew <= one_run + 64 * 1024,
+        "16 stalled SSE clients grew the daemon by {grew} kB, one run alone by {one_run} kB (RSS {after_first} → {after_second} → {with_stalled} kB)"
+    );
+    // And the streams were held, not cut: one read now gets the whole run,
+    // far more than its socket's buffers held, to its run_ended.
+    let mut s = &stalled[0];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (mut got, mut tail, mut buf) = (0usize, Vec::new(), vec![0u8; 1 << 16]);
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before run_ended after {got} bytes");
+        got += n;
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(16).any(|w| w == b"event: run_ended") {
+            break;
+        }
+        let keep = tail.len().saturating_sub(32);
+        tail.drain(..keep);
+    }
+    assert!(
+        got > 4 << 20,
+        "a braze-us01 run's events are MBs, not {got} bytes"
+    );
+    drop(stalled);
+}
