@@ -290,4 +290,47 @@ fn a_survey_of_a_simulated_fleet_before_its_recovery_finds_every_container_broke
         )),
         "{text}"
     );
+
+    // A host that does not answer is named; the others are surveyed.
+    let dir = tempfile::tempdir().unwrap();
+    let down = dir.path().join("down.toml");
+    std::fs::write(
+        &down,
+        std::fs::read_to_string(&scenario)
+            .unwrap()
+            .replace("[faults]\n", "[faults]\ndown_hosts = 1\n"),
+    )
+    .unwrap();
+    let out = rekindle(&[
+        "survey",
+        &pb,
+        "--scenario",
+        down.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let silent = doc["hosts_silent"].as_array().unwrap();
+    assert_eq!(silent.len(), 1, "{doc}");
+    let s = rekindle::scenario::Scenario::load(&down).unwrap();
+    let fleet = s.fleet();
+    let on_it = fleet
+        .all
+        .iter()
+        .filter(|c| c.host == silent[0]["host"].as_str().unwrap())
+        .count();
+    assert!(on_it > 0);
+    assert_eq!(
+        doc["findings"].as_array().unwrap().len(),
+        fleet.all.len() - on_it,
+        "every other container surveyed: {doc}"
+    );
+    let table = rekindle(&["survey", &pb, "--scenario", down.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("Docker hosts that did not answer: 1")
+            && text.contains(silent[0]["host"].as_str().unwrap()),
+        "{text}"
+    );
 }

@@ -482,6 +482,19 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
         "the failure names the container\n{ran}"
     );
     assert!(starts(&events).is_empty(), "nothing restarted: {events:?}");
+    // A survey with the wrong password: refused once by its pre-flight,
+    // not "authentication failed" as every container's finding.
+    let surveyed = rekindle(&["survey", &pb]);
+    assert_eq!(surveyed.code, Some(2), "{surveyed}");
+    let said = format!("{}{}", surveyed.stdout, surveyed.stderr);
+    assert!(
+        said.contains("authentication failed") && !said.contains("Not ok:"),
+        "{surveyed}"
+    );
+    assert!(
+        said.matches("authentication failed").count() < fleet.names.len(),
+        "named once, not per container: {surveyed}"
+    );
     for text in [&ran.stdout, &ran.stderr, &all_text_under(&state)] {
         assert!(
             !text.contains(WRONG) && !text.contains(RIGHT),

@@ -590,6 +590,25 @@ fn fakefleet_survey_finds_what_the_fleet_broke_and_run_only_broken_starts_exactl
     let stats = ff.stats();
     assert_eq!(stats["started_more_than_once"], 0, "{stats}");
     assert_eq!(stats["healthy"], 22, "{stats}");
+
+    // Again, now that nothing is broken: it says so, exits 0, restarts nothing.
+    let again = common::rekindle(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--yes",
+        "--only",
+        "broken",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(
+        again
+            .stdout
+            .contains("nothing is broken: nothing to restart"),
+        "{again}"
+    );
+    assert_eq!(ff.stats()["starts_total"], stats["starts_total"], "{again}");
     drop(ff);
     drop(unbound);
 }

@@ -406,6 +406,9 @@ async fn plan_only_broken<F: crate::pipeline::Fleet>(
         .check(true)
         .await?;
     checked.preflight.render(&mut std::io::stderr().lock())?;
+    if let Some(failed) = checked.refusal() {
+        return Err(Usage(failed).into());
+    }
     let (survey, selection) = checked.only_broken().await?;
     let (pb, inv, plan) = (&checked.playbook, &checked.inventory, &checked.plan);
     let mut out = std::io::stdout().lock();
@@ -438,12 +441,20 @@ async fn survey(args: SurveyArgs) -> anyhow::Result<()> {
             };
             let checked = prepare(world, playbook).await?.check(true).await?;
             checked.preflight.render(&mut std::io::stderr().lock())?;
+            if let Some(failed) = checked.refusal() {
+                return Err(Usage(failed).into());
+            }
             checked.survey().await
         }
         None => {
             let fleet = DockerFleet::new(args.inventory.source());
             let checked = prepare(fleet, playbook).await?.check(true).await?;
             checked.preflight.render(&mut std::io::stderr().lock())?;
+            // Wrong credentials, a refused handshake: said once, here, not
+            // as every container's finding.
+            if let Some(failed) = checked.refusal() {
+                return Err(Usage(failed).into());
+            }
             checked.survey().await
         }
     };

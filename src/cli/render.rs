@@ -309,6 +309,17 @@ pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io:
             cluster, role, n[0], n[1], n[2], n[3]
         )?;
     }
+    if !s.hosts_silent.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Docker hosts that did not answer: {} (their containers could not be listed, none is surveyed):",
+            s.hosts_silent.len()
+        )?;
+        for h in &s.hosts_silent {
+            writeln!(out, "  {}: {}", h.host, h.error)?;
+        }
+    }
     if !s.sets_without_primary.is_empty() {
         writeln!(out)?;
         writeln!(

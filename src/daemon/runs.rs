@@ -166,6 +166,7 @@ pub(super) fn survey_result(s: &Survey, sel: Option<&Selection>) -> serde_json::
         "left_alone": sel.map(Selection::left_alone),
         "by_rule": sel.map(|sel| sel.counts().iter().map(|(w, n)| json!({"why": w.describe(), "restarts": w.restarts(), "containers": n})).collect::<Vec<_>>()),
         "sets_without_primary": sel.map(Selection::sets_without_primary),
+        "hosts_silent": s.hosts_silent,
     })
 }
 
@@ -196,6 +197,9 @@ impl Daemon {
                     .await
                     .map_err(|e| e.to_string())?;
                 run.push(json!({ "event": "preflight", "checks": checked.preflight.checks }));
+                if let Some(failed) = checked.refusal() {
+                    return Err(failed);
+                }
                 Ok::<_, String>(checked.survey().await)
             };
             match surveyed.await {

@@ -96,6 +96,18 @@ pub struct Survey {
     /// Replica sets with no primary, as far as their gates can tell
     /// ([`select::without_primary`]).
     pub sets_without_primary: Vec<String>,
+    /// Docker hosts that did not answer discovery: their containers could
+    /// not even be listed, so none of them is in `findings`.
+    pub hosts_silent: Vec<SilentHost>,
+}
+
+/// A Docker host that did not answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilentHost {
+    /// Its name.
+    pub host: String,
+    /// What asking it said.
+    pub error: String,
 }
 
 impl Survey {
@@ -261,9 +273,21 @@ pub async fn survey<P: HealthProbe>(
             .await;
     findings.sort_by_key(|(order, _)| *order);
     let findings: Vec<Finding> = findings.into_iter().map(|(_, f)| f).collect();
+    let listed: std::collections::HashSet<&str> =
+        inv.containers.iter().map(|c| c.host.as_str()).collect();
     Survey {
         playbook: pb.name.clone(),
         sets_without_primary: select::without_primary(pb, &findings).into_iter().collect(),
         findings,
+        // Hosts whose containers are listed (an inventory file) have them
+        // as `unknown` findings; the others are named here.
+        hosts_silent: inv
+            .unreachable_hosts()
+            .filter(|h| !listed.contains(h.name.as_str()))
+            .map(|h| SilentHost {
+                host: h.name.clone(),
+                error: h.error.clone().unwrap_or_else(|| "no answer".into()),
+            })
+            .collect(),
     }
 }

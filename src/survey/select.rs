@@ -278,6 +278,7 @@ mod tests {
         Survey {
             playbook: "p".into(),
             sets_without_primary: vec![],
+            hosts_silent: vec![],
             findings: vec![
                 finding(0, "a", "shard", Some("a-rs0"), Ok, true),
                 finding(1, "a", "shard", Some("a-rs0"), Ok, false),
@@ -335,6 +336,7 @@ mod tests {
         let survey = Survey {
             playbook: "p".into(),
             sets_without_primary: vec![],
+            hosts_silent: vec![],
             findings: vec![
                 finding(0, "a", "shard", Some("rs"), Ok, false),
                 finding(1, "a", "shard", Some("rs"), Ok, false),
