@@ -68,22 +68,9 @@ fn tokens(
     use daemon::{Role, Token};
     let read = |f: &PathBuf, what: &str| -> anyhow::Result<String> {
         let path = base.join(f);
-        let private = |e: std::io::Error| Usage(format!("{what} {}: {e}", path.display()));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path)
-            .map_err(private)?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(Usage(format!(
-                "{what} {}: group or others may read it (mode {:o}): chmod 600 it",
-                path.display(),
-                mode & 0o777
-            ))
-            .into());
-        }
+        api::tls::private_only(&path).map_err(|e| Usage(format!("{what} {e}")))?;
         let secret = std::fs::read_to_string(&path)
-            .map_err(private)?
+            .map_err(|e| Usage(format!("{what} {}: {e}", path.display())))?
             .trim()
             .to_string();
         if secret.is_empty() {

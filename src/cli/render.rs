@@ -346,15 +346,7 @@ pub fn survey_table(out: &mut impl Write, s: &crate::survey::Survey) -> std::io:
             )?;
         }
         for f in wrong.into_iter().take(SHOWN) {
-            writeln!(
-                out,
-                "  {:<8} {} on {} ({}): {}",
-                f.verdict.as_str(),
-                f.container,
-                f.host,
-                f.role,
-                f.reason.as_deref().unwrap_or("")
-            )?;
+            finding_line(out, f)?;
         }
     }
     Ok(())
@@ -441,15 +433,7 @@ pub fn post_flight(out: &mut impl Write, s: &crate::survey::Survey) -> std::io::
         }
     )?;
     for f in wrong.iter().take(20) {
-        writeln!(
-            out,
-            "  {:<8} {} on {} ({}): {}",
-            f.verdict.as_str(),
-            f.container,
-            f.host,
-            f.role,
-            f.reason.as_deref().unwrap_or("")
-        )?;
+        finding_line(out, f)?;
     }
     if wrong.len() > 20 {
         writeln!(
@@ -459,4 +443,17 @@ pub fn post_flight(out: &mut impl Write, s: &crate::survey::Survey) -> std::io::
         )?;
     }
     Ok(())
+}
+
+/// One container that is not ok, with why.
+fn finding_line(out: &mut impl Write, f: &crate::survey::Finding) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  {:<8} {} on {} ({}): {}",
+        f.verdict.as_str(),
+        f.container,
+        f.host,
+        f.role,
+        f.reason.as_deref().unwrap_or("")
+    )
 }

@@ -237,16 +237,9 @@ fn selection_figures(
     survey: &Survey,
     sel: &Selection,
 ) -> SelectionFigures {
-    let fleet = sim.fleet();
-    let by_id: std::collections::HashMap<&str, usize> = fleet
-        .all
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
     let truth = |f: &crate::survey::Finding| {
-        let i = by_id[inv.containers[f.index as usize].id.as_str()];
-        fleet.broken[i]
+        let id = &inv.containers[f.index as usize].id;
+        sim.index_of(id).is_some_and(|i| sim.fleet().broken[i])
     };
     let found = |f: &crate::survey::Finding| f.verdict != Verdict::Ok;
     SelectionFigures {

@@ -240,6 +240,11 @@ impl SimFleet {
         self.epoch.elapsed().as_secs_f64()
     }
 
+    /// The fleet index of the container with id `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
     fn find(&self, c: &Container) -> Result<usize, RuntimeError> {
         let i = *self
             .index
