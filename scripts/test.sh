@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # terminal for the Ctrl-C test), openssl and python3 (a CA and an HTTPS
 # webhook receiver), etcd-server and etcd-client (the real etcd of the HA
 # tests, and etcdctl), protobuf-compiler and libprotobuf-dev (the `etcd`
-# feature's build generates its gRPC code with protoc). A package counts as
+# feature's build generates its gRPC code with protoc), chromium and
+# chromium-driver (the live page's browser test, over WebDriver). A package counts as
 # missing when one of its binaries is, not by the package database (a
 # package removed but not purged, or a binary deleted, still shows there);
 # missing ones are (re)installed.
@@ -23,6 +24,8 @@ declare -A BINARIES=(
   [etcd-client]="etcdctl"
   [protobuf-compiler]="protoc"
   [libprotobuf-dev]="/usr/include/google/protobuf/descriptor.proto"
+  [chromium]="/usr/lib/chromium/chromium"
+  [chromium-driver]="chromedriver"
 )
 has() {
   case "$1" in
@@ -31,7 +34,7 @@ has() {
   esac
 }
 missing=()
-for p in unbound bsdutils openssl python3 etcd-server etcd-client protobuf-compiler libprotobuf-dev; do
+for p in unbound bsdutils openssl python3 etcd-server etcd-client protobuf-compiler libprotobuf-dev chromium chromium-driver; do
   for b in ${BINARIES[$p]}; do
     if ! has "$b"; then missing+=("$p"); break; fi
   done

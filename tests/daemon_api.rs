@@ -396,6 +396,34 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     assert_eq!(last.1, "run_ended", "{last:?}");
     assert_eq!(last.2["state"], "succeeded");
     assert!(all.iter().any(|e| e.1 == "wave_started") && all.iter().any(|e| e.1 == "healthy"));
+    // For watchers: the plan's outline before the first wave, and load
+    // samples on the run's clock, the last at its end with every container
+    // healthy.
+    let plan = all
+        .iter()
+        .position(|e| e.1 == "plan")
+        .expect("a plan event");
+    let first_wave = all.iter().position(|e| e.1 == "wave_started").unwrap();
+    assert!(plan < first_wave, "the plan comes before the first wave");
+    let outline = &all[plan].2;
+    let waves = outline["waves"].as_array().unwrap();
+    let started = all.iter().filter(|e| e.1 == "wave_started").count();
+    assert_eq!(
+        waves.len(),
+        started,
+        "every wave of the plan started: {outline}"
+    );
+    assert!(waves
+        .iter()
+        .all(|w| w["role"].is_string() && w["containers"].as_u64() > Some(0)));
+    assert!(["static", "adaptive"].contains(&outline["pacing"].as_str().unwrap()));
+    let loads: Vec<_> = all.iter().filter(|e| e.1 == "load").map(|e| &e.2).collect();
+    assert!(loads.len() >= 2, "{loads:?}");
+    let at: Vec<f64> = loads.iter().map(|l| l["at_s"].as_f64().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    let end = loads.last().unwrap();
+    assert_eq!(end["healthy"], outline["containers"], "{end}");
+    assert!(end["dns_budget_qps"].as_f64().unwrap() > 0.0, "{end}");
     let ids: Vec<u64> = all.iter().map(|e| e.0).collect();
     assert_eq!(
         ids,
@@ -644,6 +672,45 @@ fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
     let body = start_body("mongo-sharded", "smoke");
 
     assert_eq!(call(&addr, "GET", "/healthz", None, None).0, 200);
+    // The live page holds no data: served without a token, locked to this
+    // origin; who a token is comes from /v1/whoami (name, never secret).
+    let page = raw_get(&addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
+    assert!(raw_get(&addr, "/page.js").starts_with("HTTP/1.1 200"));
+    assert_eq!(call(&addr, "GET", "/v1/whoami", None, None).0, 401);
+    let (code, me) = call(&addr, "GET", "/v1/whoami", v, None);
+    assert_eq!(
+        (code, &me["name"], &me["role"]),
+        (
+            200,
+            &serde_json::json!("dashboard"),
+            &serde_json::json!("viewer")
+        ),
+        "{me}"
+    );
+    let (code, me) = call(&addr, "GET", "/v1/whoami", o, None);
+    assert_eq!(
+        (code, &me["role"]),
+        (200, &serde_json::json!("operator")),
+        "{me}"
+    );
+    assert!(!me.to_string().contains("secret"), "{me}");
+    // A watched rehearsal's speed: only for rehearsals, above 0.
+    for (speed, mode) in [
+        ("0", "rehearse"),
+        ("-1", "rehearse"),
+        ("1e9", "rehearse"),
+        ("2", "plan"),
+    ] {
+        let bad = format!("{{\"playbook\":\"mongo-sharded\",\"mode\":\"{mode}\",\"scenario\":\"smoke\",\"reason\":\"x\",\"speed\":{speed}}}");
+        let (code, e) = call(&addr, "POST", "/v1/runs", o, Some(bad.as_bytes()));
+        assert_eq!(code, 400, "speed {speed} for {mode}: {e}");
+        assert!(e["error"].as_str().unwrap().starts_with("speed:"), "{e}");
+    }
     assert_eq!(
         call(&addr, "GET", "/v1/runs", None, None).0,
         401,
@@ -739,6 +806,23 @@ fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
 }
 
 /// `GET /metrics` with no Authorization header at all.
+/// A GET without a token: the raw HTTP answer, headers lowercased.
+fn raw_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    format!(
+        "{}\r\n\r\n{body}",
+        head.to_lowercase().replacen("http/1.1", "HTTP/1.1", 1)
+    )
+}
+
 fn get_metrics_without_token(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod browser;
 mod cli_help;
 mod cli_rehearse;
 mod cli_run_preflight;

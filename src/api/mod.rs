@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+pub mod page;
 pub mod tls;
 
 /// The API's description, kept in the repo (docs/openapi.json).
@@ -106,7 +107,8 @@ async fn guard(
         .extensions()
         .get::<axum::extract::ConnectInfo<tls::Remote>>()
         .map_or_else(|| "local".to_string(), |c| c.0 .0.to_string());
-    let open = route == "/healthz" || (route == "/metrics" && d.metrics_public);
+    let open =
+        route == "/healthz" || page::is_page(&route) || (route == "/metrics" && d.metrics_public);
     let reads = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
     let response = match (open, reads) {
         (false, true) => match d.authorize(bearer(req.headers()), Role::Viewer) {
@@ -138,6 +140,10 @@ fn authorized_body<T: serde::de::DeserializeOwned>(
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "ok": true })) }))
+        .route("/", get(page::index))
+        .route(page::SCRIPT, get(page::script))
+        .route(page::STYLE, get(page::style))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/playbooks", get(playbooks))
         .route("/v1/runs", get(list_runs).post(start_run))
         .route("/v1/runs/{id}", get(get_run).patch(retune_run))
@@ -156,6 +162,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(d.clone(), guard))
         .with_state(d)
+}
+
+/// Who the caller's token says it is: its name and role (what the live
+/// page shows, and whether it offers the controls).
+async fn whoami(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Json<serde_json::Value> {
+    let role = d.role(bearer(&headers)).unwrap_or(Role::Viewer);
+    Json(json!({ "name": d.actor(bearer(&headers)), "role": role }))
 }
 
 async fn playbooks(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {

@@ -62,6 +62,10 @@ pub enum RunsCommand {
         /// Continue the playbook's unfinished run (mode run).
         #[arg(long)]
         resume: bool,
+        /// Rehearse at this many times real time, for people watching it
+        /// (the live page); default: as fast as the machine goes.
+        #[arg(long)]
+        speed: Option<f64>,
         /// Then follow it like `watch`.
         #[arg(long)]
         watch: bool,
@@ -212,6 +216,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
             resume,
             watch,
             only,
+            speed,
         } => {
             let body = StartRequest {
                 playbook,
@@ -220,6 +225,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
                 reason,
                 resume,
                 only,
+                speed,
             };
             let v = c.call("POST", "/v1/runs", Some(json!(body))).await?;
             let id = v["id"].as_str().unwrap_or_default().to_string();

@@ -15,6 +15,7 @@ pub use ha::Ha;
 /// The daemon's place in an HA cluster: none without the `etcd` feature.
 #[cfg(not(feature = "etcd"))]
 pub enum Ha {}
+mod live;
 pub mod metrics;
 pub mod notify;
 mod runs;
@@ -195,7 +196,15 @@ pub struct StartRequest {
     /// survey finds broken (default: the playbook's `[policy] only`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<crate::config::Only>,
+    /// Mode rehearse: seconds of the rehearsal's clock per second of the
+    /// wall's (`10`: ten times faster than real), for a rehearsal people
+    /// watch; default: as fast as the machine goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
 }
+
+/// The fastest watched rehearsal: faster is "as fast as it goes" (no speed).
+pub const MAX_SPEED: f64 = 10_000.0;
 
 /// `PATCH /v1/runs/{id}`: a new DNS budget ceiling and/or restart rate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -430,6 +439,15 @@ impl Daemon {
         })
     }
 
+    /// What a known bearer token may do (an operator's everything where
+    /// no token is asked); `None` for an unknown one.
+    pub fn role(&self, bearer: Option<&str>) -> Option<Role> {
+        if self.tokens.is_empty() {
+            return Some(Role::Operator);
+        }
+        bearer.and_then(|b| self.token_of(b)).map(|t| t.role)
+    }
+
     /// Who calls, for the audit log: the token's name, "unauthenticated"
     /// (no token, or a wrong one), or "anonymous" when no token is asked.
     pub fn actor(&self, bearer: Option<&str>) -> String {
@@ -555,7 +573,7 @@ impl Daemon {
     /// One engine event of a run: its state, metrics, notes, the event log.
     /// Called for every event of every run (a braze rehearsal has ~45k):
     /// short locks, nothing cloned but for the rare notes.
-    fn on_event(&self, run: &Run, e: &Event) {
+    fn on_event(&self, run: &Run, e: &Event, at_s: f64) {
         if matches!(e, Event::Paused | Event::Resumed) {
             {
                 let mut v = run.view.lock().unwrap();
@@ -586,6 +604,7 @@ impl Daemon {
             });
         }
         run.push_event(e);
+        run.sample(at_s, matches!(e, Event::Finished { .. }));
     }
 
     /// Says a run started (webhooks).
@@ -693,6 +712,17 @@ impl Daemon {
                 "only: for run, rehearse and plan (a survey restarts nothing)".into(),
             ));
         }
+        match req.speed {
+            Some(_) if req.mode != Mode::Rehearse => {
+                return Err(BadRequest("speed: only for rehearse".into()))
+            }
+            Some(x) if !(x > 0.0 && x <= MAX_SPEED) => {
+                return Err(BadRequest(format!(
+                    "speed: expected rehearsal seconds per wall second, above 0 and at most {MAX_SPEED}, found {x}"
+                )))
+            }
+            _ => {}
+        }
         let journal = crate::recovery::journal_path(&runs::journal_dir(self), &pb.name);
         let run = {
             let mut runs = self.runs.lock().unwrap();
@@ -741,6 +771,7 @@ impl Daemon {
                 controls: Default::default(),
                 only: req.only,
                 started_by: Some(who.to_string()),
+                speed: req.speed,
             };
             let run = Run::new(&self.runs_dir, view, req.mode == Mode::Run).map_err(|e| {
                 Refusal::Internal(format!(

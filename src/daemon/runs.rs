@@ -114,11 +114,21 @@ pub(super) fn spawn_simulated(
         };
         set_running(&run);
         let (d2, run2) = (d.clone(), run.clone());
-        let result = crate::rehearse::rehearse(&pb, &scenario, &opts, move |e, _| {
+        let speed = run.view.lock().unwrap().speed;
+        let wall = std::time::Instant::now();
+        let result = crate::rehearse::rehearse(&pb, &scenario, &opts, move |e, at_s| {
             if let Ok(h) = rx.try_recv() {
                 run2.attach(h);
             }
-            d2.on_event(&run2, e);
+            // A watched rehearsal: its clock holds until the wall's catches
+            // up (the virtual clock stands still while this thread sleeps).
+            if let Some(speed) = speed {
+                let due = std::time::Duration::from_secs_f64(at_s / speed);
+                if let Some(wait) = due.checked_sub(wall.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            d2.on_event(&run2, e, at_s);
         });
         if let Ok(report) = &result {
             let mut summary = Vec::new();
@@ -398,7 +408,7 @@ impl Observer for Record<'_> {
         self.run.attach(handle.clone());
         set_running(self.run);
     }
-    fn event(&mut self, e: &Event, _at_s: f64) {
-        self.d.on_event(self.run, e);
+    fn event(&mut self, e: &Event, at_s: f64) {
+        self.d.on_event(self.run, e, at_s);
     }
 }

@@ -128,6 +128,9 @@ pub struct RunView {
     /// `anonymous` where no token is asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
+    /// A watched rehearsal's speed: its clock's seconds per wall second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
 }
 
 /// An operator's standing controls of a run.
@@ -225,6 +228,8 @@ pub struct Run {
     pub pause_asked: AtomicBool,
     /// A retune (DNS budget, restart rate) asked before the engine started.
     pub retune_asked: Mutex<Option<(Option<f64>, Option<f64>)>>,
+    /// Its `load` samples (the live page's figures over time).
+    sampler: Mutex<super::live::Sampler>,
     record: PathBuf,
     event_log: Mutex<Option<std::fs::File>>,
 }
@@ -269,6 +274,7 @@ impl Run {
             abort_asked: AtomicBool::new(false),
             pause_asked: AtomicBool::new(false),
             retune_asked: Mutex::new(None),
+            sampler: Mutex::new(Default::default()),
             record,
             event_log: Mutex::new(event_log),
         })
@@ -340,7 +346,20 @@ impl Run {
         } else if self.pause_asked.load(Ordering::SeqCst) {
             let _ = h.pause();
         }
+        self.push(super::live::plan_event(&h));
         *self.handle.lock().unwrap() = Some(h);
+    }
+
+    /// A `load` event, about once a second of the run's clock (`at_s`),
+    /// and at its end (`last`).
+    pub fn sample(&self, at_s: f64, last: bool) {
+        let sample = match self.handle.lock().unwrap().as_ref() {
+            Some(h) => self.sampler.lock().unwrap().sample(at_s, last, h),
+            None => None,
+        };
+        if let Some(s) = sample {
+            self.push(s);
+        }
     }
 
     /// The run's id.

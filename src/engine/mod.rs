@@ -169,6 +169,10 @@ pub struct Status {
     pub restarts: u64,
     /// The pacer's figures (set by [`Handle::status`]).
     pub pace: Option<PaceStatus>,
+    /// The resolver's own counters over the last adaptation interval, when
+    /// an adaptive budget reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<ResolverLoad>,
     /// Seconds since the run started.
     pub elapsed_s: f64,
 }
@@ -216,6 +220,44 @@ pub struct Handle {
     events: broadcast::Sender<Event>,
     record_tx: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>>,
     status: Arc<Mutex<Status>>,
+    pb: Arc<Playbook>,
+    plan: Arc<Plan>,
+}
+
+/// A run's plan as a watcher draws it: every wave with its role's name,
+/// and how its DNS is paced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outline {
+    /// The waves, by index.
+    pub waves: Vec<WaveOutline>,
+    /// Containers in the plan.
+    pub containers: usize,
+    /// `"adaptive"` or `"static"`.
+    pub pacing: &'static str,
+    /// The static budget (the adaptive one's start), in q/s.
+    pub dns_budget_qps: f64,
+    /// The resolver's capacity the playbook states, in q/s.
+    pub dns_capacity_qps: f64,
+    /// Whether the resolver's own counters are read (adaptive pacing with
+    /// `[dns.counter]`).
+    pub resolver_counted: bool,
+}
+
+/// One wave of an [`Outline`].
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveOutline {
+    /// Its index in the plan.
+    pub wave: usize,
+    /// Its role's name.
+    pub role: String,
+    /// Its group (cluster label value).
+    pub group: String,
+    /// Its containers.
+    pub containers: usize,
+    /// Waves that pass before it starts.
+    pub after: Vec<usize>,
+    /// A canary wave.
+    pub canary: bool,
 }
 
 /// A control refused because the run is closed: aborted or halted, which is
@@ -307,6 +349,31 @@ impl Handle {
         let mut s = self.status.lock().unwrap().clone();
         s.pace = Some(self.pacer.status());
         s
+    }
+
+    /// The run's plan, as a watcher draws it.
+    pub fn outline(&self) -> Outline {
+        let dns = &self.pb.dns;
+        Outline {
+            waves: self
+                .plan
+                .waves
+                .iter()
+                .map(|w| WaveOutline {
+                    wave: w.index,
+                    role: self.pb.roles[w.role].name.clone(),
+                    group: w.group.clone(),
+                    containers: w.containers.len(),
+                    after: w.after.clone(),
+                    canary: w.canary,
+                })
+                .collect(),
+            containers: self.plan.containers,
+            pacing: if dns.adaptive { "adaptive" } else { "static" },
+            dns_budget_qps: dns.budget_qps(),
+            dns_capacity_qps: dns.capacity_qps,
+            resolver_counted: dns.adaptive && dns.counter.is_some(),
+        }
     }
 }
 
@@ -507,6 +574,7 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
             failed: 0,
             restarts: 0,
             pace: None,
+            resolver: None,
             elapsed_s: 0.0,
         };
         let seed = crc32c::crc32c(pb.name.as_bytes()) as u64;
@@ -563,6 +631,8 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
             events: self.shared.events.clone(),
             record_tx: self.shared.record_tx.clone(),
             status: self.shared.status.clone(),
+            pb: self.shared.pb.clone(),
+            plan: self.shared.plan.clone(),
         }
     }
 
@@ -949,6 +1019,7 @@ async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
                     dropped_qps: sample.dropped.map(|d| d as f64 / secs),
                 };
                 s.resolver_log.lock().unwrap().push(load);
+                s.status.lock().unwrap().resolver = Some(load);
             }
             last = Some((t, now));
         }

@@ -153,7 +153,7 @@ impl Ord for Request {
 }
 
 /// Current pacing, for status snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaceStatus {
     /// The budget in force: the lower of the ceiling and the adaptive rate.
     pub dns_budget_qps: f64,
