@@ -2,7 +2,9 @@
 //! driven through chromium-driver over WebDriver (fantoccini), against a
 //! daemon rehearsing braze-us01 at a watched speed. A wrong token gets a
 //! clear message (and its trace in audit.log); a viewer sees waves advance
-//! and no control; an operator pauses from the page and the API says
+//! and no control, and a dropped stream is resumed after Last-Event-ID
+//! (nothing sent twice, every healthy event counted once); an operator
+//! pauses from the page and the API says
 //! paused, then aborts through the confirmation. The page redraws at most
 //! twice a second whatever the event rate. Screenshots are saved under
 //! target/browser/ for a person to look at. Chromedriver and the daemon
@@ -175,6 +177,29 @@ async fn sign_out(c: &Client) {
         .unwrap();
 }
 
+async fn js_f64(c: &Client, expr: &str) -> f64 {
+    c.execute(&format!("return {expr}"), vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap_or(-1.0)
+}
+
+/// A run's whole event stream as the daemon sends it (HTTP/1.0, read to
+/// the end: the stream ends after `run_ended`).
+fn all_events(addr: &str, id: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "GET /v1/runs/{id}/events HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {VIEWER}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 fn run_state(addr: &str, id: &str) -> String {
     let (code, v) = call(addr, "GET", &format!("/v1/runs/{id}"), Some(VIEWER), None);
     assert_eq!(code, 200, "{v}");
@@ -269,6 +294,26 @@ fn browser_live_page_follows_a_rehearsal_with_roles() {
                 "{redraws} redraws in {elapsed:.1} s: more than twice a second"
             );
             std::fs::write(shots().join("viewer.png"), c.screenshot().await.unwrap()).unwrap();
+            // A dropped stream: the page reconnects with Last-Event-ID, and
+            // the daemon sends only what follows (nothing twice).
+            c.execute("window.rekindle.dropStream()", vec![])
+                .await
+                .unwrap();
+            until(10, "a reconnect", || async {
+                js_f64(&c, "window.rekindle.reconnects()").await >= 1.0
+                    && text(&c, "#stream").await.starts_with("live")
+            })
+            .await;
+            let at = js_f64(&c, "window.rekindle.lastEventId()").await;
+            until(20, "events after the reconnect", || async {
+                js_f64(&c, "window.rekindle.lastEventId()").await > at
+            })
+            .await;
+            assert_eq!(
+                js_f64(&c, "window.rekindle.resent()").await,
+                0.0,
+                "events sent twice"
+            );
             sign_out(&c).await;
 
             // An operator: pause from the page, and the API says paused.
@@ -326,14 +371,27 @@ fn browser_live_page_follows_a_rehearsal_with_roles() {
                 run_state(&addr, &id) == "aborted"
             })
             .await;
-            until(10, "the page says aborted", || async {
-                text(&c, "#run-state").await == "aborted"
-            })
+            until(
+                20,
+                "the page read the stream to its end: aborted",
+                || async {
+                    text(&c, "#run-state").await == "aborted"
+                        && text(&c, "#stream").await == "ended"
+                },
+            )
             .await;
             assert_eq!(
                 count(&c, "#controls button").await,
                 0,
                 "an ended run has no controls"
+            );
+            // The page counted every healthy event of the run once: what
+            // the daemon's whole stream holds.
+            let page = js_f64(&c, "window.rekindle.healthyEvents()").await;
+            let stream = all_events(&addr, &id).matches("event: healthy\n").count();
+            assert_eq!(
+                page as usize, stream,
+                "healthy events: page {page}, stream {stream}"
             );
         }
         .await;

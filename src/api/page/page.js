@@ -121,8 +121,8 @@
   function newRun(id) {
     return { id, lastId: 0, outline: null, waves: [], groups: new Map(), restarts: 0, healthy: 0,
       failed: 0, problems: new Map(), samples: [], budget: null, ended: false, endState: null,
-      result: null, error: null, conn: 'connecting', reconnects: 0, abort: new AbortController(),
-      wavesDirty: true, problemsDirty: true, halted: null };
+      result: null, error: null, conn: 'connecting', reconnects: 0, resent: 0,
+      abort: new AbortController(), stream: null, wavesDirty: true, problemsDirty: true, halted: null };
   }
 
   function watch(id) {
@@ -141,11 +141,16 @@
 
   async function follow(R) {
     while (!R.abort.signal.aborted && !R.ended) {
+      // This connection's own abort: a dropped stream reconnects, a run
+      // no longer watched does not.
+      R.stream = new AbortController();
+      const stop = () => R.stream.abort();
+      R.abort.signal.addEventListener('abort', stop, { once: true });
       try {
         const headers = { Authorization: 'Bearer ' + S.token, Accept: 'text/event-stream' };
         if (R.lastId > 0) headers['Last-Event-ID'] = String(R.lastId);
         const r = await fetch(`/v1/runs/${encodeURIComponent(R.id)}/events`,
-          { headers, signal: R.abort.signal, cache: 'no-store', credentials: 'omit' });
+          { headers, signal: R.stream.signal, cache: 'no-store', credentials: 'omit' });
         if (r.status === 401) { signOut('The daemon no longer accepts this token (401).'); return; }
         if (!r.ok) {
           let m = r.statusText;
@@ -171,6 +176,8 @@
       } catch (e) {
         if (R.abort.signal.aborted) return;
         R.conn = `reconnecting (${e.message})`;
+      } finally {
+        R.abort.signal.removeEventListener('abort', stop);
       }
       if (R.ended) break;
       R.reconnects++;
@@ -200,7 +207,7 @@
     if (!data.length) return;
     if (id !== null) {
       const n = parseInt(id, 10);
-      if (n <= R.lastId) return;
+      if (n <= R.lastId) { R.resent++; return; }
       R.lastId = n;
     }
     let e;
@@ -504,5 +511,11 @@
     redraws: () => S.redraws,
     lastEventId: () => (S.run ? S.run.lastId : 0),
     reconnects: () => (S.run ? S.run.reconnects : 0),
+    // Events the daemon sent again after a reconnect (0: it resumed after
+    // Last-Event-ID), and the healthy events counted.
+    resent: () => (S.run ? S.run.resent : 0),
+    healthyEvents: () => (S.run ? S.run.healthy : 0),
+    // Drops the current stream as a network would: the page reconnects.
+    dropStream: () => { if (S.run && S.run.stream) S.run.stream.abort(); },
   };
 }());
