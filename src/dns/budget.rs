@@ -4,11 +4,14 @@
 //! (queries dropped is the strongest signal, then queries received), and a
 //! few probe queries (lost, slow, or queued behind others). Strain sets the
 //! knee — what the resolver served under strain: the rate less what it
-//! dropped — and cuts to 80% of it so that a queue drains; calm climbs by
-//! 15% a sample up to 92% of the knee and holds there, probing 3% higher
-//! after ten calm samples. So the rate settles under the capacity instead
-//! of halving and climbing back (a sawtooth). The rate never leaves [floor, ceiling]; the ceiling
-//! is the operator's. Pure: no clock, no I/O; the engine feeds it samples.
+//! dropped — and cuts to 80% of it so that a queue drains (92% when the
+//! drops were a burst's overflow, a few percent; a sliver under 0.2% is no
+//! strain); calm climbs by 15% a sample up to 92% of the knee and holds
+//! there, probing 3% higher after ten calm samples, in growing steps once
+//! three probes stayed calm. So the rate settles under the capacity instead
+//! of halving and climbing back (a sawtooth). The rate never leaves
+//! [floor, ceiling]; the ceiling is the operator's. Pure: no clock, no I/O;
+//! the engine feeds it samples.
 
 use futures_util::future::BoxFuture;
 use std::time::Duration;
@@ -83,8 +86,10 @@ const DRAIN: f64 = 0.8;
 const HOLD: f64 = 0.92;
 /// Calm samples at the hold before probing higher.
 const PATIENCE: u32 = 10;
-/// How much higher a probe goes.
+/// How much higher a first probe goes ...
 const PROBE_UP: f64 = 1.03;
+/// ... and the most a probe goes, after calm probes doubled the step.
+const MAX_PROBE_UP: f64 = 1.12;
 /// Samples in a row in which every probe was lost before they count as an
 /// outage (the resolver down or unreachable) rather than overload: an
 /// overloaded resolver still answers some probes over a few seconds.
@@ -94,6 +99,14 @@ const OUTAGE_SAMPLES: u32 = 3;
 /// restart's lookups in it are jitter, not overload (the drop counter says
 /// when it is).
 const BUSY: f64 = 1.1;
+/// Drops under this share of what the resolver received in a sample are
+/// not strain: a burst that overflowed a queue for a moment, not a rate
+/// above what the resolver serves.
+const TOLERATED: f64 = 0.002;
+/// Drops up to this share of what the resolver received in a sample are a
+/// burst's overflow: the rate is held under what it served, not cut to
+/// drain a queue.
+const OVERFLOW: f64 = 0.05;
 /// A standing queue: the fastest probe of a sample waited longer than this
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
@@ -130,6 +143,11 @@ pub struct BudgetController {
     /// After an outage: the rate to double back to, calm sample by calm
     /// sample (whatever the run was granted: its work is waiting).
     recover_to: Option<f64>,
+    /// The next probe's step: [`PROBE_UP`], doubled by each calm probe
+    /// from the third, back to it on strain.
+    probe_up: f64,
+    /// Probes since the last strain.
+    calm_probes: u32,
 }
 
 /// Why a sample is strain, if it is.
@@ -164,6 +182,8 @@ impl BudgetController {
             lost_run: 0,
             before_loss: None,
             recover_to: None,
+            probe_up: PROBE_UP,
+            calm_probes: 0,
         }
     }
 
@@ -192,7 +212,9 @@ impl BudgetController {
             }
             _ => false,
         };
-        if s.dropped.is_some_and(|d| d > 0) {
+        let dropping =
+            s.dropped.is_some_and(|d| d > 0) && self.dropped_share(s).is_none_or(|x| x > TOLERATED);
+        if dropping {
             Some(Strain::Dropped)
         } else if s.lost > 0 {
             Some(Strain::Lost)
@@ -203,6 +225,17 @@ impl BudgetController {
             Some(Strain::Busy)
         } else {
             None
+        }
+    }
+
+    /// The share of the queries the resolver received over the sample that
+    /// it dropped, when both counters are read.
+    fn dropped_share(&self, s: &DnsSample) -> Option<f64> {
+        match (s.dropped, s.load_qps, s.interval_s) {
+            (Some(d), Some(load), Some(secs)) if load * secs >= 1.0 => {
+                Some(d as f64 / (load * secs))
+            }
+            _ => None,
         }
     }
 
@@ -273,10 +306,16 @@ impl BudgetController {
         if let Some(why) = self.strain(&s) {
             self.calm = 0;
             self.slow = false;
+            self.probe_up = PROBE_UP;
+            self.calm_probes = 0;
             if self.since_cut > self.cooldown {
                 let knee = self.served(&s, why);
                 self.knee = Some(knee);
-                self.rate = DRAIN * knee;
+                // A few drops of what the resolver received are a burst's
+                // overflow, not a standing queue: no queue to drain, hold.
+                let overflow =
+                    why == Strain::Dropped && self.dropped_share(&s).is_some_and(|x| x <= OVERFLOW);
+                self.rate = if overflow { HOLD } else { DRAIN } * knee;
                 self.since_cut = 0;
             } else if why == Strain::Dropped {
                 // Within the cooldown, the resolver's own counters can
@@ -304,9 +343,18 @@ impl BudgetController {
                 None => self.rate *= CLIMB,
                 Some(k) if self.rate < HOLD * k => self.rate = (self.rate * CLIMB).min(HOLD * k),
                 Some(k) if self.calm >= PATIENCE => {
+                    // From the third probe that stays calm, each doubles
+                    // the next step: a knee measured low (a queue draining
+                    // under a cut) is left in tens of seconds, not minutes,
+                    // while a knee measured right is probed as gently as
+                    // before (three steps of 3% reach past it).
                     self.calm = 0;
-                    self.knee = Some(k * PROBE_UP);
-                    self.rate = HOLD * k * PROBE_UP;
+                    self.knee = Some(k * self.probe_up);
+                    self.rate = HOLD * k * self.probe_up;
+                    self.calm_probes += 1;
+                    if self.calm_probes >= 3 {
+                        self.probe_up = 1.0 + ((self.probe_up - 1.0) * 2.0).min(MAX_PROBE_UP - 1.0);
+                    }
                 }
                 Some(_) => {}
             }
@@ -558,5 +606,64 @@ mod tests {
             c.on_sample(resolver(c.rate, 600.0));
         }
         assert!(c.rate > 0.7 * 600.0 && c.rate <= 600.0 * 1.05, "{}", c.rate);
+    }
+
+    /// A resolver whose queue overflows on bursts: a sliver of drops at any
+    /// rate. Under 0.2% of what it received is not strain; up to 5% holds
+    /// the rate under what it served instead of cutting to drain a queue.
+    #[test]
+    fn a_burst_overflow_is_tolerated_or_held_not_drained() {
+        let burst = |rate: f64, share: f64| DnsSample {
+            load_qps: Some(rate),
+            dropped: Some((rate * share) as u64),
+            ..CALM
+        };
+        let mut c = BudgetController::new(1000.0, MS(250));
+        c.on_sample(CALM);
+        assert_eq!(c.rate, 1000.0);
+        assert_eq!(c.strain(&burst(1000.0, 0.001)), None, "1 drop in 1,000");
+        assert_eq!(c.on_sample(burst(1000.0, 0.001)), 1000.0);
+        assert_eq!(c.strain(&burst(1000.0, 0.02)), Some(Strain::Dropped));
+        let held = c.on_sample(burst(1000.0, 0.02));
+        assert!(
+            (held - HOLD * 980.0).abs() < 1e-6,
+            "held under what it served: {held}"
+        );
+        // A resolver that drops a third: a standing queue, drained.
+        let mut c = BudgetController::new(1000.0, MS(250));
+        c.on_sample(CALM);
+        let cut = c.on_sample(burst(1000.0, 0.33));
+        assert!((cut - DRAIN * 670.0).abs() < 1.0, "{cut}");
+    }
+
+    /// A knee measured low (the resolver served less while its queue
+    /// drained under a cut) is left in tens of samples: from the third calm
+    /// probe, each doubles the next step (3%, 3%, 3%, 6%, 12%, 12%, …).
+    #[test]
+    fn a_knee_measured_low_is_left_by_growing_probes() {
+        let mut c = BudgetController::new(4000.0, MS(250));
+        c.on_sample(CALM);
+        // Strain at 1,000 served: the knee is 1,000 though the resolver
+        // serves the whole ceiling, 4,000.
+        c.on_sample(DnsSample {
+            load_qps: Some(1500.0),
+            dropped: Some(500),
+            ..CALM
+        });
+        assert_eq!(c.knee(), Some(1000.0));
+        let mut samples = 0;
+        while c.rate < 0.9 * 4000.0 && samples < 600 {
+            c.on_sample(resolver(c.rate, 4000.0));
+            samples += 1;
+        }
+        // With a fixed 3% step it took 10 × ln(3.9)/ln(1.03) ≈ 460 samples.
+        assert!(
+            samples <= 200,
+            "{samples} samples to reach 90% of 4,000 (rate {})",
+            c.rate
+        );
+        // Strain resets the step: the next probes are gentle again.
+        c.on_sample(resolver(5000.0, 4000.0));
+        assert_eq!(c.probe_up, PROBE_UP);
     }
 }
