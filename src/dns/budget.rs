@@ -4,14 +4,17 @@
 //! (queries dropped is the strongest signal, then queries received), and a
 //! few probe queries (lost, slow, or queued behind others). Strain sets the
 //! knee — what the resolver served under strain: the rate less what it
-//! dropped — and cuts to 80% of it so that a queue drains (92% when the
-//! drops were a burst's overflow, a few percent; a sliver under 0.2% is no
-//! strain); calm climbs by 15% a sample up to 92% of the knee and holds
-//! there, probing 3% higher after ten calm samples, in growing steps once
-//! three probes stayed calm. So the rate settles under the capacity instead
-//! of halving and climbing back (a sawtooth). The rate never leaves
-//! [floor, ceiling]; the ceiling is the operator's. Pure: no clock, no I/O;
-//! the engine feeds it samples.
+//! dropped — and cuts to 80% of it so that a queue drains; calm climbs by
+//! 15% a sample up to 92% of the knee: the rate is then held. A held rate
+//! whose resolver's drop counter is read is steered by the share dropped
+//! (an integral law towards [`TOLERATED`] of the run: more dropped, lower;
+//! none, higher, slowly near the rate that last dropped and faster away
+//! from it), so a queue that overflows on bursts at any rate neither
+//! ratchets the rate down nor drops more than the run may. Without the
+//! counter, a held rate probes 3% higher after ten calm samples, in growing
+//! steps once three probes stayed calm. The rate never leaves [floor,
+//! ceiling]; the ceiling is the operator's. Pure: no clock, no I/O; the
+//! engine feeds it samples.
 
 use futures_util::future::BoxFuture;
 use std::time::Duration;
@@ -99,14 +102,31 @@ const OUTAGE_SAMPLES: u32 = 3;
 /// restart's lookups in it are jitter, not overload (the drop counter says
 /// when it is).
 const BUSY: f64 = 1.1;
-/// Drops under this share of what the resolver received in a sample are
-/// not strain: a burst that overflowed a queue for a moment, not a rate
-/// above what the resolver serves.
-const TOLERATED: f64 = 0.002;
+/// The share of queries dropped that a held rate is steered to, over the
+/// run: a queue of milliseconds overflows for a moment now and then at any
+/// rate, and the promise is the run's share (under 0.5%, which its
+/// lookups' retries absorb), not every second's. Each sample steers to
+/// twice this less the run's share so far (between a quarter of it and
+/// twice it), so the run's share tends to it.
+const TOLERATED: f64 = 0.003;
 /// Drops up to this share of what the resolver received in a sample are a
-/// burst's overflow: the rate is held under what it served, not cut to
-/// drain a queue.
+/// burst's overflow, not a standing queue to drain.
 const OVERFLOW: f64 = 0.05;
+/// Drops under this share of a sample are no strain before the rate is
+/// held: a sliver of a burst's overflow.
+const SLIVER: f64 = 0.002;
+/// The integral law's gain: a held rate moves by this many times the
+/// difference between the share steered to and the share dropped (2%
+/// dropped against 0.3%: 2.6% lower; none: 0.45% higher).
+const INTEGRAL: f64 = 1.5;
+/// The band around the rate that last dropped more than the share steered
+/// to (the cliff), from 90% to 105% of it: inside, a held rate climbs by
+/// the integral law alone; below, a quarter of the way back a sample;
+/// above, in steps that double every ten samples without a drop.
+const NEAR: (f64, f64) = (0.9, 1.05);
+/// Before the rate is held, a burst's overflow steps it down by this many
+/// times the share dropped: 1% dropped, 4% less; 5%, 20% (as a drain would).
+const GAIN: f64 = 4.0;
 /// A standing queue: the fastest probe of a sample waited longer than this
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
@@ -148,6 +168,12 @@ pub struct BudgetController {
     probe_up: f64,
     /// Probes since the last strain.
     calm_probes: u32,
+    /// Queries dropped and received over the run's samples.
+    drops_avg: Option<(f64, f64)>,
+    /// Held samples in a row without a drop.
+    dry: u32,
+    /// The rate last held when more than the tolerated share was dropped.
+    dropped_at: Option<f64>,
 }
 
 /// Why a sample is strain, if it is.
@@ -184,6 +210,9 @@ impl BudgetController {
             recover_to: None,
             probe_up: PROBE_UP,
             calm_probes: 0,
+            drops_avg: None,
+            dry: 0,
+            dropped_at: None,
         }
     }
 
@@ -212,11 +241,16 @@ impl BudgetController {
             }
             _ => false,
         };
-        let dropping =
-            s.dropped.is_some_and(|d| d > 0) && self.dropped_share(s).is_none_or(|x| x > TOLERATED);
+        // Drops are strain when a sample's share is an overload (more than
+        // a burst's overflow); a burst's overflow is strain only until the
+        // rate is held, where the share steers the rate instead.
+        let holding = self.holding(s);
+        let share = self.dropped_share(s);
+        let dropping = s.dropped.is_some_and(|d| d > 0)
+            && share.is_none_or(|x| x > OVERFLOW || (!holding && x > SLIVER));
         if dropping {
             Some(Strain::Dropped)
-        } else if s.lost > 0 {
+        } else if s.lost > 0 && !(holding && share.is_some()) {
             Some(Strain::Lost)
         } else if s.latency.is_some_and(|l| l > self.threshold) || standing {
             Some(Strain::Queue)
@@ -237,6 +271,32 @@ impl BudgetController {
             }
             _ => None,
         }
+    }
+
+    /// Whether the rate is held by the share dropped: the drop counter is
+    /// read, and the rate is at its hold under a knee.
+    fn holding(&self, s: &DnsSample) -> bool {
+        self.dropped_share(s).is_some() && self.knee.is_some_and(|k| self.rate >= HOLD * k * (1.0 - 1e-9))
+    }
+
+    /// The queries dropped and received over the run's samples with `s`,
+    /// when both counters are read.
+    fn blended(&self, s: &DnsSample) -> Option<(f64, f64)> {
+        let (Some(d), Some(load), Some(secs)) = (s.dropped, s.load_qps, s.interval_s) else {
+            return None;
+        };
+        let (d, r) = (d as f64, load * secs);
+        Some(match self.drops_avg {
+            Some((ad, ar)) => (ad + d, ar + r),
+            None => (d, r),
+        })
+    }
+
+    /// The share of queries dropped over the run's samples with `s`.
+    fn averaged_drops(&self, s: &DnsSample) -> Option<f64> {
+        self.blended(s)
+            .filter(|&(_, r)| r >= 1.0)
+            .map(|(d, r)| d / r)
     }
 
     /// A new ceiling from the operator: the rate stays under it.
@@ -264,6 +324,15 @@ impl BudgetController {
 
     /// Feeds one sample; returns the new rate.
     pub fn on_sample(&mut self, s: DnsSample) -> f64 {
+        let rate = self.step(&s);
+        if let Some(avg) = self.blended(&s) {
+            self.drops_avg = Some(avg);
+        }
+        rate
+    }
+
+    fn step(&mut self, s: &DnsSample) -> f64 {
+        let s = *s;
         if let Some(f) = s.fastest {
             self.baseline = Some(self.baseline.map_or(f, |b| b.min(f)));
         }
@@ -304,18 +373,33 @@ impl BudgetController {
             }
         }
         if let Some(why) = self.strain(&s) {
+            if why == Strain::Dropped {
+                self.dropped_at = Some(self.rate);
+            }
             self.calm = 0;
             self.slow = false;
             self.probe_up = PROBE_UP;
             self.calm_probes = 0;
             if self.since_cut > self.cooldown {
-                let knee = self.served(&s, why);
-                self.knee = Some(knee);
+                let served = self.served(&s, why);
                 // A few drops of what the resolver received are a burst's
-                // overflow, not a standing queue: no queue to drain, hold.
-                let overflow =
-                    why == Strain::Dropped && self.dropped_share(&s).is_some_and(|x| x <= OVERFLOW);
-                self.rate = if overflow { HOLD } else { DRAIN } * knee;
+                // overflow, not a standing queue: no queue to drain. The
+                // rate steps down in proportion to the share dropped (1%
+                // dropped, 4% less) and holds there: a queue of
+                // milliseconds overflows now and then at any rate, and
+                // cutting to a fraction of what was served each time
+                // ratchets the rate down to a fraction of the capacity.
+                let overflow = match why {
+                    Strain::Dropped => self.dropped_share(&s).filter(|&x| x <= OVERFLOW),
+                    _ => None,
+                };
+                if let Some(share) = overflow {
+                    self.rate = self.rate.min(served) * (1.0 - GAIN * share);
+                    self.knee = Some(self.rate / HOLD);
+                } else {
+                    self.knee = Some(served);
+                    self.rate = DRAIN * served;
+                }
                 self.since_cut = 0;
             } else if why == Strain::Dropped {
                 // Within the cooldown, the resolver's own counters can
@@ -342,6 +426,49 @@ impl BudgetController {
                 }
                 None => self.rate *= CLIMB,
                 Some(k) if self.rate < HOLD * k => self.rate = (self.rate * CLIMB).min(HOLD * k),
+                // Held, with the drop counter read: the share dropped steers
+                // the rate towards the tolerated share (an integral law):
+                // more dropped, lower; less, higher — in steps that double
+                // every ten samples without a drop.
+                Some(_) if self.dropped_share(&s).is_some() => {
+                    let x = self.dropped_share(&s).unwrap_or(0.0);
+                    if x > 0.0 {
+                        self.dry = 0;
+                    } else {
+                        self.dry += 1;
+                    }
+                    // The share to steer to: the run's tolerance, less
+                    // what the run has already spent beyond it (or plus
+                    // what it left unspent), so the run's share tends to it.
+                    let run = self.averaged_drops(&s).unwrap_or(0.0);
+                    let target = (2.0 * TOLERATED - run).clamp(TOLERATED / 4.0, 2.0 * TOLERATED);
+                    if x > target {
+                        self.dropped_at = Some(self.rate);
+                    }
+                    // Where to go from here depends on the rate that last
+                    // dropped more than the target (the cliff): well below
+                    // it, back towards it quickly (a quarter of the way a
+                    // sample); near it, gently (the target's share a
+                    // sample); above it, or with no cliff seen, in steps
+                    // that double every ten samples without a drop.
+                    let climb = match self.dropped_at {
+                        Some(cliff) if self.rate < NEAR.0 * cliff => {
+                            ((NEAR.0 * cliff / self.rate - 1.0) / 4.0).min(CLIMB - 1.0)
+                        }
+                        Some(cliff) if self.rate <= NEAR.1 * cliff => 0.0,
+                        _ => INTEGRAL * target * (f64::from(1u32 << (self.dry / PATIENCE).min(3)) - 1.0),
+                    };
+                    let step = if x > 0.0 {
+                        INTEGRAL * (target - x)
+                    } else {
+                        INTEGRAL * target + climb
+                    };
+                    let used = s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate);
+                    if step < 0.0 || used {
+                        self.rate *= 1.0 + step.max(-OVERFLOW);
+                        self.knee = Some(self.rate / HOLD);
+                    }
+                }
                 Some(k) if self.calm >= PATIENCE => {
                     // From the third probe that stays calm, each doubles
                     // the next step: a knee measured low (a queue draining
@@ -421,8 +548,10 @@ mod tests {
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         assert!(lo >= 315.0 && hi <= 410.0, "settled between {lo} and {hi}");
-        let over = tail.iter().filter(|&&r| r > 400.0).count();
-        assert!(over <= 5, "{over} of 150 samples above the capacity");
+        // It may graze the capacity, but drops under the tolerated share.
+        let sent: f64 = tail.iter().sum();
+        let dropped: f64 = tail.iter().map(|&r| (r - 400.0).max(0.0).floor()).sum();
+        assert!(dropped / sent <= TOLERATED, "dropped {dropped} of {sent}");
         let mean = tail.iter().sum::<f64>() / tail.len() as f64;
         assert!(mean > 0.88 * 400.0, "mean {mean}");
     }
@@ -450,8 +579,13 @@ mod tests {
             mean > 0.88 * 400.0,
             "the resolver receives {mean} on average"
         );
-        let over = tail.iter().filter(|&&r| r > 400.0).count();
-        assert!(over <= 5, "{over} of 150 samples above the capacity");
+        let sent: f64 = tail.iter().sum();
+        let dropped: f64 = tail.iter().map(|&r| (r - 400.0).max(0.0).floor()).sum();
+        assert!(dropped / sent <= TOLERATED, "dropped {dropped} of {sent}");
+        assert!(
+            tail.iter().all(|&r| r <= 410.0),
+            "at most a sliver above the capacity"
+        );
     }
 
     #[test]
@@ -623,11 +757,11 @@ mod tests {
         assert_eq!(c.rate, 1000.0);
         assert_eq!(c.strain(&burst(1000.0, 0.001)), None, "1 drop in 1,000");
         assert_eq!(c.on_sample(burst(1000.0, 0.001)), 1000.0);
-        assert_eq!(c.strain(&burst(1000.0, 0.02)), Some(Strain::Dropped));
-        let held = c.on_sample(burst(1000.0, 0.02));
+        assert_eq!(c.strain(&burst(1000.0, 0.03)), Some(Strain::Dropped));
+        let held = c.on_sample(burst(1000.0, 0.03));
         assert!(
-            (held - HOLD * 980.0).abs() < 1e-6,
-            "held under what it served: {held}"
+            (held - 970.0 * (1.0 - GAIN * 0.03)).abs() < 1e-6,
+            "stepped down in proportion to the share dropped: {held}"
         );
         // A resolver that drops a third: a standing queue, drained.
         let mut c = BudgetController::new(1000.0, MS(250));
@@ -665,5 +799,46 @@ mod tests {
         // Strain resets the step: the next probes are gentle again.
         c.on_sample(resolver(5000.0, 4000.0));
         assert_eq!(c.probe_up, PROBE_UP);
+    }
+
+    /// A resolver behind a queue of milliseconds: bursts overflow it now
+    /// and then at any rate, more often the higher the rate (here 2% of a
+    /// second dropped, in a share of the seconds that grows from 0 at 1,800
+    /// q/s to all of them at 2,800: 0.5% of the run dropped at 2,050). The
+    /// held rate is steered by the share dropped: it neither ratchets down
+    /// with each burst (cut to 92% of what was served, the rate sank to a
+    /// fraction of the capacity) nor drops more than the tolerance.
+    #[test]
+    fn bursts_behind_a_small_queue_steer_the_rate_without_a_ratchet() {
+        let mut c = BudgetController::new(4000.0, MS(250));
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut coin = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut sent, mut dropped, mut rates) = (0.0, 0.0, Vec::new());
+        for _ in 0..600 {
+            let rate = c.rate;
+            let p = ((rate - 1800.0) / 1000.0).clamp(0.0, 1.0);
+            let d = if coin() < p { (0.02 * rate).floor() } else { 0.0 };
+            sent += rate;
+            dropped += d;
+            rates.push(rate);
+            c.on_sample(DnsSample {
+                load_qps: Some(rate),
+                dropped: Some(d as u64),
+                ..CALM
+            });
+        }
+        let share = dropped / sent;
+        assert!(share < 0.005, "dropped {:.3}% of the run", 100.0 * share);
+        let tail = &rates[100..];
+        let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+        assert!(
+            mean > 0.9 * 2050.0,
+            "held at {mean:.0} q/s on average, where 2,050 drops 0.5%"
+        );
     }
 }
