@@ -276,7 +276,10 @@ impl BudgetController {
     /// Whether the rate is held by the share dropped: the drop counter is
     /// read, and the rate is at its hold under a knee.
     fn holding(&self, s: &DnsSample) -> bool {
-        self.dropped_share(s).is_some() && self.knee.is_some_and(|k| self.rate >= HOLD * k * (1.0 - 1e-9))
+        self.dropped_share(s).is_some()
+            && self
+                .knee
+                .is_some_and(|k| self.rate >= HOLD * k * (1.0 - 1e-9))
     }
 
     /// The queries dropped and received over the run's samples with `s`,
@@ -456,7 +459,11 @@ impl BudgetController {
                             ((NEAR.0 * cliff / self.rate - 1.0) / 4.0).min(CLIMB - 1.0)
                         }
                         Some(cliff) if self.rate <= NEAR.1 * cliff => 0.0,
-                        _ => INTEGRAL * target * (f64::from(1u32 << (self.dry / PATIENCE).min(3)) - 1.0),
+                        _ => {
+                            INTEGRAL
+                                * target
+                                * (f64::from(1u32 << (self.dry / PATIENCE).min(3)) - 1.0)
+                        }
                     };
                     let step = if x > 0.0 {
                         INTEGRAL * (target - x)
@@ -822,7 +829,11 @@ mod tests {
         for _ in 0..600 {
             let rate = c.rate;
             let p = ((rate - 1800.0) / 1000.0).clamp(0.0, 1.0);
-            let d = if coin() < p { (0.02 * rate).floor() } else { 0.0 };
+            let d = if coin() < p {
+                (0.02 * rate).floor()
+            } else {
+                0.0
+            };
             sent += rate;
             dropped += d;
             rates.push(rate);
