@@ -47,6 +47,10 @@
 #                     wall time, CPU and peak RSS (from /proc), its verdicts
 #                     against the fake fleet's count of what it broke, and
 #                     the connections each fake host saw.
+#   CLAIM=F           the playbook claims F × the scenario's capacity (e.g.
+#                     CLAIM=2: twice what unbound serves), static budgets
+#                     and the adaptive ceiling following the claim; unbound
+#                     keeps the scenario's limit.
 #   KEEP=1            keep the work directory (playbooks, logs, reports,
 #                     result.json of each run).
 #   FAULTS=JSON       faults the fake fleet injects from the start (its
@@ -395,6 +399,9 @@ if "counter" in pb.get("dns", {}) and section(text.split("\n"), "dns.counter") i
 # The bench's unbound is the only resolver there is: rekindle's probes go
 # to it, for a name of its zone, and its counters are read.
 text = set_key(text, "dns", "probe_name", json.dumps(probe))
+claim = __import__("os").environ.get("CLAIM")
+if claim:
+    text = set_key(text, "dns", "capacity_qps", f'{float(claim) * sc["dns"]["capacity_qps"]:g}')
 if pacing != "default":
     text = set_key(text, "dns", "adaptive", "false")
     text = set_key(text, "dns", "headroom", pacing)

@@ -7,6 +7,8 @@
 //!
 //! The fleet: `realpath-small`'s shape scaled to 2,000 containers on 50
 //! hosts, with light DNS (the resolver is not what is tested here).
+//! `REKINDLE_HA_CLUSTERS=160` doubles it (4,000 containers on 100 hosts),
+//! for docs/ha.md's figures at size.
 
 #![cfg(feature = "etcd")]
 
@@ -35,14 +37,21 @@ struct World {
 }
 
 fn world() -> World {
+    let clusters: u32 = std::env::var("REKINDLE_HA_CLUSTERS")
+        .ok()
+        .map(|c| c.parse().expect("REKINDLE_HA_CLUSTERS is a number"))
+        .unwrap_or(80);
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/benches/scenarios/realpath-small.toml"
     ))
     .unwrap()
     .replace("name = \"realpath-small\"", "name = \"ha-2k\"")
-    .replace("hosts = 10", "hosts = 50")
-    .replace("count = 10", "count = 80")
+    .replace(
+        "hosts = 10",
+        &format!("hosts = {}", (clusters * 5).div_ceil(8)),
+    )
+    .replace("count = 10", &format!("count = {clusters}"))
     .replace("routers = 25", "routers = 10")
     .replace("router = 41", "router = 5")
     .replace("capacity_qps = 300", "capacity_qps = 4000");

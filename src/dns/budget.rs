@@ -335,11 +335,28 @@ impl BudgetController {
     }
 
     fn step(&mut self, s: &DnsSample) -> f64 {
-        let s = *s;
         if let Some(f) = s.fastest {
             self.baseline = Some(self.baseline.map_or(f, |b| b.min(f)));
         }
         self.since_cut = self.since_cut.saturating_add(1);
+        if let Some(rate) = self.outage(s) {
+            return rate;
+        }
+        match self.strain(s) {
+            Some(why) => self.on_strain(s, why),
+            None => self.on_calm(s),
+        }
+        self.rate = self.rate.clamp(self.floor, self.ceiling);
+        if self.rate >= self.ceiling {
+            self.slow = false;
+        }
+        self.rate
+    }
+
+    /// Every probe lost: after [`OUTAGE_SAMPLES`] in a row the resolver is
+    /// down, and the rate holds the floor; back from it, the rate doubles
+    /// towards the one before it. `Some(rate)` when that decides.
+    fn outage(&mut self, s: &DnsSample) -> Option<f64> {
         if s.probes > 0 && s.lost == s.probes {
             if self.lost_run == 0 {
                 self.before_loss = Some((self.rate, self.knee));
@@ -356,148 +373,143 @@ impl BudgetController {
                 self.rate = self.floor;
                 self.calm = 0;
                 self.since_cut = 0;
-                return self.rate;
+                return Some(self.rate);
             }
+            return None;
+        }
+        self.lost_run = 0;
+        self.before_loss = None;
+        let target = self.recover_to?;
+        if self.strain(s).is_some() {
+            self.recover_to = None;
+            return None;
+        }
+        // Back from an outage: double towards the rate that worked
+        // before it.
+        self.calm += 1;
+        self.rate = (self.rate * SLOW_CLIMB).min(target).min(self.ceiling);
+        if self.rate >= target {
+            self.recover_to = None;
+        }
+        Some(self.rate)
+    }
+
+    /// Strain: set the knee and cut (once per cooldown, but for a cut
+    /// that fell short).
+    fn on_strain(&mut self, s: &DnsSample, why: Strain) {
+        if why == Strain::Dropped {
+            self.dropped_at = Some(self.rate);
+        }
+        self.calm = 0;
+        self.slow = false;
+        self.probe_up = PROBE_UP;
+        self.calm_probes = 0;
+        let served = self.served(s, why);
+        if self.since_cut > self.cooldown {
+            // A few drops of what the resolver received are a burst's
+            // overflow, not a standing queue: no queue to drain. The rate
+            // steps down in proportion to the share dropped (1% dropped, 4%
+            // less) and holds there: a queue of milliseconds overflows now
+            // and then at any rate, and cutting to a fraction of what was
+            // served each time ratchets the rate down to a fraction of the
+            // capacity.
+            let overflow = match why {
+                Strain::Dropped => self.dropped_share(s).filter(|&x| x <= OVERFLOW),
+                _ => None,
+            };
+            if let Some(share) = overflow {
+                self.rate = self.rate.min(served) * (1.0 - GAIN * share);
+                self.knee = Some(self.rate / HOLD);
+            } else {
+                self.knee = Some(served);
+                self.rate = DRAIN * served;
+            }
+            self.since_cut = 0;
+        } else if why == Strain::Dropped && served < DRAIN * self.rate {
+            // Within the cooldown, the resolver's own counters can still
+            // show that the cut fell short: it keeps dropping and serves
+            // well under the rate (a short sample, or a queue that absorbed
+            // the first burst, overstated the knee).
+            self.knee = Some(served);
+            self.rate = DRAIN * served;
+            self.since_cut = 0;
+        }
+    }
+
+    /// No strain: double in slow start, climb to the hold, then steer by
+    /// the share dropped (with the drop counter) or probe higher.
+    fn on_calm(&mut self, s: &DnsSample) {
+        self.calm += 1;
+        match self.knee {
+            // Before the first strain the rate doubles, but only a rate the
+            // run used (at least half of it granted over the sample): an
+            // idle rate proves nothing about the resolver.
+            None if self.slow => {
+                if s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate) {
+                    self.rate *= SLOW_CLIMB;
+                }
+            }
+            None => self.rate *= CLIMB,
+            Some(k) if self.rate < HOLD * k => self.rate = (self.rate * CLIMB).min(HOLD * k),
+            Some(_) if self.dropped_share(s).is_some() => self.steer(s),
+            Some(k) if self.calm >= PATIENCE => {
+                // From the third probe that stays calm, each doubles the
+                // next step: a knee measured low (a queue draining under a
+                // cut) is left in tens of seconds, not minutes, while a
+                // knee measured right is probed as gently as before (three
+                // steps of 3% reach past it).
+                self.calm = 0;
+                self.knee = Some(k * self.probe_up);
+                self.rate = HOLD * k * self.probe_up;
+                self.calm_probes += 1;
+                if self.calm_probes >= 3 {
+                    self.probe_up = 1.0 + ((self.probe_up - 1.0) * 2.0).min(MAX_PROBE_UP - 1.0);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Held, with the drop counter read: the share dropped steers the rate
+    /// towards the tolerated share (an integral law): more dropped, lower;
+    /// less, higher.
+    fn steer(&mut self, s: &DnsSample) {
+        let x = self.dropped_share(s).unwrap_or(0.0);
+        if x > 0.0 {
+            self.dry = 0;
         } else {
-            self.lost_run = 0;
-            self.before_loss = None;
-            if let Some(target) = self.recover_to {
-                if self.strain(&s).is_none() {
-                    // Back from an outage: double towards the rate that
-                    // worked before it.
-                    self.calm += 1;
-                    self.rate = (self.rate * SLOW_CLIMB).min(target).min(self.ceiling);
-                    if self.rate >= target {
-                        self.recover_to = None;
-                    }
-                    return self.rate;
-                }
-                self.recover_to = None;
-            }
+            self.dry += 1;
         }
-        if let Some(why) = self.strain(&s) {
-            if why == Strain::Dropped {
-                self.dropped_at = Some(self.rate);
+        // The share to steer to: the run's tolerance, less what the run has
+        // already spent beyond it (or plus what it left unspent), so the
+        // run's share tends to it.
+        let run = self.averaged_drops(s).unwrap_or(0.0);
+        let target = (2.0 * TOLERATED - run).clamp(TOLERATED / 4.0, 2.0 * TOLERATED);
+        if x > target {
+            self.dropped_at = Some(self.rate);
+        }
+        // Where to go from here depends on the rate that last dropped more
+        // than the target (the cliff): well below it, back towards it
+        // quickly (a quarter of the way a sample); near it, gently (the
+        // target's share a sample); above it, or with no cliff seen, in
+        // steps that double every ten samples without a drop.
+        let climb = match self.dropped_at {
+            Some(cliff) if self.rate < NEAR.0 * cliff => {
+                ((NEAR.0 * cliff / self.rate - 1.0) / 4.0).min(CLIMB - 1.0)
             }
-            self.calm = 0;
-            self.slow = false;
-            self.probe_up = PROBE_UP;
-            self.calm_probes = 0;
-            if self.since_cut > self.cooldown {
-                let served = self.served(&s, why);
-                // A few drops of what the resolver received are a burst's
-                // overflow, not a standing queue: no queue to drain. The
-                // rate steps down in proportion to the share dropped (1%
-                // dropped, 4% less) and holds there: a queue of
-                // milliseconds overflows now and then at any rate, and
-                // cutting to a fraction of what was served each time
-                // ratchets the rate down to a fraction of the capacity.
-                let overflow = match why {
-                    Strain::Dropped => self.dropped_share(&s).filter(|&x| x <= OVERFLOW),
-                    _ => None,
-                };
-                if let Some(share) = overflow {
-                    self.rate = self.rate.min(served) * (1.0 - GAIN * share);
-                    self.knee = Some(self.rate / HOLD);
-                } else {
-                    self.knee = Some(served);
-                    self.rate = DRAIN * served;
-                }
-                self.since_cut = 0;
-            } else if why == Strain::Dropped {
-                // Within the cooldown, the resolver's own counters can
-                // still show that the cut fell short: it keeps dropping and
-                // serves well under the rate (a short sample, or a queue
-                // that absorbed the first burst, overstated the knee).
-                let served = self.served(&s, why);
-                if served < DRAIN * self.rate {
-                    self.knee = Some(served);
-                    self.rate = DRAIN * served;
-                    self.since_cut = 0;
-                }
-            }
+            Some(cliff) if self.rate <= NEAR.1 * cliff => 0.0,
+            _ => INTEGRAL * target * (f64::from(1u32 << (self.dry / PATIENCE).min(3)) - 1.0),
+        };
+        let step = if x > 0.0 {
+            INTEGRAL * (target - x)
         } else {
-            self.calm += 1;
-            match self.knee {
-                // Before the first strain the rate doubles, but only a
-                // rate the run used (at least half of it granted over the
-                // sample): an idle rate proves nothing about the resolver.
-                None if self.slow => {
-                    if s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate) {
-                        self.rate *= SLOW_CLIMB;
-                    }
-                }
-                None => self.rate *= CLIMB,
-                Some(k) if self.rate < HOLD * k => self.rate = (self.rate * CLIMB).min(HOLD * k),
-                // Held, with the drop counter read: the share dropped steers
-                // the rate towards the tolerated share (an integral law):
-                // more dropped, lower; less, higher — in steps that double
-                // every ten samples without a drop.
-                Some(_) if self.dropped_share(&s).is_some() => {
-                    let x = self.dropped_share(&s).unwrap_or(0.0);
-                    if x > 0.0 {
-                        self.dry = 0;
-                    } else {
-                        self.dry += 1;
-                    }
-                    // The share to steer to: the run's tolerance, less
-                    // what the run has already spent beyond it (or plus
-                    // what it left unspent), so the run's share tends to it.
-                    let run = self.averaged_drops(&s).unwrap_or(0.0);
-                    let target = (2.0 * TOLERATED - run).clamp(TOLERATED / 4.0, 2.0 * TOLERATED);
-                    if x > target {
-                        self.dropped_at = Some(self.rate);
-                    }
-                    // Where to go from here depends on the rate that last
-                    // dropped more than the target (the cliff): well below
-                    // it, back towards it quickly (a quarter of the way a
-                    // sample); near it, gently (the target's share a
-                    // sample); above it, or with no cliff seen, in steps
-                    // that double every ten samples without a drop.
-                    let climb = match self.dropped_at {
-                        Some(cliff) if self.rate < NEAR.0 * cliff => {
-                            ((NEAR.0 * cliff / self.rate - 1.0) / 4.0).min(CLIMB - 1.0)
-                        }
-                        Some(cliff) if self.rate <= NEAR.1 * cliff => 0.0,
-                        _ => {
-                            INTEGRAL
-                                * target
-                                * (f64::from(1u32 << (self.dry / PATIENCE).min(3)) - 1.0)
-                        }
-                    };
-                    let step = if x > 0.0 {
-                        INTEGRAL * (target - x)
-                    } else {
-                        INTEGRAL * target + climb
-                    };
-                    let used = s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate);
-                    if step < 0.0 || used {
-                        self.rate *= 1.0 + step.max(-OVERFLOW);
-                        self.knee = Some(self.rate / HOLD);
-                    }
-                }
-                Some(k) if self.calm >= PATIENCE => {
-                    // From the third probe that stays calm, each doubles
-                    // the next step: a knee measured low (a queue draining
-                    // under a cut) is left in tens of seconds, not minutes,
-                    // while a knee measured right is probed as gently as
-                    // before (three steps of 3% reach past it).
-                    self.calm = 0;
-                    self.knee = Some(k * self.probe_up);
-                    self.rate = HOLD * k * self.probe_up;
-                    self.calm_probes += 1;
-                    if self.calm_probes >= 3 {
-                        self.probe_up = 1.0 + ((self.probe_up - 1.0) * 2.0).min(MAX_PROBE_UP - 1.0);
-                    }
-                }
-                Some(_) => {}
-            }
+            INTEGRAL * target + climb
+        };
+        let used = s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate);
+        if step < 0.0 || used {
+            self.rate *= 1.0 + step.max(-OVERFLOW);
+            self.knee = Some(self.rate / HOLD);
         }
-        self.rate = self.rate.clamp(self.floor, self.ceiling);
-        if self.rate >= self.ceiling {
-            self.slow = false;
-        }
-        self.rate
     }
 }
 
