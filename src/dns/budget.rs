@@ -169,7 +169,7 @@ pub struct BudgetController {
     /// Probes since the last strain.
     calm_probes: u32,
     /// Queries dropped and received over the run's samples.
-    drops_avg: Option<(f64, f64)>,
+    run_drops: Option<(f64, f64)>,
     /// Held samples in a row without a drop.
     dry: u32,
     /// The rate last held when more than the tolerated share was dropped.
@@ -210,7 +210,7 @@ impl BudgetController {
             recover_to: None,
             probe_up: PROBE_UP,
             calm_probes: 0,
-            drops_avg: None,
+            run_drops: None,
             dry: 0,
             dropped_at: None,
         }
@@ -284,20 +284,20 @@ impl BudgetController {
 
     /// The queries dropped and received over the run's samples with `s`,
     /// when both counters are read.
-    fn blended(&self, s: &DnsSample) -> Option<(f64, f64)> {
+    fn with_run(&self, s: &DnsSample) -> Option<(f64, f64)> {
         let (Some(d), Some(load), Some(secs)) = (s.dropped, s.load_qps, s.interval_s) else {
             return None;
         };
         let (d, r) = (d as f64, load * secs);
-        Some(match self.drops_avg {
+        Some(match self.run_drops {
             Some((ad, ar)) => (ad + d, ar + r),
             None => (d, r),
         })
     }
 
     /// The share of queries dropped over the run's samples with `s`.
-    fn averaged_drops(&self, s: &DnsSample) -> Option<f64> {
-        self.blended(s)
+    fn run_share(&self, s: &DnsSample) -> Option<f64> {
+        self.with_run(s)
             .filter(|&(_, r)| r >= 1.0)
             .map(|(d, r)| d / r)
     }
@@ -328,8 +328,8 @@ impl BudgetController {
     /// Feeds one sample; returns the new rate.
     pub fn on_sample(&mut self, s: DnsSample) -> f64 {
         let rate = self.step(&s);
-        if let Some(avg) = self.blended(&s) {
-            self.drops_avg = Some(avg);
+        if let Some(run) = self.with_run(&s) {
+            self.run_drops = Some(run);
         }
         rate
     }
@@ -483,7 +483,7 @@ impl BudgetController {
         // The share to steer to: the run's tolerance, less what the run has
         // already spent beyond it (or plus what it left unspent), so the
         // run's share tends to it.
-        let run = self.averaged_drops(s).unwrap_or(0.0);
+        let run = self.run_share(s).unwrap_or(0.0);
         let target = (2.0 * TOLERATED - run).clamp(TOLERATED / 4.0, 2.0 * TOLERATED);
         if x > target {
             self.dropped_at = Some(self.rate);
