@@ -38,8 +38,8 @@ pub struct DnsSample {
     /// Queries the resolver dropped over the interval (rate limit, full
     /// queue), when its drop counter is read.
     pub dropped: Option<u64>,
-    /// Lookups the pacer granted per second over the interval: how much of
-    /// the rate the run used.
+    /// Lookups the pacer granted per second over the interval, with the
+    /// probe queries sent: how much of the rate the run used.
     pub granted_qps: Option<f64>,
     /// The window (seconds) the pacer holds its rate over: one second
     /// widened by the spread of start calls. The pacer grants the rate per
@@ -73,12 +73,24 @@ pub trait DnsProbe: Send + Sync + 'static {
 /// The rate starts at this fraction of the ceiling: the capacity the
 /// playbook claims is unverified ...
 const START: f64 = 0.5;
-/// ... and doubles with each calm sample the run used, until the first
-/// strain or the ceiling. (Starting lower, 1/128 of the ceiling, with
-/// doubling every quarter interval, cut the first burst on a resolver 125
-/// times weaker than claimed but cost up to 30% on resolvers half as strong
-/// as claimed, whose queues hid the overshoot: `scripts/bench-dns-variants.sh`.)
-const SLOW_CLIMB: f64 = 2.0;
+/// ... and grows by a quarter with each calm sample the run used, until
+/// the first strain or the ceiling: a resolver half as strong as claimed
+/// serves the start, and a doubling from it sends twice what it serves for
+/// a second (half of it dropped, and its retries dropped again).
+/// (Starting lower, 1/128 of the ceiling, with doubling every quarter
+/// interval, cut the first burst on a resolver 125 times weaker than
+/// claimed but cost up to 30% on resolvers half as strong as claimed,
+/// whose queues hid the overshoot: `scripts/bench-dns-variants.sh`.)
+const SLOW_CLIMB: f64 = 1.25;
+/// The slow start grows only a rate the run used: at least this share of
+/// it granted over the sample's window ...
+const USED: f64 = 0.5;
+/// ... and to at most this many times what the resolver received over the
+/// window, when its counter is read: starts land their lookups seconds
+/// after they are granted, so what was granted is not yet what was served.
+const SERVED_UP: f64 = 1.25;
+/// Back from an outage, the rate doubles towards the one before it.
+const RECOVER: f64 = 2.0;
 /// Calm after slow start: multiply the rate by this per sample, below the knee.
 const CLIMB: f64 = 1.15;
 /// The rate never goes below this fraction of the ceiling.
@@ -174,6 +186,9 @@ pub struct BudgetController {
     dry: u32,
     /// The rate last held when more than the tolerated share was dropped.
     dropped_at: Option<f64>,
+    /// Room left for the retries of what the resolver dropped, in q/s per
+    /// window: the drops of the last sample, and half the room before.
+    reserve: f64,
 }
 
 /// Why a sample is strain, if it is.
@@ -213,7 +228,15 @@ impl BudgetController {
             run_drops: None,
             dry: 0,
             dropped_at: None,
+            reserve: 0.0,
         }
+    }
+
+    /// The rate to grant lookups at: the rate less the room kept for the
+    /// retries of what the resolver dropped (a dropped lookup is asked
+    /// again a second or two later, on top of what the pacer grants).
+    pub fn paced(&self) -> f64 {
+        (self.rate - self.reserve).max(self.floor)
     }
 
     /// Whether the controller holds its rate at the floor through a
@@ -252,7 +275,12 @@ impl BudgetController {
             Some(Strain::Dropped)
         } else if s.lost > 0 && !(holding && share.is_some()) {
             Some(Strain::Lost)
-        } else if s.latency.is_some_and(|l| l > self.threshold) || standing {
+        } else if (s.latency.is_some_and(|l| l > self.threshold) || standing)
+            && !(self.slow && s.dropped == Some(0) && s.load_qps.is_some())
+        {
+            // In the start, a queue that dropped nothing is a burst's: the
+            // counters would show a queue that overflows, and a cut for a
+            // burst's latency ends the start at a fraction of the capacity.
             Some(Strain::Queue)
         } else if matches!((s.load_qps, self.capacity), (Some(load), Some(cap)) if load > BUSY * cap)
         {
@@ -331,6 +359,11 @@ impl BudgetController {
         if let Some(run) = self.with_run(&s) {
             self.run_drops = Some(run);
         }
+        let dropped = match (s.dropped, s.interval_s) {
+            (Some(d), Some(secs)) if secs > 0.0 => d as f64 / secs,
+            _ => 0.0,
+        };
+        self.reserve = 0.5 * self.reserve + dropped * s.window_s.unwrap_or(1.0).max(1.0);
         rate
     }
 
@@ -387,7 +420,7 @@ impl BudgetController {
         // Back from an outage: double towards the rate that worked
         // before it.
         self.calm += 1;
-        self.rate = (self.rate * SLOW_CLIMB).min(target).min(self.ceiling);
+        self.rate = (self.rate * RECOVER).min(target).min(self.ceiling);
         if self.rate >= target {
             self.recover_to = None;
         }
@@ -441,12 +474,16 @@ impl BudgetController {
     fn on_calm(&mut self, s: &DnsSample) {
         self.calm += 1;
         match self.knee {
-            // Before the first strain the rate doubles, but only a rate the
-            // run used (at least half of it granted over the sample): an
-            // idle rate proves nothing about the resolver.
+            // Before the first strain the rate grows, but only a rate the
+            // run used (an idle rate proves nothing about the resolver),
+            // and to at most a quarter above what the resolver received.
             None if self.slow => {
-                if s.granted_qps.is_none_or(|g| g >= 0.5 * self.rate) {
-                    self.rate *= SLOW_CLIMB;
+                let window = s.window_s.unwrap_or(1.0).max(1.0);
+                if s.granted_qps.is_none_or(|g| g * window >= USED * self.rate) {
+                    let served = s
+                        .load_qps
+                        .map_or(f64::MAX, |load| SERVED_UP * load * window);
+                    self.rate = (self.rate * SLOW_CLIMB).min(served.max(self.rate));
                 }
             }
             None => self.rate *= CLIMB,
@@ -541,9 +578,13 @@ mod tests {
     }
 
     #[test]
-    fn starts_at_half_doubles_and_never_passes_the_ceiling() {
+    fn starts_at_half_grows_by_a_quarter_and_never_passes_the_ceiling() {
         let mut c = BudgetController::new(1024.0, MS(250));
         assert_eq!(c.rate, 512.0);
+        assert!(c.in_slow_start());
+        assert_eq!(c.on_sample(CALM), 640.0);
+        assert_eq!(c.on_sample(CALM), 800.0);
+        assert_eq!(c.on_sample(CALM), 1000.0);
         assert!(c.in_slow_start());
         assert_eq!(c.on_sample(CALM), 1024.0);
         assert!(!c.in_slow_start(), "the ceiling ends the start");
@@ -551,6 +592,84 @@ mod tests {
             c.on_sample(CALM);
         }
         assert_eq!(c.rate, 1024.0, "never above the ceiling");
+    }
+
+    /// The playbook claims twice what the resolver serves (a per-second
+    /// limit, no queue to warn): the start is the truth, and each step of
+    /// the start sends at most a quarter more than the resolver received.
+    /// The drops' retries get room: the rate granted leaves it.
+    #[test]
+    fn a_resolver_half_as_strong_as_claimed_costs_the_start_a_quarter_of_a_second() {
+        let mut c = BudgetController::new(1000.0, MS(250));
+        let (mut dropped, mut sent, mut start) = (0.0, 0.0, None);
+        let mut reserved = false;
+        for _ in 0..200 {
+            let paced = c.paced();
+            let s = resolver(paced, 500.0);
+            dropped += (paced - 500.0).max(0.0).floor();
+            sent += paced;
+            assert!(
+                paced <= 1.25 * 500.0 + 1e-9,
+                "sent {paced} to a resolver of 500"
+            );
+            c.on_sample(s);
+            if !c.in_slow_start() && start.is_none() {
+                start = Some(dropped);
+            }
+            reserved |= c.paced() < c.rate;
+        }
+        assert!(reserved, "drops leave room for their retries");
+        assert!(start.unwrap() <= 125.0, "the start dropped {start:?}");
+        assert!(dropped / sent < 0.005, "dropped {dropped} of {sent}");
+        assert!(sent / 200.0 > 0.88 * 500.0, "sent {sent}");
+    }
+
+    #[test]
+    fn the_room_for_retries_is_what_was_dropped_and_halves_each_sample() {
+        let mut c = BudgetController::new(1000.0, MS(250));
+        c.on_sample(DnsSample {
+            load_qps: Some(1000.0),
+            dropped: Some(100),
+            window_s: Some(1.2),
+            ..CALM
+        });
+        let rate = c.rate;
+        assert!(
+            (rate - c.paced() - 120.0).abs() < 1e-9,
+            "{} {}",
+            rate,
+            c.paced()
+        );
+        c.on_sample(DnsSample {
+            load_qps: Some(c.rate),
+            ..CALM
+        });
+        assert!((c.rate - c.paced() - 60.0).abs() < 1e-9);
+    }
+
+    /// On a small queue a burst's lookups keep a probe waiting now and
+    /// then at any rate: in the start, with the drop counter read and
+    /// showing none, that is no strain (the counter shows the queue that
+    /// overflows); without the counter it is.
+    #[test]
+    fn in_the_start_a_burst_latency_with_nothing_dropped_is_no_strain() {
+        let c = BudgetController::new(1000.0, MS(250));
+        let burst = DnsSample {
+            latency: Some(MS(300)),
+            load_qps: Some(400.0),
+            ..CALM
+        };
+        assert_eq!(c.strain(&burst), None);
+        let blind = DnsSample {
+            dropped: None,
+            ..burst
+        };
+        assert_eq!(c.strain(&blind), Some(Strain::Queue));
+        let dropping = DnsSample {
+            dropped: Some(50),
+            ..burst
+        };
+        assert_eq!(c.strain(&dropping), Some(Strain::Dropped));
     }
 
     #[test]
@@ -663,7 +782,7 @@ mod tests {
     }
 
     #[test]
-    fn slow_start_doubles_only_a_rate_the_run_used() {
+    fn slow_start_grows_only_a_rate_the_run_used_and_the_resolver_received() {
         let mut c = BudgetController::new(1024.0, MS(250));
         let idle = DnsSample {
             granted_qps: Some(200.0),
@@ -674,7 +793,15 @@ mod tests {
             granted_qps: Some(300.0),
             ..CALM
         };
-        assert_eq!(c.on_sample(used), 1024.0);
+        assert_eq!(c.on_sample(used), 640.0);
+        // Granted, but the starts' lookups have not reached the resolver
+        // yet: a quarter above what it received.
+        let landing = DnsSample {
+            granted_qps: Some(640.0),
+            load_qps: Some(560.0),
+            ..CALM
+        };
+        assert_eq!(c.on_sample(landing), 700.0);
     }
 
     #[test]
@@ -772,7 +899,9 @@ mod tests {
             ..CALM
         };
         let mut c = BudgetController::new(1000.0, MS(250));
-        c.on_sample(CALM);
+        while c.in_slow_start() {
+            c.on_sample(CALM);
+        }
         assert_eq!(c.rate, 1000.0);
         assert_eq!(c.strain(&burst(1000.0, 0.001)), None, "1 drop in 1,000");
         assert_eq!(c.on_sample(burst(1000.0, 0.001)), 1000.0);
@@ -784,7 +913,9 @@ mod tests {
         );
         // A resolver that drops a third: a standing queue, drained.
         let mut c = BudgetController::new(1000.0, MS(250));
-        c.on_sample(CALM);
+        while c.in_slow_start() {
+            c.on_sample(CALM);
+        }
         let cut = c.on_sample(burst(1000.0, 0.33));
         assert!((cut - DRAIN * 670.0).abs() < 1.0, "{cut}");
     }

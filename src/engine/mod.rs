@@ -1027,7 +1027,9 @@ async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
         let granted_now = (tokio::time::Instant::now(), status.dns_lookups_granted);
         let secs = granted_now.0.duration_since(granted_before.0).as_secs_f64();
         if secs > 0.0 {
-            sample.granted_qps = Some(granted_now.1.saturating_sub(granted_before.1) as f64 / secs);
+            // The probes are the run's queries too: the rate covers both.
+            let asked = granted_now.1.saturating_sub(granted_before.1) + u64::from(n);
+            sample.granted_qps = Some(asked as f64 / secs);
         }
         granted_before = granted_now;
         sample.window_s = Some(s.pacer.dns_window().as_secs_f64());
@@ -1035,9 +1037,10 @@ async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsProbe>) {
         if ceiling > 0.0 && ceiling != c.ceiling {
             c.set_ceiling(ceiling);
         }
-        let before = c.rate;
+        let before = c.paced();
         tracing::trace!(at_s = s.at_s(), ?sample, strain = ?c.strain(&sample), "DNS sample");
-        let rate = c.on_sample(sample);
+        c.on_sample(sample);
+        let rate = c.paced();
         if rate != before {
             let rate = for_restarts(rate);
             s.pacer.adapt(rate);
