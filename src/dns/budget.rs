@@ -267,8 +267,8 @@ impl BudgetController {
         // Drops are strain when a sample's share is an overload (more than
         // a burst's overflow); a burst's overflow is strain only until the
         // rate is held, where the share steers the rate instead.
-        let holding = self.holding(s);
         let share = self.dropped_share(s);
+        let holding = self.holding(share);
         let dropping = s.dropped.is_some_and(|d| d > 0)
             && share.is_none_or(|x| x > OVERFLOW || (!holding && x > SLIVER));
         if dropping {
@@ -303,8 +303,8 @@ impl BudgetController {
 
     /// Whether the rate is held by the share dropped: the drop counter is
     /// read, and the rate is at its hold under a knee.
-    fn holding(&self, s: &DnsSample) -> bool {
-        self.dropped_share(s).is_some()
+    fn holding(&self, share: Option<f64>) -> bool {
+        share.is_some()
             && self
                 .knee
                 .is_some_and(|k| self.rate >= HOLD * k * (1.0 - 1e-9))
