@@ -136,23 +136,85 @@ fn is_loopback(listen: &str) -> bool {
 }
 
 pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let config = &args.config;
+    let Loaded {
+        file,
+        base,
+        playbooks,
+        digest,
+    } = load(config)?;
+    let ha = ha_setup(&args, digest)?;
+    let scenarios = scenarios(config, &base, &file)?;
+    let env = file
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "REKINDLE_TOKEN".into());
+    let tokens = tokens(config, &base, &file, &env)?;
+    let listen = listen(&args, &file, &base, tokens.is_empty(), &env)?;
+    let notifier = daemon::notify::Notifier::start(&file.webhooks)
+        .map_err(|e| Usage(format!("{}: {e}", config.display())))?;
+    let (state_dir, lock) = take_state_dir(&args, &file)?;
+    let d = Arc::new(Daemon::new(daemon::DaemonSetup {
+        playbooks,
+        scenarios,
+        tokens,
+        metrics_public: file.metrics_public,
+        state_dir,
+        notifier,
+        ha,
+    })?);
+    let app = api::router(d.clone());
+    let shutdown = shutdown_on_signal(d.clone(), Duration::from_secs(120))?;
+    match listen {
+        Listen::Unix(path) => serve_unix(&path, app, shutdown, &d, &args.advertise).await?,
+        Listen::Tcp { addr, tls } => {
+            serve_tcp(&addr, tls, app, shutdown, &d, &args.advertise).await?
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// The config file read, its playbooks loaded.
+struct Loaded {
+    file: DaemonFile,
+    /// The config file's directory: its paths are relative to it.
+    base: PathBuf,
+    playbooks: BTreeMap<String, Playbook>,
+    /// The playbook set's digest (names and texts): the daemons of one HA
+    /// cluster must serve the same set.
+    digest: String,
+}
+
+fn load(config: &std::path::Path) -> anyhow::Result<Loaded> {
+    let text =
+        std::fs::read_to_string(config).map_err(|e| Usage(format!("{}: {e}", config.display())))?;
     let file: DaemonFile =
-        toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-    let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
+        toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", config.display())))?;
+    let base = config.parent().map(PathBuf::from).unwrap_or_default();
     let mut playbooks = BTreeMap::new();
-    // The playbook set's digest (names and texts): the daemons of one HA
-    // cluster must serve the same set.
     let mut digest = 0u32;
     for (name, path) in &file.playbooks {
         let pb = Playbook::load(&base.join(path))
-            .map_err(|e| Usage(format!("{}: playbooks.{name}: {e}", args.config.display())))?;
+            .map_err(|e| Usage(format!("{}: playbooks.{name}: {e}", config.display())))?;
         digest = crc32c::crc32c_append(digest, name.as_bytes());
         digest = crc32c::crc32c_append(digest, &std::fs::read(base.join(path))?);
         playbooks.insert(name.clone(), pb);
     }
-    let ha = ha_setup(&args, format!("{digest:08x}"))?;
+    Ok(Loaded {
+        file,
+        base,
+        playbooks,
+        digest: format!("{digest:08x}"),
+    })
+}
+
+/// The config's scenarios, each of which must exist.
+fn scenarios(
+    config: &std::path::Path,
+    base: &std::path::Path,
+    file: &DaemonFile,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let scenarios: BTreeMap<String, PathBuf> = file
         .scenarios
         .iter()
@@ -162,30 +224,52 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         if !p.exists() {
             return Err(Usage(format!(
                 "{}: scenario {n:?}: {} does not exist",
-                args.config.display(),
+                config.display(),
                 p.display()
             ))
             .into());
         }
     }
-    let env = file
-        .token_env
-        .clone()
-        .unwrap_or_else(|| "REKINDLE_TOKEN".into());
-    let tokens = tokens(&args.config, &base, &file, &env)?;
+    Ok(scenarios)
+}
+
+/// Where the daemon listens, and how.
+enum Listen {
+    /// A unix socket (0600): only its owner reaches it.
+    Unix(PathBuf),
+    /// TCP, with TLS when the config gives its files.
+    Tcp {
+        addr: String,
+        tls: Option<(api::tls::TlsFiles, api::tls::Current)>,
+    },
+}
+
+/// The address from the flag or the config, refused where tokens would be
+/// missing or cross the network in clear: without a token only on a unix
+/// socket, or on loopback with --insecure-no-auth; plain HTTP only on
+/// loopback or a unix socket, unless --insecure-plaintext. The TLS files,
+/// when given, must go together and load.
+fn listen(
+    args: &DaemonArgs,
+    file: &DaemonFile,
+    base: &std::path::Path,
+    no_token: bool,
+    env: &str,
+) -> anyhow::Result<Listen> {
+    let config = args.config.display();
     let listen = args
         .listen
         .clone()
         .or(file.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:7878".into());
     let unix = listen.strip_prefix("unix:").map(PathBuf::from);
-    if tokens.is_empty() && unix.is_none() && !args.insecure_no_auth {
-        return Err(Usage(format!("no token: set ${env} or token_file in {}, listen on a unix: socket, or pass --insecure-no-auth", args.config.display())).into());
+    let no_token = no_token && unix.is_none();
+    if no_token && !args.insecure_no_auth {
+        return Err(Usage(format!("no token: set ${env} or token_file in {config}, listen on a unix: socket, or pass --insecure-no-auth")).into());
     }
-    if tokens.is_empty() && unix.is_none() && !is_loopback(&listen) {
+    if no_token && !is_loopback(&listen) {
         return Err(Usage(format!(
-            "--insecure-no-auth serves every call without a token: only on a loopback address or a unix: socket, not {listen}; set ${env} or token_file in {}",
-            args.config.display()
+            "--insecure-no-auth serves every call without a token: only on a loopback address or a unix: socket, not {listen}; set ${env} or token_file in {config}"
         ))
         .into());
     }
@@ -198,36 +282,43 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         (None, None, None) => None,
         _ => {
             return Err(Usage(format!(
-                "{}: tls_cert and tls_key go together (and tls_client_ca needs them)",
-                args.config.display()
+                "{config}: tls_cert and tls_key go together (and tls_client_ca needs them)"
             ))
             .into())
         }
     };
     if tls.is_none() && unix.is_none() && !is_loopback(&listen) && !args.insecure_plaintext {
         return Err(Usage(format!(
-            "listen on {listen}: an address other machines reach needs TLS (tls_cert and tls_key in {}), or --insecure-plaintext: tokens would cross the network in clear",
-            args.config.display()
+            "listen on {listen}: an address other machines reach needs TLS (tls_cert and tls_key in {config}), or --insecure-plaintext: tokens would cross the network in clear"
         ))
         .into());
     }
     let tls = match tls {
         Some(files) => {
-            let config = api::tls::load(&files, api::tls::unix_now())
-                .map_err(|e| Usage(format!("{}: TLS: {e}", args.config.display())))?;
-            Some((files, Arc::new(std::sync::RwLock::new(Arc::new(config)))))
+            let loaded = api::tls::load(&files, api::tls::unix_now())
+                .map_err(|e| Usage(format!("{config}: TLS: {e}")))?;
+            Some((files, Arc::new(std::sync::RwLock::new(Arc::new(loaded)))))
         }
         None => None,
     };
-    let notifier = daemon::notify::Notifier::start(&file.webhooks)
-        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    Ok(match unix {
+        Some(path) => Listen::Unix(path),
+        None => Listen::Tcp { addr: listen, tls },
+    })
+}
+
+/// The state dir (the flag's, the config's, or the user's), 0700, with its
+/// lock held: one daemon per state dir (its runs' journals and records).
+/// From here on what the daemon writes is its own: files 0600.
+fn take_state_dir(
+    args: &DaemonArgs,
+    file: &DaemonFile,
+) -> anyhow::Result<(PathBuf, std::fs::File)> {
     let state_dir = args
         .state_dir
         .clone()
         .or(file.state_dir.clone())
         .unwrap_or_else(|| crate::recovery::default_state_dir().join("daemon"));
-    // What the daemon writes is its own: files 0600 (run records,
-    // journals, reports, the audit log), directories 0700.
     // SAFETY: umask only sets the process's file-mode mask; it cannot fail.
     unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(&state_dir)
@@ -236,7 +327,6 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
             std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
         })
         .map_err(|e| Usage(format!("state dir {}: {e}", state_dir.display())))?;
-    // One daemon per state dir (its runs' journals and records).
     let lock_path = state_dir.join("daemon.lock");
     let lock = std::fs::File::create(&lock_path)?;
     if lock.try_lock().is_err() {
@@ -246,99 +336,108 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let d = Arc::new(Daemon::new(daemon::DaemonSetup {
-        playbooks,
-        scenarios,
-        tokens,
-        metrics_public: file.metrics_public,
-        state_dir: state_dir.clone(),
-        notifier,
-        ha,
-    })?);
-    let app = api::router(d.clone());
-    let grace = Duration::from_secs(120);
-    // The handlers go in now, before runs resume and before "listening on":
-    // a SIGTERM right after the start must stop the daemon gracefully, not
-    // kill it (a handler installed when the future is first polled comes late).
+    Ok((state_dir, lock))
+}
+
+/// SIGTERM or SIGINT: active real runs stop starting restarts (they resume
+/// when a daemon starts again) within `grace`. The handlers are installed
+/// now, before runs resume and before "listening on": a SIGTERM right
+/// after the start must stop the daemon gracefully, not kill it (a handler
+/// installed when the future is first polled comes late).
+fn shutdown_on_signal(
+    d: Arc<Daemon>,
+    grace: Duration,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| anyhow::anyhow!("installing the SIGTERM handler: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| anyhow::anyhow!("installing the SIGINT handler: {e}"))?;
-    let shutdown = {
-        let d = d.clone();
-        async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            tracing::info!("shutting down: active real runs stop starting restarts and resume when a daemon starts again");
-            d.shut_down(grace).await;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
+        tracing::info!("shutting down: active real runs stop starting restarts and resume when a daemon starts again");
+        d.shut_down(grace).await;
+    })
+}
+
+/// Serves on a unix socket that gets its final mode before anyone can
+/// reach it: bound inside a fresh private (0700) directory next to its
+/// place, made 0600 there, then renamed into place. A socket a live server
+/// answers on is refused; a stale one is replaced.
+async fn serve_unix(
+    path: &std::path::Path,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    d: &Arc<Daemon>,
+    advertise: &Option<String>,
+) -> anyhow::Result<()> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Usage(format!(
+                "{}: a server already listens there",
+                path.display()
+            ))
+            .into());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listen_err = |e: std::io::Error| Usage(format!("listen on {}: {e}", path.display()));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
     };
-    match unix {
-        Some(path) => {
-            if path.exists() {
-                if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                    return Err(Usage(format!(
-                        "{}: a server already listens there",
-                        path.display()
-                    ))
-                    .into());
-                }
-                std::fs::remove_file(&path)?;
-            }
-            // The socket gets its final mode before anyone can reach it: it
-            // is bound inside a fresh private (0700) directory next to its
-            // place, made 0600 there, then renamed into place.
-            let listen_err =
-                |e: std::io::Error| Usage(format!("listen on {}: {e}", path.display()));
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => std::path::PathBuf::from("."),
-            };
-            let private = tempfile::Builder::new()
-                .prefix(".rekindle-socket-")
-                .tempdir_in(&parent)
-                .map_err(listen_err)?;
-            let staged = private.path().join("s");
-            let listener = tokio::net::UnixListener::bind(&staged).map_err(listen_err)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
-                .map_err(listen_err)?;
-            std::fs::rename(&staged, &path).map_err(listen_err)?;
-            drop(private);
-            announce(&d, &format!("unix:{}", path.display()), &args.advertise)?;
+    let private = tempfile::Builder::new()
+        .prefix(".rekindle-socket-")
+        .tempdir_in(&parent)
+        .map_err(listen_err)?;
+    let staged = private.path().join("s");
+    let listener = tokio::net::UnixListener::bind(&staged).map_err(listen_err)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+        .map_err(listen_err)?;
+    std::fs::rename(&staged, path).map_err(listen_err)?;
+    drop(private);
+    announce(d, &format!("unix:{}", path.display()), advertise)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// Serves on TCP, over TLS (reloaded on SIGHUP) when it is configured.
+async fn serve_tcp(
+    addr: &str,
+    tls: Option<(api::tls::TlsFiles, api::tls::Current)>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    d: &Arc<Daemon>,
+    advertise: &Option<String>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Usage(format!("listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    let app = app.into_make_service_with_connect_info::<api::tls::Remote>();
+    match tls {
+        Some((files, current)) => {
+            reload_on_sighup(files, current.clone())?;
+            let listener = api::tls::TlsListener::new(listener, current)?;
+            announce(d, &format!("https://{local}"), advertise)?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
-            let _ = std::fs::remove_file(&path);
         }
         None => {
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .map_err(|e| Usage(format!("listen on {listen}: {e}")))?;
-            let addr = listener.local_addr()?;
-            let app = app.into_make_service_with_connect_info::<api::tls::Remote>();
-            match tls {
-                Some((files, current)) => {
-                    reload_on_sighup(files, current.clone())?;
-                    let listener = api::tls::TlsListener::new(listener, current)?;
-                    announce(&d, &format!("https://{addr}"), &args.advertise)?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await?;
-                }
-                None => {
-                    announce(&d, &format!("http://{addr}"), &args.advertise)?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await?;
-                }
-            }
+            announce(d, &format!("http://{local}"), advertise)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
         }
     }
-    drop(lock);
     Ok(())
 }
 

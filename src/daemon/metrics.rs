@@ -219,9 +219,19 @@ impl EncodeMetric for Waves<'_> {
 
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.totals(&mut enc)?;
+        self.active_runs(&mut enc)?;
+        self.resolver_families(&mut enc)
+    }
+}
+
+impl Scrape {
+    /// Runs by state, and the restarts of every run by role: outcomes,
+    /// attempts, wave durations.
+    fn totals(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge};
         family(
-            &mut enc,
+            enc,
             "rekindle_runs",
             "Runs the daemon knows, by state.",
             Gauge,
@@ -241,7 +251,7 @@ impl Collector for Scrape {
             l
         };
         family(
-            &mut enc,
+            enc,
             "rekindle_restarts",
             "Containers whose restart ended, by role and outcome (healthy, failed).",
             Counter,
@@ -259,7 +269,7 @@ impl Collector for Scrape {
             }),
         )?;
         family(
-            &mut enc,
+            enc,
             "rekindle_restart_attempts",
             "Restart calls issued, retries included, by role.",
             Counter,
@@ -269,12 +279,18 @@ impl Collector for Scrape {
                 .map(|(k, s)| (role(k), ConstCounter::new(s.attempts))),
         )?;
         family(
-            &mut enc,
+            enc,
             "rekindle_wave_duration_seconds",
             "From a wave's start to its gate passing or halting (virtual seconds for rehearsals).",
             MetricType::Histogram,
             self.totals.0.iter().map(|(k, s)| (role(k), Waves(s))),
         )?;
+        Ok(())
+    }
+
+    /// Each active run's progress and DNS budget.
+    fn active_runs(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
         let run = |r: &RunGauges| -> Labels {
             vec![label("run", &r.run), label("playbook", &r.playbook)]
         };
@@ -300,10 +316,10 @@ impl Collector for Scrape {
                 .runs
                 .iter()
                 .map(|r| (run(r), ConstGauge::new(value(r))));
-            family(&mut enc, name, help, Gauge, rows)?;
+            family(enc, name, help, Gauge, rows)?;
         }
         family(
-            &mut enc,
+            enc,
             "rekindle_run_restarts",
             "An active run's restart attempts so far.",
             Counter,
@@ -313,19 +329,25 @@ impl Collector for Scrape {
         )?;
         let paced = || self.runs.iter().filter_map(|r| Some((run(r), r.pace?)));
         family(
-            &mut enc,
+            enc,
             "rekindle_run_dns_budget_qps",
             "An active run's DNS budget, in lookups per second.",
             Gauge,
             paced().map(|(l, (qps, _))| (l, ConstGauge::new(qps))),
         )?;
         family(
-            &mut enc,
+            enc,
             "rekindle_run_dns_lookups_granted",
             "An active run's startup lookups granted by its DNS budget.",
             Counter,
             paced().map(|(l, (_, granted))| (l, ConstCounter::new(granted))),
         )?;
+        Ok(())
+    }
+
+    /// Each active run's cached resolver.
+    fn resolver_families(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
         let dns = |r: &(String, String, crate::dns::DnsMetrics)| -> Labels {
             vec![label("run", &r.0), label("playbook", &r.1)]
         };
@@ -366,10 +388,10 @@ impl Collector for Scrape {
                 .resolvers
                 .iter()
                 .map(|r| (dns(r), ConstCounter::new(value(&r.2))));
-            family(&mut enc, name, help, Counter, rows)?;
+            family(enc, name, help, Counter, rows)?;
         }
         family(
-            &mut enc,
+            enc,
             "rekindle_resolver_upstream_latency_mean_ms",
             "Mean latency of the queries sent to the resolver, in milliseconds.",
             Gauge,

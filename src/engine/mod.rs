@@ -729,6 +729,23 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
         if let Some(a) = adapter {
             a.abort();
         }
+        Ok(s.finish(passed, halted, failed_seen))
+    }
+}
+
+impl<R, P> Shared<R, P> {
+    /// The run's end: its state (halted, succeeded when every wave passed,
+    /// else aborted) journaled and announced, and the outcome with the
+    /// reason of a halt and every container that ended failed.
+    fn finish(
+        &self,
+        passed: usize,
+        halted: Option<(usize, Vec<String>)>,
+        failed_seen: Vec<String>,
+    ) -> Outcome {
+        let s = self;
+        let plan = &s.plan;
+        let n = plan.waves.len();
         let journal_failed = s.journal_failed.lock().unwrap().clone();
         let state = if halted.is_some() || journal_failed.is_some() {
             RunState::Halted
@@ -757,32 +774,32 @@ impl<R: ContainerRuntime, P: HealthProbe> Engine<R, P> {
         let dns_budget = std::mem::take(&mut *s.budget_log.lock().unwrap());
         let resolver_load = std::mem::take(&mut *s.resolver_log.lock().unwrap());
         let dns_granted_per_second = s.pacer.granted_per_second();
-        Ok(Outcome {
-            state,
-            reason: halted.map(|(w, failed)| {
-                let wave = &plan.waves[w];
-                format!(
-                    "wave {w} ({} of group {:?}) halted: {} of {} containers failed, policy allows {:.0}%: {}",
-                    s.pb.roles[wave.role].name,
-                    wave.group,
-                    failed.len(),
-                    wave.containers.len(),
-                    s.pb.policy.max_failed_fraction * 100.0,
-                    failed.join("; ")
-                )
-            }).or(journal_failed.map(|e| {
-                format!(
-                    "no restart starts without its record, so the run stopped starting restarts; those in flight were watched: the journal could not be written: {e}"
-                )
-            })),
-            failed: failed_all,
-            healthy: st.healthy,
-            restarts: st.restarts,
-            elapsed_s: st.elapsed_s,
-            dns_budget,
-            dns_granted_per_second,
-            resolver_load,
-        })
+        Outcome {
+        state,
+        reason: halted.map(|(w, failed)| {
+            let wave = &plan.waves[w];
+            format!(
+                "wave {w} ({} of group {:?}) halted: {} of {} containers failed, policy allows {:.0}%: {}",
+                s.pb.roles[wave.role].name,
+                wave.group,
+                failed.len(),
+                wave.containers.len(),
+                s.pb.policy.max_failed_fraction * 100.0,
+                failed.join("; ")
+            )
+        }).or(journal_failed.map(|e| {
+            format!(
+                "no restart starts without its record, so the run stopped starting restarts; those in flight were watched: the journal could not be written: {e}"
+            )
+        })),
+        failed: failed_all,
+        healthy: st.healthy,
+        restarts: st.restarts,
+        elapsed_s: st.elapsed_s,
+        dns_budget,
+        dns_granted_per_second,
+        resolver_load,
+    }
     }
 }
 

@@ -124,24 +124,7 @@ impl Plan {
                 inventory: inv.containers.len(),
             });
         }
-        // Intern hosts and replica sets so limits count with integers.
-        let mut hosts: HashMap<&str, u32> = HashMap::new();
-        let mut replsets: HashMap<&str, u32> = HashMap::new();
-        let mut host_of = Vec::with_capacity(inv.containers.len());
-        let mut rs_of = Vec::with_capacity(inv.containers.len());
-        for c in &inv.containers {
-            let n = hosts.len() as u32;
-            host_of.push(*hosts.entry(c.host.as_str()).or_insert(n));
-            rs_of.push(
-                pb.replset_label
-                    .as_deref()
-                    .and_then(|k| c.labels.get(k))
-                    .map(|rs| {
-                        let n = replsets.len() as u32;
-                        *replsets.entry(rs).or_insert(n)
-                    }),
-            );
-        }
+        let (host_of, rs_of) = intern(inv, pb);
 
         // Stages: (group, role) -> containers, in deterministic order.
         let mut groups: HashMap<&str, Vec<Vec<u32>>> = HashMap::new();
@@ -182,49 +165,16 @@ impl Plan {
             budget,
         };
 
-        // Canary: one container from the first root stage of each group in
-        // turn (so it spans clusters and fits one wave), until it has N.
-        let mut canary_wave = None;
-        if let Some(canary) = &pb.canary {
-            let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| {
-                pb.roles
-                    .iter()
-                    .enumerate()
-                    .position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty())
-            };
-            for g in &group_names {
-                for stage in groups.get_mut(g).unwrap().iter_mut() {
-                    sort_stage(stage, inv, &rs_of);
-                }
-            }
-            let mut picked: Vec<(usize, u32)> = Vec::new();
-            while picked.len() < canary.containers as usize {
-                let before = picked.len();
-                for g in &group_names {
-                    if picked.len() == canary.containers as usize {
-                        break;
-                    }
-                    if let Some(r) = root(g, &groups) {
-                        picked.push((r, groups.get_mut(g).unwrap()[r].remove(0)));
-                    }
-                }
-                if picked.len() == before {
-                    break;
-                }
-            }
-            // One canary wave per role among the picked (usually one).
-            for (r, _) in pb.roles.iter().enumerate() {
-                let mine: Vec<u32> = picked.iter().filter(|p| p.0 == r).map(|p| p.1).collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                let group = common_group(&mine, inv, &pb.cluster_label);
-                for w in waves::cut(&mine, &host_of, &rs_of, &limits) {
-                    canary_wave =
-                        Some(builder.push(r, &group, w, canary_wave.into_iter().collect(), true));
-                }
-            }
-        }
+        let canary_wave = match &pb.canary {
+            Some(canary) => canary_waves(
+                &mut builder,
+                canary.containers as usize,
+                &mut groups,
+                &group_names,
+                (&host_of, &rs_of, &limits),
+            ),
+            None => None,
+        };
 
         for g in &group_names {
             let stages = groups.get_mut(g).unwrap();
@@ -256,34 +206,14 @@ impl Plan {
             }
         }
 
-        let waves = builder.waves;
-        let dns_lookups: u64 = waves.iter().map(|w| w.dns_lookups).sum();
-        let dns_queries: u64 = waves.iter().map(|w| w.dns_queries).sum();
-        let critical_path = critical_path(&waves, pb);
-        let min_ready = waves
-            .iter()
-            .map(|w| pb.roles[w.role].ready_estimate)
-            .min()
-            .unwrap_or_default();
-        let dns_bound =
-            pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
-        let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
-        empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
-        Ok(Plan {
-            containers: matched - left_out.len(),
-            left_out,
-            unmatched: (0..inv.containers.len() as u32)
-                .filter(|&i| role_of[i as usize].is_none())
-                .collect(),
-            empty_roles,
-            dns_lookups,
-            dns_queries,
-            critical_path,
-            dns_bound,
-            estimate: critical_path.max(dns_bound),
-            waves,
+        Ok(summarize(
+            builder.waves,
+            pb,
+            budget,
             role_of,
-        })
+            matched,
+            left_out,
+        ))
     }
 }
 
@@ -417,5 +347,119 @@ mod secs {
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+/// Hosts and replica sets interned, so that limits count with integers:
+/// each container's host and replica set (when the playbook names its label).
+fn intern(inv: &Inventory, pb: &Playbook) -> (Vec<u32>, Vec<Option<u32>>) {
+    let mut hosts: HashMap<&str, u32> = HashMap::new();
+    let mut replsets: HashMap<&str, u32> = HashMap::new();
+    let mut host_of = Vec::with_capacity(inv.containers.len());
+    let mut rs_of = Vec::with_capacity(inv.containers.len());
+    for c in &inv.containers {
+        let n = hosts.len() as u32;
+        host_of.push(*hosts.entry(c.host.as_str()).or_insert(n));
+        rs_of.push(
+            pb.replset_label
+                .as_deref()
+                .and_then(|k| c.labels.get(k))
+                .map(|rs| {
+                    let n = replsets.len() as u32;
+                    *replsets.entry(rs).or_insert(n)
+                }),
+        );
+    }
+    (host_of, rs_of)
+}
+
+/// The canary: `n` containers, one from the first root stage of each group
+/// in turn (so it spans clusters and fits one wave), taken out of their
+/// stages; returns the last canary wave, which every root stage waits for.
+fn canary_waves<'g>(
+    builder: &mut PlanBuilder<'_>,
+    n: usize,
+    groups: &mut HashMap<&'g str, Vec<Vec<u32>>>,
+    group_names: &[&'g str],
+    (host_of, rs_of, limits): (&[u32], &[Option<u32>], &WaveLimits),
+) -> Option<usize> {
+    let (inv, pb) = (builder.inv, builder.pb);
+    let mut canary_wave = None;
+    let root = |g: &str, groups: &HashMap<&str, Vec<Vec<u32>>>| {
+        pb.roles
+            .iter()
+            .enumerate()
+            .position(|(r, role)| role.after.is_empty() && !groups[g][r].is_empty())
+    };
+    for g in group_names {
+        for stage in groups.get_mut(g).unwrap().iter_mut() {
+            sort_stage(stage, inv, rs_of);
+        }
+    }
+    let mut picked: Vec<(usize, u32)> = Vec::new();
+    while picked.len() < n {
+        let before = picked.len();
+        for g in group_names {
+            if picked.len() == n {
+                break;
+            }
+            if let Some(r) = root(g, groups) {
+                picked.push((r, groups.get_mut(g).unwrap()[r].remove(0)));
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    // One canary wave per role among the picked (usually one).
+    for (r, _) in pb.roles.iter().enumerate() {
+        let mine: Vec<u32> = picked.iter().filter(|p| p.0 == r).map(|p| p.1).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let group = common_group(&mine, inv, &pb.cluster_label);
+        for w in waves::cut(&mine, host_of, rs_of, limits) {
+            canary_wave = Some(builder.push(r, &group, w, canary_wave.into_iter().collect(), true));
+        }
+    }
+    canary_wave
+}
+
+/// The plan's figures from its waves: DNS lookups and queries, the
+/// critical path, the DNS bound and the estimate, the roles left empty.
+fn summarize(
+    waves: Vec<Wave>,
+    pb: &Playbook,
+    budget: f64,
+    role_of: Vec<Option<u16>>,
+    matched: usize,
+    left_out: Vec<u32>,
+) -> Plan {
+    let dns_lookups: u64 = waves.iter().map(|w| w.dns_lookups).sum();
+    let dns_queries: u64 = waves.iter().map(|w| w.dns_queries).sum();
+    let critical_path = critical_path(&waves, pb);
+    let min_ready = waves
+        .iter()
+        .map(|w| pb.roles[w.role].ready_estimate)
+        .min()
+        .unwrap_or_default();
+    let dns_bound =
+        pb.estimates.restart + Duration::from_secs_f64(dns_queries as f64 / budget) + min_ready;
+    let mut empty_roles: Vec<String> = pb.roles.iter().map(|r| r.name.clone()).collect();
+    empty_roles.retain(|name| !waves.iter().any(|w| pb.roles[w.role].name == *name));
+    Plan {
+        containers: matched - left_out.len(),
+        left_out,
+        unmatched: (0..role_of.len() as u32)
+            .filter(|&i| role_of[i as usize].is_none())
+            .collect(),
+        empty_roles,
+        dns_lookups,
+        dns_queries,
+        critical_path,
+        dns_bound,
+        estimate: critical_path.max(dns_bound),
+        waves,
+        role_of,
     }
 }

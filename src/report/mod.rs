@@ -294,12 +294,26 @@ fn polyline(out: &mut String, points: impl Iterator<Item = (f64, f64)>, color: &
     );
 }
 
-/// The page.
+/// The page: the DNS chart, the healthy containers, the waves.
 pub fn html(r: &Chart, summary: &str) -> String {
     let t_max = (r.dns_per_second.len().max(r.healthy_per_second.len()) as f64).max(1.0);
     let mut body = String::new();
+    dns_chart(&mut body, r, t_max);
+    healthy_chart(&mut body, r, t_max);
+    waves_chart(&mut body, r, t_max);
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rekindle {title}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}} pre{{background:#f6f6f6;padding:12px;overflow:auto}} .legend span{{margin-right:14px}} svg{{display:block;max-width:100%;height:auto}}</style></head>
+<body><h1>{title}</h1><pre>{summary}</pre>{body}</body></html>
+"#,
+        title = esc(&r.title),
+        summary = esc(summary)
+    )
+}
 
-    // DNS: queries per second against capacity and budget.
+/// DNS: queries per second against capacity and budget.
+fn dns_chart(out: &mut String, r: &Chart, t_max: f64) {
     let peak = r.dns_per_second.iter().copied().max().unwrap_or(0) as f64;
     let peak = r
         .resolver
@@ -317,13 +331,13 @@ pub fn html(r: &Chart, summary: &str) -> String {
         h: 300.0,
     };
     let _ = write!(
-        body,
+        out,
         r#"<h2>DNS queries per second</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="DNS queries per second">"#,
         f.h
     );
-    f.axes(&mut body, "queries/s");
+    f.axes(out, "queries/s");
     polyline(
-        &mut body,
+        out,
         r.dns_per_second.iter().enumerate().flat_map(|(s, q)| {
             [
                 (f.x(s as f64), f.y(*q as f64)),
@@ -335,7 +349,7 @@ pub fn html(r: &Chart, summary: &str) -> String {
     );
     if !r.resolver.is_empty() {
         polyline(
-            &mut body,
+            out,
             r.resolver
                 .iter()
                 .map(|l| (f.x(l.at_s), f.y(l.received_qps))),
@@ -345,14 +359,14 @@ pub fn html(r: &Chart, summary: &str) -> String {
     }
     let cap = f.y(r.dns_capacity_qps);
     let _ = write!(
-        body,
+        out,
         r##"<line x1="{PAD_L}" y1="{cap:.1}" x2="{:.1}" y2="{cap:.1}" stroke="#c0392b" stroke-dasharray="6 4"/>"##,
         W - PAD_R
     );
     let steps = (0..=t_max as usize).map(|s| (f.x(s as f64), f.y(r.budget_at(s as f64 + 1.0))));
-    polyline(&mut body, steps, "#27ae60", "");
+    polyline(out, steps, "#27ae60", "");
     let _ = write!(
-        body,
+        out,
         r##"</svg><p class="legend"><span style="color:#3b6ea5">■ {}</span>{} <span style="color:#c0392b">- - capacity {:.0} q/s</span> <span style="color:#27ae60">— DNS budget ({})</span> · {}</p>"##,
         esc(r.dns_series),
         if r.resolver.is_empty() {
@@ -368,21 +382,23 @@ pub fn html(r: &Chart, summary: &str) -> String {
         },
         esc(&r.dns_totals)
     );
+}
 
-    // Healthy containers over time.
+/// Healthy containers over time.
+fn healthy_chart(out: &mut String, r: &Chart, t_max: f64) {
     let f = Frame {
         t_max,
         y_max: r.total.max(1) as f64,
         h: 220.0,
     };
     let _ = write!(
-        body,
+        out,
         r#"<h2>Containers healthy</h2><svg viewBox="0 0 {W} {}" width="{W}" role="img" aria-label="containers healthy over time">"#,
         f.h
     );
-    f.axes(&mut body, "healthy");
+    f.axes(out, "healthy");
     polyline(
-        &mut body,
+        out,
         std::iter::once((f.x(0.0), f.y(0.0))).chain(
             r.healthy_per_second
                 .iter()
@@ -392,9 +408,11 @@ pub fn html(r: &Chart, summary: &str) -> String {
         "#8e44ad",
         "",
     );
-    let _ = write!(body, "</svg>");
+    let _ = write!(out, "</svg>");
+}
 
-    // Waves: one bar each, coloured by role; halted ones red.
+/// Waves: one bar each, coloured by role; halted ones red.
+fn waves_chart(out: &mut String, r: &Chart, t_max: f64) {
     let roles: Vec<&str> = r.wave_spans.iter().fold(Vec::new(), |mut v, w| {
         if !v.contains(&w.role.as_str()) {
             v.push(w.role.as_str());
@@ -412,7 +430,7 @@ pub fn html(r: &Chart, summary: &str) -> String {
         h,
     };
     let _ = write!(
-        body,
+        out,
         r#"<h2>Waves ({})</h2><svg viewBox="0 0 {W} {h}" width="{W}" role="img" aria-label="wave spans">"#,
         r.wave_spans.len()
     );
@@ -424,7 +442,7 @@ pub fn html(r: &Chart, summary: &str) -> String {
         };
         let (x0, x1) = (f.x(w.start_s), f.x(w.end_s.unwrap_or(t_max)));
         let _ = write!(
-            body,
+            out,
             r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>wave {} {} {}: {:.1}s – {}</title></rect>"#,
             8.0 + i as f64 * row,
             (x1 - x0).max(1.0),
@@ -441,32 +459,22 @@ pub fn html(r: &Chart, summary: &str) -> String {
     let base = 8.0 + row * r.wave_spans.len() as f64 + 4.0;
     for t in ticks(t_max) {
         let _ = write!(
-            body,
+            out,
             r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{t}s</text>"#,
             f.x(t),
             base + 12.0
         );
     }
-    let _ = write!(body, "</svg><p class=\"legend\">");
+    let _ = write!(out, "</svg><p class=\"legend\">");
     for (i, role) in roles.iter().enumerate() {
         let _ = write!(
-            body,
+            out,
             r#"<span style="color:{}">■ {}</span> "#,
             palette[i % palette.len()],
             esc(role)
         );
     }
-    let _ = write!(body, r#"<span style="color:#c0392b">■ halted</span></p>"#);
-
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rekindle {title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}} pre{{background:#f6f6f6;padding:12px;overflow:auto}} .legend span{{margin-right:14px}} svg{{display:block;max-width:100%;height:auto}}</style></head>
-<body><h1>{title}</h1><pre>{summary}</pre>{body}</body></html>
-"#,
-        title = esc(&r.title),
-        summary = esc(summary)
-    )
+    let _ = write!(out, r#"<span style="color:#c0392b">■ halted</span></p>"#);
 }
 
 #[cfg(test)]

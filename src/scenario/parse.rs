@@ -305,21 +305,22 @@ impl Check<'_> {
                 format!("expected a positive number, found {capacity_qps}"),
             ));
         }
-        let mode =
-            match &d.mode {
-                None => ResolverMode::Queue,
-                Some(m) => match m.get_ref().as_str() {
-                    "queue" => ResolverMode::Queue,
-                    "per_second" => ResolverMode::PerSecond,
-                    other => return Err(self.err(
+        let mode = match &d.mode {
+            None => ResolverMode::Queue,
+            Some(m) => match m.get_ref().as_str() {
+                "queue" => ResolverMode::Queue,
+                "per_second" => ResolverMode::PerSecond,
+                other => {
+                    return Err(self.err(
                         m.span(),
                         "dns.mode",
                         format!(
                             "unknown resolver mode {other:?}: expected \"queue\" or \"per_second\""
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         let queue = match (&d.queue, mode) {
             (Some(q), _) => self.int(q, "dns.queue", 0, 100_000_000)?,
             (None, ResolverMode::PerSecond) => 0,
