@@ -56,9 +56,11 @@
 #   FAULTS=JSON       faults the fake fleet injects from the start (its
 #                     --faults: error_rate, error_after_rate, latency_ms,
 #                     latency_alpha, latency_max_ms, restart_failure_rate).
-#   CRASH=N           kill -9 `rekindle run` at N random points (each
-#                     CRASH_MIN..CRASH_MAX (0.5..5) s after the previous
-#                     start), each time starting it again with --resume (a
+#   CRASH=N           kill -9 `rekindle run` at N random points of the
+#                     run's progress (numbers of starts drawn uniformly over
+#                     the first 95% of the fleet; each once the new process
+#                     has started a container itself), each time starting
+#                     it again with --resume (a
 #                     run anew if it died before its journal), until it
 #                     ends by itself; prints the kills and whether every
 #                     container was started once per journaled restart.
@@ -228,7 +230,7 @@ PY
 # chaos DIR CONTROL RUN_PID: the mid-run faults of CHAOS=1, while rekindle
 # runs. Writes DIR/chaos.json (what was done, fleet clock).
 chaos() {
-  local dir=$1 control=$2 run_pid=$3 n hosts a b t0 t1 d0 d1
+  local dir=$1 control=$2 run_pid=$3 n a b t0 t1 d0 d1
   n=$(stats_at "$control" containers)
   read -r a b < <(python3 - "$dir/hosts.toml" <<'PY'
 import sys, tomllib
@@ -485,6 +487,10 @@ PY
   local start end run_exit=0 run_pid kills=0 resume=()
   start=$(date +%s.%N)
   : >"$dir/kills.txt"
+  if [ -n "${CRASH:-}" ]; then
+    python3 -c 'import random, sys; n, k = int(sys.argv[1]), int(sys.argv[2]); print("\n".join(str(p) for p in sorted(int(random.uniform(0, 0.95) * n) for _ in range(k))))' \
+      "$(stats_at "$ff_control" containers)" "$CRASH" >"$dir/points.txt"
+  fi
   while :; do
     # After a kill: --resume when the killed run left its journal (it
     # writes it before its first restart), else a run anew.
@@ -507,9 +513,16 @@ PY
     fi
     if [ "${CHAOS:-}" = "1" ] && [ "$kills" = 0 ]; then chaos "$dir" "$ff_control" "$run_pid"; fi
     if [ "$kills" -lt "${CRASH:-0}" ]; then
-      # kill -9 at a random point (uniform in CRASH_MIN..CRASH_MAX s after
-      # this run's start), unless it ended first.
-      sleep "$(python3 -c 'import random, sys; print(random.uniform(float(sys.argv[1]), float(sys.argv[2])))' "${CRASH_MIN:-0.5}" "${CRASH_MAX:-5}")"
+      # kill -9 at the next point of the run's progress (a number of starts,
+      # drawn uniformly over the first 95% of the fleet, in order), once
+      # this process has started at least one container itself, unless it
+      # ended first. Points of progress, not of time after each start: a
+      # resumed run first waits out what the dead one may have in flight,
+      # and kills timed from each start would land in that wait.
+      local target from
+      target=$(sed -n "$((kills + 1))p" "$dir/points.txt")
+      from=$(stats_at "$ff_control" starts_total)
+      wait_starts "$ff_control" "$((target > from ? target : from + 1))" "$run_pid" || true
       if kill -0 "$run_pid" 2>/dev/null; then
         kill -KILL "$run_pid"
         wait "$run_pid" 2>/dev/null || true

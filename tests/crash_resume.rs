@@ -1,5 +1,6 @@
 //! Crash safety on the real path: `rekindle run`, then the daemon, killed
-//! with SIGKILL at random points of a run on the fake fleet (real Docker
+//! with SIGKILL at random points of a run's progress (a number of starts
+//! drawn over the whole run) on the fake fleet (real Docker
 //! API through bollard, real DNS queries to a real unbound), started again
 //! each time until the run ends by itself. The witness is the fake fleet's
 //! own count of starts: every container started exactly once, none never.
@@ -33,8 +34,35 @@ struct Setup {
     scenario: Scenario,
     kills: usize,
     rng: SplitMix64,
-    /// Seconds after each start before its kill: uniform in this range.
-    window: (f64, f64),
+}
+
+impl Setup {
+    /// The kill points: `kills` start counts drawn uniformly over the
+    /// first 95% of the run's `n` starts, in order. Points of the run's
+    /// progress, not of time after each start: a resumed process first
+    /// waits out what the dead one may still have in flight, and kills
+    /// timed from each start would all land in that wait after the first
+    /// few, never reaching the rest of the run.
+    fn points(&mut self, n: u64) -> Vec<u64> {
+        let mut p: Vec<u64> = (0..self.kills)
+            .map(|_| (self.rng.uniform(0.0, 0.95) * n as f64) as u64)
+            .collect();
+        p.sort_unstable();
+        p
+    }
+}
+
+/// Waits until the fake fleet counts at least `target` starts and one more
+/// than `from` (the process under test acts), while `alive`; at most 600 s.
+fn wait_for_starts(ff: &FakeFleet, target: u64, from: u64, mut alive: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(600);
+    while alive() && Instant::now() < until {
+        let starts = ff.stats()["starts_total"].as_u64().unwrap();
+        if starts >= target.max(from + 1) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn setup(default_kills: usize) -> Setup {
@@ -70,7 +98,6 @@ fn setup(default_kills: usize) -> Setup {
         scenario,
         kills,
         rng: SplitMix64::new(seed),
-        window: (0.5, 4.0),
     }
 }
 
@@ -124,6 +151,7 @@ fn fakefleet_run_killed_9_at_random_points_and_resumed_starts_each_container_onc
     let state = dir.path().join("state");
     let journal = state.join("crash.journal");
     let n = s.scenario.total_containers();
+    let points = s.points(n);
     let mut kills = Vec::new();
     let log = dir.path().join("run.log");
     let code = loop {
@@ -142,14 +170,16 @@ fn fakefleet_run_killed_9_at_random_points_and_resumed_starts_each_container_onc
             .spawn()
             .unwrap();
         if kills.len() < s.kills {
-            let after = s.rng.uniform(s.window.0, s.window.1);
-            std::thread::sleep(Duration::from_secs_f64(after));
+            let (t0, target) = (Instant::now(), points[kills.len()]);
+            let from = ff.stats()["starts_total"].as_u64().unwrap();
+            wait_for_starts(&ff, target, from, || child.try_wait().unwrap().is_none());
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
+                let after = t0.elapsed().as_secs_f64();
                 let starts = ff.stats()["starts_total"].as_u64().unwrap();
                 println!(
-                    "kill -9 #{} at {after:.2}s: {starts} starts so far",
+                    "kill -9 #{} at {after:.2}s (point: {target} starts): {starts} starts so far",
                     kills.len() + 1
                 );
                 kills.push((after, starts));
@@ -218,9 +248,16 @@ fn fakefleet_daemon_killed_9_at_random_points_resumes_the_run_never_from_scratch
         .1
     };
     let mut kills = Vec::new();
+    let points = s.points(n);
     while kills.len() < s.kills {
-        let after = s.rng.uniform(s.window.0, s.window.1);
-        std::thread::sleep(Duration::from_secs_f64(after));
+        let (t0, target) = (Instant::now(), points[kills.len()]);
+        let from = ff.stats()["starts_total"].as_u64().unwrap();
+        wait_for_starts(&ff, target, from, || {
+            view(&d)["state"]
+                .as_str()
+                .is_some_and(|st| st == "running" || st == "pending")
+        });
+        let after = t0.elapsed().as_secs_f64();
         let v = view(&d);
         if !v["state"]
             .as_str()
@@ -232,7 +269,7 @@ fn fakefleet_daemon_killed_9_at_random_points_resumes_the_run_never_from_scratch
         d.child.wait().unwrap();
         let starts = ff.stats()["starts_total"].as_u64().unwrap();
         println!(
-            "daemon kill -9 #{} at {after:.2}s: {starts} starts so far",
+            "daemon kill -9 #{} at {after:.2}s (point: {target} starts): {starts} starts so far",
             kills.len() + 1
         );
         kills.push((after, starts));
