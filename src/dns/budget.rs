@@ -49,6 +49,14 @@ pub struct DnsSample {
     pub window_s: Option<f64>,
 }
 
+impl DnsSample {
+    /// The pacer's window in seconds (at least one): a rate measured at
+    /// the resolver times this is a rate to pace at.
+    fn window(&self) -> f64 {
+        self.window_s.unwrap_or(1.0).max(1.0)
+    }
+}
+
 /// A resolver's cumulative counters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CounterReading {
@@ -343,9 +351,9 @@ impl BudgetController {
     /// got through.
     fn served(&self, s: &DnsSample, why: Strain) -> f64 {
         match (why, s.load_qps, s.dropped, s.interval_s) {
-            (Strain::Dropped, Some(load), Some(d), Some(secs)) => ((load - d as f64 / secs)
-                * s.window_s.unwrap_or(1.0).max(1.0))
-            .max(self.rate * 0.25),
+            (Strain::Dropped, Some(load), Some(d), Some(secs)) => {
+                ((load - d as f64 / secs) * s.window()).max(self.rate * 0.25)
+            }
             (Strain::Lost, ..) if s.probes > 0 => {
                 self.rate * (1.0 - s.lost as f64 / s.probes as f64).max(0.5)
             }
@@ -363,7 +371,7 @@ impl BudgetController {
             (Some(d), Some(secs)) if secs > 0.0 => d as f64 / secs,
             _ => 0.0,
         };
-        self.reserve = 0.5 * self.reserve + dropped * s.window_s.unwrap_or(1.0).max(1.0);
+        self.reserve = 0.5 * self.reserve + dropped * s.window();
         rate
     }
 
@@ -478,7 +486,7 @@ impl BudgetController {
             // run used (an idle rate proves nothing about the resolver),
             // and to at most a quarter above what the resolver received.
             None if self.slow => {
-                let window = s.window_s.unwrap_or(1.0).max(1.0);
+                let window = s.window();
                 if s.granted_qps.is_none_or(|g| g * window >= USED * self.rate) {
                     let served = s
                         .load_qps
