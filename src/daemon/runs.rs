@@ -270,20 +270,10 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
     };
     let selective = only == Only::Broken && !resuming;
     if selective && checked.refusal().is_none() {
-        let (survey, sel) = match checked.only_broken().await {
-            Ok(x) => x,
-            Err(e) => return fail(e.to_string()),
-        };
-        let chosen = survey_result(&survey, Some(&sel));
-        run.push(json!({ "event": "selection", "selection": chosen }));
-        if sel.restarts() == 0 {
-            run.end(
-                ApiState::Succeeded,
-                Some(json!({ "healthy": 0, "total": 0, "restarts": 0, "note": "nothing is broken: nothing restarted", "selection": chosen })),
-                None,
-            );
-            d.note_finished(run);
-            return;
+        match select_broken(d, run, &mut checked).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => return fail(e),
         }
     }
     let unreachable: Vec<_> = checked
@@ -297,27 +287,10 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         return fail(failed);
     }
     *run.resolver.lock().unwrap() = checked.runtime().resolver().cloned();
-    // HA mode: the run is the cluster's, recorded in etcd, and its journal
-    // replicated there, fenced by this daemon's leadership.
-    #[cfg(feature = "etcd")]
-    let replica = match &d.ha {
-        Some(ha) => {
-            let view = run.view.lock().unwrap().clone();
-            if let Err(e) = ha.put_run(&view) {
-                return fail(format!("recording the run in etcd: {e}"));
-            }
-            match (ha.replica(), ha.fence()) {
-                (Ok(r), Ok(f)) => {
-                    checked.runtime().set_fence(f);
-                    Some(r)
-                }
-                (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
-            }
-        }
-        None => None,
+    let replica = match ha_replica(d, run, &checked) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
     };
-    #[cfg(not(feature = "etcd"))]
-    let replica = None;
     let spec = JournalSpec {
         path: path.clone(),
         mode: journal,
@@ -347,6 +320,83 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
         run.push(json!({ "event": "daemon_stopping", "healthy": outcome.healthy }));
         return;
     }
+    let result = json!({
+        "healthy": outcome.healthy, "total": total, "failed": outcome.failed, "restarts": outcome.restarts,
+        "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable,
+        "post_flight": post_flight,
+    });
+    end_real_run(d, run, &finished, result, &path);
+}
+
+/// Before a new run of only what is broken: the survey and what it
+/// chose, recorded as the run's `selection` event. `Ok(true)`: nothing is
+/// broken, and the run has ended, succeeded with nothing restarted.
+async fn select_broken(
+    d: &Arc<Daemon>,
+    run: &Arc<Run>,
+    checked: &mut pipeline::Checked<DockerFleet>,
+) -> Result<bool, String> {
+    let (survey, sel) = checked.only_broken().await.map_err(|e| e.to_string())?;
+    let chosen = survey_result(&survey, Some(&sel));
+    run.push(json!({ "event": "selection", "selection": chosen }));
+    if sel.restarts() > 0 {
+        return Ok(false);
+    }
+    run.end(
+        ApiState::Succeeded,
+        Some(json!({ "healthy": 0, "total": 0, "restarts": 0, "note": "nothing is broken: nothing restarted", "selection": chosen })),
+        None,
+    );
+    d.note_finished(run);
+    Ok(true)
+}
+
+/// HA mode: the run is the cluster's, recorded in etcd, and its journal
+/// replicated there (the replica returned), fenced by this daemon's
+/// leadership (the fence set on the runtime). Without a cluster, no replica.
+#[cfg(feature = "etcd")]
+fn ha_replica(
+    d: &Daemon,
+    run: &Run,
+    checked: &pipeline::Checked<DockerFleet>,
+) -> Result<Option<Box<dyn crate::journal::Replica>>, String> {
+    let Some(ha) = &d.ha else {
+        return Ok(None);
+    };
+    let view = run.view.lock().unwrap().clone();
+    if let Err(e) = ha.put_run(&view) {
+        return Err(format!("recording the run in etcd: {e}"));
+    }
+    match (ha.replica(), ha.fence()) {
+        (Ok(r), Ok(f)) => {
+            checked.runtime().set_fence(f);
+            Ok(Some(r))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// Without the `etcd` feature a run has no cluster, so no replica.
+#[cfg(not(feature = "etcd"))]
+fn ha_replica(
+    _d: &Daemon,
+    _run: &Run,
+    _checked: &pipeline::Checked<DockerFleet>,
+) -> Result<Option<Box<dyn crate::journal::Replica>>, String> {
+    Ok(None)
+}
+
+/// The end of a real run that was not stopped by the daemon's shutdown:
+/// its report written, its record ended with `result` (and where its
+/// journal at `path` goes), the cluster's record of it cleared, and a
+/// succeeded run's journal archived.
+fn end_real_run(
+    d: &Arc<Daemon>,
+    run: &Arc<Run>,
+    finished: &pipeline::Finished<DockerFleet>,
+    mut result: serde_json::Value,
+    path: &std::path::Path,
+) {
     let report = finished.report();
     if let Err(e) = report.write(&report_dir(d, &run.id()), &report.summary()) {
         tracing::warn!(run = %run.id(), error = %e, "the run's report could not be written");
@@ -364,12 +414,8 @@ async fn real_run(d: &Arc<Daemon>, run: &Arc<Run>, pb: Playbook, journal: Journa
             path.display()
         ),
     };
-    let result = json!({
-        "healthy": outcome.healthy, "total": total, "failed": outcome.failed, "restarts": outcome.restarts,
-        "elapsed_s": outcome.elapsed_s, "reason": outcome.reason, "unreachable_hosts": unreachable, "journal": kept,
-        "post_flight": post_flight,
-    });
-    run.end(api_state(outcome.state), Some(result), None);
+    result["journal"] = json!(kept);
+    run.end(api_state(finished.outcome.state), Some(result), None);
     // The cluster's record of it goes, if this daemon still leads (a
     // deposed leader's run is the next leader's to continue).
     #[cfg(feature = "etcd")]
