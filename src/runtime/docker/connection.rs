@@ -288,3 +288,90 @@ pub fn host_label_filters(spec: &HostSpec) -> Vec<String> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
 }
+
+/// The playbook's Docker hosts, connected once for a whole run: discovery
+/// and the runtime share each host's client (one version handshake per
+/// host), and one resolver (one cache) serves host names, TCP probes and
+/// the DNS budget's probe.
+pub struct DockerHosts {
+    /// The hosts, in the playbook's order.
+    pub(super) specs: Vec<HostSpec>,
+    /// Each host's client, or why it has none (in `specs`' order).
+    pub(super) clients: Vec<Result<Docker, HostError>>,
+    /// The run's one resolver, if one could be built.
+    pub(super) resolver: Option<CachedResolver>,
+    /// The run's fence, asked by every host's connections.
+    pub(super) fence: FenceSlot,
+}
+
+impl DockerHosts {
+    /// Connects to every host of the playbook at once, the handshake bounded
+    /// by the discovery timeout; a host that does not answer keeps its
+    /// reason.
+    pub async fn connect(pb: &Playbook) -> DockerHosts {
+        let specs = hosts_of(pb);
+        let timeouts = CallTimeouts::of(pb);
+        let handshake = pb.discovery.timeout;
+        let resolver = resolver_for(pb, true);
+        let fence = FenceSlot::default();
+        let clients = futures_util::future::join_all(specs.iter().map(|s| {
+            connect_negotiated(
+                s,
+                handshake,
+                timeouts.restart,
+                resolver.as_ref(),
+                pb.limits.connections_per_host as usize,
+                &fence,
+            )
+        }))
+        .await;
+        DockerHosts {
+            specs,
+            clients,
+            resolver,
+            fence,
+        }
+    }
+
+    /// Each host with its client, or why it has none.
+    pub fn iter(&self) -> impl Iterator<Item = (&HostSpec, Result<&Docker, &HostError>)> {
+        self.specs
+            .iter()
+            .zip(&self.clients)
+            .map(|(s, c)| (s, c.as_ref()))
+    }
+
+    /// The run's resolver, if one could be built.
+    pub fn resolver(&self) -> Option<&CachedResolver> {
+        self.resolver.as_ref()
+    }
+}
+
+/// rekindle's resolver, built when a host is named by DNS name or `probes`
+/// needs one. Without a usable resolver, host names go to the system's and
+/// TCP probes by DNS name fail (saying why); probes by container IP work.
+fn resolver_for(pb: &Playbook, probes: bool) -> Option<CachedResolver> {
+    let named = hosts_of(pb).iter().any(|h| {
+        let rest = h
+            .url
+            .strip_prefix("tcp://")
+            .or_else(|| h.url.strip_prefix("http://"));
+        rest.is_some_and(|r| {
+            r.rsplit_once(':')
+                .map(|x| x.0)
+                .unwrap_or(r)
+                .parse::<IpAddr>()
+                .is_err()
+        })
+    });
+    if !named && !probes {
+        return None;
+    }
+    match CachedResolver::new(&pb.resolver) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "no resolver of rekindle's own: host names go to the system's, TCP probes by DNS name fail");
+            None
+        }
+    }
+}

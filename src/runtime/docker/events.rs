@@ -162,3 +162,125 @@ pub(super) async fn watch_events(
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
+
+/// What the runtime keeps of a confirmed start and reads back from the
+/// host's events stream, so that a start is confirmed and a Docker gate
+/// answered without an inspect.
+impl DockerRuntime {
+    /// Keeps what a confirmed start saw of the new process, for
+    /// [`Self::heard_health`]; `gen`: the host stream's generation when the
+    /// start was sent.
+    pub(super) fn note_started(
+        &self,
+        c: &Container,
+        gen: u64,
+        inspected: &ContainerInspectResponse,
+    ) {
+        let ns = inspected
+            .state
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(rfc3339_ns);
+        self.record_started(c, gen, ns, has_healthcheck(inspected));
+    }
+
+    /// Keeps a confirmed start's new process (`ns`: when it started, host
+    /// clock) for the Docker gate; none: the gate inspects.
+    pub(super) fn record_started(
+        &self,
+        c: &Container,
+        gen: u64,
+        ns: Option<u64>,
+        has_health: bool,
+    ) {
+        let heard = ns.filter(|_| gen != 0);
+        if let Some(host) = self.hosts.get(&c.host) {
+            let mut waiters = host.heard.waiters.lock().unwrap();
+            if heard.is_some() {
+                // Kept if the start made it: a wake-up may be in it already.
+                waiters
+                    .entry(c.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Notify::new()));
+            } else {
+                waiters.remove(&c.id);
+            }
+        }
+        let mut started = self.started.lock().unwrap();
+        match heard {
+            Some(ns) => {
+                started.insert(
+                    c.id.clone(),
+                    Started {
+                        gen,
+                        ns,
+                        has_health,
+                        checked: tokio::time::Instant::now(),
+                    },
+                );
+            }
+            None => {
+                started.remove(&c.id);
+            }
+        }
+    }
+
+    /// The new process's start as the host's stream reported it, without an
+    /// inspect: a `start` event for `c` more than a second after the old
+    /// process started (`before_ns`; the old process's own event comes
+    /// within milliseconds of it), heard while the stream stayed the one
+    /// of generation `gen`. Waits up to a second for it; `None`: inspect.
+    pub(super) async fn heard_start(&self, c: &Container, gen: u64, before_ns: u64) -> Option<u64> {
+        let host = self.hosts.get(&c.host)?;
+        let waiter = host.heard.waiters.lock().unwrap().get(&c.id).cloned()?;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            if !host.heard.unbroken_since(gen) {
+                return None;
+            }
+            let start_ns = host.heard.said_of(&c.id).start_ns;
+            if start_ns > before_ns.saturating_add(1_000_000_000) {
+                return Some(start_ns);
+            }
+            if tokio::time::timeout_at(give_up, waiter.notified())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    /// The Docker gate's answer from the host's events stream, without a
+    /// call: when the stream has been live, unbroken, since the container's
+    /// start was sent, it reports the health its HEALTHCHECK last reported
+    /// for the new process (`Starting` until it does), or running for an
+    /// image without one. `None` (inspect instead): no such stream, the
+    /// process died since, or [`HEARD_RECHECK`] passed since the last
+    /// inspect.
+    pub(super) fn heard_health(&self, c: &Container) -> Option<Health> {
+        let host = self.hosts.get(&c.host)?;
+        let mut started = self.started.lock().unwrap();
+        let st = started.get_mut(&c.id)?;
+        if !host.heard.unbroken_since(st.gen) {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        if now.duration_since(st.checked) >= HEARD_RECHECK {
+            return None;
+        }
+        let said = host.heard.said_of(&c.id);
+        if said.died_ns >= st.ns {
+            return None;
+        }
+        let h = match said.health {
+            Some(h) if said.health_ns >= st.ns => h,
+            _ if !st.has_health => Health::Healthy,
+            _ => Health::Starting,
+        };
+        if h != Health::Starting {
+            // Decided: nobody waits for this process any more.
+            host.heard.waiters.lock().unwrap().remove(&c.id);
+        }
+        Some(h)
+    }
+}
