@@ -57,12 +57,33 @@ fn secs(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+/// The plan for people: what it covers and its warnings, its roles, its
+/// waves (the first `TABLE_ROWS` (40) unless `all`), and its DNS load and
+/// time estimate.
 pub fn plan_table(
     out: &mut impl Write,
     pb: &Playbook,
     inv: &Inventory,
     plan: &Plan,
     all: bool,
+) -> std::io::Result<()> {
+    plan_header(out, pb, inv, plan)?;
+    writeln!(out)?;
+    roles_table(out, pb, plan)?;
+    writeln!(out)?;
+    waves_table(out, pb, plan, all)?;
+    writeln!(out)?;
+    plan_footer(out, pb, inv, plan)
+}
+
+/// The plan's first lines: the playbook, how many containers, hosts and
+/// waves, what is left alone, and a warning per unreachable host and per
+/// role that matches nothing.
+fn plan_header(
+    out: &mut impl Write,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
 ) -> std::io::Result<()> {
     writeln!(
         out,
@@ -97,7 +118,12 @@ pub fn plan_table(
     for r in &plan.empty_roles {
         writeln!(out, "  WARNING: role {r:?} matches no container")?;
     }
-    writeln!(out)?;
+    Ok(())
+}
+
+/// One row per role, in dependency order: its waves, containers, DNS
+/// lookups and the roles it waits for.
+fn roles_table(out: &mut impl Write, pb: &Playbook, plan: &Plan) -> std::io::Result<()> {
     writeln!(out, "By role (dependency order):")?;
     writeln!(
         out,
@@ -127,7 +153,13 @@ pub fn plan_table(
             }
         )?;
     }
-    writeln!(out)?;
+    Ok(())
+}
+
+/// One row per wave (the first `TABLE_ROWS` (40) unless `all`, then how many
+/// more): its role, group, size, hosts, DNS queries, estimate and the
+/// waves it waits for.
+fn waves_table(out: &mut impl Write, pb: &Playbook, plan: &Plan, all: bool) -> std::io::Result<()> {
     writeln!(out, "Waves:")?;
     writeln!(
         out,
@@ -175,7 +207,17 @@ pub fn plan_table(
             plan.waves.len() - shown
         )?;
     }
-    writeln!(out)?;
+    Ok(())
+}
+
+/// The plan's last lines: the DNS queries its startups cost against the
+/// budget, the pacing, and the estimated time.
+fn plan_footer(
+    out: &mut impl Write,
+    pb: &Playbook,
+    inv: &Inventory,
+    plan: &Plan,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "DNS: {} startup lookups × {} quer{} each ({} address famil{} × {} name{} tried) = {} queries under a budget of {:.0} q/s ({:.0} q/s capacity × {:.0}% headroom)",

@@ -80,14 +80,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // after the pre-flight (a resume restarts what its journal chose).
     let selective = only == Only::Broken && !args.resume;
     if !selective {
-        // The plan goes where the summary goes; with --output json, stdout
-        // carries the JSON summary only and the plan table goes to stderr.
-        let mut plan_out: Box<dyn Write> = match args.output {
-            Output::Table => Box::new(std::io::stdout().lock()),
-            Output::Json => Box::new(std::io::stderr().lock()),
-        };
         render::plan_table(
-            &mut plan_out,
+            &mut plan_out(args.output),
             &prepared.playbook,
             &prepared.inventory,
             &prepared.plan,
@@ -117,42 +111,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(failed) = checked.refusal() {
         return Err(Usage(failed).into());
     }
-    if selective {
-        let (survey, selection) = checked.only_broken().await?;
-        let mut plan_out: Box<dyn Write> = match args.output {
-            Output::Table => Box::new(std::io::stdout().lock()),
-            Output::Json => Box::new(std::io::stderr().lock()),
-        };
-        render::selection_table(&mut plan_out, &survey, &selection)?;
-        render::plan_table(
-            &mut plan_out,
-            &checked.playbook,
-            &checked.inventory,
-            &checked.plan,
-            false,
-        )?;
-        drop(plan_out);
-        if args.dry_run {
-            if args.output == Output::Json {
-                let out = &mut std::io::stdout().lock();
-                let mut doc = Vec::new();
-                render::plan_json(
-                    &mut doc,
-                    &checked.playbook,
-                    &checked.inventory,
-                    &checked.plan,
-                )?;
-                let mut v: serde_json::Value = serde_json::from_slice(&doc)?;
-                v["selection"] = render::selection_json(&checked.inventory, &selection);
-                serde_json::to_writer(&mut *out, &v)?;
-                writeln!(out)?;
-            }
-            return Ok(());
-        }
-        if selection.restarts() == 0 {
-            println!("nothing is broken: nothing to restart");
-            return Ok(());
-        }
+    if selective && !select_broken(&args, &mut checked).await? {
+        return Ok(());
     }
     if !args.yes {
         confirm(
@@ -175,6 +135,72 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let selective_run = !checked.plan.left_out.is_empty() || selective;
     let finished = execute(checked, journal).await?;
+    conclude(&args, &finished, &path, selective_run).await
+}
+
+/// Where the plan goes: where the summary goes; with `--output json`,
+/// stdout carries the JSON summary only and the plan table goes to stderr.
+fn plan_out(output: Output) -> Box<dyn Write> {
+    match output {
+        Output::Table => Box::new(std::io::stdout().lock()),
+        Output::Json => Box::new(std::io::stderr().lock()),
+    }
+}
+
+/// A run of only what is broken, once the pre-flight passed: the survey,
+/// what it chose and the plan cut to it are shown (with `--dry-run
+/// --output json`, the plan's JSON with the selection). `Ok(false)`: the
+/// command ends here, a dry run or nothing broken; `Ok(true)`: go on.
+async fn select_broken(
+    args: &RunArgs,
+    checked: &mut pipeline::Checked<DockerFleet>,
+) -> anyhow::Result<bool> {
+    let (survey, selection) = checked.only_broken().await?;
+    let mut out = plan_out(args.output);
+    render::selection_table(&mut out, &survey, &selection)?;
+    render::plan_table(
+        &mut out,
+        &checked.playbook,
+        &checked.inventory,
+        &checked.plan,
+        false,
+    )?;
+    drop(out);
+    if args.dry_run {
+        if args.output == Output::Json {
+            let out = &mut std::io::stdout().lock();
+            let mut doc = Vec::new();
+            render::plan_json(
+                &mut doc,
+                &checked.playbook,
+                &checked.inventory,
+                &checked.plan,
+            )?;
+            let mut v: serde_json::Value = serde_json::from_slice(&doc)?;
+            v["selection"] = render::selection_json(&checked.inventory, &selection);
+            serde_json::to_writer(&mut *out, &v)?;
+            writeln!(out)?;
+        }
+        return Ok(false);
+    }
+    if selection.restarts() == 0 {
+        println!("nothing is broken: nothing to restart");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// After the session: a post-flight survey when only part of the fleet
+/// was restarted, the journal archived (a succeeded run) or kept at
+/// `path`, the summary printed (and with `--report`, the report written),
+/// and the run's end as the command's result (halted and aborted are
+/// errors, for the exit code).
+async fn conclude(
+    args: &RunArgs,
+    finished: &pipeline::Finished<DockerFleet>,
+    path: &std::path::Path,
+    selective_run: bool,
+) -> anyhow::Result<()> {
     // A run of only what was broken closes with a survey of everything:
     // what is still broken.
     let post = match selective_run || finished.left_out > 0 {
