@@ -12,98 +12,29 @@ use toml::Spanned;
 use super::resolve::Resolver;
 
 impl Resolver<'_> {
+    /// The `[[roles]]` resolved, in dependency order (each role's `after`
+    /// remapped to the new positions). Each role is checked in turn: its
+    /// selector, its dependencies, its health check, its numbers; then
+    /// the order, a cycle named at the `after` entry that closes it.
     pub(super) fn roles(
         &self,
         raw: &Spanned<Vec<Spanned<RawRole>>>,
     ) -> Result<Vec<Role>, SourceError> {
-        if raw.get_ref().is_empty() {
-            return Err(self.err(
-                raw,
-                "roles",
-                "a playbook needs at least one [[roles]] entry",
-            ));
-        }
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (i, r) in raw.get_ref().iter().enumerate() {
-            let name = self.non_empty(&r.get_ref().name, &format!("roles[{i}].name"))?;
-            if index.insert(name.clone(), i).is_some() {
-                return Err(self.err(
-                    &r.get_ref().name,
-                    format!("roles[{i}].name"),
-                    format!("role {name:?} is declared twice"),
-                ));
-            }
-        }
+        let index = self.role_index(raw)?;
         let mut roles = Vec::new();
         let mut after_spans: Vec<Vec<&Spanned<String>>> = Vec::new();
         for (i, r) in raw.get_ref().iter().enumerate() {
             let r = r.get_ref();
             let field = |f: &str| format!("roles[{i}].{f}");
-            let selector = r.selector.get_ref();
-            if selector.is_empty() {
-                return Err(self.err(
-                    &r.selector,
-                    field("selector"),
-                    "a role needs at least one label, e.g. selector = { \"db.role\" = \"shard\" }",
-                ));
-            }
-            for (k, v) in selector {
-                if k.trim().is_empty() {
-                    return Err(self.err(
-                        &r.selector,
-                        field("selector"),
-                        "label keys must not be empty",
-                    ));
-                }
-                if v.get_ref().trim().is_empty() {
-                    return Err(self.err(
-                        v,
-                        field(&format!("selector.{k}")),
-                        "label values must not be empty",
-                    ));
-                }
-            }
-            let mut after = Vec::new();
-            let mut spans = Vec::new();
-            for dep in r
-                .after
-                .as_ref()
-                .map(|a| a.get_ref().as_slice())
-                .unwrap_or(&[])
-            {
-                let Some(&j) = index.get(dep.get_ref().as_str()) else {
-                    let known: Vec<&str> = raw
-                        .get_ref()
-                        .iter()
-                        .map(|r| r.get_ref().name.get_ref().as_str())
-                        .collect();
-                    return Err(self.err(
-                        dep,
-                        field("after"),
-                        format!(
-                            "unknown role {:?}; roles declared: {}",
-                            dep.get_ref(),
-                            known.join(", ")
-                        ),
-                    ));
-                };
-                if j == i {
-                    return Err(self.err(
-                        dep,
-                        field("after"),
-                        format!("role {:?} cannot wait for itself", dep.get_ref()),
-                    ));
-                }
-                if !after.contains(&j) {
-                    after.push(j);
-                    spans.push(dep);
-                }
-            }
+            self.check_selector(r, i)?;
+            let (after, spans) = self.dependencies(raw, &index, i)?;
             after_spans.push(spans);
             let health = self.health(r.health.as_ref(), i)?;
             roles.push(Role {
                 name: r.name.get_ref().trim().to_string(),
-                selector: selector
+                selector: r
+                    .selector
+                    .get_ref()
                     .iter()
                     .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                     .collect(),
@@ -122,6 +53,124 @@ impl Resolver<'_> {
                 health,
             });
         }
+        self.in_dependency_order(roles, &after_spans)
+    }
+
+    /// Each role's position by name: at least one role, each named, no
+    /// name twice.
+    fn role_index(
+        &self,
+        raw: &Spanned<Vec<Spanned<RawRole>>>,
+    ) -> Result<HashMap<String, usize>, SourceError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.err(
+                raw,
+                "roles",
+                "a playbook needs at least one [[roles]] entry",
+            ));
+        }
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, r) in raw.get_ref().iter().enumerate() {
+            let name = self.non_empty(&r.get_ref().name, &format!("roles[{i}].name"))?;
+            if index.insert(name.clone(), i).is_some() {
+                return Err(self.err(
+                    &r.get_ref().name,
+                    format!("roles[{i}].name"),
+                    format!("role {name:?} is declared twice"),
+                ));
+            }
+        }
+        Ok(index)
+    }
+
+    /// Role `i`'s selector: at least one label, no empty key or value.
+    fn check_selector(&self, r: &RawRole, i: usize) -> Result<(), SourceError> {
+        let field = |f: &str| format!("roles[{i}].{f}");
+        let selector = r.selector.get_ref();
+        if selector.is_empty() {
+            return Err(self.err(
+                &r.selector,
+                field("selector"),
+                "a role needs at least one label, e.g. selector = { \"db.role\" = \"shard\" }",
+            ));
+        }
+        for (k, v) in selector {
+            if k.trim().is_empty() {
+                return Err(self.err(
+                    &r.selector,
+                    field("selector"),
+                    "label keys must not be empty",
+                ));
+            }
+            if v.get_ref().trim().is_empty() {
+                return Err(self.err(
+                    v,
+                    field(&format!("selector.{k}")),
+                    "label values must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Role `i`'s `after`: the positions of the roles it waits for (each
+    /// once, declared, not itself), with the entry naming each, for a
+    /// cycle's error.
+    fn dependencies<'r>(
+        &self,
+        raw: &'r Spanned<Vec<Spanned<RawRole>>>,
+        index: &HashMap<String, usize>,
+        i: usize,
+    ) -> Result<(Vec<usize>, Vec<&'r Spanned<String>>), SourceError> {
+        let r = raw.get_ref()[i].get_ref();
+        let field = |f: &str| format!("roles[{i}].{f}");
+        let mut after = Vec::new();
+        let mut spans = Vec::new();
+        for dep in r
+            .after
+            .as_ref()
+            .map(|a| a.get_ref().as_slice())
+            .unwrap_or(&[])
+        {
+            let Some(&j) = index.get(dep.get_ref().as_str()) else {
+                let known: Vec<&str> = raw
+                    .get_ref()
+                    .iter()
+                    .map(|r| r.get_ref().name.get_ref().as_str())
+                    .collect();
+                return Err(self.err(
+                    dep,
+                    field("after"),
+                    format!(
+                        "unknown role {:?}; roles declared: {}",
+                        dep.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            };
+            if j == i {
+                return Err(self.err(
+                    dep,
+                    field("after"),
+                    format!("role {:?} cannot wait for itself", dep.get_ref()),
+                ));
+            }
+            if !after.contains(&j) {
+                after.push(j);
+                spans.push(dep);
+            }
+        }
+        Ok((after, spans))
+    }
+
+    /// The roles sorted so that each comes after those it waits for, and
+    /// their `after` remapped; a cycle is an error at the `after` entry
+    /// (`after_spans`) that closes it.
+    fn in_dependency_order(
+        &self,
+        roles: Vec<Role>,
+        after_spans: &[Vec<&Spanned<String>>],
+    ) -> Result<Vec<Role>, SourceError> {
         let deps: Vec<Vec<usize>> = roles.iter().map(|r| r.after.clone()).collect();
         let order = topo_order(&deps).map_err(|Cycle(cycle)| {
             // Point at the `after` entry that closes the cycle.
@@ -158,6 +207,9 @@ impl Resolver<'_> {
             .collect())
     }
 
+    /// Role `i`'s health check (none written: the Docker kind with the
+    /// default times): its kind with the kind's own settings, no setting
+    /// of another kind, and its times.
     pub(super) fn health(
         &self,
         raw: Option<&Spanned<RawHealth>>,
@@ -171,6 +223,23 @@ impl Resolver<'_> {
             });
         };
         let h = h.get_ref();
+        let kind = self.health_kind(h, i)?;
+        self.check_kind_fields(h, &kind, i)?;
+        let d = HealthCheck::default();
+        Ok(HealthCheck {
+            kind,
+            timeout: self.opt_duration(&h.timeout, &field("timeout"), d.timeout)?,
+            interval: self.opt_duration(&h.interval, &field("interval"), d.interval)?,
+            deadline: self.opt_duration(&h.deadline, &field("deadline"), d.deadline)?,
+        })
+    }
+
+    /// The check's kind, with the settings it reads: `port` (required for
+    /// tcp, 27017 by default for mongo and mongos), mongo's `max_lag`,
+    /// `step_down` and `arbiters`, mongos's `stuck_after`, exec's
+    /// `command`.
+    fn health_kind(&self, h: &RawHealth, i: usize) -> Result<HealthKind, SourceError> {
+        let field = |f: &str| format!("roles[{i}].health.{f}");
         let mongo_port = || -> Result<u16, SourceError> {
             Ok(h.port
                 .as_ref()
@@ -234,6 +303,19 @@ impl Resolver<'_> {
                 ))
             }
         };
+        Ok(kind)
+    }
+
+    /// No setting of another kind: each of `port`, `arbiters`, `max_lag`,
+    /// `step_down`, `stuck_after` and `command` is refused where `kind`
+    /// does not read it, rather than silently ignored.
+    fn check_kind_fields(
+        &self,
+        h: &RawHealth,
+        kind: &HealthKind,
+        i: usize,
+    ) -> Result<(), SourceError> {
+        let field = |f: &str| format!("roles[{i}].health.{f}");
         if let Some(port) = h.port.as_ref().filter(|_| {
             !matches!(
                 kind,
@@ -291,12 +373,6 @@ impl Resolver<'_> {
                 "command applies only to kind \"exec\"",
             ));
         }
-        let d = HealthCheck::default();
-        Ok(HealthCheck {
-            kind,
-            timeout: self.opt_duration(&h.timeout, &field("timeout"), d.timeout)?,
-            interval: self.opt_duration(&h.interval, &field("interval"), d.interval)?,
-            deadline: self.opt_duration(&h.deadline, &field("deadline"), d.deadline)?,
-        })
+        Ok(())
     }
 }
