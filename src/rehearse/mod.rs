@@ -96,31 +96,13 @@ pub fn rehearse(
     playbook: &Playbook,
     scenario: &Scenario,
     opts: &Options,
-    mut on_event: impl FnMut(&Event, f64) + Send,
+    on_event: impl FnMut(&Event, f64) + Send,
 ) -> Result<Report, RehearseError> {
     let pb = Arc::new(playbook.clone());
-    let mut timeline = crate::report::Collector::default();
     let selective = opts.only == Only::Broken;
-    let baseline_thread = opts.compare.then(|| {
-        let scenario = scenario.clone();
-        let pb = pb.clone();
-        std::thread::spawn(move || {
-            let mut figures = Vec::new();
-            if selective {
-                // The full restart, on the same world.
-                let all = Options {
-                    only: Only::All,
-                    ..Options::default()
-                };
-                // A function pointer: one instance of `rehearse`, not one per caller.
-                let ignore: fn(&Event, f64) = |_, _| {};
-                let full = rehearse(&pb, &scenario, &all, ignore)?;
-                figures.push(PolicyFigures::from_report("rekindle, all".into(), &full));
-            }
-            figures.extend(run_baselines(&scenario, &pb)?);
-            Ok::<_, RehearseError>(figures)
-        })
-    });
+    let comparisons = opts
+        .compare
+        .then(|| spawn_comparisons(pb.clone(), scenario.clone(), selective));
     let tmp;
     let state_dir = match &opts.state_dir {
         Some(d) => d.clone(),
@@ -130,103 +112,181 @@ pub fn rehearse(
         }
     };
     let journal_path = state_dir.join(format!("rehearse-{}-{}.journal", pb.name, scenario.name));
-    let (outcome, stats, dns_per_second, waves, preflight, selection) = on_virtual_clock(async {
-        let world = Simulated {
-            sim: SimFleet::new(scenario),
-            static_budget: opts.static_budget,
-        };
-        let prepared = pipeline::prepare(world, (*pb).clone()).await?;
-        let mut checked = prepared
-            .check(false)
-            .await
-            .map_err(|e| RehearseError::Preflight(e.to_string()))?;
-        if let Some(refused) = checked.refusal() {
-            return Err(RehearseError::Preflight(refused));
-        }
-        let preflight: Vec<String> = checked
-            .preflight
-            .checks
-            .iter()
-            .map(|c| format!("{} {}: {}", c.verdict.as_str(), c.what, c.detail))
-            .collect();
-        let mut selection = match selective {
-            true => {
-                let (survey, sel) = checked.only_broken().await?;
-                Some(selection_figures(
-                    &checked.fleet.sim,
-                    &checked.inventory,
-                    &survey,
-                    &sel,
-                ))
-            }
-            false => None,
-        };
-        let journal = JournalSpec {
-            path: journal_path.clone(),
-            mode: JournalMode::Replace,
-            durable: false,
-        };
-        let mut watcher = Watcher {
-            handle_tx: opts.handle_tx.clone(),
-            on_event: &mut on_event,
-        };
-        let finished = checked.run(journal, None, &mut watcher).await?;
-        let sim = &finished.fleet.sim;
-        sim.settle(Duration::from_secs(600)).await;
-        if let Some(sel) = &mut selection {
-            let post = finished.survey().await;
-            sel.post_flight_ok = post.count(&Verdict::Ok);
-            sel.post_flight_not_ok = post.findings.len() - sel.post_flight_ok;
-        }
-        timeline = finished.timeline;
-        Ok::<_, RehearseError>((
-            finished.outcome,
-            sim.stats(),
-            sim.dns_per_second(),
-            finished.waves,
-            preflight,
-            selection,
-        ))
-    })??;
-    let baselines = match baseline_thread {
+    let rehearsed = on_virtual_clock(rehearse_on_clock(
+        &pb,
+        scenario,
+        opts,
+        journal_path.clone(),
+        on_event,
+    ))??;
+    let baselines = match comparisons {
         Some(t) => t.join().expect("baseline thread")?,
         None => vec![],
     };
-    let lb = scenario.lower_bound_s();
-    let healthy_per_second =
-        timeline.healthy_per_second(dns_per_second.len().max(outcome.elapsed_s.ceil() as usize));
-    Ok(Report {
-        scenario: scenario.name.clone(),
-        playbook: pb.name.clone(),
-        state: outcome.state,
-        reason: outcome.reason,
-        total: stats.total,
-        healthy: stats.healthy,
-        unreachable: stats.unreachable,
-        makespan_s: stats.all_healthy_at,
-        lower_bound_s: lb,
-        ratio: stats.all_healthy_at.map(|m| m / lb),
-        dns_queries: stats.dns_queries,
-        dns_dropped: stats.dns_dropped,
-        dns_peak_qps: stats.dns_peak_qps,
-        dns_capacity_qps: scenario.dns.capacity_qps,
-        dns_budget_qps: pb.dns.budget_qps(),
-        stuck: stats.stuck,
-        stuck_events: stats.stuck_events,
-        rerestarts: stats.rerestarts,
-        restart_failures: stats.restart_failures,
-        failed: outcome.failed,
-        engine_elapsed_s: outcome.elapsed_s,
-        waves,
-        journal: journal_path,
-        dns_per_second,
-        dns_budget: outcome.dns_budget.clone(),
-        healthy_per_second,
-        wave_spans: timeline.spans,
-        baselines,
+    Ok(rehearsed.report(&pb, scenario, journal_path, baselines))
+}
+
+/// The comparisons of `--compare`, on a thread of their own while the
+/// rehearsal runs: the baselines on the same world and, when the
+/// rehearsal restarts only what is broken, the full restart too.
+fn spawn_comparisons(
+    pb: Arc<Playbook>,
+    scenario: Scenario,
+    selective: bool,
+) -> std::thread::JoinHandle<Result<Vec<PolicyFigures>, RehearseError>> {
+    std::thread::spawn(move || {
+        let mut figures = Vec::new();
+        if selective {
+            // The full restart, on the same world.
+            let all = Options {
+                only: Only::All,
+                ..Options::default()
+            };
+            // A function pointer: one instance of `rehearse`, not one per caller.
+            let ignore: fn(&Event, f64) = |_, _| {};
+            let full = rehearse(&pb, &scenario, &all, ignore)?;
+            figures.push(PolicyFigures::from_report("rekindle, all".into(), &full));
+        }
+        figures.extend(run_baselines(&scenario, &pb)?);
+        Ok::<_, RehearseError>(figures)
+    })
+}
+
+/// What one rehearsal on the virtual clock measured, for its report.
+struct Rehearsed {
+    outcome: crate::engine::Outcome,
+    stats: crate::sim::SimStats,
+    dns_per_second: Vec<u64>,
+    waves: usize,
+    preflight: Vec<String>,
+    selection: Option<SelectionFigures>,
+    timeline: crate::report::Collector,
+}
+
+/// The rehearsal itself, on the paused clock: the scenario's world through
+/// the pipeline (prepare, pre-flight, with only what is broken its survey
+/// and selection), the session with its journal at `journal_path`, the
+/// world left to settle, and with a selection the post-flight survey.
+async fn rehearse_on_clock(
+    pb: &Playbook,
+    scenario: &Scenario,
+    opts: &Options,
+    journal_path: PathBuf,
+    mut on_event: impl FnMut(&Event, f64) + Send,
+) -> Result<Rehearsed, RehearseError> {
+    let world = Simulated {
+        sim: SimFleet::new(scenario),
+        static_budget: opts.static_budget,
+    };
+    let prepared = pipeline::prepare(world, pb.clone()).await?;
+    let mut checked = prepared
+        .check(false)
+        .await
+        .map_err(|e| RehearseError::Preflight(e.to_string()))?;
+    if let Some(refused) = checked.refusal() {
+        return Err(RehearseError::Preflight(refused));
+    }
+    let preflight: Vec<String> = checked
+        .preflight
+        .checks
+        .iter()
+        .map(|c| format!("{} {}: {}", c.verdict.as_str(), c.what, c.detail))
+        .collect();
+    let mut selection = match opts.only == Only::Broken {
+        true => {
+            let (survey, sel) = checked.only_broken().await?;
+            Some(selection_figures(
+                &checked.fleet.sim,
+                &checked.inventory,
+                &survey,
+                &sel,
+            ))
+        }
+        false => None,
+    };
+    let journal = JournalSpec {
+        path: journal_path,
+        mode: JournalMode::Replace,
+        durable: false,
+    };
+    let mut watcher = Watcher {
+        handle_tx: opts.handle_tx.clone(),
+        on_event: &mut on_event,
+    };
+    let finished = checked.run(journal, None, &mut watcher).await?;
+    let sim = &finished.fleet.sim;
+    sim.settle(Duration::from_secs(600)).await;
+    if let Some(sel) = &mut selection {
+        let post = finished.survey().await;
+        sel.post_flight_ok = post.count(&Verdict::Ok);
+        sel.post_flight_not_ok = post.findings.len() - sel.post_flight_ok;
+    }
+    Ok(Rehearsed {
+        stats: sim.stats(),
+        dns_per_second: sim.dns_per_second(),
+        waves: finished.waves,
+        outcome: finished.outcome,
+        timeline: finished.timeline,
         preflight,
         selection,
     })
+}
+
+impl Rehearsed {
+    /// The rehearsal's report: its outcome and measures against the
+    /// scenario's lower bound, with the comparisons' `baselines`.
+    fn report(
+        self,
+        pb: &Playbook,
+        scenario: &Scenario,
+        journal_path: PathBuf,
+        baselines: Vec<PolicyFigures>,
+    ) -> Report {
+        let Rehearsed {
+            outcome,
+            stats,
+            dns_per_second,
+            waves,
+            preflight,
+            selection,
+            timeline,
+        } = self;
+        let lb = scenario.lower_bound_s();
+        let healthy_per_second = timeline
+            .healthy_per_second(dns_per_second.len().max(outcome.elapsed_s.ceil() as usize));
+        Report {
+            scenario: scenario.name.clone(),
+            playbook: pb.name.clone(),
+            state: outcome.state,
+            reason: outcome.reason,
+            total: stats.total,
+            healthy: stats.healthy,
+            unreachable: stats.unreachable,
+            makespan_s: stats.all_healthy_at,
+            lower_bound_s: lb,
+            ratio: stats.all_healthy_at.map(|m| m / lb),
+            dns_queries: stats.dns_queries,
+            dns_dropped: stats.dns_dropped,
+            dns_peak_qps: stats.dns_peak_qps,
+            dns_capacity_qps: scenario.dns.capacity_qps,
+            dns_budget_qps: pb.dns.budget_qps(),
+            stuck: stats.stuck,
+            stuck_events: stats.stuck_events,
+            rerestarts: stats.rerestarts,
+            restart_failures: stats.restart_failures,
+            failed: outcome.failed,
+            engine_elapsed_s: outcome.elapsed_s,
+            waves,
+            journal: journal_path,
+            dns_per_second,
+            dns_budget: outcome.dns_budget.clone(),
+            healthy_per_second,
+            wave_spans: timeline.spans,
+            baselines,
+            preflight,
+            selection,
+        }
+    }
 }
 
 /// What a survey of the simulated world found against the world's own

@@ -20,7 +20,8 @@ use crate::config::{HealthKind, Playbook};
 use crate::engine::GateChecks;
 use crate::model::{Health, Inventory};
 use crate::plan::Plan;
-use crate::probe::HealthProbe;
+use crate::probe::{HealthProbe, Probed};
+use crate::runtime::RuntimeError;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -175,102 +176,22 @@ pub async fn survey<P: HealthProbe>(
         .unreachable_hosts()
         .map(|h| (h.name.as_str(), h.error.as_deref()))
         .collect();
-    let per_host = pb.limits.connections_per_host.max(1) as usize;
-    let mut slots: HashMap<&str, Arc<Semaphore>> = HashMap::new();
-    let mut asks = Vec::new();
-    for w in &plan.waves {
-        for &ci in &w.containers {
-            let c = &inv.containers[ci as usize];
-            let slot = slots
-                .entry(c.host.as_str())
-                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-                .clone();
-            asks.push((ci as usize, w.role, slot));
-        }
-    }
-    let pace = Pace::new(pb.dns.budget_qps());
-    let pace = &pace;
-    let checks = &checks;
-    let unreachable = &unreachable;
-    let mut findings: Vec<(usize, Finding)> =
-        futures_util::stream::iter(asks.into_iter().enumerate())
-            .map(|(order, (ci, role, slot))| async move {
-                let c = &inv.containers[ci];
-                let finding = |verdict: Verdict, reason: Option<String>| Finding {
-                    index: ci as u32,
-                    container: c.name.clone(),
-                    host: c.host.clone(),
-                    cluster: c.labels.get(&pb.cluster_label).unwrap_or("").to_string(),
-                    role: pb.roles[role].name.clone(),
-                    replset: pb
-                        .replset_label
-                        .as_deref()
-                        .and_then(|k| c.labels.get(k))
-                        .map(str::to_string),
-                    primary: false,
-                    verdict,
-                    reason,
-                    host_silent: false,
-                };
-                if let Some(error) = unreachable.get(c.host.as_str()) {
-                    let why = format!(
-                        "host {} did not answer: {}",
-                        c.host,
-                        error.unwrap_or("no answer")
-                    );
-                    let mut f = finding(Verdict::Unknown, Some(why));
-                    f.host_silent = true;
-                    return (order, f);
-                }
-                let check = checks.check(role, c);
-                let looks_up = c.dns_name.is_some()
-                    && matches!(
-                        check.kind,
-                        HealthKind::Tcp { .. }
-                            | HealthKind::Mongo { .. }
-                            | HealthKind::Mongos { .. }
-                    );
-                if looks_up {
-                    pace.wait().await;
-                }
-                let _slot = slot.acquire().await.expect("never closed");
-                let mut limit = check.timeout;
-                let mut asked = 0;
-                let probed = loop {
-                    asked += 1;
-                    match tokio::time::timeout(limit, probe.check(c, &check)).await {
-                        Ok(r) => break Ok(r),
-                        Err(_) if asked < 2 => limit *= 2,
-                        Err(_) => break Err(limit),
-                    }
-                };
-                let primary = matches!(&probed, Ok(Ok(p)) if p.primary);
-                let (verdict, reason) = match probed {
-                    Ok(Ok(p)) => match p.health {
-                        Health::Healthy => (Verdict::Ok, None),
-                        Health::Down => (Verdict::Down, Some("not running".to_string())),
-                        Health::Unhealthy => (
-                            Verdict::Broken,
-                            Some(p.note.unwrap_or_else(|| "fails its health check".into())),
-                        ),
-                        Health::Starting => (
-                            Verdict::Broken,
-                            Some(p.note.unwrap_or_else(|| "running, not ready".into())),
-                        ),
-                    },
-                    Ok(Err(e)) => (Verdict::Unknown, Some(e.to_string())),
-                    Err(limit) => (
-                        Verdict::Unknown,
-                        Some(format!("no answer within {}s", limit.as_secs_f64())),
-                    ),
-                };
-                let mut f = finding(verdict, reason);
-                f.primary = primary;
-                (order, f)
-            })
-            .buffer_unordered(256)
-            .collect()
-            .await;
+    let asker = Asker {
+        pb,
+        inv,
+        checks: &checks,
+        unreachable: &unreachable,
+        pace: &Pace::new(pb.dns.budget_qps()),
+        probe,
+    };
+    let asker = &asker;
+    let mut findings: Vec<(usize, Finding)> = futures_util::stream::iter(
+        asks(pb, inv, plan).into_iter().enumerate(),
+    )
+    .map(|(order, (ci, role, slot))| async move { (order, asker.ask(ci, role, &slot).await) })
+    .buffer_unordered(256)
+    .collect()
+    .await;
     findings.sort_by_key(|(order, _)| *order);
     let findings: Vec<Finding> = findings.into_iter().map(|(_, f)| f).collect();
     let listed: std::collections::HashSet<&str> =
@@ -289,5 +210,141 @@ pub async fn survey<P: HealthProbe>(
                 error: h.error.clone().unwrap_or_else(|| "no answer".into()),
             })
             .collect(),
+    }
+}
+
+/// Each container of `plan` to ask, in the plan's order: its index, its
+/// role, and its host's slot (at most `limits.connections_per_host`
+/// questions in flight per host).
+fn asks(pb: &Playbook, inv: &Inventory, plan: &Plan) -> Vec<(usize, usize, Arc<Semaphore>)> {
+    let per_host = pb.limits.connections_per_host.max(1) as usize;
+    let mut slots: HashMap<&str, Arc<Semaphore>> = HashMap::new();
+    let mut asks = Vec::new();
+    for w in &plan.waves {
+        for &ci in &w.containers {
+            let c = &inv.containers[ci as usize];
+            let slot = slots
+                .entry(c.host.as_str())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            asks.push((ci as usize, w.role, slot));
+        }
+    }
+    asks
+}
+
+/// What a survey asks each container with: the gates' checks, the hosts
+/// that did not answer (with their errors), the pace of rekindle's own
+/// lookups, and the probe.
+struct Asker<'a, P> {
+    pb: &'a Playbook,
+    inv: &'a Inventory,
+    checks: &'a GateChecks,
+    unreachable: &'a HashMap<&'a str, Option<&'a str>>,
+    pace: &'a Pace,
+    probe: &'a P,
+}
+
+impl<P: HealthProbe> Asker<'_, P> {
+    /// Container `ci` (of role `role`) asked its gate once, under its
+    /// host's `slot`: `unknown` without asking when its host did not
+    /// answer; a check that dials a DNS name waits for the pace first.
+    async fn ask(&self, ci: usize, role: usize, slot: &Semaphore) -> Finding {
+        let c = &self.inv.containers[ci];
+        if let Some(error) = self.unreachable.get(c.host.as_str()) {
+            let why = format!(
+                "host {} did not answer: {}",
+                c.host,
+                error.unwrap_or("no answer")
+            );
+            let mut f = self.finding(ci, role, Verdict::Unknown, Some(why));
+            f.host_silent = true;
+            return f;
+        }
+        let check = self.checks.check(role, c);
+        let looks_up = c.dns_name.is_some()
+            && matches!(
+                check.kind,
+                HealthKind::Tcp { .. } | HealthKind::Mongo { .. } | HealthKind::Mongos { .. }
+            );
+        if looks_up {
+            self.pace.wait().await;
+        }
+        let _slot = slot.acquire().await.expect("never closed");
+        let probed = self.probe_patiently(c, &check).await;
+        let primary = matches!(&probed, Ok(Ok(p)) if p.primary);
+        let (verdict, reason) = verdict_of(probed);
+        let mut f = self.finding(ci, role, verdict, reason);
+        f.primary = primary;
+        f
+    }
+
+    /// One probe of `c` within its check's timeout, and once more within
+    /// twice that when it did not answer (a slow host is slow, not
+    /// broken). `Err`: the last time limit, passed without an answer.
+    async fn probe_patiently(
+        &self,
+        c: &crate::model::Container,
+        check: &crate::config::HealthCheck,
+    ) -> Result<Result<Probed, RuntimeError>, std::time::Duration> {
+        let mut limit = check.timeout;
+        let mut asked = 0;
+        loop {
+            asked += 1;
+            match tokio::time::timeout(limit, self.probe.check(c, check)).await {
+                Ok(r) => return Ok(r),
+                Err(_) if asked < 2 => limit *= 2,
+                Err(_) => return Err(limit),
+            }
+        }
+    }
+
+    /// The finding for container `ci` of role `role`, with its cluster and
+    /// replica set from its labels; not primary, its host not silent.
+    fn finding(&self, ci: usize, role: usize, verdict: Verdict, reason: Option<String>) -> Finding {
+        let (pb, c) = (self.pb, &self.inv.containers[ci]);
+        Finding {
+            index: ci as u32,
+            container: c.name.clone(),
+            host: c.host.clone(),
+            cluster: c.labels.get(&pb.cluster_label).unwrap_or("").to_string(),
+            role: pb.roles[role].name.clone(),
+            replset: pb
+                .replset_label
+                .as_deref()
+                .and_then(|k| c.labels.get(k))
+                .map(str::to_string),
+            primary: false,
+            verdict,
+            reason,
+            host_silent: false,
+        }
+    }
+}
+
+/// A probe's answer as a verdict and its reason: healthy is `ok`, not
+/// running `down`, unhealthy or not ready yet `broken` (with the probe's
+/// note), and no answer or an error `unknown`.
+fn verdict_of(
+    probed: Result<Result<Probed, RuntimeError>, std::time::Duration>,
+) -> (Verdict, Option<String>) {
+    match probed {
+        Ok(Ok(p)) => match p.health {
+            Health::Healthy => (Verdict::Ok, None),
+            Health::Down => (Verdict::Down, Some("not running".to_string())),
+            Health::Unhealthy => (
+                Verdict::Broken,
+                Some(p.note.unwrap_or_else(|| "fails its health check".into())),
+            ),
+            Health::Starting => (
+                Verdict::Broken,
+                Some(p.note.unwrap_or_else(|| "running, not ready".into())),
+            ),
+        },
+        Ok(Err(e)) => (Verdict::Unknown, Some(e.to_string())),
+        Err(limit) => (
+            Verdict::Unknown,
+            Some(format!("no answer within {}s", limit.as_secs_f64())),
+        ),
     }
 }
