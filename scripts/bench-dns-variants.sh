@@ -13,6 +13,13 @@
 #   scripts/bench-dns-variants.sh            # builds release first
 #   BIN=target/release/rekindle scripts/bench-dns-variants.sh
 #   GRANT_AT=restart scripts/bench-dns-variants.sh   # grant before the stop
+#   SEEDS="1 2 3 4 5" scripts/bench-dns-variants.sh  # each variant under
+#       several seeds of its scenario (the fleet's draws: restart and ready
+#       times, which hosts): one row per seed, then per variant the median
+#       and worst ratio. One seed's ratio is one sample of a chaotic system
+#       (a sample a quarter second later moves a run by 10%).
+#   ONLY='^quarter' scripts/bench-dns-variants.sh    # the variants whose
+#       name matches the regex
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-}
@@ -21,6 +28,7 @@ if [ -z "$BIN" ]; then
     BIN=target/release/rekindle
 fi
 DROP_LIMIT=${DROP_LIMIT:-0.005}
+ratios=()
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -30,6 +38,10 @@ variant() {
     local f=${name//\//_}
     local sc="$work/$f.toml" pb="$work/$f-playbook.toml"
     sed -e "$expr" "$scenario" >"$sc"
+    if [ -n "${SEED:-}" ]; then
+        sed -i -e "s/^seed = .*/seed = $SEED/" "$sc"
+        name="$name seed $SEED"
+    fi
     # The playbook claims `claim` q/s and states the fleet's startup
     # lookups per role, as an operator writes it for that fleet (the
     # scenario benchmark does the same).
@@ -65,21 +77,44 @@ print(f"{ms:.1f}" if ms is not None else "none", f"{share:.2f}%", d["stuck"], st
         ratio="no static budget under the limit"
     fi
     printf '%-34s %7s %10s %9s %6s %9s | %9s %8s | %s\n' "$name" "$claim" "$a_ms" "$a_drop" "$a_stuck" "$a_healthy" "$b_ms" "$b_q" "$ratio"
+    ratios+=("$ratio")
+}
+
+# With SEEDS, each variant once per seed, then its median and worst ratio.
+seeded() {
+    if [ -n "${ONLY:-}" ] && ! [[ $1 =~ $ONLY ]]; then
+        return
+    fi
+    if [ -z "${SEEDS:-}" ]; then
+        variant "$@"
+        return
+    fi
+    ratios=()
+    for SEED in $SEEDS; do
+        variant "$@"
+    done
+    printf '%s\n' "${ratios[@]}" | python3 -c '
+import statistics, sys
+r = [float(x) for x in sys.stdin.read().split() if x.replace(".", "", 1).isdigit()]
+name = sys.argv[1] + " over seeds"
+if r:
+    print(f"{name:<34} median {statistics.median(r):.3f}, worst {max(r):.3f}, best {min(r):.3f} ({len(r)} of {sys.argv[2]} seeds with a static budget under the limit)")
+' "$1" "$(wc -w <<<"$SEEDS")"
 }
 
 printf '%-34s %7s %10s %9s %6s %9s | %9s %8s | %s\n' "variant" "claim" "adaptive" "dropped" "stuck" "healthy" "best stat" "at q/s" "adaptive/best"
 braze=config/scenarios/braze-us01.toml
 half=config/scenarios/braze-us01-half-dns.toml
 smoke=config/scenarios/smoke.toml
-variant braze-us01 "$braze" 5000 's/^x//'
-variant braze-us01/queue-250 "$braze" 5000 's/^queue = .*/queue = 250/'
-variant braze-us01/per-second "$braze" 5000 's/^queue = .*/mode = "per_second"/'
-variant half-dns/queue-2500 "$half" 5000 's/^x//'
-variant half-dns/queue-250 "$half" 5000 's/^queue = .*/queue = 250/'
-variant half-dns/per-second "$half" 5000 's/^queue = .*/mode = "per_second"/'
-variant smoke "$smoke" 40 's/^x//'
-variant smoke/per-second "$smoke" 40 's/^queue = .*/mode = "per_second"/'
-variant smoke/over-claimed-125x "$smoke" 5000 's/^x//'
-variant smoke/over-claimed-125x/per-second "$smoke" 5000 's/^queue = .*/mode = "per_second"/'
-variant quarter-dns/queue-1250 "$half" 5000 's/^capacity_qps = .*/capacity_qps = 1250/; s/^queue = .*/queue = 1250/'
-variant quarter-dns/per-second "$half" 5000 's/^capacity_qps = .*/capacity_qps = 1250/; s/^queue = .*/mode = "per_second"/'
+seeded braze-us01 "$braze" 5000 's/^x//'
+seeded braze-us01/queue-250 "$braze" 5000 's/^queue = .*/queue = 250/'
+seeded braze-us01/per-second "$braze" 5000 's/^queue = .*/mode = "per_second"/'
+seeded half-dns/queue-2500 "$half" 5000 's/^x//'
+seeded half-dns/queue-250 "$half" 5000 's/^queue = .*/queue = 250/'
+seeded half-dns/per-second "$half" 5000 's/^queue = .*/mode = "per_second"/'
+seeded smoke "$smoke" 40 's/^x//'
+seeded smoke/per-second "$smoke" 40 's/^queue = .*/mode = "per_second"/'
+seeded smoke/over-claimed-125x "$smoke" 5000 's/^x//'
+seeded smoke/over-claimed-125x/per-second "$smoke" 5000 's/^queue = .*/mode = "per_second"/'
+seeded quarter-dns/queue-1250 "$half" 5000 's/^capacity_qps = .*/capacity_qps = 1250/; s/^queue = .*/queue = 1250/'
+seeded quarter-dns/per-second "$half" 5000 's/^capacity_qps = .*/capacity_qps = 1250/; s/^queue = .*/mode = "per_second"/'
