@@ -107,11 +107,11 @@ if [ -n "${BIN_DIR:-}" ]; then
   echo "== binaries from $BIN (not built)"
 elif [ "${PROFILE:-release}" = "debug" ]; then
   echo "== building (debug: figures are not measurements)"
-  cargo build --quiet --bin rekindle --bin rekindle-fakefleet
+  cargo build --quiet -p rekindle --bin rekindle -p rekindle-testbed --bin rekindle-fakefleet
   BIN=${CARGO_TARGET_DIR:-target}/debug
 else
   echo "== building (release)"
-  cargo build --release --quiet --bin rekindle --bin rekindle-fakefleet
+  cargo build --release --quiet -p rekindle --bin rekindle -p rekindle-testbed --bin rekindle-fakefleet
   BIN=${CARGO_TARGET_DIR:-target}/release
 fi
 for b in rekindle rekindle-fakefleet; do

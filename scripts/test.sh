@@ -67,8 +67,13 @@ echo "== cargo fmt --check"
 cargo fmt --check
 # Every target with the `etcd` feature (the HA tests), the same build the
 # tests use.
-echo "== cargo clippy --all-targets --features etcd -- -D warnings"
-cargo clippy --all-targets --features etcd --quiet -- -D warnings
+echo "== cargo clippy --workspace --all-targets --features etcd -- -D warnings"
+cargo clippy --workspace --all-targets --features etcd --quiet -- -D warnings
+
+# The test bed (testbed/: the fake fleet) is a workspace member of its own;
+# the real-path tests run its binary (they build it too when run alone).
+echo "== cargo build -p rekindle-testbed"
+cargo build --quiet -p rekindle-testbed
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

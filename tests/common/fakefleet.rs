@@ -28,6 +28,42 @@ pub fn zone_names(scenario: &Scenario) -> Vec<String> {
         .collect()
 }
 
+/// The `rekindle-fakefleet` binary of this build (the test bed's member of
+/// the workspace, `testbed/`), built first: cargo builds only the package
+/// under test, and the build is a no-op when scripts/test.sh built it.
+/// It sits beside this test binary's `deps/` (the same target directory
+/// and profile).
+pub fn fakefleet_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary sits in <target>/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--quiet",
+            "-p",
+            "rekindle-testbed",
+            "--bin",
+            "rekindle-fakefleet",
+        ]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("run cargo to build rekindle-fakefleet");
+        assert!(status.success(), "cargo build -p rekindle-testbed failed");
+        dir.join("rekindle-fakefleet")
+    })
+    .clone()
+}
+
 /// A running `rekindle-fakefleet`, killed on drop.
 pub struct FakeFleet {
     pub child: Child,
@@ -47,7 +83,7 @@ impl FakeFleet {
     pub fn start_with(scenario: &Path, dns: &str, dir: &Path, extra: &[&str]) -> FakeFleet {
         let hosts_file = dir.join("hosts.toml");
         let stderr = dir.join("fakefleet.stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle-fakefleet"))
+        let mut child = Command::new(fakefleet_bin())
             .arg("--scenario")
             .arg(scenario)
             .args(["--dns", dns, "--hosts-out"])
