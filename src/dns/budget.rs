@@ -151,6 +151,16 @@ const GAIN: f64 = 4.0;
 /// fraction of the threshold beyond the fastest answer ever seen.
 const STANDING: f64 = 0.1;
 
+/// Whether the run granted at least half of what the resolver received
+/// over the sample (or either is unknown): what it dropped then answers
+/// the rate granted, not a backlog from before.
+fn granted_most(s: &DnsSample) -> bool {
+    match (s.granted_qps, s.load_qps) {
+        (Some(g), Some(load)) => g >= 0.5 * load,
+        _ => true,
+    }
+}
+
 /// The adaptive DNS budget's control law: one sample in, the rate to pace at out.
 #[derive(Debug, Clone)]
 pub struct BudgetController {
@@ -466,11 +476,14 @@ impl BudgetController {
                 self.rate = DRAIN * served;
             }
             self.since_cut = 0;
-        } else if why == Strain::Dropped && served < DRAIN * self.rate {
+        } else if why == Strain::Dropped && served < DRAIN * self.rate && granted_most(s) {
             // Within the cooldown, the resolver's own counters can still
             // show that the cut fell short: it keeps dropping and serves
             // well under the rate (a short sample, or a queue that absorbed
-            // the first burst, overstated the knee).
+            // the first burst, overstated the knee). Not when it received
+            // far more than the run granted: that is the backlog of the
+            // overload before the cut (a full queue's tail, starts landing
+            // late), and what it served of it is no capacity.
             self.knee = Some(served);
             self.rate = DRAIN * served;
             self.since_cut = 0;

@@ -283,6 +283,52 @@ fn a_cut_that_fell_short_is_corrected_within_the_cooldown() {
 }
 
 #[test]
+fn a_backlog_dropped_after_a_cut_is_not_cut_again() {
+    // The start overshot a queue of a second: the first drops cut the
+    // rate; the next second the queue still overflows with what was sent
+    // before the cut (the resolver received 1,200 q/s while the run
+    // granted 150), and a third of it is dropped.
+    let mut c = BudgetController::new(5000.0, MS(250));
+    c.on_sample(DnsSample {
+        load_qps: Some(3500.0),
+        dropped: Some(1000),
+        granted_qps: Some(3800.0),
+        ..CALM
+    });
+    assert!((c.rate - 0.8 * 2500.0).abs() < 1e-9, "{}", c.rate);
+    let backlog = DnsSample {
+        load_qps: Some(1200.0),
+        dropped: Some(400),
+        granted_qps: Some(150.0),
+        ..CALM
+    };
+    assert_eq!(c.strain(&backlog), Some(Strain::Dropped));
+    c.on_sample(backlog);
+    // The rate holds (the pacer grants it less the room kept for the
+    // retries of what was dropped): 800 q/s served of a backlog is no
+    // capacity.
+    assert!((c.rate - 0.8 * 2500.0).abs() < 1e-9, "{}", c.rate);
+    assert_eq!(c.knee(), Some(2500.0));
+    assert!(c.paced() < c.rate, "{}", c.paced());
+    // The same drops while the run granted what the resolver received:
+    // the cut fell short, and it is corrected.
+    let mut d = BudgetController::new(5000.0, MS(250));
+    d.on_sample(DnsSample {
+        load_qps: Some(3500.0),
+        dropped: Some(1000),
+        granted_qps: Some(3800.0),
+        ..CALM
+    });
+    d.on_sample(DnsSample {
+        load_qps: Some(1200.0),
+        dropped: Some(400),
+        granted_qps: Some(1200.0),
+        ..CALM
+    });
+    assert!((d.rate - 0.8 * 800.0).abs() < 1e-9, "{}", d.rate);
+}
+
+#[test]
 fn a_lower_ceiling_holds_while_adapting() {
     let mut c = BudgetController::new(1000.0, MS(250));
     c.set_ceiling(300.0);
