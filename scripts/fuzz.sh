@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzing (issue 12), on the stable toolchain: runs each target of
-# tests/fuzz_inputs.rs (playbook, scenario, inventory, journal, api, mongo)
+# tests/fuzz_inputs/ (playbook, scenario, inventory, journal, api, mongo)
 # for FUZZ_SECS seconds (default 600): its regressions
 # (tests/fuzz/regressions/TARGET/), its corpus (tests/fuzz/corpus/TARGET/),
 # then structure-aware mutants and arbitrary bytes. The build is a release
