@@ -253,156 +253,13 @@ fn browser_live_page_follows_a_rehearsal_with_roles() {
         let result = async {
             c.goto(&url).await.unwrap();
             // A wrong token: a clear message, and nothing else shown.
-            sign_in(&c, "not-the-token").await;
-            until(10, "the wrong token's message", || async {
-                text(&c, "#login-error")
-                    .await
-                    .contains("refused this token (401")
-            })
-            .await;
-            assert_eq!(
-                count(&c, "#app:not([hidden])").await,
-                0,
-                "the app stays hidden"
-            );
+            wrong_token_refused(&c).await;
 
             // A viewer: the run is followed, its waves advance, no control.
-            sign_in(&c, VIEWER).await;
-            let signed_in = Instant::now();
-            until(20, "the viewer's page follows the run", || async {
-                count(&c, "#waves .w").await > 0
-            })
-            .await;
-            assert!(text(&c, "#who").await.contains("wall-screen · viewer"));
-            until(60, "a first wave passed", || async {
-                count(&c, "#waves .w.passed").await > 0
-            })
-            .await;
-            let first = count(&c, "#waves .w.passed").await;
-            until(60, "more waves passed: the page follows", || async {
-                count(&c, "#waves .w.passed").await > first
-            })
-            .await;
-            assert_eq!(
-                count(&c, "#controls button").await,
-                0,
-                "a viewer sees no control"
-            );
-            assert_eq!(
-                count(&c, "#controls input").await,
-                0,
-                "a viewer sees no control"
-            );
-            let redraws = c
-                .execute("return window.rekindle.redraws()", vec![])
-                .await
-                .unwrap();
-            let elapsed = signed_in.elapsed().as_secs_f64();
-            let redraws = redraws.as_f64().unwrap();
-            assert!(
-                redraws <= 2.0 * elapsed + 2.0,
-                "{redraws} redraws in {elapsed:.1} s: more than twice a second"
-            );
-            std::fs::write(shots().join("viewer.png"), c.screenshot().await.unwrap()).unwrap();
-            // A dropped stream: the page reconnects with Last-Event-ID, and
-            // the daemon sends only what follows (nothing twice).
-            c.execute("window.rekindle.dropStream()", vec![])
-                .await
-                .unwrap();
-            until(10, "a reconnect", || async {
-                js_f64(&c, "window.rekindle.reconnects()").await >= 1.0
-                    && text(&c, "#stream").await.starts_with("live")
-            })
-            .await;
-            let at = js_f64(&c, "window.rekindle.lastEventId()").await;
-            until(20, "events after the reconnect", || async {
-                js_f64(&c, "window.rekindle.lastEventId()").await > at
-            })
-            .await;
-            assert_eq!(
-                js_f64(&c, "window.rekindle.resent()").await,
-                0.0,
-                "events sent twice"
-            );
-            sign_out(&c).await;
+            viewer_follows_without_controls(&c).await;
 
             // An operator: pause from the page, and the API says paused.
-            sign_in(&c, OPERATOR).await;
-            until(20, "the operator's controls", || async {
-                count(&c, "#controls #pause").await == 1
-            })
-            .await;
-            assert!(text(&c, "#who").await.contains("on-call · operator"));
-            c.find(Locator::Id("pause"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            until(10, "the API says paused", || async {
-                run_state(&addr, &id) == "paused"
-            })
-            .await;
-            until(10, "the page says paused and offers resume", || async {
-                text(&c, "#run-state").await == "paused"
-                    && count(&c, "#controls #resume").await == 1
-            })
-            .await;
-            assert!(count(&c, "#waves .w.passed").await > 0);
-            assert!(
-                count(&c, "#waves .w.passed").await < count(&c, "#waves .w").await,
-                "paused mid-rehearsal"
-            );
-            let shot = c.screenshot().await.unwrap();
-            std::fs::write(shots().join("live-page.png"), &shot).unwrap();
-            // Abort asks first; the run ends aborted.
-            c.find(Locator::Id("abort"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            until(5, "the confirmation", || async {
-                count(&c, "#confirm:not([hidden])").await == 1
-            })
-            .await;
-            assert_eq!(
-                run_state(&addr, &id),
-                "paused",
-                "nothing aborted before the confirmation"
-            );
-            c.find(Locator::Id("confirm-yes"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            until(30, "the API says aborted", || async {
-                run_state(&addr, &id) == "aborted"
-            })
-            .await;
-            until(
-                20,
-                "the page read the stream to its end: aborted",
-                || async {
-                    text(&c, "#run-state").await == "aborted"
-                        && text(&c, "#stream").await == "ended"
-                },
-            )
-            .await;
-            assert_eq!(
-                count(&c, "#controls button").await,
-                0,
-                "an ended run has no controls"
-            );
-            // The page counted every healthy event of the run once: what
-            // the daemon's whole stream holds.
-            let page = js_f64(&c, "window.rekindle.healthyEvents()").await;
-            let stream = all_events(&addr, &id).matches("event: healthy\n").count();
-            assert_eq!(
-                page as usize, stream,
-                "healthy events: page {page}, stream {stream}"
-            );
+            operator_pauses_then_aborts(&c, &addr, &id).await;
         }
         .await;
         c.close().await.unwrap();
@@ -434,5 +291,165 @@ fn browser_live_page_follows_a_rehearsal_with_roles() {
     assert!(
         !audit.contains(VIEWER) && !audit.contains(OPERATOR),
         "no secret in the audit log"
+    );
+}
+
+/// A wrong token: a clear message, and nothing else shown.
+async fn wrong_token_refused(c: &Client) {
+    sign_in(c, "not-the-token").await;
+    until(10, "the wrong token's message", || async {
+        text(c, "#login-error")
+            .await
+            .contains("refused this token (401")
+    })
+    .await;
+    assert_eq!(
+        count(c, "#app:not([hidden])").await,
+        0,
+        "the app stays hidden"
+    );
+}
+
+/// A viewer: the run is followed, its waves advance, no control, at most
+/// two redraws a second; a dropped stream is resumed with Last-Event-ID and
+/// nothing is sent twice. Signs out at the end.
+async fn viewer_follows_without_controls(c: &Client) {
+    sign_in(c, VIEWER).await;
+    let signed_in = Instant::now();
+    until(20, "the viewer's page follows the run", || async {
+        count(c, "#waves .w").await > 0
+    })
+    .await;
+    assert!(text(c, "#who").await.contains("wall-screen · viewer"));
+    until(60, "a first wave passed", || async {
+        count(c, "#waves .w.passed").await > 0
+    })
+    .await;
+    let first = count(c, "#waves .w.passed").await;
+    until(60, "more waves passed: the page follows", || async {
+        count(c, "#waves .w.passed").await > first
+    })
+    .await;
+    assert_eq!(
+        count(c, "#controls button").await,
+        0,
+        "a viewer sees no control"
+    );
+    assert_eq!(
+        count(c, "#controls input").await,
+        0,
+        "a viewer sees no control"
+    );
+    let redraws = c
+        .execute("return window.rekindle.redraws()", vec![])
+        .await
+        .unwrap();
+    let elapsed = signed_in.elapsed().as_secs_f64();
+    let redraws = redraws.as_f64().unwrap();
+    assert!(
+        redraws <= 2.0 * elapsed + 2.0,
+        "{redraws} redraws in {elapsed:.1} s: more than twice a second"
+    );
+    std::fs::write(shots().join("viewer.png"), c.screenshot().await.unwrap()).unwrap();
+    // A dropped stream: the page reconnects with Last-Event-ID, and
+    // the daemon sends only what follows (nothing twice).
+    c.execute("window.rekindle.dropStream()", vec![])
+        .await
+        .unwrap();
+    until(10, "a reconnect", || async {
+        js_f64(c, "window.rekindle.reconnects()").await >= 1.0
+            && text(c, "#stream").await.starts_with("live")
+    })
+    .await;
+    let at = js_f64(c, "window.rekindle.lastEventId()").await;
+    until(20, "events after the reconnect", || async {
+        js_f64(c, "window.rekindle.lastEventId()").await > at
+    })
+    .await;
+    assert_eq!(
+        js_f64(c, "window.rekindle.resent()").await,
+        0.0,
+        "events sent twice"
+    );
+    sign_out(c).await;
+}
+
+/// An operator: pause from the page, and the API says paused; abort asks
+/// first, then the run ends aborted and the page reads the stream to its
+/// end, having counted every healthy event of the run once.
+async fn operator_pauses_then_aborts(c: &Client, addr: &str, id: &str) {
+    sign_in(c, OPERATOR).await;
+    until(20, "the operator's controls", || async {
+        count(c, "#controls #pause").await == 1
+    })
+    .await;
+    assert!(text(c, "#who").await.contains("on-call · operator"));
+    c.find(Locator::Id("pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(10, "the API says paused", || async {
+        run_state(addr, id) == "paused"
+    })
+    .await;
+    until(10, "the page says paused and offers resume", || async {
+        text(c, "#run-state").await == "paused" && count(c, "#controls #resume").await == 1
+    })
+    .await;
+    assert!(count(c, "#waves .w.passed").await > 0);
+    assert!(
+        count(c, "#waves .w.passed").await < count(c, "#waves .w").await,
+        "paused mid-rehearsal"
+    );
+    let shot = c.screenshot().await.unwrap();
+    std::fs::write(shots().join("live-page.png"), &shot).unwrap();
+    // Abort asks first; the run ends aborted.
+    c.find(Locator::Id("abort"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(5, "the confirmation", || async {
+        count(c, "#confirm:not([hidden])").await == 1
+    })
+    .await;
+    assert_eq!(
+        run_state(addr, id),
+        "paused",
+        "nothing aborted before the confirmation"
+    );
+    c.find(Locator::Id("confirm-yes"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(30, "the API says aborted", || async {
+        run_state(addr, id) == "aborted"
+    })
+    .await;
+    until(
+        20,
+        "the page read the stream to its end: aborted",
+        || async {
+            text(c, "#run-state").await == "aborted" && text(c, "#stream").await == "ended"
+        },
+    )
+    .await;
+    assert_eq!(
+        count(c, "#controls button").await,
+        0,
+        "an ended run has no controls"
+    );
+    // The page counted every healthy event of the run once: what
+    // the daemon's whole stream holds.
+    let page = js_f64(c, "window.rekindle.healthyEvents()").await;
+    let stream = all_events(addr, id).matches("event: healthy\n").count();
+    assert_eq!(
+        page as usize, stream,
+        "healthy events: page {page}, stream {stream}"
     );
 }

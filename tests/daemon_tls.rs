@@ -108,88 +108,12 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
     );
     assert!(d.addr.starts_with("https://127.0.0.1:"), "{}", d.addr);
     let url = |p: &str| format!("{}{p}", d.addr);
-    let body = start_body("mongo-sharded", "smoke");
 
-    assert_eq!(curl(&ca.cert, "GET", &url("/healthz"), None, None), "200");
-    assert_eq!(curl(&ca.cert, "GET", &url("/v1/runs"), None, None), "401");
-    assert_eq!(
-        curl(&ca.cert, "GET", &url("/v1/runs"), Some(VIEWER), None),
-        "200"
-    );
-    assert_eq!(
-        curl(
-            &ca.cert,
-            "POST",
-            &url("/v1/runs"),
-            Some(VIEWER),
-            Some(&body)
-        ),
-        "403"
-    );
-    assert_eq!(
-        curl(
-            &ca.cert,
-            "POST",
-            &url("/v1/runs"),
-            Some(OPERATOR),
-            Some(&body)
-        ),
-        "201"
-    );
-    let other = Ca::new(dir.path(), "other");
-    assert_eq!(
-        curl(&other.cert, "GET", &url("/healthz"), None, None),
-        "000",
-        "a CA that did not sign the daemon's certificate is refused"
-    );
-    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
-    for (who, call, status) in [
-        ("unauthenticated", "GET /v1/runs", 401),
-        ("dashboard", "POST /v1/runs", 403),
-        ("automation", "POST /v1/runs", 201),
-    ] {
-        assert!(
-            audit.lines().any(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["who"] == who && v["call"] == call && v["status"] == status
-            }),
-            "{who} {call} {status} in {audit}"
-        );
-    }
+    let other = assert_roles_and_audit(dir.path(), &d.addr, &ca, &state);
 
     // The client verifies the daemon against --ca, and sends no token in
     // clear to an address other machines reach.
-    let runs = |server: &str, ca: Option<&str>, args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekindle"));
-        cmd.arg("runs").args(args).args(["--server", server]);
-        if let Some(ca) = ca {
-            cmd.args(["--ca", ca]);
-        }
-        let out = cmd.env("REKINDLE_TOKEN", VIEWER).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let (code, out) = runs(&d.addr, Some(&ca.cert), &["status", "-o", "json"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("\"started_by\":\"automation\""),
-        "the run names its starter: {out}"
-    );
-    let (code, out) = runs(&d.addr, Some(&other.cert), &["status"]);
-    assert_eq!(
-        code,
-        Some(1),
-        "an unverified daemon is not talked to: {out}"
-    );
-    let (code, out) = runs("http://10.255.0.1:7878", None, &["status"]);
-    assert_eq!(code, Some(2), "{out}");
-    assert!(
-        out.contains("refusing to send $REKINDLE_TOKEN") && out.contains("10.255.0.1"),
-        "{out}"
-    );
+    assert_client_verifies(&d.addr, &ca, &other);
 
     // SIGHUP: a certificate from another CA, without a restart.
     let renewed = other.server("daemon");
@@ -222,20 +146,126 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
 
     // tls_client_ca: a caller without a certificate that CA signed gets no
     // connection at all.
+    assert_client_ca_required(dir.path(), &cfg, &other);
+
+    // A certificate outside its validity is named (checked at `now`; the
+    // daemon checks at start and at each SIGHUP with the clock's).
+    assert_validity_named(&leaf);
+
+    // Refused at start, naming what.
+    assert_bad_files_refused(dir.path(), &cfg, &ca, &leaf);
+}
+
+/// Over TLS, by role: /healthz open, reads need a token, a viewer may not
+/// start a run, an operator may; a CA that did not sign the daemon's
+/// certificate is refused; each refused or mutating call is audited. The
+/// other CA, made here.
+fn assert_roles_and_audit(dir: &Path, addr: &str, ca: &Ca, state: &Path) -> Ca {
+    let url = |p: &str| format!("{addr}{p}");
+    let body = start_body("mongo-sharded", "smoke");
+
+    assert_eq!(curl(&ca.cert, "GET", &url("/healthz"), None, None), "200");
+    assert_eq!(curl(&ca.cert, "GET", &url("/v1/runs"), None, None), "401");
+    assert_eq!(
+        curl(&ca.cert, "GET", &url("/v1/runs"), Some(VIEWER), None),
+        "200"
+    );
+    assert_eq!(
+        curl(
+            &ca.cert,
+            "POST",
+            &url("/v1/runs"),
+            Some(VIEWER),
+            Some(&body)
+        ),
+        "403"
+    );
+    assert_eq!(
+        curl(
+            &ca.cert,
+            "POST",
+            &url("/v1/runs"),
+            Some(OPERATOR),
+            Some(&body)
+        ),
+        "201"
+    );
+    let other = Ca::new(dir, "other");
+    assert_eq!(
+        curl(&other.cert, "GET", &url("/healthz"), None, None),
+        "000",
+        "a CA that did not sign the daemon's certificate is refused"
+    );
+    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
+    for (who, call, status) in [
+        ("unauthenticated", "GET /v1/runs", 401),
+        ("dashboard", "POST /v1/runs", 403),
+        ("automation", "POST /v1/runs", 201),
+    ] {
+        assert!(
+            audit.lines().any(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["who"] == who && v["call"] == call && v["status"] == status
+            }),
+            "{who} {call} {status} in {audit}"
+        );
+    }
+    other
+}
+
+/// `rekindle runs` verifies the daemon against `--ca`, and sends no token
+/// in clear to an address other machines reach.
+fn assert_client_verifies(addr: &str, ca: &Ca, other: &Ca) {
+    let runs = |server: &str, ca: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekindle"));
+        cmd.arg("runs").args(args).args(["--server", server]);
+        if let Some(ca) = ca {
+            cmd.args(["--ca", ca]);
+        }
+        let out = cmd.env("REKINDLE_TOKEN", VIEWER).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = runs(addr, Some(&ca.cert), &["status", "-o", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\"started_by\":\"automation\""),
+        "the run names its starter: {out}"
+    );
+    let (code, out) = runs(addr, Some(&other.cert), &["status"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "an unverified daemon is not talked to: {out}"
+    );
+    let (code, out) = runs("http://10.255.0.1:7878", None, &["status"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("refusing to send $REKINDLE_TOKEN") && out.contains("10.255.0.1"),
+        "{out}"
+    );
+}
+
+/// tls_client_ca: a caller without a certificate that CA signed gets no
+/// connection at all; one with such a certificate gets its answer.
+fn assert_client_ca_required(dir: &Path, cfg: &str, other: &Ca) {
     let client = other.client("caller");
-    let mtls = dir.path().join("mtls.toml");
+    let mtls = dir.join("mtls.toml");
     std::fs::write(
         &mtls,
         format!(
             "tls_client_ca = {:?}\n{}",
             other.cert,
-            std::fs::read_to_string(&cfg).unwrap()
+            std::fs::read_to_string(cfg).unwrap()
         ),
     )
     .unwrap();
     let d = DaemonProc::start_env(
         mtls.to_str().unwrap(),
-        Some(&dir.path().join("s0")),
+        Some(&dir.join("s0")),
         "127.0.0.1:0",
         None,
         &[("OPERATOR_TOKEN", OPERATOR)],
@@ -257,9 +287,11 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&with_cert.stdout), "200");
     drop(d);
+}
 
-    // A certificate outside its validity is named (checked at `now`; the
-    // daemon checks at start and at each SIGHUP with the clock's).
+/// A certificate outside its validity is named (checked at `now`; the
+/// daemon checks at start and at each SIGHUP with the clock's).
+fn assert_validity_named(leaf: &Leaf) {
     use rekindle::api::tls::{load, unix_now, TlsFiles};
     let files = TlsFiles {
         cert: leaf.cert.clone().into(),
@@ -272,12 +304,15 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
     assert!(e.contains(&leaf.cert) && e.contains("expired"), "{e}");
     let e = load(&files, 0).unwrap_err();
     assert!(e.contains(&leaf.cert) && e.contains("not valid yet"), "{e}");
+}
 
-    // Refused at start, naming what.
-    let plain = dir.path().join("plain.toml");
+/// Refused at start, naming what: plaintext off loopback, a key that is
+/// not the certificate's, a key others may read.
+fn assert_bad_files_refused(dir: &Path, cfg: &str, ca: &Ca, leaf: &Leaf) {
+    let plain = dir.join("plain.toml");
     std::fs::write(
         &plain,
-        std::fs::read_to_string(&cfg)
+        std::fs::read_to_string(cfg)
             .unwrap()
             .lines()
             .filter(|l| !l.starts_with("tls_"))
@@ -285,7 +320,7 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
             .join("\n"),
     )
     .unwrap();
-    let (code, err) = refused(plain.to_str().unwrap(), "0.0.0.0:0", &dir.path().join("s1"));
+    let (code, err) = refused(plain.to_str().unwrap(), "0.0.0.0:0", &dir.join("s1"));
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("0.0.0.0:0") && err.contains("--insecure-plaintext"),
@@ -294,19 +329,15 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
 
     let stranger = ca.server("stranger");
     private(&stranger.key);
-    let mismatched = dir.path().join("mismatched.toml");
+    let mismatched = dir.join("mismatched.toml");
     std::fs::write(
         &mismatched,
-        std::fs::read_to_string(&cfg)
+        std::fs::read_to_string(cfg)
             .unwrap()
             .replace(&leaf.key, &stranger.key),
     )
     .unwrap();
-    let (code, err) = refused(
-        mismatched.to_str().unwrap(),
-        "127.0.0.1:0",
-        &dir.path().join("s2"),
-    );
+    let (code, err) = refused(mismatched.to_str().unwrap(), "127.0.0.1:0", &dir.join("s2"));
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&stranger.key) && err.contains(&leaf.cert),
@@ -314,7 +345,7 @@ fn daemon_over_tls_refuses_by_role_audits_reloads_on_sighup_and_refuses_bad_file
     );
 
     std::fs::set_permissions(&leaf.key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let (code, err) = refused(&cfg, "127.0.0.1:0", &dir.path().join("s3"));
+    let (code, err) = refused(cfg, "127.0.0.1:0", &dir.join("s3"));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&leaf.key) && err.contains("640"), "{err}");
 }

@@ -43,7 +43,57 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     let log = EventLog::follow(&id);
 
     // 1. A real run and a rehearsal; SIGKILL while the run restarts.
-    let d = DaemonProc::start(&config, Some(&state));
+    let (run, rehearsal) = run_and_rehearsal_then_sigkill(&config, &state);
+
+    // 2. A new daemon on the same state dir: the run resumes by itself, the
+    //    rehearsal is reported interrupted. SIGTERM mid-run.
+    resumed_paused_retuned_then_sigterm(&config, &state, &run, &rehearsal);
+
+    // 3. A third daemon picks it up paused, as the operator left it, with
+    //    the lower ceiling; nothing new is restarted until it is resumed.
+    let (_d, done) = paused_run_resumed_to_its_end(&config, &state, &run);
+
+    // Docker's own events: each container started exactly once across the
+    // kill, the stop and the two resumes.
+    let starts = starts(&log.stop());
+    for name in &fleet.names {
+        assert_eq!(
+            starts.get(name).copied().unwrap_or(0),
+            1,
+            "{name} must start exactly once; starts: {starts:?}\nrun: {done}"
+        );
+    }
+    // The run's events survived both daemons: one stream, resumes marked.
+    let events = std::fs::read_to_string(state.join("runs").join(format!("{run}.events"))).unwrap();
+    let kinds: Vec<String> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "run_resumed").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "daemon_stopping").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("run_ended"),
+        "{kinds:?}"
+    );
+    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
+    assert!(audit.contains("network restored"), "{audit}");
+}
+
+/// A real run (`fleet`) and a braze rehearsal, paused, on a first daemon;
+/// SIGKILL once the run issued 4 restarts and before all 20 are healthy.
+/// The run's and the rehearsal's ids.
+fn run_and_rehearsal_then_sigkill(config: &str, state: &std::path::Path) -> (String, String) {
+    let d = DaemonProc::start(config, Some(state));
     let body =
         serde_json::json!({ "playbook": "fleet", "mode": "run", "reason": "network restored" })
             .to_string();
@@ -83,10 +133,20 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         status_of(&before, "healthy") < 20,
         "the kill must land mid-run: {before}"
     );
+    (run, rehearsal)
+}
 
-    // 2. A new daemon on the same state dir: the run resumes by itself, the
-    //    rehearsal is reported interrupted. SIGTERM mid-run.
-    let d = DaemonProc::start(&config, Some(&state));
+/// A second daemon on the same state dir: the run resumes by itself, the
+/// rehearsal is reported interrupted; mid-run the operator pauses it and
+/// lowers its DNS ceiling, then SIGTERM: a graceful stop (exit 0) that
+/// leaves the run active.
+fn resumed_paused_retuned_then_sigterm(
+    config: &str,
+    state: &std::path::Path,
+    run: &str,
+    rehearsal: &str,
+) {
+    let d = DaemonProc::start(config, Some(state));
     let (_, r) = call(
         &d.addr,
         "GET",
@@ -101,7 +161,7 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     );
     let mid = wait_for(
         &d.addr,
-        &run,
+        run,
         Duration::from_secs(60),
         "10 healthy after the resume",
         |v| status_of(v, "healthy") >= 10,
@@ -110,7 +170,7 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
     assert_eq!(mid["state"], "running", "{mid}");
     // The operator pauses it and lowers its DNS ceiling; both outlive this
     // daemon.
-    control(&d.addr, &run, "pause");
+    control(&d.addr, run, "pause");
     let (code, v) = call(
         &d.addr,
         "PATCH",
@@ -150,13 +210,21 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         record["note"].as_str().unwrap_or("").contains("resumes"),
         "{record}"
     );
+}
 
-    // 3. A third daemon picks it up paused, as the operator left it, with
-    //    the lower ceiling; nothing new is restarted until it is resumed.
-    let d = DaemonProc::start(&config, Some(&state));
+/// A third daemon picks the run up paused, as the operator left it, with
+/// the lower ceiling; nothing new is restarted until it is resumed, then it
+/// succeeds; its report and the metrics of the real run. The daemon (still
+/// running) and the run's end.
+fn paused_run_resumed_to_its_end(
+    config: &str,
+    state: &std::path::Path,
+    run: &str,
+) -> (DaemonProc, serde_json::Value) {
+    let d = DaemonProc::start(config, Some(state));
     let paused = wait_for(
         &d.addr,
-        &run,
+        run,
         Duration::from_secs(60),
         "the resumed run, paused",
         |v| v["state"] == "paused" && v["status"].is_object(),
@@ -188,10 +256,10 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         status_of(&b, "restarts"),
         "restarts issued while paused: {a}\n{b}"
     );
-    control(&d.addr, &run, "resume");
+    control(&d.addr, run, "resume");
     let done = wait_for(
         &d.addr,
-        &run,
+        run,
         Duration::from_secs(120),
         "the end of the run",
         |v| !matches!(v["state"].as_str(), Some("pending" | "running" | "paused")),
@@ -235,39 +303,5 @@ fn docker_daemon_killed_then_stopped_mid_run_resumes_and_restarts_each_container
         )),
         "{text}"
     );
-
-    // Docker's own events: each container started exactly once across the
-    // kill, the stop and the two resumes.
-    let starts = starts(&log.stop());
-    for name in &fleet.names {
-        assert_eq!(
-            starts.get(name).copied().unwrap_or(0),
-            1,
-            "{name} must start exactly once; starts: {starts:?}\nrun: {done}"
-        );
-    }
-    // The run's events survived both daemons: one stream, resumes marked.
-    let events = std::fs::read_to_string(state.join("runs").join(format!("{run}.events"))).unwrap();
-    let kinds: Vec<String> = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|e| e["event"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert_eq!(
-        kinds.iter().filter(|k| *k == "run_resumed").count(),
-        2,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.iter().filter(|k| *k == "daemon_stopping").count(),
-        1,
-        "{kinds:?}"
-    );
-    assert_eq!(
-        kinds.last().map(String::as_str),
-        Some("run_ended"),
-        "{kinds:?}"
-    );
-    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
-    assert!(audit.contains("network restored"), "{audit}");
+    (d, done)
 }

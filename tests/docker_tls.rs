@@ -4,7 +4,7 @@
 //! socket only; its TLS listener cannot be reconfigured from a test).
 
 use crate::common;
-use common::tls::{Ca, TlsFront};
+use common::tls::{Ca, Leaf, TlsFront};
 use common::*;
 
 /// The test playbook with one host entry of the caller's instead of the
@@ -74,32 +74,7 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
 
     // No [[hosts]]: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (ca.pem,
     // cert.pem, key.pem in it), as the docker CLI reads them.
-    let certs = dir.path().join("docker-certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    for (from, to) in [
-        (&engine_ca.cert, "ca.pem"),
-        (&client.cert, "cert.pem"),
-        (&client.key, "key.pem"),
-    ] {
-        std::fs::copy(from, certs.join(to)).unwrap();
-    }
-    let pb = playbook_with(dir.path(), &id, "fail", "", "env.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["run", &pb, "--dry-run", "--state-dir", state])
-        .env("DOCKER_HOST", format!("tcp://localhost:{}", front.port))
-        .env("DOCKER_TLS_VERIFY", "1")
-        .env("DOCKER_CERT_PATH", &certs)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("7 containers on 1 hosts"),
-        "{stdout}\n{stderr}"
-    );
+    assert_docker_env_read(dir.path(), &id, front.port, &engine_ca, &client, state);
 
     // A client certificate from another CA: the engine refuses the
     // handshake; rekindle names the host and restarts nothing.
@@ -172,5 +147,44 @@ fn docker_over_tls_restarts_with_client_certificates_and_refuses_strangers_by_na
             && ran.stderr.contains("tls.cert")
             && ran.stderr.contains("nowhere/cert.pem"),
         "{ran}"
+    );
+}
+
+/// No [[hosts]]: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+/// (ca.pem, cert.pem, key.pem in it), as the docker CLI reads them; a dry
+/// run finds the fleet through the TLS front on `port`.
+fn assert_docker_env_read(
+    dir: &std::path::Path,
+    id: &str,
+    port: u16,
+    engine_ca: &Ca,
+    client: &Leaf,
+    state: &str,
+) {
+    let certs = dir.join("docker-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for (from, to) in [
+        (&engine_ca.cert, "ca.pem"),
+        (&client.cert, "cert.pem"),
+        (&client.key, "key.pem"),
+    ] {
+        std::fs::copy(from, certs.join(to)).unwrap();
+    }
+    let pb = playbook_with(dir, id, "fail", "", "env.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["run", &pb, "--dry-run", "--state-dir", state])
+        .env("DOCKER_HOST", format!("tcp://localhost:{}", port))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("7 containers on 1 hosts"),
+        "{stdout}\n{stderr}"
     );
 }

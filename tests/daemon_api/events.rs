@@ -64,9 +64,44 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     assert_eq!(last.1, "run_ended", "{last:?}");
     assert_eq!(last.2["state"], "succeeded");
     assert!(all.iter().any(|e| e.1 == "wave_started") && all.iter().any(|e| e.1 == "healthy"));
-    // For watchers: the plan's outline before the first wave, and load
-    // samples on the run's clock, the last at its end with every container
-    // healthy.
+    assert_outline_loads_and_ids(&all);
+    // Resumed after event 10: exactly the rest.
+    let rest = sse(&d.addr, &format!("/v1/runs/{id}/events"), Some(10));
+    assert_eq!(rest.len(), all.len() - 10);
+    assert_eq!(rest[0].0, 11);
+    assert_eq!(
+        rest.iter().map(|e| &e.2).collect::<Vec<_>>(),
+        all[10..].iter().map(|e| &e.2).collect::<Vec<_>>()
+    );
+
+    // Retune a running braze rehearsal; bad values refused.
+    let id = paused_braze_retuned(&d.addr);
+
+    // Metrics while one run is paused and one succeeded.
+    assert_metrics(&d.addr, &id);
+    call(
+        &d.addr,
+        "POST",
+        &format!("/v1/runs/{id}/abort"),
+        Some(TOKEN),
+        None,
+    );
+
+    // The OpenAPI document served is the one in the repo.
+    let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", Some(TOKEN), None);
+    assert_eq!(code, 200);
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v, file);
+}
+
+/// For watchers: the plan's outline before the first wave, and load
+/// samples on the run's clock, the last at its end with every container
+/// healthy; the events' ids count up from 1.
+fn assert_outline_loads_and_ids(all: &[(u64, String, serde_json::Value)]) {
     let plan = all
         .iter()
         .position(|e| e.1 == "plan")
@@ -98,18 +133,14 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
         (1..=all.len() as u64).collect::<Vec<_>>(),
         "ids count up from 1"
     );
-    // Resumed after event 10: exactly the rest.
-    let rest = sse(&d.addr, &format!("/v1/runs/{id}/events"), Some(10));
-    assert_eq!(rest.len(), all.len() - 10);
-    assert_eq!(rest[0].0, 11);
-    assert_eq!(
-        rest.iter().map(|e| &e.2).collect::<Vec<_>>(),
-        all[10..].iter().map(|e| &e.2).collect::<Vec<_>>()
-    );
+}
 
-    // Retune a running braze rehearsal; bad values refused.
+/// A braze rehearsal started and paused once the engine started, then
+/// retuned: a bad value refused (400), no token refused (401), 1000 q/s
+/// taken. Its id.
+fn paused_braze_retuned(addr: &str) -> String {
     let (code, v) = call(
-        &d.addr,
+        addr,
         "POST",
         "/v1/runs",
         Some(TOKEN),
@@ -117,16 +148,16 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    control(&d.addr, &id, "pause");
+    control(addr, &id, "pause");
     wait_for(
-        &d.addr,
+        addr,
         &id,
         Duration::from_secs(60),
         "the engine's start",
         |v| v["status"].is_object(),
     );
     let (code, v) = call(
-        &d.addr,
+        addr,
         "PATCH",
         &format!("/v1/runs/{id}"),
         Some(TOKEN),
@@ -135,7 +166,7 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     assert_eq!(code, 400, "{v}");
     assert_eq!(
         call(
-            &d.addr,
+            addr,
             "PATCH",
             &format!("/v1/runs/{id}"),
             None,
@@ -145,7 +176,7 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
         401
     );
     let (code, v) = call(
-        &d.addr,
+        addr,
         "PATCH",
         &format!("/v1/runs/{id}"),
         Some(TOKEN),
@@ -153,9 +184,14 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
     );
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"]["pace"]["dns_budget_qps"], 1000.0, "{v}");
+    id
+}
 
-    // Metrics while one run is paused and one succeeded.
-    let text = get_text(&d.addr, "/metrics");
+/// The metrics while one run (`id`, retuned to 1000 q/s) is paused and
+/// one (smoke) succeeded: runs by state, the run's budget and restarts,
+/// restarts by role and outcome and wave durations from the smoke run.
+fn assert_metrics(addr: &str, id: &str) {
+    let text = get_text(addr, "/metrics");
     assert!(
         text.contains("rekindle_runs{state=\"succeeded\"} 1"),
         "{text}"
@@ -182,23 +218,6 @@ fn daemon_streams_events_resumably_reports_metrics_and_retunes() {
         text.contains("# TYPE rekindle_wave_duration_seconds histogram"),
         "{text}"
     );
-    call(
-        &d.addr,
-        "POST",
-        &format!("/v1/runs/{id}/abort"),
-        Some(TOKEN),
-        None,
-    );
-
-    // The OpenAPI document served is the one in the repo.
-    let (code, v) = call(&d.addr, "GET", "/v1/openapi.json", Some(TOKEN), None);
-    assert_eq!(code, 200);
-    let file: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR")))
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(v, file);
 }
 
 /// SSE clients that never read: the daemon holds for each at most what its

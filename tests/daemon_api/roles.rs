@@ -14,21 +14,7 @@ use super::*;
 fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let viewer = dir.path().join("viewer.token");
-    std::fs::write(&viewer, "viewer-secret-91c2\n").unwrap();
-    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.path().join("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "metrics_public = true\n[playbooks]\nmongo-sharded = \"{root}/config/mongo-sharded.toml\"\n\
-             [scenarios]\nsmoke = \"{root}/config/scenarios/smoke.toml\"\n\
-             [[tokens]]\nname = \"dashboard\"\nrole = \"viewer\"\nfile = \"viewer.token\"\n\
-             [[tokens]]\nname = \"automation\"\nrole = \"operator\"\nenv = \"OPERATOR_TOKEN\"\n"
-        ),
-    )
-    .unwrap();
+    let (viewer, config) = write_roles_config(dir.path());
     let state = dir.path().join("state");
     let d = DaemonProc::start_env(
         config.to_str().unwrap(),
@@ -44,31 +30,7 @@ fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
     assert_eq!(call(&addr, "GET", "/healthz", None, None).0, 200);
     // The live page holds no data: served without a token, locked to this
     // origin; who a token is comes from /v1/whoami (name, never secret).
-    let page = raw_get(&addr, "/");
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(
-        page.contains("content-security-policy: default-src 'self'"),
-        "{page}"
-    );
-    assert!(raw_get(&addr, "/page.js").starts_with("HTTP/1.1 200"));
-    assert_eq!(call(&addr, "GET", "/v1/whoami", None, None).0, 401);
-    let (code, me) = call(&addr, "GET", "/v1/whoami", v, None);
-    assert_eq!(
-        (code, &me["name"], &me["role"]),
-        (
-            200,
-            &serde_json::json!("dashboard"),
-            &serde_json::json!("viewer")
-        ),
-        "{me}"
-    );
-    let (code, me) = call(&addr, "GET", "/v1/whoami", o, None);
-    assert_eq!(
-        (code, &me["role"]),
-        (200, &serde_json::json!("operator")),
-        "{me}"
-    );
-    assert!(!me.to_string().contains("secret"), "{me}");
+    assert_page_and_whoami(&addr, v, o);
     // A watched rehearsal's speed: only for rehearsals, above 0.
     for (speed, mode) in [
         ("0", "rehearse"),
@@ -114,6 +76,91 @@ fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
         403
     );
 
+    assert_audited(&state, id);
+    drop(d);
+
+    // A token file others may read: refused at start, naming it.
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "daemon",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state2"))
+        .env("OPERATOR_TOKEN", "operator-secret-5d0e")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(viewer.to_str().unwrap()) && stderr.contains("644"),
+        "{stderr}"
+    );
+}
+
+/// A daemon config with a viewer token in a file (mode 0600) and an
+/// operator token in the environment (`OPERATOR_TOKEN`), metrics public:
+/// the token file and the config.
+fn write_roles_config(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let viewer = dir.join("viewer.token");
+    std::fs::write(&viewer, "viewer-secret-91c2\n").unwrap();
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics_public = true\n[playbooks]\nmongo-sharded = \"{root}/config/mongo-sharded.toml\"\n\
+             [scenarios]\nsmoke = \"{root}/config/scenarios/smoke.toml\"\n\
+             [[tokens]]\nname = \"dashboard\"\nrole = \"viewer\"\nfile = \"viewer.token\"\n\
+             [[tokens]]\nname = \"automation\"\nrole = \"operator\"\nenv = \"OPERATOR_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    (viewer, config)
+}
+
+/// The live page (no data in it) is served without a token, locked to
+/// this origin; who a token is comes from /v1/whoami (name and role, never
+/// the secret).
+fn assert_page_and_whoami(addr: &str, v: Option<&str>, o: Option<&str>) {
+    let page = raw_get(addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
+    assert!(raw_get(addr, "/page.js").starts_with("HTTP/1.1 200"));
+    assert_eq!(call(addr, "GET", "/v1/whoami", None, None).0, 401);
+    let (code, me) = call(addr, "GET", "/v1/whoami", v, None);
+    assert_eq!(
+        (code, &me["name"], &me["role"]),
+        (
+            200,
+            &serde_json::json!("dashboard"),
+            &serde_json::json!("viewer")
+        ),
+        "{me}"
+    );
+    let (code, me) = call(addr, "GET", "/v1/whoami", o, None);
+    assert_eq!(
+        (code, &me["role"]),
+        (200, &serde_json::json!("operator")),
+        "{me}"
+    );
+    assert!(!me.to_string().contains("secret"), "{me}");
+}
+
+/// Every mutating or refused call is in the audit log (who, what, status,
+/// from where), a read that passes is not, no secret is, and the log and
+/// the state directory are the daemon's own (0600, 0700).
+fn assert_audited(state: &std::path::Path, id: &str) {
+    use std::os::unix::fs::PermissionsExt;
     let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
     let lines: Vec<serde_json::Value> = audit
         .lines()
@@ -149,30 +196,7 @@ fn daemon_tokens_have_roles_and_every_mutating_or_refused_call_is_audited() {
     );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state.join("audit.log")), 0o600);
-    assert_eq!(mode(&state), 0o700);
-    drop(d);
-
-    // A token file others may read: refused at start, naming it.
-    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args([
-            "daemon",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
-        .arg(dir.path().join("state2"))
-        .env("OPERATOR_TOKEN", "operator-secret-5d0e")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(viewer.to_str().unwrap()) && stderr.contains("644"),
-        "{stderr}"
-    );
+    assert_eq!(mode(state), 0o700);
 }
 
 /// `GET /metrics` with no Authorization header at all.

@@ -31,7 +31,26 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["healthy"], done["result"]["total"], "{done}");
     // Its timeline: the page, the JSON, the Markdown; bad format 400, unknown run 404.
-    let page = get_text(&d.addr, &format!("/v1/runs/{id}/report"));
+    assert_report(&d.addr, &id, &done);
+
+    // braze-us01: pause, a second start refused, resume, to the end.
+    pause_refuse_a_second_start_resume(&d.addr);
+
+    // Another, aborted.
+    abort_is_final(&d.addr);
+
+    let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap();
+    for what in ["start r1", "start r2", "pause r2", "resume r2", "abort r3"] {
+        assert!(audit.contains(what), "audit log lacks {what:?}:\n{audit}");
+    }
+    assert!(audit.contains("game day"));
+}
+
+/// An ended run's timeline: the page (HTML, three charts), the JSON (to
+/// every container healthy, a span per wave), the Markdown; a bad format
+/// is 400, an unknown run 404.
+fn assert_report(addr: &str, id: &str, done: &serde_json::Value) {
+    let page = get_text(addr, &format!("/v1/runs/{id}/report"));
     assert!(
         page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
         "{page}"
@@ -43,7 +62,7 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         "{page}"
     );
     let (code, timeline) = call(
-        &d.addr,
+        addr,
         "GET",
         &format!("/v1/runs/{id}/report?format=json"),
         Some(TOKEN),
@@ -60,11 +79,11 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         timeline["waves"].as_u64().unwrap()
     );
     assert!(
-        get_text(&d.addr, &format!("/v1/runs/{id}/report?format=md")).contains("## DNS per second")
+        get_text(addr, &format!("/v1/runs/{id}/report?format=md")).contains("## DNS per second")
     );
     assert_eq!(
         call(
-            &d.addr,
+            addr,
             "GET",
             &format!("/v1/runs/{id}/report?format=pdf"),
             Some(TOKEN),
@@ -74,13 +93,16 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         400
     );
     assert_eq!(
-        call(&d.addr, "GET", "/v1/runs/r999/report", Some(TOKEN), None).0,
+        call(addr, "GET", "/v1/runs/r999/report", Some(TOKEN), None).0,
         404
     );
+}
 
-    // braze-us01: pause, a second start refused, resume, to the end.
+/// braze-us01 started, paused (no report before its end, a second start
+/// of the playbook refused: 409), resumed, to the end.
+fn pause_refuse_a_second_start_resume(addr: &str) {
     let (code, v) = call(
-        &d.addr,
+        addr,
         "POST",
         "/v1/runs",
         Some(TOKEN),
@@ -88,11 +110,11 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let paused = control(&d.addr, &id, "pause");
+    let paused = control(addr, &id, "pause");
     assert_ne!(paused["state"], "succeeded", "{paused}");
-    wait_state(&d.addr, &id, &["paused"]);
+    wait_state(addr, &id, &["paused"]);
     let (code, v) = call(
-        &d.addr,
+        addr,
         "GET",
         &format!("/v1/runs/{id}/report"),
         Some(TOKEN),
@@ -104,7 +126,7 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         "{v}"
     );
     let (code, v) = call(
-        &d.addr,
+        addr,
         "POST",
         "/v1/runs",
         Some(TOKEN),
@@ -113,7 +135,7 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     assert_eq!(code, 409, "one active run per playbook: {v}");
     assert_eq!(
         call(
-            &d.addr,
+            addr,
             "POST",
             &format!("/v1/runs/{id}/resume"),
             Some(TOKEN),
@@ -122,13 +144,17 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         .0,
         200
     );
-    let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
+    let done = wait_state(addr, &id, &["succeeded", "halted", "aborted", "failed"]);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["healthy"], 22_200);
+}
 
-    // Another, aborted.
+/// Another braze-us01 run, aborted: a pause, a resume or a retune after it
+/// is refused (409) and the run ends aborted, with no restart after the
+/// abort.
+fn abort_is_final(addr: &str) {
     let (code, v) = call(
-        &d.addr,
+        addr,
         "POST",
         "/v1/runs",
         Some(TOKEN),
@@ -136,12 +162,12 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
     );
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    control(&d.addr, &id, "abort");
+    control(addr, &id, "abort");
     // An abort is final: a pause, a resume or a retune after it is refused
     // (409) and the run ends aborted, with no restart after the abort.
     for action in ["pause", "resume"] {
         let (code, v) = call(
-            &d.addr,
+            addr,
             "POST",
             &format!("/v1/runs/{id}/{action}"),
             Some(TOKEN),
@@ -150,21 +176,15 @@ fn daemon_runs_pauses_resumes_and_aborts_rehearsals() {
         assert_eq!(code, 409, "{action} after the abort: {v}");
     }
     let (code, v) = call(
-        &d.addr,
+        addr,
         "PATCH",
         &format!("/v1/runs/{id}"),
         Some(TOKEN),
         Some(b"{\"dns_budget_qps\": 100}"),
     );
     assert_eq!(code, 409, "retune after the abort: {v}");
-    let done = wait_state(&d.addr, &id, &["succeeded", "halted", "aborted", "failed"]);
+    let done = wait_state(addr, &id, &["succeeded", "halted", "aborted", "failed"]);
     assert_eq!(done["state"], "aborted", "{done}");
-
-    let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap();
-    for what in ["start r1", "start r2", "pause r2", "resume r2", "abort r3"] {
-        assert!(audit.contains(what), "audit log lacks {what:?}:\n{audit}");
-    }
-    assert!(audit.contains("game day"));
 }
 
 /// `mode: survey` and `only: "broken"` through the API, on a world where

@@ -22,19 +22,7 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
     // MongoDB's procedure: config servers, then shards, then routers; one
     // member of a set at a time, secondaries first, the primary stepped
     // down and restarted last.
-    let rolling = run_playbook(&id, "", "fail")
-        .replace(
-            r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
-            r#"health = { kind = "mongo", port = 27019, step_down = "5s", interval = "250ms", deadline = "30s" }"#,
-        )
-        .replace(
-            r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
-            r#"health = { kind = "mongo", port = 27018, step_down = "5s", interval = "250ms", deadline = "30s" }"#,
-        )
-        .replace(
-            "name = \"shard\"\nselector = { \"db.role\" = \"shard\" }\n",
-            "name = \"shard\"\nselector = { \"db.role\" = \"shard\" }\nafter = [\"configsvr\"]\n",
-        );
+    let rolling = rolling_playbook(&id);
     assert!(rolling.contains("after = [\"configsvr\"]\n"), "{rolling}");
     assert!(rolling.contains("max_unavailable_per_replset = 1"));
     let pb = write_playbook(&dir, "rolling.toml", &rolling);
@@ -64,54 +52,7 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
     };
     assert_eq!(sets.len(), 3);
     for (set, members) in &sets {
-        let primary = format!("{set}-1");
-        // Down from its die to its start; no two members' spans overlap.
-        let mut spans: Vec<(i64, i64, &String)> = members
-            .iter()
-            .map(|m| (time(m, "die"), time(m, "start"), m))
-            .collect();
-        spans.sort();
-        for pair in spans.windows(2) {
-            assert!(
-                pair[0].1 < pair[1].0,
-                "{} was down until {} but {} went down at {}: two members of {set} down\n{ran}",
-                pair[0].2,
-                pair[0].1,
-                pair[1].2,
-                pair[1].0
-            );
-        }
-        assert_eq!(
-            spans.last().unwrap().2,
-            &primary,
-            "the primary goes last in {set}: {spans:?}"
-        );
-        // Asked to step down before it went down.
-        let logs = std::process::Command::new("docker")
-            .args(["logs", &primary])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&logs.stdout);
-        let asked_ms: i64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("replSetStepDown at "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or_else(|| panic!("{primary} was never asked to step down: {text}"));
-        assert!(
-            asked_ms * 1_000_000 <= time(&primary, "die"),
-            "{primary} stepped down after it went down"
-        );
-        for m in members.iter().filter(|m| **m != primary) {
-            let text = std::process::Command::new("docker")
-                .args(["logs", m])
-                .output()
-                .unwrap();
-            assert!(
-                !String::from_utf8_lossy(&text.stdout).contains("replSetStepDown"),
-                "{m} is no primary"
-            );
-        }
+        assert_rolled_primary_last(set, members, &time, &ran);
     }
     // Config servers before shards before the router.
     let last_start = |part: &str| {
@@ -172,4 +113,83 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
         !events.iter().any(|e| e.name == stuck && e.action == "die"),
         "a primary that did not step down must not be restarted\n{ran}"
     );
+}
+
+/// The run playbook with the mongo gate (and its step-down) for config
+/// servers and shards, and shards after the config servers.
+fn rolling_playbook(id: &str) -> String {
+    run_playbook(id, "", "fail")
+        .replace(
+            r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27019, step_down = "5s", interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27018, step_down = "5s", interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            "name = \"shard\"\nselector = { \"db.role\" = \"shard\" }\n",
+            "name = \"shard\"\nselector = { \"db.role\" = \"shard\" }\nafter = [\"configsvr\"]\n",
+        )
+}
+
+/// One replica set of a rolling restart, from the engine's events (`time`
+/// of a container's one die or start) and the containers' logs: down from
+/// its die to its start, no two members' spans overlap, the primary goes
+/// last, asked to step down before it went down, and no other member was
+/// asked.
+fn assert_rolled_primary_last(
+    set: &str,
+    members: &[String],
+    time: &dyn Fn(&str, &str) -> i64,
+    ran: &common::Ran,
+) {
+    let primary = format!("{set}-1");
+    // Down from its die to its start; no two members' spans overlap.
+    let mut spans: Vec<(i64, i64, &String)> = members
+        .iter()
+        .map(|m| (time(m, "die"), time(m, "start"), m))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].0,
+            "{} was down until {} but {} went down at {}: two members of {set} down\n{ran}",
+            pair[0].2,
+            pair[0].1,
+            pair[1].2,
+            pair[1].0
+        );
+    }
+    assert_eq!(
+        spans.last().unwrap().2,
+        &primary,
+        "the primary goes last in {set}: {spans:?}"
+    );
+    // Asked to step down before it went down.
+    let logs = std::process::Command::new("docker")
+        .args(["logs", &primary])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    let asked_ms: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("replSetStepDown at "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("{primary} was never asked to step down: {text}"));
+    assert!(
+        asked_ms * 1_000_000 <= time(&primary, "die"),
+        "{primary} stepped down after it went down"
+    );
+    for m in members.iter().filter(|m| **m != primary) {
+        let text = std::process::Command::new("docker")
+            .args(["logs", m])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&text.stdout).contains("replSetStepDown"),
+            "{m} is no primary"
+        );
+    }
 }

@@ -36,59 +36,7 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
         .collect();
     let docker = ff.docker(&target.host).await;
 
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![
-            "db.role=configsvr".to_string(),
-            format!("db.cluster={cluster}"),
-        ],
-    )]);
-    let listed = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let mut ids: Vec<&str> = listed.iter().map(|c| c.id.as_deref().unwrap()).collect();
-    ids.sort();
-    let mut want = expected.clone();
-    want.sort();
-    assert_eq!(ids, want, "label filters are ANDed, per host");
-    let summary = listed
-        .iter()
-        .find(|c| c.id.as_deref() == Some(target.id.as_str()))
-        .unwrap();
-    assert_eq!(
-        summary.names.as_ref().unwrap(),
-        &vec![format!("/{}", target.name)]
-    );
-    assert_eq!(
-        summary
-            .labels
-            .as_ref()
-            .unwrap()
-            .get("db.replset")
-            .map(String::as_str),
-        target.labels.get("db.replset")
-    );
-    // A key alone matches every container carrying it.
-    let with_key = HashMap::from([("label".to_string(), vec!["db.replset".to_string()])]);
-    let keyed = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(with_key),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    assert!(
-        keyed
-            .iter()
-            .all(|c| c.labels.as_ref().unwrap().contains_key("db.replset"))
-            && keyed.len() >= expected.len()
-    );
+    assert_label_filters(&docker, target, &cluster, &expected).await;
 
     let before = inspect(&docker, &target.id).await;
     assert_eq!(before.running, Some(true));
@@ -113,32 +61,7 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     );
 
     // Events of this cluster, live from before the restart.
-    let ev_filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        (
-            "event".to_string(),
-            vec![
-                "start".to_string(),
-                "die".to_string(),
-                "health_status".to_string(),
-            ],
-        ),
-        ("label".to_string(), vec![format!("db.cluster={cluster}")]),
-    ]);
-    // bollard sends the request when the stream is first polled: follow it
-    // from a task of its own, and give the subscription a moment.
-    let mut stream = docker.events(Some(
-        EventsOptionsBuilder::new().filters(&ev_filters).build(),
-    ));
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let follower = tokio::spawn(async move {
-        while let Some(Ok(e)) = stream.next().await {
-            if tx.send(e).is_err() {
-                break;
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut events, follower) = follow_events(&docker, &cluster).await;
 
     let q0 = unbound.queries();
     docker
@@ -207,7 +130,124 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
     assert_eq!(stats["healthy"], 1, "{stats}");
     assert_eq!(ff.containers()[&target.name]["starts"], 1);
 
-    // stop + start: exited in between; a second stop is 304 (bollard: Ok).
+    stop_then_start(&docker, &ff, &unbound, target, &after, q0, lookups).await;
+}
+
+/// A host's list with label filters: the filters are ANDed (a config
+/// server's cluster gives exactly its config servers on that host, with
+/// their names and labels), and a key alone matches every container
+/// carrying it.
+async fn assert_label_filters(
+    docker: &Docker,
+    target: &rekindle::model::Container,
+    cluster: &str,
+    expected: &[&str],
+) {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            "db.role=configsvr".to_string(),
+            format!("db.cluster={cluster}"),
+        ],
+    )]);
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|c| c.id.as_deref().unwrap()).collect();
+    ids.sort();
+    let mut want = expected.to_vec();
+    want.sort();
+    assert_eq!(ids, want, "label filters are ANDed, per host");
+    let summary = listed
+        .iter()
+        .find(|c| c.id.as_deref() == Some(target.id.as_str()))
+        .unwrap();
+    assert_eq!(
+        summary.names.as_ref().unwrap(),
+        &vec![format!("/{}", target.name)]
+    );
+    assert_eq!(
+        summary
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("db.replset")
+            .map(String::as_str),
+        target.labels.get("db.replset")
+    );
+    // A key alone matches every container carrying it.
+    let with_key = HashMap::from([("label".to_string(), vec!["db.replset".to_string()])]);
+    let keyed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(with_key),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(
+        keyed
+            .iter()
+            .all(|c| c.labels.as_ref().unwrap().contains_key("db.replset"))
+            && keyed.len() >= expected.len()
+    );
+}
+
+/// Follows the container events (start, die, health_status) of one
+/// cluster from a task of its own: the receiver and the task to abort.
+async fn follow_events(
+    docker: &Docker,
+    cluster: &str,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<bollard::models::EventMessage>,
+    tokio::task::JoinHandle<()>,
+) {
+    let ev_filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "event".to_string(),
+            vec![
+                "start".to_string(),
+                "die".to_string(),
+                "health_status".to_string(),
+            ],
+        ),
+        ("label".to_string(), vec![format!("db.cluster={cluster}")]),
+    ]);
+    // bollard sends the request when the stream is first polled: follow it
+    // from a task of its own, and give the subscription a moment.
+    let mut stream = docker.events(Some(
+        EventsOptionsBuilder::new().filters(&ev_filters).build(),
+    ));
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(async move {
+        while let Some(Ok(e)) = stream.next().await {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (events, follower)
+}
+
+/// stop + start of a container just restarted: exited in between, a
+/// second stop is 304 (bollard: Ok), healthy again, one more start and the
+/// same startup lookups again.
+async fn stop_then_start(
+    docker: &Docker,
+    ff: &FakeFleet,
+    unbound: &Unbound,
+    target: &rekindle::model::Container,
+    after: &bollard::models::ContainerState,
+    q0: u64,
+    lookups: u64,
+) {
     docker
         .stop_container(
             &target.id,
@@ -218,7 +258,7 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
         )
         .await
         .unwrap();
-    let stopped = inspect(&docker, &target.id).await;
+    let stopped = inspect(docker, &target.id).await;
     assert_eq!(
         (stopped.status.map(|s| s.to_string()), stopped.running),
         (Some("exited".to_string()), Some(false))
@@ -231,11 +271,11 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
         .start_container(&target.id, None::<StartContainerOptions>)
         .await
         .unwrap();
-    let restarted = inspect(&docker, &target.id).await;
+    let restarted = inspect(docker, &target.id).await;
     assert_eq!(restarted.running, Some(true));
     assert_ne!(restarted.started_at, after.started_at);
     let healthy = eventually(Duration::from_secs(10), async || {
-        health(&inspect(&docker, &target.id).await) == "healthy"
+        health(&inspect(docker, &target.id).await) == "healthy"
     })
     .await;
     assert!(healthy, "healthy again after stop + start\n{}", ff.log());

@@ -190,32 +190,7 @@ fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hu
     let n = scenario.total_containers();
     let control = ff.control.clone();
     let (refuse, hang) = (up[0].clone(), up[1].clone());
-    let injector = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while http_get_json(&control, "/stats")["starts_total"]
-            .as_u64()
-            .unwrap()
-            < n / 4
-        {
-            assert!(Instant::now() < deadline, "the run never got a quarter in");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mode = |h: &str, m: &str| {
-            let v = http_post_json(
-                &control,
-                &format!("/hosts/{h}/mode"),
-                &format!(r#"{{"mode":"{m}"}}"#),
-            );
-            assert_eq!(v["mode"], m, "{v}");
-        };
-        mode(&refuse, "refuse");
-        mode(&hang, "hang");
-        std::thread::sleep(Duration::from_secs(2));
-        let during = http_get_json(&control, "/stats");
-        mode(&refuse, "ok");
-        mode(&hang, "ok");
-        during
-    });
+    let injector = inject_host_faults(control, refuse, hang, n);
     let ran = run_json(dir.path(), &text);
     let state = dir.path().join("state");
     let during = injector.join().expect("the injector thread");
@@ -268,8 +243,52 @@ fn fakefleet_run_through_api_errors_lost_answers_latency_and_a_refusing_and_a_hu
     );
     // The witness of one restart per intent: no container started more
     // often than rekindle journaled a restart for it.
+    assert_no_start_without_intent(&state, &ff, n);
+}
+
+/// Once a quarter of the containers started, `refuse` refuses connections
+/// and `hang` hangs for 2 s, then both answer again: a thread whose result
+/// is the fake fleet's stats while both faults were on.
+fn inject_host_faults(
+    control: String,
+    refuse: String,
+    hang: String,
+    n: u64,
+) -> std::thread::JoinHandle<Value> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while http_get_json(&control, "/stats")["starts_total"]
+            .as_u64()
+            .unwrap()
+            < n / 4
+        {
+            assert!(Instant::now() < deadline, "the run never got a quarter in");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mode = |h: &str, m: &str| {
+            let v = http_post_json(
+                &control,
+                &format!("/hosts/{h}/mode"),
+                &format!(r#"{{"mode":"{m}"}}"#),
+            );
+            assert_eq!(v["mode"], m, "{v}");
+        };
+        mode(&refuse, "refuse");
+        mode(&hang, "hang");
+        std::thread::sleep(Duration::from_secs(2));
+        let during = http_get_json(&control, "/stats");
+        mode(&refuse, "ok");
+        mode(&hang, "ok");
+        during
+    })
+}
+
+/// The witness of one restart per intent: no container started more often
+/// than rekindle journaled a restart for it (in the journals under
+/// `state`), and every container was journaled.
+fn assert_no_start_without_intent(state: &Path, ff: &FakeFleet, n: u64) {
     let mut intents: HashMap<String, u64> = HashMap::new();
-    for entry in std::fs::read_dir(&state).unwrap() {
+    for entry in std::fs::read_dir(state).unwrap() {
         let (replay, _) = rekindle::journal::read(&entry.unwrap().path()).unwrap();
         for r in replay.records {
             if let rekindle::journal::Record::Intent { id, .. } = r {
