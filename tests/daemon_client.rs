@@ -60,40 +60,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
         "{out}"
     );
     assert!(err.contains("waves passed"), "watch shows progress: {err}");
-    // status lists it, as a table and as JSON.
-    let (code, out, _) = runs(&server, Some(TOKEN), &["status"]);
-    assert_eq!(code, Some(0));
-    assert!(
-        out.lines().any(|l| l.starts_with("r1 ")
-            && l.contains("succeeded")
-            && l.contains("22/22")
-            && l.contains("game day")),
-        "{out}"
-    );
-    let (_, out, _) = runs(&server, Some(TOKEN), &["status", "r1", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["result"]["healthy"], 22, "{v}");
-    // Its report: JSON on stdout, the page into a file; an unknown run is the daemon's 404.
-    let (code, out, err) = runs(&server, Some(TOKEN), &["report", "r1", "--format", "json"]);
-    assert_eq!(code, Some(0), "{err}");
-    let timeline: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(timeline["healthy"], 22, "{timeline}");
-    let page = tempfile::NamedTempFile::new().unwrap();
-    let (code, _, err) = runs(
-        &server,
-        Some(TOKEN),
-        &["report", "r1", "--out", page.path().to_str().unwrap()],
-    );
-    assert_eq!(code, Some(0), "{err}");
-    let html = std::fs::read_to_string(page.path()).unwrap();
-    assert!(
-        html.starts_with("<!doctype html>") && html.contains("<svg"),
-        "{html}"
-    );
-    let (code, _, err) = runs(&server, Some(TOKEN), &["report", "r9"]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("404") && err.contains("r9"), "{err}");
+    assert_status_and_report(&server);
     // A wrong token is refused (exit 2, the daemon's word) and changes nothing.
     let (code, out, err) = runs(
         &server,
@@ -119,70 +86,7 @@ fn daemon_client_starts_watches_and_steers_runs() {
         1
     );
     // Pause (asked before the engine starts, applied when it does), tune, abort.
-    let (code, out, err) = runs(
-        &server,
-        Some(TOKEN),
-        &[
-            "start",
-            "mongo-sharded",
-            "--mode",
-            "rehearse",
-            "--scenario",
-            "braze-us01",
-            "--reason",
-            "drill",
-        ],
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert_eq!(out.trim(), "started run r2");
-    let (code, out, err) = runs(
-        &server,
-        Some(TOKEN),
-        &["pause", "r2", "--reason", "look first"],
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("paused"), "{out}");
-    wait_state(&d.addr, "r2", &["paused"]);
-    // Restarts in flight at the pause finish first; then nothing moves.
-    std::thread::sleep(Duration::from_millis(300));
-    let paused = wait_state(&d.addr, "r2", &["paused"]);
-    let healthy_at_pause = paused["status"]["healthy"].as_u64().unwrap_or(0);
-    std::thread::sleep(Duration::from_millis(300));
-    let still = wait_state(&d.addr, "r2", &["paused"]);
-    assert_eq!(
-        still["status"]["healthy"].as_u64().unwrap_or(0),
-        healthy_at_pause,
-        "nothing restarts while paused: {still}"
-    );
-    let (code, out, err) = runs(
-        &server,
-        Some(TOKEN),
-        &[
-            "tune",
-            "r2",
-            "--dns-budget",
-            "800",
-            "--reason",
-            "resolver busy",
-        ],
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("DNS budget 800.0 q/s"), "{out}");
-    let (code, _, err) = runs(&server, Some(TOKEN), &["tune", "r2"]);
-    assert_eq!(code, Some(2), "{err}");
-    let (code, out, err) = runs(
-        &server,
-        Some(TOKEN),
-        &["abort", "r2", "--reason", "drill over"],
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    let (code, out, err) = runs(&server, Some(TOKEN), &["watch", "r2"]);
-    assert_eq!(
-        code,
-        Some(4),
-        "watch of an aborted run exits 4\n{out}\n{err}"
-    );
-    assert!(out.contains("aborted"), "{out}");
+    pause_tune_abort_r2(&server, &d.addr);
     let audit = std::fs::read_to_string(d.state.join("audit.log")).unwrap();
     for what in ["start r1", "pause r2", "retune r2", "abort r2"] {
         assert!(
@@ -198,6 +102,116 @@ fn daemon_client_starts_watches_and_steers_runs() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// The succeeded run r1 through the client: status lists it, as a table
+/// and as JSON; its report, JSON on stdout and the page into a file; an
+/// unknown run is the daemon's 404 (exit 2).
+fn assert_status_and_report(server: &str) {
+    // status lists it, as a table and as JSON.
+    let (code, out, _) = runs(server, Some(TOKEN), &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.lines().any(|l| l.starts_with("r1 ")
+            && l.contains("succeeded")
+            && l.contains("22/22")
+            && l.contains("game day")),
+        "{out}"
+    );
+    let (_, out, _) = runs(server, Some(TOKEN), &["status", "r1", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"]["healthy"], 22, "{v}");
+    // Its report: JSON on stdout, the page into a file; an unknown run is the daemon's 404.
+    let (code, out, err) = runs(server, Some(TOKEN), &["report", "r1", "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let timeline: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(timeline["healthy"], 22, "{timeline}");
+    let page = tempfile::NamedTempFile::new().unwrap();
+    let (code, _, err) = runs(
+        server,
+        Some(TOKEN),
+        &["report", "r1", "--out", page.path().to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let html = std::fs::read_to_string(page.path()).unwrap();
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<svg"),
+        "{html}"
+    );
+    let (code, _, err) = runs(server, Some(TOKEN), &["report", "r9"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("404") && err.contains("r9"), "{err}");
+}
+
+/// A braze rehearsal started as r2, paused (asked before the engine
+/// starts, applied when it does; nothing restarts while paused), tuned (a
+/// tune without a value refused), aborted; watching it then exits 4.
+fn pause_tune_abort_r2(server: &str, addr: &str) {
+    let (code, out, err) = runs(
+        server,
+        Some(TOKEN),
+        &[
+            "start",
+            "mongo-sharded",
+            "--mode",
+            "rehearse",
+            "--scenario",
+            "braze-us01",
+            "--reason",
+            "drill",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(out.trim(), "started run r2");
+    let (code, out, err) = runs(
+        server,
+        Some(TOKEN),
+        &["pause", "r2", "--reason", "look first"],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("paused"), "{out}");
+    wait_state(addr, "r2", &["paused"]);
+    // Restarts in flight at the pause finish first; then nothing moves.
+    std::thread::sleep(Duration::from_millis(300));
+    let paused = wait_state(addr, "r2", &["paused"]);
+    let healthy_at_pause = paused["status"]["healthy"].as_u64().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let still = wait_state(addr, "r2", &["paused"]);
+    assert_eq!(
+        still["status"]["healthy"].as_u64().unwrap_or(0),
+        healthy_at_pause,
+        "nothing restarts while paused: {still}"
+    );
+    let (code, out, err) = runs(
+        server,
+        Some(TOKEN),
+        &[
+            "tune",
+            "r2",
+            "--dns-budget",
+            "800",
+            "--reason",
+            "resolver busy",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("DNS budget 800.0 q/s"), "{out}");
+    let (code, _, err) = runs(server, Some(TOKEN), &["tune", "r2"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, out, err) = runs(
+        server,
+        Some(TOKEN),
+        &["abort", "r2", "--reason", "drill over"],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = runs(server, Some(TOKEN), &["watch", "r2"]);
+    assert_eq!(
+        code,
+        Some(4),
+        "watch of an aborted run exits 4\n{out}\n{err}"
+    );
+    assert!(out.contains("aborted"), "{out}");
 }
 
 #[test]

@@ -60,62 +60,7 @@ fn docker_run_restarts_two_clusters_in_dependency_order_each_exactly_once() {
     assert_eq!(summary["state"], "succeeded", "{ran}");
     assert_eq!(summary["healthy"], 42, "{ran}");
 
-    // --report: the run's timeline. Each container was restarted once, so
-    // the DNS queries budgeted to the restarts add up to the plan's DNS cost
-    // (the plan table, on stderr with --output json, states both).
-    let between = |text: &str, before: &str, after: &str| -> u64 {
-        let head = text.split(after).next().unwrap();
-        head.rsplit(before)
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}: {before:?}…{after:?} in\n{text}"))
-    };
-    let (plan_queries, plan_waves) = (
-        between(&ran.stderr, "= ", " queries under a budget"),
-        between(&ran.stderr, " in ", " waves"),
-    );
-    let timeline: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.join("timeline.json")).unwrap()).unwrap();
-    assert_eq!(timeline["state"], "succeeded");
-    assert_eq!(timeline["dns_queries_budgeted"], plan_queries, "{timeline}");
-    assert_eq!(
-        timeline["dns_per_second"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|q| q.as_u64().unwrap())
-            .sum::<u64>(),
-        plan_queries
-    );
-    assert_eq!(
-        timeline["healthy_per_second"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap(),
-        42
-    );
-    let spans = timeline["wave_spans"].as_array().unwrap();
-    assert_eq!(spans.len() as u64, plan_waves, "one span per wave");
-    assert!(
-        spans.iter().all(
-            |w| w["end_s"].as_f64().unwrap() >= w["start_s"].as_f64().unwrap()
-                && w["halted"] == false
-        ),
-        "{spans:?}"
-    );
-    let html = std::fs::read_to_string(report.join("timeline.html")).unwrap();
-    assert!(
-        html.contains(&format!("Run: run-test-{id}"))
-            && html.matches("<svg").count() == 3
-            && html.matches("<rect").count() == spans.len(),
-        "{html}"
-    );
-    assert!(std::fs::read_to_string(report.join("timeline.md"))
-        .unwrap()
-        .contains("DNS queries budgeted to the restarts sent"));
+    assert_report_matches_plan(&ran, &report, &id);
 
     let events = log.stop();
     let starts = starts(&events);
@@ -174,6 +119,66 @@ fn docker_run_restarts_two_clusters_in_dependency_order_each_exactly_once() {
     }
     // The journal was archived: the next run starts fresh.
     assert!(!state.join(format!("run-test-{id}.journal")).exists());
+}
+
+/// --report: the run's timeline. Each container was restarted once, so
+/// the DNS queries budgeted to the restarts add up to the plan's DNS cost
+/// (the plan table, on stderr with --output json, states both); a span per
+/// wave, and the page and the Markdown beside the JSON.
+fn assert_report_matches_plan(ran: &common::Ran, report: &std::path::Path, id: &str) {
+    let between = |text: &str, before: &str, after: &str| -> u64 {
+        let head = text.split(after).next().unwrap();
+        head.rsplit(before)
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}: {before:?}…{after:?} in\n{text}"))
+    };
+    let (plan_queries, plan_waves) = (
+        between(&ran.stderr, "= ", " queries under a budget"),
+        between(&ran.stderr, " in ", " waves"),
+    );
+    let timeline: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("timeline.json")).unwrap()).unwrap();
+    assert_eq!(timeline["state"], "succeeded");
+    assert_eq!(timeline["dns_queries_budgeted"], plan_queries, "{timeline}");
+    assert_eq!(
+        timeline["dns_per_second"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q.as_u64().unwrap())
+            .sum::<u64>(),
+        plan_queries
+    );
+    assert_eq!(
+        timeline["healthy_per_second"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        42
+    );
+    let spans = timeline["wave_spans"].as_array().unwrap();
+    assert_eq!(spans.len() as u64, plan_waves, "one span per wave");
+    assert!(
+        spans.iter().all(
+            |w| w["end_s"].as_f64().unwrap() >= w["start_s"].as_f64().unwrap()
+                && w["halted"] == false
+        ),
+        "{spans:?}"
+    );
+    let html = std::fs::read_to_string(report.join("timeline.html")).unwrap();
+    assert!(
+        html.contains(&format!("Run: run-test-{id}"))
+            && html.matches("<svg").count() == 3
+            && html.matches("<rect").count() == spans.len(),
+        "{html}"
+    );
+    assert!(std::fs::read_to_string(report.join("timeline.md"))
+        .unwrap()
+        .contains("DNS queries budgeted to the restarts sent"));
 }
 
 #[test]

@@ -48,23 +48,7 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
     wait_listening(&ports);
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("mongo-password");
-    let gated = |password_file: &std::path::Path| {
-        run_playbook(&id, "", "fail")
-            .replace(
-                r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
-                r#"health = { kind = "mongo", port = 27019, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
-            )
-            .replace(
-                r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
-                r#"health = { kind = "mongo", port = 27018, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
-            )
-            .replace(
-                r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
-                r#"health = { kind = "mongos", port = 27017, stuck_after = "2s", interval = "250ms", deadline = "30s" }"#,
-            )
-            + &format!("[mongo]\nuser = \"rekindle\"\npassword_file = {:?}\n", password_file.to_str().unwrap())
-    };
-    let pb = write_playbook(&dir, "auth.toml", &gated(&pw));
+    let pb = write_playbook(&dir, "auth.toml", &authenticated_playbook(&id, &pw));
 
     // The right password: every gate authenticates and passes.
     std::fs::write(&pw, format!("{RIGHT}\n")).unwrap();
@@ -142,7 +126,11 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
         ran.stderr.contains("mongo.password_file") && ran.stderr.contains("readable by every user"),
         "{ran}"
     );
-    let missing = write_playbook(&dir, "missing.toml", &gated(&dir.path().join("nope")));
+    let missing = write_playbook(
+        &dir,
+        "missing.toml",
+        &authenticated_playbook(&id, &dir.path().join("nope")),
+    );
     let ran = rekindle(&[
         "run",
         &missing,
@@ -156,6 +144,26 @@ fn credentials_authenticate_the_gates_and_a_wrong_password_stops_the_run_in_pref
         "{ran}"
     );
     assert!(!ran.stderr.contains(WRONG));
+}
+
+/// The run playbook with the mongo gates (members with max_lag, routers
+/// stuck after 2 s) authenticating as `rekindle` with the password in
+/// `password_file`.
+fn authenticated_playbook(id: &str, password_file: &std::path::Path) -> String {
+    run_playbook(id, "", "fail")
+        .replace(
+            r#"health = { kind = "exec", command = ["/dbnode", "health"], interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27019, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            r#"health = { kind = "docker", interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongo", port = 27018, max_lag = "5s", interval = "250ms", deadline = "30s" }"#,
+        )
+        .replace(
+            r#"health = { kind = "tcp", port = 27017, interval = "250ms", deadline = "30s" }"#,
+            r#"health = { kind = "mongos", port = 27017, stuck_after = "2s", interval = "250ms", deadline = "30s" }"#,
+        )
+        + &format!("[mongo]\nuser = \"rekindle\"\npassword_file = {:?}\n", password_file.to_str().unwrap())
 }
 
 #[test]

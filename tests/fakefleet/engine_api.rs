@@ -112,6 +112,21 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
 
     // Its startup lookups reached unbound, each answered at the first try.
     let lookups = scenario.startup_lookups[SimRole::Configsvr as usize] as u64;
+    assert_one_restart_answered(&ff, &unbound, &target.name, q0, lookups);
+
+    stop_then_start(&docker, &ff, &unbound, target, &after, q0, lookups).await;
+}
+
+/// After one restart: its `lookups` startup queries sent, reached unbound
+/// (its own counter, from `q0`) and answered at the first try; one restart
+/// call, one start, one container healthy.
+fn assert_one_restart_answered(
+    ff: &FakeFleet,
+    unbound: &Unbound,
+    name: &str,
+    q0: u64,
+    lookups: u64,
+) {
     let stats = ff.stats();
     let reached = unbound.queries() - q0;
     assert_eq!(stats["queries_sent"], lookups, "{stats}");
@@ -128,9 +143,7 @@ async fn fakefleet_serves_bollard_and_a_restart_sends_real_queries_then_turns_he
         "{stats}"
     );
     assert_eq!(stats["healthy"], 1, "{stats}");
-    assert_eq!(ff.containers()[&target.name]["starts"], 1);
-
-    stop_then_start(&docker, &ff, &unbound, target, &after, q0, lookups).await;
+    assert_eq!(ff.containers()[name]["starts"], 1);
 }
 
 /// A host's list with label filters: the filters are ANDed (a config
