@@ -75,9 +75,10 @@ cargo clippy --workspace --all-targets --features etcd --quiet -- -D warnings
 echo "== cargo build -p rekindle-testbed"
 cargo build --quiet -p rekindle-testbed
 
+# Every member's tests: rekindle's, and the test bed's own unit tests.
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --features etcd --no-fail-fast "$@"
+  cargo nextest run --workspace --features etcd --no-fail-fast "$@"
 else
-  cargo test --features etcd --no-fail-fast "$@"
+  cargo test --workspace --features etcd --no-fail-fast "$@"
 fi
