@@ -179,6 +179,20 @@ pub fn start_body(playbook: &str, scenario: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "playbook": playbook, "mode": "rehearse", "scenario": scenario, "reason": "game day" })).unwrap()
 }
 
+/// Starts a rehearsal of `playbook` on `scenario` (201, or the test
+/// fails); its id.
+pub fn start_run(addr: &str, playbook: &str, scenario: &str) -> String {
+    let (code, v) = call(
+        addr,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&start_body(playbook, scenario)),
+    );
+    assert_eq!(code, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 /// POSTs a control action, retrying while the run has not started (409).
 pub fn control(addr: &str, id: &str, action: &str) -> serde_json::Value {
     loop {

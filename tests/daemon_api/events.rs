@@ -139,15 +139,7 @@ fn assert_outline_loads_and_ids(all: &[(u64, String, serde_json::Value)]) {
 /// retuned: a bad value refused (400), no token refused (401), 1000 q/s
 /// taken. Its id.
 fn paused_braze_retuned(addr: &str) -> String {
-    let (code, v) = call(
-        addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(&start_body("mongo-sharded", "braze-us01")),
-    );
-    assert_eq!(code, 201, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
+    let id = start_run(addr, "mongo-sharded", "braze-us01");
     control(addr, &id, "pause");
     wait_for(
         addr,

@@ -4,7 +4,7 @@
 
 use crate::common;
 use common::daemon::{
-    call, control, get_text, start_body, wait_for, wait_state, DaemonProc, TOKEN,
+    call, control, get_text, start_body, start_run, wait_for, wait_state, DaemonProc, TOKEN,
 };
 use std::io::{Read, Write};
 use std::process::Command;

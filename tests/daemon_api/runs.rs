@@ -101,15 +101,7 @@ fn assert_report(addr: &str, id: &str, done: &serde_json::Value) {
 /// braze-us01 started, paused (no report before its end, a second start
 /// of the playbook refused: 409), resumed, to the end.
 fn pause_refuse_a_second_start_resume(addr: &str) {
-    let (code, v) = call(
-        addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(&start_body("mongo-sharded", "braze-us01")),
-    );
-    assert_eq!(code, 201, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
+    let id = start_run(addr, "mongo-sharded", "braze-us01");
     let paused = control(addr, &id, "pause");
     assert_ne!(paused["state"], "succeeded", "{paused}");
     wait_state(addr, &id, &["paused"]);
@@ -153,15 +145,7 @@ fn pause_refuse_a_second_start_resume(addr: &str) {
 /// is refused (409) and the run ends aborted, with no restart after the
 /// abort.
 fn abort_is_final(addr: &str) {
-    let (code, v) = call(
-        addr,
-        "POST",
-        "/v1/runs",
-        Some(TOKEN),
-        Some(&start_body("mongo-sharded", "braze-us01")),
-    );
-    assert_eq!(code, 201, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
+    let id = start_run(addr, "mongo-sharded", "braze-us01");
     control(addr, &id, "abort");
     // An abort is final: a pause, a resume or a retune after it is refused
     // (409) and the run ends aborted, with no restart after the abort.
