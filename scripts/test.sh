@@ -51,7 +51,25 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The Docker tests' image (FROM scratch, built here: the engine cannot pull).
-if docker info >/dev/null 2>&1; then
+# Every container a test starts carries the label rekindle.test; a test
+# that nextest terminated (.config/nextest.toml) could not remove its own,
+# so they are removed at the end, and any an earlier run left at the start.
+# Each call is bounded: an engine that stops answering fails the run here
+# instead of holding it.
+remove_test_containers() {
+  local ids
+  ids=$(timeout 60 docker ps -aq --filter label=rekindle.test) || {
+    echo "docker ps did not answer within 60 s" >&2
+    return 0
+  }
+  [ -z "$ids" ] && return 0
+  echo "== removing $(echo "$ids" | wc -w) containers labelled rekindle.test"
+  # shellcheck disable=SC2086
+  timeout 120 docker rm -f $ids >/dev/null || echo "docker rm -f did not finish within 120 s" >&2
+}
+if timeout 60 docker info >/dev/null 2>&1; then
+  remove_test_containers
+  trap remove_test_containers EXIT
   echo "== building the test image"
   scripts/build-test-image.sh
 elif [ "${CI:-}" = "true" ]; then
