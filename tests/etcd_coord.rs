@@ -168,6 +168,122 @@ fn an_unreachable_etcd_is_named_and_a_daemon_with_other_playbooks_is_refused() {
 /// leader deposed mid-run starts no restart after its first refused write;
 /// the next leader restores the journal from etcd and resumes it; every
 /// restart the fleet saw has its intent in etcd, none twice.
+/// Passes records on; before the 25th, etcd takes the lease away (as
+/// when the leader is paused past it).
+struct Revoking {
+    inner: rekindle::coord::EtcdReplica,
+    endpoint: String,
+    seen: u64,
+}
+
+impl rekindle::journal::Replica for Revoking {
+    fn replicate(
+        &mut self,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.seen += 1;
+        if self.seen == 25 {
+            let out = std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &self.endpoint, "lease", "revoke"])
+                .arg(format!("{:x}", self.inner.lead.lease_id()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        self.inner.replicate(seq, record)
+    }
+}
+
+/// The smoke scenario simulated, under config/mongo-sharded.toml with a
+/// DNS capacity of 40 q/s and 9 startup lookups: its playbook, inventory,
+/// plan and journal fingerprint.
+struct SimulatedSmoke {
+    sim: Arc<rekindle::sim::SimFleet>,
+    pb: Arc<rekindle::config::Playbook>,
+    inv: Arc<rekindle::model::Inventory>,
+    plan: Arc<rekindle::plan::Plan>,
+    fp: String,
+}
+
+impl SimulatedSmoke {
+    fn new() -> SimulatedSmoke {
+        use rekindle::source::SourceText;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let scenario =
+            rekindle::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
+        let text = std::fs::read_to_string(root.join("config/mongo-sharded.toml"))
+            .unwrap()
+            .replace("capacity_qps = 5000", "capacity_qps = 40")
+            .replace("startup_lookups = 81", "startup_lookups = 9");
+        let pb =
+            Arc::new(rekindle::config::Playbook::parse(&SourceText::new("pb.toml", text)).unwrap());
+        let sim = rekindle::sim::SimFleet::new(&scenario);
+        let inv = Arc::new(sim.fleet().inventory());
+        let plan = Arc::new(rekindle::plan::Plan::build(&inv, &pb).unwrap());
+        let fp = rekindle::session::fingerprint(&pb, &inv, &plan);
+        SimulatedSmoke {
+            sim,
+            pb,
+            inv,
+            plan,
+            fp,
+        }
+    }
+
+    /// The engine on the simulated fleet, on a paused clock, to its end.
+    fn run(
+        &self,
+        journal: rekindle::journal::Journal,
+        replay: rekindle::journal::Replay,
+    ) -> rekindle::engine::Outcome {
+        use rekindle::engine::Engine;
+        use rekindle::sim::{SimProbe, SimRuntime};
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                Engine::new(
+                    Arc::new(SimRuntime(self.sim.clone())),
+                    SimProbe(self.sim.clone()),
+                    self.pb.clone(),
+                    self.inv.clone(),
+                    self.plan.clone(),
+                    journal,
+                    replay,
+                )
+                .run()
+                .await
+            })
+            .unwrap()
+    }
+}
+
+/// Every restart the fleet saw has its intent in etcd's journal; none
+/// twice, and every container was restarted.
+fn assert_each_restart_has_one_intent(journal: Vec<Vec<u8>>, sim: &rekindle::sim::SimFleet) {
+    use rekindle::journal::Record;
+    let mut intents: std::collections::HashMap<String, u32> = Default::default();
+    for r in journal {
+        if let Record::Intent { id, .. } = serde_json::from_slice(&r).unwrap() {
+            *intents.entry(id).or_default() += 1;
+        }
+    }
+    let counts = sim.restart_counts();
+    for (i, c) in sim.fleet().all.iter().enumerate() {
+        assert_eq!(
+            counts[i],
+            intents.get(&c.id).copied().unwrap_or(0),
+            "{}: restarts vs intents in etcd",
+            c.name
+        );
+        assert!(counts[i] >= 1, "{} never restarted", c.name);
+    }
+}
+
 #[test]
 fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_container_once() {
     if !etcd_available(
@@ -176,62 +292,19 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         return;
     }
     use rekindle::coord::EtcdReplica;
-    use rekindle::engine::{Engine, RunState};
-    use rekindle::journal::{Journal, Record, Replica};
-    use rekindle::session::fingerprint;
-    use rekindle::sim::{SimFleet, SimRuntime};
-    use rekindle::source::SourceText;
+    use rekindle::engine::RunState;
+    use rekindle::journal::{Journal, Record};
 
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scenario =
-        rekindle::scenario::Scenario::load(&root.join("config/scenarios/smoke.toml")).unwrap();
-    let text = std::fs::read_to_string(root.join("config/mongo-sharded.toml"))
-        .unwrap()
-        .replace("capacity_qps = 5000", "capacity_qps = 40")
-        .replace("startup_lookups = 81", "startup_lookups = 9");
-    let pb =
-        Arc::new(rekindle::config::Playbook::parse(&SourceText::new("pb.toml", text)).unwrap());
-    let sim = SimFleet::new(&scenario);
-    let inv = Arc::new(sim.fleet().inventory());
-    let plan = Arc::new(rekindle::plan::Plan::build(&inv, &pb).unwrap());
-    let fp = fingerprint(&pb, &inv, &plan);
-
+    let smoke = SimulatedSmoke::new();
     let etcd = Etcd::start();
     let a = Arc::new(Coordinator::connect(settings(etcd.endpoint(), "c4", 3)).unwrap());
     let lead_a = Arc::new(a.campaign("a:1", &AtomicBool::new(false)).unwrap());
 
-    /// Passes records on; before the 25th, etcd takes the lease away (as
-    /// when the leader is paused past it).
-    struct Revoking {
-        inner: EtcdReplica,
-        endpoint: String,
-        seen: u64,
-    }
-    impl Replica for Revoking {
-        fn replicate(
-            &mut self,
-            seq: u64,
-            record: &[u8],
-        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            self.seen += 1;
-            if self.seen == 25 {
-                let out = std::process::Command::new("etcdctl")
-                    .env("ETCDCTL_API", "3")
-                    .args(["--endpoints", &self.endpoint, "lease", "revoke"])
-                    .arg(format!("{:x}", self.inner.lead.lease_id()))
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
-            }
-            self.inner.replicate(seq, record)
-        }
-    }
-
     let dir = tempfile::tempdir().unwrap();
     let start = Record::Start {
-        playbook: pb.name.clone(),
-        fingerprint: fp.clone(),
-        containers: plan.containers,
+        playbook: smoke.pb.name.clone(),
+        fingerprint: smoke.fp.clone(),
+        containers: smoke.plan.containers,
         only: None,
     };
     let journal = Journal::create_replicated(
@@ -248,33 +321,11 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
         })),
     )
     .unwrap();
-    // The engine on the simulated fleet, on a paused clock, to its end.
-    let run = |journal: Journal, replay: rekindle::journal::Replay| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async {
-                Engine::new(
-                    Arc::new(SimRuntime(sim.clone())),
-                    rekindle::sim::SimProbe(sim.clone()),
-                    pb.clone(),
-                    inv.clone(),
-                    plan.clone(),
-                    journal,
-                    replay,
-                )
-                .run()
-                .await
-            })
-            .unwrap()
-    };
-    let first = run(journal, Default::default());
+    let first = smoke.run(journal, Default::default());
     assert_eq!(first.state, RunState::Halted, "{:?}", first.reason);
     let why = first.reason.clone().unwrap_or_default();
     assert!(why.contains("no longer the leader"), "{why}");
-    let restarted_by_a: u32 = sim.restart_counts().iter().sum();
+    let restarted_by_a: u32 = smoke.sim.restart_counts().iter().sum();
     assert!(restarted_by_a > 0);
 
     // B takes over: restores the journal from etcd, resumes it.
@@ -282,29 +333,13 @@ fn a_deposed_leaders_engine_stops_and_the_next_leader_resumes_from_etcd_each_con
     let lead_b = Arc::new(b.campaign("b:1", &AtomicBool::new(false)).unwrap());
     let path = dir.path().join("b.journal");
     Journal::restore(&path, &b.journal().unwrap()).unwrap();
-    let (mut journal, replay) = Journal::resume(&path, &pb.name, &fp, false).unwrap();
+    let (mut journal, replay) = Journal::resume(&path, &smoke.pb.name, &smoke.fp, false).unwrap();
     journal.set_replica(Box::new(EtcdReplica {
         coord: b.clone(),
         lead: lead_b.clone(),
     }));
-    let second = run(journal, replay);
+    let second = smoke.run(journal, replay);
     assert_eq!(second.state, RunState::Succeeded, "{:?}", second.reason);
 
-    // Every restart the fleet saw has its intent in etcd; none twice.
-    let mut intents: std::collections::HashMap<String, u32> = Default::default();
-    for r in b.journal().unwrap() {
-        if let Record::Intent { id, .. } = serde_json::from_slice(&r).unwrap() {
-            *intents.entry(id).or_default() += 1;
-        }
-    }
-    let counts = sim.restart_counts();
-    for (i, c) in sim.fleet().all.iter().enumerate() {
-        assert_eq!(
-            counts[i],
-            intents.get(&c.id).copied().unwrap_or(0),
-            "{}: restarts vs intents in etcd",
-            c.name
-        );
-        assert!(counts[i] >= 1, "{} never restarted", c.name);
-    }
+    assert_each_restart_has_one_intent(b.journal().unwrap(), &smoke.sim);
 }

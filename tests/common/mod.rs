@@ -14,10 +14,21 @@ use std::process::Command;
 
 pub const IMAGE: &str = "rekindle-dbnode:test";
 
+/// A `docker` CLI call bounded to 60 s (coreutils `timeout --verbose`,
+/// then SIGKILL 5 s later): an engine that stops answering fails the test
+/// that asked — exit status 124 and "timeout: sending signal TERM to
+/// command 'docker'" on stderr, which the callers' assertions print —
+/// instead of holding it, and CI, until an outer limit.
+pub fn docker() -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--verbose", "--kill-after=5", "60", "docker"]);
+    cmd
+}
+
 /// Whether the engine answers. Without one, tests skip with a printed
 /// reason — except under CI (`CI=true`), where they must fail.
 pub fn docker_available(test: &str) -> bool {
-    let ok = Command::new("docker")
+    let ok = docker()
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
         .map(|o| o.status.success())
@@ -29,7 +40,7 @@ pub fn docker_available(test: &str) -> bool {
         eprintln!("SKIPPED {test}: no Docker Engine answers on this machine");
         return false;
     }
-    let image = Command::new("docker")
+    let image = docker()
         .args(["image", "inspect", IMAGE])
         .output()
         .map(|o| o.status.success())
@@ -85,7 +96,7 @@ impl TestFleet {
             for chunk in &chunks {
                 scope.spawn(move || {
                     for s in chunk {
-                        let mut cmd = Command::new("docker");
+                        let mut cmd = docker();
                         cmd.args([
                             "run",
                             "-d",
@@ -122,7 +133,7 @@ impl TestFleet {
     }
 
     pub fn remove(&self) {
-        let ids = Command::new("docker")
+        let ids = docker()
             .args([
                 "ps",
                 "-aq",
@@ -138,11 +149,7 @@ impl TestFleet {
             })
             .unwrap_or_default();
         if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
+            let _ = docker().arg("rm").arg("-f").args(&ids).output();
         }
     }
 }
@@ -168,7 +175,7 @@ impl TestNetwork {
     /// With `docker network create` options (e.g. `--subnet`).
     pub fn create_with(id: &str, options: &[&str]) -> TestNetwork {
         let name = format!("rekindle-{id}");
-        let out = Command::new("docker")
+        let out = docker()
             .args([
                 "network",
                 "create",
@@ -193,11 +200,15 @@ impl Drop for TestNetwork {
     /// linger a moment, so it tries again for up to 10 s.
     fn drop(&mut self) {
         for _ in 0..20 {
-            let gone = Command::new("docker")
+            let gone = docker()
                 .args(["network", "rm", &self.name])
                 .output()
                 .map(|o| {
-                    o.status.success() || String::from_utf8_lossy(&o.stderr).contains("not found")
+                    // 124: the engine did not answer in time; asking again
+                    // would only wait again.
+                    o.status.success()
+                        || o.status.code() == Some(124)
+                        || String::from_utf8_lossy(&o.stderr).contains("not found")
                 })
                 .unwrap_or(true);
             if gone {

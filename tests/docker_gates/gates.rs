@@ -27,6 +27,9 @@ fn early_router_playbook(id: &str, router_health: &str) -> String {
             "max_unavailable_per_replset = \"all\"",
         )
         .replace("stuck_rerestarts = 0", "stuck_rerestarts = 2")
+        // The shards open 25 s after their start (gated_specs): every gate
+        // gets the time to see them open, and a router restarted again then.
+        .replace(r#"deadline = "30s""#, r#"deadline = "90s""#)
 }
 
 #[test]
@@ -186,7 +189,7 @@ fn member_gate_waits_for_lag_to_close_and_fails_a_member_that_stays_behind_namin
 
     // A member that never catches up: its gate fails at the deadline with
     // the lag in the reason; the wave halts (exit 3).
-    let out = std::process::Command::new("docker")
+    let out = common::docker()
         .args(["rm", "-f", &format!("{id}-c0-rs00-1")])
         .output()
         .unwrap();
@@ -328,7 +331,7 @@ fn docker_survey_finds_exactly_the_stopped_member_and_the_cut_router_and_restart
     assert_eq!(v.len(), fleet.names.len(), "{first}");
     assert_eq!(first.code, Some(5), "{first}");
     let stopped = format!("{id}-c0-rs00-2");
-    let out = std::process::Command::new("docker")
+    let out = common::docker()
         .args(["stop", "-t", "1", &stopped])
         .output()
         .unwrap();

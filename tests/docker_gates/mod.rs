@@ -22,7 +22,7 @@ fn write_playbook(dir: &tempfile::TempDir, file: &str, text: &str) -> String {
 
 /// The container's address on its network.
 fn ip_of(name: &str) -> std::net::IpAddr {
-    let out = std::process::Command::new("docker")
+    let out = common::docker()
         .args([
             "inspect",
             "-f",
@@ -129,9 +129,11 @@ fn unreachable_by_router(specs: &[Spec]) -> BTreeMap<String, Vec<String>> {
 /// `sharded_specs` with each mongos told its cluster's replica sets, and
 /// each shard member slow to open its port (a mongod replaying its journal).
 fn gated_specs(id: &str, clusters: usize, shards: usize, routers: usize) -> Vec<Spec> {
-    // Long enough that routers started once the config servers pass (a
-    // second or two, more on a loaded machine) find the shards closed.
-    gated_specs_with(id, clusters, shards, routers, 10_000)
+    // Long enough that routers started once the config servers pass find
+    // the shards closed: a second or two on an idle machine, but 15 s on a
+    // loaded 2-core CI machine (where 10 s let every router start after
+    // the shards had opened, and none was stranded).
+    gated_specs_with(id, clusters, shards, routers, 25_000)
 }
 
 fn gated_specs_with(

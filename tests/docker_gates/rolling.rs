@@ -85,7 +85,7 @@ fn rolling_restart_steps_each_primary_down_and_restarts_it_last_never_two_member
     // A primary that cannot step down (no secondary caught up) is never
     // restarted: the run halts naming it and MongoDB's refusal.
     let stuck = format!("{id}-c0-rs00-1");
-    let out = std::process::Command::new("docker")
+    let out = common::docker()
         .args(["rm", "-f", &stuck])
         .output()
         .unwrap();
@@ -167,10 +167,7 @@ fn assert_rolled_primary_last(
         "the primary goes last in {set}: {spans:?}"
     );
     // Asked to step down before it went down.
-    let logs = std::process::Command::new("docker")
-        .args(["logs", &primary])
-        .output()
-        .unwrap();
+    let logs = common::docker().args(["logs", &primary]).output().unwrap();
     let text = String::from_utf8_lossy(&logs.stdout);
     let asked_ms: i64 = text
         .lines()
@@ -183,10 +180,7 @@ fn assert_rolled_primary_last(
         "{primary} stepped down after it went down"
     );
     for m in members.iter().filter(|m| **m != primary) {
-        let text = std::process::Command::new("docker")
-            .args(["logs", m])
-            .output()
-            .unwrap();
+        let text = common::docker().args(["logs", m]).output().unwrap();
         assert!(
             !String::from_utf8_lossy(&text.stdout).contains("replSetStepDown"),
             "{m} is no primary"
