@@ -88,12 +88,9 @@ cargo fmt --check
 echo "== cargo clippy --workspace --all-targets --features etcd -- -D warnings"
 cargo clippy --workspace --all-targets --features etcd --quiet -- -D warnings
 
-# The test bed (testbed/: the fake fleet) is a workspace member of its own;
-# the real-path tests run its binary (they build it too when run alone).
-echo "== cargo build -p rekindle-testbed"
-cargo build --quiet -p rekindle-testbed
-
-# Every member's tests: rekindle's, and the test bed's own unit tests.
+# Every member's tests: rekindle's, and the test bed's (testbed/: the fake
+# fleet, whose binary rekindle's real-path tests run; building the test
+# bed's own tests builds it, in the same build as theirs).
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --features etcd --no-fail-fast "$@"

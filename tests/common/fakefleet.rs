@@ -29,10 +29,11 @@ pub fn zone_names(scenario: &Scenario) -> Vec<String> {
 }
 
 /// The `rekindle-fakefleet` binary of this build (the test bed's member of
-/// the workspace, `testbed/`), built first: cargo builds only the package
-/// under test, and the build is a no-op when scripts/test.sh built it.
-/// It sits beside this test binary's `deps/` (the same target directory
-/// and profile).
+/// the workspace, `testbed/`). It sits beside this test binary's `deps/`
+/// (the same target directory and profile). `cargo nextest run
+/// --workspace` (scripts/test.sh) builds it with these tests, in the same
+/// build (testbed/tests/cli.rs); run without `--workspace`, or when a
+/// source is newer than it, cargo builds it here first.
 pub fn fakefleet_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
@@ -42,6 +43,11 @@ pub fn fakefleet_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("the test binary sits in <target>/<profile>/deps")
             .to_path_buf();
+        let bin = dir.join("rekindle-fakefleet");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|t| t >= newest_source()) {
+            return bin;
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
@@ -59,9 +65,33 @@ pub fn fakefleet_bin() -> PathBuf {
             .status()
             .expect("run cargo to build rekindle-fakefleet");
         assert!(status.success(), "cargo build -p rekindle-testbed failed");
-        dir.join("rekindle-fakefleet")
+        bin
     })
     .clone()
+}
+
+/// When the newest of the fake fleet's sources was changed: rekindle's
+/// src/ and testbed/ (its target/ aside), the two manifests and the lock.
+fn newest_source() -> std::time::SystemTime {
+    fn walk(path: &Path, newest: &mut std::time::SystemTime) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if let Ok(t) = meta.modified() {
+            *newest = (*newest).max(t);
+        }
+        if meta.is_dir() && !path.ends_with("target") {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for part in ["src", "testbed", "Cargo.toml", "Cargo.lock"] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
 }
 
 /// A running `rekindle-fakefleet`, killed on drop.

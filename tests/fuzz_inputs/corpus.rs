@@ -305,7 +305,7 @@ pub(super) fn status_replies() {
 }
 
 /// Inventory files: the smoke scenario's fleet as `inventory --output json`
-/// writes it, and a hand-written one with hosts.
+/// writes it, and a hand-written one with hosts and a primary.
 pub(super) fn inventories() {
     let smoke =
         Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenarios/smoke.toml"))
@@ -320,7 +320,8 @@ pub(super) fn inventories() {
         "containers": [
             { "id": "a1", "name": "c1-cfg-0", "host": "h1",
               "labels": { "db.role": "configsvr", "db.cluster": "c1", "db.replset": "c1-cfg" },
-              "dns_name": "c1-cfg-0.db.test", "ports": [27019], "state": "running" },
+              "dns_name": "c1-cfg-0.db.test", "ports": [27019], "state": "running",
+              "primary": true },
             { "id": "a2", "name": "c1-mongos-0", "host": "h2",
               "labels": { "db.role": "router", "db.cluster": "c1" }, "state": "exited" },
             { "id": "a3", "name": "c1-rs00-0", "host": "h2", "labels": {} }
