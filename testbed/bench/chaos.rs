@@ -57,7 +57,10 @@ pub fn inject(
     };
     if fleet.wait_starts((n as u64 / 4) as f64, || run.running())? {
         let t0 = fleet.stat("now_s")?;
-        say!("== chaos: host {a} refuses, host {b} hangs for {host_s}s (fleet clock {}s)", t0 as u64);
+        say!(
+            "== chaos: host {a} refuses, host {b} hangs for {host_s}s (fleet clock {}s)",
+            t0 as u64
+        );
         fleet.set_mode(&a, "refuse")?;
         fleet.set_mode(&b, "hang")?;
         procs::sleep(Duration::from_secs(host_s))?;
@@ -68,12 +71,20 @@ pub fn inject(
     }
     if fleet.wait_starts((n as u64 / 2) as f64, || run.running())? {
         let d0 = fleet.stat("now_s")?;
-        say!("== chaos: unbound (pid {}) stopped for {outage_s}s (fleet clock {}s)", unbound.proc.pid(), d0 as u64);
+        say!(
+            "== chaos: unbound (pid {}) stopped for {outage_s}s (fleet clock {}s)",
+            unbound.proc.pid(),
+            d0 as u64
+        );
         unbound.stop();
         procs::sleep(Duration::from_secs(outage_s))?;
         unbound.restart()?;
         let d1 = fleet.stat("now_s")?;
-        say!("== chaos: unbound started again (pid {}, fleet clock {}s)", unbound.proc.pid(), d1 as u64);
+        say!(
+            "== chaos: unbound started again (pid {}, fleet clock {}s)",
+            unbound.proc.pid(),
+            d1 as u64
+        );
         rec.dns_from = Some(d0);
         rec.dns_to = Some(d1);
     }
@@ -86,7 +97,9 @@ mod tests {
 
     #[test]
     fn chaos_picks_the_hosts_at_a_third_and_two_thirds() {
-        let hosts: String = (0..10).map(|i| format!("[[hosts]]\nname = \"h{i}\"\nurl = \"tcp://x\"\n\n")).collect();
+        let hosts: String = (0..10)
+            .map(|i| format!("[[hosts]]\nname = \"h{i}\"\nurl = \"tcp://x\"\n\n"))
+            .collect();
         assert_eq!(chosen_hosts(&hosts).unwrap(), ("h3".into(), "h6".into()));
         assert!(chosen_hosts("").is_err());
     }

@@ -113,30 +113,53 @@ impl RunResult {
             ("run_exit", self.run_exit.to_string()),
             ("state", opt(self.state.clone())),
             ("wall_s", format!("{:.3}", self.wall_s)),
-            ("first_start_to_all_healthy_s", opt(self.span_s.map(|x| format!("{x:.3}")))),
-            ("lower_bound_s", opt(self.lower_bound_s.map(|x| format!("{x:.3}")))),
+            (
+                "first_start_to_all_healthy_s",
+                opt(self.span_s.map(|x| format!("{x:.3}"))),
+            ),
+            (
+                "lower_bound_s",
+                opt(self.lower_bound_s.map(|x| format!("{x:.3}"))),
+            ),
             ("ratio", opt(self.ratio.map(|x| format!("{x:.4}")))),
             ("unbound_queries", self.unbound_queries.to_string()),
             ("unbound_ratelimited", self.unbound_ratelimited.to_string()),
-            ("ratelimited_share", opt(self.ratelimited_share.map(|x| format!("{x:.6}")))),
+            (
+                "ratelimited_share",
+                opt(self.ratelimited_share.map(|x| format!("{x:.6}"))),
+            ),
             ("containers", self.containers.to_string()),
             ("hosts", self.hosts.to_string()),
             ("healthy", self.healthy.to_string()),
             ("stuck", self.stuck.to_string()),
-            ("started_more_than_once", self.started_more_than_once.to_string()),
+            (
+                "started_more_than_once",
+                self.started_more_than_once.to_string(),
+            ),
             ("peak_second", self.peak_second.to_string()),
-            ("rehearse_makespan_s", opt(self.rehearse_makespan_s.map(|x| format!("{x:.3}")))),
+            (
+                "rehearse_makespan_s",
+                opt(self.rehearse_makespan_s.map(|x| format!("{x:.3}"))),
+            ),
             ("rehearse_dns_dropped", opt(self.rehearse_dns_dropped)),
             ("kills", self.kills.to_string()),
             ("cpu_s", opt(self.cpu_s.map(|x| format!("{x:.2}")))),
-            ("peak_rss_mb", opt(self.peak_rss_kb.map(|k| format!("{:.1}", k as f64 / 1024.0)))),
+            (
+                "peak_rss_mb",
+                opt(self
+                    .peak_rss_kb
+                    .map(|k| format!("{:.1}", k as f64 / 1024.0))),
+            ),
         ]
     }
 }
 
 /// A JSON figure as u64 (0 when absent).
 pub fn u(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().or_else(|| v[key].as_f64().map(|x| x as u64)).unwrap_or(0)
+    v[key]
+        .as_u64()
+        .or_else(|| v[key].as_f64().map(|x| x as u64))
+        .unwrap_or(0)
 }
 
 fn fo(v: &Value, key: &str) -> Option<f64> {
@@ -184,8 +207,53 @@ pub fn budget_changes(qs: &[f64]) -> (usize, usize) {
     (qs.len().saturating_sub(1), cuts)
 }
 
+/// The DNS budget's line: the adaptive budget's changes and samples, or
+/// the static budget.
+fn print_budget(
+    budget: &[(f64, f64)],
+    report: &Value,
+    samples: u64,
+    strains: &BTreeMap<String, u64>,
+) {
+    if !budget.is_empty() {
+        let qs: Vec<f64> = budget.iter().map(|b| b.1).collect();
+        let (changes, cuts) = budget_changes(&qs);
+        let min = qs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = qs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        say!("  DNS budget (adaptive)     start {:.0}, min {min:.0}, max {max:.0}, final {:.0} q/s; {changes} changes, {cuts} cuts", qs[0], qs[qs.len() - 1]);
+        if samples > 0 {
+            let s: Vec<String> = strains
+                .iter()
+                .map(|(why, n)| format!("{n} ({why})"))
+                .collect();
+            say!(
+                "  DNS samples               {samples}, strain in {}",
+                if s.is_empty() {
+                    "none".into()
+                } else {
+                    s.join(", ")
+                }
+            );
+        }
+    } else if report.is_object() {
+        say!(
+            "  DNS budget (static)       {} q/s",
+            f(fo(report, "dns_budget_qps"), 0)
+        );
+    }
+}
+
 /// Prints a run's figures; its [`RunResult`].
 pub fn report(i: &RunInputs) -> RunResult {
+    let r = result(i);
+    print_main(i, &r);
+    print_budget(&r.budget, &i.report, r.dns_samples, &r.strain);
+    print_end(i, &r);
+    r
+}
+
+/// A run's figures, computed.
+pub fn result(i: &RunInputs) -> RunResult {
     let st = &i.stats;
     let rh = &i.rehearse;
     let lb = fo(rh, "lower_bound_s");
@@ -197,64 +265,27 @@ pub fn report(i: &RunInputs) -> RunResult {
         (Some(s), Some(l)) if s != 0.0 && l != 0.0 => Some(s / l),
         _ => None,
     };
-    let num = |k: &str| i.unbound.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-    let (q, lim) = (num("total.num.queries"), num("total.num.queries_ip_ratelimited"));
-    let share = (q > 0).then(|| lim as f64 / q as f64);
+    let num = |k: &str| {
+        i.unbound
+            .get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let (q, lim) = (
+        num("total.num.queries"),
+        num("total.num.queries_ip_ratelimited"),
+    );
     let (rq, rd) = (rh["dns_queries"].as_u64(), rh["dns_dropped"].as_u64());
     let rshare = match (rq, rd) {
         (Some(q), Some(d)) if q > 0 => Some(d as f64 / q as f64),
         _ => None,
     };
-    let cap = fo(rh, "dns_capacity_qps");
-    let per_s: Vec<u64> = st["queries_per_second"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_u64).collect());
-    let peak = per_s.iter().copied().max().unwrap_or(0);
-    let budget: Vec<(f64, f64)> = i.report["dns_budget"]
-        .as_array()
-        .map_or(vec![], |a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect());
+    let budget: Vec<(f64, f64)> = i.report["dns_budget"].as_array().map_or(vec![], |a| {
+        a.iter()
+            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+            .collect()
+    });
     let (samples, strains) = strain_of_log(&i.run_log);
-    let pacing = if i.pacing == "default" { "the playbook's pacing".to_string() } else { format!("static budget headroom {}", i.pacing) };
-    say!();
-    say!("Real path [{}]: scenario {} ({} containers on {} hosts), {pacing}", i.label, i.scenario, u(st, "containers"), u(st, "hosts"));
-    say!("  rekindle run              exit {}, state {}, wall {:.1}s", i.run_exit, i.summary["state"].as_str().unwrap_or("?"), i.wall_s);
-    let not_all = if span.is_none() { format!(" (not all healthy: {} healthy)", u(st, "healthy")) } else { String::new() };
-    say!("  first start → all healthy {}s{not_all}", f(span, 1));
-    say!("  lower bound               {}s   ratio {}", f(lb, 1), f(ratio, 3));
-    say!("  unbound                   total.num.queries {q}, total.num.queries_ip_ratelimited {lim} ({})", pct(share));
-    say!("  fake fleet queries        sent {}, answered {}, timed out {}, lookups failed {}", u(st, "queries_sent"), u(st, "answers"), u(st, "timeouts"), u(st, "lookups_failed"));
-    let above = per_s.iter().filter(|&&x| cap.is_some_and(|c| c > 0.0 && x as f64 > c)).count();
-    say!("  peak second (fleet clock) {peak} queries sent (capacity {}); {above} seconds above capacity", f(cap, 0));
-    if !budget.is_empty() {
-        let qs: Vec<f64> = budget.iter().map(|b| b.1).collect();
-        let (changes, cuts) = budget_changes(&qs);
-        let min = qs.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = qs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        say!("  DNS budget (adaptive)     start {:.0}, min {min:.0}, max {max:.0}, final {:.0} q/s; {changes} changes, {cuts} cuts", qs[0], qs[qs.len() - 1]);
-        if samples > 0 {
-            let s: Vec<String> = strains.iter().map(|(why, n)| format!("{n} ({why})")).collect();
-            say!("  DNS samples               {samples}, strain in {}", if s.is_empty() { "none".into() } else { s.join(", ") });
-        }
-    } else if i.report.is_object() {
-        say!("  DNS budget (static)       {} q/s", f(fo(&i.report, "dns_budget_qps"), 0));
-    }
-    say!("  at the end                healthy {}, stuck {}, exited {}, never started {}", u(st, "healthy"), u(st, "stuck"), u(st, "exited"), u(st, "never_started"));
-    say!("  started more than once    {} (max {} starts; stop {}, start {}, restart {} calls)", u(st, "started_more_than_once"), u(st, "max_starts"), u(st, "stop_calls"), u(st, "start_calls"), u(st, "restart_calls"));
-    let rstate = if rh.get("state").is_some() { shown(&rh["state"]) } else { shown(&rh["error"]) };
-    say!("  rehearsal                 {rstate}: makespan {}s (ratio {}), {} queries, {} dropped ({}), stuck {}",
-        f(fo(rh, "makespan_s"), 1), f(fo(rh, "ratio"), 3), shown(&rh["dns_queries"]), shown(&rh["dns_dropped"]), pct(rshare), shown(&rh["stuck"]));
-    if let Some(s) = &i.survey {
-        crate::witness::only_broken(i, s);
-    }
-    if !i.kills.is_empty() || i.chaos.is_some() {
-        crate::witness::faults(i);
-    }
-    if i.measure {
-        crate::witness::scale(i);
-    }
-    if i.run_exit != 0 {
-        say!("\n  rekindle run failed (exit {}); last lines of its stderr:", i.run_exit);
-        let lines: Vec<&str> = i.run_log.lines().collect();
-        say!("{}", lines[lines.len().saturating_sub(15)..].join("\n"));
-    }
     RunResult {
         label: i.label.clone(),
         pacing: i.pacing.clone(),
@@ -266,14 +297,14 @@ pub fn report(i: &RunInputs) -> RunResult {
         ratio,
         unbound_queries: q,
         unbound_ratelimited: lim,
-        ratelimited_share: share,
+        ratelimited_share: (q > 0).then(|| lim as f64 / q as f64),
         containers: u(st, "containers"),
         hosts: u(st, "hosts"),
         queries_sent: u(st, "queries_sent"),
         healthy: u(st, "healthy"),
         stuck: u(st, "stuck"),
         started_more_than_once: u(st, "started_more_than_once"),
-        peak_second: peak,
+        peak_second: per_second(st).into_iter().max().unwrap_or(0),
         budget,
         budget_qps: fo(&i.report, "dns_budget_qps"),
         dns_samples: samples,
@@ -284,6 +315,123 @@ pub fn report(i: &RunInputs) -> RunResult {
         kills: i.kills.len(),
         cpu_s: i.proc.map(|p| p.cpu_s),
         peak_rss_kb: i.proc.map(|p| p.peak_rss_kb),
+    }
+}
+
+/// The fake fleet's queries sent per second of its clock.
+fn per_second(st: &Value) -> Vec<u64> {
+    st["queries_per_second"]
+        .as_array()
+        .map_or(vec![], |a| a.iter().filter_map(Value::as_u64).collect())
+}
+
+/// The run, its span and ratio, unbound's counters, the fleet's queries.
+fn print_main(i: &RunInputs, r: &RunResult) {
+    let st = &i.stats;
+    let pacing = if i.pacing == "default" {
+        "the playbook's pacing".to_string()
+    } else {
+        format!("static budget headroom {}", i.pacing)
+    };
+    say!();
+    say!(
+        "Real path [{}]: scenario {} ({} containers on {} hosts), {pacing}",
+        i.label,
+        i.scenario,
+        r.containers,
+        r.hosts
+    );
+    say!(
+        "  rekindle run              exit {}, state {}, wall {:.1}s",
+        i.run_exit,
+        r.state.as_deref().unwrap_or("?"),
+        i.wall_s
+    );
+    let not_all = if r.span_s.is_none() {
+        format!(" (not all healthy: {} healthy)", r.healthy)
+    } else {
+        String::new()
+    };
+    say!("  first start → all healthy {}s{not_all}", f(r.span_s, 1));
+    say!(
+        "  lower bound               {}s   ratio {}",
+        f(r.lower_bound_s, 1),
+        f(r.ratio, 3)
+    );
+    say!(
+        "  unbound                   total.num.queries {}, total.num.queries_ip_ratelimited {} ({})",
+        r.unbound_queries,
+        r.unbound_ratelimited,
+        pct(r.ratelimited_share)
+    );
+    say!(
+        "  fake fleet queries        sent {}, answered {}, timed out {}, lookups failed {}",
+        u(st, "queries_sent"),
+        u(st, "answers"),
+        u(st, "timeouts"),
+        u(st, "lookups_failed")
+    );
+    let cap = fo(&i.rehearse, "dns_capacity_qps");
+    let above = per_second(st)
+        .iter()
+        .filter(|&&x| cap.is_some_and(|c| c > 0.0 && x as f64 > c))
+        .count();
+    say!(
+        "  peak second (fleet clock) {} queries sent (capacity {}); {above} seconds above capacity",
+        r.peak_second,
+        f(cap, 0)
+    );
+}
+
+/// The end state, the rehearsal, the figures of the special modes, and the
+/// run's last log lines if it failed.
+fn print_end(i: &RunInputs, r: &RunResult) {
+    let (st, rh) = (&i.stats, &i.rehearse);
+    say!(
+        "  at the end                healthy {}, stuck {}, exited {}, never started {}",
+        u(st, "healthy"),
+        u(st, "stuck"),
+        u(st, "exited"),
+        u(st, "never_started")
+    );
+    say!(
+        "  started more than once    {} (max {} starts; stop {}, start {}, restart {} calls)",
+        u(st, "started_more_than_once"),
+        u(st, "max_starts"),
+        u(st, "stop_calls"),
+        u(st, "start_calls"),
+        u(st, "restart_calls")
+    );
+    let rstate = if rh.get("state").is_some() {
+        shown(&rh["state"])
+    } else {
+        shown(&rh["error"])
+    };
+    say!(
+        "  rehearsal                 {rstate}: makespan {}s (ratio {}), {} queries, {} dropped ({}), stuck {}",
+        f(fo(rh, "makespan_s"), 1),
+        f(fo(rh, "ratio"), 3),
+        shown(&rh["dns_queries"]),
+        shown(&rh["dns_dropped"]),
+        pct(r.rehearse_dropped_share),
+        shown(&rh["stuck"])
+    );
+    if let Some(s) = &i.survey {
+        crate::witness::only_broken(i, s);
+    }
+    if !i.kills.is_empty() || i.chaos.is_some() {
+        crate::witness::faults(i);
+    }
+    if i.measure {
+        crate::witness::scale(i);
+    }
+    if i.run_exit != 0 {
+        say!(
+            "\n  rekindle run failed (exit {}); last lines of its stderr:",
+            i.run_exit
+        );
+        let lines: Vec<&str> = i.run_log.lines().collect();
+        say!("{}", lines[lines.len().saturating_sub(15)..].join("\n"));
     }
 }
 
@@ -305,7 +453,10 @@ mod tests {
         .join("\n");
         let (n, s) = strain_of_log(&log);
         assert_eq!(n, 4);
-        assert_eq!(s, BTreeMap::from([("Dropped".into(), 2), ("Lost".into(), 1)]));
+        assert_eq!(
+            s,
+            BTreeMap::from([("Dropped".into(), 2), ("Lost".into(), 1)])
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 #[derive(Debug, Parser)]
-#[command(name = "rekindle-bench", about = "rekindle's benchmarks against a fake fleet and a real unbound.")]
+#[command(
+    name = "rekindle-bench",
+    about = "rekindle's benchmarks against a fake fleet and a real unbound."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -151,7 +154,10 @@ fn real_path(s: &mut Settings) -> Result<()> {
     }
     s.bin = match &s.bin_dir {
         Some(d) => d.clone(),
-        None => std::env::current_exe()?.parent().context("this program's directory")?.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this program's directory")?
+            .to_path_buf(),
     };
     for b in ["rekindle", "rekindle-fakefleet"] {
         if !procs::is_executable(&s.bin.join(b)) {
@@ -160,7 +166,9 @@ fn real_path(s: &mut Settings) -> Result<()> {
     }
     say!("== binaries from {}", s.bin.display());
     s.seed = s.seed_arg.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
     });
     let sc = rekindle::scenario::Scenario::load(&s.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let work = Work::new(s.keep)?;
@@ -172,8 +180,15 @@ fn real_path(s: &mut Settings) -> Result<()> {
         .arg(&zone)
         .status()?;
     anyhow::ensure!(st.success(), "rekindle-fakefleet --zone-out: {st}");
-    let probe_name = services::probe_name(&std::fs::read_to_string(&zone)?).context("no name in the fleet's zone")?;
-    let ctx = Ctx { s: s.clone(), sc, work: work.0.clone(), zone, probe_name };
+    let probe_name = services::probe_name(&std::fs::read_to_string(&zone)?)
+        .context("no name in the fleet's zone")?;
+    let ctx = Ctx {
+        s: s.clone(),
+        sc,
+        work: work.0.clone(),
+        zone,
+        probe_name,
+    };
     let rows = modes(&ctx)?;
     if let Some(name) = &s.record {
         let dir = record::write(s, name, &rows, &out::transcript())?;
@@ -222,14 +237,31 @@ fn rehearse_sweep(ctx: &Ctx) -> Result<serde_json::Value, String> {
         .arg(ctx.work.join("adaptive/pb.toml"))
         .arg("--scenario")
         .arg(&s.scenario)
-        .args(["--sweep", "--drop-limit", &s.drop_limit.to_string(), "--output", "json"])
+        .args([
+            "--sweep",
+            "--drop-limit",
+            &s.drop_limit.to_string(),
+            "--output",
+            "json",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let _ = std::fs::write(ctx.work.join("rehearse-sweep.json"), &out.stdout);
     serde_json::from_slice(&out.stdout).map_err(|e| {
         let err = String::from_utf8_lossy(&out.stderr);
-        let tail: String = err.chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-        if tail.is_empty() { e.to_string() } else { tail }
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if tail.is_empty() {
+            e.to_string()
+        } else {
+            tail
+        }
     })
 }
 

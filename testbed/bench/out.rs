@@ -89,8 +89,14 @@ mod tests {
     #[test]
     fn csv_has_one_header_per_shape_and_quotes_commas() {
         let runs = vec![
-            vec![("label", "static-0.8".to_string()), ("state", "succeeded".into())],
-            vec![("label", "adaptive".to_string()), ("state", "halted, 3 failed".into())],
+            vec![
+                ("label", "static-0.8".to_string()),
+                ("state", "succeeded".into()),
+            ],
+            vec![
+                ("label", "adaptive".to_string()),
+                ("state", "halted, 3 failed".into()),
+            ],
             vec![("kind", "survey".to_string())],
         ];
         assert_eq!(

@@ -147,7 +147,12 @@ pub fn number(v: &Value) -> Option<f64> {
 /// Every key or string value equal to a shipped label key, renamed to the
 /// scenario's (what the shipped playbook names `db.role` and so on).
 fn rename_labels(t: &mut Table, labels: &[(&str, &str)]) {
-    let renamed = |s: &str| labels.iter().find(|(from, _)| *from == s).map(|(_, to)| to.to_string());
+    let renamed = |s: &str| {
+        labels
+            .iter()
+            .find(|(from, _)| *from == s)
+            .map(|(_, to)| to.to_string())
+    };
     let keys: Vec<String> = t.keys().cloned().collect();
     for key in keys {
         let mut value = t.remove(&key).expect("a key just listed");
@@ -211,8 +216,16 @@ mod tests {
             .replace("cluster = \"db.cluster\"", "cluster = \"x.cluster\"")
             .replace("replset = \"db.replset\"", "replset = \"x.rs\"")
             .replace("configsvr = 5\nshard = 5\n", "configsvr = 7\nshard = 6\n");
-        let sc = Scenario::parse(&SourceText::new("tiny.toml", text)).expect("the test scenario parses");
-        assert_eq!((sc.name.as_str(), sc.labels.replset.as_str(), sc.startup_lookups), ("tiny", "x.rs", [7, 6, 41]));
+        let sc =
+            Scenario::parse(&SourceText::new("tiny.toml", text)).expect("the test scenario parses");
+        assert_eq!(
+            (
+                sc.name.as_str(),
+                sc.labels.replset.as_str(),
+                sc.startup_lookups
+            ),
+            ("tiny", "x.rs", [7, 6, 41])
+        );
         sc
     }
 
@@ -238,7 +251,9 @@ mod tests {
     }
 
     fn at<'a>(t: &'a Table, path: &str) -> &'a Value {
-        let mut v = t.get(path.split('.').next().unwrap()).unwrap_or_else(|| panic!("{path}"));
+        let mut v = t
+            .get(path.split('.').next().unwrap())
+            .unwrap_or_else(|| panic!("{path}"));
         for k in path.split('.').skip(1) {
             v = v.get(k).unwrap_or_else(|| panic!("{path}: no {k}"));
         }
@@ -252,7 +267,10 @@ mod tests {
         assert_eq!(at(&pb, "groups.cluster").as_str(), Some("x.cluster"));
         assert_eq!(at(&pb, "groups.replset").as_str(), Some("x.rs"));
         let roles = at(&pb, "roles").as_array().unwrap();
-        let lookups: Vec<_> = roles.iter().map(|r| r["startup_lookups"].as_integer().unwrap()).collect();
+        let lookups: Vec<_> = roles
+            .iter()
+            .map(|r| r["startup_lookups"].as_integer().unwrap())
+            .collect();
         assert_eq!(lookups, [7, 6, 41]);
         assert_eq!(roles[2]["selector"]["x.role"].as_str(), Some("router"));
         let h = roles[0]["health"].as_table().unwrap();
@@ -265,10 +283,19 @@ mod tests {
         assert_eq!(at(&pb, "dns.fleet.name_dots").as_integer(), Some(2));
         assert_eq!(at(&pb, "dns.probe_name").as_str(), Some("n-0.db.tiny."));
         assert_eq!(at(&pb, "dns.counter.command").as_array().unwrap().len(), 4);
-        assert_eq!(at(&pb, "dns.counter.command")[2].as_str(), Some("/w/unbound.conf"));
-        assert_eq!(at(&pb, "resolver.nameservers")[0].as_str(), Some("127.0.0.1:5353"));
+        assert_eq!(
+            at(&pb, "dns.counter.command")[2].as_str(),
+            Some("/w/unbound.conf")
+        );
+        assert_eq!(
+            at(&pb, "resolver.nameservers")[0].as_str(),
+            Some("127.0.0.1:5353")
+        );
         assert_eq!(at(&pb, "hosts").as_array().unwrap().len(), 1);
-        assert!(at(&pb, "dns").get("adaptive").is_none(), "the playbook's own pacing");
+        assert!(
+            at(&pb, "dns").get("adaptive").is_none(),
+            "the playbook's own pacing"
+        );
         assert_eq!(
             pacing_line(&pb),
             "pacing: adaptive, capacity_qps 300, headroom 0.98 (ceiling 294 q/s)"

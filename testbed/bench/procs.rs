@@ -126,7 +126,10 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("rekindle-bench: {} did not exit on SIGTERM: SIGKILL", self.name);
+        eprintln!(
+            "rekindle-bench: {} did not exit on SIGTERM: SIGKILL",
+            self.name
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -176,14 +179,16 @@ pub fn sample(pid: u32) -> ProcFigures {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut f = ProcFigures::default();
-    loop {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            break;
-        };
+    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         let Some(fields) = stat_fields(&stat) else {
             break;
         };
-        let time = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        let time = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|x| x.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         f.cpu_s = (time(11) + time(12)) / tick;
         if fields[0] == "Z" {
             break;
@@ -227,9 +232,8 @@ pub fn free_port() -> Result<u16> {
 
 /// Whether `name` is an executable on PATH.
 pub fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| is_executable(&d.join(name)))
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| is_executable(&d.join(name))))
 }
 
 /// Whether `path` is an executable file.

@@ -45,13 +45,22 @@ pub fn run_once(ctx: &Ctx, label: &str, headroom: Option<&str>) -> Result<Outcom
     let dir = ctx.work.join(label);
     std::fs::create_dir_all(&dir)?;
     say!();
-    let what = headroom.map_or("the playbook's pacing".to_string(), |h| format!("static budget, headroom {h}"));
+    let what = headroom.map_or("the playbook's pacing".to_string(), |h| {
+        format!("static budget, headroom {h}")
+    });
     say!("######## {label}: {what}");
     let capacity = ctx.sc.dns.capacity_qps as u64;
     say!("== unbound: the fleet's zone, ip-ratelimit {capacity} q/s");
     let mut unbound = Unbound::start(&dir, &ctx.zone, capacity)?;
     say!("== fake fleet");
-    let fleet = FakeFleet::start(&s.bin, &s.scenario, unbound.port, &dir, s.faults.as_deref(), s.chaos)?;
+    let fleet = FakeFleet::start(
+        &s.bin,
+        &s.scenario,
+        unbound.port,
+        &dir,
+        s.faults.as_deref(),
+        s.chaos,
+    )?;
     say!("   {}", fleet.ready);
     say!("== playbook");
     let hosts_toml = std::fs::read_to_string(dir.join("hosts.toml"))?;
@@ -62,7 +71,12 @@ pub fn run_once(ctx: &Ctx, label: &str, headroom: Option<&str>) -> Result<Outcom
         return Ok(Outcome::Survey(r));
     }
     say!("== rekindle rehearse (same playbook, same scenario)");
-    let rehearse_exit = rekindle_to_files(s, &dir, "rehearse", &["--scenario".as_ref(), s.scenario.as_os_str()])?;
+    let rehearse_exit = rekindle_to_files(
+        s,
+        &dir,
+        "rehearse",
+        &["--scenario".as_ref(), s.scenario.as_os_str()],
+    )?;
     let _ = rehearse_exit; // a failed rehearsal shows as its error below
     let survey = match &s.only {
         Some(_) => Some(survey_before(s, &dir, &fleet)?),
@@ -107,15 +121,30 @@ pub fn run_once(ctx: &Ctx, label: &str, headroom: Option<&str>) -> Result<Outcom
         measure: s.measure,
     };
     let result = figures::report(&inputs);
-    std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(
+        dir.join("result.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
     Ok(Outcome::Run(Box::new(result)))
 }
 
-fn write_playbook(ctx: &Ctx, dir: &Path, unbound: &Unbound, fleet: &FakeFleet, headroom: Option<&str>, hosts_toml: &str) -> Result<()> {
+fn write_playbook(
+    ctx: &Ctx,
+    dir: &Path,
+    unbound: &Unbound,
+    fleet: &FakeFleet,
+    headroom: Option<&str>,
+    hosts_toml: &str,
+) -> Result<()> {
     let s = &ctx.s;
-    let base = s.playbook.clone().unwrap_or_else(|| PathBuf::from("config/mongo-sharded.toml"));
-    let text = std::fs::read_to_string(&base).with_context(|| format!("read {}", base.display()))?;
-    let mut pb: toml::Table = toml::from_str(&text).with_context(|| format!("{}", base.display()))?;
+    let base = s
+        .playbook
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config/mongo-sharded.toml"));
+    let text =
+        std::fs::read_to_string(&base).with_context(|| format!("read {}", base.display()))?;
+    let mut pb: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}", base.display()))?;
     if s.playbook.is_none() {
         playbook::derive(&mut pb, &ctx.sc, &ctx.probe_name)?;
     }
@@ -130,7 +159,8 @@ fn write_playbook(ctx: &Ctx, dir: &Path, unbound: &Unbound, fleet: &FakeFleet, h
         unbound_conf: unbound.conf.display().to_string(),
         hosts_toml: hosts_toml.into(),
     };
-    playbook::wire(&mut pb, &ctx.sc, &pacing, &wiring).with_context(|| format!("{}", base.display()))?;
+    playbook::wire(&mut pb, &ctx.sc, &pacing, &wiring)
+        .with_context(|| format!("{}", base.display()))?;
     say!("   {}", playbook::pacing_line(&pb));
     std::fs::write(dir.join("pb.toml"), toml::to_string(&pb)?)?;
     Ok(())
@@ -138,7 +168,12 @@ fn write_playbook(ctx: &Ctx, dir: &Path, unbound: &Unbound, fleet: &FakeFleet, h
 
 /// `rekindle CMD pb.toml EXTRA... [--only X] --output json`, its stdout to
 /// `CMD.json` and stderr to `CMD.err`; its exit code.
-fn rekindle_to_files(s: &Settings, dir: &Path, cmd: &str, extra: &[&std::ffi::OsStr]) -> Result<i32> {
+fn rekindle_to_files(
+    s: &Settings,
+    dir: &Path,
+    cmd: &str,
+    extra: &[&std::ffi::OsStr],
+) -> Result<i32> {
     let mut c = Command::new(s.bin.join("rekindle"));
     c.arg(cmd).arg(dir.join("pb.toml")).args(extra);
     if let (Some(only), "rehearse") = (&s.only, cmd) {
@@ -176,7 +211,9 @@ struct Run {
 /// the fleet, in order.
 pub fn crash_points(containers: u64, kills: u32, seed: u64) -> Vec<u64> {
     let mut rng = rekindle::rng::SplitMix64::new(seed);
-    let mut p: Vec<u64> = (0..kills).map(|_| (rng.uniform(0.0, 0.95) * containers as f64) as u64).collect();
+    let mut p: Vec<u64> = (0..kills)
+        .map(|_| (rng.uniform(0.0, 0.95) * containers as f64) as u64)
+        .collect();
     p.sort_unstable();
     p
 }
@@ -184,7 +221,13 @@ pub fn crash_points(containers: u64, kills: u32, seed: u64) -> Vec<u64> {
 /// `rekindle run` until it ends by itself: killed with SIGKILL at each
 /// crash point (once it has started a container itself), then started
 /// again with `--resume` (a run anew if it died before its journal).
-fn run_loop(ctx: &Ctx, dir: &Path, fleet: &FakeFleet, unbound: &mut Unbound, hosts_toml: &str) -> Result<Run> {
+fn run_loop(
+    ctx: &Ctx,
+    dir: &Path,
+    fleet: &FakeFleet,
+    unbound: &mut Unbound,
+    hosts_toml: &str,
+) -> Result<Run> {
     let s = &ctx.s;
     let points = match s.crash {
         0 => vec![],
@@ -193,15 +236,32 @@ fn run_loop(ctx: &Ctx, dir: &Path, fleet: &FakeFleet, unbound: &mut Unbound, hos
             crash_points(fleet.stat("containers")? as u64, k, s.seed)
         }
     };
-    let mut out = Run { exit: 0, kills: vec![], chaos: None, proc: None };
-    let err_log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("run.err"))?;
+    let mut out = Run {
+        exit: 0,
+        kills: vec![],
+        chaos: None,
+        proc: None,
+    };
+    let err_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("run.err"))?;
     loop {
         let resume = !out.kills.is_empty() && has_journal(&dir.join("state"));
         let mut run = spawn_run(s, dir, resume, &err_log)?;
         let pid = run.pid();
-        let sampler = s.measure.then(|| std::thread::spawn(move || procs::sample(pid)));
+        let sampler = s
+            .measure
+            .then(|| std::thread::spawn(move || procs::sample(pid)));
         if s.chaos && out.kills.is_empty() {
-            out.chaos = Some(chaos::inject(fleet, unbound, &run, hosts_toml, s.chaos_host_s, s.dns_outage_s)?);
+            out.chaos = Some(chaos::inject(
+                fleet,
+                unbound,
+                &run,
+                hosts_toml,
+                s.chaos_host_s,
+                s.dns_outage_s,
+            )?);
         }
         if let Some(&target) = points.get(out.kills.len()) {
             let from = fleet.stat("starts_total")? as u64;
@@ -210,7 +270,12 @@ fn run_loop(ctx: &Ctx, dir: &Path, fleet: &FakeFleet, unbound: &mut Unbound, hos
                 run.kill9();
                 let kill = (fleet.stat("now_s")?, fleet.stat("starts_total")?);
                 out.kills.push(kill);
-                say!("   kill -9 #{} (fleet clock {}s, {} starts so far)", out.kills.len(), kill.0 as u64, kill.1 as u64);
+                say!(
+                    "   kill -9 #{} (fleet clock {}s, {} starts so far)",
+                    out.kills.len(),
+                    kill.0 as u64,
+                    kill.1 as u64
+                );
                 continue;
             }
         }
@@ -224,7 +289,11 @@ fn spawn_run(s: &Settings, dir: &Path, resume: bool, err_log: &std::fs::File) ->
     let mut c = Command::new(s.bin.join("rekindle"));
     // --measure: the default filter of a real run (a log line per
     // container event costs CPU too).
-    let filter = if s.measure { "warn,rekindle=info" } else { "warn,rekindle=info,rekindle::engine=trace" };
+    let filter = if s.measure {
+        "warn,rekindle=info"
+    } else {
+        "warn,rekindle=info,rekindle::engine=trace"
+    };
     if std::env::var_os("REKINDLE_LOG").is_none() {
         c.env("REKINDLE_LOG", filter);
     }
@@ -240,12 +309,16 @@ fn spawn_run(s: &Settings, dir: &Path, resume: bool, err_log: &std::fs::File) ->
     if resume {
         c.arg("--resume");
     }
-    c.stdout(std::fs::File::create(dir.join("run.out"))?).stderr(err_log.try_clone()?);
+    c.stdout(std::fs::File::create(dir.join("run.out"))?)
+        .stderr(err_log.try_clone()?);
     Proc::spawn("rekindle run", &mut c)
 }
 
 fn has_journal(state: &Path) -> bool {
-    std::fs::read_dir(state).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "journal")))
+    std::fs::read_dir(state).is_ok_and(|d| {
+        d.filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "journal"))
+    })
 }
 
 fn read(p: &Path) -> String {
@@ -259,11 +332,19 @@ fn read_json(p: &Path) -> Result<Value> {
 /// The last line of `text` as JSON (`rekindle run --output json`'s
 /// summary), or null.
 pub fn last_json_line(text: &str) -> Value {
-    text.trim().lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null)
+    text.trim()
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn tail(s: &str, n: usize) -> String {
-    let start = s.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
+    let start = s
+        .char_indices()
+        .rev()
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i);
     s[start..].to_string()
 }
 
@@ -283,7 +364,10 @@ mod tests {
 
     #[test]
     fn the_summary_is_the_last_line() {
-        assert_eq!(last_json_line("log\n{\"state\":\"succeeded\"}\n")["state"], "succeeded");
+        assert_eq!(
+            last_json_line("log\n{\"state\":\"succeeded\"}\n")["state"],
+            "succeeded"
+        );
         assert!(last_json_line("").is_null());
         assert_eq!(tail("abcdef", 3), "def");
         assert_eq!(tail("ab", 3), "ab");

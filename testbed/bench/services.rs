@@ -15,7 +15,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// unbound's `server:` and `remote-control:` for one run.
-pub fn unbound_conf(dir: &Path, zone: &Path, dns_port: u16, control_port: u16, capacity: u64) -> String {
+pub fn unbound_conf(
+    dir: &Path,
+    zone: &Path,
+    dns_port: u16,
+    control_port: u16,
+    capacity: u64,
+) -> String {
     format!(
         r#"server:
     interface: 127.0.0.1
@@ -81,7 +87,10 @@ impl Unbound {
     }
 
     fn spawn(conf: &Path) -> Result<Proc> {
-        Proc::spawn("unbound", Command::new("unbound").arg("-d").arg("-c").arg(conf))
+        Proc::spawn(
+            "unbound",
+            Command::new("unbound").arg("-d").arg("-c").arg(conf),
+        )
     }
 
     /// Stops it now (by PID).
@@ -149,7 +158,14 @@ impl FakeFleet {
     /// Starts `rekindle-fakefleet` for `scenario` against unbound at
     /// `dns_port`, writing its hosts to `dir/hosts.toml` and its output to
     /// `dir/fakefleet.{out,err}`; waits for its ready line (2 minutes).
-    pub fn start(bin: &Path, scenario: &Path, dns_port: u16, dir: &Path, faults: Option<&str>, relay: bool) -> Result<FakeFleet> {
+    pub fn start(
+        bin: &Path,
+        scenario: &Path,
+        dns_port: u16,
+        dir: &Path,
+        faults: Option<&str>,
+        relay: bool,
+    ) -> Result<FakeFleet> {
         let out_path = dir.join("fakefleet.out");
         let mut cmd = Command::new(bin.join("rekindle-fakefleet"));
         cmd.arg("--scenario")
@@ -170,7 +186,10 @@ impl FakeFleet {
         let mut ready = None;
         for _ in 0..1200 {
             let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-            ready = out.lines().find(|l| l.starts_with("fakefleet ready")).map(String::from);
+            ready = out
+                .lines()
+                .find(|l| l.starts_with("fakefleet ready"))
+                .map(String::from);
             if ready.is_some() || !proc.running() {
                 break;
             }
@@ -180,16 +199,34 @@ impl FakeFleet {
             let err = std::fs::read_to_string(dir.join("fakefleet.err")).unwrap_or_default();
             bail!("the fake fleet did not come up:\n{err}");
         };
-        let field = |k: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(k)).map(String::from);
+        let field = |k: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(String::from)
+        };
         let control = field("control=").context("no control= in the ready line")?;
         let relay_port = match field("relay=") {
-            Some(a) => Some(a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).context("relay port")?),
+            Some(a) => Some(
+                a.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .context("relay port")?,
+            ),
             None if relay => bail!("no relay address in: {ready}"),
             None => None,
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let control = Url::parse(&format!("http://{control}")).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(FakeFleet { ready, relay_port, control, rt, _proc: proc })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let control =
+            Url::parse(&format!("http://{control}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(FakeFleet {
+            ready,
+            relay_port,
+            control,
+            rt,
+            _proc: proc,
+        })
     }
 
     fn call(&self, req: Request<'_>) -> Result<Value> {
@@ -215,7 +252,9 @@ impl FakeFleet {
 
     /// One figure of `/stats` as a number.
     pub fn stat(&self, key: &str) -> Result<f64> {
-        self.stats()?[key].as_f64().with_context(|| format!("no {key} in /stats"))
+        self.stats()?[key]
+            .as_f64()
+            .with_context(|| format!("no {key} in /stats"))
     }
 
     /// Sets a host's mode (`ok`, `refuse`, `hang`).
@@ -244,7 +283,8 @@ mod tests {
 
     #[test]
     fn the_probe_name_is_the_first_a_record_of_the_zone() {
-        let zone = "server:\nlocal-zone: \"db.x.\" static\nlocal-data: \"m-0.db.x. 300 IN A 10.0.0.1\"\n\
+        let zone =
+            "server:\nlocal-zone: \"db.x.\" static\nlocal-data: \"m-0.db.x. 300 IN A 10.0.0.1\"\n\
                     local-data: \"m-1.db.x. 300 IN A 10.0.0.2\"\n";
         assert_eq!(probe_name(zone).as_deref(), Some("m-0.db.x."));
         assert_eq!(probe_name("server:\n"), None);

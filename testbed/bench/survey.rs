@@ -50,7 +50,10 @@ impl SurveyResult {
             ("false_positives", self.false_positives.to_string()),
             ("missed", self.missed.to_string()),
             ("cpu_s", format!("{:.2}", self.cpu_s)),
-            ("peak_rss_mb", opt(Some(format!("{:.1}", self.peak_rss_kb as f64 / 1024.0)))),
+            (
+                "peak_rss_mb",
+                opt(Some(format!("{:.1}", self.peak_rss_kb as f64 / 1024.0))),
+            ),
             ("starts", self.starts.to_string()),
         ]);
         row
@@ -77,7 +80,11 @@ pub fn run(bin: &Path, dir: &Path, fleet: &FakeFleet) -> Result<(SurveyResult, V
     let wall = t0.elapsed().as_secs_f64();
     let st = fleet.stats()?;
     let cs = fleet.containers()?;
-    let table = Command::new(bin.join("rekindle")).arg("survey").arg(&pb).stderr(std::process::Stdio::null()).output()?;
+    let table = Command::new(bin.join("rekindle"))
+        .arg("survey")
+        .arg(&pb)
+        .stderr(std::process::Stdio::null())
+        .output()?;
     std::fs::write(dir.join("survey.txt"), &table.stdout)?;
     say!("== the survey's table (its first 40 lines)");
     let text = String::from_utf8_lossy(&table.stdout);
@@ -87,7 +94,10 @@ pub fn run(bin: &Path, dir: &Path, fleet: &FakeFleet) -> Result<(SurveyResult, V
         .and_then(|t| serde_json::from_str(&t).ok())
         .with_context(|| {
             let err = std::fs::read_to_string(dir.join("survey.err")).unwrap_or_default();
-            format!("no survey JSON:\n{}", &err[err.len().saturating_sub(2000)..])
+            format!(
+                "no survey JSON:\n{}",
+                &err[err.len().saturating_sub(2000)..]
+            )
         })?;
     let found = not_ok(&sv);
     let broke = broken_at_start(&cs);
@@ -110,14 +120,44 @@ pub fn run(bin: &Path, dir: &Path, fleet: &FakeFleet) -> Result<(SurveyResult, V
 
 fn print(r: &SurveyResult, st: &Value, p: &procs::ProcFigures) {
     let hs = &st["hosts_seen"];
-    let py = |v: &Value| if v.is_null() { "None".to_string() } else { v.to_string() };
-    say!("\nSurvey of {} containers on {} fake hosts: exit {}, {:.1}s wall", r.containers, r.hosts, r.exit, r.wall_s);
+    let py = |v: &Value| {
+        if v.is_null() {
+            "None".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    say!(
+        "\nSurvey of {} containers on {} fake hosts: exit {}, {:.1}s wall",
+        r.containers,
+        r.hosts,
+        r.exit,
+        r.wall_s
+    );
     let v: Vec<String> = r.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     say!("  verdicts                  {}", v.join(", "));
-    say!("  against the fleet's count {} broken at the start: {} false positives, {} missed", r.broken, r.false_positives, r.missed);
-    say!("  CPU                       {:.1}s user+sys over {:.1}s wall: {:.3} cores", p.cpu_s, r.wall_s, p.cpu_s / r.wall_s);
-    say!("  memory                    peak RSS {:.1} MB; at most {} sockets, {} threads", p.peak_rss_kb as f64 / 1024.0, p.peak_sockets, p.peak_threads);
+    say!(
+        "  against the fleet's count {} broken at the start: {} false positives, {} missed",
+        r.broken,
+        r.false_positives,
+        r.missed
+    );
+    say!(
+        "  CPU                       {:.1}s user+sys over {:.1}s wall: {:.3} cores",
+        p.cpu_s,
+        r.wall_s,
+        p.cpu_s / r.wall_s
+    );
+    say!(
+        "  memory                    peak RSS {:.1} MB; at most {} sockets, {} threads",
+        p.peak_rss_kb as f64 / 1024.0,
+        p.peak_sockets,
+        p.peak_threads
+    );
     say!("  connections per host      at most {} open; idle: at most {} at one sample, at most {} throughout a second; {} setups in all",
         py(&hs["max_open_per_host"]), py(&hs["max_idle_per_host"]), py(&hs["max_idle_second_per_host"]), py(&hs["accepted_total"]));
-    say!("  restarted                 {} starts (a survey restarts nothing)", r.starts);
+    say!(
+        "  restarted                 {} starts (a survey restarts nothing)",
+        r.starts
+    );
 }

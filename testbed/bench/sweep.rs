@@ -13,8 +13,17 @@ use serde_json::Value;
 pub fn best_static(runs: &[RunResult], limit: f64) -> Option<usize> {
     runs.iter()
         .enumerate()
-        .filter(|(_, r)| r.run_exit == 0 && r.span_s.is_some() && r.stuck == 0 && r.ratelimited_share.unwrap_or(0.0) < limit)
-        .min_by(|a, b| a.1.span_s.partial_cmp(&b.1.span_s).expect("spans are numbers"))
+        .filter(|(_, r)| {
+            r.run_exit == 0
+                && r.span_s.is_some()
+                && r.stuck == 0
+                && r.ratelimited_share.unwrap_or(0.0) < limit
+        })
+        .min_by(|a, b| {
+            a.1.span_s
+                .partial_cmp(&b.1.span_s)
+                .expect("spans are numbers")
+        })
         .map(|(i, _)| i)
 }
 
@@ -25,8 +34,14 @@ pub fn adaptive_ratio(adaptive: &RunResult, best: &RunResult) -> Option<f64> {
 
 /// One row of the frontier table.
 pub fn row(name: &str, r: &RunResult) -> String {
-    let budget = if r.pacing == "default" && !r.budget.is_empty() { "adapt.".to_string() } else { f(r.budget_qps, 0) };
-    let dropped = r.rehearse_dns_dropped.map_or("None".into(), |d| d.to_string());
+    let budget = if r.pacing == "default" && !r.budget.is_empty() {
+        "adapt.".to_string()
+    } else {
+        f(r.budget_qps, 0)
+    };
+    let dropped = r
+        .rehearse_dns_dropped
+        .map_or("None".into(), |d| d.to_string());
     format!(
         "{name:>12} {budget:>7} {:>4} {:>17} {:>6} {:>9} {:>11} {:>7} {:>5} {:>9} | {:>8} {dropped:>8} {:>7}",
         r.run_exit,
@@ -44,12 +59,36 @@ pub fn row(name: &str, r: &RunResult) -> String {
 
 /// Prints the frontier: one row per static fraction, then the adaptive run;
 /// the best static budget and the ratio; the rehearsal's sweep.
-pub fn print(scenario: &str, fractions: &[String], runs: &[RunResult], ad: &RunResult, limit: f64, rehearse_sweep: Result<Value, String>) {
+pub fn print(
+    scenario: &str,
+    fractions: &[String],
+    runs: &[RunResult],
+    ad: &RunResult,
+    limit: f64,
+    rehearse_sweep: Result<Value, String>,
+) {
     say!();
-    say!("Real-path frontier: {scenario} ({} containers on {} hosts), lower bound {}s", ad.containers, ad.hosts, f(ad.lower_bound_s, 1));
+    say!(
+        "Real-path frontier: {scenario} ({} containers on {} hosts), lower bound {}s",
+        ad.containers,
+        ad.hosts,
+        f(ad.lower_bound_s, 1)
+    );
     let hdr = format!(
         "{:>12} {:>7} {:>4} {:>17} {:>6} {:>9} {:>11} {:>7} {:>5} {:>9} | {:>8} {:>8} {:>7}",
-        "pacing", "budget", "exit", "first→all healthy", "ratio", "unbound q", "ratelimited", "share", "stuck", "started>1", "rehearse", "dropped", "share"
+        "pacing",
+        "budget",
+        "exit",
+        "first→all healthy",
+        "ratio",
+        "unbound q",
+        "ratelimited",
+        "share",
+        "stuck",
+        "started>1",
+        "rehearse",
+        "dropped",
+        "share"
     );
     say!("{hdr}");
     say!("{}", "-".repeat(hdr.chars().count()));
@@ -62,15 +101,28 @@ pub fn print(scenario: &str, fractions: &[String], runs: &[RunResult], ad: &RunR
     match best_static(runs, limit) {
         Some(i) => {
             let best = &runs[i];
-            say!("best static under {limit_pct}% rate-limited: headroom {}: {}s, {} rate-limited", fractions[i], f(best.span_s, 1), pct(best.ratelimited_share));
+            say!(
+                "best static under {limit_pct}% rate-limited: headroom {}: {}s, {} rate-limited",
+                fractions[i],
+                f(best.span_s, 1),
+                pct(best.ratelimited_share)
+            );
             match adaptive_ratio(ad, best) {
-                Some(ratio) => say!("adaptive: {}s, {} rate-limited; adaptive / best static = {ratio:.3}", f(ad.span_s, 1), pct(ad.ratelimited_share)),
+                Some(ratio) => say!(
+                    "adaptive: {}s, {} rate-limited; adaptive / best static = {ratio:.3}",
+                    f(ad.span_s, 1),
+                    pct(ad.ratelimited_share)
+                ),
                 None => say!("adaptive: did not bring every container to healthy"),
             }
         }
         None => {
             say!("no static budget finished with stuck 0 and under {limit_pct}% rate-limited");
-            say!("adaptive: {}s, {} rate-limited", f(ad.span_s, 1), pct(ad.ratelimited_share));
+            say!(
+                "adaptive: {}s, {} rate-limited",
+                f(ad.span_s, 1),
+                pct(ad.ratelimited_share)
+            );
         }
     }
     match rehearse_sweep {
@@ -98,7 +150,15 @@ mod tests {
     use super::*;
 
     fn run(span: Option<f64>, share: f64, stuck: u64, exit: i32) -> RunResult {
-        RunResult { span_s: span, ratelimited_share: Some(share), stuck, run_exit: exit, pacing: "0.8".into(), budget_qps: Some(240.0), ..RunResult::default() }
+        RunResult {
+            span_s: span,
+            ratelimited_share: Some(share),
+            stuck,
+            run_exit: exit,
+            pacing: "0.8".into(),
+            budget_qps: Some(240.0),
+            ..RunResult::default()
+        }
     }
 
     #[test]
@@ -106,10 +166,10 @@ mod tests {
         let runs = [
             run(Some(80.0), 0.0, 0, 0),
             run(Some(70.0), 0.001, 0, 0),
-            run(Some(60.0), 0.02, 0, 0),  // too much rate-limited
-            run(Some(50.0), 0.0, 3, 0),   // stuck
-            run(Some(40.0), 0.0, 0, 1),   // failed
-            run(None, 0.0, 0, 0),         // not all healthy
+            run(Some(60.0), 0.02, 0, 0), // too much rate-limited
+            run(Some(50.0), 0.0, 3, 0),  // stuck
+            run(Some(40.0), 0.0, 0, 1),  // failed
+            run(None, 0.0, 0, 0),        // not all healthy
         ];
         assert_eq!(best_static(&runs, 0.005), Some(1));
         assert_eq!(best_static(&runs, 0.05), Some(2));
@@ -120,7 +180,10 @@ mod tests {
     fn adaptive_over_best_static() {
         let best = run(Some(69.6), 0.0, 0, 0);
         let ad = run(Some(69.06), 0.0, 0, 0);
-        assert_eq!(format!("{:.3}", adaptive_ratio(&ad, &best).unwrap()), "0.992");
+        assert_eq!(
+            format!("{:.3}", adaptive_ratio(&ad, &best).unwrap()),
+            "0.992"
+        );
         assert_eq!(adaptive_ratio(&run(None, 0.0, 0, 0), &best), None);
     }
 

@@ -39,19 +39,43 @@ pub fn broken_at_start(containers: &Value) -> BTreeSet<String> {
 pub fn only_broken(i: &RunInputs, s: &SurveyBefore) {
     let broke = broken_at_start(&s.before);
     let found = not_ok(&s.survey);
-    let started: BTreeSet<String> = entries(&i.containers).filter(|(_, c)| u(c, "starts") > 0).map(|(n, _)| n.clone()).collect();
+    let started: BTreeSet<String> = entries(&i.containers)
+        .filter(|(_, c)| u(c, "starts") > 0)
+        .map(|(n, _)| n.clone())
+        .collect();
     let findings = s.survey["findings"].as_array().map_or(0, Vec::len);
     say!("  survey (before the run)   {} of {findings} not ok in {:.1}s; the fake fleet broke {}: {} false positives, {} missed",
         found.len(), s.secs, broke.len(), found.difference(&broke).count(), broke.difference(&found).count());
     say!("  only broken               {} containers started: {} not broken at the start, {} broken left unstarted",
         started.len(), started.difference(&broke).count(), broke.difference(&started).count());
     let post = &i.summary["post_flight"];
-    let or_na = |v: &Value| if v.is_null() { "n/a".to_string() } else { v.to_string() };
-    say!("  post-flight               {} of {} ok", or_na(&post["ok"]), or_na(&post["containers"]));
+    let or_na = |v: &Value| {
+        if v.is_null() {
+            "n/a".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    say!(
+        "  post-flight               {} of {} ok",
+        or_na(&post["ok"]),
+        or_na(&post["containers"])
+    );
     let sel = &i.rehearse["selection"];
-    let py = |v: &Value| if v.is_null() { "None".to_string() } else { v.to_string() };
-    say!("  rehearsal's survey        {} not ok ({} false positives, {} missed), {} restarted",
-        py(&sel["found"]), py(&sel["false_positives"]), py(&sel["missed"]), py(&sel["restarted"]));
+    let py = |v: &Value| {
+        if v.is_null() {
+            "None".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    say!(
+        "  rehearsal's survey        {} not ok ({} false positives, {} missed), {} restarted",
+        py(&sel["found"]),
+        py(&sel["false_positives"]),
+        py(&sel["missed"]),
+        py(&sel["restarted"])
+    );
 }
 
 /// Restarts journaled per container id: the run's journal, or its archive
@@ -80,10 +104,17 @@ pub fn intents(state_dir: &Path) -> HashMap<String, u64> {
 
 /// Containers started more often than rekindle journaled a restart for
 /// them: (name, starts, intents).
-pub fn beyond_intents(containers: &Value, intents: &HashMap<String, u64>) -> Vec<(String, u64, u64)> {
+pub fn beyond_intents(
+    containers: &Value,
+    intents: &HashMap<String, u64>,
+) -> Vec<(String, u64, u64)> {
     entries(containers)
         .filter_map(|(n, c)| {
-            let journaled = c["id"].as_str().and_then(|id| intents.get(id)).copied().unwrap_or(0);
+            let journaled = c["id"]
+                .as_str()
+                .and_then(|id| intents.get(id))
+                .copied()
+                .unwrap_or(0);
             (u(c, "starts") > journaled).then(|| (n.clone(), u(c, "starts"), journaled))
         })
         .collect()
@@ -96,7 +127,13 @@ pub fn faults(i: &RunInputs) {
     if !i.kills.is_empty() {
         let at: Vec<String> = i.kills.iter().map(|(t, _)| format!("{t:.1}s")).collect();
         say!("  kill -9                   {} times, at fleet clock {}; then --resume until it ended by itself", i.kills.len(), at.join(", "));
-        say!("  started exactly once      {} of {}; more than once {}, never {}", u(st, "started_once"), u(st, "containers"), u(st, "started_more_than_once"), u(st, "never_started"));
+        say!(
+            "  started exactly once      {} of {}; more than once {}, never {}",
+            u(st, "started_once"),
+            u(st, "containers"),
+            u(st, "started_more_than_once"),
+            u(st, "never_started")
+        );
     }
     let fl = &st["faults"];
     say!("  faults injected           500 before acting {}, 500 after acting {}, delayed calls {} ({:.1} ms mean), hung calls {}, cut connections {}, failed starts {}",
@@ -104,30 +141,77 @@ pub fn faults(i: &RunInputs) {
         u(fl, "delay_ms_total") as f64 / u(fl, "delayed_calls").max(1) as f64,
         u(fl, "hung_calls"), u(fl, "cut_connections"), u(fl, "failed_starts"));
     if let Some(c) = &i.chaos {
-        say!("  host faults               {} refused, {} hung, fleet clock {}–{}s", c.refused, c.hung, f(c.hosts_from, 1), f(c.hosts_to, 1));
+        say!(
+            "  host faults               {} refused, {} hung, fleet clock {}–{}s",
+            c.refused,
+            c.hung,
+            f(c.hosts_from, 1),
+            f(c.hosts_to, 1)
+        );
     }
     let over = beyond_intents(&i.containers, &i.intents);
-    let eg = |v: &[String]| if v.is_empty() { String::new() } else { format!(" e.g. {v:?}") };
-    let over_shown: Vec<String> = over.iter().take(5).map(|(n, s, j)| format!("({n}, {s}, {j})")).collect();
+    let eg = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(" e.g. {v:?}")
+        }
+    };
+    let over_shown: Vec<String> = over
+        .iter()
+        .take(5)
+        .map(|(n, s, j)| format!("({n}, {s}, {j})"))
+        .collect();
     say!("  starts beyond intents     {} containers started more often than rekindle journaled a restart for them{}", over.len(), eg(&over_shown));
     say!("  starts beyond failures    {} (started more than once plus their own failures: includes rekindle's deliberate retries)", u(st, "unexplained_starts"));
-    let failed: Vec<String> = i.summary["failed"].as_array().into_iter().flatten().map(|x| x.to_string()).collect();
+    let failed: Vec<String> = i.summary["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x.to_string())
+        .collect();
     let reason = i.summary["reason"].as_str().unwrap_or("");
     let named = |n: &str| failed.iter().any(|x| x.contains(n)) || reason.contains(n);
     let cs: Vec<(&String, &Value)> = entries(&i.containers).collect();
-    let stopped: Vec<String> = cs.iter().filter(|(_, c)| c["state"].as_str() != Some("running")).map(|(n, _)| (*n).clone()).collect();
-    let touched: Vec<String> = cs.iter().filter(|(_, c)| u(c, "starts") > 0 && c["health"].as_str() != Some("healthy")).map(|(n, _)| (*n).clone()).collect();
-    say!("  left stopped              {}, of which not named in the summary {}{}", stopped.len(), stopped.iter().filter(|n| !named(n)).count(), eg(&stopped[..stopped.len().min(5)]));
-    say!("  restarted, not healthy    {}, of which not named in the summary {}", touched.len(), touched.iter().filter(|n| !named(n)).count());
+    let stopped: Vec<String> = cs
+        .iter()
+        .filter(|(_, c)| c["state"].as_str() != Some("running"))
+        .map(|(n, _)| (*n).clone())
+        .collect();
+    let touched: Vec<String> = cs
+        .iter()
+        .filter(|(_, c)| u(c, "starts") > 0 && c["health"].as_str() != Some("healthy"))
+        .map(|(n, _)| (*n).clone())
+        .collect();
+    say!(
+        "  left stopped              {}, of which not named in the summary {}{}",
+        stopped.len(),
+        stopped.iter().filter(|n| !named(n)).count(),
+        eg(&stopped[..stopped.len().min(5)])
+    );
+    say!(
+        "  restarted, not healthy    {}, of which not named in the summary {}",
+        touched.len(),
+        touched.iter().filter(|n| !named(n)).count()
+    );
     let never = cs.iter().filter(|(_, c)| u(c, "starts") == 0).count();
-    let ended = if i.summary["state"].as_str() == Some("halted") { "halted" } else { "ended" };
+    let ended = if i.summary["state"].as_str() == Some("halted") {
+        "halted"
+    } else {
+        "ended"
+    };
     say!("  never restarted           {never} (the run {ended} before them, or their host was out of the plan)");
     if !reason.is_empty() {
-        say!("  halt reason               {}", reason.chars().take(300).collect::<String>());
+        say!(
+            "  halt reason               {}",
+            reason.chars().take(300).collect::<String>()
+        );
     }
     if let Some(c) = &i.chaos {
         if let (Some(a), Some(b)) = (c.dns_from, c.dns_to) {
-            let rl: Vec<u64> = st["relay"]["queries_per_second"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_u64).collect());
+            let rl: Vec<u64> = st["relay"]["queries_per_second"]
+                .as_array()
+                .map_or(vec![], |a| a.iter().filter_map(Value::as_u64).collect());
             let o = outage(&rl, a as usize, b as usize);
             say!("  DNS outage                fleet clock {}–{}s; rekindle's queries (relay) per second: before {:.2} (max {}), during {:.2} (max {}), after {:.2}",
                 a as u64, b as u64, o.before.0, o.before.1, o.during.0, o.during.1, o.after.0);
@@ -149,7 +233,11 @@ pub fn outage(per_s: &[u64], a: usize, b: usize) -> Outage {
     let span = b.saturating_sub(a).max(1);
     let part = |lo: usize, hi: usize| {
         let xs = &per_s[lo.min(per_s.len())..hi.min(per_s.len())];
-        let mean = if xs.is_empty() { 0.0 } else { xs.iter().sum::<u64>() as f64 / xs.len() as f64 };
+        let mean = if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<u64>() as f64 / xs.len() as f64
+        };
         (mean, xs.iter().copied().max().unwrap_or(0))
     };
     Outage {
@@ -170,9 +258,20 @@ pub fn scale(i: &RunInputs) {
     if let Some(p) = &i.proc {
         say!("  CPU                       {:.1}s user+sys over {wall:.1}s wall: {:.3} cores; {:.3} ms per start ({starts} starts)",
             p.cpu_s, p.cpu_s / wall, 1000.0 * p.cpu_s / starts.max(1) as f64);
-        say!("  memory                    peak RSS {:.1} MB; at most {} sockets, {} threads", p.peak_rss_kb as f64 / 1024.0, p.peak_sockets, p.peak_threads);
+        say!(
+            "  memory                    peak RSS {:.1} MB; at most {} sockets, {} threads",
+            p.peak_rss_kb as f64 / 1024.0,
+            p.peak_sockets,
+            p.peak_threads
+        );
     }
-    let py = |v: &Value| if v.is_null() { "None".to_string() } else { v.to_string() };
+    let py = |v: &Value| {
+        if v.is_null() {
+            "None".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let up_hosts = u(st, "hosts").saturating_sub(u(st, "hosts_down")).max(1);
     say!("  connections per host      at most {} open; idle: at most {} at one sample, at most {} throughout a second; {} connection setups in all ({:.1} per host)",
         py(&hs["max_open_per_host"]), py(&hs["max_idle_per_host"]), py(&hs["max_idle_second_per_host"]), py(&hs["accepted_total"]),
@@ -184,14 +283,21 @@ pub fn scale(i: &RunInputs) {
         _ => None,
     };
     let into_run = |t: Option<f64>| match (t, s0, run_s) {
-        (Some(t), Some(s0), Some(r)) if r != 0.0 => format!("{:.1}% into the run", 100.0 * (t - s0) / r),
+        (Some(t), Some(s0), Some(r)) if r != 0.0 => {
+            format!("{:.1}% into the run", 100.0 * (t - s0) / r)
+        }
         _ => "n/a".into(),
     };
     let last_stop = hs["last_first_stop_s"].as_f64();
     let last_start = hs["last_first_start_s"].as_f64();
     say!("  every host's first stop   by {}s (fleet clock; first stop {}s, all healthy {}s): {} ({} hosts had one)",
         f(last_stop, 1), f(s0, 1), f(allh, 1), into_run(last_stop), py(&hs["hosts_stopped"]));
-    say!("  every host's first start  by {}s: {} ({} hosts had one)", f(last_start, 1), into_run(last_start), py(&hs["hosts_started"]));
+    say!(
+        "  every host's first start  by {}s: {} ({} hosts had one)",
+        f(last_start, 1),
+        into_run(last_start),
+        py(&hs["hosts_started"])
+    );
     say!("  started exactly once      {} of {}; more than once {} (beyond their own failures {}), never {}",
         u(st, "started_once"), u(st, "containers"), u(st, "started_more_than_once"), u(st, "unexplained_starts"), u(st, "never_started"));
 }
@@ -202,7 +308,15 @@ pub fn verdicts(survey: &Value) -> Vec<(&'static str, usize)> {
     let findings = survey["findings"].as_array().map_or(&[][..], Vec::as_slice);
     ["ok", "broken", "down", "unknown"]
         .into_iter()
-        .map(|v| (v, findings.iter().filter(|x| x["verdict"].as_str() == Some(v)).count()))
+        .map(|v| {
+            (
+                v,
+                findings
+                    .iter()
+                    .filter(|x| x["verdict"].as_str() == Some(v))
+                    .count(),
+            )
+        })
         .collect()
 }
 
@@ -225,7 +339,10 @@ mod tests {
     fn starts_beyond_intents_compare_by_container_id() {
         let cs = json!({"a": {"id": "1", "starts": 2}, "b": {"id": "2", "starts": 1}, "c": {"id": "3", "starts": 1}});
         let intents = HashMap::from([("1".to_string(), 1), ("2".to_string(), 1)]);
-        assert_eq!(beyond_intents(&cs, &intents), vec![("a".into(), 2, 1), ("c".into(), 1, 0)]);
+        assert_eq!(
+            beyond_intents(&cs, &intents),
+            vec![("a".into(), 2, 1), ("c".into(), 1, 0)]
+        );
     }
 
     #[test]
@@ -234,7 +351,13 @@ mod tests {
                                      {"container": "c", "verdict": "down"}]});
         let cs = json!({"a": {"broken_at_start": false}, "b": {"broken_at_start": true}, "d": {"broken_at_start": true}});
         assert_eq!(not_ok(&sv), BTreeSet::from(["b".into(), "c".into()]));
-        assert_eq!(broken_at_start(&cs), BTreeSet::from(["b".into(), "d".into()]));
-        assert_eq!(verdicts(&sv), vec![("ok", 1), ("broken", 1), ("down", 1), ("unknown", 0)]);
+        assert_eq!(
+            broken_at_start(&cs),
+            BTreeSet::from(["b".into(), "d".into()])
+        );
+        assert_eq!(
+            verdicts(&sv),
+            vec![("ok", 1), ("broken", 1), ("down", 1), ("unknown", 0)]
+        );
     }
 }
