@@ -12,7 +12,8 @@
 #
 # STATIC, SWEEP, DROP_LIMIT, CLAIM, GRANT_AT, ONLY, SURVEY_ONLY=1, FAULTS,
 # CRASH, SEED, MEASURE=1, CHAOS=1, CHAOS_HOST_S, DNS_OUTAGE_S, KEEP=1,
-# RECORD=NAME (docs/bench/runs/<date>-<machine>/NAME.csv and .txt), MACHINE,
+# RECORD=NAME (docs/bench/runs/<date>-<machine>/NAME.csv and .txt, or in
+# RECORD_DIR), MACHINE,
 # BIN_DIR (rekindle, rekindle-fakefleet and rekindle-bench from there, build
 # nothing), PROFILE=debug, CARGO_TARGET_DIR; REKINDLE_LOG passes through.
 set -euo pipefail
@@ -23,7 +24,7 @@ read -ra sweep <<<"${SWEEP:-}"
 [ ${#sweep[@]} -gt 0 ] && args+=(--sweep "$(IFS=,; echo "${sweep[*]}")")
 for pair in STATIC:--static DROP_LIMIT:--drop-limit CLAIM:--claim GRANT_AT:--grant-at ONLY:--only \
   FAULTS:--faults CRASH:--crash SEED:--seed CHAOS_HOST_S:--chaos-host-s DNS_OUTAGE_S:--dns-outage-s \
-  RECORD:--record MACHINE:--machine BIN_DIR:--bin-dir; do
+  RECORD:--record RECORD_DIR:--out MACHINE:--machine BIN_DIR:--bin-dir; do
   var=${pair%%:*}
   [ -n "${!var:-}" ] && args+=("${pair#*:}" "${!var}")
 done

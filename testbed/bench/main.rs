@@ -63,7 +63,7 @@ pub struct Settings {
     pub static_: Option<String>,
     /// One static run per fraction, then the adaptive run: the frontier, the
     /// best static budget under --drop-limit, adaptive / best static.
-    #[arg(long, value_name = "F,...", value_delimiter = ',', num_args = 1.., value_parser = fraction)]
+    #[arg(long, value_name = "F,...", value_delimiter = ',', value_parser = fraction)]
     pub sweep: Vec<String>,
     /// The share of queries the best static budget may have rate-limited.
     #[arg(long, value_name = "SHARE", default_value_t = 0.005)]
