@@ -261,7 +261,8 @@ fn with_nothing_dropping_the_adaptive_budget_is_as_fast_as_the_whole_capacity() 
 /// queries dropped on a fleet whose lookups keep the resolver busy for a
 /// minute (a start that doubles drops half a second's, and its retries
 /// are dropped again: 2.8% here). The real path's fleet (4,120
-/// containers), as `scripts/bench-real-path.sh` runs it with `CLAIM=2`.
+/// containers), as the real-path benchmark runs it with `--claim 2`
+/// (`rekindle-bench real-path`, `CLAIM=2 scripts/bench-real-path.sh`).
 #[test]
 fn a_resolver_half_as_strong_as_claimed_drops_under_half_a_percent() {
     paused().block_on(async {

@@ -439,8 +439,9 @@ fn fakefleet_run_gates_from_the_events_stream_over_pooled_connections() {
     );
 }
 
-/// The real-path benchmark's scenarios (scripts/bench-real-path.sh) model
-/// what the script runs: unbound's `ip-ratelimit`, a per-second resolver.
+/// The real-path benchmark's scenarios (`rekindle-bench real-path`,
+/// testbed/bench/) model what it runs: unbound's `ip-ratelimit`, a
+/// per-second resolver.
 /// The big one keeps the size it exists for. Parsing only: no unbound.
 #[test]
 fn realpath_scenarios_are_per_second_resolvers_of_the_benchmarks_size() {
