@@ -243,7 +243,8 @@ fn print_budget(
     }
 }
 
-/// Prints a run's figures; its [`RunResult`].
+/// Prints a run's own figures (the witnesses' and a failure's tail
+/// follow: realpath.rs); its [`RunResult`].
 pub fn report(i: &RunInputs) -> RunResult {
     let r = result(i);
     print_main(i, &r);
@@ -416,15 +417,11 @@ fn print_end(i: &RunInputs, r: &RunResult) {
         pct(r.rehearse_dropped_share),
         shown(&rh["stuck"])
     );
-    if let Some(s) = &i.survey {
-        crate::witness::only_broken(i, s);
-    }
-    if !i.kills.is_empty() || i.chaos.is_some() {
-        crate::witness::faults(i);
-    }
-    if i.measure {
-        crate::witness::scale(i);
-    }
+}
+
+/// The tail of a failed run's stderr, printed after the witnesses'
+/// figures (crate::witness, which reads this module's types).
+pub fn print_failure(i: &RunInputs) {
     if i.run_exit != 0 {
         say!(
             "\n  rekindle run failed (exit {}); last lines of its stderr:",

@@ -121,6 +121,16 @@ pub fn run_once(ctx: &Ctx, label: &str, headroom: Option<&str>) -> Result<Outcom
         measure: s.measure,
     };
     let result = figures::report(&inputs);
+    if let Some(before) = &inputs.survey {
+        witness::only_broken(&inputs, before);
+    }
+    if !inputs.kills.is_empty() || inputs.chaos.is_some() {
+        witness::faults(&inputs);
+    }
+    if inputs.measure {
+        witness::scale(&inputs);
+    }
+    figures::print_failure(&inputs);
     std::fs::write(
         dir.join("result.json"),
         serde_json::to_string_pretty(&result)?,
