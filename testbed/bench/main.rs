@@ -15,6 +15,10 @@
 //! [`sweep`], [`survey`], [`chaos`], [`out`] (transcript, CSV), [`record`].
 
 mod chaos;
+// The fake fleet's clock: Docker's timestamps, whose date part names a
+// recorded run's folder.
+#[path = "../fakefleet/clock.rs"]
+mod clock;
 mod figures;
 mod out;
 mod playbook;

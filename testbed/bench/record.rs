@@ -8,27 +8,16 @@ use crate::Settings;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// The civil date (year, month, day) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The UTC date (YYYY-MM-DD) of an instant in nanoseconds since the
+/// epoch: the date part of the fake fleet's Docker timestamps
+/// (testbed/fakefleet/clock.rs, shared with this program).
+pub fn date_of(ns: u64) -> String {
+    crate::clock::rfc3339(ns)[..10].to_string()
 }
 
 /// Today (UTC) as YYYY-MM-DD.
 pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    date_of(crate::clock::now_ns())
 }
 
 /// This machine's name: the hostname, or `unknown`.
@@ -70,10 +59,10 @@ mod tests {
 
     #[test]
     fn days_become_civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let day = |d: u64| d * 86_400 * 1_000_000_000;
+        assert_eq!(date_of(day(0)), "1970-01-01");
+        assert_eq!(date_of(day(11_016)), "2000-02-29");
         // 2026-12-07, the date of the runs in docs/bench/runs/.
-        assert_eq!(civil_from_days(20_794), (2026, 12, 7));
+        assert_eq!(date_of(day(20_794) + 86_399_999_999_999), "2026-12-07");
     }
 }
