@@ -167,7 +167,7 @@ fn fo(v: &Value, key: &str) -> Option<f64> {
 }
 
 /// JSON shown as Python would (`None` for null, strings bare).
-fn shown(v: &Value) -> String {
+pub fn shown(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::String(s) => s.clone(),

@@ -3,7 +3,7 @@
 //! verdicts against the fake fleet's count of what it broke, and the
 //! connections each fake host saw.
 
-use crate::figures::u;
+use crate::figures::{shown, u};
 use crate::out::{opt, Row};
 use crate::procs::{self, Proc};
 use crate::say;
@@ -120,13 +120,6 @@ pub fn run(bin: &Path, dir: &Path, fleet: &FakeFleet) -> Result<(SurveyResult, V
 
 fn print(r: &SurveyResult, st: &Value, p: &procs::ProcFigures) {
     let hs = &st["hosts_seen"];
-    let py = |v: &Value| {
-        if v.is_null() {
-            "None".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     say!(
         "\nSurvey of {} containers on {} fake hosts: exit {}, {:.1}s wall",
         r.containers,
@@ -155,7 +148,7 @@ fn print(r: &SurveyResult, st: &Value, p: &procs::ProcFigures) {
         p.peak_threads
     );
     say!("  connections per host      at most {} open; idle: at most {} at one sample, at most {} throughout a second; {} setups in all",
-        py(&hs["max_open_per_host"]), py(&hs["max_idle_per_host"]), py(&hs["max_idle_second_per_host"]), py(&hs["accepted_total"]));
+        shown(&hs["max_open_per_host"]), shown(&hs["max_idle_per_host"]), shown(&hs["max_idle_second_per_host"]), shown(&hs["accepted_total"]));
     say!(
         "  restarted                 {} starts (a survey restarts nothing)",
         r.starts

@@ -4,7 +4,7 @@
 //! container's starts against the restarts rekindle journaled for it),
 //! for `--crash` and `--chaos`; and the scale figures of `--measure`.
 
-use crate::figures::{u, RunInputs, SurveyBefore};
+use crate::figures::{shown, u, RunInputs, SurveyBefore};
 use crate::out::f;
 use crate::say;
 use serde_json::Value;
@@ -62,19 +62,12 @@ pub fn only_broken(i: &RunInputs, s: &SurveyBefore) {
         or_na(&post["containers"])
     );
     let sel = &i.rehearse["selection"];
-    let py = |v: &Value| {
-        if v.is_null() {
-            "None".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     say!(
         "  rehearsal's survey        {} not ok ({} false positives, {} missed), {} restarted",
-        py(&sel["found"]),
-        py(&sel["false_positives"]),
-        py(&sel["missed"]),
-        py(&sel["restarted"])
+        shown(&sel["found"]),
+        shown(&sel["false_positives"]),
+        shown(&sel["missed"]),
+        shown(&sel["restarted"])
     );
 }
 
@@ -265,16 +258,9 @@ pub fn scale(i: &RunInputs) {
             p.peak_threads
         );
     }
-    let py = |v: &Value| {
-        if v.is_null() {
-            "None".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     let up_hosts = u(st, "hosts").saturating_sub(u(st, "hosts_down")).max(1);
     say!("  connections per host      at most {} open; idle: at most {} at one sample, at most {} throughout a second; {} connection setups in all ({:.1} per host)",
-        py(&hs["max_open_per_host"]), py(&hs["max_idle_per_host"]), py(&hs["max_idle_second_per_host"]), py(&hs["accepted_total"]),
+        shown(&hs["max_open_per_host"]), shown(&hs["max_idle_per_host"]), shown(&hs["max_idle_second_per_host"]), shown(&hs["accepted_total"]),
         u(hs, "accepted_total") as f64 / up_hosts as f64);
     let s0 = hs["first_stop_s"].as_f64();
     let allh = st["all_healthy_s"].as_f64();
@@ -291,12 +277,12 @@ pub fn scale(i: &RunInputs) {
     let last_stop = hs["last_first_stop_s"].as_f64();
     let last_start = hs["last_first_start_s"].as_f64();
     say!("  every host's first stop   by {}s (fleet clock; first stop {}s, all healthy {}s): {} ({} hosts had one)",
-        f(last_stop, 1), f(s0, 1), f(allh, 1), into_run(last_stop), py(&hs["hosts_stopped"]));
+        f(last_stop, 1), f(s0, 1), f(allh, 1), into_run(last_stop), shown(&hs["hosts_stopped"]));
     say!(
         "  every host's first start  by {}s: {} ({} hosts had one)",
         f(last_start, 1),
         into_run(last_start),
-        py(&hs["hosts_started"])
+        shown(&hs["hosts_started"])
     );
     say!("  started exactly once      {} of {}; more than once {} (beyond their own failures {}), never {}",
         u(st, "started_once"), u(st, "containers"), u(st, "started_more_than_once"), u(st, "unexplained_starts"), u(st, "never_started"));
