@@ -256,15 +256,17 @@ async fn dns_paced_burst_is_never_rate_limited_where_an_unpaced_one_is() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one() {
-    if !unbound_available("dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one") {
+async fn dns_probe_reads_the_servers_own_counter_keeps_it_through_an_outage_and_drops_a_garbage_one() {
+    if !unbound_available(
+        "dns_probe_reads_the_servers_own_counter_keeps_it_through_an_outage_and_drops_a_garbage_one",
+    ) {
         return;
     }
     use rekindle::config::CounterConfig;
     use rekindle::config::CounterSource;
     use rekindle::dns::budget::DnsProbe;
     use rekindle::dns::counter::ResolverCounter;
-    let server = Unbound::start("");
+    let mut server = Unbound::start("");
     let r = CachedResolver::new(&settings(&server)).unwrap();
     let config = |cmd: Vec<String>| CounterConfig {
         source: CounterSource::Command(cmd),
@@ -298,6 +300,23 @@ async fn dns_probe_reads_the_servers_own_counter_and_drops_a_garbage_one() {
         "{}",
         probe.describe()
     );
+
+    // The resolver goes down: its counter cannot be read, but it was read
+    // before, so it is kept (a resolver down answers neither queries nor
+    // its control channel) and read again once the resolver is back, its
+    // counters from zero.
+    server.stop();
+    assert!(probe.counters().await.is_none());
+    assert!(
+        probe.counter_active(),
+        "a counter read before is kept through the resolver's outage"
+    );
+    server.restart();
+    let back = probe
+        .counters()
+        .await
+        .expect("the counter reads again once unbound is back");
+    assert!(back.received < then.received, "{back:?} after {then:?}");
 
     // A counter that prints garbage: one warning naming it, then the probe
     // goes on with its queries alone.

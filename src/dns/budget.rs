@@ -97,7 +97,8 @@ const USED: f64 = 0.5;
 /// window, when its counter is read: starts land their lookups seconds
 /// after they are granted, so what was granted is not yet what was served.
 const SERVED_UP: f64 = 1.25;
-/// Back from an outage, the rate doubles towards the one before it.
+/// Back from an outage, the rate goes to half the one before it and
+/// doubles to it.
 const RECOVER: f64 = 2.0;
 /// Calm after slow start: multiply the rate by this per sample, below the knee.
 const CLIMB: f64 = 1.15;
@@ -405,8 +406,9 @@ impl BudgetController {
     }
 
     /// Every probe lost: after [`OUTAGE_SAMPLES`] in a row the resolver is
-    /// down, and the rate holds the floor; back from it, the rate doubles
-    /// towards the one before it. `Some(rate)` when that decides.
+    /// down, and the rate holds the floor; back from it (the first sample
+    /// without a lost probe), the rate goes to half the one before it and
+    /// doubles to it. `Some(rate)` when that decides.
     fn outage(&mut self, s: &DnsSample) -> Option<f64> {
         if s.probes > 0 && s.lost == s.probes {
             if self.lost_run == 0 {
@@ -431,14 +433,25 @@ impl BudgetController {
         self.lost_run = 0;
         self.before_loss = None;
         let target = self.recover_to?;
-        if self.strain(s).is_some() {
-            self.recover_to = None;
-            return None;
+        match self.strain(s) {
+            // A resolver coming back loses some probes while it starts:
+            // the outage's tail, not overload (the run sends it the floor).
+            // Hold the floor and keep the way back.
+            Some(Strain::Lost) => return Some(self.rate),
+            Some(_) => {
+                self.recover_to = None;
+                return None;
+            }
+            None => {}
         }
-        // Back from an outage: double towards the rate that worked
-        // before it.
+        // Back from an outage: from half the rate that worked before it
+        // (an outage measures nothing about capacity: the start's trust in
+        // half the claim), doubling to it.
         self.calm += 1;
-        self.rate = (self.rate * RECOVER).min(target).min(self.ceiling);
+        self.rate = (self.rate * RECOVER)
+            .max(START * target)
+            .min(target)
+            .min(self.ceiling);
         if self.rate >= target {
             self.recover_to = None;
         }

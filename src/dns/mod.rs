@@ -317,14 +317,22 @@ impl CachedResolver {
 
 /// A real resolver as the adaptive budget's probe: upstream queries for
 /// `name`, and the resolver's own counters when configured. A counter that
-/// cannot be read or parsed is logged once, naming it, and dropped: the
-/// probe goes on with its queries alone.
+/// cannot be read or parsed before it was ever read is logged once, naming
+/// it, and dropped: the probe goes on with its queries alone. One that was
+/// read before and fails now is kept and read again each sample (a
+/// resolver that is down or restarting answers neither its queries nor its
+/// control channel; the counter is the strongest signal once it is back),
+/// warned about once per run of failures.
 pub struct ResolverProbe {
     /// The resolver the probe queries.
     pub resolver: CachedResolver,
     /// The name it looks up.
     pub name: String,
     counter: std::sync::Mutex<Option<Arc<counter::ResolverCounter>>>,
+    /// The counter was read at least once.
+    counter_read: std::sync::atomic::AtomicBool,
+    /// The last reading failed (warned about).
+    counter_failing: std::sync::atomic::AtomicBool,
 }
 
 impl ResolverProbe {
@@ -338,6 +346,8 @@ impl ResolverProbe {
             resolver,
             name,
             counter: std::sync::Mutex::new(counter.map(Arc::new)),
+            counter_read: false.into(),
+            counter_failing: false.into(),
         }
     }
 
@@ -356,7 +366,19 @@ impl budget::DnsProbe for ResolverProbe {
         Box::pin(async move {
             let c = self.counter.lock().unwrap().clone()?;
             match c.read().await {
-                Ok(r) => Some(r),
+                Ok(r) => {
+                    self.counter_read.store(true, Relaxed);
+                    if self.counter_failing.swap(false, Relaxed) {
+                        tracing::info!(counter = %c.name(), "the resolver's counter reads again");
+                    }
+                    Some(r)
+                }
+                Err(e) if self.counter_read.load(Relaxed) => {
+                    if !self.counter_failing.swap(true, Relaxed) {
+                        tracing::warn!(error = %e, "the resolver's counter could not be read: adapting on probe queries until it reads again");
+                    }
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the resolver's counter is unusable: adapting on probe queries alone");
                     *self.counter.lock().unwrap() = None;

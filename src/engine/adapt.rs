@@ -56,7 +56,10 @@ pub(super) async fn adapt_budget<R, P>(s: Arc<Shared<R, P>>, probe: Arc<dyn DnsP
         let mut sample = answers(&mut probes, s.pb.dns.latency_threshold).await;
         if let Some(now) = probe.counters().await {
             let t = Instant::now();
-            if let Some((t0, before)) = last {
+            // Counters that went back are a restarted resolver's: the
+            // reading starts a new count, it measures no interval.
+            let reset = last.is_some_and(|(_, b)| now.received < b.received);
+            if let Some((t0, before)) = last.filter(|_| !reset) {
                 counted(&s, &mut sample, t.duration_since(t0), &before, &now);
             }
             last = Some((t, now));

@@ -11,8 +11,9 @@
 //! The DNS budget is a spacing rule (GCRA without burst: a grant of `n`
 //! lookups pushes the next grant `n / rate` later), plus a sliding one-second
 //! window that refuses a grant which would put more than the budget into any
-//! second. A retune changes the rate in place: the schedule already promised
-//! stays, nothing refills. The budget in force is the lower of the
+//! second. A retune changes the rate in place: what the schedule already
+//! promised is owed at the new rate (nothing refills, and a grant made at a
+//! crawl does not hold the next one for minutes once the rate is back). The budget in force is the lower of the
 //! operator's ceiling and the adaptive controller's rate. Requests are served
 //! in priority order (waves that unblock others first). Time is tokio's
 //! clock (virtual in rehearsals). Pausing holds admissions; a container
@@ -111,6 +112,22 @@ impl Spacing {
             }
         }
         wait
+    }
+
+    /// A new rate: the wait the schedule still holds is the lookups
+    /// already granted and not yet paid for, owed at the new rate. Nothing
+    /// refills (no credit builds up), and a grant made at a crawl (a
+    /// resolver outage holds the rate at its floor: 40 lookups at 0.3 q/s
+    /// push the next grant 2 minutes out) does not hold the next one there
+    /// once the rate is back.
+    fn set_rate(&mut self, per_second: f64, now: Instant) {
+        let old = self.per_second;
+        self.per_second = per_second;
+        if old <= 0.0 || per_second <= 0.0 || old == per_second {
+            return;
+        }
+        let owed = self.next.saturating_duration_since(now).as_secs_f64() * old;
+        self.next = now + Duration::from_secs_f64(owed / per_second);
     }
 
     fn take(&mut self, n: u32, now: Instant) {
@@ -434,10 +451,11 @@ impl Pacer {
         let mut s = self.state.lock().unwrap();
         if let Some(c) = dns_ceiling {
             s.ceiling = c.max(0.0);
-            s.dns.per_second = s.budget();
+            let budget = s.budget();
+            s.dns.set_rate(budget, Instant::now());
         }
         if let Some(r) = restart_rate {
-            s.restarts.per_second = r.max(0.0);
+            s.restarts.set_rate(r.max(0.0), Instant::now());
         }
         drop(s);
         self.notify.notify_one();
@@ -447,7 +465,8 @@ impl Pacer {
     pub fn adapt(&self, rate: f64) {
         let mut s = self.state.lock().unwrap();
         s.adaptive = Some(rate);
-        s.dns.per_second = s.budget();
+        let budget = s.budget();
+        s.dns.set_rate(budget, Instant::now());
         drop(s);
         self.notify.notify_one();
     }
@@ -672,6 +691,37 @@ mod tests {
             t0.elapsed()
         );
         assert_eq!(pacer.status().dns_budget_qps, 100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_at_a_crawl_is_owed_at_the_rate_that_follows() {
+        // An outage holds the adaptive rate at its floor; a router's 40
+        // lookups granted then push the next grant 133 s out at 0.3 q/s.
+        let pacer = Pacer::new(300.0, 0.0, Duration::from_secs(1));
+        pacer.adapt(0.3);
+        pacer.acquire((0, 0), 40).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The resolver is back: the rate returns to 300 q/s. The 40
+        // lookups less the second that passed are owed at 300 q/s: the
+        // next grant goes within a fraction of a second, not two minutes.
+        pacer.adapt(300.0);
+        let t0 = Instant::now();
+        pacer.acquire((0, 0), 40).await.unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t0.elapsed()
+        );
+        // Owed, not forgiven: a cut right after a grant lengthens the wait
+        // it left (no credit from a rate that was higher).
+        pacer.adapt(10.0);
+        let t1 = Instant::now();
+        pacer.acquire((0, 0), 40).await.unwrap();
+        let waited = t1.elapsed();
+        assert!(
+            waited >= Duration::from_millis(3900) && waited <= Duration::from_millis(4100),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

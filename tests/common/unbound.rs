@@ -205,6 +205,32 @@ remote-control:
         format!("{}{}", read("stderr"), read("unbound.log"))
     }
 
+    /// Stops unbound (by its PID) and starts it again with the same
+    /// config and ports: a resolver restarted, its counters back at zero.
+    pub fn restart(&mut self) {
+        self.stop();
+        let stderr = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("stderr"))
+            .unwrap();
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&self.conf)
+            .stderr(stderr)
+            .spawn()
+            .expect("start unbound again");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.control(&["status"]).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not come back: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
