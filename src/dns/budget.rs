@@ -194,6 +194,9 @@ pub struct BudgetController {
     /// After an outage: the rate to double back to, calm sample by calm
     /// sample (whatever the run was granted: its work is waiting).
     recover_to: Option<f64>,
+    /// The grants are held at the floor because the last samples lost
+    /// every probe (fewer than an outage's).
+    blip: bool,
     /// The next probe's step: [`PROBE_UP`], doubled by each calm probe
     /// from the third, back to it on strain.
     probe_up: f64,
@@ -242,6 +245,7 @@ impl BudgetController {
             lost_run: 0,
             before_loss: None,
             recover_to: None,
+            blip: false,
             probe_up: PROBE_UP,
             calm_probes: 0,
             run_drops: None,
@@ -405,16 +409,32 @@ impl BudgetController {
         self.rate
     }
 
-    /// Every probe lost: after [`OUTAGE_SAMPLES`] in a row the resolver is
-    /// down, and the rate holds the floor; back from it (the first sample
-    /// without a lost probe), the rate goes to half the one before it and
-    /// doubles to it. `Some(rate)` when that decides.
+    /// Every probe lost: the grants hold at the floor at once when the
+    /// counters, read before, cannot be read either, and after
+    /// [`OUTAGE_SAMPLES`] in a row the resolver is down. Back from a sample
+    /// or two of silence, the rate is the one before it; back from an
+    /// outage (the first sample without a lost probe), half the one before
+    /// it, doubling to it. `Some(rate)` when that decides.
     fn outage(&mut self, s: &DnsSample) -> Option<f64> {
         if s.probes > 0 && s.lost == s.probes {
             if self.lost_run == 0 {
                 self.before_loss = Some((self.rate, self.knee));
             }
             self.lost_run += 1;
+            if self.lost_run < OUTAGE_SAMPLES && self.run_drops.is_some() && s.load_qps.is_none() {
+                // Not yet an outage, but a resolver that answers neither a
+                // probe nor its control channel, whose counters were read
+                // before, is down (an overloaded one still answers its
+                // counters: a deep queue delays every probe past the
+                // threshold and is cut as strain): hold the grants (the
+                // floor) rather than send starts whose lookups would fail.
+                // Nothing is measured: the knee stays, and a sample that
+                // answers puts the rate back.
+                self.blip = true;
+                self.rate = self.floor;
+                return Some(self.rate);
+            }
+            self.blip = false;
             if self.lost_run >= OUTAGE_SAMPLES {
                 // The resolver is down or unreachable: send as little as
                 // possible (the floor), and forget what the first lost
@@ -431,6 +451,13 @@ impl BudgetController {
             return None;
         }
         self.lost_run = 0;
+        if std::mem::take(&mut self.blip) {
+            // The resolver answers again after a sample or two of silence:
+            // back to the rate before it, and this sample decides as any.
+            if let Some((rate, _)) = self.before_loss {
+                self.rate = rate;
+            }
+        }
         self.before_loss = None;
         let target = self.recover_to?;
         match self.strain(s) {

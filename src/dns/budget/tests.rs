@@ -396,6 +396,83 @@ fn an_outage_holds_the_floor_keeps_the_knee_and_recovers_in_two_samples() {
     assert!(c.rate > 0.7 * 600.0 && c.rate <= 600.0 * 1.05, "{}", c.rate);
 }
 
+/// A sample in which every probe was lost and the counters, read before,
+/// could not be read (a resolver down answers neither): the grants hold
+/// at the floor at once, before the outage is sure (starts granted then
+/// would fail their lookups), and nothing is measured: one answered
+/// sample puts the rate back where it was. A resolver that still answers
+/// its counters is not silent: every probe lost there is strain (a deep
+/// queue, or an overload its drop counter shows).
+#[test]
+fn a_silent_sample_holds_the_grants_at_once_and_measures_nothing() {
+    let mut c = BudgetController::new(1000.0, MS(250));
+    for _ in 0..100 {
+        c.on_sample(resolver(c.rate, 600.0));
+    }
+    let (rate, knee) = (c.rate, c.knee());
+    let silent = DnsSample {
+        probes: 4,
+        lost: 4,
+        latency: None,
+        fastest: None,
+        interval_s: None,
+        load_qps: None,
+        dropped: None,
+        granted_qps: None,
+        window_s: None,
+    };
+    assert_eq!(c.on_sample(silent), c.floor, "held at once");
+    assert!(!c.in_outage(), "one sample is not yet an outage");
+    assert_eq!(c.knee(), knee);
+    let back = c.on_sample(resolver(rate, 600.0));
+    assert!(
+        back >= 0.95 * rate && back <= 1.05 * rate,
+        "back to {rate}: {back}"
+    );
+    // The answered sample steers as any (the knee follows a held rate by
+    // a fraction of a percent); a silence measured as strain would have
+    // cut it to half.
+    let (k0, k1) = (knee.unwrap(), c.knee().unwrap());
+    assert!(
+        (k1 / k0 - 1.0).abs() < 0.01,
+        "a silence is not a capacity measurement: {k0} then {k1}"
+    );
+
+    // Every probe lost, and the counter shows the resolver dropping a
+    // fifth of what it received: overload, cut to what it served.
+    let mut c = BudgetController::new(1000.0, MS(250));
+    c.on_sample(resolver(c.rate, 600.0));
+    let overload = DnsSample {
+        load_qps: Some(1000.0),
+        dropped: Some(200),
+        interval_s: Some(1.0),
+        ..silent
+    };
+    let r = c.on_sample(overload);
+    assert!(r > c.floor && r <= 0.8 * 800.0 + 1e-9, "{r}");
+    // A deep queue: every probe waits past the threshold, nothing dropped
+    // yet, the counters read: strain, not a silence.
+    let mut c = BudgetController::new(1000.0, MS(250));
+    c.on_sample(resolver(c.rate, 600.0));
+    let queued = DnsSample {
+        load_qps: Some(c.rate),
+        dropped: Some(0),
+        interval_s: Some(1.0),
+        ..silent
+    };
+    let before = c.rate;
+    let r = c.on_sample(queued);
+    assert!(r > c.floor && r < before, "{r} after {before}");
+    // Without counters, silence is held only once it is an outage.
+    let mut c = BudgetController::new(1000.0, MS(250));
+    c.on_sample(DnsSample {
+        dropped: None,
+        ..CALM
+    });
+    let r = c.on_sample(silent);
+    assert!(r > c.floor, "{r}");
+}
+
 /// A resolver whose queue overflows on bursts: a sliver of drops at any
 /// rate. Under 0.2% of what it received is not strain; up to 5% holds
 /// the rate under what it served instead of cutting to drain a queue.
