@@ -13,8 +13,9 @@
 //! window that refuses a grant which would put more than the budget into any
 //! second. A retune changes the rate in place: what the schedule already
 //! promised is owed at the new rate (nothing refills, and a grant made at a
-//! crawl does not hold the next one for minutes once the rate is back). The budget in force is the lower of the
-//! operator's ceiling and the adaptive controller's rate. Requests are served
+//! crawl does not hold the next one for minutes once the rate is back).
+//! The budget in force is the lower of the operator's ceiling and the
+//! adaptive controller's rate. Requests are served
 //! in priority order (waves that unblock others first). Time is tokio's
 //! clock (virtual in rehearsals). Pausing holds admissions; a container
 //! already stopped is still started (nothing is left stopped); closing

@@ -44,6 +44,16 @@ fn free_port() -> u16 {
     }
 }
 
+/// unbound in the foreground on `conf`, its stderr to `stderr`.
+fn spawn(conf: &std::path::Path, stderr: std::fs::File) -> Child {
+    Command::new("unbound")
+        .args(["-d", "-c"])
+        .arg(conf)
+        .stderr(stderr)
+        .spawn()
+        .expect("start unbound")
+}
+
 /// An A record's address for the i-th name of a zone: 10.x.y.z.
 fn address(i: usize) -> String {
     format!("10.{}.{}.{}", (i / 65536) % 256, (i / 256) % 256, i % 256)
@@ -121,12 +131,7 @@ remote-control:
         )
         .unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let child = Command::new("unbound")
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stderr(stderr)
-            .spawn()
-            .expect("start unbound");
+        let child = spawn(&conf, stderr);
         let mut u = Unbound {
             port,
             dir,
@@ -213,13 +218,7 @@ remote-control:
             .append(true)
             .open(self.dir.path().join("stderr"))
             .unwrap();
-        let child = Command::new("unbound")
-            .args(["-d", "-c"])
-            .arg(&self.conf)
-            .stderr(stderr)
-            .spawn()
-            .expect("start unbound again");
-        self.child = Some(child);
+        self.child = Some(spawn(&self.conf, stderr));
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.control(&["status"]).is_none() {
             assert!(

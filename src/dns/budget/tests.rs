@@ -16,6 +16,19 @@ const CALM: DnsSample = DnsSample {
     window_s: None,
 };
 
+/// A resolver that answers nothing: every probe lost, no counter read.
+const SILENT: DnsSample = DnsSample {
+    probes: 4,
+    lost: 4,
+    latency: None,
+    fastest: None,
+    interval_s: None,
+    load_qps: None,
+    dropped: None,
+    granted_qps: None,
+    window_s: None,
+};
+
 /// A resolver that serves `cap` per second and drops the rest.
 fn resolver(rate: f64, cap: f64) -> DnsSample {
     let dropped = (rate - cap).max(0.0);
@@ -346,15 +359,8 @@ fn an_outage_holds_the_floor_keeps_the_knee_and_recovers_in_two_samples() {
     let (rate, knee) = (c.rate, c.knee());
     assert!(knee.is_some() && rate > 400.0, "{rate} {knee:?}");
     let down = DnsSample {
-        probes: 4,
-        lost: 4,
-        latency: None,
-        fastest: None,
-        interval_s: None,
-        load_qps: None,
-        dropped: None,
         granted_qps: Some(0.0),
-        window_s: None,
+        ..SILENT
     };
     for _ in 0..30 {
         c.on_sample(down);
@@ -410,17 +416,7 @@ fn a_silent_sample_holds_the_grants_at_once_and_measures_nothing() {
         c.on_sample(resolver(c.rate, 600.0));
     }
     let (rate, knee) = (c.rate, c.knee());
-    let silent = DnsSample {
-        probes: 4,
-        lost: 4,
-        latency: None,
-        fastest: None,
-        interval_s: None,
-        load_qps: None,
-        dropped: None,
-        granted_qps: None,
-        window_s: None,
-    };
+    let silent = SILENT;
     assert_eq!(c.on_sample(silent), c.floor, "held at once");
     assert!(!c.in_outage(), "one sample is not yet an outage");
     assert_eq!(c.knee(), knee);
